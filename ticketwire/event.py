@@ -1,0 +1,40 @@
+"""The canonical event every vendor's envelope is parsed into."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+#: Event types the workers run rules for. Others are acknowledged and counted, not processed.
+PROCESSED_EVENTS = frozenset(
+    {
+        "ticket.created",
+        "ticket.updated",
+        "ticket.status_changed",
+        "ticket.closed",
+        "ticket.assigned",
+    }
+)
+
+
+class Event(BaseModel):
+    """One verified ticket event, vendor-neutral."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vendor: str
+    type: str
+    id: str
+    tenant: str
+    created_at: datetime
+    ticket_id: str
+    ticket: dict[str, Any]
+    #: The vendor's own name for the event, when it differs from `type`.
+    raw_type: str | None = None
+
+    @property
+    def ticket_key(self) -> str:
+        """Identify the ticket across vendors and tenants: `vendor:tenant:ticket_id`."""
+        return f"{self.vendor}:{self.tenant}:{self.ticket_id}"

@@ -1,0 +1,94 @@
+"""InboxOps webhooks: verify `X-InboxOps-Signature` and parse the envelope (pure, no I/O).
+
+The signature is the lowercase hex HMAC-SHA256 of the raw body with the endpoint secret, with an
+optional `sha256=` prefix. Every active secret is tried, so secrets can be rotated without
+downtime. InboxOps signs no timestamp, so replay protection comes from the event-id dedupe window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
+
+from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.event import Event
+from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.models import Envelope
+
+SIGNATURE_HEADER = "X-InboxOps-Signature"
+VENDOR = "inboxops"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """Return the header value InboxOps would send for `body` (lowercase hex, no prefix)."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class InboxOpsWebhook:
+    """Verifier and parser for InboxOps deliveries."""
+
+    vendor = VENDOR
+    replay_headers = (SIGNATURE_HEADER, "Content-Type", "User-Agent")
+
+    def __init__(self, secrets: Sequence[Secret]) -> None:
+        if not secrets:
+            raise ValueError("at least one webhook secret is required")
+        self._keys = tuple(s.reveal().encode() for s in secrets)
+
+    def __repr__(self) -> str:
+        return f"InboxOpsWebhook(secrets=<{len(self._keys)} hidden>)"
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `InvalidSignature` unless some active secret signed `body`."""
+        value = headers.get(SIGNATURE_HEADER)
+        if not value:
+            raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
+        value = value.strip()
+        if value[:7].lower() == "sha256=":
+            value = value[7:]
+        try:
+            given = bytes.fromhex(value)
+        except ValueError:
+            raise InvalidSignature(
+                f"malformed {SIGNATURE_HEADER}: expected hex HMAC-SHA256, optionally 'sha256=<hex>'"
+            ) from None
+        matched = False
+        for key in self._keys:
+            # Compare against every secret, not just until the first match, so the time taken
+            # does not reveal which secret (or how many) matched.
+            expected = hmac.new(key, body, hashlib.sha256).digest()
+            matched |= hmac.compare_digest(expected, given)
+        if not matched:
+            raise InvalidSignature(
+                f"{SIGNATURE_HEADER} does not match any active secret "
+                "(check INBOXOPS_WEBHOOK_SECRETS against the endpoint's secret)"
+            )
+
+    def parse(self, body: bytes) -> Event:
+        """Parse the raw body into an `Event`, naming the first bad field on failure."""
+        try:
+            env = Envelope.model_validate_json(body)
+        except ValidationError as exc:
+            raise _malformed(exc) from None
+        return Event(
+            vendor=VENDOR,
+            type=env.event,
+            id=env.event_id,
+            tenant=env.tenant_id,
+            created_at=env.created_at,
+            ticket_id=env.data.id,
+            ticket=env.data.model_dump(mode="json"),
+        )
+
+
+def _malformed(exc: ValidationError) -> MalformedEvent:
+    err = exc.errors(include_url=False)[0]
+    if err["type"] == "json_invalid":
+        return MalformedEvent(f"body is not valid JSON: {err['msg']}")
+    field = ".".join(str(p) for p in err["loc"]) or None
+    if err["type"] == "missing":
+        return MalformedEvent("required field is missing", field=field)
+    return MalformedEvent(err["msg"], field=field)
