@@ -1,19 +1,19 @@
 """The one error tree of ticketwire.
 
-    TicketwireError
-    ├── ConfigError(variable, expected)          start-up stops with the message
-    ├── InvalidSignature(reason)                 receiver → 401
-    ├── MalformedEvent(field, message)           receiver → 400
-    ├── RuleConfigError(file, line, rule, ...)   worker start / `ticketwire check` → exit 1
-    └── HelpdeskError                            anything the helpdesk API answered or failed to
-        ├── HelpdeskUnavailable                  timeout, connection refused: retry with backoff
-        └── HelpdeskHTTPError(status, code, detail, request_id)
-            ├── ClientError (4xx)                dead letter, no retry
-            │   ├── Unauthorized (401)
-            │   ├── Forbidden (403)              `forbidden` or `insufficient_scope`
-            │   ├── NotFound (404)
-            │   └── RateLimited (429, retry_after)   defer the work by retry_after
-            └── ServerError (5xx)                retry with backoff, then dead letter
+TicketwireError
+├── ConfigError(variable, expected)          start-up stops with the message
+├── InvalidSignature(reason)                 receiver → 401
+├── MalformedEvent(field, message)           receiver → 400
+├── RuleConfigError(file, line, rule, ...)   worker start / `ticketwire check` → exit 1
+└── HelpdeskError                            anything the helpdesk API answered or failed to
+    ├── HelpdeskUnavailable                  timeout, connection refused: retry with backoff
+    └── HelpdeskHTTPError(status, code, detail, request_id)
+        ├── ClientError (4xx)                dead letter, no retry
+        │   ├── Unauthorized (401)
+        │   ├── Forbidden (403)              `forbidden` or `insufficient_scope`
+        │   ├── NotFound (404)
+        │   └── RateLimited (429, retry_after)   defer the work by retry_after
+        └── ServerError (5xx)                retry with backoff, then dead letter
 """
 
 from __future__ import annotations

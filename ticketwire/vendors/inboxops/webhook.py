@@ -30,8 +30,8 @@ def sign(body: bytes, secret: str) -> str:
 class InboxOpsWebhook:
     """Verifier and parser for InboxOps deliveries."""
 
-    vendor = VENDOR
-    replay_headers = (SIGNATURE_HEADER, "Content-Type", "User-Agent")
+    vendor: str = VENDOR
+    replay_headers: tuple[str, ...] = (SIGNATURE_HEADER, "Content-Type", "User-Agent")
 
     def __init__(self, secrets: Sequence[Secret]) -> None:
         if not secrets:

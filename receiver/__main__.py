@@ -1,0 +1,43 @@
+"""`python -m receiver`: the Procfile's `web` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from aiohttp import web
+
+from receiver.app import create_app, vendor_intakes
+from ticketwire.config import Settings
+from ticketwire.errors import ConfigError
+from ticketwire.logs import setup_logging
+from ticketwire.redisconn import connect
+
+
+def main() -> None:
+    """Read settings from the environment and serve until stopped."""
+    try:
+        settings = Settings.from_env(os.environ, role="web")
+    except ConfigError as exc:
+        sys.exit(f"ticketwire web: configuration error: {exc}")
+    setup_logging(settings.log_level)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+        pass
+    assert settings.redis_url is not None  # guaranteed by role="web"
+    redis = connect(settings.redis_url)
+    app = create_app(settings, redis, vendor_intakes(settings))
+
+    async def close_redis(app: web.Application) -> None:
+        await redis.aclose()
+
+    app.on_cleanup.append(close_redis)
+    web.run_app(app, host="0.0.0.0", port=settings.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

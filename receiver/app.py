@@ -1,0 +1,55 @@
+"""Build the receiver's aiohttp application from settings and a Redis client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from receiver.health import healthz, readyz
+from receiver.intake import Intake
+from receiver.webhook import WebhookHandler
+from ticketwire.config import Settings
+from ticketwire.keys import Keys
+from ticketwire.vendors import WebhookIntake
+
+intake_key = web.AppKey("intake", Intake)
+
+
+def create_app(
+    settings: Settings, redis: Redis, vendors: Sequence[WebhookIntake]
+) -> web.Application:
+    """Return the app with `/webhooks/<vendor>` per vendor, `/healthz` and `/readyz`."""
+    # One byte over the limit is enough for aiohttp to refuse a chunked body that is too large.
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    intake = Intake(
+        redis,
+        Keys(settings.key_prefix),
+        partitions=settings.partitions,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+    )
+    app[intake_key] = intake
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await intake.start()
+        yield
+        await intake.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    for vendor in vendors:
+        handler = WebhookHandler(vendor, intake, max_body_bytes=settings.max_body_bytes)
+        app.router.add_post(f"/webhooks/{vendor.vendor}", handler.__call__)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz(redis))
+    return app
+
+
+def vendor_intakes(settings: Settings) -> list[WebhookIntake]:
+    """The webhook seams of every vendor configured in `settings`."""
+    from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
+
+    intakes: list[WebhookIntake] = []
+    if settings.inboxops.webhook_secrets:
+        intakes.append(InboxOpsWebhook(settings.inboxops.webhook_secrets))
+    return intakes

@@ -1,0 +1,164 @@
+"""Durable intake: concurrent deliveries share one atomic Redis write (group commit).
+
+Each request waits for its own outcome, but while one batch is in flight to Redis the next
+requests queue up and go together in the next call. One Lua script per batch dedupes every
+event id (SET ... EX within the script), appends new deliveries to their partition streams and
+bumps the counters: one round trip and one command for many events, with no pickling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from ticketwire.keys import Keys, partition_of
+from ticketwire.stored import StoredDelivery
+
+log = logging.getLogger("ticketwire.receiver")
+
+Outcome = Literal["stored", "duplicate"]
+
+# KEYS[1] = stats hash, then (seen key, stream key) per delivery.
+# ARGV[1] = dedupe TTL seconds, ARGV[2] = number of ignored-event counters that follow,
+# then the counter names, then 7 fields per delivery (see StoredDelivery.to_fields).
+_STORE_LUA = """
+local ttl = tonumber(ARGV[1])
+local n_ignored = tonumber(ARGV[2])
+local a = 3
+for _ = 1, n_ignored do
+  redis.call('HINCRBY', KEYS[1], ARGV[a], 1)
+  a = a + 1
+end
+local out = {}
+local accepted, duplicate = 0, 0
+for i = 1, (#KEYS - 1) / 2 do
+  local seen = KEYS[2 * i]
+  if redis.call('EXISTS', seen) == 1 then
+    out[i] = 'dup:' .. (redis.call('GET', seen) or '')
+    duplicate = duplicate + 1
+  else
+    local id = redis.call('XADD', KEYS[2 * i + 1], '*',
+      'v', ARGV[a], 'i', ARGV[a + 1], 'y', ARGV[a + 2], 'k', ARGV[a + 3],
+      't', ARGV[a + 4], 'h', ARGV[a + 5], 'b', ARGV[a + 6])
+    redis.call('SET', seen, id, 'EX', ttl)
+    out[i] = id
+    accepted = accepted + 1
+  end
+  a = a + 7
+end
+if accepted > 0 then redis.call('HINCRBY', KEYS[1], 'accepted', accepted) end
+if duplicate > 0 then redis.call('HINCRBY', KEYS[1], 'duplicate', duplicate) end
+return out
+"""
+
+_FIELD_ORDER = ("v", "i", "y", "k", "t", "h", "b")
+
+
+@dataclass
+class _Pending:
+    delivery: StoredDelivery | None
+    ignored: str | None
+    future: asyncio.Future[str]
+
+
+class Intake:
+    """Store deliveries durably; `store()` returns only after Redis acknowledged the write."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        partitions: int,
+        dedupe_ttl_s: float,
+        max_batch: int = 256,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._partitions = partitions
+        self._ttl = max(1, int(dedupe_ttl_s))
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sha: str | None = None
+        self.batches = 0
+        self.items = 0
+
+    async def start(self) -> None:
+        """Load the script and start the batching task."""
+        self._sha = await self._redis.script_load(_STORE_LUA)
+        self._task = asyncio.create_task(self._run(), name="ticketwire-intake")
+
+    async def close(self) -> None:
+        """Stop batching; requests still waiting get an error rather than a false 2xx."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for p in self._pending:
+            if not p.future.done():
+                p.future.set_exception(ConnectionError("receiver is shutting down"))
+        self._pending.clear()
+
+    async def store(self, delivery: StoredDelivery) -> tuple[Outcome, str]:
+        """Store one delivery; return ("stored", entry id) or ("duplicate", first entry id)."""
+        entry = await self._submit(delivery, None)
+        if entry.startswith("dup:"):
+            return "duplicate", entry[4:]
+        return "stored", entry
+
+    async def count_ignored(self, vendor: str, event_type: str) -> None:
+        """Count a validly signed delivery of a type no rule engine step handles."""
+        await self._submit(None, f"ignored:{vendor}:{event_type}")
+
+    async def _submit(self, delivery: StoredDelivery | None, ignored: str | None) -> str:
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(delivery, ignored, fut))
+        self._wake.set()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    results = await self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - every waiter must learn it was not stored
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.items += len(batch)
+                for p, r in zip(batch, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(r)
+
+    async def _write(self, batch: list[_Pending]) -> list[str]:
+        keys: list[str] = [self._keys.stats]
+        ignored = [p.ignored for p in batch if p.ignored is not None]
+        args: list[Any] = [self._ttl, len(ignored), *ignored]
+        stores = [p.delivery for p in batch if p.delivery is not None]
+        for d in stores:
+            part = partition_of(d.ticket_key, self._partitions)
+            keys += [self._keys.seen(d.vendor, d.event_id), self._keys.stream(part)]
+            fields = d.to_fields()
+            args += [fields[f] for f in _FIELD_ORDER]
+        try:
+            raw = await self._redis.evalsha(self._sha or "", len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            # Redis restarted (or flushed scripts) since start: load it again once.
+            self._sha = await self._redis.script_load(_STORE_LUA)
+            raw = await self._redis.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]
+        ids = iter([r.decode() if isinstance(r, bytes) else str(r) for r in raw])
+        return [next(ids) if p.delivery is not None else "" for p in batch]

@@ -1,0 +1,1 @@
+"""ticketwire: automation engine for helpdesk ticket webhooks."""

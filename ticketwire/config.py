@@ -1,0 +1,193 @@
+"""Settings read once from the environment, at the edge; the only reader of `os.environ`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from ticketwire.errors import ConfigError
+from ticketwire.secret import Secret
+
+Role = Literal["web", "worker", "up", "check"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class InboxOpsSettings:
+    """Everything ticketwire needs to talk to one InboxOps workspace."""
+
+    webhook_secrets: tuple[Secret, ...] = ()
+    api_url: str | None = None
+    api_key: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration of every process; see the README's configuration table."""
+
+    redis_url: str | None = None
+    port: int = 8000
+    rules_dir: Path = Path("rules")
+    inboxops: InboxOpsSettings = field(default_factory=InboxOpsSettings)
+    max_body_bytes: int = 256 * 1024
+    dedupe_ttl_s: float = 72 * 3600.0
+    retention_s: float = 72 * 3600.0
+    key_prefix: str = "tw:"
+    partitions: int = 16
+    worker_concurrency: int = 200
+    lease_ttl_s: float = 15.0
+    http_timeout_s: float = 10.0
+    max_attempts: int = 6
+    echo_window_s: float = 600.0
+    fuse_per_hour: int = 10
+    log_level: str = "INFO"
+    data_dir: Path = Path(".ticketwire")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
+        """Build settings from `environ`; raise `ConfigError` naming the first bad variable.
+
+        `role` says which process reads them: `web` needs webhook secrets and REDIS_URL, `worker`
+        needs REDIS_URL and the helpdesk API; `up` fills every gap with embedded defaults.
+        """
+        env = _Env(environ)
+        redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+        secrets = env.secrets("INBOXOPS_WEBHOOK_SECRETS")
+        api_url = env.url("INBOXOPS_API_URL", schemes=("http", "https"))
+        api_key = env.text("INBOXOPS_API_KEY")
+        if api_key is not None and not api_key.startswith("ixk_"):
+            raise ConfigError("INBOXOPS_API_KEY", "an InboxOps API key starting with 'ixk_'")
+        settings = cls(
+            redis_url=redis_url,
+            port=env.integer("PORT", 8000, low=1, high=65535),
+            rules_dir=Path(env.text("TICKETWIRE_RULES") or "rules"),
+            inboxops=InboxOpsSettings(
+                webhook_secrets=secrets,
+                api_url=api_url,
+                api_key=Secret(api_key) if api_key else None,
+            ),
+            max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
+            dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
+            retention_s=env.duration("TICKETWIRE_RETENTION", 72 * 3600.0),
+            key_prefix=env.text("TICKETWIRE_KEY_PREFIX") or "tw:",
+            partitions=env.integer("TICKETWIRE_PARTITIONS", 16, low=1, high=1024),
+            worker_concurrency=env.integer("TICKETWIRE_CONCURRENCY", 200, low=1, high=10_000),
+            lease_ttl_s=env.duration("TICKETWIRE_LEASE_TTL", 15.0),
+            http_timeout_s=env.duration("TICKETWIRE_HTTP_TIMEOUT", 10.0),
+            max_attempts=env.integer("TICKETWIRE_MAX_ATTEMPTS", 6, low=1, high=100),
+            echo_window_s=env.duration("TICKETWIRE_ECHO_WINDOW", 600.0),
+            fuse_per_hour=env.integer("TICKETWIRE_FUSE_PER_HOUR", 10, low=1, high=100_000),
+            log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),
+            data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
+        )
+        settings.require(role)
+        return settings
+
+    def require(self, role: Role) -> None:
+        """Raise `ConfigError` if a variable this role cannot run without is unset."""
+        if role in ("web", "worker") and not self.redis_url:
+            raise ConfigError(
+                "REDIS_URL",
+                "the redis:// URL of the Redis shared by web and worker "
+                "(for a local all-in-one run, use `ticketwire up`)",
+            )
+        if role == "web" and not self.inboxops.webhook_secrets:
+            raise ConfigError(
+                "INBOXOPS_WEBHOOK_SECRETS",
+                "the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
+            )
+        if role == "worker":
+            if not self.inboxops.api_url:
+                raise ConfigError(
+                    "INBOXOPS_API_URL",
+                    "the origin of your InboxOps app, e.g. https://app.inboxops.app",
+                )
+            if not self.inboxops.api_key:
+                raise ConfigError("INBOXOPS_API_KEY", "a read-and-write API key (ixk_…)")
+
+
+class _Env:
+    """Typed accessors over an environment mapping; empty values count as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"an integer from {low} to {high}", raw) from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"an integer from {low} to {high}", raw)
+        return value
+
+    def duration(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        m = _DURATION.match(raw.lower())
+        if not m or float(m.group(1)) <= 0:
+            raise ConfigError(name, "a positive duration such as 30s, 15m, 72h or 3d", raw)
+        return float(m.group(1)) * _UNITS[m.group(2)]
+
+    def size(self, name: str, default: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        m = _SIZE.match(raw)
+        if not m or int(m.group(1)) <= 0:
+            raise ConfigError(name, "a positive size in bytes, or with a unit: 256KiB, 1MiB", raw)
+        unit = (m.group(2) or "b").lower()
+        return int(m.group(1)) * _SIZE_UNITS[unit]
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.upper() not in choices:
+            raise ConfigError(name, f"one of {', '.join(choices)}", raw)
+        return raw.upper()
+
+    def url(self, name: str, *, schemes: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parsed = urlparse(raw)
+        if parsed.scheme not in schemes or not (parsed.netloc or parsed.path):
+            shown = " or ".join(f"{s}://…" for s in schemes)
+            # Never echo a URL back: it may carry a password.
+            raise ConfigError(name, f"a URL starting with {shown}")
+        return raw
+
+    def secrets(self, name: str) -> tuple[Secret, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        parts = [p.strip() for p in raw.split(",")]
+        if any(not p for p in parts):
+            raise ConfigError(name, "comma-separated secrets with no empty entries")
+        return tuple(Secret(p) for p in parts)

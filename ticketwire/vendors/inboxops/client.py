@@ -1,0 +1,370 @@
+"""InboxOps REST client (`/api/v1`): tickets, bulk actions, paged listing, planned calls.
+
+The client is thin on purpose: one request per call, no retries and no sleeping. Failures come
+back as the error tree (`HelpdeskUnavailable`, `RateLimited`, ...) and the worker decides from
+the error type whether to retry, defer or dead-letter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ticketwire.calls import ApiCall, ApiResult
+from ticketwire.errors import ConfigError, HelpdeskHTTPError, HelpdeskUnavailable, ServerError
+from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
+from ticketwire.vendors.inboxops.problems import error_from_response
+
+VENDOR = "inboxops"
+API_PREFIX = "/api/v1"
+KEY_PREFIX = "ixk_"
+#: InboxOps accepts at most this many distinct `custom_field_<key>` filters per request.
+MAX_CUSTOM_FIELD_FILTERS = 10
+#: The value of a `custom_field_<key>` filter that matches tickets with no stored value.
+EMPTY = "__empty__"
+
+#: Filters `GET /tickets` accepts (besides `custom_fields`, which expands to `custom_field_<key>`).
+LIST_FILTERS: tuple[str, ...] = (
+    "query",
+    "q",
+    "status",
+    "inbox_id",
+    "assignee_id",
+    "priority",
+    "tag_ids",
+    "created_after",
+    "created_before",
+    "updated_after",
+    "updated_before",
+    "sort",
+    "order",
+)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class InboxOpsClient:
+    """Async client for one InboxOps workspace (the API key identifies the workspace)."""
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout: float = 10.0,
+        user_agent: str = "ticketwire/0.1",
+    ) -> None:
+        if not api_key.reveal().startswith(KEY_PREFIX):
+            raise ConfigError("INBOXOPS_API_KEY", "a key starting with 'ixk_' from Settings → API")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+        self._session = session
+        self._base = _api_base(base_url)
+        self._key = api_key
+        self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+
+    def __repr__(self) -> str:
+        return (
+            f"InboxOpsClient(base_url={self._base!r}, api_key={self._key!r}, "
+            f"timeout={self._timeout!r})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root every path is relative to, e.g. `https://app.inboxops.app/api/v1`."""
+        return self._base
+
+    async def get_ticket(self, ticket_id: str, *, include: Sequence[str] = ()) -> dict[str, Any]:
+        """Fetch one ticket by id or ticket number; `include` adds e.g. `tags`, `contact`."""
+        params = {"include": _join(include)} if include else None
+        result = await self._request("GET", _ticket_path(ticket_id), params=params)
+        return _data_object(result, "GET", _ticket_path(ticket_id))
+
+    async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH the given fields (`assignee_id=None` unassigns); return the updated ticket."""
+        unknown = sorted(set(fields) - set(PATCH_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"InboxOps cannot PATCH {', '.join(unknown)}; accepted: {', '.join(PATCH_FIELDS)}"
+            )
+        if not fields:
+            raise ValueError("update_ticket needs at least one field to change")
+        path = _ticket_path(ticket_id)
+        result = await self._request("PATCH", path, json=_jsonable(fields))
+        return _data_object(result, "PATCH", path)
+
+    async def bulk(
+        self, operation: str, ticket_ids: Sequence[str], **params: Any
+    ) -> dict[str, Any]:
+        """Run one bulk action; return `{operation, updated, tags_added, tags_removed}`."""
+        body = bulk_body(operation, ticket_ids, **params)
+        result = await self._request("POST", "/tickets/bulk", json=body)
+        return _data_object(result, "POST", "/tickets/bulk")
+
+    def list_tickets(self, *, per_page: int = 100, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over every matching ticket, page by page from page 1.
+
+        The filters are checked now, so a bad filter raises before any request is made.
+        """
+        if per_page < 1:
+            raise ValueError(f"per_page must be at least 1, got {per_page}")
+        params = list_params(filters)
+        return self._iterate(per_page, params)
+
+    async def list_page(
+        self, *, page: int, per_page: int, **filters: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Fetch one page of tickets; return the tickets and `meta` (`page, per_page, total`)."""
+        return await self._page(page, per_page, list_params(filters))
+
+    async def send(self, call: ApiCall) -> ApiResult:
+        """Send a planned call as-is; its path is relative to `/api/v1`."""
+        if call.vendor != VENDOR:
+            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
+        if not call.path.startswith("/"):
+            raise ValueError(f"call path must start with '/': {call.describe()}")
+        method = call.method.upper()
+        body = call.body if method in _BODY_METHODS else None
+        return await self._request(method, call.path, json=body)
+
+    async def _iterate(
+        self, per_page: int, params: dict[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        page, seen = 1, 0
+        while True:
+            items, meta = await self._page(page, per_page, params)
+            for item in items:
+                yield item
+            seen += len(items)
+            # The server may cap per_page below what was asked; a page is "short" only
+            # against the size the server says it used.
+            size = _int(meta.get("per_page")) or per_page
+            total = _int(meta.get("total"))
+            if not items or len(items) < size or (total is not None and seen >= total):
+                return
+            page += 1
+
+    async def _page(
+        self, page: int, per_page: int, params: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        query = {**params, "page": str(page), "per_page": str(per_page)}
+        result = await self._request("GET", "/tickets", params=query)
+        body = result.body
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
+        meta = body.get("meta")
+        return body["data"], meta if isinstance(meta, dict) else {}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> ApiResult:
+        """Do one HTTP exchange: the only place this client touches the network."""
+        request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {self._key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+            "X-Request-Id": request_id,
+        }
+        started = time.monotonic()
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=json,
+                params=params,
+                headers=headers,
+                timeout=self._client_timeout,
+                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise HelpdeskUnavailable(
+                f"InboxOps {method} {path} failed: {self._cause(exc)} (request {request_id}); "
+                "retry later"
+            ) from exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if not 200 <= status < 300:
+            raise error_from_response(status, resp_headers, raw, request_id=request_id)
+        body = _parse_body(raw, status, resp_headers, request_id)
+        if isinstance(body, ServerError):
+            raise body
+        return ApiResult(
+            status=status,
+            body=body,
+            request_id=resp_headers.get("X-Request-Id") or request_id,
+            elapsed_ms=elapsed_ms,
+            headers=dict(resp_headers),
+        )
+
+    def _cause(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no response within {self._timeout:g}s"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return "the server closed the connection before answering"
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or str(exc.os_error)
+            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
+        return f"{type(exc).__name__}: {exc}"
+
+
+def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
+    """Turn `list_tickets` filters into query parameters (lists comma-joined, datetimes in UTC).
+
+    `custom_fields={"plan": "pro"}` becomes `custom_field_plan=pro`; a `None` value there becomes
+    `__empty__` (no stored value). Other `None` filters are left out.
+    """
+    params: dict[str, str] = {}
+    for name, value in filters.items():
+        if name == "custom_fields":
+            params.update(_custom_field_params(value))
+        elif name not in LIST_FILTERS:
+            raise ValueError(
+                f"unknown ticket filter {name!r}; accepted: "
+                f"{', '.join(LIST_FILTERS)}, custom_fields"
+            )
+        elif value is not None:
+            params[name] = _query_value(name, value)
+    return params
+
+
+def bulk_body(operation: str, ticket_ids: Sequence[str], **params: Any) -> dict[str, Any]:
+    """Build the `POST /tickets/bulk` body, checking the operation and the ids."""
+    if operation not in BULK_OPERATIONS:
+        raise ValueError(
+            f"unknown bulk operation {operation!r}; accepted: {', '.join(BULK_OPERATIONS)}"
+        )
+    if isinstance(ticket_ids, str | bytes):
+        raise TypeError("ticket_ids must be a sequence of ids, not a single string")
+    if not ticket_ids:
+        raise ValueError("bulk needs at least one ticket id")
+    return {"operation": operation, "ticket_ids": [str(t) for t in ticket_ids], **_jsonable(params)}
+
+
+def iso_utc(value: datetime) -> str:
+    """Format an aware datetime as ISO 8601 in UTC with a `Z` suffix."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{value!r} has no time zone; pass an aware datetime (e.g. datetime.now(UTC))"
+        )
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _custom_field_params(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError("custom_fields must be a mapping of field_key to value")
+    if len(value) > MAX_CUSTOM_FIELD_FILTERS:
+        raise ValueError(
+            f"InboxOps accepts at most {MAX_CUSTOM_FIELD_FILTERS} custom field filters per "
+            f"request, got {len(value)}: {', '.join(map(str, value))}"
+        )
+    params = {}
+    for key, field_value in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"custom field keys must be non-empty strings, got {key!r}")
+        name = f"custom_field_{key}"
+        params[name] = EMPTY if field_value is None else _query_value(name, field_value)
+    return params
+
+
+def _query_value(name: str, value: Any) -> str:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, Sequence):
+        return _join(value)
+    raise TypeError(f"filter {name!r}: cannot send a {type(value).__name__} as a query value")
+
+
+def _join(values: Sequence[Any]) -> str:
+    if isinstance(values, str):
+        return values
+    return ",".join(str(v) for v in values)
+
+
+def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+
+
+def _api_base(base_url: str) -> str:
+    url = URL(base_url.strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            "INBOXOPS_API_URL", "the InboxOps app origin, e.g. https://app.inboxops.app", base_url
+        )
+    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+def _ticket_path(ticket_id: str) -> str:
+    text = str(ticket_id)
+    if not text:
+        raise ValueError("ticket id is empty")
+    return "/tickets/" + quote(text, safe="")
+
+
+def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    # A 2xx that is not JSON is usually a proxy or login page in front of the API. Whether the
+    # request was applied is unknown; InboxOps writes are idempotent, so a retry is safe.
+    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
+    kind = headers.get("Content-Type") or "no content type"
+    return ServerError(
+        status,
+        detail=f"expected a JSON body, got {kind}: {snippet!r}; check the base URL, then retry",
+        request_id=headers.get("X-Request-Id") or request_id,
+    )
+
+
+def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
+    body = result.body
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        data: dict[str, Any] = body["data"]
+        return data
+    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
+
+
+def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
+    shown = repr(result.body)
+    if len(shown) > 200:
+        shown = shown[:199] + "…"
+    return HelpdeskHTTPError(
+        result.status,
+        detail=f"{method} {path}: expected {wanted}, got {shown}",
+        request_id=result.request_id,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

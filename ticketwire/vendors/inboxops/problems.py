@@ -1,0 +1,228 @@
+"""Turn an InboxOps error response into the error tree (pure, no I/O).
+
+Three body shapes are understood:
+
+- RFC 7807 `application/problem+json` `{type, title, status, detail, code, instance}`, which the
+  InboxOps guide documents for every `/api/v1` error;
+- the `{error, message, code, details}` shape shown on the generated endpoint pages, where `code` is
+  the numeric status;
+- anything else (an HTML page from a proxy, an empty body, plain text): status plus a snippet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from ticketwire.errors import (
+    ClientError,
+    Forbidden,
+    HelpdeskHTTPError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+)
+
+#: Seconds to wait after a 429 that says nothing about when to come back.
+DEFAULT_RETRY_AFTER = 60.0
+#: Longest body excerpt quoted in an error message.
+SNIPPET_CHARS = 200
+#: Longest body text kept on the error for logs and the dead-letter list.
+BODY_CHARS = 2000
+
+_ADVICE: dict[int, str] = {
+    400: "fix the request: InboxOps rejected a parameter or body field",
+    401: "check INBOXOPS_API_KEY: the key is missing, malformed, expired or revoked",
+    404: "check the id: it does not exist in the API key's workspace",
+    405: "the endpoint does not accept this method",
+    409: "the change conflicts with existing data (e.g. a duplicate name)",
+}
+_FORBIDDEN_ADVICE = (
+    "the workspace has no API access (the api_webhooks entitlement); "
+    "enable it on the plan or use a key of a workspace that has it"
+)
+_SCOPE_ADVICE = "the key is read-only; create a read-and-write key under Settings → API"
+_SERVER_ADVICE = "InboxOps failed to handle the request; it is safe to retry later"
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> HelpdeskHTTPError:
+    """Build the error for a non-2xx answer.
+
+    `request_id` is the correlation id the request carried; it is used when the response names
+    none. `now` anchors an HTTP-date `Retry-After` (default: the current time).
+    """
+    text = body.decode("utf-8", errors="replace")
+    doc = _json_object(text)
+    title: str | None = None
+    detail: str | None = None
+    code: str | None = None
+    instance_id: str | None = None
+    if doc is not None and _is_legacy(doc):
+        title = _str(doc.get("error"))
+        detail = _str(doc.get("message")) or title
+        detail = _with_field_errors(detail, doc.get("details"))
+    elif doc is not None and _is_problem(doc):
+        title = _str(doc.get("title"))
+        code = _str(doc.get("code")) or _last_segment(_str(doc.get("type")))
+        detail = _str(doc.get("detail")) or title
+        detail = _with_field_errors(
+            detail, doc.get("errors") or doc.get("invalid_params") or doc.get("details")
+        )
+        instance_id = _last_segment(_str(doc.get("instance")))
+    else:
+        kind = _header(headers, "Content-Type") or "no content type"
+        snippet = _snippet(text)
+        detail = f"unexpected {kind} response: {snippet}" if snippet else "empty response body"
+
+    rid = _header(headers, "X-Request-Id") or instance_id or request_id
+    detail = _advise(status, code, detail)
+    kept = text[:BODY_CHARS] or None
+    if status == 429:
+        retry_after = _retry_after(headers, doc, now)
+        detail = f"{detail}; retry after {retry_after:g}s"
+        return RateLimited(
+            status, retry_after=retry_after, code=code, detail=detail, request_id=rid, body=kept
+        )
+    cls = _class_for(status)
+    return cls(status, code=code, detail=detail, request_id=rid, body=kept)
+
+
+def parse_retry_after(value: str, *, now: datetime | None = None) -> float | None:
+    """Read a `Retry-After` value: delta-seconds or an HTTP-date; None if it is neither."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        # A negative or non-finite delay is as good as none; fall back to the next source.
+        return seconds if 0 <= seconds < float("inf") else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _class_for(status: int) -> type[HelpdeskHTTPError]:
+    exact: dict[int, type[HelpdeskHTTPError]] = {
+        401: Unauthorized,
+        403: Forbidden,
+        404: NotFound,
+    }
+    if status in exact:
+        return exact[status]
+    if 400 <= status < 500:
+        return ClientError
+    if status >= 500:
+        return ServerError
+    return HelpdeskHTTPError
+
+
+def _advise(status: int, code: str | None, detail: str | None) -> str:
+    if status == 403:
+        advice = _SCOPE_ADVICE if code == "insufficient_scope" else _FORBIDDEN_ADVICE
+    elif status >= 500:
+        advice = _SERVER_ADVICE
+    elif 300 <= status < 400:
+        advice = "InboxOps redirected the request; set the base URL to the app's final origin"
+    else:
+        advice = _ADVICE.get(status, "")
+    parts = [p for p in (detail, advice) if p]
+    return "; ".join(parts) or f"HTTP {status}"
+
+
+def _retry_after(
+    headers: Mapping[str, str], doc: dict[str, Any] | None, now: datetime | None
+) -> float:
+    header = _header(headers, "Retry-After")
+    if header is not None:
+        parsed = parse_retry_after(header, now=now)
+        if parsed is not None:
+            return parsed
+    if doc is not None:
+        for key in ("retryAfter", "retry_after"):
+            value = doc.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+            if isinstance(value, str):
+                parsed = parse_retry_after(value, now=now)
+                if parsed is not None:
+                    return parsed
+    return DEFAULT_RETRY_AFTER
+
+
+def _with_field_errors(detail: str | None, details: Any) -> str | None:
+    """Append `field: message` pairs so a 400 names what to fix."""
+    if not isinstance(details, list):
+        return detail
+    pairs = []
+    for item in details:
+        if not isinstance(item, dict):
+            continue
+        field = item.get("field") or item.get("name") or item.get("param") or item.get("pointer")
+        message = item.get("message") or item.get("reason") or item.get("detail")
+        if field or message:
+            pairs.append(f"{field}: {message}" if field and message else str(field or message))
+    if not pairs:
+        return detail
+    listed = "; ".join(pairs)
+    return f"{detail} ({listed})" if detail else listed
+
+
+def _is_legacy(doc: Mapping[str, Any]) -> bool:
+    return "error" in doc and "type" not in doc and not isinstance(doc.get("code"), str)
+
+
+def _is_problem(doc: Mapping[str, Any]) -> bool:
+    return any(k in doc for k in ("type", "title", "detail", "code"))
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value or None
+
+
+def _last_segment(uri: str | None) -> str | None:
+    if not uri:
+        return None
+    segment = uri.rstrip("/").rsplit("/", 1)[-1]
+    return segment if segment and segment != "about:blank" else None
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text or None
+
+
+def _snippet(text: str) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
