@@ -17,3 +17,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log repeats what our own step lines say; arq logs every job start.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # A later dictConfig (arq's CLI runs one) disables loggers created before it; undo that.
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if name.startswith("ticketwire") and isinstance(logger, logging.Logger):
+            logger.disabled = False

@@ -69,19 +69,24 @@ class InboxOpsWebhook:
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""
-        try:
-            env = Envelope.model_validate_json(body)
-        except ValidationError as exc:
-            raise _malformed(exc) from None
-        return Event(
-            vendor=VENDOR,
-            type=env.event,
-            id=env.event_id,
-            tenant=env.tenant_id,
-            created_at=env.created_at,
-            ticket_id=env.data.id,
-            ticket=env.data.model_dump(mode="json"),
-        )
+        return parse(body)
+
+
+def parse(body: bytes) -> Event:
+    """Parse a raw InboxOps delivery into an `Event`, or raise `MalformedEvent`."""
+    try:
+        env = Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        raise _malformed(exc) from None
+    return Event(
+        vendor=VENDOR,
+        type=env.event,
+        id=env.event_id,
+        tenant=env.tenant_id,
+        created_at=env.created_at,
+        ticket_id=env.data.id,
+        ticket=env.data.model_dump(mode="json"),
+    )
 
 
 def _malformed(exc: ValidationError) -> MalformedEvent:

@@ -1,0 +1,1 @@
+"""The `ticketwire` command: run everything locally, check rules, run the simulator."""

@@ -1,0 +1,198 @@
+"""Assemble a worker: rules, vendor clients, outbox, loop guard, consumer, and arq's job table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from arq import func
+from arq.connections import ArqRedis, RedisSettings
+
+from ticketwire.config import Settings
+from ticketwire.engine import Router, load_rules
+from ticketwire.keys import Keys
+from ticketwire.logs import setup_logging
+from ticketwire.redisconn import connect
+from ticketwire.vendors import HelpdeskClient
+from workers.consumer import Consumer
+from workers.loopguard import LoopGuard
+from workers.outbox import Outbox, OutboxPolicy
+from workers.pipeline import Pipeline, VendorRuntime
+
+log = logging.getLogger("ticketwire.worker")
+
+#: How often in-process counters are added to the shared stats hash.
+STATS_FLUSH_S = 1.0
+
+
+def worker_id() -> str:
+    """A readable, unique id: the PaaS dyno name or host, the pid, and a random suffix."""
+    base = os.environ.get("DYNO") or socket.gethostname()
+    return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def vendor_runtimes(
+    settings: Settings, session: aiohttp.ClientSession
+) -> dict[str, VendorRuntime]:
+    """Build each configured vendor's parser, planner and API client."""
+    from ticketwire.vendors.inboxops import actions, webhook
+    from ticketwire.vendors.inboxops.client import InboxOpsClient
+
+    client: HelpdeskClient | None = None
+    io = settings.inboxops
+    if io.api_url and io.api_key:
+        client = InboxOpsClient(session, io.api_url, io.api_key, timeout=settings.http_timeout_s)
+    return {"inboxops": VendorRuntime(parse=webhook.parse, plan=actions.plan, client=client)}
+
+
+async def drain_outbox(ctx: dict[str, Any], ticket_key: str) -> None:
+    """arq job: send a ticket's queued write-backs once its wait (429, backoff) is over."""
+    outbox: Outbox = ctx["outbox"]
+    await outbox.drain(ticket_key)
+
+
+def _dumps(obj: Any) -> bytes:
+    # JSON, not pickle: jobs stay readable, survive deploys and cost a fraction to encode.
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+def worker_options(
+    settings: Settings, router: Router | None = None, *, configure_logging: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker` (also what `WorkerSettings` exposes)."""
+    assert settings.redis_url, "REDIS_URL is required"
+    keys = Keys(settings.key_prefix)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        if configure_logging:
+            setup_logging(settings.log_level)
+        await start_services(ctx, settings, router)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await stop_services(ctx)
+
+    return {
+        "functions": [func(drain_outbox, name="drain_outbox", max_tries=10_000)],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": keys.arq_queue,
+        "job_serializer": _dumps,
+        "job_deserializer": _loads,
+        # No result copies: the outbox and the dead-letter stream keep what matters.
+        "keep_result": 0,
+        "max_jobs": 50,
+        "job_timeout": max(60.0, settings.http_timeout_s * 6),
+        "health_check_interval": 60,
+    }
+
+
+async def start_services(ctx: dict[str, Any], settings: Settings, router: Router | None) -> None:
+    """arq on_startup: open connections, load rules, start the stream consumer."""
+    assert settings.redis_url
+    keys = Keys(settings.key_prefix)
+    wid = worker_id()
+    arq_redis: ArqRedis = ctx["redis"]
+    redis = connect(settings.redis_url)
+    session = aiohttp.ClientSession()
+    if router is None:
+        router = load_rules(settings.rules_dir)
+    vendors = vendor_runtimes(settings, session)
+    clients = {name: v.client for name, v in vendors.items() if v.client is not None}
+
+    async def schedule(ticket_key: str, not_before_ms: int) -> None:
+        await arq_redis.enqueue_job(
+            "drain_outbox",
+            ticket_key,
+            _job_id=f"wake:{ticket_key}:{not_before_ms}",
+            _defer_until=datetime.fromtimestamp(not_before_ms / 1000, tz=UTC),
+            _queue_name=keys.arq_queue,
+        )
+
+    outbox = Outbox(
+        redis,
+        keys,
+        clients,
+        schedule,
+        owner=wid,
+        policy=OutboxPolicy(
+            max_attempts=settings.max_attempts,
+            lock_ttl_s=max(30.0, settings.http_timeout_s * 3),
+            planned_ttl_s=settings.dedupe_ttl_s,
+        ),
+    )
+    guard = LoopGuard(
+        redis, keys, echo_window_s=settings.echo_window_s, fuse_per_hour=settings.fuse_per_hour
+    )
+    pipeline = Pipeline(router, vendors, outbox, guard)
+    consumer = Consumer(
+        redis,
+        keys,
+        pipeline.handle,
+        worker_id=wid,
+        partitions=settings.partitions,
+        concurrency=settings.worker_concurrency,
+        lease_ttl=settings.lease_ttl_s,
+        retention_ms=int(settings.retention_s * 1000),
+    )
+    await consumer.start()
+    ctx.update(
+        tw_redis=redis,
+        tw_keys=keys,
+        session=session,
+        outbox=outbox,
+        pipeline=pipeline,
+        consumer=consumer,
+        stats_task=asyncio.create_task(_flush_stats(redis, keys, pipeline)),
+    )
+    log.info(
+        "worker %s started: %d rules, %d partitions, concurrency %d",
+        wid, len(router.rules), settings.partitions, settings.worker_concurrency,
+    )
+
+
+async def stop_services(ctx: dict[str, Any]) -> None:
+    """arq on_shutdown: finish in-flight events, hand partitions over, close connections."""
+    consumer: Consumer | None = ctx.get("consumer")
+    if consumer is not None:
+        await consumer.stop()
+    task: asyncio.Task[None] | None = ctx.get("stats_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
+    if "session" in ctx:
+        await ctx["session"].close()
+    if "tw_redis" in ctx:
+        await ctx["tw_redis"].aclose()
+
+
+async def _flush_stats(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
+    while True:
+        await asyncio.sleep(STATS_FLUSH_S)
+        try:
+            await _flush_once(redis, keys, pipeline)
+        except Exception as exc:  # noqa: BLE001 - counters must never stop the worker
+            log.warning("could not flush stats: %s", exc)
+
+
+async def _flush_once(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
+    counts, pipeline.counters = pipeline.counters, type(pipeline.counters)()
+    if counts:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name, n in counts.items():
+                pipe.hincrby(keys.stats, name, n)
+            await pipe.execute()

@@ -1,0 +1,269 @@
+"""Per-ticket outbox: write-backs are sent in order, once, and wait out 429s without a worker slot.
+
+Every planned call of an event is pushed, in one atomic script, onto its ticket's outbox list,
+together with a marker that the event was planned (so a re-run after a crash does not push its
+calls twice). Whoever then holds the ticket's lock drains the list head first. After a 429 or a
+failure the ticket gets a not-before time, the lock is released and an arq job is deferred to that
+time: nothing sleeps while it waits, and later write-backs of the same ticket queue behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ticketwire.calls import ApiCall
+from ticketwire.errors import (
+    ClientError,
+    HelpdeskError,
+    HelpdeskHTTPError,
+    HelpdeskUnavailable,
+    RateLimited,
+)
+from ticketwire.keys import Keys
+from ticketwire.vendors import HelpdeskClient
+from workers.deadletter import dead_letter
+
+log = logging.getLogger("ticketwire.worker")
+
+# KEYS: outbox, planned marker, lock, not-before.
+# ARGV: planned TTL s, owner, lock TTL ms, now ms, items...
+# Returns 1 if the caller now holds the lock, 0 if another drainer holds it or nothing is queued,
+# and -<epoch ms> if the ticket must wait until then.
+_PUSH_LUA = """
+if #ARGV > 4 and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+end
+if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
+local nb = tonumber(redis.call('GET', KEYS[4]) or '0')
+if nb > tonumber(ARGV[4]) then return -nb end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+"""
+
+# KEYS: outbox, lock. ARGV: owner, lock TTL ms. Renews the lock and returns the head, or releases
+# the lock when the list is empty (atomically, so a concurrent push is never stranded).
+_HEAD_LUA = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0} end
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then
+  redis.call('DEL', KEYS[2])
+  return {1}
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {2, head}
+"""
+
+# KEYS: outbox, lock. ARGV: owner, expected head, replacement ('' = pop).
+_DONE_LUA = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
+  if ARGV[3] == '' then redis.call('LPOP', KEYS[1]) else redis.call('LSET', KEYS[1], 0, ARGV[3]) end
+end
+return 1
+"""
+
+# KEYS: lock, not-before. ARGV: owner, not-before ms. Defers the ticket and releases the lock.
+_DEFER_LUA = """
+redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(1000, tonumber(ARGV[2]) - tonumber(ARGV[3]) + 60000))
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+#: Schedules `drain_outbox(ticket_key)` at an epoch-ms time (an arq enqueue in production).
+Scheduler = Callable[[str, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    """Retry policy: attempts for 5xx/timeouts, backoff base and cap, lock and marker lifetimes."""
+
+    max_attempts: int = 6
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 600.0
+    lock_ttl_s: float = 60.0
+    planned_ttl_s: float = 72 * 3600.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after the `attempt`-th failure (exponential, capped)."""
+        return float(min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Outbox:
+    """Push planned calls for a ticket and drain them through a helpdesk client."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        clients: dict[str, HelpdeskClient],
+        schedule: Scheduler,
+        *,
+        owner: str,
+        policy: OutboxPolicy | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._clients = clients
+        self._schedule = schedule
+        self._owner = owner
+        self.policy = policy or OutboxPolicy()
+        self._push = redis.register_script(_PUSH_LUA)
+        self._head = redis.register_script(_HEAD_LUA)
+        self._done = redis.register_script(_DONE_LUA)
+        self._defer = redis.register_script(_DEFER_LUA)
+
+    async def submit(self, ticket_key: str, event_id: str, calls: Sequence[ApiCall]) -> None:
+        """Queue an event's calls (once per event) and send what may be sent now."""
+        items = [json.dumps({"call": c.to_json(), "attempts": []}) for c in calls]
+        await self._kick(ticket_key, event_id, items)
+
+    async def drain(self, ticket_key: str) -> None:
+        """Send a ticket's queued calls if its wait is over and nobody else is sending them."""
+        await self._kick(ticket_key, "", [])
+
+    async def _kick(self, ticket_key: str, event_id: str, items: list[str]) -> None:
+        k = self._keys
+        got = int(
+            await self._push(
+                keys=[
+                    k.outbox(ticket_key),
+                    k.planned(event_id or "-"),
+                    k.outbox_lock(ticket_key),
+                    k.outbox_not_before(ticket_key),
+                ],
+                args=[
+                    int(self.policy.planned_ttl_s),
+                    self._owner,
+                    int(self.policy.lock_ttl_s * 1000),
+                    _now_ms(),
+                    *items,
+                ],
+            )
+        )
+        if got < 0:
+            # Waiting out a 429 or a backoff: make sure a wake-up exists (arq dedupes by job id).
+            await self._schedule(ticket_key, -got)
+        elif got == 1:
+            await self._drain_locked(ticket_key)
+
+    async def _drain_locked(self, ticket_key: str) -> None:
+        k = self._keys
+        keys = [k.outbox(ticket_key), k.outbox_lock(ticket_key)]
+        lock_ms = int(self.policy.lock_ttl_s * 1000)
+        while True:
+            res = await self._head(keys=keys, args=[self._owner, lock_ms])
+            if res[0] == 0:
+                log.warning("outbox lock of ticket=%s lost; another worker continues", ticket_key)
+                return
+            if res[0] == 1:
+                return
+            head: bytes = res[1]
+            item: dict[str, Any] = json.loads(head)
+            call = ApiCall.from_json(item["call"])
+            attempts: list[dict[str, Any]] = item["attempts"]
+            try:
+                result = await self._client(call).send(call)
+            except RateLimited as exc:
+                attempts.append(_attempt(exc))
+                await self._replace(keys, head, item)
+                log.warning(
+                    "api %s → 429 rate limited; ticket=%s waits %.0fs (Retry-After)",
+                    call.describe(),
+                    ticket_key,
+                    exc.retry_after,
+                )
+                await self._wait(ticket_key, _now_ms() + int(exc.retry_after * 1000))
+                return
+            except (HelpdeskUnavailable, HelpdeskHTTPError) as exc:
+                if isinstance(exc, ClientError):
+                    attempts.append(_attempt(exc))
+                    await self._dead(ticket_key, call, attempts, f"{exc} (not retried: 4xx)")
+                    await self._done(keys=keys, args=[self._owner, head, ""])
+                    continue
+                attempts.append(_attempt(exc))
+                if len(attempts) >= self.policy.max_attempts:
+                    await self._dead(
+                        ticket_key,
+                        call,
+                        attempts,
+                        f"{exc} (gave up after {len(attempts)} attempts)",
+                    )
+                    await self._done(keys=keys, args=[self._owner, head, ""])
+                    continue
+                delay = self.policy.backoff(len(attempts))
+                await self._replace(keys, head, item)
+                log.warning(
+                    "api %s → %s; attempt %d of %d, retry in %.0fs",
+                    call.describe(),
+                    exc,
+                    len(attempts),
+                    self.policy.max_attempts,
+                    delay,
+                )
+                await self._wait(ticket_key, _now_ms() + int(delay * 1000))
+                return
+            except HelpdeskError as exc:
+                attempts.append(_attempt(exc))
+                await self._dead(ticket_key, call, attempts, str(exc))
+                await self._done(keys=keys, args=[self._owner, head, ""])
+                continue
+            await self._done(keys=keys, args=[self._owner, head, ""])
+            await self._redis.hincrby(k.stats, "api_calls", 1)  # type: ignore[misc]
+            log.info(
+                "api %s → %d in %.0fms (rules: %s)",
+                call.describe(),
+                result.status,
+                result.elapsed_ms,
+                ", ".join(call.rules) or "-",
+            )
+
+    def _client(self, call: ApiCall) -> HelpdeskClient:
+        try:
+            return self._clients[call.vendor]
+        except KeyError:
+            raise HelpdeskError(f"no {call.vendor} API configured for this worker") from None
+
+    async def _replace(self, keys: list[str], head: bytes, item: dict[str, Any]) -> None:
+        await self._done(keys=keys, args=[self._owner, head, json.dumps(item)])
+
+    async def _wait(self, ticket_key: str, not_before_ms: int) -> None:
+        k = self._keys
+        await self._defer(
+            keys=[k.outbox_lock(ticket_key), k.outbox_not_before(ticket_key)],
+            args=[self._owner, not_before_ms, _now_ms()],
+        )
+        await self._schedule(ticket_key, not_before_ms)
+
+    async def _dead(
+        self, ticket_key: str, call: ApiCall, attempts: list[dict[str, Any]], reason: str
+    ) -> None:
+        await dead_letter(
+            self._redis,
+            self._keys,
+            reason=reason,
+            ticket_key=ticket_key,
+            call=call,
+            attempts=attempts,
+        )
+
+
+def _attempt(exc: HelpdeskError) -> dict[str, Any]:
+    out: dict[str, Any] = {"at": _now_ms(), "error": str(exc), "kind": type(exc).__name__}
+    if isinstance(exc, HelpdeskHTTPError):
+        out["status"] = exc.status
+        out["request_id"] = exc.request_id
+        if exc.body:
+            out["body"] = exc.body[:500]
+    if isinstance(exc, RateLimited):
+        out["retry_after"] = exc.retry_after
+    return out

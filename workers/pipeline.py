@@ -1,0 +1,109 @@
+"""What a worker does with one stored delivery: parse, run rules, guard loops, plan, write back."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine import Decision, Router, evaluate
+from ticketwire.errors import MalformedEvent
+from ticketwire.event import Event
+from ticketwire.stored import StoredDelivery
+from ticketwire.vendors import HelpdeskClient
+from workers.loopguard import LoopGuard, fingerprint
+from workers.outbox import Outbox
+
+log = logging.getLogger("ticketwire.worker")
+
+
+class PlanLike(Protocol):
+    """What a vendor planner returns: the calls to send and human notes on what was dropped."""
+
+    @property
+    def calls(self) -> list[ApiCall]: ...
+
+    @property
+    def notes(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class VendorRuntime:
+    """A vendor as the worker sees it: parse raw bodies, plan calls, and its API client."""
+
+    parse: Callable[[bytes], Event]
+    plan: Callable[[Event, list[Decision]], PlanLike]
+    client: HelpdeskClient | None
+
+
+class Pipeline:
+    """Turn one stored delivery into rule decisions and queued write-backs."""
+
+    def __init__(
+        self,
+        router: Router,
+        vendors: dict[str, VendorRuntime],
+        outbox: Outbox,
+        guard: LoopGuard,
+    ) -> None:
+        self.router = router
+        self.vendors = vendors
+        self.outbox = outbox
+        self.guard = guard
+        self.counters: Counter[str] = Counter()
+
+    async def handle(self, delivery: StoredDelivery) -> None:
+        """Process one delivery; raises only on infrastructure failure (it will be re-run)."""
+        vendor = self.vendors.get(delivery.vendor)
+        if vendor is None:
+            log.error(
+                "skipped %s event=%s: no %s vendor configured in this worker",
+                delivery.event_type, delivery.event_id, delivery.vendor,
+            )
+            self.counters["unconfigured"] += 1
+            return
+        try:
+            event = vendor.parse(delivery.body)
+        except MalformedEvent as exc:  # verified at intake; only a changed parser gets here
+            log.error("skipped event=%s entry=%s: %s", delivery.event_id, delivery.entry_id, exc)
+            self.counters["malformed"] += 1
+            return
+        rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
+        log.info(
+            "processing %s %s event=%s ticket=%s%s",
+            event.vendor, event.type, event.id, event.ticket_id, rerun,
+        )
+        decisions = await evaluate(self.router, event, helpdesk=vendor.client, log=log)
+        for d in decisions:
+            if not d.fired:
+                log.info("rule %s skipped on ticket=%s: %s", d.rule.name, event.ticket_id, d.reason)
+        firing = [d for d in decisions if d.fired and d.actions]
+        prints = [(d.rule.name, fingerprint((a.name, a.params) for a in d.actions)) for d in firing]
+        verdict = await self.guard.check(event.ticket_key, prints, event_id=event.id)
+        for name, why in verdict.suppressed:
+            log.info("rule %s suppressed on ticket=%s: %s", name, event.ticket_id, why)
+        kept = [d for d in firing if d.rule.name in verdict.allowed]
+        for d in kept:
+            log.info(
+                "rule %s fired on ticket=%s: %s",
+                d.rule.name, event.ticket_id, "; ".join(_show(a.name, a.params) for a in d.actions),
+            )
+        plan = vendor.plan(event, kept)
+        for note in plan.notes:
+            log.info("plan ticket=%s: %s", event.ticket_id, note)
+        await self.guard.record(
+            event.ticket_key, [p for p in prints if p[0] in verdict.allowed], event_id=event.id
+        )
+        if plan.calls:
+            await self.outbox.submit(event.ticket_key, event.id, plan.calls)
+        elif kept:
+            log.info("ticket=%s needs no API call: already in the target state", event.ticket_id)
+        self.counters["processed"] += 1
+        self.counters["fired"] += len(kept)
+
+
+def _show(name: str, params: object) -> str:
+    return f"{name} {params}"
