@@ -42,7 +42,8 @@ class InboxOpsSettings:
 class Settings:
     """Typed configuration of every process; see the README's configuration table."""
 
-    redis_url: str | None = None
+    # May carry a password: kept out of the repr.
+    redis_url: str | None = field(default=None, repr=False)
     port: int = 8000
     rules_dir: Path = Path("rules")
     inboxops: InboxOpsSettings = field(default_factory=InboxOpsSettings)
@@ -55,6 +56,7 @@ class Settings:
     lease_ttl_s: float = 15.0
     http_timeout_s: float = 10.0
     max_attempts: int = 6
+    backoff_s: float = 2.0
     echo_window_s: float = 600.0
     fuse_per_hour: int = 10
     log_level: str = "INFO"
@@ -92,6 +94,7 @@ class Settings:
             lease_ttl_s=env.duration("TICKETWIRE_LEASE_TTL", 15.0),
             http_timeout_s=env.duration("TICKETWIRE_HTTP_TIMEOUT", 10.0),
             max_attempts=env.integer("TICKETWIRE_MAX_ATTEMPTS", 6, low=1, high=100),
+            backoff_s=env.duration("TICKETWIRE_BACKOFF", 2.0),
             echo_window_s=env.duration("TICKETWIRE_ECHO_WINDOW", 600.0),
             fuse_per_hour=env.integer("TICKETWIRE_FUSE_PER_HOUR", 10, low=1, high=100_000),
             log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),

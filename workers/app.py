@@ -129,6 +129,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         owner=wid,
         policy=OutboxPolicy(
             max_attempts=settings.max_attempts,
+            backoff_base_s=settings.backoff_s,
             lock_ttl_s=max(30.0, settings.http_timeout_s * 3),
             planned_ttl_s=settings.dedupe_ttl_s,
         ),

@@ -1,0 +1,93 @@
+"""Configuration: read once from a mapping; every bad value names its variable and what it wants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ticketwire.config import Settings
+from ticketwire.errors import ConfigError
+
+BASE = {
+    "REDIS_URL": "redis://:pw@localhost:6379/0",
+    "INBOXOPS_WEBHOOK_SECRETS": "whsec_a, whsec_b",
+    "INBOXOPS_API_URL": "https://app.inboxops.app",
+    "INBOXOPS_API_KEY": "ixk_live_abc",
+}
+
+
+def test_defaults_and_values():
+    s = Settings.from_env(BASE, role="worker")
+    assert s.port == 8000
+    assert s.rules_dir == Path("rules")
+    assert [x.reveal() for x in s.inboxops.webhook_secrets] == ["whsec_a", "whsec_b"]
+    assert s.inboxops.api_key is not None and s.inboxops.api_key.reveal() == "ixk_live_abc"
+    assert s.max_body_bytes == 256 * 1024
+    assert s.dedupe_ttl_s == 72 * 3600
+
+
+def test_units():
+    env = {
+        **BASE,
+        "PORT": "9000",
+        "TICKETWIRE_MAX_BODY": "1MiB",
+        "TICKETWIRE_DEDUPE_WINDOW": "3d",
+        "TICKETWIRE_LEASE_TTL": "500ms",
+        "TICKETWIRE_RULES": "/etc/rules",
+    }
+    s = Settings.from_env(env, role="web")
+    assert (s.port, s.max_body_bytes, s.dedupe_ttl_s) == (9000, 1 << 20, 3 * 86400)
+    assert s.lease_ttl_s == pytest.approx(0.5)
+    assert s.rules_dir == Path("/etc/rules")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expects"),
+    [
+        ("PORT", "eighty", "an integer from 1 to 65535"),
+        ("PORT", "70000", "an integer from 1 to 65535"),
+        ("REDIS_URL", "localhost:6379", "a URL starting with redis://"),
+        ("INBOXOPS_API_URL", "app.inboxops.app", "a URL starting with http://"),
+        ("INBOXOPS_API_KEY", "sk_live_123", "starting with 'ixk_'"),
+        ("INBOXOPS_WEBHOOK_SECRETS", "a,,b", "no empty entries"),
+        ("TICKETWIRE_MAX_BODY", "big", "a positive size"),
+        ("TICKETWIRE_DEDUPE_WINDOW", "forever", "a positive duration"),
+        ("TICKETWIRE_LOG_LEVEL", "chatty", "one of DEBUG, INFO"),
+    ],
+)
+def test_malformed_values_name_the_variable(name, value, expects):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, name: value}, role="up")
+    assert info.value.variable == name
+    assert name in str(info.value) and expects in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("role", "missing"),
+    [
+        ("web", "REDIS_URL"),
+        ("web", "INBOXOPS_WEBHOOK_SECRETS"),
+        ("worker", "REDIS_URL"),
+        ("worker", "INBOXOPS_API_URL"),
+        ("worker", "INBOXOPS_API_KEY"),
+    ],
+)
+def test_each_process_names_what_it_cannot_run_without(role, missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env, role=role)
+    assert info.value.variable == missing
+
+
+def test_up_needs_nothing():
+    s = Settings.from_env({}, role="up")
+    assert s.redis_url is None and s.inboxops.api_url is None
+
+
+def test_secrets_and_passwords_are_not_in_reprs_or_errors():
+    s = Settings.from_env(BASE, role="web")
+    assert "whsec_a" not in repr(s) and "ixk_live_abc" not in repr(s) and ":pw@" not in repr(s)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "REDIS_URL": "http://:hunter2@host"}, role="web")
+    assert "hunter2" not in str(info.value)
