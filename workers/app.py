@@ -39,9 +39,7 @@ def worker_id() -> str:
     return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def vendor_runtimes(
-    settings: Settings, session: aiohttp.ClientSession
-) -> dict[str, VendorRuntime]:
+def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[str, VendorRuntime]:
     """Build each configured vendor's parser, planner and API client."""
     from ticketwire.vendors.inboxops import actions, webhook
     from ticketwire.vendors.inboxops.client import InboxOpsClient
@@ -130,7 +128,8 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         policy=OutboxPolicy(
             max_attempts=settings.max_attempts,
             backoff_base_s=settings.backoff_s,
-            lock_ttl_s=max(30.0, settings.http_timeout_s * 3),
+            # Renewed before every call, so it only needs to outlive one call and its timeout.
+            lock_ttl_s=max(5.0, settings.http_timeout_s * 2 + 2),
             planned_ttl_s=settings.dedupe_ttl_s,
         ),
     )
@@ -160,7 +159,10 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     )
     log.info(
         "worker %s started: %d rules, %d partitions, concurrency %d",
-        wid, len(router.rules), settings.partitions, settings.worker_concurrency,
+        wid,
+        len(router.rules),
+        settings.partitions,
+        settings.worker_concurrency,
     )
 
 

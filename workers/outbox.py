@@ -34,17 +34,17 @@ log = logging.getLogger("ticketwire.worker")
 
 # KEYS: outbox, planned marker, lock, not-before.
 # ARGV: planned TTL s, owner, lock TTL ms, now ms, items...
-# Returns 1 if the caller now holds the lock, 0 if another drainer holds it or nothing is queued,
-# and -<epoch ms> if the ticket must wait until then.
+# Returns {1} if the caller now holds the lock, {0} if nothing is queued, {2, ms} if another
+# drainer holds the lock for up to ms more, and {3, epoch ms} if the ticket must wait until then.
 _PUSH_LUA = """
 if #ARGV > 4 and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
 end
-if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
+if redis.call('LLEN', KEYS[1]) == 0 then return {0} end
 local nb = tonumber(redis.call('GET', KEYS[4]) or '0')
-if nb > tonumber(ARGV[4]) then return -nb end
-if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
-return 0
+if nb > tonumber(ARGV[4]) then return {3, nb} end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1} end
+return {2, redis.call('PTTL', KEYS[3])}
 """
 
 # KEYS: outbox, lock. ARGV: owner, lock TTL ms. Renews the lock and returns the head, or releases
@@ -133,28 +133,31 @@ class Outbox:
 
     async def _kick(self, ticket_key: str, event_id: str, items: list[str]) -> None:
         k = self._keys
-        got = int(
-            await self._push(
-                keys=[
-                    k.outbox(ticket_key),
-                    k.planned(event_id or "-"),
-                    k.outbox_lock(ticket_key),
-                    k.outbox_not_before(ticket_key),
-                ],
-                args=[
-                    int(self.policy.planned_ttl_s),
-                    self._owner,
-                    int(self.policy.lock_ttl_s * 1000),
-                    _now_ms(),
-                    *items,
-                ],
-            )
+        res = await self._push(
+            keys=[
+                k.outbox(ticket_key),
+                k.planned(event_id or "-"),
+                k.outbox_lock(ticket_key),
+                k.outbox_not_before(ticket_key),
+            ],
+            args=[
+                int(self.policy.planned_ttl_s),
+                self._owner,
+                int(self.policy.lock_ttl_s * 1000),
+                _now_ms(),
+                *items,
+            ],
         )
-        if got < 0:
-            # Waiting out a 429 or a backoff: make sure a wake-up exists (arq dedupes by job id).
-            await self._schedule(ticket_key, -got)
-        elif got == 1:
+        state = int(res[0])
+        if state == 1:
             await self._drain_locked(ticket_key)
+        elif state == 2:
+            # Another drainer holds the lock. If it is alive it will see our calls (its release is
+            # atomic with an emptiness check); if it died, a wake-up at the lock's expiry resumes.
+            await self._schedule(ticket_key, _now_ms() + max(int(res[1]), 0) + 50)
+        elif state == 3:
+            # Waiting out a 429 or a backoff: make sure a wake-up exists (arq dedupes by job id).
+            await self._schedule(ticket_key, int(res[1]))
 
     async def _drain_locked(self, ticket_key: str) -> None:
         k = self._keys

@@ -61,7 +61,9 @@ class Pipeline:
         if vendor is None:
             log.error(
                 "skipped %s event=%s: no %s vendor configured in this worker",
-                delivery.event_type, delivery.event_id, delivery.vendor,
+                delivery.event_type,
+                delivery.event_id,
+                delivery.vendor,
             )
             self.counters["unconfigured"] += 1
             return
@@ -74,7 +76,11 @@ class Pipeline:
         rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
         log.info(
             "processing %s %s event=%s ticket=%s%s",
-            event.vendor, event.type, event.id, event.ticket_id, rerun,
+            event.vendor,
+            event.type,
+            event.id,
+            event.ticket_id,
+            rerun,
         )
         decisions = await evaluate(self.router, event, helpdesk=vendor.client, log=log)
         for d in decisions:
@@ -89,7 +95,9 @@ class Pipeline:
         for d in kept:
             log.info(
                 "rule %s fired on ticket=%s: %s",
-                d.rule.name, event.ticket_id, "; ".join(_show(a.name, a.params) for a in d.actions),
+                d.rule.name,
+                event.ticket_id,
+                "; ".join(_show(a.name, a.params) for a in d.actions),
             )
         plan = vendor.plan(event, kept)
         for note in plan.notes:
