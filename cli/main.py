@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--seed-tickets", type=int, default=3, help="tickets to create (default 3)")
 
     check = verbs.add_parser("check", help="validate a rules directory and list event → rules")
-    check.add_argument("dir", nargs="?", type=Path, help="rules directory (default: $TICKETWIRE_RULES or rules/)")
+    check.add_argument(
+        "dir", nargs="?", type=Path, help="rules directory (default: $TICKETWIRE_RULES or rules/)"
+    )
 
     sim = verbs.add_parser("simulate", help="run a helpdesk simulator on its own")
     sim.add_argument("vendor", choices=["inboxops"])

@@ -80,8 +80,10 @@ class LoopGuard:
                 suppressed.append(
                     (
                         name,
-                        f"loop fuse: {used} rule firings on this ticket in the last hour "
-                        f"(limit {self._fuse}, TICKETWIRE_FUSE_PER_HOUR)",
+                        (
+                            f"loop fuse: {used} rule firings on this ticket in the last hour "
+                            f"(limit {self._fuse}, TICKETWIRE_FUSE_PER_HOUR)"
+                        ),
                     )
                 )
                 continue

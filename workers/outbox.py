@@ -9,6 +9,7 @@ time: nothing sleeps while it waits, and later write-backs of the same ticket qu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ticketwire.calls import ApiCall
 from ticketwire.errors import (
@@ -111,8 +113,8 @@ class Outbox:
         owner: str,
         policy: OutboxPolicy | None = None,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
+        self.redis = redis
+        self.keys = keys
         self._clients = clients
         self._schedule = schedule
         self._owner = owner
@@ -132,7 +134,7 @@ class Outbox:
         await self._kick(ticket_key, "", [])
 
     async def _kick(self, ticket_key: str, event_id: str, items: list[str]) -> None:
-        k = self._keys
+        k = self.keys
         res = await self._push(
             keys=[
                 k.outbox(ticket_key),
@@ -160,7 +162,7 @@ class Outbox:
             await self._schedule(ticket_key, int(res[1]))
 
     async def _drain_locked(self, ticket_key: str) -> None:
-        k = self._keys
+        k = self.keys
         keys = [k.outbox(ticket_key), k.outbox_lock(ticket_key)]
         lock_ms = int(self.policy.lock_ttl_s * 1000)
         while True:
@@ -220,8 +222,16 @@ class Outbox:
                 await self._dead(ticket_key, call, attempts, str(exc))
                 await self._done(keys=keys, args=[self._owner, head, ""])
                 continue
+            except (RedisError, OSError, asyncio.CancelledError):
+                raise  # infrastructure or shutdown: the call stays queued for the next drain
+            except Exception as exc:
+                log.exception("internal error sending %s", call.describe())
+                attempts.append({"at": _now_ms(), "error": repr(exc), "kind": "internal"})
+                await self._dead(ticket_key, call, attempts, f"internal error: {exc!r}")
+                await self._done(keys=keys, args=[self._owner, head, ""])
+                continue
             await self._done(keys=keys, args=[self._owner, head, ""])
-            await self._redis.hincrby(k.stats, "api_calls", 1)  # type: ignore[misc]
+            await self.redis.hincrby(k.stats, "api_calls", 1)  # type: ignore[misc]
             log.info(
                 "api %s → %d in %.0fms (rules: %s)",
                 call.describe(),
@@ -240,7 +250,7 @@ class Outbox:
         await self._done(keys=keys, args=[self._owner, head, json.dumps(item)])
 
     async def _wait(self, ticket_key: str, not_before_ms: int) -> None:
-        k = self._keys
+        k = self.keys
         await self._defer(
             keys=[k.outbox_lock(ticket_key), k.outbox_not_before(ticket_key)],
             args=[self._owner, not_before_ms, _now_ms()],
@@ -251,8 +261,8 @@ class Outbox:
         self, ticket_key: str, call: ApiCall, attempts: list[dict[str, Any]], reason: str
     ) -> None:
         await dead_letter(
-            self._redis,
-            self._keys,
+            self.redis,
+            self.keys,
             reason=reason,
             ticket_key=ticket_key,
             call=call,

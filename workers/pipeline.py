@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from redis.exceptions import RedisError
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine import Decision, Router, evaluate
@@ -14,10 +17,14 @@ from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import HelpdeskClient
+from workers.deadletter import dead_letter
 from workers.loopguard import LoopGuard, fingerprint
 from workers.outbox import Outbox
 
 log = logging.getLogger("ticketwire.worker")
+
+#: Longest wait between retries while Redis is unreachable.
+MAX_REDIS_BACKOFF_S = 5.0
 
 
 class PlanLike(Protocol):
@@ -56,7 +63,41 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
 
     async def handle(self, delivery: StoredDelivery) -> None:
-        """Process one delivery; raises only on infrastructure failure (it will be re-run)."""
+        """Process one delivery; never returns before it is handled or dead-lettered.
+
+        The consumer acknowledges the entry when this returns, so a Redis outage is waited out
+        here (the entry stays unacknowledged if the worker stops meanwhile) and anything else
+        unexpected is dead-lettered with the event, never dropped.
+        """
+        delay = 0.1
+        while True:
+            try:
+                await self._handle(delivery)
+                return
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "redis unavailable while handling event=%s (%s); retrying in %.1fs",
+                    delivery.event_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_REDIS_BACKOFF_S)
+            except Exception as exc:
+                log.exception("internal error handling event=%s", delivery.event_id)
+                await self._dead_letter(delivery, f"internal error: {type(exc).__name__}: {exc}")
+                return
+
+    async def _dead_letter(self, delivery: StoredDelivery, reason: str) -> None:
+        await dead_letter(
+            self.outbox.redis,
+            self.outbox.keys,
+            reason=reason,
+            ticket_key=delivery.ticket_key,
+            event_id=delivery.event_id,
+        )
+
+    async def _handle(self, delivery: StoredDelivery) -> None:
         vendor = self.vendors.get(delivery.vendor)
         if vendor is None:
             log.error(
@@ -84,7 +125,10 @@ class Pipeline:
         )
         decisions = await evaluate(self.router, event, helpdesk=vendor.client, log=log)
         for d in decisions:
-            if not d.fired:
+            if d.error is not None:
+                # Kept as a dead letter so the event can be redriven once the rule is fixed.
+                await self._dead_letter(delivery, f"rule {d.rule.name} failed: {d.reason}")
+            elif not d.fired:
                 log.info("rule %s skipped on ticket=%s: %s", d.rule.name, event.ticket_id, d.reason)
         firing = [d for d in decisions if d.fired and d.actions]
         prints = [(d.rule.name, fingerprint((a.name, a.params) for a in d.actions)) for d in firing]

@@ -207,12 +207,9 @@ class InboxOpsClient:
         elapsed_ms = (time.monotonic() - started) * 1000
         if not 200 <= status < 300:
             raise error_from_response(status, resp_headers, raw, request_id=request_id)
-        body = _parse_body(raw, status, resp_headers, request_id)
-        if isinstance(body, ServerError):
-            raise body
         return ApiResult(
             status=status,
-            body=body,
+            body=_parse_body(raw, status, resp_headers, request_id),
             request_id=resp_headers.get("X-Request-Id") or request_id,
             elapsed_ms=elapsed_ms,
             headers=dict(resp_headers),
@@ -340,7 +337,7 @@ def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id:
     # request was applied is unknown; InboxOps writes are idempotent, so a retry is safe.
     snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
     kind = headers.get("Content-Type") or "no content type"
-    return ServerError(
+    raise ServerError(
         status,
         detail=f"expected a JSON body, got {kind}: {snippet!r}; check the base URL, then retry",
         request_id=headers.get("X-Request-Id") or request_id,

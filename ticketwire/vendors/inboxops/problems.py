@@ -176,8 +176,13 @@ def _with_field_errors(detail: str | None, details: Any) -> str | None:
             continue
         field = item.get("field") or item.get("name") or item.get("param") or item.get("pointer")
         message = item.get("message") or item.get("reason") or item.get("detail")
-        if field or message:
-            pairs.append(f"{field}: {message}" if field and message else str(field or message))
+        if field and message and not str(message).startswith(str(field)):
+            text = f"{field}: {message}"
+        else:
+            text = str(message or field or "")
+        # Some bodies repeat the detail as the field error; say it once.
+        if text and text not in (detail or ""):
+            pairs.append(text)
     if not pairs:
         return detail
     listed = "; ".join(pairs)

@@ -1,0 +1,155 @@
+"""A local InboxOps: the `/api/v1` ticket API and its webhooks, with faults, for tests and demos.
+
+Use::
+
+    sim = InboxOpsSimulator(SimulatorConfig(seed=1))
+    await sim.start()                       # sim.url, sim.api_key, sim.workspace_id
+    sim.add_endpoint(receiver_url, "whsec")  # webhooks for the default workspace
+    ...
+    await sim.stop()
+
+`create_app(sim | config | None)` gives the aiohttp app (for `aiohttp_server`); the simulator is
+`app[SIM_KEY]`. `run_simulator(...)` backs `ticketwire simulate inboxops`. The `/_sim` routes
+(no auth; `GET /_sim` lists them) drive it from outside: reset, journal, deliveries, endpoints,
+tickets, agent edits, faults, settings, seeding.
+
+Choices made where the InboxOps documentation leaves the behaviour open
+-------------------------------------------------------------------------
+
+Routing and errors
+- Routing comes first: an unknown path is 404 `not_found` and a known path with the wrong method
+  is 405 `method_not_allowed` (with `Allow`), before any auth check. `/api/v1/openapi.json`
+  (OpenAPI 3.0 of exactly what is served) and `/api/v1/docs` need no key and are not limited.
+- Besides the documented routes the simulator serves `GET /ticket_priorities` and `GET /inboxes`
+  (both `{data, meta}`); the messages endpoints are not simulated.
+- Problem bodies carry exactly `type, title, status, detail, code, instance`; a detail about a
+  field or parameter starts with its name (`status_id: unknown custom status …`).
+- `X-Request-Id` is on every response, `/_sim` included. A client value of 1–128 characters from
+  `[A-Za-z0-9._-]` is echoed; anything else is replaced by a seeded UUID.
+- Legacy mode (`legacy_errors`) answers `application/json` `{error: <HTTP phrase>, message:
+  <detail>, code: <HTTP status>}`, plus `details: [{field, message}]` when a field is known and
+  `retryAfter` on 429, as on the generated reference pages.
+- Scripted faults (`sim.faults.fail_next`) are checked before routing and auth; the glob matches
+  the full path or the path relative to `/api/v1`; `delay` is real seconds; a status below 400
+  only delays, then serves normally. Unexpected exceptions answer 500 `internal_error`.
+
+Auth and rate limit
+- Check order: route, 401 `unauthorized` (no header; not `Bearer ixk_…`; unknown key; revoked
+  key), 403 `forbidden` (workspace without `api_webhooks`), 403 `insufficient_scope` (read-only
+  key on anything but GET/HEAD), then the rate limit. Only requests that pass auth are counted.
+- The limit counts per workspace over 60 simulated seconds (`time_scale` compresses it too).
+  Fixed windows start at the first request after the previous window ended; sliding windows keep
+  a log. `Retry-After` is whole simulated seconds (at least 1) until a request would pass.
+  `X-RateLimit-Reset` (when enabled) is seconds until the window resets, not an epoch time.
+- Another workspace's ticket answers 404, exactly like a missing one.
+
+Tickets
+- Ids and tokens come from per-purpose seeded generators (ids, keys, events, request ids,
+  endpoints, seed tickets, fault choices), so one stream never shifts another.
+- Timestamps are UTC ISO 8601 with milliseconds and `Z` (`2025-01-06T09:00:00.000Z`), on the
+  simulated clock. Date-times sent in are stored in that form (so `remind_at` and `date_time`
+  custom fields come back normalised).
+- Create requires `subject`; `inbox_id` defaults to the first inbox ("Support"), priority to
+  `normal`, status to the default `open` status. `reporter_email` finds or creates a contact
+  (and a company per email domain), whose id becomes `contact_id`. `initial_internal_note` is
+  stored but not exposed (no messages endpoint). Unknown fields (`status` included) are 400.
+- Idempotency entries are per workspace, keyed by `Idempotency-Key` (1–255 characters), compare
+  the canonical JSON (sorted keys, compact) of the body, expire after `idempotency_ttl` simulated
+  seconds, and replay the original 201 body as it was then. Failed creates are not stored.
+- `status_id` wins over `status`, which is then not validated; likewise `priority_id`. Sending a
+  `status` (or `priority`) the ticket already has keeps its current custom status (a no-op, so
+  "Waiting on customer" is not reset to "Waiting"); another type takes that type's default row.
+- `assignee_id` and `contact_id` are checked for UUID form only (agents are seeded, see
+  `sim.agents`); `inbox_id`, `status_id`, `priority_id`, `remind_transition_status_id`, tag ids
+  and select options must exist. `remind_at` is stored as given (no reminder job runs).
+- `custom_fields` merges; null or an empty list removes a key. Values are checked per type
+  (text: string; number: JSON number; date: `YYYY-MM-DD`; date_time: ISO 8601 with a time;
+  select: an option UUID; multi_select: an array of option UUIDs, deduplicated). Writing a field
+  scoped to other inboxes than the ticket's (after any `inbox_id` change in the same PATCH) is 400.
+- Events per real change, in this order and all with the same post-change ticket:
+  `ticket.updated`; `ticket.status_changed` when `status_id` changed (also between two custom
+  statuses of one type); `ticket.closed` when the type became `closed` from another type;
+  `ticket.assigned` when `assignee_id` changed (unassigning too). Create emits only
+  `ticket.created`. Tag changes emit `ticket.updated` and bump `updated_at`.
+- `include=`: `tags` [{id, name, color}] in link order; `contact` {id, email, name, company_id}
+  or null; `company` {id, name, domain} or null; `inbox` {id, name, email}; `sla` {policy,
+  first_response_due_at, resolution_due_at, breached} from per-priority targets; `participants`
+  [{type: contact|agent, …}]. Unknown include names are 400.
+
+Listing
+- Empty parameters are ignored, unknown ones too. `query` wins over `q` whenever it is present.
+  `status` and `priority` take comma lists (any of); `tag_ids` a comma list (all of).
+  `*_after` / `*_before` bounds are exclusive. `sort` defaults to `created_at`, `order` to
+  `desc`; ties go by ticket_number. `page` starts at 1; `per_page` defaults to 25 and above 100
+  is 400.
+- `custom_field_<key>`: the number of distinct keys is checked first (> 10 is 400), then a
+  repeated key, then unknown keys. Numbers compare numerically; a multi_select filter takes one
+  option UUID and matches tickets whose list contains it. Tickets in inboxes a scoped definition
+  does not cover match neither a value nor `__empty__`.
+- `GET /tags`, `/ticket_statuses`, `/ticket_priorities`, `/inboxes` return everything on one
+  page with `meta: {page: 1, per_page, total}`.
+
+Bulk
+- Unknown body fields, or fields another operation uses, are 400. `ticket_ids` takes UUIDs or
+  ticket numbers; repeats are processed once. The shared change is validated before any ticket
+  changes. An unknown `status_id`, tag id or `inbox_id` is 404 `not_found` (as the bulk
+  reference page says), unlike PATCH where it is 400.
+- Unknown or foreign ticket ids are skipped (`bulk_unknown_ids="skip"`) or fail the whole call
+  with 404 before anything changes (`"404"`).
+
+Tags
+- Names are trimmed and unique ignoring case (409 `conflict`); `color` is `#rgb`/`#rrggbb`,
+  default `#6B7280`.
+
+Webhooks
+- Only entitled workspaces emit. The envelope is compact JSON in the order event, event_id,
+  tenant_id, created_at, data (the ticket as the API shows it, without includes). The event id is
+  fixed when the change happens and shared by all endpoints and every retry of it.
+- Retries wait `webhook_retry_base × 2^(n-1)` simulated seconds after failed attempt n (1, 2, 4 …
+  minutes by default) up to `webhook_max_attempts`; the last failure is logged with
+  `failed=True`. The timeout is real seconds. Redirects are not followed. `delivered_at` is the
+  simulated time an attempt was sent.
+- Ordering: one delivery in flight per (endpoint, ticket); a failing delivery holds back that
+  ticket's later events until it succeeds or gives up. Different tickets go in parallel.
+- Faults: `duplicate`/`duplicate_next` enqueue the same delivery twice (same event id and body);
+  `reorder_window=N` holds N deliveries per endpoint, sends their first attempts one by one in a
+  seeded shuffle that is never the original order (a partial group goes after
+  `reorder_flush_after` real seconds), with no per-ticket ordering; `bad_signature_next=N` signs
+  the next N attempts with a wrong secret (retries are signed correctly again); `burst=k` (bulk
+  calls only) emits every per-ticket event k times with distinct event ids.
+
+Determinism and reset
+- With a seed and a `ManualClock`, ids, keys, event ids, request ids, timestamps and fault
+  choices are reproducible. `reset()` restores the seeded start (same keys and ids, no tickets,
+  journal, deliveries, faults and settings cleared, clock restarted); endpoints stay registered
+  unless `keep_endpoints=False`.
+"""
+
+from simulator.inboxops.app import SIM_KEY
+from simulator.inboxops.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.inboxops.config import Settings, SimulatorConfig
+from simulator.inboxops.faults import Faults, ScriptedFailure, WebhookFaults
+from simulator.inboxops.journal import JournalEntry
+from simulator.inboxops.problems import ApiError
+from simulator.inboxops.sim import InboxOpsSimulator, create_app, run_simulator
+from simulator.inboxops.webhooks import DeliveryRecord, Endpoint
+
+__all__ = [
+    "SIM_KEY",
+    "ApiError",
+    "Clock",
+    "DeliveryRecord",
+    "Endpoint",
+    "Faults",
+    "IdSource",
+    "InboxOpsSimulator",
+    "JournalEntry",
+    "ManualClock",
+    "ScaledClock",
+    "ScriptedFailure",
+    "Settings",
+    "SimulatorConfig",
+    "WebhookFaults",
+    "create_app",
+    "run_simulator",
+]

@@ -1,0 +1,321 @@
+"""The `/api/v1` routes and the middleware that every request passes: request id, scripted
+faults, routing errors, auth, rate limit, error rendering and the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from simulator.inboxops import openapi
+from simulator.inboxops.journal import JournalEntry
+from simulator.inboxops.models import Workspace
+from simulator.inboxops.problems import ApiError, bad_request, render
+from simulator.inboxops.search import parse_query, run_query
+from simulator.inboxops.store import INCLUDES
+
+if TYPE_CHECKING:
+    from simulator.inboxops.sim import InboxOpsSimulator
+
+log = logging.getLogger("simulator.inboxops")
+API = "/api/v1"
+PUBLIC = frozenset({API + "/openapi.json", API + "/docs"})
+READ_METHODS = frozenset({"GET", "HEAD"})
+SIM_KEY: web.AppKey[InboxOpsSimulator] = web.AppKey("inboxops_simulator")
+WORKSPACE: web.RequestKey[Workspace] = web.RequestKey("inboxops_workspace")
+BODY: web.RequestKey[object] = web.RequestKey("inboxops_json")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_NO_BODY = object()
+_INVALID = object()
+_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
+
+def ok(payload: Any, status: int = 200) -> web.Response:
+    """A JSON answer."""
+    return web.json_response(payload, status=status, dumps=_dumps)
+
+
+def json_body(request: web.Request) -> dict[str, Any]:
+    """The parsed JSON object body, or 400."""
+    body = request.get(BODY, _NO_BODY)
+    if body is _NO_BODY:
+        raise bad_request("body", "a JSON object body is required")
+    if body is _INVALID:
+        raise bad_request("body", "is not valid JSON")
+    if not isinstance(body, dict):
+        raise bad_request("body", "must be a JSON object")
+    return body
+
+
+def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return ApiError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
+            headers={"Allow": allowed} if allowed else None,
+        )
+    if exc.status == 404:
+        return ApiError(404, "not_found", f"no route for {request.path}")
+    return ApiError.for_status(exc.status, exc.text or None)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    sim = request.app[SIM_KEY]
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.match(given) else sim.next_request_id()
+    is_api = request.path == API or request.path.startswith(API + "/")
+    workspace_id: list[str | None] = [None]
+    body: Any = None
+    if is_api and request.can_read_body:
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+                request[BODY] = body
+            except ValueError:
+                request[BODY] = _INVALID
+    try:
+        if is_api:
+            resp = await _api(request, handler, sim, workspace_id)
+        else:
+            match_error = request.match_info.http_exception
+            if match_error is not None:
+                raise _routing_error(match_error, request)
+            resp = await handler(request)
+    except ApiError as err:
+        resp = render(err, request_id, legacy=sim.settings.legacy_errors)
+    except web.HTTPException as exc:
+        resp = render(_routing_error(exc, request), request_id, legacy=sim.settings.legacy_errors)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        failure = ApiError(500, "internal_error", "the simulator failed; see its log")
+        resp = render(failure, request_id, legacy=sim.settings.legacy_errors)
+    resp.headers["X-Request-Id"] = request_id
+    if is_api:
+        headers = dict(request.headers)
+        if "Authorization" in headers:
+            headers["Authorization"] = headers["Authorization"][:11] + "…"
+        sim.record(
+            JournalEntry(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                body=body,
+                status=resp.status,
+                at=sim.clock.now(),
+                request_id=request_id,
+                workspace_id=workspace_id[0],
+                headers=headers,
+            )
+        )
+    return resp
+
+
+async def _api(
+    request: web.Request, handler: Handler, sim: InboxOpsSimulator, workspace_id: list[str | None]
+) -> web.StreamResponse:
+    scripted = sim.faults.take_scripted(request.method, request.path)
+    if scripted is not None:
+        if scripted.delay > 0:
+            await asyncio.sleep(scripted.delay)
+        if scripted.status >= 400:
+            raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+    match_error = request.match_info.http_exception
+    if match_error is not None:
+        raise _routing_error(match_error, request)
+    if request.path in PUBLIC:
+        return await handler(request)
+
+    header = request.headers.get("Authorization")
+    if not header:
+        raise ApiError(
+            401, "unauthorized", "missing Authorization header; send 'Authorization: Bearer ixk_…'"
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith("ixk_"):
+        raise ApiError(
+            401, "unauthorized", "malformed Authorization header; expected 'Bearer ixk_…'"
+        )
+    key = sim.store.keys.get(token)
+    if key is None:
+        raise ApiError(401, "unauthorized", "unknown API key; create one under Settings → API")
+    if key.revoked:
+        raise ApiError(401, "unauthorized", "this API key was revoked; create a new one")
+    workspace_id[0] = key.workspace_id
+    ws = sim.store.workspaces[key.workspace_id]
+    if not ws.entitled:
+        raise ApiError(
+            403, "forbidden", "this workspace's plan has no API access (entitlement api_webhooks)"
+        )
+    if key.scope == "read_only" and request.method not in READ_METHODS:
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"this key is read-only; {request.method} needs a read and write key",
+        )
+
+    limit_headers: dict[str, str] = {}
+    limit = sim.settings.rate_limit_per_minute
+    if limit:
+        decision = sim.limiter.check(ws.id, limit, sim.settings.rate_limit_window)
+        if sim.settings.rate_limit_headers:
+            limit_headers = {
+                "X-RateLimit-Limit": str(decision.limit),
+                "X-RateLimit-Remaining": str(decision.remaining),
+                "X-RateLimit-Reset": str(decision.reset_after),
+            }
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                "rate_limit_exceeded",
+                f"rate limit of {limit} requests per minute exceeded for this workspace; "
+                f"retry after {decision.reset_after} s",
+                headers=limit_headers,
+                retry_after=decision.reset_after,
+            )
+    request[WORKSPACE] = ws
+    resp = await handler(request)
+    resp.headers.update(limit_headers)
+    return resp
+
+
+# ----------------------------------------------------------------------- handlers
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3 document (no auth)."""
+    return ok(openapi.document())
+
+
+async def get_docs(request: web.Request) -> web.Response:
+    """A small HTML page pointing at the OpenAPI document (no auth)."""
+    return web.Response(text=openapi.DOCS_HTML, content_type="text/html")
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    """`GET /tickets`: filters, sort and paging."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    q = parse_query(
+        ws,
+        list(request.query.items()),
+        default_per_page=sim.config.default_per_page,
+        max_per_page=sim.config.max_per_page,
+    )
+    page, total = run_query(ws, q)
+    data = [sim.store.render(ws, r) for r in page]
+    return ok({"data": data, "meta": {"page": q.page, "per_page": q.per_page, "total": total}})
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    """`POST /tickets`, with optional Idempotency-Key."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    body = json_body(request)
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        change = sim.store.create_ticket(ws, body)
+        sim.publish(ws, [change])
+        return ok({"data": change.ticket}, 201)
+    created, ticket = sim.store.create_idempotent(ws, body, key)
+    if created is not None:
+        sim.publish(ws, [created])
+    return ok({"data": ticket}, 201)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    """`GET /tickets/{id}` by uuid or ticket_number, with `include=`."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    include: list[str] = []
+    for name in request.query.get("include", "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if name not in INCLUDES:
+            raise bad_request("include", f"{name!r} is not one of {', '.join(INCLUDES)}")
+        if name not in include:
+            include.append(name)
+    rec = sim.store.ticket(ws, request.match_info["id"])
+    return ok({"data": sim.store.render(ws, rec, include)})
+
+
+async def patch_ticket(request: web.Request) -> web.Response:
+    """`PATCH /tickets/{id}`: partial update; a no-op changes nothing and emits nothing."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    body = json_body(request)
+    rec = sim.store.ticket(ws, request.match_info["id"])
+    change = sim.store.update_ticket(ws, rec, body)
+    sim.publish(ws, [change])
+    return ok({"data": change.ticket})
+
+
+async def bulk_tickets(request: web.Request) -> web.Response:
+    """`POST /tickets/bulk`: one operation over many tickets; per-ticket webhooks."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    result = sim.store.bulk(
+        ws,
+        json_body(request),
+        max_ids=sim.config.max_bulk_ids,
+        unknown_ids=sim.settings.bulk_unknown_ids,
+    )
+    sim.publish(ws, result.changes, burst=sim.faults.webhooks.burst)
+    return ok({"data": result.data})
+
+
+def _listing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"data": items, "meta": {"page": 1, "per_page": max(len(items), 1), "total": len(items)}}
+
+
+async def list_tags(request: web.Request) -> web.Response:
+    """`GET /tags`."""
+    return ok(_listing([t.to_json() for t in request[WORKSPACE].tags.values()]))
+
+
+async def create_tag(request: web.Request) -> web.Response:
+    """`POST /tags`: 201, or 409 `conflict` for a duplicate name."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    return ok({"data": sim.store.create_tag(ws, json_body(request)).to_json()}, 201)
+
+
+async def list_statuses(request: web.Request) -> web.Response:
+    """`GET /ticket_statuses`, ordered by position."""
+    rows = sorted(request[WORKSPACE].statuses, key=lambda s: s.position)
+    return ok(_listing([s.to_json() for s in rows]))
+
+
+async def list_priorities(request: web.Request) -> web.Response:
+    """`GET /ticket_priorities`, ordered by position."""
+    rows = sorted(request[WORKSPACE].priorities, key=lambda p: p.position)
+    return ok(_listing([p.to_json() for p in rows]))
+
+
+async def list_inboxes(request: web.Request) -> web.Response:
+    """`GET /inboxes`."""
+    return ok(_listing([i.to_json() for i in request[WORKSPACE].inboxes]))
+
+
+def add_api_routes(app: web.Application) -> None:
+    """Register the vendor API under /api/v1."""
+    r = app.router
+    r.add_get(API + "/openapi.json", get_openapi)
+    r.add_get(API + "/docs", get_docs)
+    r.add_get(API + "/tickets", list_tickets)
+    r.add_post(API + "/tickets", create_ticket)
+    r.add_post(API + "/tickets/bulk", bulk_tickets)
+    r.add_get(API + "/tickets/{id}", get_ticket)
+    r.add_patch(API + "/tickets/{id}", patch_ticket)
+    r.add_get(API + "/tags", list_tags)
+    r.add_post(API + "/tags", create_tag)
+    r.add_get(API + "/ticket_statuses", list_statuses)
+    r.add_get(API + "/ticket_priorities", list_priorities)
+    r.add_get(API + "/inboxes", list_inboxes)

@@ -1,0 +1,94 @@
+"""Simulator configuration: the frozen start-up `SimulatorConfig` and the runtime-switchable `Settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ticketwire.errors import ConfigError
+
+Window = Literal["fixed", "sliding"]
+UnknownIds = Literal["skip", "404"]
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything fixed when the simulator is built; `Settings` holds what may change later."""
+
+    #: Seed for ids, event ids, keys and fault choices; None picks one at random (kept on reset).
+    seed: int | None = None
+    #: Simulated start time; None means the real current time.
+    epoch: datetime | None = None
+    #: Real seconds per simulated second: 0.001 makes a one-minute retry wait last 60 ms.
+    time_scale: float = 1.0
+    #: Requests per workspace per window; 0 or None switches the limit off.
+    rate_limit_per_minute: int | None = 100
+    rate_limit_window: Window = "fixed"
+    #: Length of the rate-limit window in simulated seconds.
+    rate_limit_window_seconds: float = 60.0
+    #: Send `X-RateLimit-Limit/Remaining/Reset` on rate-limited routes.
+    rate_limit_headers: bool = False
+    #: Errors as `{error, message, code, details}` application/json instead of problem+json.
+    legacy_errors: bool = False
+    max_bulk_ids: int = 100
+    #: Unknown or foreign ids in a bulk call: skipped, or the whole call answers 404.
+    bulk_unknown_ids: UnknownIds = "skip"
+    #: Lifetime of an Idempotency-Key entry, in simulated seconds.
+    idempotency_ttl: float = 24 * 3600.0
+    default_per_page: int = 25
+    max_per_page: int = 100
+    #: Per-attempt timeout of a webhook delivery, in real seconds.
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 10
+    #: First retry delay in simulated seconds; it doubles after every failed attempt.
+    webhook_retry_base: float = 60.0
+    #: Prefix the signature header value with `sha256=`.
+    webhook_signature_prefix: bool = False
+    #: A partly filled reorder group is sent anyway after this many real seconds.
+    reorder_flush_after: float = 0.5
+    #: Most recent entries kept in the request journal and the delivery log (None = all).
+    journal_limit: int | None = 100_000
+    delivery_log_limit: int | None = 100_000
+
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 0:
+            raise ConfigError("rate_limit_per_minute", "an integer >= 0 or None")
+        if self.rate_limit_window not in ("fixed", "sliding"):
+            raise ConfigError("rate_limit_window", "'fixed' or 'sliding'", self.rate_limit_window)
+        if self.bulk_unknown_ids not in ("skip", "404"):
+            raise ConfigError("bulk_unknown_ids", "'skip' or '404'", self.bulk_unknown_ids)
+        if self.max_bulk_ids < 1:
+            raise ConfigError("max_bulk_ids", "an integer >= 1", repr(self.max_bulk_ids))
+        if not 1 <= self.default_per_page <= self.max_per_page:
+            raise ConfigError("default_per_page", "1 <= default_per_page <= max_per_page")
+        if self.webhook_timeout <= 0:
+            raise ConfigError("webhook_timeout", "a number of seconds > 0")
+        if self.webhook_max_attempts < 1:
+            raise ConfigError("webhook_max_attempts", "an integer >= 1")
+
+
+@dataclass
+class Settings:
+    """Switches that may be flipped while the simulator runs (`sim.settings`, `POST /_sim/settings`)."""
+
+    legacy_errors: bool
+    rate_limit_per_minute: int | None
+    rate_limit_window: Window
+    rate_limit_headers: bool
+    bulk_unknown_ids: UnknownIds
+    webhook_signature_prefix: bool
+
+    @classmethod
+    def from_config(cls, cfg: SimulatorConfig) -> Settings:
+        """The start-up values of the switches."""
+        return cls(
+            legacy_errors=cfg.legacy_errors,
+            rate_limit_per_minute=cfg.rate_limit_per_minute,
+            rate_limit_window=cfg.rate_limit_window,
+            rate_limit_headers=cfg.rate_limit_headers,
+            bulk_unknown_ids=cfg.bulk_unknown_ids,
+            webhook_signature_prefix=cfg.webhook_signature_prefix,
+        )

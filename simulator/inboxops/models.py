@@ -1,0 +1,241 @@
+"""The simulator's workspace data: statuses, priorities, inboxes, tags, custom fields, tickets, keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Scope = Literal["read_write", "read_only"]
+FieldType = Literal["text", "number", "date", "date_time", "select", "multi_select"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """A custom status; `status_type` is one of the five built-in values."""
+
+    id: str
+    status_type: str
+    name: str
+    color: str
+    position: int
+    is_default: bool
+    reminder_enabled: bool = False
+    remind_transition_status_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `GET /ticket_statuses` item."""
+        return {
+            "id": self.id,
+            "status_type": self.status_type,
+            "name": self.name,
+            "color": self.color,
+            "position": self.position,
+            "is_default": self.is_default,
+            "reminder_enabled": self.reminder_enabled,
+            "remind_transition_status_id": self.remind_transition_status_id,
+        }
+
+
+@dataclass(frozen=True)
+class Priority:
+    """A custom priority; `priority` is the level (low, normal, high, urgent)."""
+
+    id: str
+    priority: str
+    name: str
+    color: str
+    position: int
+    is_default: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The `GET /ticket_priorities` item."""
+        return {
+            "id": self.id,
+            "priority": self.priority,
+            "name": self.name,
+            "color": self.color,
+            "position": self.position,
+            "is_default": self.is_default,
+        }
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A workspace tag."""
+
+    id: str
+    name: str
+    color: str
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, name, color}`."""
+        return {"id": self.id, "name": self.name, "color": self.color}
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """A mailbox tickets arrive in."""
+
+    id: str
+    name: str
+    email: str
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, name, email}`."""
+        return {"id": self.id, "name": self.name, "email": self.email}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice of a select or multi_select custom field."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """A ticket custom-field definition; a non-empty `inbox_ids` scopes it to those inboxes."""
+
+    id: str
+    key: str
+    label: str
+    type: FieldType
+    options: tuple[Option, ...] = ()
+    inbox_ids: tuple[str, ...] = ()
+
+    def applies_to(self, inbox_id: str | None) -> bool:
+        """True when tickets in `inbox_id` have this field."""
+        return not self.inbox_ids or inbox_id in self.inbox_ids
+
+    def option_ids(self) -> frozenset[str]:
+        """The ids of the options."""
+        return frozenset(o.id for o in self.options)
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition as `sim.custom_fields` shows it."""
+        return {
+            "id": self.id,
+            "field_key": self.key,
+            "label": self.label,
+            "type": self.type,
+            "options": [{"id": o.id, "label": o.label} for o in self.options],
+            "inbox_ids": list(self.inbox_ids),
+        }
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A workspace user tickets can be assigned to."""
+
+    id: str
+    name: str
+    email: str
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, name, email}`."""
+        return {"id": self.id, "name": self.name, "email": self.email}
+
+
+@dataclass(frozen=True)
+class Company:
+    """A CRM company, found by email domain."""
+
+    id: str
+    name: str
+    domain: str
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, name, domain}`."""
+        return {"id": self.id, "name": self.name, "domain": self.domain}
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A CRM contact (a customer who writes in)."""
+
+    id: str
+    email: str
+    name: str
+    company_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, email, name, company_id}`."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "company_id": self.company_id,
+        }
+
+
+@dataclass
+class TicketRecord:
+    """A stored ticket: the API shape in `data`, plus what only `include=` or the app shows."""
+
+    data: dict[str, Any]
+    #: Tag ids in the order they were linked (a dict keeps order and gives O(1) membership).
+    tags: dict[str, None] = field(default_factory=dict)
+    notes: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The ticket's uuid."""
+        return str(self.data["id"])
+
+    @property
+    def number(self) -> int:
+        """The ticket's per-workspace number."""
+        return int(self.data["ticket_number"])
+
+
+@dataclass(frozen=True)
+class IdempotencyEntry:
+    """What a create with an Idempotency-Key stored: body hash, the 201 body, expiry (sim seconds)."""
+
+    body_hash: str
+    response: dict[str, Any]
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key: its workspace and scope; revoked keys answer 401."""
+
+    key: str
+    workspace_id: str
+    scope: Scope
+    revoked: bool = False
+
+
+@dataclass
+class Workspace:
+    """One tenant's data. Tickets are indexed by id and by number so lookups are O(1)."""
+
+    id: str
+    name: str
+    domain: str
+    entitled: bool
+    statuses: list[Status]
+    priorities: list[Priority]
+    inboxes: list[Inbox]
+    fields: dict[str, FieldDef]
+    agents: list[Agent]
+    tags: dict[str, Tag] = field(default_factory=dict)
+    tag_names: dict[str, str] = field(default_factory=dict)
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    contact_by_email: dict[str, str] = field(default_factory=dict)
+    companies: dict[str, Company] = field(default_factory=dict)
+    company_by_domain: dict[str, str] = field(default_factory=dict)
+    tickets: dict[str, TicketRecord] = field(default_factory=dict)
+    by_number: dict[int, TicketRecord] = field(default_factory=dict)
+    next_number: int = 1
+    idempotency: dict[str, IdempotencyEntry] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status_by_id = {s.id: s for s in self.statuses}
+        self.default_status = {s.status_type: s for s in self.statuses if s.is_default}
+        self.priority_by_id = {p.id: p for p in self.priorities}
+        self.default_priority = {p.priority: p for p in self.priorities if p.is_default}
+        self.inbox_by_id = {i.id: i for i in self.inboxes}
+        self.agent_by_id = {a.id: a for a in self.agents}

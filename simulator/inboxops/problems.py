@@ -1,0 +1,126 @@
+"""API errors: the `ApiError` exception and its two renderings (RFC 7807 problem+json, legacy JSON)."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+PROBLEM_BASE = "https://docs.inboxops.app/api/problems/"
+INSTANCE_BASE = PROBLEM_BASE + "instances/"
+
+TITLES = {
+    "bad_request": "Bad Request",
+    "unauthorized": "Unauthorized",
+    "forbidden": "Forbidden",
+    "insufficient_scope": "Insufficient Scope",
+    "not_found": "Not Found",
+    "method_not_allowed": "Method Not Allowed",
+    "conflict": "Conflict",
+    "idempotency_conflict": "Idempotency Conflict",
+    "rate_limit_exceeded": "Too Many Requests",
+    "internal_error": "Internal Server Error",
+    "service_unavailable": "Service Unavailable",
+}
+
+#: The code used when only an HTTP status is known (scripted faults).
+CODE_FOR_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, stable code, a detail that says what to fix, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.headers = dict(headers or {})
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
+
+    @classmethod
+    def for_status(
+        cls, status: int, detail: str | None = None, retry_after: int | None = None
+    ) -> ApiError:
+        """An error for a bare HTTP status, with the documented code when there is one."""
+        code = CODE_FOR_STATUS.get(status)
+        phrase = _phrase(status)
+        if code is None:
+            code = phrase.lower().replace(" ", "_").replace("-", "_")
+        return cls(status, code, detail or f"simulated {status} {phrase}", retry_after=retry_after)
+
+
+def bad_request(field: str, detail: str) -> ApiError:
+    """400 `bad_request` whose detail starts with the offending field or parameter."""
+    return ApiError(400, "bad_request", f"{field}: {detail}", field=field)
+
+
+def not_found(detail: str, field: str | None = None) -> ApiError:
+    """404 `not_found`."""
+    return ApiError(404, "not_found", detail, field=field)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
+    """The HTTP response for `err`; `X-Request-Id` is added by the middleware."""
+    if legacy:
+        body: dict[str, Any] = {
+            "error": _phrase(err.status),
+            "message": err.detail,
+            "code": err.status,
+        }
+        if err.field is not None:
+            body["details"] = [{"field": err.field, "message": err.detail}]
+        if err.retry_after is not None:
+            body["retryAfter"] = err.retry_after
+        content_type = "application/json"
+    else:
+        body = {
+            "type": PROBLEM_BASE + err.code,
+            "title": TITLES.get(err.code, _phrase(err.status)),
+            "status": err.status,
+            "detail": err.detail,
+            "code": err.code,
+            "instance": INSTANCE_BASE + request_id,
+        }
+        content_type = "application/problem+json"
+    return web.Response(
+        status=err.status,
+        text=_dumps(body),
+        content_type=content_type,
+        headers=err.headers,
+    )

@@ -1,0 +1,330 @@
+"""`InboxOpsSimulator`: owns the store, clock, faults, rate limiter, webhook emitter and journal,
+serves them over HTTP, and offers the Python API tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
+from simulator.inboxops.clock import Clock, IdSource, ScaledClock
+from simulator.inboxops.config import Settings, SimulatorConfig
+from simulator.inboxops.control import add_control_routes
+from simulator.inboxops.faults import Faults
+from simulator.inboxops.journal import JournalEntry
+from simulator.inboxops.models import Workspace
+from simulator.inboxops.ratelimit import RateLimiter
+from simulator.inboxops.seeds import realistic_ticket
+from simulator.inboxops.store import Store, TicketChange
+from simulator.inboxops.webhooks import DeliveryRecord, WebhookEmitter
+
+log = logging.getLogger("simulator.inboxops")
+
+
+class InboxOpsSimulator:
+    """A local InboxOps: the `/api/v1` ticket API, webhooks to registered endpoints, fault knobs."""
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        cfg = self.config
+        #: The seed in use (picked at random when the config has none; reset keeps it).
+        self.seed: int = (
+            cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32)
+        )
+        self.clock: Clock = clock or ScaledClock(cfg.time_scale, cfg.epoch)
+        self.settings = Settings.from_config(cfg)
+        self.faults = Faults(random.Random(f"{self.seed}:faults"))
+        self.limiter = RateLimiter(self.clock.monotonic, cfg.rate_limit_window_seconds)
+        self.emitter = WebhookEmitter(
+            clock=self.clock,
+            faults=self.faults,
+            timeout=cfg.webhook_timeout,
+            max_attempts=cfg.webhook_max_attempts,
+            retry_base=cfg.webhook_retry_base,
+            reorder_flush_after=cfg.reorder_flush_after,
+            signature_prefix=lambda: self.settings.webhook_signature_prefix,
+            log_limit=cfg.delivery_log_limit,
+        )
+        self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
+        self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._build()
+
+    def _build(self) -> None:
+        self.store = Store(
+            self.seed, self.clock.now, self.clock.monotonic, self.config.idempotency_ttl
+        )
+        self._event_ids = IdSource(self.seed, "events")
+        self._request_ids = IdSource(self.seed, "requests")
+        self._ticket_rng = random.Random(f"{self.seed}:tickets")
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running; call stop() first")
+        runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}"
+
+    async def stop(self) -> None:
+        """Stop serving and cancel pending deliveries (the logs stay readable)."""
+        await self.emitter.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self, *, keep_endpoints: bool = True) -> None:
+        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
+
+        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
+        """
+        self.emitter.reset(keep_endpoints=keep_endpoints)
+        if not keep_endpoints:
+            self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self.clock.reset()
+        self.limiter.reset()
+        self.faults.clear()
+        self.faults.rng.seed(f"{self.seed}:faults")
+        self.settings = Settings.from_config(self.config)
+        self._journal.clear()
+        self._build()
+
+    # ----------------------------------------------------------------- identities
+
+    @property
+    def api_key(self) -> str:
+        """Read and write key of the default workspace."""
+        return self.store.api_key
+
+    @property
+    def read_only_key(self) -> str:
+        """Read-only key of the default workspace."""
+        return self.store.read_only_key
+
+    @property
+    def revoked_key(self) -> str:
+        """A revoked key of the default workspace (answers 401)."""
+        return self.store.revoked_key
+
+    @property
+    def no_entitlement_key(self) -> str:
+        """Key of a workspace without the api_webhooks entitlement (answers 403 forbidden)."""
+        return self.store.no_entitlement_key
+
+    @property
+    def other_workspace_key(self) -> str:
+        """Read and write key of a second, entitled workspace."""
+        return self.store.other_workspace_key
+
+    @property
+    def workspace_id(self) -> str:
+        """The default workspace's id: `tenant_id` in its webhook envelopes."""
+        return self.store.default.id
+
+    @property
+    def other_workspace_id(self) -> str:
+        """The second entitled workspace's id."""
+        return self.store.other.id
+
+    # ----------------------------------------------------------------- reference data
+
+    @property
+    def statuses(self) -> list[dict[str, Any]]:
+        """Custom statuses of the default workspace, by position."""
+        return [s.to_json() for s in sorted(self.store.default.statuses, key=lambda s: s.position)]
+
+    @property
+    def priorities(self) -> list[dict[str, Any]]:
+        """Custom priorities of the default workspace."""
+        return [p.to_json() for p in self.store.default.priorities]
+
+    @property
+    def inboxes(self) -> list[dict[str, Any]]:
+        """Inboxes of the default workspace (Support first, then Billing)."""
+        return [i.to_json() for i in self.store.default.inboxes]
+
+    @property
+    def tags(self) -> list[dict[str, Any]]:
+        """Tags of the default workspace."""
+        return [t.to_json() for t in self.store.default.tags.values()]
+
+    @property
+    def agents(self) -> list[dict[str, Any]]:
+        """Agents of the default workspace (valid assignee ids)."""
+        return [a.to_json() for a in self.store.default.agents]
+
+    @property
+    def custom_fields(self) -> list[dict[str, Any]]:
+        """Custom-field definitions of the default workspace."""
+        return [f.to_json() for f in self.store.default.fields.values()]
+
+    def create_tag(self, name: str, color: str | None = None) -> dict[str, Any]:
+        """Create a tag in the default workspace (same rules as `POST /tags`)."""
+        body: dict[str, Any] = {"name": name}
+        if color is not None:
+            body["color"] = color
+        return self.store.create_tag(self.store.default, body).to_json()
+
+    # ----------------------------------------------------------------- tickets
+
+    def create_ticket(self, **fields: Any) -> dict[str, Any]:
+        """Create a ticket as an agent would; emits `ticket.created`. Raises `ApiError` if invalid.
+
+        Accepts the `POST /tickets` fields plus status, status_id, contact_id, remind_at,
+        remind_transition_status_id and tag_ids.
+        """
+        ws = self.store.default
+        change = self.store.create_ticket(ws, fields, agent=True)
+        self.publish(ws, [change])
+        return change.ticket
+
+    def change_ticket(self, ticket_id: str | int, /, **fields: Any) -> dict[str, Any]:
+        """An agent's edit through the PATCH code path (plus `tag_ids`, replacing the tags)."""
+        ws = self.store.default
+        rec = self.store.ticket(ws, ticket_id)
+        change = self.store.update_ticket(ws, rec, fields, agent=True)
+        self.publish(ws, [change])
+        return change.ticket
+
+    def ticket(self, ticket_id: str | int, include: Iterable[str] = ()) -> dict[str, Any]:
+        """A ticket of the default workspace by uuid or number, as `GET /tickets/{id}` shows it."""
+        ws = self.store.default
+        return self.store.render(ws, self.store.ticket(ws, ticket_id), include)
+
+    def tickets(self, include: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Every ticket of the default workspace, by ticket_number."""
+        ws = self.store.default
+        names = list(include)
+        return [self.store.render(ws, r, names) for r in ws.tickets.values()]
+
+    def seed_tickets(self, count: int, *, emit: bool = True) -> list[dict[str, Any]]:
+        """Create `count` realistic tickets (reproducible for a seed); `emit` sends their webhooks."""
+        ws = self.store.default
+        out = []
+        for _ in range(count):
+            fields = realistic_ticket(ws, self._ticket_rng, ws.next_number)
+            change = self.store.create_ticket(ws, fields, agent=True)
+            if emit:
+                self.publish(ws, [change])
+            out.append(change.ticket)
+        return out
+
+    # ----------------------------------------------------------------- webhooks
+
+    def add_endpoint(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        workspace_id: str | None = None,
+    ) -> str:
+        """Register a webhook endpoint (default workspace unless given); returns its id."""
+        ws_id = workspace_id or self.workspace_id
+        if ws_id not in self.store.workspaces:
+            raise ValueError(f"unknown workspace {ws_id!r}")
+        return self.emitter.add_endpoint(self._endpoint_ids, ws_id, url, secret, events).id
+
+    def publish(self, ws: Workspace, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
+        """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""
+        if not ws.entitled:
+            # Webhooks sit behind the same entitlement as the API.
+            return
+        copies = max(1, burst)
+        for change in changes:
+            for event in change.events:
+                for _ in range(copies):
+                    event_id = self._event_ids.uuid()
+                    self.emitter.emit(ws.id, event, event_id, self.clock.now(), change.ticket)
+
+    @property
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every delivery attempt so far, oldest first."""
+        return list(self.emitter.log)
+
+    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until no delivery is queued, in flight, held or waiting to retry."""
+        await self.emitter.wait_idle(timeout)
+
+    # ----------------------------------------------------------------- journal and limits
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """Every /api/v1 request so far, oldest first."""
+        return list(self._journal)
+
+    def record(self, entry: JournalEntry) -> None:
+        """Append a journal entry (the middleware calls this)."""
+        self._journal.append(entry)
+
+    def next_request_id(self) -> str:
+        """A fresh X-Request-Id for a request that did not bring a valid one."""
+        return self._request_ids.uuid()
+
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        """Change the per-workspace limit; 0 or None switches it off. Counts start over."""
+        if per_minute is not None and per_minute < 0:
+            raise ValueError("per_minute must be >= 0 or None")
+        self.settings.rate_limit_per_minute = per_minute
+        self.limiter.reset()
+
+
+def create_app(sim: InboxOpsSimulator | SimulatorConfig | None = None) -> web.Application:
+    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
+    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
+    if not isinstance(sim, InboxOpsSimulator):
+        sim = InboxOpsSimulator(sim)
+    app = web.Application(middlewares=[middleware])
+    app[SIM_KEY] = sim
+    add_api_routes(app)
+    add_control_routes(app)
+    emitter = sim.emitter
+
+    async def _close(_: web.Application) -> None:
+        await emitter.close()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def run_simulator(
+    cfg: SimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    seed_tickets: int = 0,
+) -> None:
+    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
+    if webhook_url and not webhook_secret:
+        raise ValueError("a webhook secret is required with a webhook url")
+    sim = InboxOpsSimulator(cfg)
+    await sim.start(host=host, port=port)
+    try:
+        if seed_tickets:
+            sim.seed_tickets(seed_tickets, emit=False)
+        if webhook_url and webhook_secret:
+            endpoint = sim.add_endpoint(webhook_url, webhook_secret)
+            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
+        log.info("InboxOps simulator at %s/api/v1 (controls at %s/_sim)", sim.url, sim.url)
+        log.info("API key (simulator only): %s", sim.api_key)
+        log.info("read-only key (simulator only): %s", sim.read_only_key)
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()

@@ -1,0 +1,175 @@
+"""Actions rules decide on, and the registry where each vendor declares its action vocabulary.
+
+A vendor registers a `VendorSpec`: the actions a rule may take (each with a normaliser that
+validates what the rule wrote), the ticket fields conditions may read, and the planner that turns
+decided actions into API calls. YAML rules and `ctx.*` calls are both validated through it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine.conditions import FieldSchema
+from ticketwire.engine.nodes import suggest, unknown
+from ticketwire.event import Event
+
+if TYPE_CHECKING:
+    from ticketwire.engine.evaluate import Decision
+
+#: Vendors shipped with ticketwire, imported on first use so the engine never imports them eagerly.
+_BUILTIN_VENDORS: dict[str, str] = {"inboxops": "ticketwire.vendors.inboxops.actions"}
+_REGISTRY: dict[str, VendorSpec] = {}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a rule decided to do, e.g. `Action("update", {"priority": "high"}, "escalate")`."""
+
+    name: str
+    params: dict[str, Any]
+    rule: str
+
+    def describe(self) -> str:
+        """One line, e.g. `update {"priority": "high"}`."""
+        return f"{self.name} {json.dumps(self.params, sort_keys=True, default=str)}"
+
+
+class ActionError(ValueError):
+    """What a rule wrote for an action is invalid; `key` names the offending field, if any."""
+
+    def __init__(
+        self, message: str, *, accepted: Sequence[str] = (), key: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.accepted = tuple(accepted)
+        self.key = key
+
+
+#: Validate what a rule wrote for one action; return the canonical action name and params.
+Normalizer = Callable[[Any], tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action of a vendor's vocabulary."""
+
+    name: str
+    summary: str
+    normalize: Normalizer
+
+
+@dataclass
+class Plan:
+    """The API calls a set of decisions comes to, and notes on what was dropped and why."""
+
+    calls: list[ApiCall] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+Planner = Callable[[Event, "Sequence[Decision]"], Plan]
+
+
+@dataclass(frozen=True)
+class VendorSpec:
+    """Everything the engine needs to know about one vendor's rules."""
+
+    vendor: str
+    actions: Mapping[str, ActionSpec]
+    planner: Planner
+    #: Top-level ticket fields conditions may read; None accepts any.
+    ticket_fields: frozenset[str] | None = None
+    #: Closed sets of values for some fields, checked in conditions (e.g. `priority`).
+    field_enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def register_vendor_actions(vendor: str, spec: VendorSpec) -> None:
+    """Declare `vendor`'s action vocabulary; registering again replaces it."""
+    if spec.vendor != vendor:
+        raise ValueError(f"spec is for {spec.vendor!r}, registered as {vendor!r}")
+    _REGISTRY[vendor] = spec
+
+
+def _load_builtins() -> None:
+    for vendor, module in _BUILTIN_VENDORS.items():
+        if vendor not in _REGISTRY:
+            importlib.import_module(module)
+
+
+def registered_vendors() -> tuple[str, ...]:
+    """Names of every vendor with a registered vocabulary, sorted."""
+    _load_builtins()
+    return tuple(sorted(_REGISTRY))
+
+
+def vendor_spec(vendor: str) -> VendorSpec:
+    """Return the vocabulary of `vendor`, or raise `RuleConfigError` naming the known ones."""
+    if vendor not in _REGISTRY and vendor in _BUILTIN_VENDORS:
+        importlib.import_module(_BUILTIN_VENDORS[vendor])
+    if vendor not in _REGISTRY:
+        raise unknown("vendor", vendor, registered_vendors(), None)
+    return _REGISTRY[vendor]
+
+
+def _specs(vendor: str | None) -> list[VendorSpec]:
+    if vendor is not None:
+        return [vendor_spec(vendor)]
+    return [vendor_spec(v) for v in registered_vendors()]
+
+
+def action_names(vendor: str | None) -> tuple[str, ...]:
+    """Action names a rule for `vendor` may use (every vendor's, when None)."""
+    names: dict[str, None] = {}
+    for spec in _specs(vendor):
+        names.update(dict.fromkeys(spec.actions))
+    return tuple(names)
+
+
+def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Action:
+    """Validate one action against `vendor` (or every vendor when None) and build it.
+
+    Raises `ActionError` with the accepted values when the action or its value is invalid.
+    """
+    results: list[tuple[str, tuple[str, dict[str, Any]]]] = []
+    for spec in _specs(vendor):
+        if name not in spec.actions:
+            accepted = list(spec.actions)
+            where = "" if vendor is not None else f" for vendor {spec.vendor!r}"
+            raise ActionError(
+                f"unknown action {name!r}{where}{suggest(name, accepted)}", accepted=accepted
+            )
+        results.append((spec.vendor, spec.actions[name].normalize(value)))
+    first = results[0][1]
+    for other_vendor, other in results[1:]:
+        if other != first:
+            raise ActionError(
+                f"{name!r} means different things for {results[0][0]!r} and {other_vendor!r}; "
+                "set vendor: on the rule"
+            )
+    canonical, params = first
+    return Action(name=canonical, params=params, rule=rule)
+
+
+def field_schema(vendor: str | None) -> FieldSchema:
+    """What conditions of a rule for `vendor` may read (the union over vendors when None)."""
+    fields: set[str] = set()
+    enums: dict[str, tuple[str, ...]] = {}
+    for spec in _specs(vendor):
+        if spec.ticket_fields is None:
+            return FieldSchema(ticket_fields=None, enums=enums)
+        fields |= spec.ticket_fields
+        for name, values in spec.field_enums.items():
+            merged = dict.fromkeys(enums.get(name, ()))
+            merged.update(dict.fromkeys(values))
+            enums[name] = tuple(merged)
+    return FieldSchema(ticket_fields=frozenset(fields), enums=enums)
+
+
+def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
+    """Plan the API calls for `decisions` with the planner of the event's vendor."""
+    return vendor_spec(event.vendor).planner(event, decisions)

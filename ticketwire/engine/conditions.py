@@ -1,0 +1,357 @@
+"""Rule conditions: a small AST compiled once at load, evaluated purely against an event.
+
+Every check returns a `Verdict` whose `why` names the field, its actual value and what the rule
+needed, so a skipped rule can always say why it was skipped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ticketwire.engine.nodes import Node, kind_of, unknown
+from ticketwire.engine.operators import (
+    ENUM_CHECKED,
+    MISSING,
+    OPERATORS,
+    Incomparable,
+    Operator,
+    show,
+)
+from ticketwire.errors import RuleConfigError
+from ticketwire.event import Event
+
+#: Fields of the event itself that a condition may read as `event.<name>`.
+EVENT_FIELDS: tuple[str, ...] = ("vendor", "type", "id", "tenant", "created_at", "ticket_id")
+COMBINATORS: tuple[str, ...] = ("all", "any", "not")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a condition: whether it holds, and a human explanation."""
+
+    ok: bool
+    why: str
+    #: Just the values read (e.g. `subject is 'help'`), used when a `not` explains itself.
+    fact: str = ""
+
+
+class Condition(ABC):
+    """A compiled, pure test of an event."""
+
+    @abstractmethod
+    def check(self, event: Event) -> Verdict:
+        """Evaluate against `event`, explaining the result."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Render the condition as a short human expression."""
+
+
+@dataclass(frozen=True)
+class FieldSchema:
+    """What conditions may read: known top-level ticket fields and the values of enum fields."""
+
+    #: None accepts any field name (no vendor vocabulary to check against).
+    ticket_fields: frozenset[str] | None = None
+    enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# ---- the AST ----
+
+
+@dataclass(frozen=True)
+class Leaf(Condition):
+    """`field` compared with one operator."""
+
+    field: str
+    path: tuple[str, ...]
+    op: Operator
+    operand: Any
+
+    def check(self, event: Event) -> Verdict:
+        """Compare the field's actual value with the operand."""
+        actual = resolve(event, self.path)
+        needs = self.op.needs(self.operand, event.created_at)
+        try:
+            ok = self.op.test(actual, self.operand, event.created_at)
+        except Incomparable as exc:
+            fact = f"{self.field} is {show(actual)}"
+            return Verdict(False, f"{fact}, {exc.why}; rule needs {needs}", fact)
+        fact = f"{self.field} is {show(actual)}"
+        if ok:
+            return Verdict(True, fact, fact)
+        return Verdict(False, f"{fact}, rule needs {needs}", fact)
+
+    def describe(self) -> str:
+        """E.g. `priority in ['high', 'urgent']`."""
+        return f"{self.field} {self.op.name} {self.op.operand_text(self.operand)}"
+
+
+@dataclass(frozen=True)
+class All(Condition):
+    """Every child holds; a failure lists every failing child."""
+
+    children: tuple[Condition, ...]
+
+    def check(self, event: Event) -> Verdict:
+        """Evaluate every child so that all failures are explained at once."""
+        verdicts = [child.check(event) for child in self.children]
+        failed = [v.why for v in verdicts if not v.ok]
+        fact = "; ".join(v.fact for v in verdicts)
+        if failed:
+            return Verdict(False, "; ".join(failed), fact)
+        return Verdict(True, "; ".join(v.why for v in verdicts), fact)
+
+    def describe(self) -> str:
+        """E.g. `all(a, b)`."""
+        return f"all({', '.join(c.describe() for c in self.children)})"
+
+
+@dataclass(frozen=True)
+class AnyOf(Condition):
+    """At least one child holds."""
+
+    children: tuple[Condition, ...]
+
+    def check(self, event: Event) -> Verdict:
+        """Stop at the first child that holds."""
+        verdicts = []
+        for child in self.children:
+            verdict = child.check(event)
+            if verdict.ok:
+                return verdict
+            verdicts.append(verdict)
+        return Verdict(
+            False,
+            "none of the alternatives holds: " + " | ".join(v.why for v in verdicts),
+            "; ".join(v.fact for v in verdicts),
+        )
+
+    def describe(self) -> str:
+        """E.g. `any(a, b)`."""
+        return f"any({', '.join(c.describe() for c in self.children)})"
+
+
+@dataclass(frozen=True)
+class Not(Condition):
+    """The child does not hold."""
+
+    child: Condition
+
+    def check(self, event: Event) -> Verdict:
+        """Invert the child, explaining with the child's own reason."""
+        verdict = self.child.check(event)
+        if verdict.ok:
+            why = f"{verdict.fact}; rule needs not ({self.child.describe()})"
+            return Verdict(False, why, verdict.fact)
+        return Verdict(True, verdict.fact, verdict.fact)
+
+    def describe(self) -> str:
+        """E.g. `not (subject matches '(?i)test')`."""
+        return f"not ({self.child.describe()})"
+
+
+@dataclass(frozen=True)
+class Predicate(Condition):
+    """A Python `when=` function of the event."""
+
+    fn: Callable[[Event], object]
+    label: str
+
+    def check(self, event: Event) -> Verdict:
+        """Call the function; its exceptions propagate to the caller."""
+        result = self.fn(event)
+        if result:
+            why = f"when={self.label} is true"
+            return Verdict(True, why, why)
+        why = f"when={self.label} returned {result!r}"
+        return Verdict(False, why, why)
+
+    def describe(self) -> str:
+        """E.g. `when=is_vip`."""
+        return f"when={self.label}"
+
+
+def resolve(event: Event, path: tuple[str, ...]) -> Any:
+    """Read a compiled field path: `("event", "type")` or a dotted path into the ticket."""
+    if path[0] == "event":
+        return getattr(event, path[1])
+    current: Any = event.ticket
+    for part in path:
+        if isinstance(current, Mapping):
+            current = current.get(part, MISSING)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return MISSING
+        if current is MISSING:
+            return MISSING
+    return current
+
+
+# ---- compiling ----
+
+
+def compile_field(node: Node, schema: FieldSchema) -> tuple[str, ...]:
+    """Validate a `field:` path and split it into parts."""
+    text = node.value
+    if not isinstance(text, str) or not text.strip():
+        raise RuleConfigError(
+            f"field: expects a dotted path such as priority or custom_fields.plan, "
+            f"got {node.kind()}",
+            line=node.line,
+        )
+    parts = tuple(text.strip().split("."))
+    if any(not p for p in parts):
+        raise RuleConfigError(f"field: {text!r} has an empty part", line=node.line)
+    if parts[0] == "event":
+        if len(parts) != 2 or parts[1] not in EVENT_FIELDS:
+            got = ".".join(parts[1:]) or ""
+            raise unknown("event field", got, EVENT_FIELDS, node.line)
+        return parts
+    fields = schema.ticket_fields
+    if parts[0] == "ticket" and len(parts) > 1 and (fields is None or "ticket" not in fields):
+        parts = parts[1:]
+    if fields is not None and parts[0] not in fields:
+        accepted = sorted(fields) + [f"event.{f}" for f in EVENT_FIELDS]
+        raise unknown("ticket field", parts[0], accepted, node.line)
+    return parts
+
+
+def _check_enum(path: tuple[str, ...], operand_node: Node, schema: FieldSchema) -> None:
+    if len(path) != 1 or path[0] not in schema.enums:
+        return
+    allowed = schema.enums[path[0]]
+    items = operand_node.value if operand_node.is_list else [operand_node]
+    for item in items:
+        if item.value is not None and item.value not in allowed:
+            raise unknown(path[0], item.value, allowed, item.line)
+
+
+def compile_condition(
+    node: Node, schema: FieldSchema, issues: list[RuleConfigError] | None = None
+) -> Condition | None:
+    """Compile a condition tree; errors go to `issues` when given (to collect them all)."""
+    own = issues if issues is not None else []
+    before = len(own)
+    try:
+        condition = _compile(node, schema, own)
+    except RuleConfigError as exc:
+        own.append(exc)
+        condition = None
+    if issues is None and own:
+        raise own[0]
+    return condition if len(own) == before else None
+
+
+def _compile(node: Node, schema: FieldSchema, issues: list[RuleConfigError]) -> Condition | None:
+    if node.is_list:
+        return _combine(All, node, "all", schema, issues)
+    if not node.is_map:
+        raise RuleConfigError(
+            "a condition must be a mapping such as {field: priority, equals: high} "
+            f"or all:/any:/not:, got {node.kind()}",
+            line=node.line,
+        )
+    keys = list(node.value)
+    combinators = [k for k in keys if k in COMBINATORS]
+    if combinators:
+        if len(keys) > 1:
+            others = [k for k in keys if k != combinators[0]]
+            raise RuleConfigError(
+                f"{combinators[0]}: cannot share a mapping with {', '.join(others)}; "
+                "nest each condition as its own list item",
+                line=node.key_line(others[0]),
+            )
+        key = combinators[0]
+        child = node.value[key]
+        if key == "not":
+            inner = _compile(child, schema, issues)
+            return None if inner is None else Not(inner)
+        return _combine(All if key == "all" else AnyOf, child, key, schema, issues)
+    return _leaf(node, schema)
+
+
+def _combine(
+    kind: type[All | AnyOf],
+    node: Node,
+    key: str,
+    schema: FieldSchema,
+    issues: list[RuleConfigError],
+) -> Condition | None:
+    if not node.is_list or not node.value:
+        raise RuleConfigError(
+            f"{key}: expects a non-empty list of conditions, got {node.kind()}", line=node.line
+        )
+    children: list[Condition] = []
+    for item in node.value:
+        try:
+            child = _compile(item, schema, issues)
+        except RuleConfigError as exc:
+            issues.append(exc)
+            continue
+        if child is not None:
+            children.append(child)
+    if len(children) != len(node.value):
+        return None
+    return kind(tuple(children))
+
+
+def _leaf(node: Node, schema: FieldSchema) -> Leaf:
+    accepted = ["field", *OPERATORS, *COMBINATORS]
+    for key in node.value:
+        if key != "field" and key not in OPERATORS:
+            raise unknown("operator", key, accepted, node.key_line(key))
+    ops = [k for k in node.value if k in OPERATORS]
+    if "field" not in node.value:
+        raise RuleConfigError(
+            "this condition has no field: (write e.g. {field: priority, equals: high})",
+            line=node.line,
+        )
+    path = compile_field(node.value["field"], schema)
+    name = node.value["field"].value.strip()
+    if not ops:
+        raise RuleConfigError(
+            f"the condition on {name!r} has no operator", line=node.line, accepted=list(OPERATORS)
+        )
+    if len(ops) > 1:
+        raise RuleConfigError(
+            f"the condition on {name!r} has {len(ops)} operators ({', '.join(ops)}); "
+            "one condition takes exactly one operator: combine several with all:",
+            line=node.key_line(ops[1]),
+        )
+    op = OPERATORS[ops[0]]
+    operand_node = node.value[op.name]
+    operand = op.compile(operand_node, op.name)
+    if op.name in ENUM_CHECKED:
+        _check_enum(path, operand_node, schema)
+    return Leaf(field=name, path=path, op=op, operand=operand)
+
+
+def predicate(fn: Callable[[Event], object], label: str | None = None) -> Predicate:
+    """Wrap a Python `when=` function as a condition."""
+    name = label or getattr(fn, "__name__", None) or repr(fn)
+    if name == "<lambda>":
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            name = f"<lambda at line {code.co_firstlineno}>"
+    return Predicate(fn=fn, label=name)
+
+
+def compile_when(
+    when: Condition | Callable[[Event], object] | Mapping[str, Any] | Sequence[Any] | None,
+    schema: FieldSchema,
+) -> Condition | None:
+    """Turn a Python rule's `when=` (function, YAML-style mapping, or Condition) into a Condition."""
+    if when is None or isinstance(when, Condition):
+        return when
+    if isinstance(when, Mapping | list | tuple):
+        return compile_condition(Node.from_plain(when), schema)
+    if callable(when):
+        return predicate(when)
+    raise RuleConfigError(
+        f"when= expects a function of the event, a condition mapping, or None, got {kind_of(when)}"
+    )

@@ -1,0 +1,90 @@
+"""Run the rules for one event and record, for each, whether it fired and why."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ticketwire.engine.actions import Action
+from ticketwire.engine.context import Context
+from ticketwire.engine.router import Router, Rule
+from ticketwire.event import Event
+
+if TYPE_CHECKING:
+    from ticketwire.vendors import HelpdeskClient
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one rule decided for one event: fired or not, why, and the actions it took."""
+
+    rule: Rule
+    fired: bool
+    reason: str
+    actions: tuple[Action, ...] = ()
+    #: The exception when the rule failed (reason starts with `error:`).
+    error: Exception | None = None
+
+    def describe(self) -> str:
+        """One log line, e.g. `escalate: condition false: priority is 'low', ...`."""
+        return f"{self.rule.name}: {self.reason}"
+
+
+def _error_text(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def run_rule(
+    rule: Rule,
+    event: Event,
+    *,
+    helpdesk: HelpdeskClient | None = None,
+    log: logging.Logger | None = None,
+) -> Decision:
+    """Decide one rule for one event; a rule that raises yields an `error:` decision."""
+    verdict = None
+    if rule.condition is not None:
+        try:
+            verdict = rule.condition.check(event)
+        # A rule's failure is recorded on its decision and must not stop the other rules.
+        except Exception as exc:  # noqa: BLE001
+            return Decision(rule, False, f"error: in condition: {_error_text(exc)}", error=exc)
+        if not verdict.ok:
+            return Decision(rule, False, f"condition false: {verdict.why}")
+    if rule.handler is None:
+        actions = rule.actions
+    else:
+        ctx = Context(event, rule=rule, helpdesk=helpdesk, log=log)
+        try:
+            await rule.handler(ctx)
+        except Exception as exc:  # noqa: BLE001
+            # Actions queued before the failure are discarded: half a rule is not applied.
+            return Decision(rule, False, f"error: {_error_text(exc)}", error=exc)
+        actions = tuple(ctx.actions)
+    if not actions:
+        return Decision(rule, False, "no actions")
+    count = f"{len(actions)} action{'s' if len(actions) != 1 else ''}"
+    names = ", ".join(dict.fromkeys(a.name for a in actions))
+    reason = f"fired: {count} ({names})"
+    if verdict is not None:
+        reason += f"; condition true: {verdict.why}"
+    return Decision(rule, True, reason, actions)
+
+
+async def evaluate(
+    router: Router,
+    event: Event,
+    *,
+    helpdesk: HelpdeskClient | None = None,
+    log: logging.Logger | None = None,
+) -> list[Decision]:
+    """Decide every rule registered for the event's type and vendor, in order.
+
+    One rule failing never stops the others; its decision records the error.
+    """
+    return [
+        await run_rule(rule, event, helpdesk=helpdesk, log=log)
+        for rule in router.rules_for(event.type, event.vendor)
+    ]

@@ -1,0 +1,229 @@
+"""The rule registry: `Rule` and `Router` (registration order kept, routers compose)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ticketwire.engine.actions import Action, field_schema, vendor_spec
+from ticketwire.engine.conditions import Condition, compile_when
+from ticketwire.engine.nodes import located, unknown
+from ticketwire.errors import RuleConfigError
+from ticketwire.event import PROCESSED_EVENTS, Event
+
+if TYPE_CHECKING:
+    from ticketwire.engine.context import Context
+
+Handler = Callable[["Context"], Awaitable[None]]
+When = Condition | Callable[[Event], object] | Mapping[str, Any] | Sequence[Any] | None
+H = TypeVar("H", bound=Callable[..., Awaitable[None]])
+
+#: Names go into job ids, log lines and `--rule NAME`, so keep them to a safe alphabet.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+EVENT_TYPES: tuple[str, ...] = tuple(sorted(PROCESSED_EVENTS))
+
+
+def split_source(source: str) -> tuple[str | None, int | None]:
+    """Split `file:line` into its parts (either may be None)."""
+    file, sep, line = source.rpartition(":")
+    if sep and line.isdigit():
+        return file or None, int(line)
+    return source or None, None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Rule:
+    """One automation: when `events` arrive and `condition` holds, take actions.
+
+    YAML rules carry their `actions`; Python rules carry a `handler` that queues actions on
+    its `Context`. The engine treats both alike. Rules compare and hash by identity (their
+    names are unique within a router).
+    """
+
+    name: str
+    events: frozenset[str]
+    vendor: str | None = None
+    source: str = ""
+    condition: Condition | None = None
+    actions: tuple[Action, ...] = ()
+    handler: Handler | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        file, line = split_source(self.source)
+
+        def fail(message: str, accepted: Sequence[str] = ()) -> RuleConfigError:
+            return RuleConfigError(message, file=file, line=line, rule=self.name, accepted=accepted)
+
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise fail(
+                f"rule name {self.name!r} must be non-empty and use only letters, digits, "
+                "and _ . : -"
+            )
+        if not self.events:
+            raise fail("a rule needs at least one event type", EVENT_TYPES)
+        for event_type in sorted(self.events):
+            if event_type not in PROCESSED_EVENTS:
+                exc = unknown("event type", event_type, EVENT_TYPES, line)
+                raise located(exc, file=file, rule=self.name)
+        if self.vendor is not None:
+            try:
+                vendor_spec(self.vendor)
+            except RuleConfigError as exc:
+                raise fail(exc.message, exc.accepted) from None
+        if self.handler is None and not self.actions:
+            raise fail("a rule needs actions (then:) or a handler function")
+        if self.handler is not None and not inspect.iscoroutinefunction(self.handler):
+            raise fail("the rule's handler must be an `async def` function taking a Context")
+
+    @property
+    def description(self) -> str:
+        """The rule's `description` option, or the handler's docstring's first line."""
+        text = self.options.get("description")
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+        doc = inspect.getdoc(self.handler) if self.handler else None
+        return doc.splitlines()[0] if doc else ""
+
+    def matches(self, event_type: str, vendor: str | None = None) -> bool:
+        """True when this rule runs for `event_type` from `vendor`."""
+        if event_type not in self.events:
+            return False
+        return self.vendor is None or vendor is None or self.vendor == vendor
+
+
+def _function_source(fn: Callable[..., Any]) -> tuple[str, str]:
+    """Return (`file:line`, module stem) of a function, for default names and errors."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return f"{code.co_filename}:{code.co_firstlineno}", Path(code.co_filename).stem
+    module = getattr(fn, "__module__", "") or "rules"
+    return module, module.rpartition(".")[2]
+
+
+class Router:
+    """An ordered registry of rules: `on()` decorates handlers, `add()` takes built rules.
+
+    `Router(*others)` and `include(other)` copy other routers' rules, so each rule file owns
+    its router and the loader merges them. Rule names are unique within a router.
+    """
+
+    def __init__(self, *routers: Router) -> None:
+        self._rules: list[Rule] = []
+        self._by_name: dict[str, Rule] = {}
+        for other in routers:
+            self.include(other)
+
+    def __repr__(self) -> str:
+        return f"Router({len(self._rules)} rules)"
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(list(self._rules))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    @property
+    def rules(self) -> list[Rule]:
+        """Every rule, in registration order (a copy)."""
+        return list(self._rules)
+
+    def add(self, rule: Rule) -> Rule:
+        """Register `rule`; a second rule with the same name raises `RuleConfigError`."""
+        previous = self._by_name.get(rule.name)
+        if previous is not None:
+            file, line = split_source(rule.source)
+            raise RuleConfigError(
+                f"the name {rule.name!r} is already used by the rule at "
+                f"{previous.source or '<unknown>'}; rule names must be unique",
+                file=file,
+                line=line,
+                rule=rule.name,
+            )
+        self._rules.append(rule)
+        self._by_name[rule.name] = rule
+        return rule
+
+    def include(self, other: Router) -> None:
+        """Add every rule of `other`, in its order."""
+        for rule in other.rules:
+            self.add(rule)
+
+    def get(self, name: str) -> Rule:
+        """Return the rule called `name`, or raise `KeyError` listing the known names."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(self._by_name) or "none"
+            raise KeyError(f"no rule named {name!r} (known: {known})") from None
+
+    def rules_for(self, event_type: str, vendor: str | None = None) -> list[Rule]:
+        """Rules that run for `event_type` from `vendor`, in registration order."""
+        return [rule for rule in self._rules if rule.matches(event_type, vendor)]
+
+    def on(
+        self,
+        *events: str,
+        when: When = None,
+        name: str | None = None,
+        vendor: str | None = None,
+        description: str | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated `async def rule(ctx)` for `events`; sugar over `add()`.
+
+        `when` is a function of the `Event` returning true to run the rule, or a condition
+        mapping written as in YAML (`{"field": "priority", "in": ["high", "urgent"]}`), whose
+        failures explain themselves. The default name is `<file stem>.<function name>`.
+        """
+
+        def register(fn: H) -> H:
+            source, stem = _function_source(fn)
+            rule_name = name or f"{stem}.{fn.__name__}"
+            file, line = split_source(source)
+            for event_type in events:
+                if not isinstance(event_type, str):
+                    raise RuleConfigError(
+                        f"event types are strings such as 'ticket.created', got {event_type!r}",
+                        file=file,
+                        line=line,
+                        rule=rule_name,
+                        accepted=EVENT_TYPES,
+                    )
+            try:
+                schema = field_schema(vendor)
+            except RuleConfigError as exc:
+                raise RuleConfigError(
+                    exc.message, file=file, line=line, rule=rule_name, accepted=exc.accepted
+                ) from None
+            try:
+                condition = compile_when(when, schema)
+            except RuleConfigError as exc:
+                raise RuleConfigError(
+                    f"when=: {exc.message}",
+                    file=file,
+                    line=line,
+                    rule=rule_name,
+                    accepted=exc.accepted,
+                ) from None
+            options = {"description": description} if description else {}
+            self.add(
+                Rule(
+                    name=rule_name,
+                    events=frozenset(events),
+                    vendor=vendor,
+                    source=source,
+                    condition=condition,
+                    handler=fn,
+                    options=options,
+                )
+            )
+            return fn
+
+        return register

@@ -1,0 +1,402 @@
+"""InboxOps actions: the vocabulary rules may use, and the planner that turns them into API calls.
+
+Vocabulary (YAML form; `ctx.<name>(...)` in Python):
+
+    update: {field: value, ...}     PATCH /tickets/{id} with PATCH_FIELDS (`assignee_id: null` unassigns)
+    add_tags / remove_tags: [ids]   POST /tickets/bulk
+    move_inbox: <inbox id>          POST /tickets/bulk
+    update_status: <status> | {status_id: <id>}     POST /tickets/bulk
+    assign: <agent id>              POST /tickets/bulk
+    unassign: true                  sugar for update {assignee_id: null}
+    set_status / set_priority / remind_at           sugar for update {status | priority | remind_at}
+
+The planner is pure: it merges every fired rule's PATCH fields into one call (later rules win),
+drops changes the ticket already has, and orders bulk operations after the PATCH.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine.actions import (
+    ActionError,
+    ActionSpec,
+    Plan,
+    VendorSpec,
+    register_vendor_actions,
+)
+from ticketwire.engine.durations import (
+    TimeSpecError,
+    format_utc,
+    parse_datetime,
+    parse_instant,
+)
+from ticketwire.engine.nodes import kind_of, suggest
+from ticketwire.event import Event
+from ticketwire.vendors.inboxops.models import (
+    BULK_OPERATIONS,
+    PATCH_FIELDS,
+    PRIORITIES,
+    STATUSES,
+    Ticket,
+)
+
+if TYPE_CHECKING:
+    from ticketwire.engine.evaluate import Decision
+
+VENDOR = "inboxops"
+#: Keys `GET /tickets/{id}?include=` may add to a ticket; conditions may read them too.
+INCLUDE_KEYS = ("tags", "contact", "company", "inbox", "sla", "participants")
+TICKET_FIELDS = frozenset(Ticket.model_fields) | frozenset(INCLUDE_KEYS)
+_NULLABLE = frozenset({"assignee_id", "remind_at", "remind_transition_status_id"})
+_ID_FIELDS = frozenset(
+    {
+        "status_id",
+        "priority_id",
+        "assignee_id",
+        "inbox_id",
+        "contact_id",
+        "remind_transition_status_id",
+    }
+)
+#: Which ticket field a bulk operation's idempotence is checked against.
+_BULK_STATE = {"assign": ("assignee_id",), "move_inbox": ("inbox_id",)}
+
+
+# ---- validation: YAML-form value -> (canonical action, params) ----
+
+
+def _text(value: Any, what: str, *, key: str | None = None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ActionError(f"{what}: expects a non-empty string, got {kind_of(value)}", key=key)
+    return value.strip()
+
+
+def _enum(value: Any, what: str, allowed: Sequence[str], *, key: str | None = None) -> str:
+    if value not in allowed:
+        raise ActionError(
+            f"{what}: {value!r} is not one of the accepted values{suggest(value, allowed)}",
+            accepted=allowed,
+            key=key,
+        )
+    return str(value)
+
+
+def _remind(value: Any, *, key: str | None = None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value, sign="future").text
+    except TimeSpecError as exc:
+        raise ActionError(f"remind_at: {exc}", key=key) from None
+
+
+def _json_value(value: Any, what: str, key: str) -> Any:
+    if isinstance(value, datetime):
+        return format_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_value(v, what, key) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, what, key) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
+
+
+def _field(name: str, value: Any) -> Any:
+    if name == "status":
+        return _enum(value, "update.status", STATUSES, key=name)
+    if name == "priority":
+        return _enum(value, "update.priority", PRIORITIES, key=name)
+    if name == "remind_at":
+        return _remind(value, key=name)
+    if name == "custom_fields":
+        if not isinstance(value, Mapping) or not value:
+            raise ActionError(
+                "update.custom_fields: expects a mapping of field keys to values, "
+                f"got {kind_of(value)}",
+                key=name,
+            )
+        return {str(k): _json_value(v, f"custom_fields.{k}", name) for k, v in value.items()}
+    if value is None and name in _NULLABLE:
+        return None
+    what = f"update.{name}"
+    if name in _ID_FIELDS and value is None:
+        raise ActionError(f"{what}: cannot be null", key=name)
+    return _text(value, what, key=name)
+
+
+def _update(value: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(value, Mapping) or not value:
+        raise ActionError(
+            f"update: expects a mapping of fields, e.g. update: {{priority: high}}, "
+            f"got {kind_of(value)}",
+            accepted=PATCH_FIELDS,
+        )
+    params: dict[str, Any] = {}
+    for name, field_value in value.items():
+        if name not in PATCH_FIELDS:
+            raise ActionError(
+                f"update: unknown field {name!r}{suggest(name, PATCH_FIELDS)}",
+                accepted=PATCH_FIELDS,
+                key=str(name),
+            )
+        params[name] = _field(name, field_value)
+    return "update", params
+
+
+def _tags(op: str) -> Any:
+    def normalize(value: Any) -> tuple[str, dict[str, Any]]:
+        if not isinstance(value, list) or not value:
+            raise ActionError(
+                f"{op}: expects a non-empty list of tag ids, e.g. {op}: [<tag uuid>], "
+                f"got {kind_of(value)}"
+            )
+        ids = [_text(v, f"{op} item") for v in value]
+        return op, {"tag_ids": list(dict.fromkeys(ids))}
+
+    return normalize
+
+
+def _move_inbox(value: Any) -> tuple[str, dict[str, Any]]:
+    return "move_inbox", {"inbox_id": _text(value, "move_inbox")}
+
+
+def _assign(value: Any) -> tuple[str, dict[str, Any]]:
+    if value is None:
+        raise ActionError("assign: expects an agent id; to remove the assignee use unassign: true")
+    return "assign", {"assignee_id": _text(value, "assign")}
+
+
+def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, str):
+        return "update_status", {"status": _enum(value, "update_status", STATUSES)}
+    if isinstance(value, Mapping):
+        keys = [k for k in value if k in ("status", "status_id")]
+        extra = [k for k in value if k not in ("status", "status_id")]
+        if extra:
+            raise ActionError(
+                f"update_status: unknown key {extra[0]!r}{suggest(extra[0], ['status', 'status_id'])}",
+                accepted=("status", "status_id"),
+                key=str(extra[0]),
+            )
+        if len(keys) == 1 and keys[0] == "status":
+            status = _enum(value["status"], "update_status.status", STATUSES, key="status")
+            return "update_status", {"status": status}
+        if len(keys) == 1:
+            status_id = _text(value["status_id"], "update_status.status_id", key="status_id")
+            return "update_status", {"status_id": status_id}
+    raise ActionError(
+        "update_status: expects a status name or {status_id: <custom status id>} (exactly one)",
+        accepted=STATUSES,
+    )
+
+
+def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
+    if value is not True:
+        raise ActionError(f"unassign: write unassign: true, got {value!r}")
+    return "update", {"assignee_id": None}
+
+
+def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
+    return "update", {"status": _enum(value, "set_status", STATUSES)}
+
+
+def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
+    return "update", {"priority": _enum(value, "set_priority", PRIORITIES)}
+
+
+def _remind_at(value: Any) -> tuple[str, dict[str, Any]]:
+    return "update", {"remind_at": _remind(value)}
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("update", "PATCH ticket fields: {field: value}", _update),
+        ActionSpec("add_tags", "add tags by id: [ids]", _tags("add_tags")),
+        ActionSpec("remove_tags", "remove tags by id: [ids]", _tags("remove_tags")),
+        ActionSpec("move_inbox", "move to an inbox: <inbox id>", _move_inbox),
+        ActionSpec("update_status", "status name or {status_id: <id>}", _update_status),
+        ActionSpec("assign", "assign to an agent: <agent id>", _assign),
+        ActionSpec("unassign", "remove the assignee: true", _unassign),
+        ActionSpec("set_status", "set the status (via PATCH)", _set_status),
+        ActionSpec("set_priority", "set the priority (via PATCH)", _set_priority),
+        ActionSpec("remind_at", "set a reminder: +48h or ISO 8601", _remind_at),
+    )
+}
+
+
+# ---- planning ----
+
+
+def _same(field: str, current: Any, wanted: Any) -> bool:
+    if field == "remind_at" and current is not None and wanted is not None:
+        return parse_datetime(current) == parse_datetime(wanted)
+    if isinstance(current, bool) or isinstance(wanted, bool):
+        return isinstance(current, bool) and isinstance(wanted, bool) and current == wanted
+    return bool(current == wanted)
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else repr(value)
+
+
+def _resolve(params: dict[str, Any], event: Event) -> dict[str, Any]:
+    if params.get("remind_at") is None:
+        return params
+    moment = parse_instant(params["remind_at"], sign="future").resolve(event.created_at)
+    return {**params, "remind_at": format_utc(moment)}
+
+
+class _Patch:
+    """Accumulates PATCH fields across rules; later rules win, conflicts are noted."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, tuple[Any, str]] = {}
+        self.notes: list[str] = []
+
+    def set(self, label: str, value: Any, rule: str) -> None:
+        previous = self.fields.get(label)
+        if previous is not None and not _same(label, previous[0], value):
+            self.notes.append(
+                f"{label}: rule {rule!r} sets {_show(value)}, overriding {_show(previous[0])} "
+                f"from rule {previous[1]!r}"
+            )
+        self.fields[label] = (value, rule)
+
+
+def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
+    """Turn the fired decisions for `event` into InboxOps API calls, in rule order."""
+    patch = _Patch()
+    bulk: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+    notes: list[str] = []
+    rule_order: dict[str, int] = {}
+    for decision in decisions:
+        if not decision.fired:
+            continue
+        rule_order.setdefault(decision.rule.name, len(rule_order))
+        for action in decision.actions:
+            if action.name == "update":
+                for name, value in _resolve(action.params, event).items():
+                    if name == "custom_fields":
+                        for key, item in value.items():
+                            patch.set(f"custom_fields.{key}", item, action.rule)
+                    else:
+                        patch.set(name, value, action.rule)
+            elif action.name in BULK_OPERATIONS:
+                key = json.dumps([action.name, action.params], sort_keys=True)
+                if key in bulk:
+                    if action.rule not in bulk[key][2]:
+                        bulk[key][2].append(action.rule)
+                else:
+                    bulk[key] = (action.name, action.params, [action.rule])
+            else:
+                notes.append(
+                    f"rule {action.rule!r}: {action.name!r} is not an InboxOps action; dropped"
+                )
+    notes.extend(patch.notes)
+    notes.extend(_tag_clashes(list(bulk.values())))
+    calls: list[ApiCall] = []
+    patch_call = _patch_call(event, patch, rule_order, notes)
+    if patch_call is not None:
+        calls.append(patch_call)
+    calls.extend(_bulk_calls(event, list(bulk.values()), notes))
+    return Plan(calls=calls, notes=notes)
+
+
+def _patch_call(
+    event: Event, patch: _Patch, rule_order: dict[str, int], notes: list[str]
+) -> ApiCall | None:
+    ticket = event.ticket
+    current_custom = ticket.get("custom_fields") or {}
+    body: dict[str, Any] = {}
+    rules: set[str] = set()
+    for label, (value, rule) in patch.fields.items():
+        if label.startswith("custom_fields."):
+            key = label.partition(".")[2]
+            if _same(label, current_custom.get(key), value):
+                notes.append(f"{label} already {_show(value)}; dropped (rule {rule!r})")
+                continue
+            body.setdefault("custom_fields", {})[key] = value
+        else:
+            if label in ticket and _same(label, ticket[label], value):
+                notes.append(f"{label} already {_show(value)}; dropped (rule {rule!r})")
+                continue
+            body[label] = value
+        rules.add(rule)
+    if not body:
+        return None
+    return ApiCall(
+        vendor=VENDOR,
+        method="PATCH",
+        path=f"/tickets/{event.ticket_id}",
+        # A copy: the call outlives this plan (outbox, dead letters) and must not share lists
+        # with the rules' actions.
+        body=copy.deepcopy(body),
+        ticket_id=event.ticket_id,
+        rules=tuple(sorted(rules, key=lambda r: rule_order.get(r, len(rule_order)))),
+        event_id=event.id,
+    )
+
+
+def _tag_clashes(ops: list[tuple[str, dict[str, Any], list[str]]]) -> list[str]:
+    added: dict[str, list[str]] = {}
+    for op, params, rules in ops:
+        if op == "add_tags":
+            for tag in params["tag_ids"]:
+                added.setdefault(tag, []).extend(rules)
+    notes = []
+    for op, params, rules in ops:
+        if op == "remove_tags":
+            for tag in params["tag_ids"]:
+                if tag in added:
+                    notes.append(
+                        f"tag {tag!r} is added by rule {', '.join(map(repr, added[tag]))} "
+                        f"and removed by rule {', '.join(map(repr, rules))}; "
+                        "both calls are sent, in rule order"
+                    )
+    return notes
+
+
+def _bulk_calls(
+    event: Event, ops: list[tuple[str, dict[str, Any], list[str]]], notes: list[str]
+) -> list[ApiCall]:
+    ticket = event.ticket
+    calls = []
+    for op, params, rules in ops:
+        state = _BULK_STATE.get(op) or (tuple(params) if op == "update_status" else ())
+        held = [f for f in state if f in ticket and _same(f, ticket[f], params.get(f))]
+        if state and len(held) == len(state):
+            shown = ", ".join(f"{f} already {_show(ticket[f])}" for f in held)
+            notes.append(f"{op}: {shown}; dropped (rule {', '.join(map(repr, rules))})")
+            continue
+        calls.append(
+            ApiCall(
+                vendor=VENDOR,
+                method="POST",
+                path="/tickets/bulk",
+                body={"operation": op, "ticket_ids": [event.ticket_id], **copy.deepcopy(params)},
+                ticket_id=event.ticket_id,
+                rules=tuple(rules),
+                event_id=event.id,
+            )
+        )
+    return calls
+
+
+SPEC = VendorSpec(
+    vendor=VENDOR,
+    actions=ACTIONS,
+    planner=plan,
+    ticket_fields=TICKET_FIELDS,
+    field_enums={"status": STATUSES, "priority": PRIORITIES},
+)
+register_vendor_actions(VENDOR, SPEC)

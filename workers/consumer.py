@@ -1,0 +1,865 @@
+"""The worker-side consumer: owned partition streams in, per-ticket ordered handler calls out.
+
+One process reads every partition it owns with a single blocking XREADGROUP on a connection of its
+own, runs deliveries through per-ticket lanes (`workers.lanes`) and acknowledges them in batches.
+Ownership comes from `workers.partitions`. A worker that takes a partition first takes over the
+entries its previous owner left pending (XAUTOCLAIM) and runs them before anything new, so a crash
+costs a re-run, never a loss, and never reorders a ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError, ResponseError
+
+from ticketwire.errors import ConfigError
+from ticketwire.keys import GROUP, Keys
+from ticketwire.stored import StoredDelivery
+from workers.lanes import Lanes
+from workers.partitions import Leases, share
+
+Handler = Callable[[StoredDelivery], Awaitable[None]]
+
+#: Upper bound on every Redis call outside the blocking read.
+CALL_TIMEOUT_S = 5.0
+#: Longest pause between retries while Redis is unreachable.
+MAX_BACKOFF_S = 5.0
+#: Field of `Keys.meta` that records the deployment's partition count.
+META_PARTITIONS = "partitions"
+
+_TRANSIENT = (RedisError, OSError, TimeoutError)
+_log = logging.getLogger(__name__)
+
+
+class _State(enum.Enum):
+    CLAIMING = "claiming"  # taking over pending entries; nothing new is read yet
+    READING = "reading"
+    RELEASING = "releasing"  # owned elsewhere now: finish what is buffered, then give it back
+
+
+@dataclasses.dataclass(eq=False)
+class _Part:
+    number: int
+    stream: str
+    #: Monotonic time until which the lease is surely ours (counted from when renewal was sent).
+    valid_until: float
+    state: _State = _State.CLAIMING
+    #: XAUTOCLAIM cursor while pending entries are being taken over; None once done.
+    cursor: str | None = "0-0"
+    claimed: int = 0
+    #: Claiming again after a failed read, to pick up entries the lost reply carried.
+    reread: bool = False
+    trimmed_at: float = float("-inf")
+
+
+def parse_id(entry_id: bytes | str) -> tuple[int, int]:
+    """Split a stream entry id `ms-seq` into integers, for ordering."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def trim_cutoff(
+    now_ms: int,
+    retention_ms: int,
+    oldest_pending: bytes | str | None,
+    last_delivered: bytes | str,
+) -> str | None:
+    """MINID for XTRIM: past retention, but never at or beyond an entry pending or not yet read.
+
+    Entries older than the cutoff have been handled and acknowledged, so removing them only ends
+    their availability for replay. None means there is nothing that may be trimmed.
+    """
+    cut = (max(0, now_ms - retention_ms), 0)
+    if oldest_pending is not None:
+        cut = min(cut, parse_id(oldest_pending))
+    ms, seq = parse_id(last_delivered)
+    cut = min(cut, (ms, seq + 1))
+    if cut <= (0, 1):
+        return None
+    return f"{cut[0]}-{cut[1]}"
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive Redis errors: exponential, capped, jittered."""
+    base = min(MAX_BACKOFF_S, 0.1 * 2.0 ** max(0, failures - 1))
+    return base * random.uniform(0.8, 1.0)
+
+
+class Consumer:
+    """Hands every stored delivery of the owned partitions to `handler`, at least once, in order.
+
+    Deliveries of one ticket run one at a time in stream order; different tickets run concurrently
+    up to `concurrency`. An entry is acknowledged once its handler has returned or raised (a raise
+    is logged and counted: the handler owns dead-lettering). `batch` bounds the entries read per
+    partition per round trip. At most 2 x `concurrency` entries (plus one per owned partition when
+    room is short) are held in memory, however hot one ticket runs.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        handler: Handler,
+        *,
+        worker_id: str,
+        partitions: int = 16,
+        concurrency: int = 200,
+        batch: int = 100,
+        lease_ttl: float = 15.0,
+        block_ms: int = 1000,
+        retention_ms: int = 72 * 3600 * 1000,
+        trim_interval: float = 5.0,
+        log: logging.Logger | None = None,
+    ) -> None:
+        for name, value in (
+            ("partitions", partitions),
+            ("concurrency", concurrency),
+            ("batch", batch),
+            ("block_ms", block_ms),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if lease_ttl <= 0 or trim_interval <= 0 or retention_ms < 0:
+            raise ValueError("lease_ttl and trim_interval must be positive, retention_ms >= 0")
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the consumer needs a Redis client with decode_responses=False")
+        if not worker_id:
+            raise ValueError("worker_id must not be empty")
+        self._redis = redis
+        self._keys = keys
+        self._handler = handler
+        self._id = worker_id
+        self._id_bytes = worker_id.encode()
+        self._partitions = partitions
+        self._batch = batch
+        self._cap = 2 * concurrency
+        # Read again once this much room is free, not at every single slot: reads stay large
+        # while enough work is buffered to keep every handler slot busy meanwhile.
+        self._refill = max(1, min(batch, concurrency // 2))
+        self._ttl = lease_ttl
+        self._ttl_ms = max(1, int(lease_ttl * 1000))
+        self._block_ms = block_ms
+        self._retention_ms = retention_ms
+        self._trim_interval = trim_interval
+        self._tick_s = min(lease_ttl / 3, trim_interval)
+        self._log = log or _log
+        self._leases = Leases(redis, keys, worker_id, ttl_ms=self._ttl_ms)
+        self._lanes: Lanes[StoredDelivery] = Lanes(self._handle, concurrency=concurrency)
+        self._streams = [keys.stream(p) for p in range(partitions)]
+        self._index = {s.encode(): p for p, s in enumerate(self._streams)}
+
+        self._parts: dict[int, _Part] = {}
+        #: Entry ids buffered or running, per partition, in read order.
+        self._known: dict[int, dict[str, None]] = {p: {} for p in range(partitions)}
+        self._buffered = 0
+        self._acks: dict[int, list[str]] = {}
+        self._flushing: dict[int, list[str]] = {}
+        self._ack_lock = asyncio.Lock()
+        #: Partitions the reader has a command in flight for; never released under it.
+        self._inflight: frozenset[int] = frozenset()
+        self._reader: Redis | None = None
+        self._reader_id: int | None = None
+        self._live = 0
+
+        self._capacity = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._ack_ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._counts = dict.fromkeys(
+            (
+                "read",
+                "claimed",
+                "reclaimed",
+                "handled",
+                "failed",
+                "acked",
+                "dropped",
+                "lost",
+                "trimmed",
+            ),
+            0,
+        )
+        self._errors = 0
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's consumer name and lease value."""
+        return self._id
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """Partitions whose lease this worker holds right now."""
+        return frozenset(self._parts)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since start, plus the current partitions, buffer and in-flight handlers."""
+        busy = self._lanes.busy
+        return {
+            **self._counts,
+            "partitions_owned": len(self._parts),
+            "buffered": self._buffered - busy,
+            "in_flight": busy,
+            "unacked": sum(map(len, self._acks.values())) + sum(map(len, self._flushing.values())),
+            "workers_live": self._live,
+            "redis_errors": self._errors,
+        }
+
+    async def start(self) -> None:
+        """Check the partition count, create the consumer groups, take partitions, start reading.
+
+        Raises ConfigError when Redis records a different partition count than ours.
+        """
+        if self._tasks:
+            raise RuntimeError("consumer already started")
+        await self._check_partition_count()
+        await self._create_groups(range(self._partitions))
+        self._reader = self._dedicated_client()
+        try:
+            await self._tick()
+        except _TRANSIENT as exc:
+            self._errors += 1
+            self._log.warning("first ownership round failed (%s); retrying in the background", exc)
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name=f"consumer-read:{self._id}"),
+            asyncio.create_task(self._control_loop(), name=f"consumer-control:{self._id}"),
+            asyncio.create_task(self._ack_loop(), name=f"consumer-ack:{self._id}"),
+        ]
+        self._log.info(
+            "consumer %s started: %d partitions, concurrency %d, lease %.1fs",
+            self._id,
+            self._partitions,
+            self._cap // 2,
+            self._ttl,
+        )
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop reading, finish running handlers, acknowledge, release the leases, deregister.
+
+        Handlers still running after `drain_timeout` are cancelled; their entries stay pending
+        and are delivered again, like everything buffered but not started.
+        """
+        if self._stopping or not self._tasks:
+            return
+        self._stopping = True
+        for event in (self._stopped, self._capacity, self._changed, self._wake):
+            event.set()
+        await self._unblock_reader()
+        reader, control, acker = self._tasks
+        _, late = await asyncio.wait(
+            {reader, control}, timeout=self._block_ms / 1000 + CALL_TIMEOUT_S
+        )
+        for task in late:
+            task.cancel()
+        await asyncio.gather(reader, control, return_exceptions=True)
+
+        # Buffered entries stay pending: whoever takes the partition next runs them, in order.
+        for delivery in self._lanes.purge(lambda _d: True):
+            self._forget(delivery)
+            self._counts["dropped"] += 1
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self._lanes.wait()
+        except TimeoutError:
+            self._log.warning(
+                "stop: %d handlers still running after %.1fs; cancelling them, "
+                "their entries stay pending and will be delivered again",
+                self._lanes.busy,
+                drain_timeout,
+            )
+            await self._lanes.cancel()
+        self._ack_ready.set()
+        _, late = await asyncio.wait({acker}, timeout=CALL_TIMEOUT_S)
+        for task in late:
+            task.cancel()
+        try:
+            await self._flush_acks()
+        except _TRANSIENT as exc:
+            self._log.error(
+                "stop: could not acknowledge %s (%s); they will run again",
+                self.stats["unacked"],
+                exc,
+            )
+        released = sorted(self._parts)
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._leases.release_all(released)
+        except _TRANSIENT as exc:
+            self._log.warning(
+                "stop: could not release partitions (%s); they free up in %.1fs", exc, self._ttl
+            )
+            released = []
+        self._parts.clear()
+        with contextlib.suppress(*_TRANSIENT):
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._leases.deregister()
+        if self._reader is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._reader.aclose()
+        self._log.info(
+            "consumer %s stopped: released partitions %s; %s",
+            self._id,
+            _ranges(released) or "none",
+            _show(self._counts),
+        )
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is being claimed, buffered, run or waiting for acknowledgement."""
+        while not self._is_idle():
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ----------------------------------------------------------------- set-up
+
+    async def _check_partition_count(self) -> None:
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hsetnx(self._keys.meta, META_PARTITIONS, str(self._partitions))
+            pipe.hget(self._keys.meta, META_PARTITIONS)
+            _, stored = await pipe.execute()
+        if stored is not None and int(stored) != self._partitions:
+            raise ConfigError(
+                "TICKETWIRE_PARTITIONS",
+                f"{int(stored)}, the partition count this Redis was set up with (under prefix "
+                f"{self._keys.prefix!r}); every event of a ticket must stay in one partition, so "
+                "the count cannot change while events are stored: set it back",
+                str(self._partitions),
+            )
+
+    async def _create_groups(self, partitions: Iterable[int]) -> None:
+        # From id 0: deliveries stored before any worker ran are handled too.
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            pipe = self._redis.pipeline(transaction=False)
+            for p in partitions:
+                pipe.xgroup_create(self._streams[p], GROUP, id="0", mkstream=True)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                raise reply
+
+    def _dedicated_client(self) -> Redis:
+        # The blocking read needs a connection nobody else waits on, and a socket timeout longer
+        # than the block; everything else about the connection is copied from the caller's.
+        pool = self._redis.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        kwargs["socket_timeout"] = self._block_ms / 1000 + CALL_TIMEOUT_S
+        kwargs["decode_responses"] = False
+        kwargs.pop("protocol", None)  # replies parsed below are RESP2-shaped
+        own = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
+        return Redis.from_pool(own)
+
+    # ----------------------------------------------------------------- reading
+
+    async def _read_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._read_step()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                failures += 1
+                self._reader_id = None
+                delay = self._failure("reading partitions", exc, backoff(failures))
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    with contextlib.suppress(*_TRANSIENT):
+                        await self._create_groups(self._parts)
+                await self._pause(delay)
+
+    async def _read_step(self) -> None:
+        free = self._cap - self._buffered
+        if free < self._refill:
+            self._capacity.clear()
+            await self._capacity.wait()
+            return
+        now = time.monotonic()
+        for part in list(self._parts.values()):
+            if now >= part.valid_until:
+                # Never claim or read on a lease that may have passed to someone else.
+                self._drop(part, "its lease was not renewed in time")
+        parts = list(self._parts.values())
+        claiming = next((p for p in parts if p.state is _State.CLAIMING), None)
+        if claiming is not None:
+            await self._claim_page(claiming, min(free, self._batch))
+            return
+        reading = [p for p in parts if p.state is _State.READING]
+        if not reading:
+            self._changed.clear()
+            await self._changed.wait()
+            return
+        # COUNT applies per stream. Splitting the free room keeps the total within it; with less
+        # room than partitions it is one each (a partition's worth of overshoot at most), since
+        # reading a subset could block on empty streams while another has a backlog.
+        count = max(1, min(self._batch, free // len(reading)))
+        reader = self._reader
+        assert reader is not None
+        if self._reader_id is None:
+            self._reader_id = int(await reader.client_id())
+        self._inflight = frozenset(p.number for p in reading)
+        try:
+            reply = await reader.xreadgroup(
+                GROUP, self._id, {p.stream: ">" for p in reading}, count=count, block=self._block_ms
+            )
+        except _TRANSIENT:
+            # The reply may have carried entries that are now ours but unseen: read the pending
+            # list again before anything new, which keeps each ticket in order.
+            for part in reading:
+                if self._parts.get(part.number) is part and part.state is _State.READING:
+                    part.state, part.cursor, part.reread = _State.CLAIMING, "0-0", True
+            raise
+        finally:
+            self._inflight = frozenset()
+            if any(p.state is _State.RELEASING for p in reading):
+                self._wake.set()
+        if reply:
+            self._dispatch(reply)
+
+    def _dispatch(self, reply: list[Any]) -> None:
+        now = time.monotonic()
+        debug = self._log.isEnabledFor(logging.DEBUG)
+        for stream, entries in reply:
+            p = self._index[stream]
+            part = self._parts.get(p)
+            if part is None or now >= part.valid_until:
+                self._stranded(p, len(entries))
+                continue
+            self._counts["read"] += len(entries)
+            for entry_id, fields in entries:
+                self._accept(p, entry_id, fields, 1, debug)
+
+    def _stranded(self, p: int, n: int) -> None:
+        # Read after the lease may have run out: whoever holds it now finds them pending.
+        self._log.warning(
+            "partition %d: %d entries arrived after its lease ran out; left pending for its owner",
+            p,
+            n,
+        )
+        part = self._parts.get(p)
+        if part is not None:
+            self._drop(part, "its lease ran out during a read")
+
+    async def _claim_page(self, part: _Part, count: int) -> None:
+        reader = self._reader
+        assert reader is not None and part.cursor is not None
+        self._inflight = frozenset((part.number,))
+        try:
+            pipe = reader.pipeline(transaction=False)
+            # Delivery counts as they were, then the same page of the pending list moved to us.
+            pipe.xpending_range(part.stream, GROUP, part.cursor, "+", count)
+            pipe.xautoclaim(part.stream, GROUP, self._id, 0, part.cursor, count=count)
+            pending, claim = await pipe.execute()
+        finally:
+            self._inflight = frozenset()
+        if self._parts.get(part.number) is not part or time.monotonic() >= part.valid_until:
+            return
+        delivered = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+        # Entries already buffered, running or awaiting acknowledgement here are not taken twice.
+        here = set(self._known[part.number])
+        here.update(self._acks.get(part.number, ()), self._flushing.get(part.number, ()))
+        debug = self._log.isEnabledFor(logging.DEBUG)
+        taken = 0
+        for entry_id, fields in claim[1]:
+            if entry_id is None or fields is None or entry_id.decode() in here:
+                continue  # None: trimmed away while pending (older servers report it this way)
+            self._accept(part.number, entry_id, fields, delivered.get(entry_id, 0) + 1, debug)
+            taken += 1
+        part.claimed += taken
+        self._counts["claimed"] += taken
+        cursor = claim[0].decode()
+        if cursor != "0-0":
+            part.cursor = cursor
+            return
+        part.cursor = None
+        if part.state is _State.CLAIMING:
+            part.state = _State.READING
+        if part.reread:
+            if part.claimed:
+                self._log.info(
+                    "partition %d: recovered %d entries from a failed read",
+                    part.number,
+                    part.claimed,
+                )
+        elif part.claimed:
+            self._log.info(
+                "partition %d: took over %d pending entries from its previous owner",
+                part.number,
+                part.claimed,
+            )
+        part.reread, part.claimed = False, 0
+        self._idle.set()
+
+    def _accept(
+        self, p: int, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int, debug: bool
+    ) -> None:
+        try:
+            delivery = StoredDelivery.from_fields(entry_id, fields, partition=p)
+        except (KeyError, ValueError, TypeError) as exc:
+            self._counts["failed"] += 1
+            self._log.error(
+                "partition %d entry %s: cannot decode the stored delivery (%r); acknowledged and "
+                "skipped, the raw entry stays in the stream until trimmed",
+                p,
+                entry_id.decode(),
+                exc,
+            )
+            self._ack(p, entry_id.decode())
+            return
+        if deliveries != 1:
+            delivery = dataclasses.replace(delivery, deliveries=deliveries)
+        self._known[p][delivery.entry_id] = None
+        self._buffered += 1
+        if debug:
+            self._log.debug(
+                "partition %d entry %s: event=%s ticket=%s delivery %d",
+                p,
+                delivery.entry_id,
+                delivery.event_id,
+                delivery.ticket_key,
+                deliveries,
+            )
+        self._lanes.push(delivery.ticket_key, delivery)
+
+    # ----------------------------------------------------------------- handling
+
+    async def _handle(self, delivery: StoredDelivery) -> None:
+        try:
+            await self._handler(delivery)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._forget(delivery)  # stays pending: delivered again to the next owner
+                raise
+            self._failed(delivery, "the handler was cancelled from inside")
+        except Exception:  # noqa: BLE001 - one failing delivery must never stop the others
+            self._failed(delivery, "the handler raised")
+        else:
+            self._counts["handled"] += 1
+        self._forget(delivery)
+        self._ack(delivery.partition, delivery.entry_id)
+
+    def _failed(self, delivery: StoredDelivery, what: str) -> None:
+        self._counts["failed"] += 1
+        self._log.error(
+            "%s on partition %d entry %s event=%s ticket=%s (delivery %d); acknowledged",
+            what,
+            delivery.partition,
+            delivery.entry_id,
+            delivery.event_id,
+            delivery.ticket_key,
+            delivery.deliveries,
+            exc_info=True,
+        )
+
+    def _forget(self, delivery: StoredDelivery) -> None:
+        known = self._known[delivery.partition]
+        known.pop(delivery.entry_id, None)
+        self._buffered -= 1
+        if self._cap - self._buffered >= self._refill:
+            self._capacity.set()
+        if not known:
+            part = self._parts.get(delivery.partition)
+            if part is not None and part.state is _State.RELEASING:
+                self._wake.set()
+        if not self._buffered:
+            self._idle.set()
+
+    def _ack(self, p: int, entry_id: str) -> None:
+        ids = self._acks.get(p)
+        if ids is None:
+            self._acks[p] = [entry_id]
+        else:
+            ids.append(entry_id)
+        self._ack_ready.set()
+
+    async def _ack_loop(self) -> None:
+        failures = 0
+        # Ends when stop() sets `_stopping` and wakes it, not by cancellation: a cancel that
+        # coincides with an expiring asyncio.timeout() is swallowed on Python 3.11.
+        while not self._stopping:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            if self._stopping:
+                return
+            try:
+                await self._flush_acks()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                failures += 1
+                delay = self._failure("acknowledging", exc, backoff(failures))
+                self._ack_ready.set()
+                await asyncio.sleep(delay)
+
+    async def _flush_acks(self) -> None:
+        # One pipeline for everything finished since the last flush. The lock lets a release
+        # wait for a flush in progress, so a lease is never handed over before its acks land.
+        async with self._ack_lock:
+            if not self._acks:
+                return
+            batch, self._acks = self._acks, {}
+            self._flushing = batch
+            try:
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for p, ids in batch.items():
+                        pipe.xack(self._streams[p], GROUP, *ids)
+                    await pipe.execute()
+            except BaseException:
+                for p, ids in batch.items():
+                    self._acks[p] = ids + self._acks.get(p, [])
+                raise
+            finally:
+                self._flushing = {}
+            self._counts["acked"] += sum(map(len, batch.values()))
+        if self._is_idle():
+            self._idle.set()
+
+    def _is_idle(self) -> bool:
+        return (
+            not self._buffered
+            and not self._acks
+            and not self._flushing
+            and all(p.cursor is None for p in self._parts.values())
+        )
+
+    # ----------------------------------------------------------------- ownership
+
+    async def _control_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            delay = self._tick_s
+            try:
+                await self._tick()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                failures += 1
+                # Never slower than a tick: leases must be renewed as soon as Redis is back.
+                delay = self._failure("ownership round", exc, min(delay, backoff(failures)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        for part in list(self._parts.values()):
+            if now >= part.valid_until:
+                self._drop(part, "its lease was not renewed in time")
+        held = list(self._parts.values())
+        sent = time.monotonic()
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            live, renewed = await self._leases.beat([p.number for p in held])
+        for part, ok in zip(held, renewed, strict=True):
+            if self._parts.get(part.number) is not part:
+                continue
+            if ok:
+                part.valid_until = sent + self._ttl
+            else:
+                self._drop(part, "its lease expired or another worker holds it")
+        self._live = len(set(live) | {self._id})
+        desired = share(self._id, live, self._partitions)
+        unblock = False
+        for part in self._parts.values():
+            if part.number not in desired and part.state is not _State.RELEASING:
+                part.state = _State.RELEASING
+                unblock = True
+            elif part.number in desired and part.state is _State.RELEASING:
+                part.state = _State.READING if part.cursor is None else _State.CLAIMING
+                self._changed.set()
+        await self._release_drained()
+        if not self._stopping:
+            unblock = await self._acquire(desired) or unblock
+        if unblock:
+            await self._unblock_reader()
+        await self._maintain_due()
+
+    def _drop(self, part: _Part, why: str) -> None:
+        # The lease is no longer surely ours: running handlers finish, nothing buffered starts,
+        # and what was read stays pending for whoever holds the partition next.
+        if self._parts.get(part.number) is not part:
+            return
+        del self._parts[part.number]
+        self._counts["lost"] += 1
+        dropped = self._lanes.purge(lambda d: d.partition == part.number)
+        for delivery in dropped:
+            self._forget(delivery)
+        self._counts["dropped"] += len(dropped)
+        self._log.warning(
+            "partition %d lost: %s; %d buffered entries left pending for its new owner",
+            part.number,
+            why,
+            len(dropped),
+        )
+
+    async def _release_drained(self) -> None:
+        released = []
+        for part in list(self._parts.values()):
+            if part.state is not _State.RELEASING or not self._drained(part.number):
+                continue
+            await self._flush_acks()
+            if self._parts.get(part.number) is not part or not self._drained(part.number):
+                continue
+            if part.state is not _State.RELEASING:
+                continue
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._leases.release(part.number)
+            del self._parts[part.number]
+            released.append(part.number)
+        if released:
+            self._log.info("released partitions %s to other workers", _ranges(released))
+
+    def _drained(self, p: int) -> bool:
+        return not self._known[p] and p not in self._inflight
+
+    async def _acquire(self, desired: Collection[int]) -> bool:
+        wanted = [p for p in desired if p not in self._parts]
+        if not wanted:
+            return False
+        sent = time.monotonic()
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            got = await self._leases.acquire(wanted)
+        if not got:
+            return False
+        for p in got:
+            self._parts[p] = _Part(p, self._streams[p], valid_until=sent + self._ttl)
+        self._changed.set()
+        self._log.info("acquired partitions %s", _ranges(got))
+        # The group normally exists since start; this covers a stream deleted since.
+        await self._create_groups(got)
+        return True
+
+    async def _unblock_reader(self) -> None:
+        # Wake the blocked read so it picks up the new set of partitions now, not after block_ms.
+        if not self._inflight or self._reader_id is None:
+            return
+        with contextlib.suppress(*_TRANSIENT):
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._redis.client_unblock(self._reader_id)
+
+    def _failure(self, what: str, exc: Exception, delay: float) -> float:
+        if isinstance(exc, _TRANSIENT):
+            self._errors += 1
+            self._log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+        else:
+            self._log.error("%s failed unexpectedly; retrying in %.1fs", what, delay, exc_info=exc)
+        return delay
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stopped.wait()
+
+    # ----------------------------------------------------------------- trimming and strays
+
+    async def _maintain_due(self) -> None:
+        now = time.monotonic()
+        due = [
+            p
+            for p in self._parts.values()
+            if p.state is _State.READING and now - p.trimmed_at >= self._trim_interval
+        ]
+        if not due:
+            return
+        for part in due:
+            part.trimmed_at = now
+        strays: list[tuple[_Part, list[bytes]]] = []
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.time()
+            for part in due:
+                pipe.xpending(part.stream, GROUP)
+                pipe.xinfo_groups(part.stream)
+            (sec, usec), *replies = await pipe.execute()
+            now_ms = sec * 1000 + usec // 1000
+            trims: list[tuple[_Part, str]] = []
+            for part, summary, groups in zip(due, replies[::2], replies[1::2], strict=True):
+                last = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] == GROUP.encode()), None
+                )
+                oldest = summary["min"] if summary["pending"] else None
+                cutoff = (
+                    None if last is None else trim_cutoff(now_ms, self._retention_ms, oldest, last)
+                )
+                if cutoff is not None:
+                    trims.append((part, cutoff))
+                others = [
+                    c["name"]
+                    for c in summary["consumers"]
+                    if c["name"] != self._id_bytes and c["pending"]
+                ]
+                if others:
+                    strays.append((part, others))
+            if trims:
+                pipe = self._redis.pipeline(transaction=False)
+                for part, cutoff in trims:
+                    pipe.xtrim(part.stream, minid=cutoff, approximate=True)
+                self._counts["trimmed"] += sum(await pipe.execute())
+        for part, others in strays:
+            await self._take_strays(part, others)
+
+    async def _take_strays(self, part: _Part, consumers: list[bytes]) -> None:
+        # Entries pending with another consumer while this worker holds the lease were read by a
+        # worker after it had lost the partition (a stalled event loop, a lost renewal). Nobody
+        # else will ever run them; they run here, late.
+        for name in consumers:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                rows = await self._redis.xpending_range(
+                    part.stream, GROUP, "-", "+", self._batch, consumername=name, idle=self._ttl_ms
+                )
+                if not rows:
+                    continue
+                delivered = {row["message_id"]: int(row["times_delivered"]) for row in rows}
+                entries = await self._redis.xclaim(
+                    part.stream, GROUP, self._id, self._ttl_ms, list(delivered)
+                )
+            if self._parts.get(part.number) is not part:
+                return
+            debug = self._log.isEnabledFor(logging.DEBUG)
+            taken = 0
+            for entry_id, fields in entries:
+                if entry_id is not None and fields is not None:
+                    self._accept(part.number, entry_id, fields, delivered[entry_id] + 1, debug)
+                    taken += 1
+            self._counts["reclaimed"] += taken
+            self._log.warning(
+                "partition %d: took over %d entries left pending by %s after it lost the "
+                "partition; they run after newer events of their tickets",
+                part.number,
+                taken,
+                name.decode(errors="replace"),
+            )
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    """Render partitions compactly: [0, 1, 2, 5] -> '0-2,5'."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def _show(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
