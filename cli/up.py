@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
 import secrets
 import signal
@@ -63,7 +64,17 @@ def run_up(*, simulator_port: int, seed_tickets: int) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
         pass
-    return asyncio.run(_serve(settings, router, simulator_port, seed_tickets))
+    try:
+        return asyncio.run(_serve(settings, router, simulator_port, seed_tickets))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"ticketwire up: {exc.strerror}: {exc}. Another process uses the port; stop it, or "
+            "choose others with PORT=… and --simulator-port …",
+            file=sys.stderr,
+        )
+        return 2
 
 
 async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tickets: int) -> int:
@@ -77,10 +88,9 @@ async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tick
         webhook_url = f"http://127.0.0.1:{settings.port}/webhooks/inboxops"
         try_it = "(configure a webhook in your helpdesk pointing at the URL above)"
         helpdesk = settings.inboxops.api_url or ""
+        sim: Any = None
         if not settings.inboxops.api_url:
-            settings, sim = await _start_simulator(
-                settings, stack, simulator_port, webhook_url, seed_tickets
-            )
+            settings, sim = await _start_simulator(settings, stack, simulator_port)
             helpdesk = f"{sim.url} (bundled InboxOps simulator; API key {sim.api_key})"
             try_it = _try_it(sim)
         elif not settings.inboxops.webhook_secrets:
@@ -108,6 +118,12 @@ async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tick
                 await worker_task
 
         stack.push_async_callback(stop_worker)
+        if sim is not None:
+            # Only now that the receiver listens: the simulator delivers in order per ticket, so
+            # an early failed delivery would hold back every later one until its retry.
+            sim.add_endpoint(webhook_url, settings.inboxops.webhook_secrets[0].reveal())
+            for i in range(seed_tickets):
+                sim.create_ticket(**_SEED_TICKETS[i % len(_SEED_TICKETS)])
         print(
             BANNER.format(
                 webhook=webhook_url,
@@ -144,11 +160,7 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
 
 
 async def _start_simulator(
-    settings: Settings,
-    stack: contextlib.AsyncExitStack,
-    port: int,
-    webhook_url: str,
-    seed_tickets: int,
+    settings: Settings, stack: contextlib.AsyncExitStack, port: int
 ) -> tuple[Settings, Any]:
     from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 
@@ -156,12 +168,8 @@ async def _start_simulator(
     await sim.start(host="127.0.0.1", port=port)
     stack.push_async_callback(sim.stop)
     known = settings.inboxops.webhook_secrets
-    secret = known[0] if known else Secret("whsec_" + secrets.token_hex(16))
-    sim.add_endpoint(webhook_url, secret.reveal())
-    for i in range(seed_tickets):
-        sim.create_ticket(**_SEED_TICKETS[i % len(_SEED_TICKETS)])
     inbox = InboxOpsSettings(
-        webhook_secrets=known or (secret,),
+        webhook_secrets=known or (Secret("whsec_" + secrets.token_hex(16)),),
         api_url=sim.url,
         api_key=Secret(sim.api_key),
     )
@@ -178,7 +186,8 @@ _SEED_TICKETS: list[dict[str, Any]] = [
 def _try_it(sim: Any) -> str:
     return (
         f"curl -s -X POST {sim.url}/_sim/tickets/1/change "
-        "-H 'Content-Type: application/json' -d '{\"priority\": \"urgent\"}'"
+        "-H 'Content-Type: application/json' "
+        '-d \'{"priority": "urgent", "assignee_id": null}\''
     )
 
 

@@ -74,6 +74,9 @@ class WebhookHandler:
                 return web.json_response(
                     {"status": "ignored", "event_id": event.id, "event": event.type}, status=202
                 )
+            log.info(
+                "received %s %s event=%s ticket=%s", name, event.type, event.id, event.ticket_id
+            )
             delivery = StoredDelivery(
                 vendor=name,
                 event_id=event.id,
@@ -107,14 +110,7 @@ class WebhookHandler:
                 entry,
             )
             return web.json_response(body_out, status=200)
-        log.info(
-            "received %s %s event=%s ticket=%s, stored as %s",
-            name,
-            event.type,
-            event.id,
-            event.ticket_id,
-            entry,
-        )
+        log.info("stored %s event=%s as %s", name, event.id, entry)
         return web.json_response(body_out, status=202)
 
 

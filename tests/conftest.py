@@ -51,7 +51,7 @@ async def redis(redis_url: str, keys: Keys) -> AsyncIterator[Redis]:
 async def wait_for(
     predicate: Callable[[], Awaitable[Any]] | Callable[[], Any],
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline is what this helper is for
+    timeout: float = 10.0,
     interval: float = 0.02,
     message: str = "condition",
 ) -> Any:

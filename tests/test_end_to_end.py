@@ -242,7 +242,7 @@ async def test_steps_are_logged_one_line_each(
         await wait_for(lambda: "api POST /tickets/bulk" in caplog.text, message="api log line")
     text = caplog.text
     assert "received inboxops ticket.updated" in text
-    assert "stored as" in text
+    assert "stored inboxops event=" in text
     assert "rule start-urgent skipped" in text and "condition false" in text
     assert "rule start-urgent fired" in text
     assert f"api PATCH /tickets/{ticket['id']}" in text and "→ 200" in text

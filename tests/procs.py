@@ -1,0 +1,80 @@
+"""Run ticketwire's own commands as subprocesses and watch their output without sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A running command whose combined output is collected as it arrives."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.output = ""
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.output += line.decode(errors="replace")
+
+    async def wait_output(self, text: str, timeout: float = 20.0) -> None:
+        """Wait until `text` appears in the output (fail if the process exits first)."""
+        await wait_for(
+            lambda: text in self.output or self.proc.returncode is not None,
+            timeout=timeout,
+            message=f"{text!r} in output:\n{self.output}",
+        )
+        assert text in self.output, f"exited {self.proc.returncode} before {text!r}:\n{self.output}"
+
+    async def finish(self, timeout: float = 20.0) -> int:
+        """Wait for exit and the last output."""
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+            await self._reader
+        return code
+
+    async def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        """Send `sig` and wait for the exit code."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await self.finish(timeout)
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.finish()
+
+
+async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path = ROOT) -> Proc:
+    """Start `argv` (a command from the venv's bin, or a path) with `env` on top of a clean one."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TICKETWIRE_", "INBOXOPS_"))}
+    base.pop("REDIS_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env={**base, "PYTHONUNBUFFERED": "1", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    return Proc(proc)

@@ -1,0 +1,255 @@
+"""The shipped commands as users run them: Procfile processes, `ticketwire up`, `check`, `simulate`."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
+from tests.conftest import wait_for
+from tests.procs import BIN, Proc, free_port, spawn
+from tests.stack import settled
+from ticketwire.keys import Keys
+from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
+
+SECRET = "whsec_processes"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[InboxOpsSimulator]:
+    s = InboxOpsSimulator(SimulatorConfig(seed=11, rate_limit_per_minute=None))
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def env_for(
+    redis_url: str, keys: Keys, sim: InboxOpsSimulator, rules: Path, port: int
+) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        "TICKETWIRE_KEY_PREFIX": keys.prefix,
+        "TICKETWIRE_PARTITIONS": "4",
+        "TICKETWIRE_LEASE_TTL": "1s",
+        "TICKETWIRE_HTTP_TIMEOUT": "1s",
+        "TICKETWIRE_RULES": str(rules),
+        "INBOXOPS_WEBHOOK_SECRETS": SECRET,
+        "INBOXOPS_API_URL": sim.url,
+        "INBOXOPS_API_KEY": sim.api_key,
+    }
+
+
+def write_rule(tmp_path: Path, tag_id: str) -> Path:
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "start.yml").write_text(
+        f"""
+name: start-urgent
+events: [ticket.updated]
+if:
+  all:
+    - {{field: priority, equals: urgent}}
+    - {{field: status, equals: open}}
+then:
+  - update: {{status: in_progress}}
+  - add_tags: ["{tag_id}"]
+"""
+    )
+    return d
+
+
+def journal(sim: InboxOpsSimulator, method: str, part: str) -> list:
+    return [e for e in sim.journal if e.method == method and part in e.path]
+
+
+async def test_procfile_processes_and_a_worker_killed_mid_event(
+    redis, redis_url, keys, sim, tmp_path
+):
+    tag = sim.create_tag("crash-test")
+    rules = write_rule(tmp_path, tag["id"])
+    port = free_port()
+    env = env_for(redis_url, keys, sim, rules, port)
+    web = await spawn([str(BIN / "python"), "-m", "receiver"], env)
+    worker = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
+    workers: list[Proc] = [worker]
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for(lambda: _ready(http, port), message="receiver ready")
+        await worker.wait_output("worker ")
+        sim.add_endpoint(f"http://127.0.0.1:{port}/webhooks/inboxops", SECRET)
+        ticket = sim.create_ticket(subject="crash me", priority="low")
+        # The bulk call hangs past the client timeout, so the worker is mid-event when killed.
+        sim.faults.fail_next("POST", "/api/v1/tickets/bulk", 200, delay=3.0)
+        sim.change_ticket(ticket["id"], priority="urgent")
+        outbox = keys.outbox(f"inboxops:{sim.workspace_id}:{ticket['id']}")
+
+        async def bulk_in_flight() -> bool:
+            patched = [e.status for e in journal(sim, "PATCH", ticket["id"])] == [200]
+            return patched and await redis.llen(outbox) == 1
+
+        await wait_for(bulk_in_flight, message="PATCH done, bulk in flight")
+        await worker.kill()
+
+        restarted = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
+        workers.append(restarted)
+        await wait_for(
+            lambda: tag["id"] in [t["id"] for t in sim.ticket(ticket["id"], ["tags"])["tags"]],
+            timeout=30,
+            message="bulk sent after the restart",
+        )
+        await wait_for(lambda: settled(redis, keys), timeout=20, message="every event handled")
+
+        async def drained() -> bool:
+            return await redis.llen(outbox) == 0
+
+        await wait_for(drained, timeout=30, message="restarted worker drained the outbox")
+        assert "re-run #2" in restarted.output
+        # The bulk that was in flight at the kill is sent again (at-least-once for that call)...
+        assert "api POST /tickets/bulk" in restarted.output
+        # The PATCH that had succeeded before the kill was not sent again.
+        assert len(journal(sim, "PATCH", ticket["id"])) == 1
+        assert sim.ticket(ticket["id"])["status"] == "in_progress"
+        assert await redis.xlen(keys.dlq) == 0
+    finally:
+        for p in workers:
+            await p.stop(signal.SIGTERM)
+        assert await web.stop(signal.SIGTERM) == 0 or web.proc.returncode is not None
+
+
+async def _ready(http: aiohttp.ClientSession, port: int) -> bool:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_web_process_stores_signed_deliveries(redis, redis_url, keys, sim, tmp_path):
+    port = free_port()
+    web = await spawn(
+        [str(BIN / "python"), "-m", "receiver"], env_for(redis_url, keys, sim, tmp_path, port)
+    )
+    try:
+        body = json.dumps(
+            {
+                "event": "ticket.closed",
+                "event_id": "evt_proc",
+                "tenant_id": "ws",
+                "created_at": "2026-11-23T10:00:00Z",
+                "data": {"id": "t1", "status": "closed"},
+            }
+        ).encode()
+        async with aiohttp.ClientSession() as http:
+            await wait_for(lambda: _ready(http, port), message="receiver ready")
+            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, SECRET)}
+            async with http.post(
+                f"http://127.0.0.1:{port}/webhooks/inboxops", data=body, headers=headers
+            ) as r:
+                assert r.status == 202
+        await web.wait_output("stored inboxops event=evt_proc")
+    finally:
+        assert await web.stop(signal.SIGTERM) == 0
+
+
+async def test_worker_refuses_to_start_on_a_rule_typo(redis_url, keys, sim, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "typo.yml").write_text(
+        "name: typo\nevnts: [ticket.updated]\nthen:\n  - set_priority: high\n"
+    )
+    worker = await spawn(
+        [str(BIN / "arq"), "workers.settings.WorkerSettings"],
+        env_for(redis_url, keys, sim, rules, free_port()),
+    )
+    assert await worker.finish() != 0
+    assert "typo.yml:2: rule 'typo': unknown key 'evnts'" in worker.output
+    assert "did you mean 'events'?" in worker.output
+
+
+@pytest.mark.parametrize(
+    ("process", "drop", "says"),
+    [
+        (
+            ["python", "-m", "receiver"],
+            "INBOXOPS_WEBHOOK_SECRETS",
+            "INBOXOPS_WEBHOOK_SECRETS: expected",
+        ),
+        (["python", "-m", "receiver"], "REDIS_URL", "REDIS_URL: expected"),
+        (
+            ["arq", "workers.settings.WorkerSettings"],
+            "INBOXOPS_API_KEY",
+            "INBOXOPS_API_KEY: expected",
+        ),
+    ],
+)
+async def test_processes_name_a_missing_variable(
+    redis_url, keys, sim, tmp_path, process, drop, says
+):
+    env = env_for(redis_url, keys, sim, tmp_path, free_port())
+    del env[drop]
+    proc = await spawn([str(BIN / process[0]), *process[1:]], env)
+    assert await proc.finish() != 0
+    assert says in proc.output
+    assert "Traceback" not in proc.output
+
+
+async def test_check_prints_the_table_and_rejects_typos(tmp_path):
+    ok = await spawn([str(BIN / "ticketwire"), "check", "rules"], {})
+    assert await ok.finish() == 0
+    assert "ticket.updated" in ok.output and "escalate-enterprise" in ok.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.yml").write_text(
+        "name: a\nevents: [ticket.updatd]\nif: {field: priority, equal: high}\nthen:\n  - sett: x\n"
+    )
+    proc = await spawn([str(BIN / "ticketwire"), "check", str(bad)], {})
+    assert await proc.finish() == 1
+    assert "unknown event type 'ticket.updatd'" in proc.output
+    assert "a.yml:2" in proc.output
+
+
+async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
+    port, sim_port = free_port(), free_port()
+    up = await spawn(
+        [str(BIN / "ticketwire"), "up", "--simulator-port", str(sim_port)],
+        {"PORT": str(port), "TICKETWIRE_DATA_DIR": str(tmp_path / "data")},
+    )
+    try:
+        await up.wait_output("Ctrl-C stops everything.", timeout=30)
+        assert f"http://127.0.0.1:{port}/webhooks/inboxops" in up.output
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{sim_port}/_sim/tickets/1/change"
+            async with http.post(url, json={"priority": "urgent", "assignee_id": None}) as r:
+                assert r.status == 200
+        await up.wait_output("rule urgent_unassigned.route_urgent fired")
+        await up.wait_output("api POST /tickets/bulk")
+        assert "→ 200" in up.output
+    finally:
+        code = await up.stop(signal.SIGINT)
+    assert code == 0, up.output
+    assert "stopped." in up.output
+    assert (tmp_path / "data" / "valkey").is_dir()  # persistence in the data directory
+
+
+async def test_simulate_serves_the_api_alone():
+    port = free_port()
+    proc = await spawn([str(BIN / "ticketwire"), "simulate", "inboxops", "--port", str(port)], {})
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/api/v1/openapi.json") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout=20, message="simulator up")
+    finally:
+        assert await proc.stop(signal.SIGINT) == 0
