@@ -33,6 +33,10 @@ class Event(BaseModel):
     ticket: dict[str, Any]
     #: The vendor's own name for the event, when it differs from `type`.
     raw_type: str | None = None
+    #: The vendor-neutral view (`ticketwire.vocabulary.COMMON_FIELDS`): status, priority, ...
+    common: dict[str, Any] = {}
+    #: What changed, `{field: {"from": old, "to": new}}`, when the vendor says so.
+    changes: dict[str, Any] | None = None
 
     @property
     def ticket_key(self) -> str:

@@ -22,6 +22,7 @@ from ticketwire.engine.operators import (
 )
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import Event
+from ticketwire.vocabulary import COMMON_FIELDS, NEUTRAL_PRIORITIES, NEUTRAL_STATUSES
 
 #: Fields of the event itself that a condition may read as `event.<name>`.
 EVENT_FIELDS: tuple[str, ...] = ("vendor", "type", "id", "tenant", "created_at", "ticket_id")
@@ -179,6 +180,9 @@ def resolve(event: Event, path: tuple[str, ...]) -> Any:
     """Read a compiled field path: `("event", "type")` or a dotted path into the ticket."""
     if path[0] == "event":
         return getattr(event, path[1])
+    if path[0] == "common":
+        value = event.common.get(path[1], MISSING)
+        return MISSING if value is None else value
     current: Any = event.ticket
     for part in path:
         if isinstance(current, Mapping):
@@ -212,23 +216,36 @@ def compile_field(node: Node, schema: FieldSchema) -> tuple[str, ...]:
             got = ".".join(parts[1:]) or ""
             raise unknown("event field", got, EVENT_FIELDS, node.line)
         return parts
+    if parts[0] == "common":
+        if len(parts) != 2 or parts[1] not in COMMON_FIELDS:
+            got = ".".join(parts[1:]) or ""
+            raise unknown("common field", got, COMMON_FIELDS, node.line)
+        return parts
     fields = schema.ticket_fields
     if parts[0] == "ticket" and len(parts) > 1 and (fields is None or "ticket" not in fields):
         parts = parts[1:]
     if fields is not None and parts[0] not in fields:
-        accepted = sorted(fields) + [f"event.{f}" for f in EVENT_FIELDS]
+        accepted = (
+            sorted(fields)
+            + [f"event.{f}" for f in EVENT_FIELDS]
+            + [f"common.{f}" for f in COMMON_FIELDS]
+        )
         raise unknown("ticket field", parts[0], accepted, node.line)
     return parts
 
 
 def _check_enum(path: tuple[str, ...], operand_node: Node, schema: FieldSchema) -> None:
-    if len(path) != 1 or path[0] not in schema.enums:
+    if path in (("common", "status"), ("common", "priority")):
+        what = f"neutral {path[1]}"
+        allowed = NEUTRAL_STATUSES if path[1] == "status" else NEUTRAL_PRIORITIES
+    elif len(path) != 1 or path[0] not in schema.enums:
         return
-    allowed = schema.enums[path[0]]
+    else:
+        what, allowed = path[0], schema.enums[path[0]]
     items = operand_node.value if operand_node.is_list else [operand_node]
     for item in items:
         if item.value is not None and item.value not in allowed:
-            raise unknown(path[0], item.value, allowed, item.line)
+            raise unknown(what, item.value, allowed, item.line)
 
 
 def compile_condition(

@@ -17,6 +17,7 @@ from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.models import Envelope
+from ticketwire.vocabulary import neutral_priority, neutral_status
 
 SIGNATURE_HEADER = "X-InboxOps-Signature"
 VENDOR = "inboxops"
@@ -86,6 +87,14 @@ def parse(body: bytes) -> Event:
         created_at=env.created_at,
         ticket_id=env.data.id,
         ticket=env.data.model_dump(mode="json"),
+        common={
+            "status": neutral_status(VENDOR, env.data.status),
+            "priority": neutral_priority(VENDOR, env.data.priority),
+            "assignee": env.data.assignee_id,
+            # InboxOps ticket payloads carry no tags.
+            "tags": None,
+            "subject": env.data.subject,
+        },
     )
 
 

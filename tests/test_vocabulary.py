@@ -1,0 +1,101 @@
+"""The neutral vocabulary: `common.*` fields read the same on every vendor's events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ticketwire.engine import Router, compile_yaml, evaluate
+from ticketwire.errors import RuleConfigError
+from ticketwire.vendors.inboxops.webhook import parse
+from ticketwire.vocabulary import (
+    NEUTRAL_PRIORITIES,
+    NEUTRAL_STATUSES,
+    STATUS_FROM_VENDOR,
+    STATUS_TO_VENDOR,
+    neutral_priority,
+    neutral_status,
+    vendor_status,
+)
+
+
+def inboxops_event(**ticket):
+    body = {
+        "event": "ticket.updated",
+        "event_id": "e1",
+        "tenant_id": "ws",
+        "created_at": "2026-11-23T10:00:00Z",
+        "data": {"id": "t1", **ticket},
+    }
+    return parse(json.dumps(body).encode())
+
+
+def test_inboxops_events_carry_the_common_view():
+    ev = inboxops_event(status="waiting", priority="urgent", assignee_id="a1", subject="Hi")
+    assert ev.common == {
+        "status": "waiting",
+        "priority": "urgent",
+        "assignee": "a1",
+        "tags": None,
+        "subject": "Hi",
+    }
+
+
+@pytest.mark.parametrize("vendor", ["inboxops", "cstar", "thena"])
+def test_every_neutral_status_maps_to_a_vendor_value_and_back(vendor):
+    for neutral in NEUTRAL_STATUSES:
+        own = vendor_status(vendor, neutral)
+        back = neutral_status(vendor, own)
+        assert back is not None
+        assert vendor_status(vendor, back) == own  # round trip lands on the same vendor value
+    assert set(STATUS_TO_VENDOR[vendor]) == set(NEUTRAL_STATUSES)
+    assert set(STATUS_FROM_VENDOR[vendor].values()) <= set(NEUTRAL_STATUSES)
+
+
+def test_unknown_vendor_values_are_none():
+    assert neutral_status("cstar", "archived") is None
+    assert neutral_priority("cstar", "critical") == "urgent"
+    assert neutral_priority("thena", "Medium") == "normal"
+    assert neutral_priority("inboxops", None) is None
+    assert set(NEUTRAL_PRIORITIES) == {"low", "normal", "high", "urgent"}
+
+
+async def test_a_rule_on_common_fields_fires_from_the_neutral_view():
+    rules, errors = compile_yaml(
+        """
+name: waiting-urgent
+events: [ticket.updated]
+if:
+  all:
+    - {field: common.status, equals: waiting}
+    - {field: common.priority, in: [high, urgent]}
+then:
+  - set_priority: high
+""",
+        file="r.yml",
+    )
+    assert errors == []
+    router = Router()
+    for rule in rules:
+        router.add(rule)
+    [fired] = await evaluate(router, inboxops_event(status="waiting", priority="urgent"))
+    assert fired.fired
+    [skipped] = await evaluate(router, inboxops_event(status="open", priority="urgent"))
+    assert not skipped.fired and "common.status" in skipped.reason
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        ("{field: common.state, equals: open}", "unknown common field 'state'"),
+        ("{field: common.status, equals: pending}", "unknown neutral status 'pending'"),
+    ],
+)
+def test_common_fields_and_values_are_checked_at_load(condition, says):
+    _, errors = compile_yaml(
+        f"name: r\nevents: [ticket.updated]\nif: {condition}\nthen:\n  - set_priority: high\n",
+        file="r.yml",
+    )
+    assert len(errors) == 1 and isinstance(errors[0], RuleConfigError)
+    assert says in str(errors[0])
