@@ -89,6 +89,28 @@ class HelpdeskUnavailable(HelpdeskError):
     """No answer: timeout, refused connection, reset. Safe to retry with backoff."""
 
 
+class PartialFailure(HelpdeskError):
+    """A bulk call succeeded for some ids and failed (or was skipped) for others.
+
+    `failed` maps each id that did not change to the helpdesk's reason; those ids must be
+    retried or dead-lettered one by one, never counted as done.
+    """
+
+    def __init__(
+        self,
+        failed: dict[str, str],
+        succeeded: list[str] | None = None,
+        *,
+        retryable: bool = False,
+    ) -> None:
+        self.failed = failed
+        self.succeeded = succeeded or []
+        self.retryable = retryable
+        shown = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:5])
+        more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
+        super().__init__(f"{len(failed)} id(s) not updated: {shown}{more}")
+
+
 class HelpdeskHTTPError(HelpdeskError):
     """The helpdesk answered with an error status."""
 

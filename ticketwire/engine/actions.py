@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ticketwire.calls import ApiCall
 from ticketwire.engine.conditions import FieldSchema
 from ticketwire.engine.nodes import suggest, unknown
-from ticketwire.event import Event
+from ticketwire.event import PROCESSED_EVENTS, Event
 
 if TYPE_CHECKING:
     from ticketwire.engine.evaluate import Decision
@@ -86,6 +86,8 @@ class VendorSpec:
     ticket_fields: frozenset[str] | None = None
     #: Closed sets of values for some fields, checked in conditions (e.g. `priority`).
     field_enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The vendor's own event types, beyond the canonical ones, that rules pinned to it may use.
+    events: tuple[str, ...] = ()
 
 
 def register_vendor_actions(vendor: str, spec: VendorSpec) -> None:
@@ -114,6 +116,12 @@ def vendor_spec(vendor: str) -> VendorSpec:
     if vendor not in _REGISTRY:
         raise unknown("vendor", vendor, registered_vendors(), None)
     return _REGISTRY[vendor]
+
+
+def known_events(vendor: str | None) -> tuple[str, ...]:
+    """Event types a rule may listen to: the canonical ones, plus a pinned vendor's own."""
+    own = vendor_spec(vendor).events if vendor is not None else ()
+    return (*sorted(PROCESSED_EVENTS), *own)
 
 
 def _specs(vendor: str | None) -> list[VendorSpec]:

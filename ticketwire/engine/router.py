@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ticketwire.engine.actions import Action, field_schema, vendor_spec
+from ticketwire.engine.actions import Action, field_schema, known_events, vendor_spec
 from ticketwire.engine.conditions import Condition, compile_when
 from ticketwire.engine.nodes import located, unknown
 from ticketwire.errors import RuleConfigError
@@ -66,15 +66,16 @@ class Rule:
             )
         if not self.events:
             raise fail("a rule needs at least one event type", EVENT_TYPES)
-        for event_type in sorted(self.events):
-            if event_type not in PROCESSED_EVENTS:
-                exc = unknown("event type", event_type, EVENT_TYPES, line)
-                raise located(exc, file=file, rule=self.name)
         if self.vendor is not None:
             try:
                 vendor_spec(self.vendor)
             except RuleConfigError as exc:
                 raise fail(exc.message, exc.accepted) from None
+        allowed = known_events(self.vendor)
+        for event_type in sorted(self.events):
+            if event_type not in allowed:
+                bad = unknown("event type", event_type, allowed, line)
+                raise located(bad, file=file, rule=self.name)
         if self.handler is None and not self.actions:
             raise fail("a rule needs actions (then:) or a handler function")
         if self.handler is not None and not inspect.iscoroutinefunction(self.handler):

@@ -14,12 +14,18 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from ticketwire.engine.actions import Action, ActionError, field_schema, make_action, vendor_spec
+from ticketwire.engine.actions import (
+    Action,
+    ActionError,
+    field_schema,
+    known_events,
+    make_action,
+    vendor_spec,
+)
 from ticketwire.engine.conditions import Condition, FieldSchema, compile_condition
 from ticketwire.engine.nodes import Node, located, unknown
 from ticketwire.engine.router import EVENT_TYPES, NAME_PATTERN, Rule
 from ticketwire.errors import RuleConfigError
-from ticketwire.event import PROCESSED_EVENTS
 
 #: Keys a rule mapping may have.
 RULE_KEYS: tuple[str, ...] = (
@@ -186,8 +192,8 @@ def compile_rule(node: Node, *, file: str) -> tuple[Rule | None, list[RuleConfig
     name, issues = _name(node)
     misspelt = _unknown_keys(node)
     issues.extend(misspelt)
-    events = _collect(issues, _events, node)
     vendor = _collect(issues, _vendor, node)
+    events = _collect(issues, _events, node, vendor)
     description = _collect(issues, _description, node)
     schema = _collect(issues, field_schema, vendor) or FieldSchema()
     condition = _condition(node, schema, issues)
@@ -254,7 +260,7 @@ def _unknown_keys(node: Node) -> list[_UnknownKey]:
     return [_UnknownKey(key, node.key_line(key)) for key in node.value if key not in RULE_KEYS]
 
 
-def _events(node: Node) -> frozenset[str]:
+def _events(node: Node, vendor: str | None) -> frozenset[str]:
     present = [k for k in _EVENT_KEYS if k in node.value]
     if not present:
         raise _MissingKey(
@@ -280,8 +286,9 @@ def _events(node: Node) -> frozenset[str]:
                 line=item.line,
                 accepted=EVENT_TYPES,
             )
-        if item.value not in PROCESSED_EVENTS:
-            raise unknown("event type", item.value, EVENT_TYPES, item.line)
+        allowed = known_events(vendor)
+        if item.value not in allowed:
+            raise unknown("event type", item.value, allowed, item.line)
         events.add(item.value)
     return frozenset(events)
 
