@@ -91,3 +91,38 @@ def test_secrets_and_passwords_are_not_in_reprs_or_errors():
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, "REDIS_URL": "http://:hunter2@host"}, role="web")
     assert "hunter2" not in str(info.value)
+
+
+def test_cstar_and_thena_variables():
+    env = {
+        "REDIS_URL": "redis://localhost",
+        "CSTAR_WEBHOOK_SECRETS": "whsec_1,whsec_2",
+        "CSTAR_TEAM_ID": "team-1",
+        "CSTAR_API_KEY": "sk_test_abc",
+        "CSTAR_SIGNATURE_TOLERANCE": "2m",
+        "THENA_WEBHOOK_SECRETS": "tok",
+        "THENA_WEBHOOK_MODE": "hmac",
+        "THENA_AUTH": "bearer",
+        "THENA_API_KEY": "jwt",
+        "THENA_ORG_ID": "org_1",
+    }
+    s = Settings.from_env(env, role="worker")
+    assert s.vendors_receiving() == ("cstar", "thena")
+    assert s.cstar.api_configured and s.cstar.signature_tolerance_s == 120
+    assert s.thena.webhook_mode == "hmac" and s.thena.auth == "bearer" and s.thena.org_id == "org_1"
+    assert "sk_test_abc" not in repr(s) and "jwt" not in repr(s.thena)
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable", "expects"),
+    [
+        ({"CSTAR_API_KEY": "pk_live_x", "CSTAR_TEAM_ID": "t"}, "CSTAR_API_KEY", "publishable keys"),
+        ({"CSTAR_API_KEY": "sk_live_x"}, "CSTAR_TEAM_ID", "UUID of your cStar team"),
+        ({"THENA_API_KEY": "jwt", "THENA_AUTH": "bearer"}, "THENA_ORG_ID", "organisation id"),
+        ({"THENA_WEBHOOK_MODE": "magic"}, "THENA_WEBHOOK_MODE", "one of TOKEN, HMAC"),
+    ],
+)
+def test_vendor_variables_are_checked(extra, variable, expects):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"REDIS_URL": "redis://x", **extra}, role="up")
+    assert info.value.variable == variable and expects in str(info.value)

@@ -39,6 +39,41 @@ class InboxOpsSettings:
 
 
 @dataclass(frozen=True)
+class CStarSettings:
+    """Everything ticketwire needs to talk to one cStar team."""
+
+    webhook_secrets: tuple[Secret, ...] = ()
+    signature_tolerance_s: float = 300.0
+    api_url: str = "https://www.cstar.help"
+    team_id: str | None = None
+    api_key: Secret | None = None
+
+    @property
+    def api_configured(self) -> bool:
+        """True when the worker can call the API."""
+        return bool(self.team_id and self.api_key)
+
+
+@dataclass(frozen=True)
+class ThenaSettings:
+    """Everything ticketwire needs to talk to one Thena organisation."""
+
+    webhook_secrets: tuple[Secret, ...] = ()
+    #: `token`: a shared static token in a header; `hmac`: hex HMAC-SHA256 of the body.
+    webhook_mode: str = "token"
+    webhook_header: str | None = None
+    api_url: str = "https://platform.thena.ai"
+    auth: str = "api-key"
+    api_key: Secret | None = None
+    org_id: str | None = None
+
+    @property
+    def api_configured(self) -> bool:
+        """True when the worker can call the API."""
+        return self.api_key is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Typed configuration of every process; see the README's configuration table."""
 
@@ -47,6 +82,8 @@ class Settings:
     port: int = 8000
     rules_dir: Path = Path("rules")
     inboxops: InboxOpsSettings = field(default_factory=InboxOpsSettings)
+    cstar: CStarSettings = field(default_factory=CStarSettings)
+    thena: ThenaSettings = field(default_factory=ThenaSettings)
     max_body_bytes: int = 256 * 1024
     dedupe_ttl_s: float = 72 * 3600.0
     retention_s: float = 72 * 3600.0
@@ -76,6 +113,21 @@ class Settings:
         api_key = env.text("INBOXOPS_API_KEY")
         if api_key is not None and not api_key.startswith("ixk_"):
             raise ConfigError("INBOXOPS_API_KEY", "an InboxOps API key starting with 'ixk_'")
+        cstar_key = env.text("CSTAR_API_KEY")
+        if cstar_key is not None and not cstar_key.startswith(("sk_", "pk_")):
+            raise ConfigError("CSTAR_API_KEY", "a cStar secret key starting with 'sk_'")
+        if cstar_key is not None and cstar_key.startswith("pk_"):
+            raise ConfigError(
+                "CSTAR_API_KEY",
+                "a secret key (sk_live_… or sk_test_…); publishable keys (pk_…) are read-only",
+            )
+        thena_auth = env.choice("THENA_AUTH", ("API-KEY", "BEARER"), "API-KEY").lower()
+        thena_org = env.text("THENA_ORG_ID")
+        thena_key = env.text("THENA_API_KEY")
+        if thena_key and thena_auth == "bearer" and not thena_org:
+            raise ConfigError(
+                "THENA_ORG_ID", "your Thena organisation id (required with THENA_AUTH=bearer)"
+            )
         settings = cls(
             redis_url=redis_url,
             port=env.integer("PORT", 8000, low=1, high=65535),
@@ -84,6 +136,24 @@ class Settings:
                 webhook_secrets=secrets,
                 api_url=api_url,
                 api_key=Secret(api_key) if api_key else None,
+            ),
+            cstar=CStarSettings(
+                webhook_secrets=env.secrets("CSTAR_WEBHOOK_SECRETS"),
+                signature_tolerance_s=env.duration("CSTAR_SIGNATURE_TOLERANCE", 300.0),
+                api_url=env.url("CSTAR_API_URL", schemes=("http", "https"))
+                or CStarSettings.api_url,
+                team_id=env.text("CSTAR_TEAM_ID"),
+                api_key=Secret(cstar_key) if cstar_key else None,
+            ),
+            thena=ThenaSettings(
+                webhook_secrets=env.secrets("THENA_WEBHOOK_SECRETS"),
+                webhook_mode=env.choice("THENA_WEBHOOK_MODE", ("TOKEN", "HMAC"), "TOKEN").lower(),
+                webhook_header=env.text("THENA_WEBHOOK_HEADER"),
+                api_url=env.url("THENA_API_URL", schemes=("http", "https"))
+                or ThenaSettings.api_url,
+                auth=thena_auth,
+                api_key=Secret(thena_key) if thena_key else None,
+                org_id=thena_org,
             ),
             max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
             dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
@@ -111,12 +181,15 @@ class Settings:
                 "the redis:// URL of the Redis shared by web and worker "
                 "(for a local all-in-one run, use `ticketwire up`)",
             )
-        if role == "web" and not self.inboxops.webhook_secrets:
+        if role == "web" and not self.vendors_receiving():
             raise ConfigError(
                 "INBOXOPS_WEBHOOK_SECRETS",
-                "the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
+                "the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated "
+                "(or CSTAR_WEBHOOK_SECRETS / THENA_WEBHOOK_SECRETS for the other helpdesks)",
             )
-        if role == "worker":
+        if self.cstar.api_key and not self.cstar.team_id:
+            raise ConfigError("CSTAR_TEAM_ID", "the UUID of your cStar team (with CSTAR_API_KEY)")
+        if role == "worker" and not (self.cstar.api_configured or self.thena.api_configured):
             if not self.inboxops.api_url:
                 raise ConfigError(
                     "INBOXOPS_API_URL",
@@ -124,6 +197,17 @@ class Settings:
                 )
             if not self.inboxops.api_key:
                 raise ConfigError("INBOXOPS_API_KEY", "a read-and-write API key (ixk_…)")
+
+    def vendors_receiving(self) -> tuple[str, ...]:
+        """Vendors whose webhooks the receiver accepts (those with secrets configured)."""
+        out = []
+        if self.inboxops.webhook_secrets:
+            out.append("inboxops")
+        if self.cstar.webhook_secrets:
+            out.append("cstar")
+        if self.thena.webhook_secrets:
+            out.append("thena")
+        return tuple(out)
 
 
 class _Env:

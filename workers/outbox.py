@@ -26,6 +26,7 @@ from ticketwire.errors import (
     HelpdeskError,
     HelpdeskHTTPError,
     HelpdeskUnavailable,
+    PartialFailure,
     RateLimited,
 )
 from ticketwire.keys import Keys
@@ -189,10 +190,14 @@ class Outbox:
                 )
                 await self._wait(ticket_key, _now_ms() + int(exc.retry_after * 1000))
                 return
-            except (HelpdeskUnavailable, HelpdeskHTTPError) as exc:
-                if isinstance(exc, ClientError):
+            except (HelpdeskUnavailable, HelpdeskHTTPError, PartialFailure) as exc:
+                if isinstance(exc, ClientError) or (
+                    isinstance(exc, PartialFailure) and not exc.retryable
+                ):
                     attempts.append(_attempt(exc))
-                    await self._dead(ticket_key, call, attempts, f"{exc} (not retried: 4xx)")
+                    await self._dead(
+                        ticket_key, call, attempts, f"{exc} (not retried: the helpdesk refused it)"
+                    )
                     await self._done(keys=keys, args=[self._owner, head, ""])
                     continue
                 attempts.append(_attempt(exc))
