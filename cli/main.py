@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--rate-limit", type=int, default=100, help="requests per minute per workspace (0 = off)"
     )
+    cap = verbs.add_parser(
+        "capture", help="write stored deliveries (raw bodies and headers) to a JSONL file"
+    )
+    cap.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
+    cap.add_argument("--limit", type=int, default=1000, help="newest N deliveries (default 1000)")
+    cap.add_argument("--since", type=float, help="only the last N seconds")
+
+    dry = verbs.add_parser(
+        "dry-run", help="run rules on captured deliveries and print what they would do"
+    )
+    dry.add_argument("files", nargs="+", type=Path, help="capture files (JSONL) or JSON bodies")
+    dry.add_argument(
+        "--rules", type=Path, help="rules directory (default: $TICKETWIRE_RULES or rules/)"
+    )
+    dry.add_argument("--vendor", help="vendor of plain JSON bodies (e.g. inboxops)")
+
+    rep = verbs.add_parser("replay", help="send captured deliveries to a receiver again")
+    rep.add_argument("files", nargs="+", type=Path)
+    rep.add_argument(
+        "--to", required=True, help="receiver URL, e.g. http://127.0.0.1:8000/webhooks"
+    )
+    rep.add_argument("--secret", help="re-sign with this webhook secret (another environment)")
     return parser
 
 
@@ -53,6 +76,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         from cli.check import run_check
 
         sys.exit(run_check(args.dir))
+    if args.verb == "capture":
+        from cli.capture import run_capture
+
+        sys.exit(run_capture(args.out, limit=args.limit, since_s=args.since))
+    if args.verb == "dry-run":
+        from cli.dryrun import run_dry_run
+
+        rules = args.rules or Path(os.environ.get("TICKETWIRE_RULES") or "rules")
+        sys.exit(run_dry_run(args.files, rules, args.vendor))
+    if args.verb == "replay":
+        from cli.replay import run_replay
+
+        sys.exit(run_replay(args.files, args.to, args.secret))
     if args.verb == "simulate":
         from cli.simulate import run_simulate
 
