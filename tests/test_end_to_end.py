@@ -174,6 +174,7 @@ async def test_429_waits_retry_after_then_succeeds(
         waited = (patches[1].at - patches[0].at).total_seconds()
         assert waited >= 0.9, f"retried after {waited}s, before Retry-After"
         # The bulk call of the same event was queued behind the PATCH, never before it.
+        await wait_for(lambda: calls(sim, "POST", "/tickets/bulk"), message="bulk after PATCH")
         [bulk] = calls(sim, "POST", "/tickets/bulk")
         assert bulk.at >= patches[1].at
 
