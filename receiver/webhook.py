@@ -10,8 +10,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from receiver.intake import Intake
+from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
-from ticketwire.event import PROCESSED_EVENTS
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import WebhookIntake
 
@@ -36,6 +36,8 @@ class WebhookHandler:
         self.vendor = vendor
         self.intake = intake
         self.max_body_bytes = max_body_bytes
+        # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
+        self.stored_types = frozenset(known_events(vendor.vendor))
 
     async def __call__(self, request: web.Request) -> web.Response:
         name = self.vendor.vendor
@@ -68,7 +70,7 @@ class WebhookHandler:
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
         try:
-            if event.type not in PROCESSED_EVENTS:
+            if event.type not in self.stored_types:
                 await self.intake.count_ignored(name, event.type)
                 log.info("ignored %s %s event=%s: not a ticket event", name, event.type, event.id)
                 return web.json_response(
