@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from arq import func
+from arq import Retry, func
 from arq.connections import ArqRedis, RedisSettings
+from redis.exceptions import RedisError
 
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules
@@ -54,7 +55,13 @@ def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[
 async def drain_outbox(ctx: dict[str, Any], ticket_key: str) -> None:
     """arq job: send a ticket's queued write-backs once its wait (429, backoff) is over."""
     outbox: Outbox = ctx["outbox"]
-    await outbox.drain(ticket_key)
+    try:
+        await outbox.drain(ticket_key)
+    except (RedisError, OSError) as exc:
+        # arq fails (and never retries) a job that raises; a Redis blip must not strand the
+        # ticket's queued write-backs, so ask arq to run it again shortly.
+        log.warning("drain of ticket=%s interrupted by Redis (%s); retrying", ticket_key, exc)
+        raise Retry(defer=min(60, 2 * ctx.get("job_try", 1))) from exc
 
 
 def _dumps(obj: Any) -> bytes:
