@@ -12,22 +12,15 @@ from cli.capture import read_captures
 from ticketwire.engine import check_rules, evaluate, plan
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
-
-_PARSERS = {"inboxops": "ticketwire.vendors.inboxops.webhook"}
+from ticketwire.vendors.registry import VENDORS, parser
 
 
 def parse_capture(record: dict[str, Any], default_vendor: str | None) -> Event:
     """Parse a capture record's body with its vendor's parser."""
-    import importlib
-
     vendor = record.get("vendor") or default_vendor
-    if vendor not in _PARSERS:
-        raise MalformedEvent(
-            f"unknown vendor {vendor!r}; pass --vendor ({', '.join(sorted(_PARSERS))})"
-        )
-    module = importlib.import_module(_PARSERS[vendor])
-    event: Event = module.parse(record["body"].encode("utf-8"))
-    return event
+    if vendor not in VENDORS:
+        raise MalformedEvent(f"unknown vendor {vendor!r}; pass --vendor ({', '.join(VENDORS)})")
+    return parser(vendor)(record["body"].encode("utf-8"))
 
 
 async def _dry_run(files: list[Path], rules_dir: Path, vendor: str | None) -> int:

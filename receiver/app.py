@@ -13,6 +13,7 @@ from receiver.webhook import WebhookHandler
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.vendors import WebhookIntake
+from ticketwire.vendors.registry import intakes
 
 intake_key = web.AppKey("intake", Intake)
 
@@ -47,9 +48,4 @@ def create_app(
 
 def vendor_intakes(settings: Settings) -> list[WebhookIntake]:
     """The webhook seams of every vendor configured in `settings`."""
-    from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
-
-    intakes: list[WebhookIntake] = []
-    if settings.inboxops.webhook_secrets:
-        intakes.append(InboxOpsWebhook(settings.inboxops.webhook_secrets))
-    return intakes
+    return intakes(settings)

@@ -16,6 +16,7 @@ from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, InboxOpsWebhoo
 
 RULE = """
 name: start-urgent
+vendor: inboxops
 events: [ticket.updated]
 if: {field: priority, equals: urgent}
 then:

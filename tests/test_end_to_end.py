@@ -47,6 +47,7 @@ def calls(sim: InboxOpsSimulator, method: str, path_part: str) -> list[Any]:
 
 ESCALATE = """
 name: start-urgent
+vendor: inboxops
 events: [ticket.updated]
 if:
   all:
@@ -116,6 +117,7 @@ async def test_loop_rule_fires_once(aiohttp_server, redis, redis_url, keys, sim,
         tmp_path,
         f"""
 name: tag-urgent
+vendor: inboxops
 events: [ticket.updated, ticket.created]
 if: {{field: priority, equals: urgent}}
 then:
@@ -210,6 +212,7 @@ async def test_other_4xx_is_dead_lettered_without_retry(
         tmp_path,
         """
 name: bad-status-id
+vendor: inboxops
 events: [ticket.updated]
 if: {field: priority, equals: urgent}
 then:

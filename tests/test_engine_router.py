@@ -270,6 +270,7 @@ if:
 then:
   - update: {status: in_progress}
   - add_tags: [hot]
+vendor: inboxops
 """.lstrip()
 
 
@@ -546,6 +547,6 @@ def test_render_table() -> None:
         ["ticket.closed", "-"],
         ["ticket.created", "py-rule", "inboxops", source],
         ["ticket.status_changed", "-"],
-        ["ticket.updated", "yaml-escalate", "any", "rules/escalate.yml:1"],
+        ["ticket.updated", "yaml-escalate", "inboxops", "rules/escalate.yml:1"],
         ["py-rule", "inboxops", source],
     ]

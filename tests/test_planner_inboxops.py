@@ -323,7 +323,7 @@ async def test_python_and_yaml_rules_plan_together() -> None:
 
     rules, errors = compile_yaml(
         "name: yaml-rule\nevent: ticket.updated\nthen:\n  - set_priority: high\n"
-        "  - add_tags: [vip]\n",
+        "  - add_tags: [vip]\nvendor: inboxops\n",
         file="r.yml",
     )
     assert errors == []

@@ -51,6 +51,7 @@ def write_rule(tmp_path: Path, tag_id: str) -> Path:
     (d / "start.yml").write_text(
         f"""
 name: start-urgent
+vendor: inboxops
 events: [ticket.updated]
 if:
   all:

@@ -99,3 +99,30 @@ def test_common_fields_and_values_are_checked_at_load(condition, says):
     )
     assert len(errors) == 1 and isinstance(errors[0], RuleConfigError)
     assert says in str(errors[0])
+
+
+def _compile(text: str):
+    return compile_yaml(text, file="r.yml")
+
+
+def test_neutral_actions_unpinned_mean_each_vendors_own_value():
+    rules, errors = _compile("name: r\nevents: [ticket.updated]\nthen:\n  - set_status: waiting\n")
+    assert errors == []
+    [action] = rules[0].actions
+    assert action.variants is not None  # one reading per vendor, picked per event
+    assert action.for_vendor("inboxops").params == {"status": "waiting"}
+
+
+def test_vendor_specific_action_unpinned_says_how_to_pin():
+    _, [error] = _compile(
+        "name: r\nevents: [ticket.updated]\nthen:\n  - update: {status: in_progress}\n"
+    )
+    assert "works for cstar, inboxops but not for 'thena'" in error.message
+    assert "pin it with vendor: (one of cstar, inboxops)" in error.message
+
+
+def test_an_action_the_pinned_vendor_cannot_do_is_rejected_naming_it():
+    _, [error] = _compile(
+        "name: r\nevents: [ticket.updated]\nvendor: thena\nthen:\n  - add_tags: [vip]\n"
+    )
+    assert "unknown action 'add_tags' for vendor 'thena'" in error.message

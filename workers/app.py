@@ -18,11 +18,11 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.exceptions import RedisError
 
 from ticketwire.config import Settings
-from ticketwire.engine import Router, load_rules
+from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
 from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
-from ticketwire.vendors import HelpdeskClient
+from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
 from workers.outbox import Outbox, OutboxPolicy
@@ -41,15 +41,14 @@ def worker_id() -> str:
 
 
 def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[str, VendorRuntime]:
-    """Build each configured vendor's parser, planner and API client."""
-    from ticketwire.vendors.inboxops import actions, webhook
-    from ticketwire.vendors.inboxops.client import InboxOpsClient
-
-    client: HelpdeskClient | None = None
-    io = settings.inboxops
-    if io.api_url and io.api_key:
-        client = InboxOpsClient(session, io.api_url, io.api_key, timeout=settings.http_timeout_s)
-    return {"inboxops": VendorRuntime(parse=webhook.parse, plan=actions.plan, client=client)}
+    """Each vendor's parser and planner, with its API client where one is configured."""
+    configured = registry.clients(settings, session)
+    return {
+        vendor: VendorRuntime(
+            parse=registry.parser(vendor), plan=plan, client=configured.get(vendor)
+        )
+        for vendor in registry.VENDORS
+    }
 
 
 async def drain_outbox(ctx: dict[str, Any], ticket_key: str) -> None:

@@ -22,8 +22,21 @@ if TYPE_CHECKING:
     from ticketwire.engine.evaluate import Decision
 
 #: Vendors shipped with ticketwire, imported on first use so the engine never imports them eagerly.
-_BUILTIN_VENDORS: dict[str, str] = {"inboxops": "ticketwire.vendors.inboxops.actions"}
+_BUILTIN_VENDORS: dict[str, str] = {
+    "inboxops": "ticketwire.vendors.inboxops.actions",
+    "cstar": "ticketwire.vendors.cstar.actions",
+    "thena": "ticketwire.vendors.thena.actions",
+}
 _REGISTRY: dict[str, VendorSpec] = {}
+#: Actions with one meaning on every helpdesk (see `ticketwire.vocabulary`).
+NEUTRAL_ACTIONS: tuple[str, ...] = (
+    "set_status",
+    "set_priority",
+    "assign",
+    "unassign",
+    "add_tags",
+    "remove_tags",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,16 @@ class Action:
     name: str
     params: dict[str, Any]
     rule: str
+    #: For a rule without `vendor:`: what the action means for each vendor, `{vendor: (name,
+    #: params)}`; `for_vendor()` picks the one of the event's vendor before planning.
+    variants: Mapping[str, tuple[str, dict[str, Any]]] | None = None
+
+    def for_vendor(self, vendor: str) -> Action:
+        """This action as `vendor` understands it."""
+        if self.variants is None:
+            return self
+        name, params = self.variants[vendor]
+        return Action(name=name, params=params, rule=self.rule)
 
     def describe(self) -> str:
         """One line, e.g. `update {"priority": "high"}`."""
@@ -143,24 +166,44 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
 
     Raises `ActionError` with the accepted values when the action or its value is invalid.
     """
-    results: list[tuple[str, tuple[str, dict[str, Any]]]] = []
-    for spec in _specs(vendor):
+    specs = _specs(vendor)
+    results: dict[str, tuple[str, dict[str, Any]]] = {}
+    failures: dict[str, ActionError] = {}
+    for spec in specs:
         if name not in spec.actions:
             accepted = list(spec.actions)
-            where = "" if vendor is not None else f" for vendor {spec.vendor!r}"
-            raise ActionError(
-                f"unknown action {name!r}{where}{suggest(name, accepted)}", accepted=accepted
+            failures[spec.vendor] = ActionError(
+                f"unknown action {name!r} for vendor {spec.vendor!r}{suggest(name, accepted)}",
+                accepted=accepted,
             )
-        results.append((spec.vendor, spec.actions[name].normalize(value)))
-    first = results[0][1]
-    for other_vendor, other in results[1:]:
-        if other != first:
-            raise ActionError(
-                f"{name!r} means different things for {results[0][0]!r} and {other_vendor!r}; "
-                "set vendor: on the rule"
-            )
-    canonical, params = first
-    return Action(name=canonical, params=params, rule=rule)
+            continue
+        try:
+            results[spec.vendor] = spec.actions[name].normalize(value)
+        except ActionError as exc:
+            failures[spec.vendor] = exc
+    if failures:
+        if vendor is not None or not results:
+            raise next(iter(failures.values()))
+        # Valid for some helpdesks only: say which, and how to make the rule unambiguous.
+        bad, err = next(iter(failures.items()))
+        fits = sorted(results)
+        hint = (
+            f"pin it with vendor: {fits[0]}"
+            if len(fits) == 1
+            else (f"pin it with vendor: (one of {', '.join(fits)})")
+        )
+        if name not in NEUTRAL_ACTIONS:
+            hint += ", or use the neutral actions " + ", ".join(NEUTRAL_ACTIONS)
+        raise ActionError(
+            f"{name!r} works for {', '.join(fits)} but not for {bad!r} ({err.message}); "
+            f"a rule without vendor: runs on every helpdesk, so {hint}",
+            accepted=err.accepted,
+            key=err.key,
+        )
+    canonical, params = next(iter(results.values()))
+    if all(r == (canonical, params) for r in results.values()):
+        return Action(name=canonical, params=params, rule=rule)
+    return Action(name=name, params={"value": value}, rule=rule, variants=results)
 
 
 def field_schema(vendor: str | None) -> FieldSchema:

@@ -65,6 +65,8 @@ async def run_rule(
         actions = tuple(ctx.actions)
     if not actions:
         return Decision(rule, False, "no actions")
+    # A rule without vendor: carries each vendor's reading of its actions; keep this event's.
+    actions = tuple(a.for_vendor(event.vendor) for a in actions)
     count = f"{len(actions)} action{'s' if len(actions) != 1 else ''}"
     names = ", ".join(dict.fromkeys(a.name for a in actions))
     reason = f"fired: {count} ({names})"
