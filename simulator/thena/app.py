@@ -1,0 +1,277 @@
+"""The `/v1` routes and the middleware every request passes: scripted faults, routing errors,
+auth, rate limit, error rendering and the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from simulator.inboxops.clock import iso
+from simulator.thena.journal import JournalEntry, masked
+from simulator.thena.models import Org
+from simulator.thena.problems import ApiError, bad_request, render
+
+if TYPE_CHECKING:
+    from simulator.thena.sim import ThenaSimulator
+
+log = logging.getLogger("simulator.thena")
+API = "/v1"
+SIM_KEY: web.AppKey[ThenaSimulator] = web.AppKey("thena_simulator")
+ORG: web.RequestKey[Org] = web.RequestKey("thena_org")
+BODY: web.RequestKey[object] = web.RequestKey("thena_json")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_BODY = object()
+_INVALID = object()
+_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
+
+def ok(sim: ThenaSimulator, data: Any, status: int = 200) -> web.Response:
+    """The success envelope `{status: true, message, timestamp, data}`."""
+    body = {"status": True, "message": "Success", "timestamp": iso(sim.clock.now()), "data": data}
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def json_body(request: web.Request) -> Any:
+    """The parsed JSON body, or 400."""
+    body = request.get(BODY, _NO_BODY)
+    if body is _NO_BODY:
+        raise bad_request("body", "a JSON body is required")
+    if body is _INVALID:
+        raise bad_request("body", "is not valid JSON")
+    return body
+
+
+def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return ApiError(
+            405,
+            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
+            headers={"Allow": allowed} if allowed else None,
+        )
+    if exc.status == 404:
+        return ApiError(404, f"Cannot {request.method} {request.path}")
+    return ApiError.for_status(exc.status, exc.text or None)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Wrap every request; `/v1` ones are checked, limited and journaled."""
+    sim = request.app[SIM_KEY]
+    is_api = request.path == API or request.path.startswith(API + "/")
+    org_id: list[str | None] = [None]
+    body: Any = None
+    if is_api and request.can_read_body:
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+                request[BODY] = body
+            except ValueError:
+                request[BODY] = _INVALID
+    try:
+        if is_api:
+            resp = await _api(request, handler, sim, org_id)
+        else:
+            match_error = request.match_info.http_exception
+            if match_error is not None:
+                raise _routing_error(match_error, request)
+            resp = await handler(request)
+    except ApiError as err:
+        resp = render(err, error_format=sim.settings.error_format, timestamp=iso(sim.clock.now()))
+    except web.HTTPException as exc:
+        resp = render(
+            _routing_error(exc, request),
+            error_format=sim.settings.error_format,
+            timestamp=iso(sim.clock.now()),
+        )
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        resp = render(
+            ApiError(500, "the simulator failed; see its log"),
+            error_format=sim.settings.error_format,
+            timestamp=iso(sim.clock.now()),
+        )
+    if is_api:
+        sim.record(
+            JournalEntry(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                body=body,
+                status=resp.status,
+                at=sim.clock.now(),
+                org_id=org_id[0],
+                headers=masked(dict(request.headers)),
+            )
+        )
+    return resp
+
+
+def _scripted_error(
+    sim: ThenaSimulator, status: int, retry_after: int | None, reset: int | None
+) -> ApiError:
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if reset is not None:
+        headers["X-RateLimit-Reset"] = str(int(sim.clock.now().timestamp()) + reset)
+    err = ApiError.for_status(status)
+    err.headers.update(headers)
+    return err
+
+
+async def _api(
+    request: web.Request, handler: Handler, sim: ThenaSimulator, org_id: list[str | None]
+) -> web.StreamResponse:
+    scripted = sim.faults.take_scripted(request.method, request.path)
+    if scripted is not None:
+        if scripted.delay > 0:
+            await asyncio.sleep(scripted.delay)
+        if scripted.status >= 400:
+            raise _scripted_error(sim, scripted.status, scripted.retry_after, scripted.reset_after)
+    match_error = request.match_info.http_exception
+    if match_error is not None:
+        raise _routing_error(match_error, request)
+    org = authenticate(sim, request)
+    org_id[0] = org.id
+    limit_headers: dict[str, str] = {}
+    limit = sim.settings.rate_limit_per_minute
+    if limit:
+        decision = sim.limiter.check(org.id, limit, sim.settings.rate_limit_window)
+        reset_at = int(sim.clock.now().timestamp()) + decision.reset_after
+        limit_headers = {
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Remaining": str(decision.remaining),
+            "X-RateLimit-Reset": str(reset_at),
+            "X-RateLimit-OrgID": org.id,
+            "X-RateLimit-Path": request.path,
+        }
+        if not decision.allowed:
+            headers = dict(limit_headers)
+            if sim.settings.retry_after_header:
+                headers["Retry-After"] = str(decision.reset_after)
+            raise ApiError(
+                429,
+                f"ThrottlerException: Too Many Requests (limit {limit} per minute for this "
+                f"organisation; resets at {reset_at})",
+                headers=headers,
+            )
+    request[ORG] = org
+    resp = await handler(request)
+    resp.headers.update(limit_headers)
+    return resp
+
+
+def authenticate(sim: ThenaSimulator, request: web.Request) -> Org:
+    """The organisation the request's credentials belong to, or 401/400/403."""
+    schemes = sim.settings.auth_schemes
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("Authorization")
+    org_header = request.headers.get("x-org-id")
+    if key is not None and schemes != "bearer":
+        cred = sim.store.credentials.get(("api-key", key.strip()))
+        if cred is None:
+            raise ApiError(401, "Invalid API key")
+        if org_header and org_header != cred.org_id:
+            raise ApiError(401, "x-org-id does not match the API key's organisation")
+        return sim.store.orgs[cred.org_id]
+    if authorization is not None and schemes != "api-key":
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "malformed Authorization header; expected 'Bearer <token>'")
+        cred = sim.store.credentials.get(("bearer", token.strip()))
+        if cred is None:
+            raise ApiError(401, "Invalid or expired token")
+        if not org_header:
+            raise ApiError(
+                sim.settings.missing_org_status,
+                "missing x-org-id header: a bearer token needs the organisation id",
+            )
+        if org_header != cred.org_id:
+            raise ApiError(403, "the token's user is not a member of this organisation")
+        return sim.store.orgs[cred.org_id]
+    if schemes == "api-key":
+        raise ApiError(401, "missing x-api-key header")
+    if schemes == "bearer":
+        raise ApiError(401, "missing Authorization: Bearer <token> (with x-org-id)")
+    raise ApiError(
+        401, "missing credentials: send x-api-key, or Authorization: Bearer <token> with x-org-id"
+    )
+
+
+# ----------------------------------------------------------------------- handlers
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    """`GET /v1/tickets`: teamId, dateRange, zero-based page, limit."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    items, total, page, limit = sim.store.list_tickets(
+        org,
+        request.query,
+        default_limit=sim.config.default_limit,
+        max_limit=sim.config.max_limit,
+    )
+    if sim.settings.list_shape == "object":
+        return ok(sim, {"tickets": items, "total": total, "page": page, "limit": limit})
+    return ok(sim, items)
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    """`POST /v1/tickets`: 201 with the ticket (the existing one for a known dedup key)."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    change, rec = sim.store.create_ticket(org, json_body(request))
+    if change is not None:
+        sim.publish([change])
+    return ok(sim, sim.store.render(org, rec), 201)
+
+
+async def bulk_create(request: web.Request) -> web.Response:
+    """`POST /v1/tickets/bulk`: 201 `[{id, title}]`; 400 naming the index with stopOnError."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    result = sim.store.bulk_create(org, json_body(request), max_tickets=sim.config.max_bulk_tickets)
+    sim.publish(result.changes)
+    if result.error is not None:
+        raise result.error
+    return ok(sim, result.data, 201)
+
+
+async def bulk_update(request: web.Request) -> web.Response:
+    """`PATCH /v1/tickets/bulk`: `{updated, skipped}`; per-ticket webhooks."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    data, changes = sim.store.bulk_update(org, json_body(request), max_ids=sim.config.max_bulk_ids)
+    sim.publish(changes, burst=sim.faults.webhooks.burst)
+    return ok(sim, data)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    """`GET /v1/tickets/{id}`."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    rec = sim.store.record(org, request.match_info["id"])
+    return ok(sim, sim.store.render(org, rec))
+
+
+async def patch_ticket(request: web.Request) -> web.Response:
+    """`PATCH /v1/tickets/{id}`: partial update; a no-op changes nothing and emits nothing."""
+    sim, org = request.app[SIM_KEY], request[ORG]
+    body = json_body(request)
+    rec = sim.store.record(org, request.match_info["id"])
+    sim.publish([sim.store.update_ticket(org, rec, body)])
+    return ok(sim, sim.store.render(org, rec))
+
+
+def add_api_routes(app: web.Application) -> None:
+    """Register the vendor API under /v1."""
+    r = app.router
+    r.add_get(API + "/tickets", list_tickets)
+    r.add_post(API + "/tickets", create_ticket)
+    r.add_post(API + "/tickets/bulk", bulk_create)
+    r.add_patch(API + "/tickets/bulk", bulk_update)
+    r.add_get(API + "/tickets/{id}", get_ticket)
+    r.add_patch(API + "/tickets/{id}", patch_ticket)

@@ -1,0 +1,112 @@
+"""Thena simulator configuration: the frozen start-up config and the runtime-switchable settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ticketwire.errors import ConfigError
+
+Window = Literal["fixed", "sliding"]
+AuthSchemes = Literal["both", "api-key", "bearer"]
+ErrorFormat = Literal["nest", "envelope"]
+ListShape = Literal["list", "object"]
+
+#: Waits in simulated seconds after failed attempts 1..5 (Thena's webhooks retry like this).
+RETRY_SCHEDULE: tuple[float, ...] = (10.0, 20.0, 30.0, 50.0, 80.0)
+
+
+@dataclass(frozen=True)
+class ThenaSimulatorConfig:
+    """Everything fixed when the simulator is built; `Settings` holds what may change later."""
+
+    #: Seed for ids, keys, event ids and fault choices; None picks one at random (kept on reset).
+    seed: int | None = None
+    #: Simulated start time; None means the real current time.
+    epoch: datetime | None = None
+    #: Real seconds per simulated second: 0.001 makes the 10 s first retry last 10 ms.
+    time_scale: float = 1.0
+    #: Requests per organisation per window; 0 or None switches the limit off.
+    rate_limit_per_minute: int | None = 100
+    rate_limit_window: Window = "fixed"
+    rate_limit_window_seconds: float = 60.0
+    #: Also send `Retry-After` on a 429 (Thena documents only `X-RateLimit-Reset`).
+    retry_after_header: bool = False
+    #: Which auth schemes the API accepts: `x-api-key`, `Authorization: Bearer` + `x-org-id`.
+    auth_schemes: AuthSchemes = "both"
+    #: Status for a bearer token sent without `x-org-id`: 401 or 400.
+    missing_org_status: int = 401
+    #: Error bodies: `nest` `{statusCode, message, error}` or `envelope` `{status: false, ...}`.
+    error_format: ErrorFormat = "nest"
+    #: `GET /v1/tickets` answers `data: [...]` (`list`) or `data: {tickets, total, page, limit}`.
+    list_shape: ListShape = "list"
+    default_limit: int = 10
+    max_limit: int = 100
+    #: Most tickets one `POST /v1/tickets/bulk` may create.
+    max_bulk_tickets: int = 100
+    #: Most ids one `PATCH /v1/tickets/bulk` may name.
+    max_bulk_ids: int = 100
+    #: Per-attempt timeout of a webhook delivery, in real seconds.
+    webhook_timeout: float = 10.0
+    #: Simulated seconds to wait after each failed attempt; one attempt more than entries.
+    webhook_retry_schedule: tuple[float, ...] = RETRY_SCHEDULE
+    #: Prefix HMAC signatures with `sha256=`.
+    webhook_signature_prefix: bool = False
+    #: A partly filled reorder group is sent anyway after this many real seconds.
+    reorder_flush_after: float = 0.5
+    #: Most recent entries kept in the request journal and the delivery log (None = all).
+    journal_limit: int | None = 100_000
+    delivery_log_limit: int | None = 100_000
+
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 0:
+            raise ConfigError("rate_limit_per_minute", "an integer >= 0 or None")
+        if self.rate_limit_window not in ("fixed", "sliding"):
+            raise ConfigError("rate_limit_window", "'fixed' or 'sliding'", self.rate_limit_window)
+        if self.auth_schemes not in ("both", "api-key", "bearer"):
+            raise ConfigError("auth_schemes", "'both', 'api-key' or 'bearer'", self.auth_schemes)
+        if self.missing_org_status not in (400, 401):
+            raise ConfigError("missing_org_status", "400 or 401", repr(self.missing_org_status))
+        if self.error_format not in ("nest", "envelope"):
+            raise ConfigError("error_format", "'nest' or 'envelope'", self.error_format)
+        if self.list_shape not in ("list", "object"):
+            raise ConfigError("list_shape", "'list' or 'object'", self.list_shape)
+        if not 1 <= self.default_limit <= self.max_limit:
+            raise ConfigError("default_limit", "1 <= default_limit <= max_limit")
+        if self.max_bulk_tickets < 1 or self.max_bulk_ids < 1:
+            raise ConfigError("max_bulk_tickets", "max_bulk_tickets and max_bulk_ids >= 1")
+        if self.webhook_timeout <= 0:
+            raise ConfigError("webhook_timeout", "a number of seconds > 0")
+        if any(wait < 0 for wait in self.webhook_retry_schedule):
+            raise ConfigError("webhook_retry_schedule", "waits >= 0 simulated seconds")
+
+
+@dataclass
+class Settings:
+    """Switches that may be flipped while the simulator runs (`sim.settings`, `/_sim/settings`)."""
+
+    rate_limit_per_minute: int | None
+    rate_limit_window: Window
+    retry_after_header: bool
+    auth_schemes: AuthSchemes
+    missing_org_status: int
+    error_format: ErrorFormat
+    list_shape: ListShape
+    webhook_signature_prefix: bool
+
+    @classmethod
+    def from_config(cls, cfg: ThenaSimulatorConfig) -> Settings:
+        """The start-up values of the switches."""
+        return cls(
+            rate_limit_per_minute=cfg.rate_limit_per_minute,
+            rate_limit_window=cfg.rate_limit_window,
+            retry_after_header=cfg.retry_after_header,
+            auth_schemes=cfg.auth_schemes,
+            missing_org_status=cfg.missing_org_status,
+            error_format=cfg.error_format,
+            list_shape=cfg.list_shape,
+            webhook_signature_prefix=cfg.webhook_signature_prefix,
+        )

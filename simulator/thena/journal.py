@@ -1,0 +1,47 @@
+"""The request journal: one entry per `/v1` request, for asserting what a client sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from simulator.inboxops.clock import iso
+
+#: Request headers whose values are credentials; the journal keeps only their first characters.
+MASKED = ("authorization", "x-api-key")
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One API request and the status it got; `at` is simulated time."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    #: The parsed JSON body, or None when there was none or it was not JSON.
+    body: Any
+    status: int
+    at: datetime
+    #: Organisation of the credential, when it was known.
+    org_id: str | None
+    #: Request headers, with credential values masked.
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for `GET /_sim/journal`."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "status": self.status,
+            "at": iso(self.at),
+            "org_id": self.org_id,
+            "headers": self.headers,
+        }
+
+
+def masked(headers: dict[str, str]) -> dict[str, str]:
+    """A copy of the headers with credential values cut to their first 10 characters."""
+    return {k: (v[:10] + "…" if k.lower() in MASKED else v) for k, v in headers.items()}

@@ -1,0 +1,166 @@
+"""The simulator's organisation data: teams with their statuses and priorities, agents, types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Scheme = Literal["api-key", "bearer"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """A team's custom status."""
+
+    id: str
+    name: str
+    display_name: str
+    is_default: bool
+    team_id: str
+    organization_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of Thena's status objects."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "description": None,
+            "isDefault": self.is_default,
+            "teamId": self.team_id,
+            "organizationId": self.organization_id,
+        }
+
+
+@dataclass(frozen=True)
+class Priority:
+    """A team's priority."""
+
+    id: str
+    name: str
+    display_name: str
+    is_default: bool
+    team_id: str
+    organization_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Like a status object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "isDefault": self.is_default,
+            "teamId": self.team_id,
+            "organizationId": self.organization_id,
+        }
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent of the organisation (a valid `assignedAgentId`)."""
+
+    id: str
+    name: str
+    email: str
+
+    def to_json(self) -> dict[str, Any]:
+        """`{id, email, name}`, as events show `assignedAgent`."""
+        return {"id": self.id, "email": self.email, "name": self.name}
+
+
+@dataclass(frozen=True)
+class TicketType:
+    """A ticket type of the organisation (a valid `typeId`)."""
+
+    id: str
+    name: str
+
+
+@dataclass
+class Team:
+    """A team: tickets live in one, and its statuses and priorities are its own."""
+
+    id: str
+    name: str
+    identifier: str
+    statuses: list[Status]
+    priorities: list[Priority]
+    next_number: int = 1
+
+    def status(self, *, status_id: str | None = None, name: str | None = None) -> Status | None:
+        """The status with this id, or whose name or display name matches (ignoring case)."""
+        for s in self.statuses:
+            if status_id is not None and s.id == status_id:
+                return s
+            if name is not None and name.strip().casefold() in (
+                s.name.casefold(),
+                s.display_name.casefold(),
+            ):
+                return s
+        return None
+
+    def priority(
+        self, *, priority_id: str | None = None, name: str | None = None
+    ) -> Priority | None:
+        """The priority with this id, or whose name matches (ignoring case)."""
+        for p in self.priorities:
+            if priority_id is not None and p.id == priority_id:
+                return p
+            if name is not None and name.strip().casefold() in (
+                p.name.casefold(),
+                p.display_name.casefold(),
+            ):
+                return p
+        return None
+
+    @property
+    def default_status(self) -> Status:
+        """The status new tickets get."""
+        return next(s for s in self.statuses if s.is_default)
+
+    @property
+    def default_priority(self) -> Priority:
+        """The priority new tickets get."""
+        return next(p for p in self.priorities if p.is_default)
+
+
+@dataclass
+class Org:
+    """An organisation: teams, agents, types, tickets and dedup keys."""
+
+    id: str
+    name: str
+    domain: str
+    teams: list[Team]
+    agents: list[Agent]
+    types: list[TicketType]
+    tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: `deDuplicationKey` → id of the ticket it created.
+    dedup: dict[str, str] = field(default_factory=dict)
+    next_ticket_id: int = 1
+
+    def team(self, team_id: str) -> Team | None:
+        """The team with this id, if it is one of this organisation's."""
+        return next((t for t in self.teams if t.id == team_id), None)
+
+    def agent(self, *, agent_id: str | None = None, email: str | None = None) -> Agent | None:
+        """The agent with this id, or this email (ignoring case)."""
+        for a in self.agents:
+            if agent_id is not None and a.id == agent_id:
+                return a
+            if email is not None and a.email.casefold() == email.strip().casefold():
+                return a
+        return None
+
+    def ticket_type(self, type_id: str) -> TicketType | None:
+        """The ticket type with this id."""
+        return next((t for t in self.types if t.id == type_id), None)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An API key (`x-api-key`) or a bearer token, and the organisation it belongs to."""
+
+    value: str
+    scheme: Scheme
+    org_id: str

@@ -1,0 +1,71 @@
+"""API errors of the Thena simulator: `ApiError` and its two renderings.
+
+Thena documents no error body, so two plausible ones are offered: `nest` (the default,
+`{statusCode, message, error}` as NestJS services answer) and `envelope` (the success envelope
+turned around: `{status: false, message, timestamp, code}`).
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a message that says what to fix, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def for_status(cls, status: int, message: str | None = None) -> ApiError:
+        """An error for a bare HTTP status (scripted faults)."""
+        return cls(status, message or f"simulated {status} {phrase(status)}")
+
+
+def bad_request(field: str, message: str) -> ApiError:
+    """400 whose message starts with the offending field."""
+    return ApiError(400, f"{field}: {message}", field=field)
+
+
+def not_found(message: str) -> ApiError:
+    """404."""
+    return ApiError(404, message)
+
+
+def phrase(status: int) -> str:
+    """The HTTP reason phrase of `status`."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def render(err: ApiError, *, error_format: str, timestamp: str) -> web.Response:
+    """The HTTP response for `err` in the configured format."""
+    body: dict[str, Any]
+    if error_format == "envelope":
+        code = phrase(err.status).lower().replace(" ", "_").replace("-", "_")
+        body = {"status": False, "message": err.message, "timestamp": timestamp, "code": code}
+    else:
+        body = {"statusCode": err.status, "message": err.message, "error": phrase(err.status)}
+    return web.Response(
+        status=err.status,
+        text=json.dumps(body, separators=(",", ":")),
+        content_type="application/json",
+        headers=err.headers,
+    )

@@ -1,0 +1,369 @@
+"""`ThenaSimulator`: owns the store, clock, faults, rate limiter, webhook emitter and journal,
+serves them over HTTP, and offers the Python API tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from simulator.inboxops.clock import Clock, IdSource, ScaledClock, iso
+from simulator.inboxops.ratelimit import RateLimiter
+from simulator.thena.app import SIM_KEY, add_api_routes, middleware
+from simulator.thena.config import Settings, ThenaSimulatorConfig
+from simulator.thena.control import add_control_routes
+from simulator.thena.faults import Faults
+from simulator.thena.journal import JournalEntry
+from simulator.thena.models import Org, Team
+from simulator.thena.seeds import realistic_ticket
+from simulator.thena.store import Store, TicketChange
+from simulator.thena.webhooks import DeliveryRecord, WebhookEmitter
+
+log = logging.getLogger("simulator.thena")
+
+
+class ThenaSimulator:
+    """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults."""
+
+    def __init__(
+        self, config: ThenaSimulatorConfig | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.config = config or ThenaSimulatorConfig()
+        cfg = self.config
+        #: The seed in use (picked at random when the config has none; reset keeps it).
+        self.seed: int = (
+            cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32)
+        )
+        self.clock: Clock = clock or ScaledClock(cfg.time_scale, cfg.epoch)
+        self.settings = Settings.from_config(cfg)
+        self.faults = Faults(random.Random(f"{self.seed}:faults"))
+        self.limiter = RateLimiter(self.clock.monotonic, cfg.rate_limit_window_seconds)
+        self.emitter = WebhookEmitter(
+            clock=self.clock,
+            faults=self.faults,
+            timeout=cfg.webhook_timeout,
+            retry_schedule=cfg.webhook_retry_schedule,
+            reorder_flush_after=cfg.reorder_flush_after,
+            signature_prefix=lambda: self.settings.webhook_signature_prefix,
+            log_limit=cfg.delivery_log_limit,
+        )
+        self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
+        self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._build()
+
+    def _build(self) -> None:
+        self.store = Store(self.seed, self.clock.now)
+        self._event_ids = IdSource(self.seed, "events")
+        self._ticket_rng = random.Random(f"{self.seed}:tickets")
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running; call stop() first")
+        runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}"
+
+    async def stop(self) -> None:
+        """Stop serving and cancel pending deliveries (the logs stay readable)."""
+        await self.emitter.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self, *, keep_endpoints: bool = True) -> None:
+        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
+
+        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
+        """
+        self.emitter.reset(keep_endpoints=keep_endpoints)
+        if not keep_endpoints:
+            self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self.clock.reset()
+        self.limiter.reset()
+        self.faults.clear()
+        self.faults.rng.seed(f"{self.seed}:faults")
+        self.settings = Settings.from_config(self.config)
+        self._journal.clear()
+        self._build()
+
+    # ----------------------------------------------------------------- identities
+
+    @property
+    def api_key(self) -> str:
+        """`x-api-key` of a user of the default organisation."""
+        return self.store.api_key
+
+    @property
+    def bearer_token(self) -> str:
+        """A bearer token of the default organisation (send it with `x-org-id`)."""
+        return self.store.bearer_token
+
+    @property
+    def org_id(self) -> str:
+        """The default organisation's id: `orgId` of its events, `x-org-id` of its requests."""
+        return self.store.default.id
+
+    @property
+    def other_org_api_key(self) -> str:
+        """`x-api-key` of a second organisation."""
+        return self.store.other_api_key
+
+    @property
+    def other_org_bearer_token(self) -> str:
+        """A bearer token of the second organisation."""
+        return self.store.other_bearer_token
+
+    @property
+    def other_org_id(self) -> str:
+        """The second organisation's id."""
+        return self.store.other.id
+
+    @property
+    def team_id(self) -> str:
+        """The default organisation's first team (Support, `SUP`)."""
+        return self.store.default.teams[0].id
+
+    @property
+    def other_team_id(self) -> str:
+        """The default organisation's second team (Engineering, `ENG`)."""
+        return self.store.default.teams[1].id
+
+    @property
+    def foreign_team_id(self) -> str:
+        """The second organisation's team."""
+        return self.store.other.teams[0].id
+
+    # ----------------------------------------------------------------- reference data
+
+    def _team(self, team_id: str | None) -> Team:
+        team = self.store.default.team(team_id or self.team_id)
+        if team is None:
+            raise ValueError(f"{team_id!r} is not a team of the default organisation")
+        return team
+
+    def statuses(self, team_id: str | None = None) -> list[dict[str, Any]]:
+        """A team's statuses (default: the first team), in order."""
+        return [s.to_json() for s in self._team(team_id).statuses]
+
+    def priorities(self, team_id: str | None = None) -> list[dict[str, Any]]:
+        """A team's priorities (default: the first team), in order."""
+        return [p.to_json() for p in self._team(team_id).priorities]
+
+    def status_id(self, name: str, team_id: str | None = None) -> str:
+        """The id of a team's status by name (ignoring case)."""
+        status = self._team(team_id).status(name=name)
+        if status is None:
+            raise ValueError(f"no status named {name!r}")
+        return status.id
+
+    def priority_id(self, name: str, team_id: str | None = None) -> str:
+        """The id of a team's priority by name (ignoring case)."""
+        priority = self._team(team_id).priority(name=name)
+        if priority is None:
+            raise ValueError(f"no priority named {name!r}")
+        return priority.id
+
+    @property
+    def agents(self) -> list[dict[str, Any]]:
+        """Agents of the default organisation (valid `assignedAgentId`s)."""
+        return [a.to_json() for a in self.store.default.agents]
+
+    @property
+    def types(self) -> list[dict[str, Any]]:
+        """Ticket types of the default organisation (valid `typeId`s)."""
+        return [{"id": t.id, "name": t.name} for t in self.store.default.types]
+
+    # ----------------------------------------------------------------- tickets
+
+    def create_ticket(self, **fields: Any) -> dict[str, Any]:
+        """Create a ticket as an agent would (`teamId` defaults to the first team, `tags` too);
+        emits `ticket:created`. Raises `ApiError` if invalid."""
+        org = self.store.default
+        fields.setdefault("teamId", self.team_id)
+        change, rec = self.store.create_ticket(org, fields, agent=True)
+        if change is not None:
+            self.publish([change])
+        return self.store.render(org, rec)
+
+    def change_ticket(self, ticket_id: str, /, **fields: Any) -> dict[str, Any]:
+        """An agent's edit through the PATCH code path (plus `tags`, replacing them)."""
+        org = self.store.default
+        rec = self.store.record(org, ticket_id)
+        self.publish([self.store.update_ticket(org, rec, fields, agent=True)])
+        return self.store.render(org, rec)
+
+    def ticket(self, ticket_id: str) -> dict[str, Any]:
+        """A ticket of the default organisation, as `GET /v1/tickets/{id}` shows it."""
+        org = self.store.default
+        return self.store.render(org, self.store.record(org, ticket_id))
+
+    def event_ticket(self, ticket_id: str) -> dict[str, Any]:
+        """A ticket of the default organisation, as platform events carry it."""
+        org = self.store.default
+        return self.store.event_ticket(org, self.store.record(org, ticket_id))
+
+    def tickets(self) -> list[dict[str, Any]]:
+        """Every ticket of the default organisation, oldest first."""
+        org = self.store.default
+        return [self.store.render(org, r) for r in org.tickets.values()]
+
+    def seed_tickets(self, count: int, *, emit: bool = True) -> list[dict[str, Any]]:
+        """Create `count` realistic tickets (reproducible for a seed); `emit` sends their events."""
+        org = self.store.default
+        out = []
+        for _ in range(count):
+            change, rec = self.store.create_ticket(
+                org, realistic_ticket(org, self._ticket_rng), agent=True
+            )
+            if emit and change is not None:
+                self.publish([change])
+            out.append(self.store.render(org, rec))
+        return out
+
+    # ----------------------------------------------------------------- webhooks
+
+    def add_endpoint(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        mode: str = "token",
+        header: str | None = None,
+        scheme: str = "bearer",
+        nested: bool = False,
+        org_id: str | None = None,
+    ) -> str:
+        """Register a webhook endpoint (default organisation unless given); returns its id.
+
+        `secret` is the static token (`mode="token"`, sent in `header`, default `authorization`,
+        as `Bearer <token>` or bare per `scheme`) or the HMAC key (`mode="hmac"`, header default
+        `X-Thena-Signature`). `nested` wraps every event as `{"message": {...}}`.
+        """
+        target = org_id or self.org_id
+        if target not in self.store.orgs:
+            raise ValueError(f"unknown organisation {target!r}")
+        return self.emitter.add_endpoint(
+            self._endpoint_ids,
+            target,
+            url,
+            secret,
+            events,
+            mode=mode,
+            header=header,
+            scheme=scheme,
+            nested=nested,
+        ).id
+
+    def publish(self, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
+        """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""
+        copies = max(1, burst)
+        for change in changes:
+            org = self.store.orgs[change.org_id]
+            for event in change.events:
+                payload: dict[str, Any] = {"ticket": change.ticket}
+                if change.previous is not None:
+                    payload["previousTicket"] = change.previous
+                for _ in range(copies):
+                    self.emitter.emit(self._envelope(org, event, payload), change.ticket_id)
+
+    def _envelope(self, org: Org, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        actor = org.agents[0]
+        return {
+            "eventId": self._event_ids.uuid(),
+            "eventType": event,
+            "timestamp": iso(self.clock.now()),
+            "orgId": org.id,
+            "actor": {"id": actor.id, "type": "AGENT", "email": actor.email},
+            "payload": payload,
+        }
+
+    @property
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every delivery attempt so far, oldest first."""
+        return list(self.emitter.log)
+
+    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until no delivery is queued, in flight, held or waiting to retry."""
+        await self.emitter.wait_idle(timeout)
+
+    # ----------------------------------------------------------------- journal and limits
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """Every /v1 request so far, oldest first."""
+        return list(self._journal)
+
+    def record(self, entry: JournalEntry) -> None:
+        """Append a journal entry (the middleware calls this)."""
+        self._journal.append(entry)
+
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        """Change the per-organisation limit; 0 or None switches it off. Counts start over."""
+        if per_minute is not None and per_minute < 0:
+            raise ValueError("per_minute must be >= 0 or None")
+        self.settings.rate_limit_per_minute = per_minute
+        self.limiter.reset()
+
+
+def create_app(sim: ThenaSimulator | ThenaSimulatorConfig | None = None) -> web.Application:
+    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
+    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
+    if not isinstance(sim, ThenaSimulator):
+        sim = ThenaSimulator(sim)
+    app = web.Application(middlewares=[middleware])
+    app[SIM_KEY] = sim
+    add_api_routes(app)
+    add_control_routes(app)
+    emitter = sim.emitter
+
+    async def _close(_: web.Application) -> None:
+        await emitter.close()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def run_simulator(
+    cfg: ThenaSimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8026,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    seed_tickets: int = 0,
+) -> None:
+    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given.
+
+    The endpoint gets `webhook_secret` as its static token (`Authorization: Bearer <token>`).
+    """
+    if webhook_url and not webhook_secret:
+        raise ValueError("a webhook token is required with a webhook url")
+    sim = ThenaSimulator(cfg)
+    await sim.start(host=host, port=port)
+    try:
+        if seed_tickets:
+            sim.seed_tickets(seed_tickets, emit=False)
+        if webhook_url and webhook_secret:
+            endpoint = sim.add_endpoint(webhook_url, webhook_secret)
+            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
+        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", sim.url, sim.url)
+        log.info("API key (simulator only): %s", sim.api_key)
+        log.info("organisation id: %s", sim.org_id)
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()

@@ -1,0 +1,1 @@
+"""Thena (platform.thena.ai): platform-event intake, the `/v1` ticket client and rule actions."""

@@ -1,0 +1,433 @@
+"""Thena REST client (`https://platform.thena.ai/v1`): tickets, bulk update and create, listing.
+
+Two auth schemes, as configuration: `api-key` sends `x-api-key: <key>` (the current docs);
+`bearer` sends `Authorization: Bearer <token>` plus `x-org-id` (the older reference pages,
+including the bulk ones). An `org_id` given with `api-key` is sent as `x-org-id` too.
+
+One request per call, no retries and no sleeping: failures come back as the error tree and the
+worker decides. `send()` also checks bulk answers: ids Thena skipped (or did not report) raise
+`PartialFailure`, and so do tickets a bulk create left out of its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ticketwire.calls import ApiCall, ApiResult
+from ticketwire.errors import (
+    ClientError,
+    ConfigError,
+    HelpdeskHTTPError,
+    HelpdeskUnavailable,
+    PartialFailure,
+    ServerError,
+)
+from ticketwire.secret import Secret
+from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS, DATE_RANGES, UPDATE_FIELDS
+from ticketwire.vendors.thena.problems import error_from_response
+
+VENDOR = "thena"
+DEFAULT_BASE_URL = "https://platform.thena.ai"
+API_PREFIX = "/v1"
+Auth = Literal["api-key", "bearer"]
+AUTH_SCHEMES: tuple[str, ...] = ("api-key", "bearer")
+#: Filters `list_tickets` accepts, with the snake_case spellings they may also be given in.
+LIST_FILTERS: Mapping[str, str] = {
+    "teamId": "teamId",
+    "team_id": "teamId",
+    "dateRange": "dateRange",
+    "date_range": "dateRange",
+}
+#: Keys a list answer's `data` object may hold the tickets under (the docs do not say).
+_LIST_KEYS = ("tickets", "items", "results", "data")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BULK_PATH = "/tickets/bulk"
+
+
+class ThenaClient:
+    """Async client for one Thena organisation."""
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        auth: Auth | str = "api-key",
+        api_key: Secret,
+        org_id: str | None = None,
+        timeout: float = 10.0,
+        user_agent: str = "ticketwire/0.1",
+    ) -> None:
+        if auth not in AUTH_SCHEMES:
+            raise ConfigError("THENA_AUTH", "'api-key' or 'bearer'", str(auth))
+        if not api_key.reveal().strip():
+            raise ConfigError(
+                "THENA_API_KEY",
+                "an API key (Organization Settings → Security and Access) or, with "
+                "THENA_AUTH=bearer, a bearer token",
+            )
+        if auth == "bearer" and not org_id:
+            raise ConfigError(
+                "THENA_ORG_ID", "your Thena organisation id (required with THENA_AUTH=bearer)"
+            )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+        self._session = session
+        self._base = _api_base(base_url)
+        self._auth = auth
+        self._key = api_key
+        self._org_id = org_id
+        self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+
+    def __repr__(self) -> str:
+        return (
+            f"ThenaClient(base_url={self._base!r}, auth={self._auth!r}, api_key={self._key!r}, "
+            f"org_id={self._org_id!r}, timeout={self._timeout!r})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root every path is relative to, e.g. `https://platform.thena.ai/v1`."""
+        return self._base
+
+    async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
+        """Fetch one ticket."""
+        path = _ticket_path(ticket_id)
+        return _data_object(await self._request("GET", path), "GET", path)
+
+    async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH the given fields (both an id and a name are sent as given; Thena uses the id)."""
+        _check_fields("update_ticket", fields, UPDATE_FIELDS)
+        path = _ticket_path(ticket_id)
+        return _data_object(await self._request("PATCH", path, json=fields), "PATCH", path)
+
+    async def bulk_update(self, ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]:
+        """`PATCH /tickets/bulk`; return `{updated: [{id, title}], skipped: [{id, reason}]}`.
+
+        Skipped ids are returned, not raised; `send()` raises `PartialFailure` for them.
+        """
+        body = bulk_update_body(ticket_ids, **fields)
+        result = await self._request("PATCH", BULK_PATH, json=body)
+        return _data_object(result, "PATCH", BULK_PATH)
+
+    async def create_ticket(self, **fields: Any) -> dict[str, Any]:
+        """`POST /tickets`: create one ticket; return it."""
+        if not fields:
+            raise ValueError("create_ticket needs at least a title")
+        result = await self._request("POST", "/tickets", json=fields)
+        return _data_object(result, "POST", "/tickets")
+
+    async def create_tickets(
+        self, tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
+    ) -> list[dict[str, Any]]:
+        """`POST /tickets/bulk`; return the `[{id, title}]` of the tickets created.
+
+        With `stop_on_error=False` Thena leaves invalid tickets out; compare the lengths, or use
+        `send()`, which raises `PartialFailure` for them.
+        """
+        body = bulk_create_body(tickets, stop_on_error=stop_on_error)
+        result = await self._request("POST", BULK_PATH, json=body)
+        data = result.body.get("data") if isinstance(result.body, dict) else None
+        if not isinstance(data, list):
+            raise _unexpected(result, "POST", BULK_PATH, "a JSON object with a 'data' list")
+        return data
+
+    def list_tickets(self, *, limit: int = 50, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over every matching ticket, page by page from page 0.
+
+        Filters: `teamId` (or `team_id`) and `dateRange` (or `date_range`, one of 1d, 2d, 1w,
+        2w, 3w, 4w, 1m, 3m). They are checked now, so a bad filter raises before any request.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return self._iterate(limit, list_params(filters))
+
+    async def list_page(self, *, page: int, limit: int, **filters: Any) -> list[dict[str, Any]]:
+        """Fetch one page (zero-based) of tickets."""
+        return await self._page(page, limit, list_params(filters))
+
+    async def send(self, call: ApiCall) -> ApiResult:
+        """Send a planned call (path relative to `/v1`), checking bulk answers id by id."""
+        if call.vendor != VENDOR:
+            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
+        if not call.path.startswith("/"):
+            raise ValueError(f"call path must start with '/': {call.describe()}")
+        method = call.method.upper()
+        body = call.body if method in _BODY_METHODS else None
+        result = await self._request(method, call.path, json=body)
+        if call.path == BULK_PATH and method == "PATCH":
+            check_bulk_update(result, call.body)
+        elif call.path == BULK_PATH and method == "POST":
+            check_bulk_create(result, call.body)
+        return result
+
+    async def _iterate(self, limit: int, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        # Thena documents neither the largest `limit` nor paging metadata, so the page size the
+        # server really uses is learnt from the answers: a page shorter than the longest one seen
+        # is the last, and so is an empty one.
+        page, size = 0, 0
+        first_ids: set[Any] = set()
+        while True:
+            items = await self._page(page, limit, params)
+            if not items:
+                return
+            first = items[0].get("id") if isinstance(items[0], dict) else None
+            if first is not None and first in first_ids:
+                # The same page again: the server ignores `page`. Stop rather than loop.
+                return
+            first_ids.add(first)
+            for item in items:
+                yield item
+            size = max(size, len(items))
+            if len(items) < size:
+                return
+            page += 1
+
+    async def _page(self, page: int, limit: int, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        query = {**params, "page": str(page), "limit": str(limit)}
+        result = await self._request("GET", "/tickets", params=query)
+        body = result.body
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, dict):
+            data = next((data[k] for k in _LIST_KEYS if isinstance(data.get(k), list)), None)
+        if not isinstance(data, list):
+            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
+        return data
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+            "X-Request-Id": request_id,
+        }
+        if self._auth == "bearer":
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        else:
+            headers["x-api-key"] = self._key.reveal()
+        if self._org_id:
+            headers["x-org-id"] = self._org_id
+        return headers
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> ApiResult:
+        """Do one HTTP exchange: the only place this client touches the network."""
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=json,
+                params=params,
+                headers=self._headers(request_id),
+                timeout=self._client_timeout,
+                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise HelpdeskUnavailable(
+                f"Thena {method} {path} failed: {self._cause(exc)} (request {request_id}); "
+                "retry later"
+            ) from exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if not 200 <= status < 300:
+            raise error_from_response(status, resp_headers, raw, request_id=request_id)
+        rid = resp_headers.get("X-Request-Id") or request_id
+        body = _parse_body(raw, status, resp_headers, rid)
+        if isinstance(body, dict) and body.get("status") is False:
+            # The envelope says it failed even though the HTTP status does not.
+            raise ClientError(
+                status,
+                detail=f"Thena answered status=false: {body.get('message') or 'no message'}",
+                request_id=rid,
+                body=raw.decode("utf-8", "replace")[:2000],
+            )
+        return ApiResult(
+            status=status,
+            body=body,
+            request_id=rid,
+            elapsed_ms=elapsed_ms,
+            headers=dict(resp_headers),
+        )
+
+    def _cause(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no response within {self._timeout:g}s"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return "the server closed the connection before answering"
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or str(exc.os_error)
+            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
+        return f"{type(exc).__name__}: {exc}"
+
+
+def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
+    """Turn `list_tickets` filters into query parameters (None values are left out)."""
+    params: dict[str, str] = {}
+    for name, value in filters.items():
+        wire = LIST_FILTERS.get(name)
+        if wire is None:
+            raise ValueError(
+                f"unknown ticket filter {name!r}; accepted: teamId, dateRange "
+                "(or team_id, date_range)"
+            )
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"filter {name!r} must be a non-empty string, got {value!r}")
+        if wire == "dateRange" and value not in DATE_RANGES:
+            raise ValueError(
+                f"dateRange {value!r} is not one of the accepted values: {', '.join(DATE_RANGES)}"
+            )
+        params[wire] = value
+    return params
+
+
+def bulk_update_body(ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]:
+    """Build the `PATCH /tickets/bulk` body, checking the ids and the fields."""
+    if isinstance(ticket_ids, str | bytes):
+        raise TypeError("ticket_ids must be a sequence of ids, not a single string")
+    if not ticket_ids:
+        raise ValueError("bulk_update needs at least one ticket id")
+    _check_fields("bulk_update", fields, BULK_UPDATE_FIELDS)
+    return {"ticketIds": [str(t) for t in ticket_ids], **fields}
+
+
+def bulk_create_body(
+    tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
+) -> dict[str, Any]:
+    """Build the `POST /tickets/bulk` body `{tickets, options: {stopOnError}}`."""
+    if isinstance(tickets, Mapping) or not tickets:
+        raise ValueError("create_tickets needs a non-empty list of ticket objects")
+    return {"tickets": [dict(t) for t in tickets], "options": {"stopOnError": stop_on_error}}
+
+
+def check_bulk_update(result: ApiResult, body: Mapping[str, Any]) -> None:
+    """Raise `PartialFailure` unless every requested id is in the answer's `updated` list."""
+    data = result.body.get("data") if isinstance(result.body, dict) else None
+    updated = data.get("updated") if isinstance(data, dict) else None
+    skipped = data.get("skipped") if isinstance(data, dict) else None
+    if not isinstance(updated, list) and not isinstance(skipped, list):
+        raise _unexpected(
+            result, "PATCH", BULK_PATH, "a 'data' object with 'updated' and 'skipped' lists"
+        )
+    done = [str(u.get("id")) for u in updated or () if isinstance(u, dict)]
+    failed: dict[str, str] = {}
+    for item in skipped or ():
+        if isinstance(item, dict) and item.get("id") is not None:
+            failed[str(item["id"])] = str(item.get("reason") or "skipped (no reason given)")
+    for ticket_id in body.get("ticketIds") or ():
+        key = str(ticket_id)
+        if key not in failed and key not in done:
+            failed[key] = "not reported as updated by Thena"
+    if failed:
+        raise PartialFailure(failed, done)
+
+
+def check_bulk_create(result: ApiResult, body: Mapping[str, Any]) -> None:
+    """Raise `PartialFailure` when the answer lists fewer tickets than were sent.
+
+    Created tickets are matched to the request by title, in order; each one left over is named
+    by its `deDuplicationKey`, else by `tickets[<index>]`.
+    """
+    data = result.body.get("data") if isinstance(result.body, dict) else None
+    if not isinstance(data, list):
+        raise _unexpected(result, "POST", BULK_PATH, "a JSON object with a 'data' list")
+    sent = [t for t in body.get("tickets") or () if isinstance(t, Mapping)]
+    if len(data) >= len(sent):
+        return
+    titles: dict[Any, int] = {}
+    for item in data:
+        if isinstance(item, dict):
+            titles[item.get("title")] = titles.get(item.get("title"), 0) + 1
+    failed: dict[str, str] = {}
+    for index, ticket in enumerate(sent):
+        title = ticket.get("title")
+        if titles.get(title, 0) > 0:
+            titles[title] -= 1
+            continue
+        name = ticket.get("deDuplicationKey") or f"tickets[{index}]"
+        failed[str(name)] = f"not created (title {title!r}); Thena left it out of its answer"
+    created = [str(item.get("id")) for item in data if isinstance(item, dict)]
+    raise PartialFailure(failed, created)
+
+
+def _check_fields(what: str, fields: Mapping[str, Any], accepted: Sequence[str]) -> None:
+    unknown = sorted(set(fields) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{what}: Thena does not accept {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+        )
+    if not fields:
+        raise ValueError(f"{what} needs at least one field to change")
+
+
+def _api_base(base_url: str) -> str:
+    url = URL(base_url.strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError("THENA_API_URL", "the Thena API origin, e.g. https://platform.thena.ai")
+    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+def _ticket_path(ticket_id: str) -> str:
+    text = str(ticket_id)
+    if not text:
+        raise ValueError("ticket id is empty")
+    return "/tickets/" + quote(text, safe="")
+
+
+def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    # A 2xx that is not JSON is usually a proxy or login page in front of the API.
+    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
+    kind = headers.get("Content-Type") or "no content type"
+    raise ServerError(
+        status,
+        detail=f"expected a JSON body, got {kind}: {snippet!r}; check THENA_API_URL, then retry",
+        request_id=request_id,
+    )
+
+
+def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
+    body = result.body
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        data: dict[str, Any] = body["data"]
+        return data
+    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
+
+
+def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
+    shown = repr(result.body)
+    if len(shown) > 200:
+        shown = shown[:199] + "…"
+    return HelpdeskHTTPError(
+        result.status,
+        detail=f"{method} {path}: expected {wanted}, got {shown}",
+        request_id=result.request_id,
+    )
