@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--to", required=True, help="receiver URL, e.g. http://127.0.0.1:8000/webhooks"
     )
-    rep.add_argument("--secret", help="re-sign with this webhook secret (another environment)")
+    rep.add_argument(
+        "--secret",
+        help="re-sign with this webhook secret (another environment); for Thena in token mode, "
+        "the token to send",
+    )
+    rep.add_argument("--thena-mode", choices=["token", "hmac"], default="token")
     return parser
 
 
@@ -88,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.verb == "replay":
         from cli.replay import run_replay
 
-        sys.exit(run_replay(args.files, args.to, args.secret))
+        sys.exit(run_replay(args.files, args.to, args.secret, args.thena_mode))
     if args.verb == "simulate":
         from cli.simulate import run_simulate
 

@@ -123,3 +123,15 @@ def test_read_captures_reports_a_bad_line(tmp_path):
         assert "bad.jsonl:2" in str(exc)
     else:
         raise AssertionError("a bad line must stop the read")
+
+
+def test_resign_produces_headers_each_vendor_accepts():
+    from cli.replay import resign
+    from ticketwire.vendors.cstar.webhook import CStarWebhook
+    from ticketwire.vendors.thena.webhook import ThenaWebhook
+
+    body = b'{"x": 1}'
+    InboxOpsWebhook([Secret("s1")]).verify(resign("inboxops", body, "s1"), body)
+    CStarWebhook([Secret("s2")]).verify(resign("cstar", body, "s2"), body)
+    ThenaWebhook("token", [Secret("s3")]).verify(resign("thena", body, "s3"), body)
+    ThenaWebhook("hmac", [Secret("s4")]).verify(resign("thena", body, "s4", "hmac"), body)
