@@ -1,0 +1,387 @@
+"""The team-scoped `/api/v1/teams/{teamId}` routes and the middleware every request passes:
+request id, scripted faults, routing errors, auth, team check, rate limit, idempotency, error
+rendering and the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from simulator.cstar.journal import JournalEntry
+from simulator.cstar.problems import ApiError, invalid, not_found, render
+from simulator.cstar.store import ApiKey, Team
+from simulator.inboxops.clock import iso
+
+if TYPE_CHECKING:
+    from simulator.cstar.sim import CStarSimulator
+
+log = logging.getLogger("simulator.cstar")
+API = "/api/v1"
+TEAM_ROOT = API + "/teams/{team}"
+READ_METHODS = frozenset({"GET", "HEAD"})
+IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+SIM_KEY: web.AppKey[CStarSimulator] = web.AppKey("cstar_simulator")
+TEAM: web.RequestKey[Team] = web.RequestKey("cstar_team")
+BODY: web.RequestKey[object] = web.RequestKey("cstar_json")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("cstar_request_id")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_BODY = object()
+_INVALID = object()
+_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
+
+def ok(request: web.Request, data: Any, status: int = 200, **extra: Any) -> web.Response:
+    """The success envelope `{success: true, data, meta: {requestId, timestamp}}`."""
+    sim = request.app[SIM_KEY]
+    payload: dict[str, Any] = {
+        "success": True,
+        "data": data,
+        "meta": {"requestId": request[REQUEST_ID], "timestamp": iso(sim.clock.now())},
+    }
+    for key, value in extra.items():
+        if key == "pagination" and sim.settings.pagination == "meta":
+            payload["meta"]["pagination"] = value
+        else:
+            payload[key] = value
+    return web.json_response(payload, status=status, dumps=_dumps)
+
+
+def json_body(request: web.Request) -> dict[str, Any]:
+    """The parsed JSON object body, or 400."""
+    body = request.get(BODY, _NO_BODY)
+    if body is _NO_BODY:
+        raise invalid("body", "a JSON object body is required")
+    if body is _INVALID:
+        raise invalid("body", "is not valid JSON")
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object")
+    return body
+
+
+def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        return ApiError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
+            headers={"Allow": allowed} if allowed else None,
+        )
+    if exc.status == 404:
+        return ApiError(404, "route_not_found", f"no route for {request.path}")
+    return ApiError.for_status(exc.status, exc.text or None)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    sim = request.app[SIM_KEY]
+    request_id = sim.next_request_id()
+    request[REQUEST_ID] = request_id
+    is_api = request.path.startswith(API + "/")
+    seen: dict[str, Any] = {"team": None, "replayed": False, "limit_headers": {}}
+    body: Any = None
+    if is_api and request.can_read_body:
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+                request[BODY] = body
+            except ValueError:
+                request[BODY] = _INVALID
+    try:
+        if is_api:
+            resp = await _api(request, handler, sim, seen)
+        else:
+            match_error = request.match_info.http_exception
+            if match_error is not None:
+                raise _routing_error(match_error, request)
+            resp = await handler(request)
+    except ApiError as err:
+        resp = _render(sim, err, request_id)
+    except web.HTTPException as exc:
+        resp = _render(sim, _routing_error(exc, request), request_id)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        resp = _render(
+            sim, ApiError(500, "internal_error", "the simulator failed; see its log"), request_id
+        )
+    resp.headers["X-Request-Id"] = request_id
+    resp.headers.update(seen["limit_headers"])
+    if is_api:
+        headers = dict(request.headers)
+        if "Authorization" in headers:
+            headers["Authorization"] = headers["Authorization"][:15] + "…"
+        sim.record(
+            JournalEntry(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                body=body,
+                status=resp.status,
+                at=sim.clock.now(),
+                request_id=request_id,
+                team_id=seen["team"],
+                headers=headers,
+                replayed=seen["replayed"],
+            )
+        )
+    return resp
+
+
+def _render(sim: CStarSimulator, err: ApiError, request_id: str) -> web.Response:
+    return render(
+        err,
+        request_id,
+        sim.clock.now(),
+        legacy=sim.settings.legacy_errors,
+        retry_after_in=sim.settings.retry_after_in,
+    )
+
+
+def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise ApiError(
+            401,
+            "authentication_required",
+            "No API key provided; send 'Authorization: Bearer sk_live_…'",
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(("sk_", "pk_")):
+        raise ApiError(
+            401,
+            "invalid_key_format",
+            "Malformed API key; expected 'Bearer sk_live_…', 'sk_test_…', 'pk_live_…' or 'pk_test_…'",
+        )
+    key = sim.store.keys.get(token)
+    if key is None:
+        raise ApiError(401, "invalid_api_key", "Invalid API key provided")
+    if key.expired:
+        raise ApiError(401, "key_expired", "This API key has expired; create a new one")
+    return key
+
+
+async def _api(
+    request: web.Request, handler: Handler, sim: CStarSimulator, seen: dict[str, Any]
+) -> web.StreamResponse:
+    scripted = sim.faults.take_scripted(request.method, request.path)
+    if scripted is not None:
+        if scripted.delay > 0:
+            await asyncio.sleep(scripted.delay)
+        if scripted.status >= 400:
+            raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+    match_error = request.match_info.http_exception
+    if match_error is not None:
+        raise _routing_error(match_error, request)
+    key = _authenticate(request, sim)
+    seen["team"] = key.team_id
+    if request.match_info.get("team") != key.team_id:
+        raise ApiError(
+            403,
+            "team_access_denied",
+            f"This API key cannot access team {request.match_info.get('team')!r}",
+        )
+    team = sim.store.teams[key.team_id]
+    if key.kind == "publishable" and request.method not in READ_METHODS:
+        raise ApiError(
+            403, sim.settings.publishable_write_code, "Secret key required for this endpoint"
+        )
+
+    limit = sim.settings.rate_limit
+    if limit:
+        decision = sim.limiter_for(limit).check(key.key, limit.for_kind(key.kind), "fixed")
+        reset_at = int(sim.clock.now().timestamp()) + decision.reset_after
+        seen["limit_headers"] = {
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Remaining": str(decision.remaining),
+            "X-RateLimit-Reset": str(reset_at),
+            "X-RateLimit-Window": f"{limit.window_s:g}",
+        }
+        if not decision.allowed:
+            raise ApiError(
+                429, "rate_limit_exceeded", "Rate limit exceeded", retry_after=decision.reset_after
+            )
+    request[TEAM] = team
+
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is None or request.method not in IDEMPOTENT_METHODS:
+        return await handler(request)
+    body = request.get(BODY)
+    entry = sim.store.replay(team, idem_key, request.method, request.path, body)
+    if entry is not None:
+        seen["replayed"] = True
+        return web.json_response(
+            entry.response,
+            status=entry.status,
+            dumps=_dumps,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    resp = await handler(request)
+    if isinstance(resp, web.Response) and 200 <= resp.status < 300 and resp.text:
+        sim.store.remember(
+            team, idem_key, request.method, request.path, body, resp.status, json.loads(resp.text)
+        )
+    return resp
+
+
+# ----------------------------------------------------------------------- handlers
+
+
+def _csv(value: str) -> set[str]:
+    return {v.strip() for v in value.split(",") if v.strip()}
+
+
+def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise invalid(name, f"must be an integer from 1 to {high} (got {raw!r})")
+    return int(raw)
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    """`GET /tickets`: filters status, priority, assignedTo, customerId, search; page, pageSize."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    q = request.query
+    page = _int_param(request, "page", 1, 1_000_000)
+    size = _int_param(request, "pageSize", sim.config.default_page_size, sim.config.max_page_size)
+    statuses, priorities = _csv(q.get("status", "")), _csv(q.get("priority", ""))
+    assignee, customer = q.get("assignedTo", ""), q.get("customerId", "")
+    search = q.get("search", "").strip().lower()
+    rows = [
+        t
+        for t in team.tickets.values()
+        if (not statuses or t["status"] in statuses)
+        and (not priorities or t["priority"] in priorities)
+        and (not assignee or t["assignedTo"] == assignee)
+        and (not customer or t["customerId"] == customer)
+        and (not search or search in t["title"].lower() or search in (t["notes"] or "").lower())
+    ]
+    rows.reverse()  # newest first
+    total = len(rows)
+    chunk = rows[(page - 1) * size : page * size]
+    expand = "customer" in _csv(q.get("expand", ""))
+    data = []
+    for ticket in chunk:
+        item = sim.store.render(team, ticket)
+        if expand:
+            found = team.customers.get(ticket["customerId"] or "")
+            item["customer"] = found.to_json() if found else None
+        data.append(item)
+    pages = max(1, -(-total // size))
+    if sim.settings.pagination == "meta":
+        pagination: dict[str, Any] = {
+            "page": page,
+            "pageSize": size,
+            "total": total,
+            "totalPages": pages,
+        }
+    else:
+        pagination = {"total": total, "page": page, "pageSize": size, "hasMore": page < pages}
+    return ok(request, data, pagination=pagination)
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    """`POST /tickets`."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    change = sim.store.create_ticket(team, json_body(request))
+    sim.publish(team, [change], request_id=request[REQUEST_ID])
+    return ok(request, change.ticket, 201)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    """`GET /tickets/{id}`: messages inlined."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    ticket = sim.store.ticket(team, request.match_info["id"])
+    return ok(request, sim.store.render(team, ticket, messages=True))
+
+
+async def patch_ticket(request: web.Request) -> web.Response:
+    """`PATCH /tickets/{id}`: a no-op changes nothing and emits nothing."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    body = json_body(request)
+    ticket = sim.store.ticket(team, request.match_info["id"])
+    change = sim.store.update_ticket(team, ticket, body)
+    sim.publish(team, [change], request_id=request[REQUEST_ID])
+    return ok(request, change.ticket)
+
+
+async def delete_ticket(request: web.Request) -> web.Response:
+    """`DELETE /tickets/{id}` → `{deleted: true, id}`."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    ticket = sim.store.ticket(team, request.match_info["id"])
+    change = sim.store.delete_ticket(team, ticket)
+    sim.publish(team, [change], request_id=request[REQUEST_ID])
+    return ok(request, {"deleted": True, "id": ticket["id"]})
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """`GET /tickets/{id}/messages`."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    ticket = sim.store.ticket(team, request.match_info["id"])
+    return ok(request, [dict(m) for m in team.messages.get(ticket["id"], [])])
+
+
+async def add_message(request: web.Request) -> web.Response:
+    """`POST /tickets/{id}/messages` `{content, sender}`."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    ticket = sim.store.ticket(team, request.match_info["id"])
+    change = sim.store.add_message(team, ticket, json_body(request))
+    sim.publish(team, [change], request_id=request[REQUEST_ID])
+    return ok(request, change.message, 201)
+
+
+async def bulk(request: web.Request) -> web.Response:
+    """`POST /bulk`: update or delete up to 100 tickets; per-ticket webhooks."""
+    sim, team = request.app[SIM_KEY], request[TEAM]
+    result, changes = sim.store.bulk(
+        team,
+        json_body(request),
+        max_ids=sim.config.max_bulk_ids,
+        fail_ids=sim.faults.bulk_fail_ids,
+    )
+    sim.publish(team, changes, request_id=request[REQUEST_ID], burst=sim.faults.webhooks.burst)
+    return ok(request, result)
+
+
+async def list_customers(request: web.Request) -> web.Response:
+    """`GET /customers` (one page)."""
+    customers = [c.to_json() for c in request[TEAM].customers.values()]
+    pagination = {"page": 1, "pageSize": max(1, len(customers)), "total": len(customers)}
+    if request.app[SIM_KEY].settings.pagination == "meta":
+        pagination["totalPages"] = 1
+    else:
+        pagination["hasMore"] = False
+    return ok(request, customers, pagination=pagination)
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    """`GET /customers/{id}`."""
+    customer = request[TEAM].customers.get(request.match_info["id"])
+    if customer is None:
+        raise not_found("customer", request.match_info["id"])
+    return ok(request, customer.to_json())
+
+
+def add_api_routes(app: web.Application) -> None:
+    """Register the team-scoped API."""
+    r = app.router
+    r.add_get(TEAM_ROOT + "/tickets", list_tickets)
+    r.add_post(TEAM_ROOT + "/tickets", create_ticket)
+    r.add_get(TEAM_ROOT + "/tickets/{id}", get_ticket)
+    r.add_patch(TEAM_ROOT + "/tickets/{id}", patch_ticket)
+    r.add_delete(TEAM_ROOT + "/tickets/{id}", delete_ticket)
+    r.add_get(TEAM_ROOT + "/tickets/{id}/messages", list_messages)
+    r.add_post(TEAM_ROOT + "/tickets/{id}/messages", add_message)
+    r.add_post(TEAM_ROOT + "/bulk", bulk)
+    r.add_get(TEAM_ROOT + "/customers", list_customers)
+    r.add_get(TEAM_ROOT + "/customers/{id}", get_customer)

@@ -1,0 +1,44 @@
+"""The request journal: one entry per `/api/v1` request, for asserting what a client sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from simulator.inboxops.clock import iso
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One API request and the status it got; `at` is simulated time."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    #: The parsed JSON body, or None when there was none or it was not JSON.
+    body: Any
+    status: int
+    at: datetime
+    request_id: str
+    #: Team of the API key, when the key was known.
+    team_id: str | None
+    #: Request headers, with the Authorization value masked.
+    headers: dict[str, str] = field(default_factory=dict)
+    #: True when the answer was replayed for a repeated Idempotency-Key.
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for `GET /_sim/journal`."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "status": self.status,
+            "at": iso(self.at),
+            "request_id": self.request_id,
+            "team_id": self.team_id,
+            "headers": self.headers,
+            "replayed": self.replayed,
+        }

@@ -1,0 +1,150 @@
+"""API errors: `ApiError` and its two renderings (the current envelope, the older legacy shape)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from simulator.inboxops.clock import iso
+
+DOC_URL = "https://www.cstar.help/developers/errors"
+
+#: Error `type` for each status, as the error reference names them (403 as the bulk page shows).
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "authorization_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    429: "rate_limit_error",
+}
+#: The code used when only an HTTP status is known (scripted faults, routing).
+CODE_FOR_STATUS = {
+    400: "parameter_invalid",
+    401: "authentication_required",
+    403: "insufficient_permissions",
+    404: "resource_missing",
+    405: "method_not_allowed",
+    409: "idempotency_conflict",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+}
+#: Upper-case codes of the legacy shape.
+LEGACY_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    429: "RATE_LIMITED",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, stable code, a message that says what to fix, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+        #: Seconds until a retry may pass (429); where it is shown depends on the settings.
+        self.retry_after = retry_after
+
+    @classmethod
+    def for_status(
+        cls, status: int, message: str | None = None, retry_after: int | None = None
+    ) -> ApiError:
+        """An error for a bare HTTP status, with the documented code when there is one."""
+        code = CODE_FOR_STATUS.get(status) or _phrase(status).lower().replace(" ", "_")
+        return cls(
+            status,
+            code,
+            message or f"simulated {status} {_phrase(status)}",
+            retry_after=retry_after,
+        )
+
+
+def invalid(param: str, message: str) -> ApiError:
+    """400 `parameter_invalid` naming the parameter."""
+    return ApiError(400, "parameter_invalid", f"{param}: {message}", param=param)
+
+
+def missing(param: str) -> ApiError:
+    """400 `parameter_missing` naming the parameter."""
+    return ApiError(400, "parameter_missing", f"{param}: is required", param=param)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    """404 `resource_missing`."""
+    return ApiError(404, "resource_missing", f"No such {what}: {ident!r}")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def render(
+    err: ApiError,
+    request_id: str,
+    now: datetime,
+    *,
+    legacy: bool,
+    retry_after_in: tuple[str, ...],
+) -> web.Response:
+    """The HTTP response for `err`; `X-Request-Id` and rate-limit headers are added by the caller."""
+    headers = dict(err.headers)
+    message = err.message
+    if err.retry_after is not None:
+        if "header" in retry_after_in:
+            headers["Retry-After"] = str(err.retry_after)
+        if "message" in retry_after_in:
+            message = f"{message}. Try again in {err.retry_after} seconds"
+    body: dict[str, Any]
+    if legacy:
+        body = {
+            "error": {"code": LEGACY_CODES.get(err.status, err.code.upper()), "message": message}
+        }
+        if err.retry_after is not None and "body" in retry_after_in:
+            body["retryAfter"] = err.retry_after
+    else:
+        error: dict[str, Any] = {
+            "type": TYPES.get(err.status, "api_error"),
+            "code": err.code,
+            "message": message,
+        }
+        if err.param is not None:
+            error["param"] = err.param
+        if err.retry_after is not None and "body" in retry_after_in:
+            error["retryAfter"] = err.retry_after
+        error["doc_url"] = f"{DOC_URL}#{err.code}"
+        error["request_id"] = request_id
+        body = {"success": False, "error": error, "meta": {"timestamp": iso(now)}}
+    return web.Response(
+        status=err.status,
+        text=json.dumps(body, separators=(",", ":")),
+        content_type="application/json",
+        headers=headers,
+    )

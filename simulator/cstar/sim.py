@@ -1,0 +1,392 @@
+"""`CStarSimulator`: owns the store, clock, faults, rate limiter, webhook emitter and journal,
+serves them over HTTP, and offers the Python API tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
+from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
+from simulator.cstar.control import add_control_routes
+from simulator.cstar.faults import Faults
+from simulator.cstar.journal import JournalEntry
+from simulator.cstar.store import Store, Team, TicketChange
+from simulator.cstar.webhooks import DeliveryRecord, Signing, WebhookEmitter
+from simulator.inboxops.clock import Clock, IdSource, ScaledClock, iso
+from simulator.inboxops.ratelimit import RateLimiter
+
+log = logging.getLogger("simulator.cstar")
+
+_TITLES = (
+    "Cannot log in after password reset",
+    "Invoice shows the wrong VAT number",
+    "Export to CSV times out",
+    "Feature request: dark mode",
+    "Refund for duplicate charge",
+    "Widget not loading on Safari",
+    "How do I add a team member?",
+    "Order arrived damaged",
+)
+_CUSTOMERS = (
+    ("Dana Whitfield", "dana@northwind.test"),
+    ("Luis Ortega", "luis@contoso.test"),
+    ("Mei Tanaka", "mei@fabrikam.test"),
+    ("Sam Okafor", "sam@tailspin.test"),
+)
+
+
+class CStarSimulator:
+    """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
+
+    def __init__(
+        self, config: CStarSimulatorConfig | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.config = config or CStarSimulatorConfig()
+        cfg = self.config
+        #: The seed in use (picked at random when the config has none; reset keeps it).
+        self.seed: int = (
+            cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32)
+        )
+        self.clock: Clock = clock or ScaledClock(cfg.time_scale, cfg.epoch)
+        self.settings = Settings.from_config(cfg)
+        self.faults = Faults(random.Random(f"{self.seed}:faults"))
+        self._limiter: tuple[float, RateLimiter] | None = None
+        self.emitter = WebhookEmitter(
+            clock=self.clock,
+            faults=self.faults,
+            timeout=cfg.webhook_timeout,
+            retry_schedule=tuple(cfg.webhook_retry_schedule),
+            reorder_flush_after=cfg.reorder_flush_after,
+            signing=lambda: Signing(
+                self.settings.webhook_signature, self.settings.webhook_signature_header
+            ),
+            log_limit=cfg.delivery_log_limit,
+        )
+        self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
+        self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._build()
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.store = Store(
+            self.seed,
+            self.clock.now,
+            self.clock.monotonic,
+            idempotency_ttl=cfg.idempotency_ttl,
+            prefix=cfg.ticket_prefix,
+            first_number=cfg.first_ticket_number,
+        )
+        self._event_ids = IdSource(self.seed, "events")
+        self._request_ids = IdSource(self.seed, "requests")
+        self._ticket_rng = random.Random(f"{self.seed}:tickets")
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running; call stop() first")
+        runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}"
+
+    async def stop(self) -> None:
+        """Stop serving and cancel pending deliveries (the logs stay readable)."""
+        await self.emitter.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self, *, keep_endpoints: bool = True) -> None:
+        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
+
+        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
+        """
+        self.emitter.reset(keep_endpoints=keep_endpoints)
+        if not keep_endpoints:
+            self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self.clock.reset()
+        self._limiter = None
+        self.faults.clear()
+        self.faults.rng.seed(f"{self.seed}:faults")
+        self.settings = Settings.from_config(self.config)
+        self._journal.clear()
+        self._build()
+
+    # ----------------------------------------------------------------- identities
+
+    @property
+    def team_id(self) -> str:
+        """The default team's UUID (the `{teamId}` of every path)."""
+        return self.store.default.id
+
+    @property
+    def other_team_id(self) -> str:
+        """A second team; the default team's keys get 403 `team_access_denied` there."""
+        return self.store.other.id
+
+    @property
+    def api_base(self) -> str:
+        """`<url>/api/v1/teams/<team_id>`."""
+        return f"{self.url}/api/v1/teams/{self.team_id}"
+
+    @property
+    def api_key(self) -> str:
+        """Secret key (`sk_test_…`) of the default team: read and write."""
+        return self.store.api_key
+
+    @property
+    def publishable_key(self) -> str:
+        """Publishable key (`pk_test_…`) of the default team: read-only."""
+        return self.store.publishable_key
+
+    @property
+    def expired_key(self) -> str:
+        """An expired secret key of the default team (401 `key_expired`)."""
+        return self.store.expired_key
+
+    @property
+    def other_team_key(self) -> str:
+        """Secret key of the second team."""
+        return self.store.other_team_key
+
+    @property
+    def agents(self) -> list[str]:
+        """Agent ids seeded tickets are assigned to (any string is accepted as `assignedTo`)."""
+        return list(self.config.agents)
+
+    # ----------------------------------------------------------------- tickets
+
+    def create_ticket(self, **fields: Any) -> dict[str, Any]:
+        """Create a ticket as an agent would (the `POST /tickets` fields); emits `ticket.created`."""
+        team = self.store.default
+        change = self.store.create_ticket(team, fields)
+        self.publish(team, [change])
+        return change.ticket
+
+    def change_ticket(self, ticket_id: str, /, **fields: Any) -> dict[str, Any]:
+        """An agent's edit through the PATCH code path; emits the webhooks a PATCH would."""
+        team = self.store.default
+        change = self.store.update_ticket(team, self.store.ticket(team, ticket_id), fields)
+        self.publish(team, [change])
+        return change.ticket
+
+    def add_message(self, ticket_id: str, content: str, sender: str = "customer") -> dict[str, Any]:
+        """A new message on a ticket; emits `ticket.message_added`."""
+        team = self.store.default
+        ticket = self.store.ticket(team, ticket_id)
+        change = self.store.add_message(team, ticket, {"content": content, "sender": sender})
+        self.publish(team, [change])
+        return dict(change.message or {})
+
+    def delete_ticket(self, ticket_id: str) -> None:
+        """Delete a ticket; emits `ticket.deleted`."""
+        team = self.store.default
+        change = self.store.delete_ticket(team, self.store.ticket(team, ticket_id))
+        self.publish(team, [change])
+
+    def ticket(self, ticket_id: str) -> dict[str, Any]:
+        """A ticket of the default team as `GET /tickets/{id}` shows it (with messages)."""
+        team = self.store.default
+        return self.store.render(team, self.store.ticket(team, ticket_id), messages=True)
+
+    def tickets(self) -> list[dict[str, Any]]:
+        """Every ticket of the default team, oldest first."""
+        team = self.store.default
+        return [self.store.render(team, t) for t in team.tickets.values()]
+
+    def customers(self) -> list[dict[str, Any]]:
+        """Every customer of the default team."""
+        return [c.to_json() for c in self.store.default.customers.values()]
+
+    def seed_tickets(self, count: int, *, emit: bool = True) -> list[dict[str, Any]]:
+        """Create `count` realistic tickets (reproducible for a seed); `emit` sends their webhooks."""
+        team, rng = self.store.default, self._ticket_rng
+        out = []
+        for _ in range(count):
+            name, email = rng.choice(_CUSTOMERS)
+            fields: dict[str, Any] = {
+                "title": rng.choice(_TITLES),
+                "customerName": name,
+                "customerEmail": email,
+                "priority": rng.choice(("low", "normal", "normal", "high", "urgent")),
+                "status": rng.choice(("new", "open", "open", "pending")),
+                "channel": rng.choice(("email", "chat", "web")),
+                "tags": rng.sample(["billing", "bug", "vip", "onboarding", "mobile"], k=2),
+                "assignedTo": rng.choice([None, *self.config.agents]),
+            }
+            change = self.store.create_ticket(team, fields)
+            if emit:
+                self.publish(team, [change])
+            out.append(change.ticket)
+        return out
+
+    # ----------------------------------------------------------------- webhooks
+
+    def add_endpoint(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        team_id: str | None = None,
+    ) -> str:
+        """Register a webhook (default team unless given) signed with `secret`; returns its id."""
+        team = team_id or self.team_id
+        if team not in self.store.teams:
+            raise ValueError(f"unknown team {team!r}")
+        endpoint_id = f"whk_{self._endpoint_ids.token(12)}"
+        return self.emitter.add_endpoint(endpoint_id, team, url, secret, events).id
+
+    def publish(
+        self,
+        team: Team,
+        changes: Iterable[TicketChange],
+        *,
+        request_id: str | None = None,
+        burst: int = 1,
+    ) -> None:
+        """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids).
+
+        `request_id` is the API request that caused them (`x-cstar-request-id`); an agent's edit
+        gets a request id of its own.
+        """
+        cause = request_id or self.next_request_id()
+        copies = max(1, burst)
+        for change in changes:
+            for event in change.events:
+                for _ in range(copies):
+                    event_id = f"evt_{self._event_ids.token(12)}"
+                    envelope = self._envelope(team, event, event_id, change)
+                    self.emitter.emit(
+                        team.id,
+                        event,
+                        event_id,
+                        envelope,
+                        ticket_id=str(change.ticket["id"]),
+                        request_id=cause,
+                    )
+
+    def _envelope(
+        self, team: Team, event: str, event_id: str, change: TicketChange
+    ) -> dict[str, Any]:
+        ticket = self.store.webhook_ticket(change.ticket)
+        data: dict[str, Any] = {"ticket": ticket, "customer": change.customer}
+        if event == "ticket.updated":
+            data["changes"] = change.changes
+        if event == "ticket.message_added" and change.message is not None:
+            data["message"] = change.message
+        envelope: dict[str, Any] = {
+            "id": event_id,
+            "type": event,
+            "created_at": iso(self.clock.now()),
+            "team_id": team.id,
+            "data": data,
+        }
+        if self.settings.flat_payload:
+            customer = change.customer or {}
+            envelope.update(
+                ticket_id=ticket["id"],
+                ticket_title=ticket["title"],
+                ticket_status=ticket["status"],
+                ticket_priority=ticket["priority"],
+                customer_name=customer.get("name"),
+                customer_email=customer.get("email"),
+            )
+        return envelope
+
+    @property
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every delivery attempt so far, oldest first."""
+        return list(self.emitter.log)
+
+    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until no delivery is queued, in flight, held or waiting to retry."""
+        await self.emitter.wait_idle(timeout)
+
+    # ----------------------------------------------------------------- journal and limits
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """Every /api/v1 request so far, oldest first."""
+        return list(self._journal)
+
+    def record(self, entry: JournalEntry) -> None:
+        """Append a journal entry (the middleware calls this)."""
+        self._journal.append(entry)
+
+    def next_request_id(self) -> str:
+        """A fresh `req_…` id."""
+        return f"req_{self._request_ids.token(12)}"
+
+    def set_rate_limit(self, limit: str | int | None) -> None:
+        """Change the per-key limit: `"120/minute"`, `"1000/hour"`, `"N/unit"`, an int per
+        minute, or None / 0 (off). Counts start over."""
+        self.settings.rate_limit = RateLimit.parse(limit)
+        self._limiter = None
+
+    def limiter_for(self, limit: RateLimit) -> RateLimiter:
+        """The limiter for `limit`'s window (rebuilt, counts cleared, when the window changes)."""
+        if self._limiter is None or self._limiter[0] != limit.window_s:
+            self._limiter = (limit.window_s, RateLimiter(self.clock.monotonic, limit.window_s))
+        return self._limiter[1]
+
+
+def create_app(sim: CStarSimulator | CStarSimulatorConfig | None = None) -> web.Application:
+    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
+    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
+    if not isinstance(sim, CStarSimulator):
+        sim = CStarSimulator(sim)
+    app = web.Application(middlewares=[middleware])
+    app[SIM_KEY] = sim
+    add_api_routes(app)
+    add_control_routes(app)
+    emitter = sim.emitter
+
+    async def _close(_: web.Application) -> None:
+        await emitter.close()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def run_simulator(
+    cfg: CStarSimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8026,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    seed_tickets: int = 0,
+) -> None:
+    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
+    if webhook_url and not webhook_secret:
+        raise ValueError("a webhook secret is required with a webhook url")
+    sim = CStarSimulator(cfg)
+    await sim.start(host=host, port=port)
+    try:
+        if seed_tickets:
+            sim.seed_tickets(seed_tickets, emit=False)
+        if webhook_url and webhook_secret:
+            endpoint = sim.add_endpoint(webhook_url, webhook_secret)
+            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
+        log.info("cStar simulator at %s (controls at %s/_sim)", sim.api_base, sim.url)
+        log.info("team id: %s", sim.team_id)
+        log.info("secret key (simulator only): %s", sim.api_key)
+        log.info("publishable key (simulator only): %s", sim.publishable_key)
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()

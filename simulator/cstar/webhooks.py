@@ -1,0 +1,424 @@
+"""The webhook emitter: signed deliveries off the request path, cStar's retry schedule on the
+simulated clock, per-ticket ordering, fault knobs, and a delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from simulator.cstar.faults import Faults
+from simulator.inboxops.clock import Clock, iso
+from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.models import TICKET_EVENTS
+from ticketwire.vendors.cstar.webhook import sign, sign_legacy
+
+log = logging.getLogger("simulator.cstar.webhooks")
+USER_AGENT = "cStar-Webhooks/1.0"
+
+
+@dataclass
+class Endpoint:
+    """A webhook (`whk_…`) of one team; no events, `*` or `ticket.*` subscribe to many."""
+
+    id: str
+    team_id: str
+    url: str
+    secret: Secret
+    events: tuple[str, ...] = ()
+    enabled: bool = True
+
+    def wants(self, event: str) -> bool:
+        """True when this endpoint receives `event`."""
+        if not self.enabled:
+            return False
+        if not self.events:
+            return True
+        family = event.split(".", 1)[0] + ".*"
+        return any(e in ("*", event, family) for e in self.events)
+
+    def to_json(self) -> dict[str, Any]:
+        """The endpoint without its secret."""
+        return {
+            "id": self.id,
+            "object": "webhook",
+            "team_id": self.team_id,
+            "url": self.url,
+            "events": list(self.events),
+            "isActive": self.enabled,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One delivery attempt as the log keeps it."""
+
+    endpoint_id: str
+    event: str
+    event_id: str
+    ticket_id: str
+    attempt: int
+    #: HTTP status of the answer, or None when there was none (see `error`).
+    status: int | None
+    error: str | None
+    succeeded: bool
+    #: Simulated time the attempt was sent.
+    delivered_at: datetime
+    #: The `t` the attempt was signed with (real unix seconds; None for legacy signatures).
+    signed_at: int | None = None
+    #: True on the last attempt of a delivery that never succeeded.
+    failed: bool = False
+    duplicate: bool = False
+    bad_signature: bool = False
+    stale_timestamp: bool = False
+    response_snippet: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for `GET /_sim/deliveries`."""
+        out = {k: v for k, v in vars(self).items() if k != "delivered_at"}
+        out["delivered_at"] = iso(self.delivered_at)
+        return out
+
+
+@dataclass
+class Delivery:
+    """One event on its way to one endpoint; `event_id` and `body` never change across retries."""
+
+    endpoint: Endpoint
+    event: str
+    event_id: str
+    ticket_id: str
+    body: bytes
+    request_id: str
+    attempts: int = 0
+    duplicate: bool = False
+
+
+@dataclass
+class _Run:
+    """Delivery state of one simulator generation; `reset()` drops it and starts a new one."""
+
+    lanes: dict[tuple[str, str], deque[Delivery]] = field(default_factory=dict)
+    held: dict[str, list[Delivery]] = field(default_factory=dict)
+    flush_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How attempts are signed right now (read from the settings at every attempt)."""
+
+    mode: str
+    header: str
+
+
+class WebhookEmitter:
+    """Queues events per (endpoint, ticket) and delivers them in the background."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        faults: Faults,
+        timeout: float,
+        retry_schedule: tuple[float, ...],
+        reorder_flush_after: float,
+        signing: Callable[[], Signing],
+        log_limit: int | None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._faults = faults
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._schedule = retry_schedule
+        self._flush_after = reorder_flush_after
+        self._signing = signing
+        self._wall = wall
+        self.endpoints: dict[str, Endpoint] = {}
+        self.log: deque[DeliveryRecord] = deque(maxlen=log_limit)
+        self._session: aiohttp.ClientSession | None = None
+        self._run = _Run()
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        """The first attempt plus one per retry of the schedule."""
+        return 1 + len(self._schedule)
+
+    # ------------------------------------------------------------- endpoints
+
+    def add_endpoint(
+        self,
+        endpoint_id: str,
+        team_id: str,
+        url: str,
+        secret: str,
+        events: list[str] | tuple[str, ...] | None = None,
+    ) -> Endpoint:
+        """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must start with http:// or https:// (got {url!r})")
+        if not secret:
+            raise ValueError("webhook secret must not be empty")
+        for event in events or ():
+            if event != "*" and not event.endswith(".*") and event not in TICKET_EVENTS:
+                raise ValueError(
+                    f"unknown event {event!r}; known: {', '.join(TICKET_EVENTS)}, *, ticket.*"
+                )
+        ep = Endpoint(endpoint_id, team_id, url, Secret(secret), tuple(events or ()))
+        self.endpoints[ep.id] = ep
+        return ep
+
+    # ------------------------------------------------------------- emitting
+
+    def emit(
+        self,
+        team_id: str,
+        event: str,
+        event_id: str,
+        envelope: dict[str, Any],
+        *,
+        ticket_id: str,
+        request_id: str,
+    ) -> None:
+        """Queue `envelope` for every endpoint that wants `event`; never sends inline."""
+        targets = [
+            ep for ep in self.endpoints.values() if ep.team_id == team_id and ep.wants(event)
+        ]
+        if not targets:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "webhook deliveries need a running event loop; change tickets from async code "
+                "while endpoints are registered"
+            ) from None
+        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        for ep in targets:
+            delivery = Delivery(ep, event, event_id, ticket_id, body, request_id)
+            self._enqueue(delivery)
+            if self._faults.take_duplicate():
+                self._enqueue(replace(delivery, duplicate=True))
+
+    def _enqueue(self, d: Delivery) -> None:
+        run = self._run
+        run.pending += 1
+        self._idle_event().clear()
+        window = self._faults.webhooks.reorder_window
+        if window >= 2:
+            group = run.held.setdefault(d.endpoint.id, [])
+            group.append(d)
+            if len(group) >= window:
+                self._flush(run, d.endpoint.id)
+            elif d.endpoint.id not in run.flush_timers:
+                loop = asyncio.get_running_loop()
+                run.flush_timers[d.endpoint.id] = loop.call_later(
+                    self._flush_after, self._flush, run, d.endpoint.id
+                )
+            return
+        key = (d.endpoint.id, d.ticket_id)
+        lane = run.lanes.get(key)
+        if lane is not None:
+            lane.append(d)
+            return
+        run.lanes[key] = deque([d])
+        self._spawn(run, self._drain_lane(run, key))
+
+    def _flush(self, run: _Run, endpoint_id: str) -> None:
+        timer = run.flush_timers.pop(endpoint_id, None)
+        if timer is not None:
+            timer.cancel()
+        group = run.held.pop(endpoint_id, [])
+        if not group:
+            return
+        order = list(group)
+        self._faults.rng.shuffle(order)
+        if len(order) > 1 and order == group:
+            # A shuffle may give back the same order; a reorder fault must reorder.
+            order = order[1:] + order[:1]
+        self._spawn(run, self._send_group(run, order))
+
+    def _spawn(self, run: _Run, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        run.tasks.add(task)
+        task.add_done_callback(run.tasks.discard)
+
+    async def _drain_lane(self, run: _Run, key: tuple[str, str]) -> None:
+        # One delivery in flight per (endpoint, ticket): receivers see each ticket's events in
+        # order unless a fault says otherwise.
+        lane = run.lanes[key]
+        try:
+            while lane:
+                d = lane[0]
+                try:
+                    await self._deliver(d)
+                finally:
+                    lane.popleft()
+                    self._done(run)
+        finally:
+            if run.lanes.get(key) is lane:
+                del run.lanes[key]
+
+    async def _send_group(self, run: _Run, group: list[Delivery]) -> None:
+        for d in group:
+            if await self._attempt(d):
+                self._done(run)
+            else:
+                self._spawn(run, self._retry_then_done(run, d))
+
+    async def _retry_then_done(self, run: _Run, d: Delivery) -> None:
+        try:
+            await self._deliver(d)
+        finally:
+            self._done(run)
+
+    def _done(self, run: _Run) -> None:
+        run.pending -= 1
+        if run is self._run and run.pending <= 0:
+            self._idle_event().set()
+
+    async def _deliver(self, d: Delivery) -> None:
+        """Attempt until a 2xx or the last attempt, waiting the schedule's delay between."""
+        while d.attempts < self.max_attempts:
+            if d.attempts:
+                await self._clock.sleep(self._schedule[d.attempts - 1])
+            if await self._attempt(d):
+                return
+
+    async def _attempt(self, d: Delivery) -> bool:
+        d.attempts += 1
+        secret = d.endpoint.secret.reveal()
+        bad = self._faults.take_bad_signature()
+        if bad:
+            secret += "-not-the-secret"
+        signing = self._signing()
+        stale_by = self._faults.take_stale() if signing.mode == "v1" else 0.0
+        # `t` is real unix time, not simulated: receivers check it against their own clock.
+        signed_at = int(self._wall() - stale_by)
+        if signing.mode == "v1":
+            signature = sign(d.body, secret, signed_at)
+        else:
+            signature = sign_legacy(d.body, secret)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            signing.header: signature,
+            "X-Event-Type": d.event,
+            "X-Event-ID": d.event_id,
+            "X-Webhook-ID": d.endpoint.id,
+            "X-Timestamp": iso(datetime.fromtimestamp(signed_at, UTC)),
+            "X-Delivery-Attempt": str(d.attempts),
+            "x-cstar-request-id": d.request_id,
+        }
+        sent_at = self._clock.now()
+        status: int | None = None
+        error: str | None = None
+        snippet = ""
+        try:
+            session = self._client()
+            async with session.post(
+                d.endpoint.url, data=d.body, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                snippet = (await resp.content.read(200)).decode("utf-8", "replace")
+        except TimeoutError:
+            error = f"no response within the {self._timeout.total:g}s budget"
+        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a failed attempt
+            error = f"{type(exc).__name__}: {exc}"
+        ok = status is not None and 200 <= status < 300
+        last = not ok and d.attempts >= self.max_attempts
+        self.log.append(
+            DeliveryRecord(
+                endpoint_id=d.endpoint.id,
+                event=d.event,
+                event_id=d.event_id,
+                ticket_id=d.ticket_id,
+                attempt=d.attempts,
+                status=status,
+                error=error,
+                succeeded=ok,
+                delivered_at=sent_at,
+                signed_at=signed_at if signing.mode == "v1" else None,
+                failed=last,
+                duplicate=d.duplicate,
+                bad_signature=bad,
+                stale_timestamp=stale_by != 0,
+                response_snippet=snippet,
+            )
+        )
+        if last:
+            log.warning(
+                "webhook %s %s to %s failed after %d attempts",
+                d.event,
+                d.event_id,
+                d.endpoint.url,
+                d.attempts,
+            )
+        return ok
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    def _idle_event(self) -> asyncio.Event:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+            self._idle.set()
+        return self._idle
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def pending(self) -> int:
+        """Deliveries queued, held, in flight or waiting to retry."""
+        return self._run.pending
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once nothing is pending; raise TimeoutError after `timeout` real seconds."""
+        if self._run.pending <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._idle_event().wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self._run.pending} webhook deliveries still pending after {timeout}s"
+            ) from None
+
+    def reset(self, *, keep_endpoints: bool) -> None:
+        """Cancel everything pending, clear the log, and optionally forget the endpoints."""
+        self._cancel_all()
+        self.log.clear()
+        if not keep_endpoints:
+            self.endpoints.clear()
+
+    def _cancel_all(self) -> list[asyncio.Task[None]]:
+        old = self._run
+        for timer in old.flush_timers.values():
+            timer.cancel()
+        tasks = list(old.tasks)
+        for task in tasks:
+            task.cancel()
+        self._run = _Run()
+        if self._idle is not None:
+            self._idle.set()
+        return tasks
+
+    async def close(self) -> None:
+        """Cancel pending deliveries and close the HTTP session; the log is kept."""
+        tasks = self._cancel_all()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

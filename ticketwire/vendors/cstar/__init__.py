@@ -1,0 +1,1 @@
+"""cStar (cstar.help): webhook verification and parsing, API client, and the actions rules may take."""

@@ -1,0 +1,513 @@
+"""cStar REST client (`/api/v1/teams/{teamId}`): tickets, bulk, paged listing, planned calls.
+
+Thin on purpose: one request per call (two for a tag or metadata merge, see `send`), no retries,
+no sleeping. Failures come back as the error tree and the worker decides what to do.
+
+Every POST and PATCH carries an `Idempotency-Key`. For a planned call it is derived from the
+event id and the call's fingerprint, so a retry after a crash is recognised by cStar (for 24 h)
+and applied once; calls without an event id get a fresh key per send.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ticketwire.calls import ApiCall, ApiResult
+from ticketwire.errors import (
+    ConfigError,
+    HelpdeskHTTPError,
+    HelpdeskUnavailable,
+    PartialFailure,
+    ServerError,
+)
+from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.models import (
+    BULK_ACTIONS,
+    BULK_RESOURCES,
+    MAX_BULK_IDS,
+    MAX_PAGE_SIZE,
+    PATCH_FIELDS,
+)
+from ticketwire.vendors.cstar.problems import error_from_response, is_transient
+
+VENDOR = "cstar"
+DEFAULT_BASE_URL = "https://www.cstar.help"
+API_PREFIX = "/api/v1"
+#: Filters `GET /tickets` accepts.
+LIST_FILTERS: tuple[str, ...] = ("status", "priority", "assignedTo", "customerId", "search")
+#: Body keys of a planned PATCH that `send` resolves against the ticket's current state first.
+MERGE_TAGS = "__merge_tags__"
+MERGE_METADATA = "__merge_metadata__"
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_READ_ONLY = "a secret key (sk_live_… or sk_test_…); publishable keys (pk_…) are read-only"
+
+
+class CStarClient:
+    """Async client for one cStar team."""
+
+    vendor = VENDOR
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        team_id: str,
+        api_key: Secret,
+        *,
+        timeout: float = 10.0,
+        write: bool = True,
+        user_agent: str = "ticketwire/0.1",
+    ) -> None:
+        key = api_key.reveal()
+        if not key.startswith(("sk_", "pk_")):
+            raise ConfigError("CSTAR_API_KEY", "a cStar secret key (sk_live_… or sk_test_…)")
+        if write and key.startswith("pk_"):
+            # Refused before any call: every write would answer 403 anyway.
+            raise ConfigError("CSTAR_API_KEY", _READ_ONLY)
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+        self._session = session
+        self._base = team_base(base_url or DEFAULT_BASE_URL, team_id)
+        self._key = api_key
+        self._write = write
+        self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+
+    def __repr__(self) -> str:
+        return (
+            f"CStarClient(base_url={self._base!r}, api_key={self._key!r}, "
+            f"timeout={self._timeout!r}, write={self._write})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The team's API root every path is relative to, e.g. `…/api/v1/teams/<uuid>`."""
+        return self._base
+
+    # ------------------------------------------------------------------ tickets
+
+    async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
+        """Fetch one ticket (with its messages, as cStar inlines them)."""
+        path = _ticket_path(ticket_id)
+        return _data_object(await self._request("GET", path), "GET", path)
+
+    async def update_ticket(
+        self, ticket_id: str, *, idempotency_key: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """PATCH the given fields (`assignedTo=None` unassigns; `tags` replaces the list)."""
+        unknown = sorted(set(fields) - set(PATCH_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"cStar cannot PATCH {', '.join(unknown)}; accepted: {', '.join(PATCH_FIELDS)}"
+            )
+        if not fields:
+            raise ValueError("update_ticket needs at least one field to change")
+        path = _ticket_path(ticket_id)
+        result = await self._request(
+            "PATCH", path, json=fields, idempotency_key=idempotency_key or _fresh_key()
+        )
+        return _data_object(result, "PATCH", path)
+
+    async def bulk(
+        self,
+        action: str,
+        ids: Sequence[str],
+        data: Mapping[str, Any] | None = None,
+        *,
+        resource: str = "tickets",
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one bulk action; return the `bulk_result`, or raise `PartialFailure`."""
+        body = bulk_body(action, ids, data, resource=resource)
+        result = await self._request(
+            "POST", "/bulk", json=body, idempotency_key=idempotency_key or _fresh_key()
+        )
+        return bulk_outcome(result, body["ids"])
+
+    def list_tickets(
+        self, *, page_size: int = MAX_PAGE_SIZE, **filters: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over every matching ticket, page by page from page 1.
+
+        The filters are checked now, so a bad filter raises before any request is made.
+        """
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
+        return self._iterate(page_size, list_params(filters))
+
+    async def list_page(
+        self, *, page: int, page_size: int = MAX_PAGE_SIZE, **filters: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One page of tickets and its pagination as `{page, pageSize, total, totalPages, hasMore}`."""
+        return await self._page(page, page_size, list_params(filters))
+
+    # ------------------------------------------------------------------ planned calls
+
+    async def send(self, call: ApiCall) -> ApiResult:
+        """Send a planned call; its path is relative to the team root (`/tickets/…`, `/bulk`).
+
+        A PATCH body may carry `__merge_tags__: {add, remove}` and `__merge_metadata__: {k: v}`
+        when the event did not say what the ticket holds (cStar replaces the whole list or
+        object): the ticket is read first and the full value computed. If nothing is left to
+        change, no PATCH is sent and the answer is the ticket as read.
+
+        A bulk call whose result lists failed ids raises `PartialFailure` naming them.
+        """
+        if call.vendor != VENDOR:
+            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
+        if not call.path.startswith("/"):
+            raise ValueError(f"call path must start with '/': {call.describe()}")
+        method = call.method.upper()
+        body: dict[str, Any] | None = call.body if method in _BODY_METHODS else None
+        key = idempotency_key(call) if body is not None else None
+        if (
+            method == "PATCH"
+            and body is not None
+            and (MERGE_TAGS in body or MERGE_METADATA in body)
+        ):
+            merged = await self._merged(call, body)
+            if isinstance(merged, ApiResult):
+                return merged
+            # The body now depends on what was read, so the key covers it too: a retry that
+            # reads the same state sends the same request, one that reads a newer state does not
+            # collide with the first key.
+            key = _key_for(call.event_id, f"{call.fingerprint()}:{_digest(merged)}")
+            body = merged
+        result = await self._request(method, call.path, json=body, idempotency_key=key)
+        if method == "POST" and call.path.rstrip("/") == "/bulk" and body is not None:
+            ids = body.get("ids")
+            bulk_outcome(result, [str(i) for i in ids] if isinstance(ids, list) else [])
+        return result
+
+    async def _merged(self, call: ApiCall, body: dict[str, Any]) -> dict[str, Any] | ApiResult:
+        path = call.path
+        read = await self._request("GET", path)
+        ticket = _data_object(read, "GET", path)
+        out = {
+            k: copy.deepcopy(v) for k, v in body.items() if k not in (MERGE_TAGS, MERGE_METADATA)
+        }
+        tags_op = body.get(MERGE_TAGS)
+        if isinstance(tags_op, Mapping):
+            current = [str(t) for t in ticket.get("tags") or [] if isinstance(t, str | int)]
+            wanted = merge_tags(current, tags_op.get("add") or [], tags_op.get("remove") or [])
+            if wanted != current:
+                out["tags"] = wanted
+        meta_op = body.get(MERGE_METADATA)
+        if isinstance(meta_op, Mapping):
+            current_meta = ticket.get("metadata")
+            base = dict(current_meta) if isinstance(current_meta, Mapping) else {}
+            wanted_meta = {**base, **meta_op}
+            if wanted_meta != base:
+                out["metadata"] = wanted_meta
+        if not out:
+            return read
+        return out
+
+    # ------------------------------------------------------------------ transport
+
+    async def _iterate(
+        self, page_size: int, params: dict[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        page, seen = 1, 0
+        while True:
+            items, info = await self._page(page, page_size, params)
+            for item in items:
+                yield item
+            seen += len(items)
+            size = _int(info.get("pageSize")) or page_size
+            total = _int(info.get("total"))
+            pages = _int(info.get("totalPages"))
+            more = info.get("hasMore")
+            if (
+                not items
+                or more is False
+                or (pages is not None and page >= pages)
+                or (total is not None and seen >= total)
+                or (more is None and len(items) < size)
+            ):
+                return
+            page += 1
+
+    async def _page(
+        self, page: int, page_size: int, params: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        query = {**params, "page": str(page), "pageSize": str(page_size)}
+        result = await self._request("GET", "/tickets", params=query)
+        body = result.body
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
+        return body["data"], pagination_of(body)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApiResult:
+        """Do one HTTP exchange: the only place this client touches the network."""
+        if method not in ("GET", "HEAD") and not self._write:
+            raise ValueError(f"this client was built with write=False; cannot {method} {path}")
+        request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {self._key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+            "X-Request-Id": request_id,
+        }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        started = time.monotonic()
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=json,
+                params=params,
+                headers=headers,
+                timeout=self._client_timeout,
+                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise HelpdeskUnavailable(
+                f"cStar {method} {path} failed: {self._cause(exc)} (request {request_id}); "
+                "retry later"
+            ) from exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if not 200 <= status < 300:
+            raise error_from_response(status, resp_headers, raw, request_id=request_id)
+        body = _parse_body(raw, status, resp_headers, request_id)
+        return ApiResult(
+            status=status,
+            body=body,
+            request_id=_response_id(body) or resp_headers.get("X-Request-Id") or request_id,
+            elapsed_ms=elapsed_ms,
+            headers=dict(resp_headers),
+        )
+
+    def _cause(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no response within {self._timeout:g}s"
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return "the server closed the connection before answering"
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or str(exc.os_error)
+            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
+        return f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def team_base(base_url: str, team_id: str) -> str:
+    """The team's API root from an origin (or a URL already ending in `/api/v1[/teams/<id>]`)."""
+    if not team_id or "/" in team_id:
+        raise ConfigError("CSTAR_TEAM_ID", "the UUID of your cStar team", team_id or None)
+    url = URL(base_url.strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError("CSTAR_API_URL", f"the cStar origin, e.g. {DEFAULT_BASE_URL}")
+    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
+    team_path = f"{API_PREFIX}/teams/{quote(team_id, safe='')}"
+    if base.endswith(team_path):
+        return base
+    if f"{API_PREFIX}/teams/" in base:
+        raise ConfigError(
+            "CSTAR_API_URL",
+            f"the cStar origin (e.g. {DEFAULT_BASE_URL}); the URL names another team than "
+            "CSTAR_TEAM_ID",
+        )
+    base = base.removesuffix(API_PREFIX)
+    return base + team_path
+
+
+def idempotency_key(call: ApiCall) -> str:
+    """The `Idempotency-Key` of a planned call: stable for an event's call, fresh without one."""
+    return _key_for(call.event_id, call.fingerprint())
+
+
+def _key_for(event_id: str, fingerprint: str) -> str:
+    if not event_id:
+        return _fresh_key()
+    digest = hashlib.sha256(f"{event_id}\n{fingerprint}".encode()).hexdigest()[:40]
+    return f"tw_{digest}"
+
+
+def _fresh_key() -> str:
+    return f"tw_{uuid.uuid4().hex}"
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def merge_tags(current: Sequence[str], add: Sequence[Any], remove: Sequence[Any]) -> list[str]:
+    """The full tag list after removing then adding (current order kept, new tags appended)."""
+    gone = {str(t) for t in remove}
+    out = [t for t in current if t not in gone]
+    for tag in add:
+        if str(tag) not in out:
+            out.append(str(tag))
+    return out
+
+
+def bulk_body(
+    action: str, ids: Sequence[str], data: Mapping[str, Any] | None, *, resource: str = "tickets"
+) -> dict[str, Any]:
+    """Build the `POST /bulk` body, checking the action, the resource and the ids."""
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"unknown bulk action {action!r}; accepted: {', '.join(BULK_ACTIONS)}")
+    if resource not in BULK_RESOURCES:
+        raise ValueError(
+            f"unknown bulk resource {resource!r}; accepted: {', '.join(BULK_RESOURCES)}"
+        )
+    if isinstance(ids, str | bytes):
+        raise TypeError("ids must be a sequence of ids, not a single string")
+    if not ids:
+        raise ValueError("bulk needs at least one id")
+    if len(ids) > MAX_BULK_IDS:
+        raise ValueError(f"cStar takes at most {MAX_BULK_IDS} ids per bulk call, got {len(ids)}")
+    if action == "update" and not data:
+        raise ValueError("a bulk update needs data, e.g. {'status': 'closed'}")
+    body: dict[str, Any] = {"action": action, "resource": resource, "ids": [str(i) for i in ids]}
+    if data:
+        body["data"] = dict(data)
+    return body
+
+
+def bulk_outcome(result: ApiResult, ids: Sequence[str]) -> dict[str, Any]:
+    """The `bulk_result` of an answer; raise `PartialFailure` when any id was not processed.
+
+    `errors[]` items are read leniently (`{id, code, message}`, or `resourceId`/`error`). When
+    cStar counts more failures than it names, every id of the call is treated as failed: an id
+    is never counted as done while cStar may have failed it.
+    """
+    data = _data_object(result, "POST", "/bulk")
+    failed_count = _int(data.get("failed")) or 0
+    listed = data.get("errors")
+    errors: list[Any] = listed if isinstance(listed, list) else []
+    failed: dict[str, str] = {}
+    codes: list[str | None] = []
+    for item in errors:
+        if not isinstance(item, Mapping):
+            continue
+        item_id = item.get("id") or item.get("resourceId") or item.get("resource_id")
+        if item_id is None:
+            continue
+        code = item.get("code") or item.get("type")
+        message = item.get("message") or item.get("error") or code or "failed"
+        failed[str(item_id)] = f"{code}: {message}" if code and code != message else str(message)
+        codes.append(str(code) if code else None)
+    if failed_count > len(failed):
+        for item_id in ids:
+            if item_id not in failed:
+                failed[item_id] = (
+                    f"cStar reported {failed_count} failure(s) without naming every id; "
+                    "not counted as done"
+                )
+                codes.append(None)
+    if not failed:
+        return data
+    succeeded = [i for i in ids if i not in failed]
+    retryable = bool(codes) and all(is_transient(c) for c in codes)
+    raise PartialFailure(failed, succeeded, retryable=retryable)
+
+
+def pagination_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Paging info from `meta.pagination` or a top-level `pagination`, whichever is present."""
+    meta = body.get("meta")
+    info = meta.get("pagination") if isinstance(meta, Mapping) else None
+    if not isinstance(info, Mapping):
+        info = body.get("pagination")
+    return dict(info) if isinstance(info, Mapping) else {}
+
+
+def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
+    """Turn `list_tickets` filters into query parameters (lists comma-joined; None left out)."""
+    params: dict[str, str] = {}
+    for name, value in filters.items():
+        if name not in LIST_FILTERS:
+            raise ValueError(f"unknown ticket filter {name!r}; accepted: {', '.join(LIST_FILTERS)}")
+        if value is None:
+            continue
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            params[name] = str(value)
+        elif isinstance(value, Sequence):
+            params[name] = ",".join(str(v) for v in value)
+        else:
+            raise TypeError(f"filter {name!r}: cannot send a {type(value).__name__}")
+    return params
+
+
+def _ticket_path(ticket_id: str) -> str:
+    text = str(ticket_id)
+    if not text:
+        raise ValueError("ticket id is empty")
+    return "/tickets/" + quote(text, safe="")
+
+
+def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    # A 2xx that is not JSON is usually a proxy or login page in front of the API; writes carry
+    # an Idempotency-Key, so a retry is safe.
+    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
+    kind = headers.get("Content-Type") or "no content type"
+    raise ServerError(
+        status,
+        detail=f"expected a JSON body, got {kind}: {snippet!r}; check CSTAR_API_URL, then retry",
+        request_id=headers.get("X-Request-Id") or request_id,
+    )
+
+
+def _response_id(body: Any) -> str | None:
+    meta = body.get("meta") if isinstance(body, dict) else None
+    value = meta.get("requestId") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
+    body = result.body
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        data: dict[str, Any] = body["data"]
+        return data
+    # Older pages answer the object itself, without the envelope.
+    if isinstance(body, dict) and "success" not in body and ("id" in body or "object" in body):
+        return body
+    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
+
+
+def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
+    shown = repr(result.body)
+    if len(shown) > 200:
+        shown = shown[:199] + "…"
+    return HelpdeskHTTPError(
+        result.status,
+        detail=f"{method} {path}: expected {wanted}, got {shown}",
+        request_id=result.request_id,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,320 @@
+"""cStar webhooks: verify `X-Signature` and parse the envelope into an `Event` (pure, no I/O).
+
+Signature: `X-Signature: t=<unix seconds>,v1=<hex>`, the hex HMAC-SHA256 of `"{t}.{raw body}"`
+with the webhook's signing secret, used as-is (the full `whsec_…` string). A delivery whose `t`
+is more than `tolerance_s` away from now, in either direction, is refused as stale. The legacy
+form `sha256=<hex>` (HMAC of the raw body alone, no timestamp) is still accepted, as cStar's own
+verifier does, and so is the header name `x-cstar-signature` of an older page. Every active
+secret is tried, so secrets can be rotated without downtime.
+
+Parsing notes:
+- The dedupe id is the envelope's `id`. cStar also sends it as `X-Event-ID`; when that header
+  names an id the body does not contain, the envelope still wins and a warning is logged.
+- `ticket.created/updated/closed/assigned` are canonical types as they are. cStar has no
+  `ticket.status_changed`: a status change arrives as `ticket.updated` whose `changes` has
+  `status`. Other types (`ticket.message_added`, `ticket.deleted`, `customer.*`, …) keep cStar's
+  name; the receiver acknowledges types it does not process without storing them.
+- The optional "Flat Payload" copies at the root (`ticket_id`, `ticket_title`, …) are kept as
+  unknown keys; when `data.ticket` is absent they stand in for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.event import Event
+from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.models import Envelope, Ticket
+from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
+
+VENDOR = "cstar"
+SIGNATURE_HEADER = "X-Signature"
+#: The header name an older cStar page gives; accepted when `X-Signature` is absent.
+OLD_SIGNATURE_HEADER = "x-cstar-signature"
+EVENT_ID_HEADER = "X-Event-ID"
+DEFAULT_TOLERANCE_S = 300.0
+_EXPECTED = "expected 't=<unix seconds>,v1=<hex>' or the legacy 'sha256=<hex>'"
+_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+log = logging.getLogger("ticketwire.receiver")
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """Return the `X-Signature` value cStar sends for `body` at `timestamp` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def sign_legacy(body: bytes, secret: str) -> str:
+    """Return the legacy `X-Signature` value: `sha256=` and the hex HMAC of the body alone."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class CStarWebhook:
+    """Verifier and parser for cStar deliveries (implements `WebhookIntake`)."""
+
+    vendor: str = VENDOR
+    replay_headers: tuple[str, ...] = (
+        SIGNATURE_HEADER,
+        OLD_SIGNATURE_HEADER,
+        EVENT_ID_HEADER,
+        "X-Event-Type",
+        "X-Webhook-ID",
+        "X-Timestamp",
+        "X-Delivery-Attempt",
+        "x-cstar-request-id",
+        "Content-Type",
+        "User-Agent",
+    )
+
+    def __init__(
+        self,
+        secrets: Sequence[Secret],
+        *,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+        now: Callable[[], float] = time.time,
+        accept_legacy: bool = True,
+    ) -> None:
+        if not secrets:
+            raise ValueError("at least one webhook secret is required")
+        if not tolerance_s > 0:
+            raise ValueError(f"tolerance_s must be a positive number of seconds, got {tolerance_s}")
+        self._keys = tuple(s.reveal().encode() for s in secrets)
+        self._tolerance = float(tolerance_s)
+        self._now = now
+        self._legacy = accept_legacy
+
+    def __repr__(self) -> str:
+        return (
+            f"CStarWebhook(secrets=<{len(self._keys)} hidden>, tolerance_s={self._tolerance:g}, "
+            f"accept_legacy={self._legacy})"
+        )
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise `InvalidSignature` unless an active secret signed `body` recently enough."""
+        name, value = _signature_header(headers)
+        if value is None:
+            raise InvalidSignature(
+                f"missing {SIGNATURE_HEADER} header (also accepted: {OLD_SIGNATURE_HEADER}); "
+                "cStar signs every delivery, so this request did not come from cStar"
+            )
+        timestamp, given = _parse_signature(name, value)
+        if timestamp is None and not self._legacy:
+            raise InvalidSignature(
+                f"legacy {name} 'sha256=<hex>' is not accepted here; "
+                "cStar now sends 't=<unix seconds>,v1=<hex>'"
+            )
+        signed = body if timestamp is None else f"{timestamp}.".encode() + body
+        matched = False
+        for key in self._keys:
+            expected = hmac.new(key, signed, hashlib.sha256).digest()
+            # Every secret and every v1 value is compared, not just until the first match, so
+            # the time taken does not reveal which secret (or how many) matched.
+            for candidate in given:
+                matched |= hmac.compare_digest(expected, candidate)
+        if not matched:
+            raise InvalidSignature(
+                f"{name} does not match any active secret (check CSTAR_WEBHOOK_SECRETS against "
+                "the webhook's signing secret, the full whsec_… value)"
+            )
+        if timestamp is not None:
+            self._check_fresh(name, timestamp)
+        _note_event_id(headers, body)
+
+    def _check_fresh(self, name: str, timestamp: int) -> None:
+        now = self._now()
+        skew = now - timestamp
+        if abs(skew) <= self._tolerance:
+            return
+        where = f"{skew:.0f}s old" if skew > 0 else f"{-skew:.0f}s in the future"
+        raise InvalidSignature(
+            f"stale {name} timestamp: t={timestamp} is {where} at now={now:.0f}, beyond the "
+            f"{self._tolerance:g}s tolerance (a replay, or a clock that is off: check NTP, "
+            "or raise CSTAR_SIGNATURE_TOLERANCE)"
+        )
+
+    def parse(self, body: bytes) -> Event:
+        """Parse the raw body into an `Event`, naming the first bad field on failure."""
+        return parse(body)
+
+
+def _signature_header(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    for name in (SIGNATURE_HEADER, OLD_SIGNATURE_HEADER):
+        value = _header(headers, name)
+        if value:
+            return name, value
+    return SIGNATURE_HEADER, None
+
+
+def _parse_signature(name: str, value: str) -> tuple[int | None, list[bytes]]:
+    """Split a header value into (timestamp or None for legacy, candidate digests)."""
+    value = value.strip()
+    if value[:7].lower() == "sha256=":
+        return None, [_digest(name, value[7:])]
+    timestamp: int | None = None
+    given: list[bytes] = []
+    for part in value.split(","):
+        key, sep, item = part.strip().partition("=")
+        if not sep:
+            raise InvalidSignature(f"malformed {name}: {_EXPECTED}")
+        if key == "t":
+            if not item.isdigit() or timestamp is not None:
+                raise InvalidSignature(
+                    f"malformed {name}: t must be one whole number of unix seconds; {_EXPECTED}"
+                )
+            timestamp = int(item)
+        elif key == "v1":
+            given.append(_digest(name, item))
+        # Other schemes (v0, a future v2) are ignored, as the sender may offer several.
+    if timestamp is None or not given:
+        missing = "t" if timestamp is None else "v1"
+        raise InvalidSignature(f"malformed {name}: no {missing}=…; {_EXPECTED}")
+    return timestamp, given
+
+
+def _digest(name: str, text: str) -> bytes:
+    text = text.strip()
+    if not _HEX.match(text):
+        raise InvalidSignature(
+            f"malformed {name}: the signature must be 64 hex digits (HMAC-SHA256); {_EXPECTED}"
+        )
+    return bytes.fromhex(text)
+
+
+def _note_event_id(headers: Mapping[str, str], body: bytes) -> None:
+    header_id = _header(headers, EVENT_ID_HEADER)
+    # A byte search, not a second JSON parse: the receiver's hot path stays one parse per body.
+    if header_id and header_id.encode() not in body:
+        log.warning(
+            "cStar %s %r does not appear in the body; the envelope's id is used for dedupe",
+            EVENT_ID_HEADER,
+            header_id,
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value or None
+
+
+# ---- parsing ----
+
+
+def parse(body: bytes) -> Event:
+    """Parse a raw cStar delivery into an `Event`, or raise `MalformedEvent`."""
+    try:
+        env = Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        raise _malformed(exc) from None
+    ticket = env.data.ticket or _flat_ticket(env)
+    if ticket is None:
+        if env.type.startswith("ticket."):
+            raise MalformedEvent("required for ticket events", field="data.ticket")
+        # customer.*, article.*, …: parsed so the receiver can acknowledge and count them.
+        return Event(
+            vendor=VENDOR,
+            type=env.type,
+            id=env.id,
+            tenant=env.team_id,
+            created_at=env.created_at,
+            ticket_id="",
+            ticket={},
+            common=dict.fromkeys(COMMON_FIELDS),
+        )
+    return Event(
+        vendor=VENDOR,
+        type=env.type,
+        id=env.id,
+        tenant=env.team_id,
+        created_at=env.created_at,
+        ticket_id=ticket.id,
+        # Only the keys the payload carried: an absent `tags` or `assigned_to` means "unknown",
+        # not "empty", to the planner's idempotence checks.
+        ticket=ticket.model_dump(mode="json", exclude_unset=True),
+        common={
+            "status": neutral_status(VENDOR, ticket.status),
+            "priority": neutral_priority(VENDOR, ticket.priority),
+            "assignee": assignee_id(ticket.assigned_to),
+            "tags": tag_names(ticket.tags),
+            "subject": ticket.title,
+        },
+        changes=_changes(env.data.changes),
+    )
+
+
+def assignee_id(value: Any) -> str | None:
+    """The agent id of an `assigned_to` value: an id, an object with `id`, or null."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+        return str(value)
+    return None
+
+
+def tag_names(value: Any) -> list[str] | None:
+    """Tags as a list of strings (objects give their `name`); None when the payload has none."""
+    if not isinstance(value, list):
+        return None
+    names: list[str] = []
+    for item in value:
+        if isinstance(item, Mapping):
+            item = item.get("name") or item.get("id")
+        if isinstance(item, str) and item:
+            names.append(item)
+    return names
+
+
+def _flat_ticket(env: Envelope) -> Ticket | None:
+    extra = env.model_extra or {}
+    ticket_id = extra.get("ticket_id")
+    if not isinstance(ticket_id, str | int) or isinstance(ticket_id, bool):
+        return None
+    return Ticket.model_validate(
+        {
+            "id": str(ticket_id),
+            "title": extra.get("ticket_title"),
+            "status": extra.get("ticket_status"),
+            "priority": extra.get("ticket_priority"),
+        }
+    )
+
+
+def _changes(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, Mapping) or not value:
+        return None
+    out: dict[str, Any] = {}
+    for name, change in value.items():
+        if isinstance(change, Mapping):
+            before = _first(change, ("from", "old", "previous", "before"))
+            after = _first(change, ("to", "new", "current", "after"))
+            out[str(name)] = {"from": before, "to": after}
+        else:
+            out[str(name)] = {"from": None, "to": change}
+    return out
+
+
+def _first(change: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((change[k] for k in keys if k in change), None)
+
+
+def _malformed(exc: ValidationError) -> MalformedEvent:
+    err = exc.errors(include_url=False)[0]
+    if err["type"] == "json_invalid":
+        return MalformedEvent(f"body is not valid JSON: {err['msg']}")
+    field = ".".join(str(p) for p in err["loc"]) or None
+    if err["type"] == "missing":
+        return MalformedEvent("required field is missing", field=field)
+    return MalformedEvent(err["msg"], field=field)
