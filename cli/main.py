@@ -19,9 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = verbs.add_parser(
         "up",
-        help="run the whole service locally (embedded Valkey and simulator when not configured)",
+        help="run the whole service locally (embedded Valkey and simulators when not configured)",
     )
-    up.add_argument("--simulator-port", type=int, default=8081, help="default: 8081")
+    up.add_argument(
+        "--simulator-port",
+        type=int,
+        default=8081,
+        help="first simulator port: InboxOps on it, cStar and Thena on the next two (default 8081)",
+    )
     up.add_argument("--seed-tickets", type=int, default=3, help="tickets to create (default 3)")
 
     check = verbs.add_parser("check", help="validate a rules directory and list event → rules")
@@ -30,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sim = verbs.add_parser("simulate", help="run a helpdesk simulator on its own")
-    sim.add_argument("vendor", choices=["inboxops"])
-    sim.add_argument("--port", type=int, default=8081)
+    sim.add_argument("vendor", choices=["inboxops", "cstar", "thena"])
+    sim.add_argument("--port", type=int, help="default: 8081 inboxops, 8082 cstar, 8083 thena")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--webhook-url", help="deliver webhooks to this URL")
     sim.add_argument("--webhook-secret", help="sign deliveries with this secret")
@@ -99,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(
             run_simulate(
+                args.vendor,
                 host=args.host,
                 port=args.port,
                 webhook_url=args.webhook_url,

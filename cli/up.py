@@ -1,8 +1,9 @@
 """`ticketwire up`: the whole service in one process, on embedded defaults where unconfigured.
 
 Redis: `REDIS_URL`, or an embedded Valkey with persistence in `TICKETWIRE_DATA_DIR`.
-Helpdesk: `INBOXOPS_API_URL`/`INBOXOPS_API_KEY`, or the bundled InboxOps simulator, which then
-delivers its webhooks to this receiver. The receiver and one worker run in this process.
+Helpdesks: with no helpdesk API configured, the bundled InboxOps, cStar and Thena simulators,
+each delivering its webhooks to this receiver; otherwise only the configured helpdesks.
+The receiver and one worker run in this process.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import secrets
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 from arq import Worker
 
 from receiver.app import create_app, vendor_intakes
-from ticketwire.config import InboxOpsSettings, Settings
-from ticketwire.engine import check_rules
+from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.engine import Router, check_rules
 from ticketwire.errors import ConfigError
 from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
@@ -31,15 +33,11 @@ from workers.app import stop_services, worker_options
 
 BANNER = """
 ticketwire is up.
-  webhook URL     {webhook}
-  helpdesk        {helpdesk}
-  redis           {redis}
-  rules           {rules} ({n_rules} rules)
-
-Try it: make a ticket change in the helpdesk simulator and watch a rule act:
-
-  {try_it}
-
+  redis      {redis}
+  rules      {rules} ({n_rules} rules)
+{helpdesks}
+Try it: make a ticket change in a simulator and watch a rule act in the log below:
+{try_it}
 Ctrl-C stops everything.
 """
 
@@ -77,7 +75,7 @@ def run_up(*, simulator_port: int, seed_tickets: int) -> int:
         return 2
 
 
-async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tickets: int) -> int:
+async def _serve(settings: Settings, router: Router, simulator_port: int, seed_tickets: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,17 +83,19 @@ async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tick
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url or _start_valkey(settings, stack)
         settings = dataclasses.replace(settings, redis_url=redis_url)
-        webhook_url = f"http://127.0.0.1:{settings.port}/webhooks/inboxops"
-        try_it = "(configure a webhook in your helpdesk pointing at the URL above)"
-        helpdesk = settings.inboxops.api_url or ""
-        sim: Any = None
-        if not settings.inboxops.api_url:
-            settings, sim = await _start_simulator(settings, stack, simulator_port)
-            helpdesk = f"{sim.url} (bundled InboxOps simulator; API key {sim.api_key})"
-            try_it = _try_it(sim)
-        elif not settings.inboxops.webhook_secrets:
+        base = f"http://127.0.0.1:{settings.port}/webhooks"
+        real = (
+            settings.inboxops.api_url
+            or settings.cstar.api_configured
+            or settings.thena.api_configured
+        )
+        sims: dict[str, Any] = {}
+        if not real:
+            settings, sims = await _start_simulators(settings, stack, simulator_port)
+        if not settings.vendors_receiving():
             raise SystemExit(
-                "ticketwire up: INBOXOPS_WEBHOOK_SECRETS is required with a real INBOXOPS_API_URL"
+                "ticketwire up: set the webhook secrets of your helpdesk "
+                "(INBOXOPS_WEBHOOK_SECRETS, CSTAR_WEBHOOK_SECRETS or THENA_WEBHOOK_SECRETS)"
             )
         redis = connect(redis_url)
         stack.push_async_callback(redis.aclose)
@@ -118,20 +118,16 @@ async def _serve(settings: Settings, router: Any, simulator_port: int, seed_tick
                 await worker_task
 
         stack.push_async_callback(stop_worker)
-        if sim is not None:
-            # Only now that the receiver listens: the simulator delivers in order per ticket, so
-            # an early failed delivery would hold back every later one until its retry.
-            sim.add_endpoint(webhook_url, settings.inboxops.webhook_secrets[0].reveal())
-            for i in range(seed_tickets):
-                sim.create_ticket(**_SEED_TICKETS[i % len(_SEED_TICKETS)])
+        # Only now that the receiver listens: simulators deliver in order per ticket, so an
+        # early failed delivery would hold back every later one until its retry.
+        try_it = _connect_simulators(settings, sims, base, seed_tickets)
         print(
             BANNER.format(
-                webhook=webhook_url,
-                helpdesk=helpdesk,
                 redis=_safe_url(redis_url),
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
-                try_it=try_it,
+                helpdesks=_describe(settings, sims, base),
+                try_it=try_it or "  (configure each helpdesk's webhook to the URL above)\n",
             ),
             flush=True,
         )
@@ -148,53 +144,114 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     # Persistence on: an append-only file synced every second, plus periodic snapshots, so an
     # accepted event survives a restart of `ticketwire up`.
     server = ValkeyServer(
-        data_dir=data_dir,
-        persist=True,
-        appendonly="yes",
-        appendfsync="everysec",
-        save="60 1",
+        data_dir=data_dir, persist=True, appendonly="yes", appendfsync="everysec", save="60 1"
     )
     server.start()
     stack.callback(server.stop)
     return str(server.connection_url)
 
 
-async def _start_simulator(
+async def _start_simulators(
     settings: Settings, stack: contextlib.AsyncExitStack, port: int
-) -> tuple[Settings, Any]:
+) -> tuple[Settings, dict[str, Any]]:
+    from simulator.cstar import CStarSimulator, CStarSimulatorConfig
     from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
+    from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 
-    sim = InboxOpsSimulator(SimulatorConfig(seed=1))
-    await sim.start(host="127.0.0.1", port=port)
-    stack.push_async_callback(sim.stop)
-    known = settings.inboxops.webhook_secrets
-    inbox = InboxOpsSettings(
-        webhook_secrets=known or (Secret("whsec_" + secrets.token_hex(16)),),
-        api_url=sim.url,
-        api_key=Secret(sim.api_key),
+    sims: dict[str, Any] = {
+        "inboxops": InboxOpsSimulator(SimulatorConfig(seed=1)),
+        "cstar": CStarSimulator(CStarSimulatorConfig(seed=1)),
+        "thena": ThenaSimulator(ThenaSimulatorConfig(seed=1)),
+    }
+    for offset, sim in enumerate(sims.values()):
+        await sim.start(host="127.0.0.1", port=port + offset)
+        stack.push_async_callback(sim.stop)
+
+    def secret(known: tuple[Secret, ...]) -> tuple[Secret, ...]:
+        return known or (Secret("whsec_" + secrets.token_hex(16)),)
+
+    io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
+    settings = dataclasses.replace(
+        settings,
+        inboxops=InboxOpsSettings(
+            webhook_secrets=secret(settings.inboxops.webhook_secrets),
+            api_url=io.url,
+            api_key=Secret(io.api_key),
+        ),
+        cstar=CStarSettings(
+            webhook_secrets=secret(settings.cstar.webhook_secrets),
+            signature_tolerance_s=settings.cstar.signature_tolerance_s,
+            api_url=cs.url,
+            team_id=cs.team_id,
+            api_key=Secret(cs.api_key),
+        ),
+        thena=ThenaSettings(
+            webhook_secrets=secret(settings.thena.webhook_secrets),
+            api_url=th.url,
+            api_key=Secret(th.api_key),
+        ),
     )
-    return dataclasses.replace(settings, inboxops=inbox), sim
+    return settings, sims
 
 
-_SEED_TICKETS: list[dict[str, Any]] = [
-    {"subject": "Cannot log in after password reset", "priority": "normal"},
-    {"subject": "Invoice shows the wrong VAT number", "priority": "low"},
-    {"subject": "Export to CSV times out", "priority": "high"},
-]
-
-
-def _try_it(sim: Any) -> str:
+def _connect_simulators(settings: Settings, sims: dict[str, Any], base: str, n: int) -> str:
+    if not sims:
+        return ""
+    io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
+    io.add_endpoint(f"{base}/inboxops", settings.inboxops.webhook_secrets[0].reveal())
+    cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
+    th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
+    created: dict[str, list[dict[str, Any]]] = {"inboxops": [], "cstar": [], "thena": []}
+    for i in range(n):
+        subject, priority = _SEED_TICKETS[i % len(_SEED_TICKETS)]
+        created["inboxops"].append(io.create_ticket(subject=subject, priority=priority))
+        created["cstar"].append(cs.create_ticket(title=subject, priority=priority))
+        created["thena"].append(th.create_ticket(title=subject, requestorEmail="ana@example.com"))
+    if not n:
+        return ""
+    cs_id, th_id = created["cstar"][0]["id"], created["thena"][0]["id"]
     return (
-        f"curl -s -X POST {sim.url}/_sim/tickets/1/change "
-        "-H 'Content-Type: application/json' "
-        '-d \'{"priority": "urgent", "assignee_id": null}\''
+        f"\n  # InboxOps: an urgent, unassigned ticket is routed to the on-call agent\n"
+        f"  {_curl(io.url, '1', {'priority': 'urgent', 'assignee_id': None})}\n"
+        f"\n  # cStar: an urgent ticket gets the on-call tag\n"
+        f"  {_curl(cs.url, cs_id, {'priority': 'urgent'})}\n"
+        f"\n  # Thena: closing a ticket opens a follow-up ticket\n"
+        f"  {_curl(th.url, th_id, {'statusName': 'Closed'})}\n"
     )
+
+
+def _curl(url: str, ticket: str, change: dict[str, Any]) -> str:
+    import json
+
+    return (
+        f"curl -s -X POST {url}/_sim/tickets/{ticket}/change "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(change)}'"
+    )
+
+
+def _describe(settings: Settings, sims: dict[str, Any], base: str) -> str:
+    lines = []
+    for vendor in settings.vendors_receiving():
+        sim = sims.get(vendor)
+        api = {
+            "inboxops": settings.inboxops.api_url,
+            "cstar": settings.cstar.api_url,
+            "thena": settings.thena.api_url,
+        }[vendor]
+        where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else api
+        lines.append(f"  {vendor:<9}  webhooks {base}/{vendor}\n             helpdesk {where}")
+    return "\n".join(lines) + "\n"
+
+
+_SEED_TICKETS: list[tuple[str, str]] = [
+    ("Cannot log in after password reset", "normal"),
+    ("Invoice shows the wrong VAT number", "low"),
+    ("Export to CSV times out", "high"),
+]
 
 
 def _safe_url(url: str) -> str:
     # Never print a password that may be part of REDIS_URL.
-    from urllib.parse import urlparse
-
     p = urlparse(url)
     if p.password:
         return url.replace(f":{p.password}@", ":****@")

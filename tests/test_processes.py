@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -223,14 +224,20 @@ async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
     )
     try:
         await up.wait_output("Ctrl-C stops everything.", timeout=30)
-        assert f"http://127.0.0.1:{port}/webhooks/inboxops" in up.output
+        for vendor in ("inboxops", "cstar", "thena"):
+            assert f"http://127.0.0.1:{port}/webhooks/{vendor}" in up.output
+        # Run exactly what the banner tells a newcomer to paste.
+        pasted = re.findall(r"curl -s -X POST (\S+) -H '[^']*' -d '([^']*)'", up.output)
+        assert len(pasted) == 3
         async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{sim_port}/_sim/tickets/1/change"
-            async with http.post(url, json={"priority": "urgent", "assignee_id": None}) as r:
-                assert r.status == 200
+            for url, body in pasted:
+                async with http.post(url, json=json.loads(body)) as r:
+                    assert r.status == 200, await r.text()
         await up.wait_output("rule urgent_unassigned.route_urgent fired")
         await up.wait_output("api POST /tickets/bulk")
-        assert "→ 200" in up.output
+        await up.wait_output("rule cstar-on-call-tag fired")
+        await up.wait_output("rule thena-follow-up fired")
+        await wait_for(lambda: up.output.count("→ 200") >= 3, message="three write-backs")
     finally:
         code = await up.stop(signal.SIGINT)
     assert code == 0, up.output
