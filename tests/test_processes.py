@@ -237,7 +237,9 @@ async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
         await up.wait_output("api POST /tickets/bulk")
         await up.wait_output("rule cstar-on-call-tag fired")
         await up.wait_output("rule thena-follow-up fired")
-        await wait_for(lambda: up.output.count("→ 200") >= 3, message="three write-backs")
+        await wait_for(
+            lambda: len(re.findall(r"→ 20\d", up.output)) >= 3, message="three write-backs"
+        )
     finally:
         code = await up.stop(signal.SIGINT)
     assert code == 0, up.output
