@@ -123,7 +123,12 @@ class Pipeline:
             event.ticket_id,
             rerun,
         )
-        decisions = await evaluate(self.router, event, helpdesk=vendor.client, log=log)
+        # Explaining why a rule was skipped costs more than deciding it; only do it when the
+        # log will show the explanation.
+        explain = log.isEnabledFor(logging.INFO)
+        decisions = await evaluate(
+            self.router, event, helpdesk=vendor.client, log=log, explain=explain
+        )
         for d in decisions:
             if d.error is not None:
                 # Kept as a dead letter so the event can be redriven once the rule is fixed.

@@ -46,6 +46,10 @@ class Condition(ABC):
     def check(self, event: Event) -> Verdict:
         """Evaluate against `event`, explaining the result."""
 
+    def holds(self, event: Event) -> bool:
+        """Evaluate against `event` without building the explanation (the hot path)."""
+        return self.check(event).ok
+
     @abstractmethod
     def describe(self) -> str:
         """Render the condition as a short human expression."""
@@ -86,6 +90,13 @@ class Leaf(Condition):
             return Verdict(True, fact, fact)
         return Verdict(False, f"{fact}, rule needs {needs}", fact)
 
+    def holds(self, event: Event) -> bool:
+        """Compare without formatting values (same outcome as `check().ok`)."""
+        try:
+            return bool(self.op.test(resolve(event, self.path), self.operand, event.created_at))
+        except Incomparable:
+            return False
+
     def describe(self) -> str:
         """E.g. `priority in ['high', 'urgent']`."""
         return f"{self.field} {self.op.name} {self.op.operand_text(self.operand)}"
@@ -105,6 +116,10 @@ class All(Condition):
         if failed:
             return Verdict(False, "; ".join(failed), fact)
         return Verdict(True, "; ".join(v.why for v in verdicts), fact)
+
+    def holds(self, event: Event) -> bool:
+        """Stop at the first failing child."""
+        return all(child.holds(event) for child in self.children)
 
     def describe(self) -> str:
         """E.g. `all(a, b)`."""
@@ -131,6 +146,10 @@ class AnyOf(Condition):
             "; ".join(v.fact for v in verdicts),
         )
 
+    def holds(self, event: Event) -> bool:
+        """Stop at the first child that holds."""
+        return any(child.holds(event) for child in self.children)
+
     def describe(self) -> str:
         """E.g. `any(a, b)`."""
         return f"any({', '.join(c.describe() for c in self.children)})"
@@ -149,6 +168,10 @@ class Not(Condition):
             why = f"{verdict.fact}; rule needs not ({self.child.describe()})"
             return Verdict(False, why, verdict.fact)
         return Verdict(True, verdict.fact, verdict.fact)
+
+    def holds(self, event: Event) -> bool:
+        """Invert the child."""
+        return not self.child.holds(event)
 
     def describe(self) -> str:
         """E.g. `not (subject matches '(?i)test')`."""

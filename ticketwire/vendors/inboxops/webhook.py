@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -79,14 +81,18 @@ def parse(body: bytes) -> Event:
         env = Envelope.model_validate_json(body)
     except ValidationError as exc:
         raise _malformed(exc) from None
-    return Event(
+    # Rules see the ticket exactly as InboxOps sent it (not re-serialised from the model), and
+    # the Event is built from values just validated, so it is not validated a second time.
+    ticket: dict[str, Any] = json.loads(body)["data"]
+    return Event.model_construct(
         vendor=VENDOR,
         type=env.event,
         id=env.event_id,
         tenant=env.tenant_id,
         created_at=env.created_at,
         ticket_id=env.data.id,
-        ticket=env.data.model_dump(mode="json"),
+        ticket=ticket,
+        raw_type=None,
         common={
             "status": neutral_status(VENDOR, env.data.status),
             "priority": neutral_priority(VENDOR, env.data.priority),
@@ -95,6 +101,7 @@ def parse(body: bytes) -> Event:
             "tags": None,
             "subject": env.data.subject,
         },
+        changes=None,
     )
 
 
