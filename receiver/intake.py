@@ -3,7 +3,8 @@
 Each request waits for its own outcome, but while one batch is in flight to Redis the next
 requests queue up and go together in the next call. One Lua script per batch dedupes every
 event id (SET ... EX within the script), appends new deliveries to their partition streams and
-bumps the counters: one round trip and one command for many events, with no pickling.
+bumps the counters: one round trip and one command for many events (two Redis operations per
+event inside it: SET NX for the dedupe window, XADD), with no pickling.
 """
 
 from __future__ import annotations
@@ -38,17 +39,14 @@ end
 local out = {}
 local accepted, duplicate = 0, 0
 for i = 1, (#KEYS - 1) / 2 do
-  local seen = KEYS[2 * i]
-  if redis.call('EXISTS', seen) == 1 then
-    out[i] = 'dup:' .. (redis.call('GET', seen) or '')
-    duplicate = duplicate + 1
-  else
-    local id = redis.call('XADD', KEYS[2 * i + 1], '*',
+  if redis.call('SET', KEYS[2 * i], '1', 'NX', 'EX', ttl) then
+    out[i] = redis.call('XADD', KEYS[2 * i + 1], '*',
       'v', ARGV[a], 'i', ARGV[a + 1], 'y', ARGV[a + 2], 'k', ARGV[a + 3],
       't', ARGV[a + 4], 'h', ARGV[a + 5], 'b', ARGV[a + 6])
-    redis.call('SET', seen, id, 'EX', ttl)
-    out[i] = id
     accepted = accepted + 1
+  else
+    out[i] = 'dup'
+    duplicate = duplicate + 1
   end
   a = a + 7
 end
@@ -108,10 +106,10 @@ class Intake:
         self._pending.clear()
 
     async def store(self, delivery: StoredDelivery) -> tuple[Outcome, str]:
-        """Store one delivery; return ("stored", entry id) or ("duplicate", first entry id)."""
+        """Store one delivery; return ("stored", entry id) or ("duplicate", "")."""
         entry = await self._submit(delivery, None)
-        if entry.startswith("dup:"):
-            return "duplicate", entry[4:]
+        if entry == "dup":
+            return "duplicate", ""
         return "stored", entry
 
     async def count_ignored(self, vendor: str, event_type: str) -> None:

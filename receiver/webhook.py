@@ -63,7 +63,7 @@ class WebhookHandler:
             log.warning("rejected %s 401: %s", name, exc.reason)
             return _error(401, "invalid_signature", exc.reason)
         try:
-            event = self.vendor.parse(body)
+            event = self.vendor.inspect(body)
         except MalformedEvent as exc:
             log.warning("rejected %s 400: %s", name, exc)
             return web.json_response(
@@ -104,12 +104,11 @@ class WebhookHandler:
         body_out: dict[str, Any] = {"status": outcome, "event_id": event.id, "entry": entry}
         if outcome == "duplicate":
             log.info(
-                "duplicate %s %s event=%s ticket=%s (first stored as %s)",
+                "duplicate %s %s event=%s ticket=%s: already stored within the dedupe window",
                 name,
                 event.type,
                 event.id,
                 event.ticket_id,
-                entry,
             )
             return web.json_response(body_out, status=200)
         log.info("stored %s event=%s as %s", name, event.id, entry)

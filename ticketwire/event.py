@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,3 +42,17 @@ class Event(BaseModel):
     def ticket_key(self) -> str:
         """Identify the ticket across vendors and tenants: `vendor:tenant:ticket_id`."""
         return f"{self.vendor}:{self.tenant}:{self.ticket_id}"
+
+
+class Routing(NamedTuple):
+    """What the receiver needs to store a delivery: its type, id and ticket."""
+
+    type: str
+    id: str
+    ticket_id: str
+    ticket_key: str
+
+    @classmethod
+    def of(cls, event: Event) -> Routing:
+        """The routing facts of a fully parsed event."""
+        return cls(event.type, event.id, event.ticket_id, event.ticket_key)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.event import Event
+from ticketwire.event import Event, Routing
 
 
 class WebhookIntake(Protocol):
@@ -22,6 +22,10 @@ class WebhookIntake(Protocol):
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body once into an `Event`, or raise `MalformedEvent`."""
+        ...
+
+    def inspect(self, body: bytes) -> Routing:
+        """Validate the body as `parse` does, returning only what storing it needs."""
         ...
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ticketwire.errors import InvalidSignature, MalformedEvent
-from ticketwire.event import Event
+from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import Envelope, Ticket
 from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
@@ -141,6 +141,10 @@ class CStarWebhook:
             f"{self._tolerance:g}s tolerance (a replay, or a clock that is off: check NTP, "
             "or raise CSTAR_SIGNATURE_TOLERANCE)"
         )
+
+    def inspect(self, body: bytes) -> Routing:
+        """Validate the body as `parse` does, returning only what storing it needs."""
+        return Routing.of(self.parse(body))
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ticketwire.errors import InvalidSignature, MalformedEvent
-from ticketwire.event import Event
+from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.models import Envelope
 from ticketwire.vocabulary import neutral_priority, neutral_status
@@ -74,13 +74,16 @@ class InboxOpsWebhook:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""
         return parse(body)
 
+    def inspect(self, body: bytes) -> Routing:
+        """Validate the whole envelope (400s name the field) without building the ticket dict."""
+        env = _validate(body)
+        ticket_key = f"{VENDOR}:{env.tenant_id}:{env.data.id}"
+        return Routing(env.event, env.event_id, env.data.id, ticket_key)
+
 
 def parse(body: bytes) -> Event:
     """Parse a raw InboxOps delivery into an `Event`, or raise `MalformedEvent`."""
-    try:
-        env = Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        raise _malformed(exc) from None
+    env = _validate(body)
     # Rules see the ticket exactly as InboxOps sent it (not re-serialised from the model), and
     # the Event is built from values just validated, so it is not validated a second time.
     ticket: dict[str, Any] = json.loads(body)["data"]
@@ -103,6 +106,13 @@ def parse(body: bytes) -> Event:
         },
         changes=None,
     )
+
+
+def _validate(body: bytes) -> Envelope:
+    try:
+        return Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        raise _malformed(exc) from None
 
 
 def _malformed(exc: ValidationError) -> MalformedEvent:

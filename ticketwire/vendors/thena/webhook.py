@@ -50,7 +50,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ticketwire.errors import ConfigError, InvalidSignature, MalformedEvent
-from ticketwire.event import Event
+from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.models import PlatformEvent, Ticket
 from ticketwire.vocabulary import neutral_priority, neutral_status
@@ -201,6 +201,10 @@ class ThenaWebhook:
                 f"{self.header} does not match any active secret "
                 "(check THENA_WEBHOOK_SECRETS against the secret that signs the deliveries)"
             )
+
+    def inspect(self, body: bytes) -> Routing:
+        """Validate the body as `parse` does, returning only what storing it needs."""
+        return Routing.of(self.parse(body))
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""
