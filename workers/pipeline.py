@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from ticketwire.calls import ApiCall
-from ticketwire.engine import Decision, Router, evaluate
+from ticketwire.engine import Decision, Plan, Router, evaluate
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
 from ticketwire.stored import StoredDelivery
@@ -27,22 +25,12 @@ log = logging.getLogger("ticketwire.worker")
 MAX_REDIS_BACKOFF_S = 5.0
 
 
-class PlanLike(Protocol):
-    """What a vendor planner returns: the calls to send and human notes on what was dropped."""
-
-    @property
-    def calls(self) -> list[ApiCall]: ...
-
-    @property
-    def notes(self) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class VendorRuntime:
     """A vendor as the worker sees it: parse raw bodies, plan calls, and its API client."""
 
     parse: Callable[[bytes], Event]
-    plan: Callable[[Event, list[Decision]], PlanLike]
+    plan: Callable[[Event, Sequence[Decision]], Plan]
     client: HelpdeskClient | None
 
 
