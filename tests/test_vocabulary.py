@@ -126,3 +126,32 @@ def test_an_action_the_pinned_vendor_cannot_do_is_rejected_naming_it():
         "name: r\nevents: [ticket.updated]\nvendor: thena\nthen:\n  - add_tags: [vip]\n"
     )
     assert "unknown action 'add_tags' for vendor 'thena'" in error.message
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    [
+        {"status": "waiting", "priority": "urgent", "assignee_id": "a1", "subject": "Hi"},
+        {"status": "open", "custom_fields": {"plan": "x"}, "updated_at": "2026-11-23T09:00:00.000Z"},
+    ],
+)
+def test_stored_bodies_parse_to_the_same_event(ticket):
+    from ticketwire.vendors.inboxops.webhook import parse_stored
+
+    body = {
+        "event": "ticket.updated",
+        "event_id": "e1",
+        "tenant_id": "ws",
+        "created_at": "2026-11-23T10:00:00Z",
+        "data": {"id": "t1", **ticket},
+    }
+    raw = json.dumps(body).encode()
+    assert parse_stored(raw).model_dump() == parse(raw).model_dump()
+
+
+def test_a_stored_body_intake_would_refuse_still_fails_loudly():
+    from ticketwire.errors import MalformedEvent
+    from ticketwire.vendors.inboxops.webhook import parse_stored
+
+    with pytest.raises(MalformedEvent):
+        parse_stored(b'{"event": "ticket.updated", "data": {"id": 5}}')

@@ -200,6 +200,8 @@ async def _flush_stats(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
 
 async def _flush_once(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
     counts, pipeline.counters = pipeline.counters, type(pipeline.counters)()
+    counts.update(pipeline.outbox.counters)
+    pipeline.outbox.counters.clear()
     if counts:
         async with redis.pipeline(transaction=False) as pipe:
             for name, n in counts.items():

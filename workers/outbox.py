@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,8 @@ class Outbox:
         self._schedule = schedule
         self._owner = owner
         self.policy = policy or OutboxPolicy()
+        #: Calls sent, counted here and added to the shared stats hash periodically.
+        self.counters: Counter[str] = Counter()
         self._push = redis.register_script(_PUSH_LUA)
         self._head = redis.register_script(_HEAD_LUA)
         self._done = redis.register_script(_DONE_LUA)
@@ -236,7 +239,7 @@ class Outbox:
                 await self._done(keys=keys, args=[self._owner, head, ""])
                 continue
             await self._done(keys=keys, args=[self._owner, head, ""])
-            await self.redis.hincrby(k.stats, "api_calls", 1)  # type: ignore[misc]
+            self.counters["api_calls"] += 1
             log.info(
                 "api %s → %d in %.0fms (rules: %s)",
                 call.describe(),

@@ -15,11 +15,11 @@ VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
 
 
 def parser(vendor: str) -> Callable[[bytes], Event]:
-    """The pure `parse(body) -> Event` of `vendor`'s webhook module."""
+    """The pure parser workers use on stored bodies (`parse_stored` where a vendor has one)."""
     if vendor not in VENDORS:
         raise KeyError(f"unknown vendor {vendor!r} (known: {', '.join(VENDORS)})")
     module = importlib.import_module(f"ticketwire.vendors.{vendor}.webhook")
-    parse: Callable[[bytes], Event] = module.parse
+    parse: Callable[[bytes], Event] = getattr(module, "parse_stored", module.parse)
     return parse
 
 
