@@ -27,7 +27,7 @@ Outcome = Literal["stored", "duplicate"]
 
 # KEYS[1] = stats hash, then (seen key, stream key) per delivery.
 # ARGV[1] = dedupe TTL seconds, ARGV[2] = number of ignored-event counters that follow,
-# then the counter names, then 7 fields per delivery (see StoredDelivery.to_fields).
+# then the counter names, then 2 values per delivery (see StoredDelivery.to_fields).
 _STORE_LUA = """
 local ttl = tonumber(ARGV[1])
 local n_ignored = tonumber(ARGV[2])
@@ -40,22 +40,18 @@ local out = {}
 local accepted, duplicate = 0, 0
 for i = 1, (#KEYS - 1) / 2 do
   if redis.call('SET', KEYS[2 * i], '1', 'NX', 'EX', ttl) then
-    out[i] = redis.call('XADD', KEYS[2 * i + 1], '*',
-      'v', ARGV[a], 'i', ARGV[a + 1], 'y', ARGV[a + 2], 'k', ARGV[a + 3],
-      't', ARGV[a + 4], 'h', ARGV[a + 5], 'b', ARGV[a + 6])
+    out[i] = redis.call('XADD', KEYS[2 * i + 1], '*', 'm', ARGV[a], 'b', ARGV[a + 1])
     accepted = accepted + 1
   else
     out[i] = 'dup'
     duplicate = duplicate + 1
   end
-  a = a + 7
+  a = a + 2
 end
 if accepted > 0 then redis.call('HINCRBY', KEYS[1], 'accepted', accepted) end
 if duplicate > 0 then redis.call('HINCRBY', KEYS[1], 'duplicate', duplicate) end
 return out
 """
-
-_FIELD_ORDER = ("v", "i", "y", "k", "t", "h", "b")
 
 
 @dataclass
@@ -150,8 +146,7 @@ class Intake:
         for d in stores:
             part = partition_of(d.ticket_key, self._partitions)
             keys += [self._keys.seen(d.vendor, d.event_id), self._keys.stream(part)]
-            fields = d.to_fields()
-            args += [fields[f] for f in _FIELD_ORDER]
+            args += (d.meta(), d.body)
         try:
             raw = await self._redis.evalsha(self._sha or "", len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -101,7 +101,6 @@ class WebhookHandler:
                 "the event could not be stored; it was not accepted, retry later",
                 **{"Retry-After": str(RETRY_AFTER_S)},
             )
-        body_out: dict[str, Any] = {"status": outcome, "event_id": event.id, "entry": entry}
         if outcome == "duplicate":
             log.info(
                 "duplicate %s %s event=%s ticket=%s: already stored within the dedupe window",
@@ -110,9 +109,20 @@ class WebhookHandler:
                 event.id,
                 event.ticket_id,
             )
-            return web.json_response(body_out, status=200)
+            return _answer(200, "duplicate", event.id, "")
         log.info("stored %s event=%s as %s", name, event.id, entry)
-        return web.json_response(body_out, status=202)
+        return _answer(202, "stored", event.id, entry)
+
+
+def _answer(status: int, outcome: str, event_id: str, entry: str) -> web.Response:
+    # Encoded by hand: this is every accepted delivery's answer, and json_response's generic
+    # path is a measurable share of the receiver's CPU per delivery.
+    body = b'{"status":"%s","event_id":%s,"entry":"%s"}' % (
+        outcome.encode(),
+        json.dumps(event_id).encode(),
+        entry.encode(),
+    )
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _too_large(limit: int) -> web.Response:

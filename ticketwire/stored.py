@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,17 +24,25 @@ class StoredDelivery:
     #: How many times the entry has been handed to a worker (1 on first delivery).
     deliveries: int = 1
 
-    def to_fields(self) -> dict[str, bytes | str | int]:
-        """Encode as stream entry fields (short names keep Redis memory per event small)."""
-        return {
-            "v": self.vendor,
-            "i": self.event_id,
-            "y": self.event_type,
-            "k": self.ticket_key,
-            "t": self.received_ms,
-            "h": json.dumps(self.headers, separators=(",", ":")),
-            "b": self.body,
-        }
+    def meta(self) -> bytes:
+        """The routing facts as one compact JSON array, stored beside the raw body."""
+        facts = [
+            self.vendor,
+            self.event_id,
+            self.event_type,
+            self.ticket_key,
+            self.received_ms,
+            self.headers,
+        ]
+        return json.dumps(facts, separators=(",", ":")).encode()
+
+    def to_fields(self) -> dict[str, bytes]:
+        """Encode as stream entry fields: `m` (routing facts) and `b` (the raw body).
+
+        Two fields rather than one per fact keep the intake script's arguments and Redis memory
+        per event small.
+        """
+        return {"m": self.meta(), "b": self.body}
 
     @classmethod
     def from_fields(
@@ -43,14 +50,21 @@ class StoredDelivery:
     ) -> StoredDelivery:
         """Decode a stream entry read with redis-py (bytes keys and values)."""
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        headers: Any = json.loads(fields.get(b"h", b"{}"))
+        meta = fields.get(b"m")
+        if meta is None:  # the one-field-per-fact layout of earlier versions
+            vendor, event_id, event_type, ticket_key = (
+                fields[k].decode() for k in (b"v", b"i", b"y", b"k")
+            )
+            received, headers = int(fields[b"t"]), json.loads(fields.get(b"h", b"{}"))
+        else:
+            vendor, event_id, event_type, ticket_key, received, headers = json.loads(meta)
         return cls(
-            vendor=fields[b"v"].decode(),
-            event_id=fields[b"i"].decode(),
-            event_type=fields[b"y"].decode(),
-            ticket_key=fields[b"k"].decode(),
+            vendor=vendor,
+            event_id=event_id,
+            event_type=event_type,
+            ticket_key=ticket_key,
             body=fields[b"b"],
-            received_ms=int(fields[b"t"]),
+            received_ms=int(received),
             headers=dict(headers),
             entry_id=eid,
             partition=partition,
