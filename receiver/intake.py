@@ -72,12 +72,14 @@ class Intake:
         partitions: int,
         dedupe_ttl_s: float,
         max_batch: int = 256,
+        max_in_flight: int = 2,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._partitions = partitions
         self._ttl = max(1, int(dedupe_ttl_s))
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -119,24 +121,45 @@ class Intake:
         return await fut
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                try:
-                    results = await self._write(batch)
-                except Exception as exc:  # noqa: BLE001 - every waiter must learn it was not stored
-                    for p in batch:
-                        if not p.future.done():
-                            p.future.set_exception(exc)
-                    continue
-                self.batches += 1
-                self.items += len(batch)
-                for p, r in zip(batch, results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(r)
+        # Up to `max_in_flight` batches travel to Redis at once, so requests arriving during a
+        # round trip need not wait for it to finish before their own write starts. Ordering is
+        # unaffected where it matters: a sender's next delivery of a ticket only arrives after
+        # this one was answered, i.e. after its batch was committed.
+        slots = asyncio.Semaphore(self._max_in_flight)
+        writes: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    await slots.acquire()
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                    task = asyncio.create_task(self._commit(batch, slots))
+                    writes.add(task)
+                    task.add_done_callback(writes.discard)
+        finally:
+            for task in writes:
+                task.cancel()
+
+    async def _commit(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
+        try:
+            results = await self._write(batch)
+        except BaseException as exc:  # every waiter must learn it was not stored
+            error = exc if isinstance(exc, Exception) else ConnectionError("intake stopped")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            slots.release()
+        self.batches += 1
+        self.items += len(batch)
+        for p, r in zip(batch, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
 
     async def _write(self, batch: list[_Pending]) -> list[str]:
         keys: list[str] = [self._keys.stats]

@@ -1,0 +1,1 @@
+"""The textbook stack the benchmarks compare against: aiohttp + pydantic + arq, all defaults."""

@@ -1,0 +1,188 @@
+"""Drive the load generator: wrk with `wrk_post.lua` when wrk is installed, else `bench.loadgen`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.procs import BenchError, Procs
+
+HERE = Path(__file__).resolve().parent
+WRK_SCRIPT = HERE / "wrk_post.lua"
+Tool = Literal["wrk", "aiohttp"]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load run saw: answers by kind, and latency percentiles of every answer."""
+
+    tool: str
+    duration_s: float
+    requests: int
+    accepted: int
+    duplicates: int
+    other: int
+    errors: int
+    wraps: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+
+    @property
+    def accepted_per_s(self) -> float:
+        """202 answers per second."""
+        return self.accepted / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def answered_per_s(self) -> float:
+        """All answers per second (for servers that answer every request the same way)."""
+        return (self.requests - self.errors) / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready fields, plus the rates."""
+        return {
+            **asdict(self),
+            "accepted_per_s": self.accepted_per_s,
+            "answered_per_s": self.answered_per_s,
+        }
+
+
+def pick_tool(choice: str) -> Tool:
+    """`auto` means wrk if it is on PATH, else the aiohttp generator."""
+    if choice == "wrk" or (choice == "auto" and shutil.which("wrk")):
+        if not shutil.which("wrk"):
+            raise BenchError("--loadgen wrk: wrk is not on PATH (Debian: apt-get install -y wrk)")
+        return "wrk"
+    return "aiohttp"
+
+
+def tool_version(tool: Tool) -> str:
+    """Version line of the generator."""
+    if tool == "aiohttp":
+        from importlib.metadata import version
+
+        return f"bench.loadgen on aiohttp {version('aiohttp')}"
+    out = subprocess.run(
+        ["wrk", "--version"], check=False, capture_output=True, text=True, timeout=10
+    )
+    first = (out.stdout or out.stderr).splitlines()[0]
+    return first.split(" Copyright")[0].strip()
+
+
+class LoadGen:
+    """Run one load against a URL and collect the result; the generator runs as a child."""
+
+    def __init__(self, tool: Tool, procs: Procs, workdir: Path) -> None:
+        self.tool = tool
+        self.procs = procs
+        self.workdir = workdir
+        self._runs = 0
+
+    def run(
+        self,
+        url: str,
+        bodies: Path,
+        duration: int,
+        *,
+        conns: int = 64,
+        rate: float = 0.0,
+        sig_header: str = "X-InboxOps-Signature",
+    ) -> LoadResult:
+        """Load `url` for `duration` seconds, flat out or paced at `rate`/s.
+
+        Each line's signature is sent in the header `sig_header`.
+        """
+        self._runs += 1
+        env = {"BENCH_SIG_HEADER": sig_header}
+        if self.tool == "wrk":
+            return self._wrk(url, bodies, duration, conns, rate, env)
+        return self._aiohttp(url, bodies, duration, conns, rate, env)
+
+    def _wait(self, name: str, argv: list[str], env: dict[str, str], duration: int) -> str:
+        proc = self.procs.start(name, argv, env)
+        try:
+            code = proc.popen.wait(duration + 60)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(proc)
+            raise BenchError(f"{name} did not finish within {duration + 60}s") from None
+        self.procs.stop(proc)
+        output = proc.log.read_text(errors="replace")
+        if code != 0:
+            raise BenchError(f"{name} failed with status {code}:\n{output[-2000:]}")
+        return output
+
+    def _wrk(
+        self, url: str, bodies: Path, duration: int, conns: int, rate: float, env: dict[str, str]
+    ) -> LoadResult:
+        argv = [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            url,
+        ]
+        env = {
+            **env,
+            "BENCH_BODIES": str(bodies),
+            "BENCH_RATE": str(rate),
+            "BENCH_CONNS": str(conns),
+        }
+        output = self._wait("wrk", argv, env, duration)
+        values: dict[str, float] = {}
+        for line in output.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "BENCH":
+                values[parts[1]] = float(parts[2])
+        if "requests" not in values:
+            raise BenchError(f"wrk printed no result:\n{output[-2000:]}")
+        return LoadResult(
+            tool="wrk",
+            duration_s=values["duration_us"] / 1e6,
+            requests=int(values["requests"]),
+            accepted=int(values["accepted"]),
+            duplicates=int(values["duplicates"]),
+            other=int(values["other"]),
+            errors=int(values["errors"]),
+            wraps=int(values["wraps"]),
+            p50_ms=values["p50_us"] / 1000,
+            p90_ms=values["p90_us"] / 1000,
+            p99_ms=values["p99_us"] / 1000,
+            p999_ms=values["p99.9_us"] / 1000,
+            max_ms=values["max_us"] / 1000,
+        )
+
+    def _aiohttp(
+        self, url: str, bodies: Path, duration: int, conns: int, rate: float, env: dict[str, str]
+    ) -> LoadResult:
+        out = self.workdir / f"loadgen-{self._runs}.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            url,
+            "--bodies",
+            str(bodies),
+            "--duration",
+            str(duration),
+            "--conns",
+            str(conns),
+            "--rate",
+            str(rate),
+            "--out",
+            str(out),
+        ]
+        self._wait("loadgen", argv, env, duration)
+        data = json.loads(out.read_text())
+        out.unlink()
+        return LoadResult(**data)

@@ -1,0 +1,431 @@
+"""Turn raw runs into the one table (ours beside the baseline, ratio, target, met?) and the JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+PACKAGES = ("aiohttp", "redis", "hiredis", "arq", "pydantic", "pydantic-core", "uvloop")
+
+
+@dataclass
+class Row:
+    """One line of the table; values are every run's figure (median and range are shown)."""
+
+    scenario: str
+    metric: str
+    ours: list[float]
+    baseline: list[float]
+    fmt: str = ",.0f"
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    #: Divide by this instead of the baseline's median (a row with no baseline of its own).
+    against: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Median ours / median baseline (or / `against`)."""
+        if not self.ours or not (self.baseline or self.against):
+            return None
+        base = self.against if self.against is not None else statistics.median(self.baseline)
+        return statistics.median(self.ours) / base if base else None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready row with medians."""
+        return {
+            "scenario": self.scenario,
+            "metric": self.metric,
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "ours_median": statistics.median(self.ours) if self.ours else None,
+            "baseline_median": statistics.median(self.baseline) if self.baseline else None,
+            "ratio": self.ratio,
+            "target": self.target,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+def cell(values: Sequence[float], fmt: str) -> str:
+    """`median` for one run, `median (min–max)` for several, `—` for none."""
+    if not values:
+        return "—"
+    med = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return med
+    return f"{med} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def _of(runs: Sequence[Run], stack: str, field: str) -> list[float]:
+    return [float(r[field]) for r in runs if r.get("stack") == stack and r.get(field) is not None]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _intake_rows(runs: Sequence[Run], label: str) -> list[Row]:
+    """Scenario 1's rows (also 1c's): accepted/s against the target, CPU per delivery."""
+    if not runs:
+        return []
+    row = Row(
+        label,
+        "accepted deliveries/s",
+        _of(runs, "ours", "accepted_per_s"),
+        _of(runs, "baseline", "accepted_per_s"),
+        target="ours ≥ 3× baseline",
+    )
+    row.met = None if row.ratio is None else row.ratio >= 3.0
+    return [
+        row,
+        Row(
+            label,
+            "receiver CPU µs per delivery",
+            _of(runs, "ours", "receiver_cpu_us"),
+            _of(runs, "baseline", "receiver_cpu_us"),
+        ),
+        Row(
+            label,
+            "Redis CPU µs per delivery",
+            _of(runs, "ours", "redis_cpu_us"),
+            _of(runs, "baseline", "redis_cpu_us"),
+            fmt=",.1f",
+        ),
+    ]
+
+
+def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
+    """Every row of the table from the runs that were made."""
+    rows: list[Row] = []
+    s1 = runs.get("1", [])
+    if "0" in runs:
+        cal = runs["0"]
+        offered = [float(c["flat"]["answered_per_s"]) for c in cal]
+        fastest = max(
+            (_median(_of(s1, s, "accepted_per_s")) or 0.0 for s in ("ours", "baseline")),
+            default=0.0,
+        )
+        row = Row(
+            "0 calibration",
+            "generator req/s to a trivial 202 server",
+            offered,
+            [],
+            target="≥ 1.5× the faster receiver's accepted/s (ratio is against it)",
+            against=fastest or None,
+        )
+        row.met = None if row.ratio is None else row.ratio >= 1.5
+        rows.append(row)
+        rate = cal[0]["rate"]
+        rows.append(
+            Row(
+                "0 calibration",
+                f"generator p99 ms at {rate:,}/s, trivial server",
+                [float(c["paced"]["p99_ms"]) for c in cal],
+                [],
+                fmt=",.2f",
+                note="the generator's own latency floor",
+            )
+        )
+    for key, label in (("1", "1 intake flat out"), ("1c", "1c cStar intake flat out")):
+        rows.extend(_intake_rows(runs.get(key, []), label))
+    s2 = runs.get("2", [])
+    if s2:
+        rate = s2[0]["offered_per_s"]
+        rows.append(
+            Row(
+                "2 intake latency",
+                f"p50 ms at {rate:,}/s offered",
+                _of(s2, "ours", "p50_ms"),
+                _of(s2, "baseline", "p50_ms"),
+                fmt=",.2f",
+            )
+        )
+        ours_p99 = _of(s2, "ours", "p99_ms")
+        rows.append(
+            Row(
+                "2 intake latency",
+                f"p99 ms at {rate:,}/s offered",
+                ours_p99,
+                _of(s2, "baseline", "p99_ms"),
+                fmt=",.2f",
+                target="ours ≤ 10 ms",
+                met=None if not ours_p99 else statistics.median(ours_p99) <= 10.0,
+            )
+        )
+        rows.append(
+            Row(
+                "2 intake latency",
+                "achieved deliveries/s",
+                _of(s2, "ours", "achieved_per_s"),
+                _of(s2, "baseline", "achieved_per_s"),
+            )
+        )
+    for key, label in (("3", "3 whole box"), ("3b", "3b whole box, burst")):
+        s3 = runs.get(key, [])
+        if not s3:
+            continue
+        tickets = int(s3[0].get("tickets", 0))
+        scenario = f"{label} ({tickets:,} tickets)"
+        rows.append(
+            Row(
+                scenario,
+                "accepted deliveries/s",
+                _of(s3, "ours", "accepted_per_s"),
+                _of(s3, "baseline", "accepted_per_s"),
+            )
+        )
+        row = Row(
+            scenario,
+            "events processed/s",
+            _of(s3, "ours", "processed_per_s"),
+            _of(s3, "baseline", "processed_per_s"),
+        )
+        if key == "3":
+            row.target = "ours ≥ 10× baseline"
+            row.met = None if row.ratio is None else row.ratio >= 10.0
+        rows.append(row)
+        growth = Row(
+            scenario,
+            "backlog growth/s (accepted − processed)",
+            _of(s3, "ours", "backlog_growth_per_s"),
+            _of(s3, "baseline", "backlog_growth_per_s"),
+            fmt="+,.0f",
+        )
+        accepted = _median(_of(s3, "ours", "accepted_per_s")) or 0.0
+        if key == "3" and growth.ours:
+            growth.target = "ours not growing (≤ 2 % of accepted/s)"
+            growth.met = statistics.median(growth.ours) <= max(0.02 * accepted, 10.0)
+        rows.append(growth)
+        rows.append(
+            Row(
+                scenario,
+                "write-backs/s (PATCH accepted by the helpdesk)",
+                _of(s3, "ours", "writebacks_per_s"),
+                _of(s3, "baseline", "writebacks_per_s"),
+            )
+        )
+        rows.append(
+            Row(
+                scenario,
+                "worker CPU µs per processed event",
+                _of(s3, "ours", "worker_cpu_us"),
+                _of(s3, "baseline", "worker_cpu_us"),
+            )
+        )
+    s4 = runs.get("4", [])
+    if s4:
+        n = int(s4[0]["events"])
+        unfinished = [r for r in s4 if not r["finished"]]
+        note = ""
+        if unfinished:
+            who = sorted({r["stack"] for r in unfinished})
+            bound = max(r["wall_s"] for r in unfinished)
+            note = f"{' and '.join(who)} did not finish within {bound:.0f}s (rate over the window)"
+        ours_done = [r["finished"] for r in s4 if r["stack"] == "ours"]
+        rows.append(
+            Row(
+                f"4 backlog drain ({n:,} events)",
+                "events/s until empty (cold worker)",
+                _of(s4, "ours", "events_per_s"),
+                _of(s4, "baseline", "events_per_s"),
+                target="ours drains the whole backlog",
+                met=bool(ours_done) and all(ours_done),
+                note=note,
+            )
+        )
+        rows.append(
+            Row(
+                f"4 backlog drain ({n:,} events)",
+                "seconds from worker start to empty (or to the bound)",
+                _of(s4, "ours", "wall_s"),
+                _of(s4, "baseline", "wall_s"),
+                fmt=",.1f",
+            )
+        )
+        rows.append(
+            Row(
+                f"4 backlog drain ({n:,} events)",
+                "worker CPU µs per event (after start-up)",
+                _of(s4, "ours", "worker_cpu_us"),
+                _of(s4, "baseline", "worker_cpu_us"),
+            )
+        )
+        rows.append(
+            Row(
+                f"4 backlog drain ({n:,} events)",
+                "Redis commands per event (worker side)",
+                _of(s4, "ours", "redis_calls"),
+                _of(s4, "baseline", "redis_calls"),
+                fmt=",.2f",
+            )
+        )
+    s5 = runs.get("5", [])
+    if s5:
+        n = int(s5[0]["events"])
+        scenario = f"5 memory ({n:,} events)"
+        rows.append(
+            Row(
+                scenario,
+                "Redis bytes per event kept after processing",
+                _of(s5, "ours", "bytes_per_event"),
+                _of(s5, "baseline", "bytes_per_event"),
+                note="ours: stream entry (replay) + dedupe key; baseline: arq result",
+            )
+        )
+
+        def in_keys(stack: str) -> list[float]:
+            return [
+                sum(f["bytes"] for f in r["key_families"].values()) / r["events"]
+                for r in s5
+                if r["stack"] == stack
+            ]
+
+        rows.append(
+            Row(
+                scenario,
+                "of which in keys (MEMORY USAGE), bytes per event",
+                in_keys("ours"),
+                in_keys("baseline"),
+            )
+        )
+        copies = _of(s5, "ours", "result_copies_per_event")
+        rows.append(
+            Row(
+                scenario,
+                "per-event result copies kept",
+                copies,
+                _of(s5, "baseline", "result_copies_per_event"),
+                fmt=",.2f",
+                target="ours: none",
+                met=None if not copies else max(copies) == 0,
+            )
+        )
+    s3 = runs.get("3", [])
+    if s3:
+        mb = 1024 * 1024
+        for field, what in (("worker_rss_start", "start"), ("worker_rss_end", "end")):
+            rows.append(
+                Row(
+                    "5 memory (scenario 3 window)",
+                    f"worker RSS MB at the {what}",
+                    [v / mb for v in _of(s3, "ours", field)],
+                    [v / mb for v in _of(s3, "baseline", field)],
+                    fmt=",.1f",
+                )
+            )
+
+        def change(stack: str) -> list[float]:
+            return [
+                (r["worker_rss_end"] / r["worker_rss_start"] - 1) * 100
+                for r in s3
+                if r["stack"] == stack and r["worker_rss_start"]
+            ]
+
+        ours_change = change("ours")
+        rows.append(
+            Row(
+                "5 memory (scenario 3 window)",
+                "worker RSS change over the window, %",
+                ours_change,
+                change("baseline"),
+                fmt="+,.1f",
+                target="ours within ±10 %",
+                met=None if not ours_change else max(abs(c) for c in ours_change) <= 10.0,
+            )
+        )
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The table as text, one row per metric."""
+    header = ("scenario", "metric", "ours", "baseline", "ours/base", "target", "met?")
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        ratio = row.ratio
+        lines.append(
+            (
+                row.scenario,
+                row.metric,
+                cell(row.ours, row.fmt),
+                cell(row.baseline, row.fmt),
+                "—" if ratio is None else f"{ratio:,.2f}×",
+                row.target or "—",
+                {True: "yes", False: "NO", None: "—"}[row.met],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    notes = [f"  {row.scenario}: {row.note}" for row in rows if row.note]
+    if notes:
+        out.append("")
+        out.append("notes:")
+        out.extend(notes)
+    return "\n".join(out)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_total() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages."""
+    return [float(x) for x in os.getloadavg()]
+
+
+def machine_facts(redis_server: str, load_generator: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": _mem_total(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "packages": {name: _version(name) for name in PACKAGES},
+        "redis_server": redis_server,
+        "load_generator": load_generator,
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write the results file (creating its directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")

@@ -1,0 +1,597 @@
+"""The measurements: each scenario runs both stacks on a fresh Redis and records raw runs.
+
+Every run starts the processes it needs, measures one bounded window and stops them again, so
+one run cannot leave work behind for the next. Stacks alternate which goes first per repetition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.load import LoadGen, LoadResult
+from bench.payload import Bodies, CStarBodies
+from bench.procs import (
+    BenchError,
+    Proc,
+    Procs,
+    cpu_seconds,
+    free_port,
+    rss_bytes,
+    tcp_open,
+    wait_until,
+)
+from bench.redisserver import start_redis
+from bench.stacks import OUR_PREFIX, STACKS, Setup, Stack
+
+Run = dict[str, Any]
+#: The header each vendor's signature travels in (the first token of a bodies-file line).
+SIG_HEADERS = {"inboxops": "X-InboxOps-Signature", "cstar": "X-Signature"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one benchmark mode (seconds unless said otherwise)."""
+
+    mode: str
+    reps: int
+    calibration_s: int
+    intake_warm_s: int
+    intake_s: int
+    latency_rate: int
+    latency_warm_s: int
+    latency_s: int
+    box_warm_s: int
+    box_s: int
+    burst_warm_s: int
+    burst_s: int
+    burst_tickets: int
+    drain_events: int
+    drain_bound_s: int
+    memory_events: int
+    memory_bound_s: int
+    conns: int = 64
+
+
+QUICK = Plan(
+    mode="quick",
+    reps=1,
+    calibration_s=3,
+    intake_warm_s=1,
+    intake_s=4,
+    latency_rate=1000,
+    latency_warm_s=1,
+    latency_s=4,
+    box_warm_s=2,
+    box_s=10,
+    burst_warm_s=1,
+    burst_s=3,
+    burst_tickets=10,
+    drain_events=5_000,
+    drain_bound_s=8,
+    memory_events=600,
+    memory_bound_s=15,
+)
+FULL = Plan(
+    mode="full",
+    reps=3,
+    calibration_s=5,
+    intake_warm_s=2,
+    intake_s=10,
+    latency_rate=1000,
+    latency_warm_s=2,
+    latency_s=10,
+    box_warm_s=3,
+    box_s=30,
+    burst_warm_s=2,
+    burst_s=10,
+    burst_tickets=10,
+    drain_events=50_000,
+    drain_bound_s=60,
+    memory_events=2_000,
+    memory_bound_s=40,
+)
+
+#: Key families for the memory breakdown, first match wins.
+KEY_FAMILIES = (
+    f"{OUR_PREFIX}events:*",
+    f"{OUR_PREFIX}seen:*",
+    f"{OUR_PREFIX}*",
+    "arq:result:*",
+    "arq:job:*",
+    "arq:*",
+    "bench:*",
+    "*",
+)
+
+
+def redis_cpu(r: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (INFO cpu: user + sys)."""
+    info: dict[str, Any] = r.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_calls(r: redis.Redis) -> int:
+    """Commands Redis has run (INFO commandstats), not counting the benchmark's INFO calls."""
+    stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
+    return sum(
+        int(v["calls"])
+        for k, v in stats.items()
+        if k not in ("cmdstat_info", "cmdstat_xinfo|groups", "cmdstat_xlen", "cmdstat_ping")
+    )
+
+
+def used_memory(r: redis.Redis) -> int:
+    """INFO memory `used_memory` in bytes."""
+    info: dict[str, Any] = r.info("memory")  # type: ignore[assignment]
+    return int(info["used_memory"])
+
+
+def key_memory(r: redis.Redis) -> dict[str, dict[str, int]]:
+    """Keys and bytes (MEMORY USAGE) per key family."""
+    out: dict[str, dict[str, int]] = {}
+    keys = [k.decode() for k in r.scan_iter(count=1000)]
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    for key, size in zip(keys, pipe.execute(), strict=True):
+        family = next(f for f in KEY_FAMILIES if fnmatch.fnmatchcase(key, f))
+        slot = out.setdefault(family, {"keys": 0, "bytes": 0})
+        slot["keys"] += 1
+        slot["bytes"] += int(size or 0)
+    return out
+
+
+class Bench:
+    """Runs scenarios; raw runs collect in `runs[scenario]`, one list entry per run."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        procs: Procs,
+        load: LoadGen,
+        workdir: Path,
+        *,
+        redis_binary: str,
+        api_url: str,
+        api_key: str,
+        secret: str,
+        rules: Path,
+        bodies: Bodies,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.procs = procs
+        self.load = load
+        self.workdir = workdir
+        self.redis_binary = redis_binary
+        self.api_url = api_url
+        self.api_key = api_key
+        self.secret = secret
+        self.rules = rules
+        self.bodies = bodies
+        self.cstar_bodies = CStarBodies(secret)
+        self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.runs: dict[str, list[Run]] = {}
+        self.warnings: list[str] = []
+        # Expected accepted/s per (stack, kind), to size body files; raised as runs come in.
+        self._guess: dict[tuple[str, str], float] = {}
+        self._files = 0
+
+    # ----------------------------------------------------------------- helpers
+
+    def _record(self, scenario: str, run: Run) -> None:
+        self.runs.setdefault(scenario, []).append(run)
+
+    def _order(self, rep: int) -> tuple[Stack, ...]:
+        return STACKS if rep % 2 == 0 else tuple(reversed(STACKS))
+
+    @contextlib.contextmanager
+    def _redis(self) -> Iterator[Setup]:
+        server = start_redis(self.procs, self.redis_binary)
+        try:
+            yield Setup(
+                redis_url=server.url,
+                redis_port=server.port,
+                api_url=self.api_url,
+                api_key=self.api_key,
+                secret=self.secret,
+                rules=self.rules,
+            )
+        finally:
+            server.stop(self.procs)
+
+    def _body_file(
+        self, count: int, *, tickets: int | None = None, vendor: str = "inboxops"
+    ) -> Path:
+        self._files += 1
+        path = self.workdir / f"bodies-{self._files}.txt"
+        if vendor == "cstar":
+            self.cstar_bodies.write(path, count)
+        else:
+            self.bodies.write(path, count, tickets=tickets)
+        return path
+
+    def _load(
+        self,
+        url: str,
+        seconds: int,
+        *,
+        key: tuple[str, str],
+        rate: float = 0.0,
+        tickets: int | None = None,
+        vendor: str = "inboxops",
+    ) -> LoadResult:
+        """One load run with enough fresh bodies that none repeats (sized from past rates)."""
+        expected = rate or self._guess.get(key) or self._guess.get((key[0], "intake"), 6000.0)
+        count = math.ceil(expected * seconds * 1.3) + 1000
+        path = self._body_file(count, tickets=tickets, vendor=vendor)
+        header = SIG_HEADERS[vendor]
+        try:
+            result = self.load.run(
+                url, path, seconds, conns=self.plan.conns, rate=rate, sig_header=header
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        if not rate:
+            self._guess[key] = max(self._guess.get(key, 0.0), result.answered_per_s * 1.5, 500.0)
+        if result.wraps:
+            self.warnings.append(
+                f"{key[0]} {key[1]}: the body file ran out {result.wraps}x; ours answers a "
+                "repeated event id 200 (not counted as accepted), the baseline accepts it again"
+            )
+        if result.other or result.errors:
+            self.warnings.append(
+                f"{key[0]} {key[1]}: {result.other} non-2xx answers, {result.errors} transport errors"
+            )
+        return result
+
+    # ----------------------------------------------------------------- 0: calibration
+
+    def calibration(self) -> None:
+        """The load generator against a trivial 202 server: what it can offer at most."""
+        port = free_port()
+        proc = self.procs.start(
+            "trivial", [sys.executable, "-m", "bench.trivial", "--port", str(port)]
+        )
+        try:
+            wait_until(
+                lambda: tcp_open(port), timeout=20.0, what="the trivial server", watch=[proc]
+            )
+            url = f"http://127.0.0.1:{port}/webhooks/inboxops"
+            # Repeats do not matter here: the trivial server does not dedupe.
+            path = self._body_file(20_000)
+            try:
+                self.load.run(url, path, 1, conns=self.plan.conns)
+                flat = self.load.run(url, path, self.plan.calibration_s, conns=self.plan.conns)
+                paced = self.load.run(
+                    url,
+                    path,
+                    self.plan.calibration_s,
+                    conns=self.plan.conns,
+                    rate=self.plan.latency_rate,
+                )
+            finally:
+                path.unlink(missing_ok=True)
+        finally:
+            self.procs.stop(proc)
+        self._record(
+            "0",
+            {"flat": flat.to_json(), "paced": paced.to_json(), "rate": self.plan.latency_rate},
+        )
+        self.say(
+            f"[0 calibration] {self.load.tool}: {flat.answered_per_s:,.0f} req/s flat out; "
+            f"p99 {paced.p99_ms:.2f} ms at {paced.answered_per_s:,.0f} req/s paced"
+        )
+
+    # ----------------------------------------------------------------- 1: intake flat out
+
+    def intake(self) -> None:
+        """Receivers alone, flat out: accepted/s and CPU per accepted delivery."""
+        self._intake("1", "inboxops")
+
+    def intake_cstar(self) -> None:
+        """Scenario 1 with signed cStar deliveries (`X-Signature: t=…,v1=…`)."""
+        self._intake("1c", "cstar")
+
+    def _intake(self, scenario: str, vendor: str) -> None:
+        for rep in range(self.plan.reps):
+            for stack in self._order(rep):
+                with self._redis() as setup:
+                    run = self._intake_run(stack, setup, vendor)
+                run.update(stack=stack.name, rep=rep, vendor=vendor)
+                self._record(scenario, run)
+                self.say(
+                    f"[{scenario} intake {vendor}] {stack.name} rep {rep + 1}/{self.plan.reps}: "
+                    f"{run['accepted_per_s']:,.0f} accepted/s, "
+                    f"{run['receiver_cpu_us']:,.0f} us receiver CPU, "
+                    f"{run['redis_cpu_us']:,.1f} us Redis CPU per delivery"
+                )
+
+    def _intake_run(self, stack: Stack, setup: Setup, vendor: str) -> Run:
+        receiver = stack.start_receiver(self.procs, setup, vendor=vendor)
+        r = setup.client()
+        key = (stack.name, "intake" if vendor == "inboxops" else f"intake-{vendor}")
+        try:
+            self._load(receiver.url, self.plan.intake_warm_s, key=key, vendor=vendor)
+            cpu0, rcpu0, calls0 = cpu_seconds(receiver.proc.pid), redis_cpu(r), redis_calls(r)
+            result = self._load(receiver.url, self.plan.intake_s, key=key, vendor=vendor)
+            cpu1, rcpu1, calls1 = cpu_seconds(receiver.proc.pid), redis_cpu(r), redis_calls(r)
+        finally:
+            r.close()
+            self.procs.stop(receiver.proc)
+        accepted = max(result.accepted, 1)
+        return {
+            "accepted_per_s": result.accepted_per_s,
+            "receiver_cpu_us": (cpu1 - cpu0) / accepted * 1e6,
+            "redis_cpu_us": (rcpu1 - rcpu0) / accepted * 1e6,
+            "redis_calls": (calls1 - calls0) / accepted,
+            "load": result.to_json(),
+        }
+
+    # ----------------------------------------------------------------- 2: intake latency
+
+    def latency(self) -> None:
+        """Receivers alone, paced below saturation with Poisson-like arrivals: p50 and p99."""
+        rate = self.plan.latency_rate
+        for rep in range(self.plan.reps):
+            for stack in self._order(rep):
+                with self._redis() as setup:
+                    receiver = stack.start_receiver(self.procs, setup)
+                    try:
+                        key = (stack.name, "latency")
+                        self._load(receiver.url, self.plan.latency_warm_s, key=key, rate=rate)
+                        result = self._load(receiver.url, self.plan.latency_s, key=key, rate=rate)
+                    finally:
+                        self.procs.stop(receiver.proc)
+                run: Run = {
+                    "stack": stack.name,
+                    "rep": rep,
+                    "offered_per_s": rate,
+                    "achieved_per_s": result.answered_per_s,
+                    "p50_ms": result.p50_ms,
+                    "p99_ms": result.p99_ms,
+                    "load": result.to_json(),
+                }
+                self._record("2", run)
+                self.say(
+                    f"[2 latency] {stack.name} rep {rep + 1}/{self.plan.reps}: at "
+                    f"{result.answered_per_s:,.0f}/s p50 {result.p50_ms:.2f} ms, "
+                    f"p99 {result.p99_ms:.2f} ms"
+                )
+
+    # ----------------------------------------------------------------- 3: whole box
+
+    def whole_box(self) -> None:
+        """Receiver + one worker + Redis + simulator + load on the same cores, flat out."""
+        plan = self.plan
+        variants = (
+            ("3", plan.box_warm_s, plan.box_s, None),
+            ("3b", plan.burst_warm_s, plan.burst_s, plan.burst_tickets),
+        )
+        for scenario, warm, seconds, tickets in variants:
+            for rep in range(plan.reps):
+                for stack in self._order(rep):
+                    with self._redis() as setup:
+                        run = self._box_run(stack, setup, warm, seconds, tickets)
+                    run.update(stack=stack.name, rep=rep, tickets=tickets or self.bodies.tickets)
+                    self._record(scenario, run)
+                    self.say(
+                        f"[{scenario} whole box{' burst' if tickets else ''}] {stack.name} rep "
+                        f"{rep + 1}/{self.plan.reps}: {run['accepted_per_s']:,.0f} accepted/s, "
+                        f"{run['processed_per_s']:,.0f} processed/s, backlog "
+                        f"{run['backlog_growth_per_s']:+,.0f}/s, "
+                        f"{run['writebacks_per_s']:,.0f} write-backs/s"
+                    )
+
+    def _box_run(
+        self, stack: Stack, setup: Setup, warm: int, seconds: int, tickets: int | None
+    ) -> Run:
+        key = (stack.name, "box-burst" if tickets else "box")
+        worker = stack.start_worker(self.procs, setup)
+        receiver = stack.start_receiver(self.procs, setup)
+        r = setup.client()
+        try:
+            rss_idle = rss_bytes(worker.pid)
+            self._load(receiver.url, warm, key=key, tickets=tickets)
+            snap0 = self._snapshot(stack, r, worker)
+            result = self._load(receiver.url, seconds, key=key, tickets=tickets)
+            snap1 = self._snapshot(stack, r, worker)
+            self._check_alive(worker, receiver.proc)
+        finally:
+            r.close()
+            self.procs.stop(receiver.proc)
+            self.procs.stop(worker)
+        elapsed = snap1["t"] - snap0["t"]
+        processed = snap1["processed"] - snap0["processed"]
+        return {
+            "accepted_per_s": result.accepted_per_s,
+            "processed_per_s": processed / elapsed,
+            "backlog_start": snap0["backlog"],
+            "backlog_end": snap1["backlog"],
+            "backlog_growth_per_s": (snap1["backlog"] - snap0["backlog"]) / elapsed,
+            "writebacks_per_s": (snap1["writebacks"] - snap0["writebacks"]) / elapsed,
+            "worker_cpu_us": (snap1["cpu"] - snap0["cpu"]) / max(processed, 1) * 1e6,
+            "redis_cpu_us": (snap1["redis_cpu"] - snap0["redis_cpu"]) / max(processed, 1) * 1e6,
+            "redis_calls": (snap1["redis_calls"] - snap0["redis_calls"]) / max(processed, 1),
+            "worker_rss_idle": rss_idle,
+            "worker_rss_start": snap0["rss"],
+            "worker_rss_end": snap1["rss"],
+            "window_s": elapsed,
+            "load": result.to_json(),
+        }
+
+    def _snapshot(self, stack: Stack, r: redis.Redis, worker: Proc) -> dict[str, Any]:
+        return {
+            "t": time.monotonic(),
+            "processed": stack.processed(r),
+            "backlog": stack.backlog(r),
+            "writebacks": stack.writebacks(r),
+            "cpu": cpu_seconds(worker.pid),
+            "rss": rss_bytes(worker.pid),
+            "redis_cpu": redis_cpu(r),
+            "redis_calls": redis_calls(r),
+        }
+
+    def _check_alive(self, *procs: Proc) -> None:
+        for proc in procs:
+            if not proc.alive:
+                raise BenchError(f"during the measurement: {proc.describe_exit()}")
+
+    # ----------------------------------------------------------------- 4: backlog drain
+
+    def drain(self) -> None:
+        """A stored backlog, then one worker started cold: events/s until the backlog is empty."""
+        n, bound = self.plan.drain_events, self.plan.drain_bound_s
+        for rep in range(self.plan.reps):
+            for stack in self._order(rep):
+                with self._redis() as setup:
+                    run = self._drain_run(stack, setup, n, bound)
+                run.update(stack=stack.name, rep=rep)
+                self._record("4", run)
+                state = "drained" if run["finished"] else f"NOT drained within {bound}s"
+                self.say(
+                    f"[4 drain] {stack.name} rep {rep + 1}/{self.plan.reps}: {n:,} events, "
+                    f"{run['events_per_s']:,.0f} events/s, {state} "
+                    f"({run['processed']:,} processed in {run['window_s']:.1f}s)"
+                )
+
+    def _drain_run(self, stack: Stack, setup: Setup, n: int, bound: float) -> Run:
+        deliveries = list(self.bodies.make(n))
+        r = setup.client()
+        try:
+            t = time.monotonic()
+            asyncio.run(stack.store(setup, deliveries))
+            stored_s = time.monotonic() - t
+            del deliveries
+            stored = stack.backlog(r)
+            run = self._drain_until_empty(stack, setup, r, n, bound)
+        finally:
+            r.close()
+        run.update(events=n, stored=stored, store_s=stored_s)
+        return run
+
+    def _drain_until_empty(
+        self, stack: Stack, setup: Setup, r: redis.Redis, n: int, bound: float
+    ) -> Run:
+        spawned = time.monotonic()
+        worker = stack.start_worker(self.procs, setup, wait=False)
+        first: tuple[float, int] | None = None
+        first_cpu, first_calls = 0.0, 0
+        finished = False
+        now, done = spawned, 0
+        try:
+            while True:
+                self._check_alive(worker)
+                now = time.monotonic()
+                done = stack.processed(r)
+                if first is None and done > 0:
+                    first = (now, done)
+                    first_cpu, first_calls = cpu_seconds(worker.pid), redis_calls(r)
+                if done >= n and stack.backlog(r) == 0:
+                    finished = True
+                    break
+                if now - spawned >= bound:
+                    break
+                time.sleep(0.025)
+            cpu, calls = cpu_seconds(worker.pid), redis_calls(r)
+        finally:
+            self.procs.stop(worker)
+        end = time.monotonic()
+        if first is None:
+            rate, window = 0.0, now - spawned
+        else:
+            window = max(now - first[0], 1e-3)
+            rate = (done - first[1]) / window
+        return {
+            "finished": finished,
+            "processed": done,
+            "events_per_s": rate,
+            "window_s": window,
+            "first_event_s": (first[0] - spawned) if first else None,
+            "wall_s": now - spawned,
+            "stop_s": end - now,
+            # From the first processed event on: start-up (imports, connections) left out.
+            "worker_cpu_us": (cpu - first_cpu) / max(done - (first[1] if first else 0), 1) * 1e6,
+            "redis_calls": (calls - first_calls) / max(done - (first[1] if first else 0), 1),
+        }
+
+    # ----------------------------------------------------------------- 5: memory
+
+    def _wait_processed(
+        self, stack: Stack, r: redis.Redis, worker: Proc, n: int, bound: float
+    ) -> bool:
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            self._check_alive(worker)
+            if stack.processed(r) >= n and stack.backlog(r) == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def memory(self) -> None:
+        """Redis bytes per event that stay after processing, and what they are.
+
+        The worker is started (and has set up its groups, leases and health key) before the
+        first measurement, so only what the events leave behind is counted, not fixed set-up.
+        """
+        n, bound = self.plan.memory_events, self.plan.memory_bound_s
+        for rep in range(self.plan.reps):
+            for stack in self._order(rep):
+                with self._redis() as setup:
+                    r = setup.client()
+                    worker = stack.start_worker(self.procs, setup)
+                    try:
+                        before = used_memory(r)
+                        asyncio.run(stack.store(setup, list(self.bodies.make(n))))
+                        finished = self._wait_processed(stack, r, worker, n, bound)
+                        after = used_memory(r)
+                        families = key_memory(r)
+                        copies = stack.result_copies(r)
+                    finally:
+                        r.close()
+                        self.procs.stop(worker)
+                run: Run = {
+                    "stack": stack.name,
+                    "rep": rep,
+                    "events": n,
+                    "finished": finished,
+                    "used_memory_before": before,
+                    "used_memory_after": after,
+                    "bytes_per_event": (after - before) / n,
+                    "result_copies_per_event": copies / n,
+                    "key_families": families,
+                }
+                self._record("5", run)
+                self.say(
+                    f"[5 memory] {stack.name} rep {rep + 1}/{self.plan.reps}: "
+                    f"{run['bytes_per_event']:,.0f} B/event kept after processing, "
+                    f"{copies:,} result keys"
+                    + ("" if finished else f" (NOT drained within {bound}s)")
+                )
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "0": Bench.calibration,
+    "1": Bench.intake,
+    "1c": Bench.intake_cstar,
+    "2": Bench.latency,
+    "3": Bench.whole_box,
+    "4": Bench.drain,
+    "5": Bench.memory,
+}
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data."""
+    return asdict(plan)
