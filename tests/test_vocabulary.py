@@ -132,7 +132,11 @@ def test_an_action_the_pinned_vendor_cannot_do_is_rejected_naming_it():
     "ticket",
     [
         {"status": "waiting", "priority": "urgent", "assignee_id": "a1", "subject": "Hi"},
-        {"status": "open", "custom_fields": {"plan": "x"}, "updated_at": "2026-11-23T09:00:00.000Z"},
+        {
+            "status": "open",
+            "custom_fields": {"plan": "x"},
+            "updated_at": "2026-11-23T09:00:00.000Z",
+        },
     ],
 )
 def test_stored_bodies_parse_to_the_same_event(ticket):
