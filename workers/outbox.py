@@ -51,9 +51,14 @@ if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1} end
 return {2, redis.call('PTTL', KEYS[3])}
 """
 
-# KEYS: outbox, lock. ARGV: owner, lock TTL ms. Renews the lock and returns the head, or releases
-# the lock when the list is empty (atomically, so a concurrent push is never stranded).
-_HEAD_LUA = """
+# KEYS: outbox, lock. ARGV: owner, lock TTL ms, finished head ('' = none).
+# Removes the call just finished (if it is still the head), then renews the lock and returns the
+# next head, or releases the lock when the list is empty (atomically, so a concurrent push is
+# never stranded). One round trip per call sent.
+_NEXT_LUA = """
+if ARGV[3] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[3] then
+  redis.call('LPOP', KEYS[1])
+end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0} end
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then
@@ -124,7 +129,7 @@ class Outbox:
         #: Calls sent, counted here and added to the shared stats hash periodically.
         self.counters: Counter[str] = Counter()
         self._push = redis.register_script(_PUSH_LUA)
-        self._head = redis.register_script(_HEAD_LUA)
+        self._next = redis.register_script(_NEXT_LUA)
         self._done = redis.register_script(_DONE_LUA)
         self._defer = redis.register_script(_DEFER_LUA)
 
@@ -169,8 +174,10 @@ class Outbox:
         k = self.keys
         keys = [k.outbox(ticket_key), k.outbox_lock(ticket_key)]
         lock_ms = int(self.policy.lock_ttl_s * 1000)
+        finished = b""
         while True:
-            res = await self._head(keys=keys, args=[self._owner, lock_ms])
+            res = await self._next(keys=keys, args=[self._owner, lock_ms, finished])
+            finished = b""
             if res[0] == 0:
                 log.warning("outbox lock of ticket=%s lost; another worker continues", ticket_key)
                 return
@@ -201,7 +208,7 @@ class Outbox:
                     await self._dead(
                         ticket_key, call, attempts, f"{exc} (not retried: the helpdesk refused it)"
                     )
-                    await self._done(keys=keys, args=[self._owner, head, ""])
+                    finished = head
                     continue
                 attempts.append(_attempt(exc))
                 if len(attempts) >= self.policy.max_attempts:
@@ -211,7 +218,7 @@ class Outbox:
                         attempts,
                         f"{exc} (gave up after {len(attempts)} attempts)",
                     )
-                    await self._done(keys=keys, args=[self._owner, head, ""])
+                    finished = head
                     continue
                 delay = self.policy.backoff(len(attempts))
                 await self._replace(keys, head, item)
@@ -228,7 +235,7 @@ class Outbox:
             except HelpdeskError as exc:
                 attempts.append(_attempt(exc))
                 await self._dead(ticket_key, call, attempts, str(exc))
-                await self._done(keys=keys, args=[self._owner, head, ""])
+                finished = head
                 continue
             except (RedisError, OSError, asyncio.CancelledError):
                 raise  # infrastructure or shutdown: the call stays queued for the next drain
@@ -236,9 +243,9 @@ class Outbox:
                 log.exception("internal error sending %s", call.describe())
                 attempts.append({"at": _now_ms(), "error": repr(exc), "kind": "internal"})
                 await self._dead(ticket_key, call, attempts, f"internal error: {exc!r}")
-                await self._done(keys=keys, args=[self._owner, head, ""])
+                finished = head
                 continue
-            await self._done(keys=keys, args=[self._owner, head, ""])
+            finished = head
             self.counters["api_calls"] += 1
             log.info(
                 "api %s → %d in %.0fms (rules: %s)",
