@@ -386,3 +386,24 @@ def test_malformed_envelopes_name_the_field(body: bytes, field: str | None, says
 
 def test_intake_parse_is_the_module_parse() -> None:
     assert intake().parse(BODY) == parse(BODY)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (
+            b'{"id":"evt_1","type":"ticket.updated","created_at":"2026-11-23T10:00:00Z",'
+            b'"team_id":"tm","data":{"ticket":{"id":"tkt_1","title":"x","status":"open"}}}'
+        ),
+        (
+            b'{"id":"evt_2","type":"customer.created","created_at":"2026-11-23T10:00:00Z",'
+            b'"team_id":"tm","data":{"customer":{"id":"cus_1"}}}'
+        ),
+    ],
+)
+def test_inspect_routes_exactly_as_parse(body: bytes) -> None:
+    from ticketwire.event import Routing
+    from ticketwire.secret import Secret
+    from ticketwire.vendors.cstar.webhook import CStarWebhook, parse
+
+    assert CStarWebhook([Secret("s")]).inspect(body) == Routing.of(parse(body))

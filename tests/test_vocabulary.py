@@ -159,3 +159,42 @@ def test_a_stored_body_intake_would_refuse_still_fails_loudly():
 
     with pytest.raises(MalformedEvent):
         parse_stored(b'{"event": "ticket.updated", "data": {"id": 5}}')
+
+
+async def test_rules_read_what_the_helpdesk_says_changed():
+    from ticketwire.vendors.cstar.webhook import parse as cstar_parse
+
+    body = {
+        "id": "evt_1",
+        "type": "ticket.updated",
+        "created_at": "2026-11-23T10:00:00Z",
+        "team_id": "team",
+        "data": {
+            "ticket": {"id": "tkt_1", "title": "x", "status": "pending", "priority": "high"},
+            "changes": {"status": {"from": "open", "to": "pending"}},
+        },
+    }
+    rules, errors = compile_yaml(
+        "name: r\nvendor: cstar\nevents: [ticket.updated]\n"
+        "if:\n  all:\n    - {field: changes.status.from, equals: open}\n"
+        "    - {field: changes.status.to, equals: pending}\n"
+        "then:\n  - set_priority: urgent\n",
+        file="r.yml",
+    )
+    assert errors == []
+    router = Router()
+    router.add(rules[0])
+    [fired] = await evaluate(router, cstar_parse(json.dumps(body).encode()))
+    assert fired.fired
+    del body["data"]["changes"]
+    [skipped] = await evaluate(router, cstar_parse(json.dumps(body).encode()))
+    assert not skipped.fired and "changes.status.from is missing" in skipped.reason
+
+
+def test_changes_paths_are_checked_at_load():
+    _, [error] = compile_yaml(
+        "name: r\nvendor: cstar\nevents: [ticket.updated]\n"
+        "if: {field: changes.status, equals: open}\nthen:\n  - set_priority: urgent\n",
+        file="r.yml",
+    )
+    assert "changes.<field>.from" in error.message

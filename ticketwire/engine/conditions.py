@@ -207,6 +207,9 @@ def resolve(event: Event, path: tuple[str, ...]) -> Any:
         value = event.common.get(path[1], MISSING)
         return MISSING if value is None else value
     current: Any = event.ticket
+    if path[0] == "changes":
+        # `changes.<field>.from|to`: what the helpdesk says changed (cStar sends it).
+        current, path = event.changes or {}, path[1:]
     for part in path:
         if isinstance(current, Mapping):
             current = current.get(part, MISSING)
@@ -238,6 +241,14 @@ def compile_field(node: Node, schema: FieldSchema) -> tuple[str, ...]:
         if len(parts) != 2 or parts[1] not in EVENT_FIELDS:
             got = ".".join(parts[1:]) or ""
             raise unknown("event field", got, EVENT_FIELDS, node.line)
+        return parts
+    if parts[0] == "changes":
+        if len(parts) != 3 or parts[2] not in ("from", "to"):
+            raise RuleConfigError(
+                f"field: {text!r}: changes are read as changes.<field>.from or changes.<field>.to",
+                line=node.line,
+                accepted=("changes.<field>.from", "changes.<field>.to"),
+            )
         return parts
     if parts[0] == "common":
         if len(parts) != 2 or parts[1] not in COMMON_FIELDS:

@@ -143,8 +143,14 @@ class CStarWebhook:
         )
 
     def inspect(self, body: bytes) -> Routing:
-        """Validate the body as `parse` does, returning only what storing it needs."""
-        return Routing.of(self.parse(body))
+        """Validate the whole envelope as `parse` does, without building the event's ticket."""
+        env = _validate(body)
+        ticket = env.data.ticket or _flat_ticket(env)
+        if ticket is None:
+            if env.type.startswith("ticket."):
+                raise MalformedEvent("required for ticket events", field="data.ticket")
+            return Routing(env.type, env.id, "", f"{VENDOR}:{env.team_id}:")
+        return Routing(env.type, env.id, ticket.id, f"{VENDOR}:{env.team_id}:{ticket.id}")
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""
@@ -219,10 +225,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def parse(body: bytes) -> Event:
     """Parse a raw cStar delivery into an `Event`, or raise `MalformedEvent`."""
-    try:
-        env = Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        raise _malformed(exc) from None
+    env = _validate(body)
     ticket = env.data.ticket or _flat_ticket(env)
     if ticket is None:
         if env.type.startswith("ticket."):
@@ -257,6 +260,13 @@ def parse(body: bytes) -> Event:
         },
         changes=_changes(env.data.changes),
     )
+
+
+def _validate(body: bytes) -> Envelope:
+    try:
+        return Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        raise _malformed(exc) from None
 
 
 def assignee_id(value: Any) -> str | None:
