@@ -170,12 +170,19 @@ def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
                 _of(s2, "baseline", "achieved_per_s"),
             )
         )
-    for key, label in (("3", "3 whole box"), ("3b", "3b whole box, burst")):
+    for key, label in (
+        ("3", "3 whole box"),
+        ("3b", "3b whole box, burst"),
+        ("3p", "3p whole box, paced"),
+    ):
         s3 = runs.get(key, [])
         if not s3:
             continue
         tickets = int(s3[0].get("tickets", 0))
+        offered_rate = s3[0].get("offered_per_s")
         scenario = f"{label} ({tickets:,} tickets)"
+        if offered_rate:
+            scenario = f"{label} at {offered_rate:,.0f}/s ({tickets:,} tickets)"
         rows.append(
             Row(
                 scenario,
@@ -202,7 +209,7 @@ def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
             fmt="+,.0f",
         )
         accepted = _median(_of(s3, "ours", "accepted_per_s")) or 0.0
-        if key == "3" and growth.ours:
+        if key in ("3", "3p") and growth.ours:
             growth.target = "ours not growing (≤ 2 % of accepted/s)"
             growth.met = statistics.median(growth.ours) <= max(0.02 * accepted, 10.0)
         rows.append(growth)

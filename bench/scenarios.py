@@ -56,6 +56,8 @@ class Plan:
     burst_warm_s: int
     burst_s: int
     burst_tickets: int
+    #: Offered deliveries/s of the paced whole-box variant (3p): below what one worker handles.
+    box_paced_rate: int
     drain_events: int
     drain_bound_s: int
     memory_events: int
@@ -77,6 +79,7 @@ QUICK = Plan(
     burst_warm_s=1,
     burst_s=3,
     burst_tickets=10,
+    box_paced_rate=1500,
     drain_events=5_000,
     drain_bound_s=8,
     memory_events=600,
@@ -96,6 +99,7 @@ FULL = Plan(
     burst_warm_s=2,
     burst_s=10,
     burst_tickets=10,
+    box_paced_rate=1500,
     drain_events=50_000,
     drain_bound_s=60,
     memory_events=2_000,
@@ -376,15 +380,22 @@ class Bench:
         """Receiver + one worker + Redis + simulator + load on the same cores, flat out."""
         plan = self.plan
         variants = (
-            ("3", plan.box_warm_s, plan.box_s, None),
-            ("3b", plan.burst_warm_s, plan.burst_s, plan.burst_tickets),
+            ("3", plan.box_warm_s, plan.box_s, None, 0.0),
+            ("3b", plan.burst_warm_s, plan.burst_s, plan.burst_tickets, 0.0),
+            # The same box with intake paced below saturation: does processing keep up?
+            ("3p", plan.box_warm_s, plan.box_s, None, float(plan.box_paced_rate)),
         )
-        for scenario, warm, seconds, tickets in variants:
+        for scenario, warm, seconds, tickets, rate in variants:
             for rep in range(plan.reps):
                 for stack in self._order(rep):
                     with self._redis() as setup:
-                        run = self._box_run(stack, setup, warm, seconds, tickets)
-                    run.update(stack=stack.name, rep=rep, tickets=tickets or self.bodies.tickets)
+                        run = self._box_run(stack, setup, warm, seconds, tickets, rate)
+                    run.update(
+                        stack=stack.name,
+                        rep=rep,
+                        tickets=tickets or self.bodies.tickets,
+                        offered_per_s=rate or None,
+                    )
                     self._record(scenario, run)
                     self.say(
                         f"[{scenario} whole box{' burst' if tickets else ''}] {stack.name} rep "
@@ -395,17 +406,23 @@ class Bench:
                     )
 
     def _box_run(
-        self, stack: Stack, setup: Setup, warm: int, seconds: int, tickets: int | None
+        self,
+        stack: Stack,
+        setup: Setup,
+        warm: int,
+        seconds: int,
+        tickets: int | None,
+        rate: float = 0.0,
     ) -> Run:
-        key = (stack.name, "box-burst" if tickets else "box")
+        key = (stack.name, "box-burst" if tickets else "box-paced" if rate else "box")
         worker = stack.start_worker(self.procs, setup)
         receiver = stack.start_receiver(self.procs, setup)
         r = setup.client()
         try:
             rss_idle = rss_bytes(worker.pid)
-            self._load(receiver.url, warm, key=key, tickets=tickets)
+            self._load(receiver.url, warm, key=key, tickets=tickets, rate=rate)
             snap0 = self._snapshot(stack, r, worker)
-            result = self._load(receiver.url, seconds, key=key, tickets=tickets)
+            result = self._load(receiver.url, seconds, key=key, tickets=tickets, rate=rate)
             snap1 = self._snapshot(stack, r, worker)
             self._check_alive(worker, receiver.proc)
         finally:
