@@ -9,13 +9,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from simulator.cstar.faults import Faults
+from simulator.delivery import DeliveryRun, OrderedDelivery
 from simulator.inboxops.clock import Clock, iso
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
@@ -102,17 +103,6 @@ class Delivery:
     duplicate: bool = False
 
 
-@dataclass
-class _Run:
-    """Delivery state of one simulator generation; `reset()` drops it and starts a new one."""
-
-    lanes: dict[tuple[str, str], deque[Delivery]] = field(default_factory=dict)
-    held: dict[str, list[Delivery]] = field(default_factory=dict)
-    flush_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    pending: int = 0
-
-
 @dataclass(frozen=True)
 class Signing:
     """How attempts are signed right now (read from the settings at every attempt)."""
@@ -121,7 +111,7 @@ class Signing:
     header: str
 
 
-class WebhookEmitter:
+class WebhookEmitter(OrderedDelivery[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
 
     def __init__(
@@ -146,7 +136,7 @@ class WebhookEmitter:
         self.endpoints: dict[str, Endpoint] = {}
         self.log: deque[DeliveryRecord] = deque(maxlen=log_limit)
         self._session: aiohttp.ClientSession | None = None
-        self._run = _Run()
+        self._run = DeliveryRun()
         self._idle: asyncio.Event | None = None
 
     @property
@@ -210,90 +200,8 @@ class WebhookEmitter:
             if self._faults.take_duplicate():
                 self._enqueue(replace(delivery, duplicate=True))
 
-    def _enqueue(self, d: Delivery) -> None:
-        run = self._run
-        run.pending += 1
-        self._idle_event().clear()
-        window = self._faults.webhooks.reorder_window
-        if window >= 2:
-            group = run.held.setdefault(d.endpoint.id, [])
-            group.append(d)
-            if len(group) >= window:
-                self._flush(run, d.endpoint.id)
-            elif d.endpoint.id not in run.flush_timers:
-                loop = asyncio.get_running_loop()
-                run.flush_timers[d.endpoint.id] = loop.call_later(
-                    self._flush_after, self._flush, run, d.endpoint.id
-                )
-            return
-        key = (d.endpoint.id, d.ticket_id)
-        lane = run.lanes.get(key)
-        if lane is not None:
-            lane.append(d)
-            return
-        run.lanes[key] = deque([d])
-        self._spawn(run, self._drain_lane(run, key))
-
-    def _flush(self, run: _Run, endpoint_id: str) -> None:
-        timer = run.flush_timers.pop(endpoint_id, None)
-        if timer is not None:
-            timer.cancel()
-        group = run.held.pop(endpoint_id, [])
-        if not group:
-            return
-        order = list(group)
-        self._faults.rng.shuffle(order)
-        if len(order) > 1 and order == group:
-            # A shuffle may give back the same order; a reorder fault must reorder.
-            order = order[1:] + order[:1]
-        self._spawn(run, self._send_group(run, order))
-
-    def _spawn(self, run: _Run, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        run.tasks.add(task)
-        task.add_done_callback(run.tasks.discard)
-
-    async def _drain_lane(self, run: _Run, key: tuple[str, str]) -> None:
-        # One delivery in flight per (endpoint, ticket): receivers see each ticket's events in
-        # order unless a fault says otherwise.
-        lane = run.lanes[key]
-        try:
-            while lane:
-                d = lane[0]
-                try:
-                    await self._deliver(d)
-                finally:
-                    lane.popleft()
-                    self._done(run)
-        finally:
-            if run.lanes.get(key) is lane:
-                del run.lanes[key]
-
-    async def _send_group(self, run: _Run, group: list[Delivery]) -> None:
-        for d in group:
-            if await self._attempt(d):
-                self._done(run)
-            else:
-                self._spawn(run, self._retry_then_done(run, d))
-
-    async def _retry_then_done(self, run: _Run, d: Delivery) -> None:
-        try:
-            await self._deliver(d)
-        finally:
-            self._done(run)
-
-    def _done(self, run: _Run) -> None:
-        run.pending -= 1
-        if run is self._run and run.pending <= 0:
-            self._idle_event().set()
-
-    async def _deliver(self, d: Delivery) -> None:
-        """Attempt until a 2xx or the last attempt, waiting the schedule's delay between."""
-        while d.attempts < self.max_attempts:
-            if d.attempts:
-                await self._clock.sleep(self._schedule[d.attempts - 1])
-            if await self._attempt(d):
-                return
+    def _retry_delay(self, attempts: int) -> float:
+        return float(self._schedule[attempts - 1])
 
     async def _attempt(self, d: Delivery) -> bool:
         d.attempts += 1
@@ -370,55 +278,3 @@ class WebhookEmitter:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
-
-    def _idle_event(self) -> asyncio.Event:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-            self._idle.set()
-        return self._idle
-
-    # ------------------------------------------------------------- lifecycle
-
-    @property
-    def pending(self) -> int:
-        """Deliveries queued, held, in flight or waiting to retry."""
-        return self._run.pending
-
-    async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Return once nothing is pending; raise TimeoutError after `timeout` real seconds."""
-        if self._run.pending <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._idle_event().wait(), timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self._run.pending} webhook deliveries still pending after {timeout}s"
-            ) from None
-
-    def reset(self, *, keep_endpoints: bool) -> None:
-        """Cancel everything pending, clear the log, and optionally forget the endpoints."""
-        self._cancel_all()
-        self.log.clear()
-        if not keep_endpoints:
-            self.endpoints.clear()
-
-    def _cancel_all(self) -> list[asyncio.Task[None]]:
-        old = self._run
-        for timer in old.flush_timers.values():
-            timer.cancel()
-        tasks = list(old.tasks)
-        for task in tasks:
-            task.cancel()
-        self._run = _Run()
-        if self._idle is not None:
-            self._idle.set()
-        return tasks
-
-    async def close(self) -> None:
-        """Cancel pending deliveries and close the HTTP session; the log is kept."""
-        tasks = self._cancel_all()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

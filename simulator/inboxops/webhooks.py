@@ -8,12 +8,13 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
+from simulator.delivery import DeliveryRun, OrderedDelivery
 from simulator.inboxops.clock import Clock, IdSource, iso
 from simulator.inboxops.faults import Faults
 from ticketwire.secret import Secret
@@ -109,18 +110,7 @@ class Delivery:
     duplicate: bool = False
 
 
-@dataclass
-class _Run:
-    """Delivery state of one simulator generation; `reset()` drops it and starts a new one."""
-
-    lanes: dict[tuple[str, str], deque[Delivery]] = field(default_factory=dict)
-    held: dict[str, list[Delivery]] = field(default_factory=dict)
-    flush_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    pending: int = 0
-
-
-class WebhookEmitter:
+class WebhookEmitter(OrderedDelivery[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
 
     def __init__(
@@ -145,7 +135,7 @@ class WebhookEmitter:
         self.endpoints: dict[str, Endpoint] = {}
         self.log: deque[DeliveryRecord] = deque(maxlen=log_limit)
         self._session: aiohttp.ClientSession | None = None
-        self._run = _Run()
+        self._run = DeliveryRun()
         self._idle: asyncio.Event | None = None
 
     # ------------------------------------------------------------- endpoints
@@ -213,92 +203,14 @@ class WebhookEmitter:
             if self._faults.take_duplicate():
                 self._enqueue(replace(delivery, duplicate=True))
 
-    def _enqueue(self, d: Delivery) -> None:
-        run = self._run
-        run.pending += 1
-        self._idle_event().clear()
-        window = self._faults.webhooks.reorder_window
-        if window >= 2:
-            group = run.held.setdefault(d.endpoint.id, [])
-            group.append(d)
-            if len(group) >= window:
-                self._flush(run, d.endpoint.id)
-            elif d.endpoint.id not in run.flush_timers:
-                loop = asyncio.get_running_loop()
-                run.flush_timers[d.endpoint.id] = loop.call_later(
-                    self._flush_after, self._flush, run, d.endpoint.id
-                )
-            return
-        key = (d.endpoint.id, d.ticket_id)
-        lane = run.lanes.get(key)
-        if lane is not None:
-            lane.append(d)
-            return
-        run.lanes[key] = deque([d])
-        self._spawn(run, self._drain_lane(run, key))
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per delivery, the first included."""
+        return self._max_attempts
 
-    def _flush(self, run: _Run, endpoint_id: str) -> None:
-        timer = run.flush_timers.pop(endpoint_id, None)
-        if timer is not None:
-            timer.cancel()
-        group = run.held.pop(endpoint_id, [])
-        if not group:
-            return
-        order = list(group)
-        self._faults.rng.shuffle(order)
-        if len(order) > 1 and order == group:
-            # A shuffle may give back the same order; a reorder fault must reorder.
-            order = order[1:] + order[:1]
-        self._spawn(run, self._send_group(run, order))
-
-    def _spawn(self, run: _Run, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        run.tasks.add(task)
-        task.add_done_callback(run.tasks.discard)
-
-    async def _drain_lane(self, run: _Run, key: tuple[str, str]) -> None:
-        # One delivery in flight per (endpoint, ticket): the next event of a ticket waits until
-        # the previous one succeeded or gave up, so receivers see each ticket's events in order.
-        lane = run.lanes[key]
-        try:
-            while lane:
-                d = lane[0]
-                try:
-                    await self._deliver(d)
-                finally:
-                    lane.popleft()
-                    self._done(run)
-        finally:
-            if run.lanes.get(key) is lane:
-                del run.lanes[key]
-
-    async def _send_group(self, run: _Run, group: list[Delivery]) -> None:
-        # First attempts go out one after another in the shuffled order, so the receiver sees
-        # that order; failures then retry on their own schedule.
-        for d in group:
-            if await self._attempt(d):
-                self._done(run)
-            else:
-                self._spawn(run, self._retry_then_done(run, d))
-
-    async def _retry_then_done(self, run: _Run, d: Delivery) -> None:
-        try:
-            await self._deliver(d)
-        finally:
-            self._done(run)
-
-    def _done(self, run: _Run) -> None:
-        run.pending -= 1
-        if run is self._run and run.pending <= 0:
-            self._idle_event().set()
-
-    async def _deliver(self, d: Delivery) -> None:
-        """Attempt until a 2xx or the last attempt, waiting 1, 2, 4 … × base between attempts."""
-        while d.attempts < self._max_attempts:
-            if d.attempts:
-                await self._clock.sleep(self._retry_base * 2 ** (d.attempts - 1))
-            if await self._attempt(d):
-                return
+    def _retry_delay(self, attempts: int) -> float:
+        # The plan's schedule: 1, 2, 4, 8 … minutes (times the base).
+        return float(self._retry_base * 2 ** (attempts - 1))
 
     async def _attempt(self, d: Delivery) -> bool:
         d.attempts += 1
@@ -328,7 +240,7 @@ class WebhookEmitter:
         except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a failed attempt
             error = f"{type(exc).__name__}: {exc}"
         ok = status is not None and 200 <= status < 300
-        last = not ok and d.attempts >= self._max_attempts
+        last = not ok and d.attempts >= self.max_attempts
         self.log.append(
             DeliveryRecord(
                 endpoint_id=d.endpoint.id,
@@ -360,55 +272,3 @@ class WebhookEmitter:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
-
-    def _idle_event(self) -> asyncio.Event:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-            self._idle.set()
-        return self._idle
-
-    # ------------------------------------------------------------- lifecycle
-
-    @property
-    def pending(self) -> int:
-        """Deliveries queued, held, in flight or waiting to retry."""
-        return self._run.pending
-
-    async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Return once nothing is pending; raise TimeoutError after `timeout` real seconds."""
-        if self._run.pending <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._idle_event().wait(), timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self._run.pending} webhook deliveries still pending after {timeout}s"
-            ) from None
-
-    def reset(self, *, keep_endpoints: bool) -> None:
-        """Cancel everything pending, clear the log, and optionally forget the endpoints."""
-        self._cancel_all()
-        self.log.clear()
-        if not keep_endpoints:
-            self.endpoints.clear()
-
-    def _cancel_all(self) -> list[asyncio.Task[None]]:
-        old = self._run
-        for timer in old.flush_timers.values():
-            timer.cancel()
-        tasks = list(old.tasks)
-        for task in tasks:
-            task.cancel()
-        self._run = _Run()
-        if self._idle is not None:
-            self._idle.set()
-        return tasks
-
-    async def close(self) -> None:
-        """Cancel pending deliveries and close the HTTP session; the log is kept."""
-        tasks = self._cancel_all()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
