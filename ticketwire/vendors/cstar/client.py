@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -26,7 +25,6 @@ from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import (
     ConfigError,
     HelpdeskHTTPError,
-    HelpdeskUnavailable,
     PartialFailure,
     ServerError,
 )
@@ -39,6 +37,7 @@ from ticketwire.vendors.cstar.models import (
     PATCH_FIELDS,
 )
 from ticketwire.vendors.cstar.problems import error_from_response, is_transient
+from ticketwire.vendors.http import exchange
 
 VENDOR = "cstar"
 DEFAULT_BASE_URL = "https://www.cstar.help"
@@ -271,26 +270,19 @@ class CStarClient:
         }
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        started = time.monotonic()
-        try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=self._client_timeout,
-                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status, resp_headers = resp.status, resp.headers
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise HelpdeskUnavailable(
-                f"cStar {method} {path} failed: {self._cause(exc)} (request {request_id}); "
-                "retry later"
-            ) from exc
-        elapsed_ms = (time.monotonic() - started) * 1000
+        answer = await exchange(
+            self._session,
+            method,
+            self._base + path,
+            json=json,
+            params=params,
+            headers=headers,
+            client_timeout=self._client_timeout,
+            label=f"cStar {method} {path}",
+            request_id=request_id,
+        )
+        status, resp_headers, raw = answer.status, answer.headers, answer.raw
+        elapsed_ms = answer.elapsed_ms
         if not 200 <= status < 300:
             raise error_from_response(status, resp_headers, raw, request_id=request_id)
         body = _parse_body(raw, status, resp_headers, request_id)
@@ -301,16 +293,6 @@ class CStarClient:
             elapsed_ms=elapsed_ms,
             headers=dict(resp_headers),
         )
-
-    def _cause(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no response within {self._timeout:g}s"
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return "the server closed the connection before answering"
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or str(exc.os_error)
-            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
-        return f"{type(exc).__name__}: {exc}"
 
 
 # ---------------------------------------------------------------------- pure helpers

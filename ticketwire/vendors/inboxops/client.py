@@ -8,7 +8,6 @@ the error type whether to retry, defer or dead-letter.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,8 +18,9 @@ import aiohttp
 from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.errors import ConfigError, HelpdeskHTTPError, HelpdeskUnavailable, ServerError
+from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
 from ticketwire.secret import Secret
+from ticketwire.vendors.http import exchange
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
 from ticketwire.vendors.inboxops.problems import error_from_response
 
@@ -185,26 +185,19 @@ class InboxOpsClient:
             "User-Agent": self._user_agent,
             "X-Request-Id": request_id,
         }
-        started = time.monotonic()
-        try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=self._client_timeout,
-                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status, resp_headers = resp.status, resp.headers
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise HelpdeskUnavailable(
-                f"InboxOps {method} {path} failed: {self._cause(exc)} (request {request_id}); "
-                "retry later"
-            ) from exc
-        elapsed_ms = (time.monotonic() - started) * 1000
+        answer = await exchange(
+            self._session,
+            method,
+            self._base + path,
+            json=json,
+            params=params,
+            headers=headers,
+            client_timeout=self._client_timeout,
+            label=f"InboxOps {method} {path}",
+            request_id=request_id,
+        )
+        status, resp_headers, raw = answer.status, answer.headers, answer.raw
+        elapsed_ms = answer.elapsed_ms
         if not 200 <= status < 300:
             raise error_from_response(status, resp_headers, raw, request_id=request_id)
         return ApiResult(
@@ -214,16 +207,6 @@ class InboxOpsClient:
             elapsed_ms=elapsed_ms,
             headers=dict(resp_headers),
         )
-
-    def _cause(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no response within {self._timeout:g}s"
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return "the server closed the connection before answering"
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or str(exc.os_error)
-            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
-        return f"{type(exc).__name__}: {exc}"
 
 
 def list_params(filters: Mapping[str, Any]) -> dict[str, str]:

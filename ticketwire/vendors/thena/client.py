@@ -12,7 +12,6 @@ worker decides. `send()` also checks bulk answers: ids Thena skipped (or did not
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
@@ -26,11 +25,11 @@ from ticketwire.errors import (
     ClientError,
     ConfigError,
     HelpdeskHTTPError,
-    HelpdeskUnavailable,
     PartialFailure,
     ServerError,
 )
 from ticketwire.secret import Secret
+from ticketwire.vendors.http import exchange
 from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS, DATE_RANGES, UPDATE_FIELDS
 from ticketwire.vendors.thena.problems import error_from_response
 
@@ -230,26 +229,19 @@ class ThenaClient:
     ) -> ApiResult:
         """Do one HTTP exchange: the only place this client touches the network."""
         request_id = str(uuid.uuid4())
-        started = time.monotonic()
-        try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                json=json,
-                params=params,
-                headers=self._headers(request_id),
-                timeout=self._client_timeout,
-                # A redirect would turn a PATCH into a GET and may drop the key; surface it.
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status, resp_headers = resp.status, resp.headers
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise HelpdeskUnavailable(
-                f"Thena {method} {path} failed: {self._cause(exc)} (request {request_id}); "
-                "retry later"
-            ) from exc
-        elapsed_ms = (time.monotonic() - started) * 1000
+        answer = await exchange(
+            self._session,
+            method,
+            self._base + path,
+            json=json,
+            params=params,
+            headers=self._headers(request_id),
+            client_timeout=self._client_timeout,
+            label=f"Thena {method} {path}",
+            request_id=request_id,
+        )
+        status, resp_headers, raw = answer.status, answer.headers, answer.raw
+        elapsed_ms = answer.elapsed_ms
         if not 200 <= status < 300:
             raise error_from_response(status, resp_headers, raw, request_id=request_id)
         rid = resp_headers.get("X-Request-Id") or request_id
@@ -269,16 +261,6 @@ class ThenaClient:
             elapsed_ms=elapsed_ms,
             headers=dict(resp_headers),
         )
-
-    def _cause(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no response within {self._timeout:g}s"
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return "the server closed the connection before answering"
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or str(exc.os_error)
-            return f"cannot connect to {exc.host}:{exc.port} ({reason})"
-        return f"{type(exc).__name__}: {exc}"
 
 
 def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
