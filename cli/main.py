@@ -72,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
         "the token to send",
     )
     rep.add_argument("--thena-mode", choices=["token", "hmac"], default="token")
+
+    dlq = verbs.add_parser(
+        "dlq", help="list, show, redrive or drop dead letters (work that could not succeed)"
+    )
+    dlq_verbs = dlq.add_subparsers(dest="dlq_verb", required=True, metavar="ACTION")
+    dlq_list = dlq_verbs.add_parser("list", help="newest dead letters first, one line each")
+    dlq_list.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    dlq_list.add_argument("--json", action="store_true", help="print JSON for scripts")
+    dlq_show = dlq_verbs.add_parser(
+        "show", help="everything about one dead letter: attempts, call, event body"
+    )
+    dlq_show.add_argument("id", help="dead-letter id, as `dlq list` prints it")
+    dlq_show.add_argument("--json", action="store_true", help="print JSON for scripts")
+    dlq_redrive = dlq_verbs.add_parser(
+        "redrive", help="put dead letters back to work; each is removed once requeued"
+    )
+    which = dlq_redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="dead-letter id, as `dlq list` prints it")
+    which.add_argument("--all", action="store_true", help="every dead letter, oldest first")
+    dlq_redrive.add_argument("--json", action="store_true", help="print JSON for scripts")
+    dlq_drop = dlq_verbs.add_parser("drop", help="delete one dead letter")
+    dlq_drop.add_argument("id", help="dead-letter id, as `dlq list` prints it")
+    dlq_drop.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 
 
@@ -99,6 +122,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         from cli.replay import run_replay
 
         sys.exit(run_replay(args.files, args.to, args.secret, args.thena_mode))
+    if args.verb == "dlq":
+        from cli.dlq import run_dlq
+
+        sys.exit(
+            run_dlq(
+                args.dlq_verb,
+                letter_id=getattr(args, "id", None),
+                every=getattr(args, "all", False),
+                limit=getattr(args, "limit", 20),
+                as_json=args.json,
+            )
+        )
     if args.verb == "simulate":
         from cli.simulate import run_simulate
 

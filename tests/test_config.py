@@ -25,6 +25,7 @@ def test_defaults_and_values():
     assert s.inboxops.api_key is not None and s.inboxops.api_key.reveal() == "ixk_live_abc"
     assert s.max_body_bytes == 256 * 1024
     assert s.dedupe_ttl_s == 72 * 3600
+    assert s.state_ttl_s == 7 * 86400
 
 
 def test_units():
@@ -35,9 +36,11 @@ def test_units():
         "TICKETWIRE_DEDUPE_WINDOW": "3d",
         "TICKETWIRE_LEASE_TTL": "500ms",
         "TICKETWIRE_RULES": "/etc/rules",
+        "TICKETWIRE_STATE_TTL": "30d",
     }
     s = Settings.from_env(env, role="web")
     assert (s.port, s.max_body_bytes, s.dedupe_ttl_s) == (9000, 1 << 20, 3 * 86400)
+    assert s.state_ttl_s == 30 * 86400
     assert s.lease_ttl_s == pytest.approx(0.5)
     assert s.rules_dir == Path("/etc/rules")
 
@@ -53,6 +56,7 @@ def test_units():
         ("INBOXOPS_WEBHOOK_SECRETS", "a,,b", "no empty entries"),
         ("TICKETWIRE_MAX_BODY", "big", "a positive size"),
         ("TICKETWIRE_DEDUPE_WINDOW", "forever", "a positive duration"),
+        ("TICKETWIRE_STATE_TTL", "0s", "a positive duration"),
         ("TICKETWIRE_LOG_LEVEL", "chatty", "one of DEBUG, INFO"),
     ],
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketwire.engine import Action, check_rules, compile_yaml, load_rules, parse_yaml
+from ticketwire.engine import RULE_KEYS, Action, check_rules, compile_yaml, load_rules, parse_yaml
 from ticketwire.errors import RuleConfigError
 
 EVENT_TYPES = [
@@ -243,19 +243,11 @@ class TestErrors:
         assert error.line == 2
         assert error.rule == "typo"
         assert "unknown key 'evnts'; did you mean 'events'?" in error.message
-        assert error.accepted == (
-            "name",
-            "events",
-            "event",
-            "on",
-            "vendor",
-            "description",
-            "if",
-            "then",
-        )
+        assert error.accepted == RULE_KEYS
+        assert set(RULE_KEYS) >= {"name", "events", "vendor", "if", "then", "schedule", "rearm"}
         assert str(error) == (
             f"{tmp_path / 'rule.yml'}:2: rule 'typo': unknown key 'evnts'; did you mean "
-            "'events'? (accepted: name, events, event, on, vendor, description, if, then)"
+            f"'events'? (accepted: {', '.join(RULE_KEYS)})"
         )
 
     def test_unknown_operator(self, tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ SHIPPED = {
     "wake-urgent-waiting",
     "cstar-on-call-tag",
     "thena-follow-up",
+    # Time-based; tested end to end in tests/test_scheduled_rules_e2e.py.
+    "remind-stale-waiting",
+    "close-stale-waiting",
 }
 
 

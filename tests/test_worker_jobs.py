@@ -12,13 +12,9 @@ from workers.app import drain_outbox
 from workers.outbox import Outbox
 
 
-async def no_schedule(ticket_key: str, not_before_ms: int) -> None:
-    raise AssertionError("nothing to schedule while Redis is down")
-
-
 async def test_drain_job_asks_arq_to_retry_when_redis_is_down():
     dead = Redis(port=free_port(), socket_connect_timeout=0.5)
-    outbox = Outbox(dead, Keys("t:"), {}, no_schedule, owner="w1")
+    outbox = Outbox(dead, Keys("t:"), {}, owner="w1")
     with pytest.raises(Retry):
         await drain_outbox({"outbox": outbox, "job_try": 1}, "inboxops:ws:t1")
     await dead.aclose()

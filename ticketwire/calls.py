@@ -21,6 +21,8 @@ class ApiCall:
     rules: tuple[str, ...] = ()
     #: Event that planned the call; with the fingerprint it makes the call's identity.
     event_id: str = ""
+    #: Stream entry the event was read from, `<partition>/<entry id>`; "" when unknown.
+    origin: str = ""
 
     def fingerprint(self) -> str:
         """Stable digest of method, path and body: the same change hashes the same."""
@@ -44,6 +46,7 @@ class ApiCall:
                 "ticket_id": self.ticket_id,
                 "rules": list(self.rules),
                 "event_id": self.event_id,
+                "origin": self.origin,
             },
             separators=(",", ":"),
         )
@@ -60,6 +63,7 @@ class ApiCall:
             ticket_id=d["ticket_id"],
             rules=tuple(d.get("rules", ())),
             event_id=d.get("event_id", ""),
+            origin=d.get("origin", ""),
         )
 
 

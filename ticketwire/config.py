@@ -10,6 +10,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from ticketwire.errors import ConfigError
+from ticketwire.ratebudget import Limit, parse_limits
 from ticketwire.secret import Secret
 
 Role = Literal["web", "worker", "up", "check"]
@@ -36,6 +37,10 @@ class InboxOpsSettings:
     webhook_secrets: tuple[Secret, ...] = ()
     api_url: str | None = None
     api_key: Secret | None = None
+    #: Documented: 100 requests per minute per workspace.
+    rate_limits: tuple[Limit, ...] = (Limit("all", 100, 60.0),)
+    #: Most ticket ids per `POST /tickets/bulk` (not documented; the simulator's default).
+    bulk_max: int = 100
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class CStarSettings:
     api_url: str = "https://www.cstar.help"
     team_id: str | None = None
     api_key: Secret | None = None
+    #: Documented (support articles) for secret keys: 1,000 requests per hour.
+    rate_limits: tuple[Limit, ...] = (Limit("all", 1000, 3600.0),)
 
     @property
     def api_configured(self) -> bool:
@@ -66,6 +73,9 @@ class ThenaSettings:
     auth: str = "api-key"
     api_key: Secret | None = None
     org_id: str | None = None
+    #: Thena's numbers are not documented: none by default, its 429s still pause the budget.
+    rate_limits: tuple[Limit, ...] = ()
+    bulk_max: int = 100
 
     @property
     def api_configured(self) -> bool:
@@ -96,6 +106,16 @@ class Settings:
     backoff_s: float = 2.0
     echo_window_s: float = 600.0
     fuse_per_hour: int = 10
+    #: The loop fuse counts rule firings per ticket over this window.
+    fuse_window_s: float = 3600.0
+    #: How long a ticket remembers a once_per_ticket/cooldown rule's firing.
+    rule_memory_s: float = 90 * 86400.0
+    #: How long a ticket's last-seen state is kept after its last applied event.
+    state_ttl_s: float = 7 * 86400.0
+    #: How long a ticket's first queued write-back waits for more to coalesce and batch with.
+    coalesce_window_s: float = 0.3
+    #: Most tickets one run of a scheduled rule lists; the rest wait for its next run.
+    schedule_max_tickets: int = 10_000
     log_level: str = "INFO"
     data_dir: Path = Path(".ticketwire")
 
@@ -136,6 +156,8 @@ class Settings:
                 webhook_secrets=secrets,
                 api_url=api_url,
                 api_key=Secret(api_key) if api_key else None,
+                rate_limits=env.limits("INBOXOPS_RATE_LIMIT", InboxOpsSettings.rate_limits),
+                bulk_max=env.integer("INBOXOPS_BULK_MAX", 100, low=1, high=10_000),
             ),
             cstar=CStarSettings(
                 webhook_secrets=env.secrets("CSTAR_WEBHOOK_SECRETS"),
@@ -144,6 +166,7 @@ class Settings:
                 or CStarSettings.api_url,
                 team_id=env.text("CSTAR_TEAM_ID"),
                 api_key=Secret(cstar_key) if cstar_key else None,
+                rate_limits=env.limits("CSTAR_RATE_LIMIT", CStarSettings.rate_limits),
             ),
             thena=ThenaSettings(
                 webhook_secrets=env.secrets("THENA_WEBHOOK_SECRETS"),
@@ -154,6 +177,8 @@ class Settings:
                 auth=thena_auth,
                 api_key=Secret(thena_key) if thena_key else None,
                 org_id=thena_org,
+                rate_limits=env.limits("THENA_RATE_LIMIT", ()),
+                bulk_max=env.integer("THENA_BULK_MAX", 100, low=1, high=10_000),
             ),
             max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
             dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
@@ -167,6 +192,13 @@ class Settings:
             backoff_s=env.duration("TICKETWIRE_BACKOFF", 2.0),
             echo_window_s=env.duration("TICKETWIRE_ECHO_WINDOW", 600.0),
             fuse_per_hour=env.integer("TICKETWIRE_FUSE_PER_HOUR", 10, low=1, high=100_000),
+            fuse_window_s=env.duration("TICKETWIRE_FUSE_WINDOW", 3600.0),
+            rule_memory_s=env.duration("TICKETWIRE_RULE_MEMORY", 90 * 86400.0),
+            state_ttl_s=env.duration("TICKETWIRE_STATE_TTL", 7 * 86400.0),
+            coalesce_window_s=env.duration("TICKETWIRE_COALESCE_WINDOW", 0.3, zero=True),
+            schedule_max_tickets=env.integer(
+                "TICKETWIRE_SCHEDULE_MAX_TICKETS", 10_000, low=1, high=10_000_000
+            ),
             log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
         )
@@ -232,14 +264,28 @@ class _Env:
             raise ConfigError(name, f"an integer from {low} to {high}", raw)
         return value
 
-    def duration(self, name: str, default: float) -> float:
+    def duration(self, name: str, default: float, *, zero: bool = False) -> float:
         raw = self.text(name)
         if raw is None:
             return default
         m = _DURATION.match(raw.lower())
-        if not m or float(m.group(1)) <= 0:
-            raise ConfigError(name, "a positive duration such as 30s, 15m, 72h or 3d", raw)
+        if not m or float(m.group(1)) < 0 or (float(m.group(1)) == 0 and not zero):
+            what = "a duration (0 turns it off)" if zero else "a positive duration"
+            raise ConfigError(name, f"{what} such as 300ms, 30s, 15m, 72h or 3d", raw)
         return float(m.group(1)) * _UNITS[m.group(2)]
+
+    def limits(self, name: str, default: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("none", "off"):
+            return ()
+        try:
+            return parse_limits(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                name, f"rate limits like 100/min or write=1000/h ({exc})", raw
+            ) from None
 
     def size(self, name: str, default: int) -> int:
         raw = self.text(name)

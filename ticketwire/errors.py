@@ -7,6 +7,8 @@ TicketwireError
 ├── RuleConfigError(file, line, rule, ...)   worker start / `ticketwire check` → exit 1
 └── HelpdeskError                            anything the helpdesk API answered or failed to
     ├── HelpdeskUnavailable                  timeout, connection refused: retry with backoff
+    ├── BudgetSpent(retry_after)             not sent: the shared request budget is spent; wait
+    ├── PartialFailure(failed ids)           a bulk call changed some ids only: retry the others
     └── HelpdeskHTTPError(status, code, detail, request_id)
         ├── ClientError (4xx)                dead letter, no retry
         │   ├── Unauthorized (401)
@@ -160,6 +162,14 @@ class RateLimited(ClientError):
     def __init__(self, status: int = 429, *, retry_after: float, **kwargs: str | None) -> None:
         self.retry_after = retry_after
         super().__init__(status, **kwargs)
+
+
+class BudgetSpent(HelpdeskError):
+    """No request was sent: the account's shared request budget is spent for `retry_after` s."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class ServerError(HelpdeskHTTPError):

@@ -37,6 +37,14 @@ class Event(BaseModel):
     common: dict[str, Any] = {}
     #: What changed, `{field: {"from": old, "to": new}}`, when the vendor says so.
     changes: dict[str, Any] | None = None
+    #: When the ticket was last changed, as the payload says (its `updated_at`, else the
+    #: envelope's time): the order key that tells a stale delivery from a newer one.
+    updated_at: datetime | None = None
+    #: The vendor's own monotonic sequence number of the change, when its payload has one.
+    sequence: int | None = None
+    #: The last-seen values of the fields rules read, `{"ticket": {...}, "common": {...}}`, from
+    #: the event applied before this one; None when no earlier event of the ticket was seen.
+    previous: dict[str, Any] | None = None
 
     @property
     def ticket_key(self) -> str:

@@ -51,13 +51,15 @@ class Keys:
         """Ordered write-backs still to send for one ticket."""
         return f"{self.prefix}outbox:{ticket_key}"
 
-    def outbox_lock(self, ticket_key: str) -> str:
-        """Held by whoever is sending a ticket's write-backs."""
-        return f"{self.prefix}outbox-lock:{ticket_key}"
+    @property
+    def wb_due(self) -> str:
+        """ZSET of tickets with queued write-backs, scored by when they may be sent (epoch ms)."""
+        return f"{self.prefix}wb:due"
 
-    def outbox_not_before(self, ticket_key: str) -> str:
-        """Epoch ms before which a ticket's write-backs must wait (429, backoff)."""
-        return f"{self.prefix}outbox-nb:{ticket_key}"
+    @property
+    def wb_owner(self) -> str:
+        """Hash ticket → the claim that is sending its write-backs right now."""
+        return f"{self.prefix}wb:owner"
 
     def planned(self, event_id: str) -> str:
         """Set once an event's write-backs are in the outbox, so a re-run does not add them twice."""
@@ -67,14 +69,43 @@ class Keys:
         """Hash rule → fingerprint of its last firing on this ticket (echo suppression)."""
         return f"{self.prefix}fired:{ticket_key}"
 
-    def fuse(self, ticket_key: str) -> str:
-        """Rule firings on this ticket in the current window (loop fuse)."""
-        return f"{self.prefix}fuse:{ticket_key}"
+    def firings(self, ticket_key: str) -> str:
+        """ZSET `<event id>\\x1f<rule>` → when it fired, within the fuse window (loop fuse)."""
+        return f"{self.prefix}firings:{ticket_key}"
+
+    def written(self, ticket_key: str) -> str:
+        """Hash field → our recent writes of it on this ticket, within the echo window."""
+        return f"{self.prefix}written:{ticket_key}"
+
+    def limits(self, ticket_key: str) -> str:
+        """Hash rule → its last firing on this ticket (once_per_ticket, cooldown) and re-arms."""
+        return f"{self.prefix}limits:{ticket_key}"
+
+    def state(self, ticket_key: str) -> str:
+        """Hash of a ticket's last applied event: order key, event id, read-field snapshots."""
+        return f"{self.prefix}state:{ticket_key}"
+
+    @property
+    def stale(self) -> str:
+        """Stream of deliveries not acted on because a newer one of the ticket was applied."""
+        return f"{self.prefix}stale"
 
     @property
     def dlq(self) -> str:
         """Stream of dead letters: work that cannot succeed, with every attempt."""
         return f"{self.prefix}dlq"
+
+    def dlq_claim(self, letter_id: str) -> str:
+        """Held by whoever is redriving one dead letter, so no two redrives send it twice."""
+        return f"{self.prefix}dlq-claim:{letter_id}"
+
+    def schedule_lock(self, rule: str) -> str:
+        """Held while a scheduled rule runs, so no two runs of it overlap on any worker."""
+        return f"{self.prefix}sched-lock:{rule}"
+
+    def schedule_run(self, rule: str, minute: str) -> str:
+        """State of one scheduled run (`running`, `done`, `skipped`), for its minute."""
+        return f"{self.prefix}sched-run:{rule}:{minute}"
 
     @property
     def arq_queue(self) -> str:

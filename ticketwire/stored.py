@@ -23,6 +23,8 @@ class StoredDelivery:
     partition: int = -1
     #: How many times the entry has been handed to a worker (1 on first delivery).
     deliveries: int = 1
+    #: The dead letter this entry was re-added from by `ticketwire dlq redrive` ("" otherwise).
+    redriven_from: str = ""
 
     def meta(self) -> bytes:
         """The routing facts as one compact JSON array, stored beside the raw body."""
@@ -68,4 +70,5 @@ class StoredDelivery:
             headers=dict(headers),
             entry_id=eid,
             partition=partition,
+            redriven_from=fields[b"r"].decode() if b"r" in fields else "",
         )

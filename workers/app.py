@@ -9,24 +9,26 @@ import logging
 import os
 import socket
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from arq import Retry, func
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
 from ticketwire.logs import setup_logging
+from ticketwire.ratebudget import RateBudget
 from ticketwire.redisconn import connect
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
 from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
+from workers.schedule import build_scheduler, cron_jobs
+from workers.ticketstate import TicketState
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -52,7 +54,7 @@ def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[
 
 
 async def drain_outbox(ctx: dict[str, Any], ticket_key: str) -> None:
-    """arq job: send a ticket's queued write-backs once its wait (429, backoff) is over."""
+    """arq job: make a ticket's queued write-backs due now (kept for jobs queued earlier)."""
     outbox: Outbox = ctx["outbox"]
     try:
         await outbox.drain(ticket_key)
@@ -89,6 +91,7 @@ def worker_options(
 
     return {
         "functions": [func(drain_outbox, name="drain_outbox", max_tries=10_000)],
+        "cron_jobs": cron_jobs(router),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
@@ -108,41 +111,44 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     assert settings.redis_url
     keys = Keys(settings.key_prefix)
     wid = worker_id()
-    arq_redis: ArqRedis = ctx["redis"]
     redis = connect(settings.redis_url)
     session = aiohttp.ClientSession()
     if router is None:
         router = load_rules(settings.rules_dir)
     vendors = vendor_runtimes(settings, session)
     clients = {name: v.client for name, v in vendors.items() if v.client is not None}
-
-    async def schedule(ticket_key: str, not_before_ms: int) -> None:
-        await arq_redis.enqueue_job(
-            "drain_outbox",
-            ticket_key,
-            _job_id=f"wake:{ticket_key}:{not_before_ms}",
-            _defer_until=datetime.fromtimestamp(not_before_ms / 1000, tz=UTC),
-            _queue_name=keys.arq_queue,
-        )
-
+    for vendor, (scope, limits) in registry.budget_scopes(settings).items():
+        if vendor in clients:
+            clients[vendor].budget = RateBudget(redis, keys.prefix, scope, limits)
+    guard = LoopGuard(
+        redis,
+        keys,
+        echo_window_s=settings.echo_window_s,
+        fuse_per_hour=settings.fuse_per_hour,
+        fuse_window_s=settings.fuse_window_s,
+        memory_ttl_s=settings.rule_memory_s,
+    )
+    order = {rule.name: i for i, rule in enumerate(router.rules)}
     outbox = Outbox(
         redis,
         keys,
         clients,
-        schedule,
         owner=wid,
+        specs=registry.batch_specs(settings),
+        rank=lambda rule: order.get(rule, len(order)),
         policy=OutboxPolicy(
             max_attempts=settings.max_attempts,
             backoff_base_s=settings.backoff_s,
-            # Renewed before every call, so it only needs to outlive one call and its timeout.
-            lock_ttl_s=max(5.0, settings.http_timeout_s * 2 + 2),
+            # Renewed while a flush runs; short, so a dead worker's claims are soon taken over.
+            lease_s=max(5.0, settings.http_timeout_s * 1.5 + 2),
             planned_ttl_s=settings.dedupe_ttl_s,
+            window_s=settings.coalesce_window_s,
         ),
+        # What we wrote, so the webhook it causes is recognised as our own echo.
+        on_written=guard.wrote,
     )
-    guard = LoopGuard(
-        redis, keys, echo_window_s=settings.echo_window_s, fuse_per_hour=settings.fuse_per_hour
-    )
-    pipeline = Pipeline(router, vendors, outbox, guard)
+    state = TicketState(redis, keys, ttl_s=settings.state_ttl_s)
+    pipeline = Pipeline(router, vendors, outbox, guard, state=state)
     consumer = Consumer(
         redis,
         keys,
@@ -154,6 +160,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         retention_ms=int(settings.retention_s * 1000),
     )
     await consumer.start()
+    outbox.start()
     ctx.update(
         tw_redis=redis,
         tw_keys=keys,
@@ -162,6 +169,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         pipeline=pipeline,
         consumer=consumer,
         stats_task=asyncio.create_task(_flush_stats(redis, keys, pipeline)),
+        scheduler=build_scheduler(settings, router, redis, keys, clients, outbox, guard, owner=wid),
     )
     log.info(
         "worker %s started: %d rules, %d partitions, concurrency %d",
@@ -177,6 +185,9 @@ async def stop_services(ctx: dict[str, Any]) -> None:
     consumer: Consumer | None = ctx.get("consumer")
     if consumer is not None:
         await consumer.stop()
+    outbox: Outbox | None = ctx.get("outbox")
+    if outbox is not None:
+        await outbox.stop()
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
         task.cancel()

@@ -1,107 +1,284 @@
-"""Loop safety: our own write-back makes the helpdesk send new webhooks; they must not re-fire us.
+"""Loop safety in Redis: our own write-back makes the helpdesk send new webhooks; they must not re-fire us.
 
-Two guards, both per ticket and kept in Redis so every worker sees them:
-- echo suppression: a rule that would take exactly the actions it took on this ticket within the
-  echo window (default 10 min) is skipped as an echo of its own write;
-- a fuse: at most N rule firings per ticket per hour (default 10), whatever the rules do.
-Actions whose target state the ticket already has are dropped earlier, by the planner.
+The decisions themselves are pure (`ticketwire.engine.guard.decide`); this module keeps, per
+ticket and shared by every worker, what they need:
+
+- `written:<ticket>`  the fields our write-backs set within the echo window, and which rules set
+  them (`wrote`, called by the write-back sender after each accepted call): echo by change;
+- `fired:<ticket>`    each rule's last firing and its actions' fingerprint: echo by actions;
+- `firings:<ticket>`  one entry per rule firing within the fuse window: the loop fuse;
+- `limits:<ticket>`   when each `once_per_ticket` / `cooldown` rule last fired, and whether its
+  rearm condition held since.
+
+`check` reads all of it in one round trip, `record` writes in one. Actions whose target state the
+ticket already has are dropped earlier, by the planner.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
+from ticketwire.calls import ApiCall
+from ticketwire.engine.echo import Write
+from ticketwire.engine.guard import (
+    GuardPolicy,
+    GuardState,
+    LastFiring,
+    Memory,
+    Verdict,
+    decide,
+    fingerprint,
+)
+from ticketwire.engine.limits import FiringLimits
 from ticketwire.keys import Keys
+from ticketwire.vendors.cstar import echo as cstar_echo
+from ticketwire.vendors.inboxops import echo as inboxops_echo
+from ticketwire.vendors.thena import echo as thena_echo
 
-FUSE_WINDOW_S = 3600
+__all__ = ["ECHO_VENDORS", "LoopGuard", "Verdict", "fingerprint"]
+
+WrittenFields = Callable[[ApiCall], dict[str, Any]]
+
+#: Per vendor: which ticket fields a call sets, and the bookkeeping fields a change ignores.
+ECHO_VENDORS: Mapping[str, tuple[WrittenFields, frozenset[str]]] = {
+    "inboxops": (inboxops_echo.written_fields, inboxops_echo.BOOKKEEPING),
+    "cstar": (cstar_echo.written_fields, cstar_echo.BOOKKEEPING),
+    "thena": (thena_echo.written_fields, thena_echo.BOOKKEEPING),
+}
+
+#: Writes of one field kept per ticket (older ones are dropped, as are those past the window).
+WRITES_PER_FIELD = 8
+_REARMED = "\x1frearmed"
+_SEP = "\x1f"
+_ENTRY_SEP = "\x1e"
+
+# Appends each field's write to the ones still inside the echo window (at most ARGV[3] of them),
+# so a ticket written again and again keeps a bounded hash. Entries are `<at ms>\x1f<json>`,
+# joined by \x1e; the JSON is never decoded here (cjson would turn [] into {}).
+_WROTE = """
+local now, window, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local field, entry = ARGV[i], ARGV[i + 1]
+  local kept = {}
+  local raw = redis.call('HGET', KEYS[1], field)
+  if raw then
+    for item in string.gmatch(raw, '[^\\30]+') do
+      local at = tonumber(string.match(item, '^(%d+)'))
+      if at and now - at < window then kept[#kept + 1] = item end
+    end
+  end
+  kept[#kept + 1] = entry
+  while #kept > cap do table.remove(kept, 1) end
+  redis.call('HSET', KEYS[1], field, table.concat(kept, '\\30'))
+end
+redis.call('PEXPIRE', KEYS[1], window)
+return 1
+"""
 
 
-def fingerprint(actions: Iterable[tuple[str, object]]) -> str:
-    """Digest of a rule's actions (name and parameters), independent of dict ordering."""
-    canon = json.dumps([[n, p] for n, p in actions], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Which fired rules may act, and why the others may not."""
-
-    allowed: tuple[str, ...]
-    suppressed: tuple[tuple[str, str], ...]
+def _text(raw: bytes | str | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class LoopGuard:
-    """Decide which firing rules are echoes or over the fuse, and remember firings."""
+    """Decide which firing rules are echoes, limited or over the fuse; remember firings and writes."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, echo_window_s: float, fuse_per_hour: int
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        echo_window_s: float,
+        fuse_per_hour: int,
+        fuse_window_s: float = 3600.0,
+        memory_ttl_s: float = 90 * 86400.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._echo_ms = int(echo_window_s * 1000)
-        self._fuse = fuse_per_hour
+        self.policy = GuardPolicy(
+            echo_window_ms=int(echo_window_s * 1000),
+            fuse_limit=fuse_per_hour,
+            fuse_window_ms=int(fuse_window_s * 1000),
+        )
+        self._memory_ms = int(memory_ttl_s * 1000)
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     async def check(
-        self, ticket_key: str, fired: Sequence[tuple[str, str]], *, event_id: str
+        self,
+        ticket_key: str,
+        fired: Sequence[tuple[str, str]],
+        *,
+        event_id: str,
+        limits: Mapping[str, FiringLimits] | None = None,
+        rearm: Sequence[str] = (),
+        changes: Mapping[str, tuple[Any, Any]] | None = None,
+        vendor: str | None = None,
     ) -> Verdict:
         """Split `(rule, fingerprint)` pairs into allowed and suppressed-with-reason.
 
-        A firing recorded by this same event is not an echo: it is a re-run after a crash.
+        `limits` gives the rules' once_per_ticket/cooldown, `rearm` the rules whose rearm
+        condition holds on this event, `changes` what the delivery changed (None: unknown) and
+        `vendor` whose bookkeeping fields to ignore. One Redis round trip, none when there is
+        nothing to decide.
         """
-        if not fired:
+        limits = limits or {}
+        names = [name for name, _ in fired]
+        limited = list(dict.fromkeys([n for n in names if n in limits] + list(rearm)))
+        want_writes = bool(fired) and bool(changes)
+        if not fired and not limited:
             return Verdict((), ())
+        now = self._now_ms()
+        keys = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._keys.fired(ticket_key), [name for name, _ in fired])
-            pipe.get(self._keys.fuse(ticket_key))
-            last, fuse_raw = await pipe.execute()
-        now = int(time.time() * 1000)
-        used = int(fuse_raw or 0)
-        allowed: list[str] = []
-        suppressed: list[tuple[str, str]] = []
-        for (name, fp), prev in zip(fired, last, strict=True):
-            if prev:
-                prev_fp, prev_at, prev_event = (prev.decode().split("|") + ["", ""])[:3]
-                if prev_fp == fp and prev_event != event_id and now - int(prev_at) < self._echo_ms:
-                    ago = (now - int(prev_at)) / 1000
-                    suppressed.append(
-                        (
-                            name,
-                            f"echo: same actions as its own firing {ago:.1f}s ago on this ticket",
-                        )
-                    )
-                    continue
-            if used >= self._fuse:
-                suppressed.append(
-                    (
-                        name,
-                        (
-                            f"loop fuse: {used} rule firings on this ticket in the last hour "
-                            f"(limit {self._fuse}, TICKETWIRE_FUSE_PER_HOUR)"
-                        ),
-                    )
+            if fired:
+                pipe.hmget(keys.fired(ticket_key), names)
+                pipe.zrangebyscore(
+                    keys.firings(ticket_key), f"({now - self.policy.fuse_window_ms}", "+inf"
                 )
-                continue
-            used += 1
-            allowed.append(name)
-        return Verdict(tuple(allowed), tuple(suppressed))
+            if want_writes:
+                pipe.hgetall(keys.written(ticket_key))
+            if limited:
+                pipe.hmget(keys.limits(ticket_key), [f for n in limited for f in (n, n + _REARMED)])
+            results = list(await pipe.execute())
+        last: dict[str, LastFiring] = {}
+        fuse_events: list[str] = []
+        if fired:
+            raw_last, raw_fuse = results.pop(0), results.pop(0)
+            for name, raw in zip(names, raw_last, strict=True):
+                text = _text(raw)
+                parsed = LastFiring.decode(text) if text else None
+                if parsed is not None:
+                    last[name] = parsed
+            fuse_events = [(_text(m) or "").partition(_SEP)[0] for m in raw_fuse]
+        writes = _decode_writes(results.pop(0)) if want_writes else []
+        memory: dict[str, Memory] = {}
+        if limited:
+            raw_mem = results.pop(0)
+            for i, name in enumerate(limited):
+                text, flag = _text(raw_mem[2 * i]), raw_mem[2 * i + 1]
+                mem = Memory.decode(text, rearmed=flag is not None) if text else None
+                if mem is not None:
+                    memory[name] = mem
+        spec = ECHO_VENDORS.get(vendor) if vendor is not None else None
+        ignore = spec[1] if spec is not None else frozenset()
+        return decide(
+            fired,
+            GuardState(last=last, fuse_events=fuse_events, memory=memory, writes=writes),
+            policy=self.policy,
+            now_ms=now,
+            event_id=event_id,
+            limits=limits,
+            rearm=rearm,
+            changes=changes,
+            ignore=ignore,
+        )
 
     async def record(
-        self, ticket_key: str, fired: Sequence[tuple[str, str]], *, event_id: str
+        self,
+        ticket_key: str,
+        fired: Sequence[tuple[str, str]],
+        *,
+        event_id: str,
+        limits: Mapping[str, FiringLimits] | None = None,
+        rearmed: Sequence[str] = (),
     ) -> None:
-        """Remember that these rules fired now with these fingerprints."""
-        if not fired:
+        """Remember that these rules fired now (and which limited rules this event re-armed).
+
+        A re-run of the same event keeps its fuse entries: they are counted once.
+        """
+        limits = limits or {}
+        memory = [n for n, _ in fired if n in limits and limits[n].active]
+        rearmed = [n for n in rearmed if n not in memory]
+        if not fired and not rearmed:
             return
-        now = int(time.time() * 1000)
-        fired_key, fuse_key = self._keys.fired(ticket_key), self._keys.fuse(ticket_key)
+        now = self._now_ms()
+        keys = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(fired_key, mapping={name: f"{fp}|{now}|{event_id}" for name, fp in fired})
-            pipe.pexpire(fired_key, self._echo_ms)
-            pipe.incrby(fuse_key, len(fired))
-            pipe.expire(fuse_key, FUSE_WINDOW_S, nx=True)
+            if fired:
+                fired_key, fuse_key = keys.fired(ticket_key), keys.firings(ticket_key)
+                pipe.hset(
+                    fired_key,
+                    mapping={n: LastFiring(fp, now, event_id).encode() for n, fp in fired},
+                )
+                pipe.pexpire(fired_key, self.policy.echo_window_ms)
+                pipe.zadd(fuse_key, {f"{event_id}{_SEP}{n}": now for n, _ in fired}, nx=True)
+                pipe.zremrangebyscore(fuse_key, "-inf", now - self.policy.fuse_window_ms)
+                pipe.pexpire(fuse_key, self.policy.fuse_window_ms)
+            if memory or rearmed:
+                limits_key = keys.limits(ticket_key)
+                mapping = {n: Memory(now, event_id).encode() for n in memory}
+                mapping.update({n + _REARMED: str(now) for n in rearmed})
+                pipe.hset(limits_key, mapping=mapping)
+                if memory:
+                    pipe.hdel(limits_key, *[n + _REARMED for n in memory])
+                cooldowns = [limits[n].cooldown_s or 0.0 for n in memory]
+                ttl = max([self._memory_ms, *(int(c * 1000) for c in cooldowns)])
+                # NX gives a new hash its lifetime; GT only ever lengthens it.
+                pipe.pexpire(limits_key, ttl, nx=True)
+                pipe.pexpire(limits_key, ttl, gt=True)
             await pipe.execute()
+
+    async def wrote(self, writes: Sequence[tuple[str, ApiCall]]) -> None:
+        """Remember the fields accepted calls set, per ticket, for the echo window (one round trip).
+
+        Each pair is `(ticket key, call)` with the call in single-ticket form. Calls of a vendor
+        without an echo description, and calls that set no field (creates), are skipped.
+        """
+        now = self._now_ms()
+        per_ticket: dict[str, list[str]] = {}
+        for ticket_key, call in writes:
+            spec = ECHO_VENDORS.get(call.vendor)
+            if spec is None:
+                continue
+            args = per_ticket.setdefault(ticket_key, [])
+            for path, value in spec[0](call).items():
+                body = json.dumps(
+                    {"v": value, "r": list(call.rules)},
+                    sort_keys=True,
+                    separators=(",", ":"),
+                    default=str,
+                )
+                args.extend((path, f"{now}{_SEP}{body}"))
+        per_ticket = {k: v for k, v in per_ticket.items() if v}
+        if not per_ticket:
+            return
+        window = self.policy.echo_window_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ticket_key, args in per_ticket.items():
+                pipe.eval(
+                    _WROTE,
+                    1,
+                    self._keys.written(ticket_key),
+                    str(now),
+                    str(window),
+                    str(WRITES_PER_FIELD),
+                    *args,
+                )
+            await pipe.execute()
+
+
+def _decode_writes(raw: Mapping[bytes | str, bytes | str]) -> list[Write]:
+    writes: list[Write] = []
+    for field, value in raw.items():
+        path = _text(field) or ""
+        for entry in (_text(value) or "").split(_ENTRY_SEP):
+            at, _, body = entry.partition(_SEP)
+            if not at.isdigit():
+                continue
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                continue
+            writes.append(Write(path, doc.get("v"), tuple(doc.get("r") or ()), int(at)))
+    return writes

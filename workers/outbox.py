@@ -1,28 +1,40 @@
-"""Per-ticket outbox: write-backs are sent in order, once, and wait out 429s without a worker slot.
+"""The write-back outbox: queued per ticket, coalesced, batched across tickets, sent under budget.
 
 Every planned call of an event is pushed, in one atomic script, onto its ticket's outbox list,
 together with a marker that the event was planned (so a re-run after a crash does not push its
-calls twice). Whoever then holds the ticket's lock drains the list head first. After a 429 or a
-failure the ticket gets a not-before time, the lock is released and an arq job is deferred to that
-time: nothing sleeps while it waits, and later write-backs of the same ticket queue behind it.
+calls twice), and the ticket is put in the due set, scored by when it may be sent: the push time
+plus the coalescing window (300 ms by default). Calls of further events on the ticket in that
+window join the same list.
+
+Every worker runs a flusher. When a ticket falls due, the flusher claims every pending ticket at
+once (the claim is a lease: the ticket's score moves to the lease's end, so a dead worker's claims
+fall due again), coalesces each ticket's calls (`ticketwire.writeback.coalesce`), batches the same
+change across tickets into bulk calls (`batch`) and sends them, each taking its share of the
+account's shared request budget. A bulk call that is not full and carries no due ticket goes back
+to wait for more tickets. Then each ticket is settled in one script: the calls done are removed,
+what must be retried is put back at the head with its attempts and a not-before time (429,
+backoff, spent budget), and the ticket is released. Nothing sleeps while it waits and nothing
+holds a worker slot; later write-backs of the ticket queue behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ticketwire.calls import ApiCall
+from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import (
+    BudgetSpent,
     ClientError,
     HelpdeskError,
     HelpdeskHTTPError,
@@ -32,71 +44,104 @@ from ticketwire.errors import (
 )
 from ticketwire.keys import Keys
 from ticketwire.vendors import HelpdeskClient
+from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch, coalesce, single
 from workers.deadletter import dead_letter
 
 log = logging.getLogger("ticketwire.worker")
 
-# KEYS: outbox, planned marker, lock, not-before.
-# ARGV: planned TTL s, owner, lock TTL ms, now ms, items...
-# Returns {1} if the caller now holds the lock, {0} if nothing is queued, {2, ms} if another
-# drainer holds the lock for up to ms more, and {3, epoch ms} if the ticket must wait until then.
+# KEYS: outbox, planned marker, due set.
+# ARGV: planned TTL s ('' = no marker), ticket key, due score ms, items...
+# Pushes the items (once per marker) and makes the ticket due at the score unless it already is
+# due earlier (or claimed). Returns the number of items pushed.
 _PUSH_LUA = """
-if #ARGV > 4 and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
-  for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-end
-if redis.call('LLEN', KEYS[1]) == 0 then return {0} end
-local nb = tonumber(redis.call('GET', KEYS[4]) or '0')
-if nb > tonumber(ARGV[4]) then return {3, nb} end
-if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1} end
-return {2, redis.call('PTTL', KEYS[3])}
+if ARGV[1] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 4, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[2])
+return #ARGV - 3
 """
 
-# KEYS: outbox, lock. ARGV: owner, lock TTL ms, finished head ('' = none).
-# Removes the call just finished (if it is still the head), then renews the lock and returns the
-# next head, or releases the lock when the list is empty (atomically, so a concurrent push is
-# never stranded). One round trip per call sent.
-_NEXT_LUA = """
-if ARGV[3] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[3] then
-  redis.call('LPOP', KEYS[1])
+# KEYS: due set, owners hash. ARGV: now ms, horizon ms, limit, owner, lease end ms, outbox key
+# prefix, max items per ticket.
+# Claims up to `limit` tickets scored at or before the horizon (when the earliest is due by now),
+# returning {ticket, score, items} triples.
+_CLAIM_LUA = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 or tonumber(first[2]) > tonumber(ARGV[1]) then return {} end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+local out = {}
+for i = 1, #due, 2 do
+  local t = due[i]
+  redis.call('ZADD', KEYS[1], ARGV[5], t)
+  redis.call('HSET', KEYS[2], t, ARGV[4])
+  out[#out + 1] = t
+  out[#out + 1] = due[i + 1]
+  out[#out + 1] = redis.call('LRANGE', ARGV[6] .. t, 0, tonumber(ARGV[7]) - 1)
 end
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0} end
-local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then
-  redis.call('DEL', KEYS[2])
-  return {1}
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return {2, head}
+return out
 """
 
-# KEYS: outbox, lock. ARGV: owner, expected head, replacement ('' = pop).
-_DONE_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[2] then
-  if ARGV[3] == '' then redis.call('LPOP', KEYS[1]) else redis.call('LSET', KEYS[1], 0, ARGV[3]) end
+# KEYS: outbox, due set, owners hash. ARGV: ticket key, owner, items done, score if more, items
+# to put back at the head...
+# Settles a claimed ticket: drops the items it consumed, puts back what must be retried and
+# releases the claim (due again at the score if anything is left). Does nothing if the claim
+# was lost (it expired and another worker took the ticket).
+_SETTLE_LUA = """
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
+local n = tonumber(ARGV[3])
+if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
+for i = #ARGV, 5, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
 end
 return 1
 """
 
-# KEYS: lock, not-before. ARGV: owner, not-before ms. Defers the ticket and releases the lock.
-_DEFER_LUA = """
-redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(1000, tonumber(ARGV[2]) - tonumber(ARGV[3]) + 60000))
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+# KEYS: due set, owners hash. ARGV: owner, lease end ms, tickets... Extends a claim still held.
+_RENEW_LUA = """
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+  end
+end
 return 1
 """
 
-#: Schedules `drain_outbox(ticket_key)` at an epoch-ms time (an arq enqueue in production).
-Scheduler = Callable[[str, int], Awaitable[None]]
+# KEYS: outbox, owners hash. ARGV: ticket key, owner, items done, items left...
+# Records progress inside a claim (some of a ticket's calls went out, more follow) so a crash
+# now does not send the finished calls again.
+_CHECKPOINT_LUA = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[3]), -1)
+for i = #ARGV, 4, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+return 1
+"""
+
+#: Called with (ticket key, the ticket's own call) pairs about to be sent.
+Written = Callable[[Sequence[tuple[str, ApiCall]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class OutboxPolicy:
-    """Retry policy: attempts for 5xx/timeouts, backoff base and cap, lock and marker lifetimes."""
+    """Retry policy, coalescing window, claim sizes and lifetimes."""
 
     max_attempts: int = 6
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 600.0
-    lock_ttl_s: float = 60.0
+    #: How long a claim holds its tickets before another worker may take them over.
+    lease_s: float = 60.0
     planned_ttl_s: float = 72 * 3600.0
+    #: How long a ticket's first queued call waits for more (of other rules, events, tickets).
+    window_s: float = 0.3
+    #: Most tickets one claim takes, and most queued calls read per ticket.
+    claim_limit: int = 2000
+    max_items: int = 100
+    #: Requests in flight at once per flusher.
+    concurrency: int = 16
+    #: Longest a flusher idles between looks at the due set (other workers' pushes).
+    poll_s: float = 0.1
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after the `attempt`-th failure (exponential, capped)."""
@@ -107,153 +152,435 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def requeue(redis: Redis, keys: Keys, ticket_key: str, calls: Sequence[ApiCall]) -> None:
+    """Queue calls for a ticket with fresh attempts, due now (a running worker sends them)."""
+    push = redis.register_script(_PUSH_LUA)
+    await push(
+        keys=[keys.outbox(ticket_key), keys.planned("-"), keys.wb_due],
+        args=["", ticket_key, _now_ms(), *(Pending(c).to_json() for c in calls)],
+    )
+
+
+@dataclass
+class _Ticket:
+    """A claimed ticket while its calls are being sent."""
+
+    work: TicketWork
+    score: int
+    #: Index of the call to send next; calls before it are done.
+    next: int = 0
+    #: Set when the ticket stops this flush: the calls to put back and when they may go.
+    stopped: list[Pending] | None = None
+    not_before: int = 0
+    #: Some of its calls went out this flush: the rest follow without waiting for company.
+    started: bool = False
+    #: A call given up on this flush, and why: dead-lettered before the ticket is settled.
+    dead: tuple[Pending, str] | None = None
+
+
 class Outbox:
-    """Push planned calls for a ticket and drain them through a helpdesk client."""
+    """Queue planned calls per ticket and send them, coalesced and batched, in every worker."""
 
     def __init__(
         self,
         redis: Redis,
         keys: Keys,
-        clients: dict[str, HelpdeskClient],
-        schedule: Scheduler,
+        clients: Mapping[str, HelpdeskClient],
         *,
         owner: str,
+        specs: Mapping[str, BatchSpec] | None = None,
+        rank: Callable[[str], int] = lambda _rule: 0,
         policy: OutboxPolicy | None = None,
+        on_written: Written | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self._clients = clients
-        self._schedule = schedule
         self._owner = owner
+        self._specs = dict(specs or {})
+        self._rank = rank
         self.policy = policy or OutboxPolicy()
+        self._on_written = on_written
         #: Calls sent, counted here and added to the shared stats hash periodically.
         self.counters: Counter[str] = Counter()
         self._push = redis.register_script(_PUSH_LUA)
-        self._next = redis.register_script(_NEXT_LUA)
-        self._done = redis.register_script(_DONE_LUA)
-        self._defer = redis.register_script(_DEFER_LUA)
+        self._claim = redis.register_script(_CLAIM_LUA)
+        self._settle = redis.register_script(_SETTLE_LUA)
+        self._renew = redis.register_script(_RENEW_LUA)
+        self._checkpoint = redis.register_script(_CHECKPOINT_LUA)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._claims = 0
 
     async def submit(self, ticket_key: str, event_id: str, calls: Sequence[ApiCall]) -> None:
-        """Queue an event's calls (once per event) and send what may be sent now."""
-        items = [json.dumps({"call": c.to_json(), "attempts": []}) for c in calls]
-        await self._kick(ticket_key, event_id, items)
-
-    async def drain(self, ticket_key: str) -> None:
-        """Send a ticket's queued calls if its wait is over and nobody else is sending them."""
-        await self._kick(ticket_key, "", [])
-
-    async def _kick(self, ticket_key: str, event_id: str, items: list[str]) -> None:
+        """Queue an event's calls (once per event); they go out after the coalescing window."""
         k = self.keys
-        res = await self._push(
-            keys=[
-                k.outbox(ticket_key),
-                k.planned(event_id or "-"),
-                k.outbox_lock(ticket_key),
-                k.outbox_not_before(ticket_key),
-            ],
+        due = _now_ms() + int(self.policy.window_s * 1000)
+        await self._push(
+            keys=[k.outbox(ticket_key), k.planned(event_id or "-"), k.wb_due],
             args=[
-                int(self.policy.planned_ttl_s),
-                self._owner,
-                int(self.policy.lock_ttl_s * 1000),
-                _now_ms(),
-                *items,
+                int(self.policy.planned_ttl_s) if event_id else "",
+                ticket_key,
+                due,
+                *(Pending(c).to_json() for c in calls),
             ],
         )
-        state = int(res[0])
-        if state == 1:
-            await self._drain_locked(ticket_key)
-        elif state == 2:
-            # Another drainer holds the lock. If it is alive it will see our calls (its release is
-            # atomic with an emptiness check); if it died, a wake-up at the lock's expiry resumes.
-            await self._schedule(ticket_key, _now_ms() + max(int(res[1]), 0) + 50)
-        elif state == 3:
-            # Waiting out a 429 or a backoff: make sure a wake-up exists (arq dedupes by job id).
-            await self._schedule(ticket_key, int(res[1]))
+        self._wake.set()
 
-    async def _drain_locked(self, ticket_key: str) -> None:
-        k = self.keys
-        keys = [k.outbox(ticket_key), k.outbox_lock(ticket_key)]
-        lock_ms = int(self.policy.lock_ttl_s * 1000)
-        finished = b""
-        while True:
-            res = await self._next(keys=keys, args=[self._owner, lock_ms, finished])
-            finished = b""
-            if res[0] == 0:
-                log.warning("outbox lock of ticket=%s lost; another worker continues", ticket_key)
-                return
-            if res[0] == 1:
-                return
-            head: bytes = res[1]
-            item: dict[str, Any] = json.loads(head)
-            call = ApiCall.from_json(item["call"])
-            attempts: list[dict[str, Any]] = item["attempts"]
+    async def drain(self, ticket_key: str) -> None:
+        """Make a ticket's queued calls due now (its wait is over)."""
+        await self.redis.zadd(self.keys.wb_due, {ticket_key: _now_ms()}, xx=True, lt=True)
+        self._wake.set()
+
+    # ---- the flusher ----
+
+    def start(self) -> None:
+        """Run the flusher in the background until `stop()`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-flusher")
+
+    async def stop(self) -> None:
+        """Stop the flusher; a flush in progress is cancelled and its claims expire."""
+        if self._task is not None:
+            self._stopping = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while not self._stopping:
             try:
-                result = await self._client(call).send(call)
-            except RateLimited as exc:
-                attempts.append(_attempt(exc))
-                await self._replace(keys, head, item)
-                log.warning(
-                    "api %s → 429 rate limited; ticket=%s waits %.0fs (Retry-After)",
-                    call.describe(),
-                    ticket_key,
-                    exc.retry_after,
-                )
-                await self._wait(ticket_key, _now_ms() + int(exc.retry_after * 1000))
-                return
-            except (HelpdeskUnavailable, HelpdeskHTTPError, PartialFailure) as exc:
-                if isinstance(exc, ClientError) or (
-                    isinstance(exc, PartialFailure) and not exc.retryable
-                ):
-                    attempts.append(_attempt(exc))
-                    await self._dead(
-                        ticket_key, call, attempts, f"{exc} (not retried: the helpdesk refused it)"
-                    )
-                    finished = head
-                    continue
-                attempts.append(_attempt(exc))
-                if len(attempts) >= self.policy.max_attempts:
-                    await self._dead(
-                        ticket_key,
-                        call,
-                        attempts,
-                        f"{exc} (gave up after {len(attempts)} attempts)",
-                    )
-                    finished = head
-                    continue
-                delay = self.policy.backoff(len(attempts))
-                await self._replace(keys, head, item)
-                log.warning(
-                    "api %s → %s; attempt %d of %d, retry in %.0fs",
-                    call.describe(),
-                    exc,
-                    len(attempts),
-                    self.policy.max_attempts,
-                    delay,
-                )
-                await self._wait(ticket_key, _now_ms() + int(delay * 1000))
-                return
-            except HelpdeskError as exc:
-                attempts.append(_attempt(exc))
-                await self._dead(ticket_key, call, attempts, str(exc))
-                finished = head
-                continue
-            except (RedisError, OSError, asyncio.CancelledError):
-                raise  # infrastructure or shutdown: the call stays queued for the next drain
-            except Exception as exc:
-                log.exception("internal error sending %s", call.describe())
-                attempts.append({"at": _now_ms(), "error": repr(exc), "kind": "internal"})
-                await self._dead(ticket_key, call, attempts, f"internal error: {exc!r}")
-                finished = head
-                continue
-            finished = head
-            self.counters["api_calls"] += 1
-            log.info(
-                "api %s → %d in %.0fms (rules: %s)",
-                call.describe(),
-                result.status,
-                result.elapsed_ms,
-                ", ".join(call.rules) or "-",
+                while await self.flush_once():
+                    pass
+                delay = 0.1
+                await self._idle()
+            except (RedisError, OSError) as exc:
+                log.warning("outbox flusher: redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("outbox flusher: unexpected error; continuing")
+                await asyncio.sleep(1.0)
+
+    async def _idle(self) -> None:
+        first = await self.redis.zrange(self.keys.wb_due, 0, 0, withscores=True)
+        wait = self.policy.poll_s
+        if first:
+            wait = min(wait, max(0.0, (float(first[0][1]) - _now_ms()) / 1000))
+        if wait <= 0:
+            return
+        self._wake.clear()
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the wake-up fires, and the flusher would then never stop.
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([waiter], timeout=wait)
+        finally:
+            waiter.cancel()
+
+    async def flush_once(self) -> int:
+        """Claim what is due (and what may join it), send it, settle it; return tickets claimed."""
+        k = self.keys
+        now = _now_ms()
+        self._claims += 1
+        owner = f"{self._owner}:{self._claims}"
+        raw = await self._claim(
+            keys=[k.wb_due, k.wb_owner],
+            args=[
+                now,
+                now + int(self.policy.window_s * 1000),
+                self.policy.claim_limit,
+                owner,
+                now + int(self.policy.lease_s * 1000),
+                k.outbox(""),
+                self.policy.max_items,
+            ],
+        )
+        if not raw:
+            return 0
+        tickets: dict[str, _Ticket] = {}
+        for i in range(0, len(raw), 3):
+            key = raw[i].decode()
+            items = [Pending.from_json(x) for x in raw[i + 2]]
+            spec = self._specs.get(items[0].call.vendor) if items else None
+            work = coalesce(key, items, rank=self._rank, spec=spec)
+            for note in work.notes:
+                log.info("write-back ticket=%s: %s", key, note)
+            tickets[key] = _Ticket(work=work, score=int(float(raw[i + 1])))
+        renewer = asyncio.create_task(self._keep_claim(owner, list(tickets)))
+        try:
+            await self._send_rounds(tickets, now, owner)
+            await self._settle_all(tickets, owner, now)
+        finally:
+            renewer.cancel()
+        return len(tickets)
+
+    async def _keep_claim(self, owner: str, tickets: list[str]) -> None:
+        """Extend the claim while a long flush (many rounds, slow answers) is still going."""
+        every = self.policy.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            lease_end = _now_ms() + int(self.policy.lease_s * 1000)
+            await self._renew(
+                keys=[self.keys.wb_due, self.keys.wb_owner], args=[owner, lease_end, *tickets]
             )
+
+    async def _send_rounds(self, tickets: dict[str, _Ticket], now: int, owner: str) -> None:
+        sem = asyncio.Semaphore(self.policy.concurrency)
+        spent: dict[str, float] = {}
+        first = True
+        while True:
+            if not first:
+                await self._record_progress(tickets, owner)
+            first = False
+            active = [
+                (key, t.work.calls[t.next])
+                for key, t in tickets.items()
+                if t.stopped is None and t.next < len(t.work.calls)
+            ]
+            if not active:
+                return
+            outgoing = batch(active, self._specs)
+            sendable = [o for o in outgoing if self._ready(o, tickets, now)]
+            for o in outgoing:
+                if o not in sendable:
+                    for key in o.covers:
+                        t = tickets[key]
+                        t.stopped, t.not_before = t.work.calls[t.next :], t.score
+            if not sendable:
+                return
+
+            async def go(o: Outgoing) -> None:
+                async with sem:
+                    await self._send(o, tickets, spent)
+
+            await asyncio.gather(*(go(o) for o in sendable))
+
+    async def _record_progress(self, tickets: dict[str, _Ticket], owner: str) -> None:
+        """Checkpoint tickets with calls done and calls still to go (before the next round)."""
+        moving = {
+            key: t
+            for key, t in tickets.items()
+            if t.stopped is None and 0 < t.next < len(t.work.calls)
+        }
+        if not moving:
+            return
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, t in moving.items():
+                left = t.work.calls[t.next :]
+                await self._checkpoint(
+                    keys=[k.outbox(key), k.wb_owner],
+                    args=[key, owner, t.work.claimed, *(p.to_json() for p in left)],
+                    client=pipe,
+                )
+            await pipe.execute()
+        for t in moving.values():
+            t.work.calls = t.work.calls[t.next :]
+            t.work.claimed, t.next = len(t.work.calls), 0
+
+    def _ready(self, o: Outgoing, tickets: dict[str, _Ticket], now: int) -> bool:
+        """Send now, or wait for more tickets to join: full, or one of its tickets is due."""
+        spec = self._specs.get(o.call.vendor)
+        if spec is not None and len(o.covers) >= spec.max_ids:
+            return True
+        return any(tickets[key].score <= now or tickets[key].started for key in o.covers)
+
+    async def _send(
+        self, o: Outgoing, tickets: dict[str, _Ticket], spent: dict[str, float]
+    ) -> None:
+        call = o.call
+        started = _now_ms()
+        if spent.get(call.vendor, 0) > started:
+            self._stop(o, tickets, int(spent[call.vendor]), None)
+            return
+        try:
+            client = self._client(call)
+            if self._on_written is not None:
+                # Recorded before sending: the helpdesk may send the webhook our write causes
+                # before it answers us, and that webhook must be recognised as our echo.
+                await self._on_written(
+                    [(key, tickets[key].work.calls[tickets[key].next].call) for key in o.covers]
+                )
+            result = await client.send(call)
+        except BudgetSpent as exc:
+            until = started + int(exc.retry_after * 1000)
+            spent[call.vendor] = until
+            log.info("api %s waits %.1fs: %s", _describe(o), exc.retry_after, exc)
+            self._stop(o, tickets, until, None)
+            return
+        except RateLimited as exc:
+            budget = getattr(self._client(call), "budget", None)
+            if budget is not None:
+                await budget.pause(exc.retry_after)
+            until = started + int(exc.retry_after * 1000)
+            spent[call.vendor] = until
+            log.warning(
+                "api %s → 429 rate limited; %d ticket(s) wait %.0fs (Retry-After), "
+                "the account's budget is paused for every worker",
+                _describe(o),
+                len(o.covers),
+                exc.retry_after,
+            )
+            self._stop(o, tickets, until, _attempt(exc))
+            return
+        except PartialFailure as exc:
+            self._partial(o, tickets, exc, started)
+            return
+        except ClientError as exc:
+            if len(o.covers) > 1:
+                # One bad id can make the whole bulk call fail: send each ticket's change
+                # alone, so only the ticket that is really refused is dead-lettered.
+                log.warning(
+                    "api %s → %s; retrying its %d tickets one by one",
+                    _describe(o),
+                    exc,
+                    len(o.covers),
+                )
+                for key in o.covers:
+                    t = tickets[key]
+                    head = t.work.calls[t.next]
+                    solo = Pending(head.call, (*head.attempts, _attempt(exc)), solo=True)
+                    t.stopped, t.not_before = [solo, *t.work.calls[t.next + 1 :]], started
+                return
+            await self._give_up(o, tickets, exc, "not retried: the helpdesk refused it")
+            return
+        except (HelpdeskUnavailable, HelpdeskHTTPError) as exc:
+            self._retry_later(o, tickets, exc, started)
+            return
+        except HelpdeskError as exc:
+            await self._give_up(o, tickets, exc, "not retried")
+            return
+        except (RedisError, OSError, asyncio.CancelledError):
+            raise  # infrastructure or shutdown: the claim expires and the calls are sent again
+        except Exception as exc:
+            log.exception("internal error sending %s", call.describe())
+            await self._give_up(o, tickets, exc, "internal error")
+            return
+        self._done(o, tickets, result)
+
+    def _stop(
+        self,
+        o: Outgoing,
+        tickets: dict[str, _Ticket],
+        not_before: int,
+        attempt: dict[str, Any] | None,
+    ) -> None:
+        for key in o.covers:
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            if attempt is not None:
+                head = replace(head, attempts=(*head.attempts, attempt))
+            t.stopped, t.not_before = [head, *t.work.calls[t.next + 1 :]], not_before
+
+    def _done(self, o: Outgoing, tickets: dict[str, _Ticket], result: ApiResult) -> None:
+        self.counters["api_calls"] += 1
+        self.counters["api_call_tickets"] += len(o.covers)
+        for key in o.covers:
+            t = tickets[key]
+            t.next += 1
+            t.started = True
+        log.info(
+            "api %s → %d in %.0fms (rules: %s)",
+            _describe(o),
+            result.status,
+            result.elapsed_ms,
+            ", ".join(o.call.rules) or "-",
+        )
+
+    def _retry_later(
+        self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError, now: int
+    ) -> None:
+        attempt = _attempt(exc)
+        for key in o.covers:
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            attempts = (*head.attempts, attempt)
+            if len(attempts) >= self.policy.max_attempts:
+                t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], now
+                t.dead = (
+                    Pending(head.call, attempts),
+                    f"{exc} (gave up after {len(attempts)} attempts)",
+                )
+                continue
+            delay = self.policy.backoff(len(attempts))
+            t.stopped = [Pending(head.call, attempts, head.solo), *t.work.calls[t.next + 1 :]]
+            t.not_before = now + int(delay * 1000)
+        log.warning(
+            "api %s → %s; %d ticket(s) retry with backoff (attempt %d of %d)",
+            _describe(o),
+            exc,
+            len(o.covers),
+            max(len(tickets[k].work.calls[tickets[k].next].attempts) + 1 for k in o.covers),
+            self.policy.max_attempts,
+        )
+
+    def _partial(
+        self, o: Outgoing, tickets: dict[str, _Ticket], exc: PartialFailure, now: int
+    ) -> None:
+        by_id = {tickets[key].work.calls[tickets[key].next].call.ticket_id: key for key in o.covers}
+        failed_keys = {by_id[i] for i in exc.failed if i in by_id}
+        # Ids the answer names that the call did not carry cannot be ours to retry; every id the
+        # call carried and the answer does not list as failed succeeded.
+        ok = Outgoing(o.call, tuple(k for k in o.covers if k not in failed_keys))
+        if ok.covers:
+            self._done(ok, tickets, ApiResult(status=200, body=None))
+        attempt = _attempt(exc)
+        for key in o.covers:
+            if key not in failed_keys:
+                continue
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            ticket_id = head.call.ticket_id
+            spec = self._specs.get(head.call.vendor)
+            own = Pending(single(head.call, ticket_id, spec), (*head.attempts, attempt), True)
+            reason = exc.failed.get(ticket_id, "")
+            if exc.retryable and len(own.attempts) < self.policy.max_attempts:
+                delay = self.policy.backoff(len(own.attempts))
+                t.stopped = [own, *t.work.calls[t.next + 1 :]]
+                t.not_before = now + int(delay * 1000)
+            else:
+                t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], now
+                t.dead = (own, f"{ticket_id}: {reason} (not updated)")
+        log.warning("api %s → %s", _describe(o), exc)
+
+    async def _give_up(
+        self, o: Outgoing, tickets: dict[str, _Ticket], exc: BaseException, why: str
+    ) -> None:
+        attempt = _attempt(exc)
+        for key in o.covers:
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], _now_ms()
+            t.dead = (Pending(head.call, (*head.attempts, attempt)), f"{exc} ({why})")
+
+    async def _settle_all(self, tickets: dict[str, _Ticket], owner: str, now: int) -> None:
+        for key, t in tickets.items():
+            if t.dead is None:
+                continue
+            item, reason = t.dead
+            await dead_letter(
+                self.redis,
+                self.keys,
+                reason=reason,
+                ticket_key=key,
+                call=item.call,
+                attempts=[dict(a) for a in item.attempts],
+            )
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, t in tickets.items():
+                rest = t.stopped if t.stopped is not None else []
+                score = max(t.not_before, now) if t.stopped is not None else now
+                await self._settle(
+                    keys=[k.outbox(key), k.wb_due, k.wb_owner],
+                    args=[key, owner, t.work.claimed, score, *(p.to_json() for p in rest)],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     def _client(self, call: ApiCall) -> HelpdeskClient:
         try:
@@ -261,31 +588,18 @@ class Outbox:
         except KeyError:
             raise HelpdeskError(f"no {call.vendor} API configured for this worker") from None
 
-    async def _replace(self, keys: list[str], head: bytes, item: dict[str, Any]) -> None:
-        await self._done(keys=keys, args=[self._owner, head, json.dumps(item)])
 
-    async def _wait(self, ticket_key: str, not_before_ms: int) -> None:
-        k = self.keys
-        await self._defer(
-            keys=[k.outbox_lock(ticket_key), k.outbox_not_before(ticket_key)],
-            args=[self._owner, not_before_ms, _now_ms()],
-        )
-        await self._schedule(ticket_key, not_before_ms)
-
-    async def _dead(
-        self, ticket_key: str, call: ApiCall, attempts: list[dict[str, Any]], reason: str
-    ) -> None:
-        await dead_letter(
-            self.redis,
-            self.keys,
-            reason=reason,
-            ticket_key=ticket_key,
-            call=call,
-            attempts=attempts,
-        )
+def _describe(o: Outgoing) -> str:
+    if len(o.covers) <= 3:
+        return o.call.describe()
+    call = o.call
+    shown = {k: v for k, v in call.body.items() if not isinstance(v, list) or len(v) <= 5}
+    return (
+        f"{call.method} {call.path} {json.dumps(shown, sort_keys=True)} for {len(o.covers)} tickets"
+    )
 
 
-def _attempt(exc: HelpdeskError) -> dict[str, Any]:
+def _attempt(exc: BaseException) -> dict[str, Any]:
     out: dict[str, Any] = {"at": _now_ms(), "error": str(exc), "kind": type(exc).__name__}
     if isinstance(exc, HelpdeskHTTPError):
         out["status"] = exc.status

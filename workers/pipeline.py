@@ -6,11 +6,13 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
 from ticketwire.engine import Decision, Plan, Router, evaluate
+from ticketwire.engine.changes import field_changes
+from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
 from ticketwire.stored import StoredDelivery
@@ -18,6 +20,7 @@ from ticketwire.vendors import HelpdeskClient
 from workers.deadletter import dead_letter
 from workers.loopguard import LoopGuard, fingerprint
 from workers.outbox import Outbox
+from workers.ticketstate import TicketState
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -43,11 +46,17 @@ class Pipeline:
         vendors: dict[str, VendorRuntime],
         outbox: Outbox,
         guard: LoopGuard,
+        *,
+        state: TicketState | None = None,
     ) -> None:
         self.router = router
         self.vendors = vendors
         self.outbox = outbox
         self.guard = guard
+        #: Last-seen ticket state: stale events are dropped, change operators compare with it.
+        self.state = state
+        #: Per vendor, the fields its rules read: all the state keeps of a ticket.
+        self.read_fields = {name: router.read_fields(name) for name in vendors}
         self.counters: Counter[str] = Counter()
 
     async def handle(self, delivery: StoredDelivery) -> None:
@@ -76,13 +85,16 @@ class Pipeline:
                 await self._dead_letter(delivery, f"internal error: {type(exc).__name__}: {exc}")
                 return
 
-    async def _dead_letter(self, delivery: StoredDelivery, reason: str) -> None:
+    async def _dead_letter(self, delivery: StoredDelivery, reason: str, *, rule: str = "") -> None:
+        # The letter carries the delivery itself, so a redrive can re-add it once fixed.
         await dead_letter(
             self.outbox.redis,
             self.outbox.keys,
             reason=reason,
             ticket_key=delivery.ticket_key,
             event_id=delivery.event_id,
+            delivery=delivery,
+            rule=rule,
         )
 
     async def _handle(self, delivery: StoredDelivery) -> None:
@@ -111,6 +123,35 @@ class Pipeline:
             event.ticket_id,
             rerun,
         )
+        if self.state is not None and event.ticket_id:
+            fields = self.read_fields.get(event.vendor)
+            if fields is None:
+                fields = self.read_fields[event.vendor] = self.router.read_fields(event.vendor)
+            redriven = delivery.redriven_from
+            # A redriven event applied before (the state remembers its recent ones) is not
+            # stale: it compares with the same earlier state as the first time.
+            seen = await self.state.observe(event, fields, record_stale=not redriven)
+            if seen.stale and redriven:
+                # Redriven by hand after a fix, from further back than the state remembers: it
+                # runs as asked, with no earlier state to compare, and the state is untouched.
+                log.info(
+                    "event=%s redriven from dead letter %s: %s; run as asked",
+                    event.id,
+                    redriven,
+                    seen.stale_reason(event),
+                )
+            elif seen.stale:
+                # Acting on an older version of the ticket could undo what a newer event did.
+                log.info(
+                    "stale event=%s ticket=%s: %s; not acted on",
+                    event.id,
+                    event.ticket_id,
+                    seen.stale_reason(event),
+                )
+                self.counters["stale"] += 1
+                return
+            else:
+                event = event.model_copy(update={"previous": seen.previous})
         # Explaining why a rule was skipped costs more than deciding it; only do it when the
         # log will show the explanation.
         explain = log.isEnabledFor(logging.INFO)
@@ -120,12 +161,36 @@ class Pipeline:
         for d in decisions:
             if d.error is not None:
                 # Kept as a dead letter so the event can be redriven once the rule is fixed.
-                await self._dead_letter(delivery, f"rule {d.rule.name} failed: {d.reason}")
+                await self._dead_letter(
+                    delivery, f"rule {d.rule.name} failed: {d.reason}", rule=d.rule.name
+                )
             elif not d.fired:
                 log.info("rule %s skipped on ticket=%s: %s", d.rule.name, event.ticket_id, d.reason)
         firing = [d for d in decisions if d.fired and d.actions]
         prints = [(d.rule.name, fingerprint((a.name, a.params) for a in d.actions)) for d in firing]
-        verdict = await self.guard.check(event.ticket_key, prints, event_id=event.id)
+        # A disarmed rule re-arms on any event of its ticket, whether or not the rule runs on it.
+        rearm, broken = rearmed_by(self.router, event)
+        for name, why in broken:
+            log.warning(
+                "rule %s rearm condition failed on ticket=%s: %s", name, event.ticket_id, why
+            )
+        limits = limits_of(d.rule for d in firing)
+        verdict = await self.guard.check(
+            event.ticket_key,
+            prints,
+            event_id=event.id,
+            limits=limits,
+            rearm=rearm,
+            changes=field_changes(event) if prints else None,
+            vendor=event.vendor,
+        )
+        for name in verdict.rearmed:
+            log.info(
+                "rule %s re-armed on ticket=%s: %s",
+                name,
+                event.ticket_id,
+                self.router.get(name).limits.rearm_text(),
+            )
         for name, why in verdict.suppressed:
             log.info("rule %s suppressed on ticket=%s: %s", name, event.ticket_id, why)
         kept = [d for d in firing if d.rule.name in verdict.allowed]
@@ -140,10 +205,17 @@ class Pipeline:
         for note in plan.notes:
             log.info("plan ticket=%s: %s", event.ticket_id, note)
         await self.guard.record(
-            event.ticket_key, [p for p in prints if p[0] in verdict.allowed], event_id=event.id
+            event.ticket_key,
+            [p for p in prints if p[0] in verdict.allowed],
+            event_id=event.id,
+            limits=limits,
+            rearmed=verdict.rearmed,
         )
         if plan.calls:
-            await self.outbox.submit(event.ticket_key, event.id, plan.calls)
+            # Where the call came from, so a dead letter can show the event while it is kept.
+            origin = f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else ""
+            calls = [replace(c, origin=origin) for c in plan.calls] if origin else plan.calls
+            await self.outbox.submit(event.ticket_key, event.id, calls)
         elif kept:
             log.info("ticket=%s needs no API call: already in the target state", event.ticket_id)
         self.counters["processed"] += 1

@@ -7,17 +7,20 @@ needed, so a skipped rule can always say why it was skipped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ticketwire.engine.changes import Change, change_of, top_field
 from ticketwire.engine.nodes import Node, kind_of, unknown
 from ticketwire.engine.operators import (
+    CHANGE_OPERATORS,
     ENUM_CHECKED,
     MISSING,
     OPERATORS,
     Incomparable,
     Operator,
+    same,
     show,
 )
 from ticketwire.errors import RuleConfigError
@@ -53,6 +56,10 @@ class Condition(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Render the condition as a short human expression."""
+
+    def fields(self) -> frozenset[str]:
+        """Ticket fields (top level) and `common.*` paths this condition reads."""
+        return frozenset()
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,81 @@ class Leaf(Condition):
         """E.g. `priority in ['high', 'urgent']`."""
         return f"{self.field} {self.op.name} {self.op.operand_text(self.operand)}"
 
+    def fields(self) -> frozenset[str]:
+        """The ticket field or `common.*` path read; the event's own fields are not kept."""
+        return _read_field(self.path)
+
+
+def _read_field(path: tuple[str, ...]) -> frozenset[str]:
+    if path[0] in ("event", "changes"):
+        return frozenset()
+    return frozenset({top_field(path)})
+
+
+@dataclass(frozen=True)
+class ChangeLeaf(Condition):
+    """`field` compared with its value before the event: changed, changed_from/_to, not_changed."""
+
+    field: str
+    path: tuple[str, ...]
+    op: str
+    #: True for `changed` and `not_changed`; the accepted values for `changed_from/_to`.
+    operand: Any
+
+    def check(self, event: Event) -> Verdict:
+        """Compare the field's earlier and current values, explaining in words."""
+        change = change_of(event, self.path)
+        if not change.known:
+            fact = f"{self.field}: {change.why}"
+            return Verdict(False, fact, fact)
+        if change.changed:
+            fact = f"{self.field} changed from {show(change.old)} to {show(change.new)}"
+            if change.created:
+                fact += " (new ticket)"
+        else:
+            fact = f"{self.field} did not change (still {show(change.new)})"
+        if self._test(change):
+            return Verdict(True, fact, fact)
+        return Verdict(False, f"{fact}, rule needs {self._needs()}", fact)
+
+    def holds(self, event: Event) -> bool:
+        """Compare without formatting values (same outcome as `check().ok`)."""
+        change = change_of(event, self.path)
+        return change.known and self._test(change)
+
+    def _test(self, change: Change) -> bool:
+        if self.op == "not_changed":
+            return not change.changed
+        if not change.changed:
+            return False
+        if self.op == "changed_from":
+            return any(same(change.old, v) for v in self.operand)
+        if self.op == "changed_to":
+            return any(same(change.new, v) for v in self.operand)
+        return True
+
+    def _values(self) -> str:
+        values = tuple(self.operand)
+        return show(values[0]) if len(values) == 1 else f"one of {list(values)!r}"
+
+    def _needs(self) -> str:
+        if self.op == "changed":
+            return "it to change"
+        if self.op == "not_changed":
+            return "it unchanged"
+        direction = "from" if self.op == "changed_from" else "to"
+        return f"a change {direction} {self._values()}"
+
+    def describe(self) -> str:
+        """E.g. `status changed_to 'waiting'`, `status changed`."""
+        if self.op in ("changed", "not_changed"):
+            return f"{self.field} {self.op}"
+        return f"{self.field} {self.op} {self._values()}"
+
+    def fields(self) -> frozenset[str]:
+        """The ticket field or `common.*` path whose earlier value is compared."""
+        return _read_field(self.path)
+
 
 @dataclass(frozen=True)
 class All(Condition):
@@ -124,6 +206,10 @@ class All(Condition):
     def describe(self) -> str:
         """E.g. `all(a, b)`."""
         return f"all({', '.join(c.describe() for c in self.children)})"
+
+    def fields(self) -> frozenset[str]:
+        """Every field any child reads."""
+        return frozenset().union(*(c.fields() for c in self.children))
 
 
 @dataclass(frozen=True)
@@ -154,6 +240,10 @@ class AnyOf(Condition):
         """E.g. `any(a, b)`."""
         return f"any({', '.join(c.describe() for c in self.children)})"
 
+    def fields(self) -> frozenset[str]:
+        """Every field any child reads."""
+        return frozenset().union(*(c.fields() for c in self.children))
+
 
 @dataclass(frozen=True)
 class Not(Condition):
@@ -176,6 +266,10 @@ class Not(Condition):
     def describe(self) -> str:
         """E.g. `not (subject matches '(?i)test')`."""
         return f"not ({self.child.describe()})"
+
+    def fields(self) -> frozenset[str]:
+        """The fields the child reads."""
+        return self.child.fields()
 
 
 @dataclass(frozen=True)
@@ -268,6 +362,23 @@ def compile_field(node: Node, schema: FieldSchema) -> tuple[str, ...]:
     return parts
 
 
+def compile_reads(reads: Iterable[str], schema: FieldSchema) -> frozenset[str]:
+    """Validate a Python rule's `reads=` fields; return the names the state store keeps."""
+    if isinstance(reads, str):
+        raise RuleConfigError(
+            f"expects a list of fields such as ['status', 'common.priority'], got {reads!r}"
+        )
+    out: set[str] = set()
+    for text in reads:
+        path = compile_field(Node(text), schema)
+        if path[0] in ("event", "changes"):
+            raise RuleConfigError(
+                f"{text!r} has no earlier value to keep; name ticket fields or common.*"
+            )
+        out.add(top_field(path))
+    return frozenset(out)
+
+
 def _check_enum(path: tuple[str, ...], operand_node: Node, schema: FieldSchema) -> None:
     if path in (("common", "status"), ("common", "priority")):
         what = f"neutral {path[1]}"
@@ -351,12 +462,12 @@ def _combine(
     return kind(tuple(children))
 
 
-def _leaf(node: Node, schema: FieldSchema) -> Leaf:
-    accepted = ["field", *OPERATORS, *COMBINATORS]
+def _leaf(node: Node, schema: FieldSchema) -> Leaf | ChangeLeaf:
+    accepted = ["field", *OPERATORS, *CHANGE_OPERATORS, *COMBINATORS]
     for key in node.value:
-        if key != "field" and key not in OPERATORS:
+        if key != "field" and key not in OPERATORS and key not in CHANGE_OPERATORS:
             raise unknown("operator", key, accepted, node.key_line(key))
-    ops = [k for k in node.value if k in OPERATORS]
+    ops = [k for k in node.value if k in OPERATORS or k in CHANGE_OPERATORS]
     if "field" not in node.value:
         raise RuleConfigError(
             "this condition has no field: (write e.g. {field: priority, equals: high})",
@@ -366,7 +477,9 @@ def _leaf(node: Node, schema: FieldSchema) -> Leaf:
     name = node.value["field"].value.strip()
     if not ops:
         raise RuleConfigError(
-            f"the condition on {name!r} has no operator", line=node.line, accepted=list(OPERATORS)
+            f"the condition on {name!r} has no operator",
+            line=node.line,
+            accepted=[*OPERATORS, *CHANGE_OPERATORS],
         )
     if len(ops) > 1:
         raise RuleConfigError(
@@ -374,12 +487,31 @@ def _leaf(node: Node, schema: FieldSchema) -> Leaf:
             "one condition takes exactly one operator: combine several with all:",
             line=node.key_line(ops[1]),
         )
+    if ops[0] in CHANGE_OPERATORS:
+        return _change_leaf(node, ops[0], name, path, schema)
     op = OPERATORS[ops[0]]
     operand_node = node.value[op.name]
     operand = op.compile(operand_node, op.name)
     if op.name in ENUM_CHECKED:
         _check_enum(path, operand_node, schema)
     return Leaf(field=name, path=path, op=op, operand=operand)
+
+
+def _change_leaf(
+    node: Node, op: str, name: str, path: tuple[str, ...], schema: FieldSchema
+) -> ChangeLeaf:
+    if path[0] in ("event", "changes"):
+        hint = f"field: {path[1]}" if path[0] == "changes" else "a ticket field or common.*"
+        raise RuleConfigError(
+            f"{op}: compares a ticket field or common.* with its value before the event; "
+            f"{name!r} has no earlier value (write {hint})",
+            line=node.key_line("field"),
+        )
+    operand_node = node.value[op]
+    operand = CHANGE_OPERATORS[op](operand_node, op)
+    if op in ENUM_CHECKED:
+        _check_enum(path, operand_node, schema)
+    return ChangeLeaf(field=name, path=path, op=op, operand=operand)
 
 
 def predicate(fn: Callable[[Event], object], label: str | None = None) -> Predicate:

@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.engine.actions import Action, ActionError, make_action
+from ticketwire.engine.changes import ANY, field_changes
+from ticketwire.engine.changes import changed as _changed
+from ticketwire.engine.changes import not_changed as _not_changed
 from ticketwire.engine.router import Rule, split_source
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import Event
@@ -75,6 +78,24 @@ class Context:
     def actions(self) -> list[Action]:
         """The actions queued so far, in order (a copy)."""
         return list(self._actions)
+
+    @property
+    def changes(self) -> dict[str, tuple[Any, Any]] | None:
+        """What this event changed, `{field: (old, new)}`; None when it cannot be told."""
+        return field_changes(self.event)
+
+    def changed(self, field: str, *, from_: Any = ANY, to: Any = ANY) -> bool:
+        """True when `field` changed with this event (from `from_`, to `to`, when given).
+
+        E.g. `ctx.changed("status", to="waiting")`, `ctx.changed("common.priority")`. False when
+        the change cannot be told (the first event seen for the ticket). Declare the fields with
+        `reads=` on `router.on()` so their earlier values are kept.
+        """
+        return _changed(self.event, field, from_=from_, to=to)
+
+    def not_changed(self, field: str) -> bool:
+        """True when `field` is known not to have changed with this event."""
+        return _not_changed(self.event, field)
 
     def act(self, name: str, value: Any = True) -> Action:
         """Queue any action of the vendor's vocabulary by name, with its YAML-form value."""

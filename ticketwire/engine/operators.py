@@ -249,5 +249,35 @@ OPERATORS: dict[str, Operator] = {
     )
 }
 
+
+# ---- change operators: compare a field with its value before the event ----
+
+
+def _only_true(node: Node, op: str) -> bool:
+    if node.value is True:
+        return True
+    if node.value is False:
+        opposite = "not_changed" if op == "changed" else "changed"
+        raise RuleConfigError(
+            f"{op}: takes only true; for the opposite write {opposite}: true", line=node.line
+        )
+    raise RuleConfigError(f"{op}: expects true, got {show(node.value)}", line=node.line)
+
+
+def _one_or_more(node: Node, op: str) -> tuple[Any, ...]:
+    if node.is_list:
+        return _scalars(node, op)
+    return (_scalar(node, op),)
+
+
+#: Operators that compare a field with its value before the event: the operand compiler of each.
+#: `changed_from` and `changed_to` take one value or a list (any of them).
+CHANGE_OPERATORS: dict[str, Callable[[Node, str], Any]] = {
+    "changed": _only_true,
+    "changed_from": _one_or_more,
+    "changed_to": _one_or_more,
+    "not_changed": _only_true,
+}
+
 #: Operators whose operands are checked against a field's closed set of values.
-ENUM_CHECKED = frozenset({"equals", "not_equals", "in", "not_in"})
+ENUM_CHECKED = frozenset({"equals", "not_equals", "in", "not_in", "changed_from", "changed_to"})

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ticketwire.engine.actions import Action, field_schema, known_events, vendor_spec
-from ticketwire.engine.conditions import Condition, compile_when
+from ticketwire.engine.conditions import Condition, compile_reads, compile_when
+from ticketwire.engine.limits import NO_LIMITS, FiringLimits, firing_limits
 from ticketwire.engine.nodes import located, unknown
+from ticketwire.engine.schedule import Schedule, ScheduleError, parse_cron, parse_every
+from ticketwire.engine.select import Selection, compile_select
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import PROCESSED_EVENTS, Event
 
@@ -52,6 +56,14 @@ class Rule:
     actions: tuple[Action, ...] = ()
     handler: Handler | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: once_per_ticket, cooldown and rearm (see `ticketwire.engine.limits`).
+    limits: FiringLimits = NO_LIMITS
+    #: Set for a time-based rule, which has no events: when it runs (minute resolution, UTC).
+    schedule: Schedule | None = None
+    #: A time-based rule's list API filters (None: every ticket the API lists).
+    select: Selection | None = None
+    #: Fields a Python rule's handler reads (`reads=`), kept so `ctx.changed()` can compare them.
+    reads: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         file, line = split_source(self.source)
@@ -64,7 +76,9 @@ class Rule:
                 f"rule name {self.name!r} must be non-empty and use only letters, digits, "
                 "and _ . : -"
             )
-        if not self.events:
+        if self.schedule is not None:
+            self._check_schedule(fail)
+        elif not self.events:
             raise fail("a rule needs at least one event type", EVENT_TYPES)
         if self.vendor is not None:
             try:
@@ -80,6 +94,20 @@ class Rule:
             raise fail("a rule needs actions (then:) or a handler function")
         if self.handler is not None and not inspect.iscoroutinefunction(self.handler):
             raise fail("the rule's handler must be an `async def` function taking a Context")
+
+    def _check_schedule(self, fail: Callable[[str], RuleConfigError]) -> None:
+        if self.events:
+            raise fail(
+                "a scheduled rule runs on its schedule, not on events; remove the events "
+                "(or write two rules)"
+            )
+        if self.vendor is None:
+            raise fail(
+                "a scheduled rule needs a vendor (inboxops, cstar or thena): it lists "
+                "tickets through that helpdesk's API"
+            )
+        if self.select is not None and self.select.vendor != self.vendor:
+            raise fail(f"the selection is for {self.select.vendor}, the rule for {self.vendor}")
 
     @property
     def description(self) -> str:
@@ -169,6 +197,22 @@ class Router:
         """Rules that run for `event_type` from `vendor`, in registration order."""
         return [rule for rule in self._rules if rule.matches(event_type, vendor)]
 
+    def read_fields(self, vendor: str | None = None) -> frozenset[str]:
+        """Top-level ticket fields and `common.*` paths rules read: what the state store keeps.
+
+        From every rule's condition (and rearm condition) and Python rules' `reads=`; with
+        `vendor`, only from the rules that may run on that vendor's events.
+        """
+        out: set[str] = set()
+        for rule in self._rules:
+            if vendor is not None and rule.vendor not in (None, vendor):
+                continue
+            for condition in (rule.condition, rule.limits.rearm):
+                if condition is not None:
+                    out |= condition.fields()
+            out |= rule.reads
+        return frozenset(out)
+
     def on(
         self,
         *events: str,
@@ -176,12 +220,20 @@ class Router:
         name: str | None = None,
         vendor: str | None = None,
         description: str | None = None,
+        once_per_ticket: bool = False,
+        cooldown: str | timedelta | None = None,
+        rearm: When = None,
+        reads: Iterable[str] = (),
     ) -> Callable[[H], H]:
         """Register the decorated `async def rule(ctx)` for `events`; sugar over `add()`.
 
         `when` is a function of the `Event` returning true to run the rule, or a condition
         mapping written as in YAML (`{"field": "priority", "in": ["high", "urgent"]}`), whose
         failures explain themselves. The default name is `<file stem>.<function name>`.
+        `once_per_ticket`, `cooldown` (`"30m"` or a timedelta) and `rearm` (like `when`) limit
+        how often the rule fires on one ticket, as the YAML keys of the same names do.
+        `reads` names the fields the handler compares with `ctx.changed()` (e.g. `["status",
+        "common.priority"]`), so their earlier values are kept; `when` fields are kept anyway.
         """
 
         def register(fn: H) -> H:
@@ -213,6 +265,34 @@ class Router:
                     rule=rule_name,
                     accepted=exc.accepted,
                 ) from None
+            try:
+                rearm_condition = compile_when(rearm, schema)
+            except RuleConfigError as exc:
+                raise RuleConfigError(
+                    f"rearm=: {exc.message}",
+                    file=file,
+                    line=line,
+                    rule=rule_name,
+                    accepted=exc.accepted,
+                ) from None
+            try:
+                limits = firing_limits(
+                    once_per_ticket=once_per_ticket, cooldown=cooldown, rearm=rearm_condition
+                )
+            except RuleConfigError as exc:
+                raise RuleConfigError(
+                    exc.message, file=file, line=line, rule=rule_name, accepted=exc.accepted
+                ) from None
+            try:
+                read_fields = compile_reads(reads, schema)
+            except RuleConfigError as exc:
+                raise RuleConfigError(
+                    f"reads=: {exc.message}",
+                    file=file,
+                    line=line,
+                    rule=rule_name,
+                    accepted=exc.accepted,
+                ) from None
             options = {"description": description} if description else {}
             self.add(
                 Rule(
@@ -223,6 +303,122 @@ class Router:
                     condition=condition,
                     handler=fn,
                     options=options,
+                    limits=limits,
+                    reads=read_fields,
+                )
+            )
+            return fn
+
+        return register
+
+    def every(
+        self,
+        interval: str,
+        *,
+        vendor: str,
+        select: Mapping[str, Any] | None = None,
+        when: When = None,
+        name: str | None = None,
+        description: str | None = None,
+        once_per_ticket: bool = False,
+        cooldown: str | timedelta | None = None,
+        rearm: When = None,
+    ) -> Callable[[H], H]:
+        """Run the decorated `async def rule(ctx)` every `interval` (e.g. `"15m"`, `"1h"`).
+
+        Each run lists `vendor`'s tickets matching `select` (its list API's filters, relative
+        times such as `"-48h"` resolved at the run's minute) and runs the rule on each one
+        for which `when` holds. Intervals count from Monday 2001-01-01 00:00 UTC.
+        `once_per_ticket`, `cooldown` and `rearm` work as they do for `on()`.
+        """
+        limits = (once_per_ticket, cooldown, rearm)
+        return self._scheduled(
+            "every", parse_every, interval, vendor, select, when, name, description, limits
+        )
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        vendor: str,
+        select: Mapping[str, Any] | None = None,
+        when: When = None,
+        name: str | None = None,
+        description: str | None = None,
+        once_per_ticket: bool = False,
+        cooldown: str | timedelta | None = None,
+        rearm: When = None,
+    ) -> Callable[[H], H]:
+        """Run the decorated `async def rule(ctx)` on a cron schedule (five fields, UTC).
+
+        E.g. `@router.cron("0 9 * * mon-fri", vendor="inboxops", select={"status": "waiting"})`;
+        otherwise as `every()`.
+        """
+        limits = (once_per_ticket, cooldown, rearm)
+        return self._scheduled(
+            "cron", parse_cron, expression, vendor, select, when, name, description, limits
+        )
+
+    def _scheduled(
+        self,
+        method: str,
+        parse: Callable[[object], Schedule],
+        written: str,
+        vendor: str,
+        select: Mapping[str, Any] | None,
+        when: When,
+        name: str | None,
+        description: str | None,
+        limits: tuple[bool, str | timedelta | None, When],
+    ) -> Callable[[H], H]:
+        once_per_ticket, cooldown, rearm = limits
+
+        def register(fn: H) -> H:
+            source, stem = _function_source(fn)
+            rule_name = name or f"{stem}.{fn.__name__}"
+            file, line = split_source(source)
+
+            def fail(message: str, accepted: Sequence[str] = ()) -> RuleConfigError:
+                return RuleConfigError(
+                    message, file=file, line=line, rule=rule_name, accepted=accepted
+                )
+
+            try:
+                schedule = parse(written)
+            except ScheduleError as exc:
+                raise fail(f"router.{method}(): {exc.message}", exc.accepted) from None
+            try:
+                selection = compile_select(vendor, select)
+                schema = field_schema(vendor)
+            except RuleConfigError as exc:
+                raise fail(exc.message, exc.accepted) from None
+            try:
+                condition = compile_when(when, schema)
+            except RuleConfigError as exc:
+                raise fail(f"when=: {exc.message}", exc.accepted) from None
+            try:
+                rearm_condition = compile_when(rearm, schema)
+            except RuleConfigError as exc:
+                raise fail(f"rearm=: {exc.message}", exc.accepted) from None
+            try:
+                firing = firing_limits(
+                    once_per_ticket=once_per_ticket, cooldown=cooldown, rearm=rearm_condition
+                )
+            except RuleConfigError as exc:
+                raise fail(exc.message, exc.accepted) from None
+            options = {"description": description} if description else {}
+            self.add(
+                Rule(
+                    name=rule_name,
+                    events=frozenset(),
+                    vendor=vendor,
+                    source=source,
+                    condition=condition,
+                    handler=fn,
+                    options=options,
+                    limits=firing,
+                    schedule=schedule,
+                    select=selection,
                 )
             )
             return fn

@@ -21,6 +21,10 @@ def table_rows(router: Router) -> list[tuple[str, str, str, str]]:
             rows.append(
                 (event_type if i == 0 else "", rule.name, rule.vendor or "any", rule.source)
             )
+    # Time-based rules have no event: their schedule takes the event's column.
+    for rule in router.rules:
+        if rule.schedule is not None:
+            rows.append((rule.schedule.describe(), rule.name, rule.vendor or "any", rule.source))
     return rows
 
 

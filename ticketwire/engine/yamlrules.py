@@ -23,8 +23,10 @@ from ticketwire.engine.actions import (
     vendor_spec,
 )
 from ticketwire.engine.conditions import Condition, FieldSchema, compile_condition
+from ticketwire.engine.limits import limits_from_yaml
 from ticketwire.engine.nodes import Node, located, unknown
 from ticketwire.engine.router import EVENT_TYPES, NAME_PATTERN, Rule
+from ticketwire.engine.schedule import SCHEDULE_KEYS, yaml_schedule
 from ticketwire.errors import RuleConfigError
 
 #: Keys a rule mapping may have.
@@ -37,9 +39,16 @@ RULE_KEYS: tuple[str, ...] = (
     "description",
     "if",
     "then",
+    "once_per_ticket",
+    "cooldown",
+    "rearm",
+    "schedule",
+    "every",
+    "select",
 )
 _EVENT_KEYS = ("events", "event", "on")
 _MAX_DEPTH = 64
+_SCHEDULE_LINE = re.compile(r"^\s*(?:-\s*)?schedule\s*:\s*[*@]")
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -85,6 +94,10 @@ def parse_yaml(text: str, *, file: str | None = None) -> list[Node]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and _SCHEDULE_LINE.match(lines[mark.line]):
+            # An unquoted `*/15 * * * *` reads as a YAML alias, `@daily` as a reserved character.
+            problem += '; quote the cron expression, e.g. schedule: "*/15 * * * *"'
         raise RuleConfigError(
             f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
         ) from None
@@ -193,13 +206,16 @@ def compile_rule(node: Node, *, file: str) -> tuple[Rule | None, list[RuleConfig
     misspelt = _unknown_keys(node)
     issues.extend(misspelt)
     vendor = _collect(issues, _vendor, node)
-    events = _collect(issues, _events, node, vendor)
+    scheduled = any(k in node.value for k in SCHEDULE_KEYS)
+    events = frozenset[str]() if scheduled else _collect(issues, _events, node, vendor)
+    schedule, select = yaml_schedule(node, vendor, issues)
     description = _collect(issues, _description, node)
     schema = _collect(issues, field_schema, vendor) or FieldSchema()
     condition = _condition(node, schema, issues)
     actions = _collect(issues, _actions, node, vendor, name or "<unnamed>", issues)
+    limits = limits_from_yaml(node, schema, issues)
     rule = None
-    if not issues and name and events and actions:
+    if not issues and name and (events or schedule) and actions and limits is not None:
         try:
             rule = Rule(
                 name=name,
@@ -209,11 +225,16 @@ def compile_rule(node: Node, *, file: str) -> tuple[Rule | None, list[RuleConfig
                 condition=condition,
                 actions=actions,
                 options={"description": description} if description else {},
+                limits=limits,
+                schedule=schedule,
+                select=select,
             )
         except RuleConfigError as exc:
             issues.append(exc)
     # `evnts:` already says "did you mean 'events'?"; a second "no events:" error adds nothing.
     near = {m for e in misspelt for m in difflib.get_close_matches(e.got, RULE_KEYS, 1, 0.6)}
+    if near & set(SCHEDULE_KEYS):
+        near.add("events")
     issues = [e for e in issues if not (isinstance(e, _MissingKey) and e.key in near)]
     return rule, [located(e, file=file, rule=name) for e in issues]
 

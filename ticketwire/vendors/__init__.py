@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.event import Event, Routing
+from ticketwire.ratebudget import RateBudget
 
 
 class WebhookIntake(Protocol):
@@ -33,6 +34,8 @@ class HelpdeskClient(Protocol):
     """What rules and workers need from a helpdesk API client (real, or recording for dry runs)."""
 
     vendor: str
+    #: The account's shared request budget, taken before every request (None: no budget).
+    budget: RateBudget | None
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket."""

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from ticketwire.errors import HelpdeskUnavailable
+from ticketwire.ratebudget import RateBudget
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,16 @@ async def exchange(
     request_id: str,
     json: Any = None,
     params: Mapping[str, str] | None = None,
+    budget: RateBudget | None = None,
 ) -> Exchange:
     """Send one request; raise `HelpdeskUnavailable` (saying why) when no answer comes back.
 
-    `label` names the call in that message, e.g. `InboxOps PATCH /tickets/42`.
+    `label` names the call in that message, e.g. `InboxOps PATCH /tickets/42`. With a
+    `budget`, the request first takes its share of the account's budget (raising `BudgetSpent`
+    when that would take long), and a 429 pauses the budget for every worker.
     """
+    if budget is not None:
+        await budget.acquire(method, url, label=label)
     started = time.monotonic()
     try:
         async with session.request(
@@ -57,7 +63,23 @@ async def exchange(
             f"{label} failed: {describe_failure(exc, client_timeout.total)} (request {request_id}); "
             "retry later"
         ) from exc
+    if status == 429 and budget is not None:
+        await budget.pause(retry_after_header(resp_headers) or DEFAULT_PAUSE_S)
     return Exchange(status, resp_headers, raw, (time.monotonic() - started) * 1000)
+
+
+#: How long a 429 without a usable Retry-After pauses the budget; the client's own reading of
+#: the answer (a body field, a reset header) may extend it.
+DEFAULT_PAUSE_S = 1.0
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a `Retry-After: <seconds>` header, if present and numeric."""
+    raw = headers.get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def describe_failure(exc: BaseException, timeout_s: float | None) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import NotFound
+from ticketwire.ratebudget import RateBudget
 from ticketwire.vendors import HelpdeskClient
 
 
@@ -31,6 +32,8 @@ class RecordingClient:
                 raise ValueError("RecordingClient needs a vendor name or a client to read through")
             vendor = client.vendor
         self.vendor: str = vendor
+        #: Nothing is sent, so nothing is taken from a budget.
+        self.budget: RateBudget | None = None
         self._client = client
         self._tickets = {str(k): dict(v) for k, v in (tickets or {}).items()}
         #: Every call passed to `send`, in order.

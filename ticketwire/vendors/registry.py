@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 
@@ -9,7 +10,9 @@ import aiohttp
 
 from ticketwire.config import Settings
 from ticketwire.event import Event
+from ticketwire.ratebudget import Limit
 from ticketwire.vendors import HelpdeskClient, WebhookIntake
+from ticketwire.writeback import BatchSpec
 
 VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
 
@@ -79,3 +82,38 @@ def clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, Hel
             timeout=timeout,
         )
     return out
+
+
+def batch_specs(settings: Settings) -> dict[str, BatchSpec]:
+    """How each vendor's write-backs combine into bulk calls, with the configured sizes."""
+    from ticketwire.vendors.cstar import batching as cstar
+    from ticketwire.vendors.inboxops import batching as inboxops
+    from ticketwire.vendors.thena import batching as thena
+
+    return {
+        "inboxops": inboxops.spec(settings.inboxops.bulk_max),
+        "cstar": cstar.spec(),
+        "thena": thena.spec(settings.thena.bulk_max),
+    }
+
+
+def budget_scopes(settings: Settings) -> dict[str, tuple[str, tuple[Limit, ...]]]:
+    """Each configured API's budget scope (vendor and account) and limits.
+
+    The account is the workspace, team or organisation the API key acts for; where only the key
+    identifies it, a digest of the key stands in (never the key itself).
+    """
+    out: dict[str, tuple[str, tuple[Limit, ...]]] = {}
+    io, cs, th = settings.inboxops, settings.cstar, settings.thena
+    if io.api_key:
+        out["inboxops"] = (f"inboxops:{_digest(io.api_key.reveal())}", io.rate_limits)
+    if cs.api_key and cs.team_id:
+        out["cstar"] = (f"cstar:{cs.team_id}:{_digest(cs.api_key.reveal())}", cs.rate_limits)
+    if th.api_key:
+        account = th.org_id or _digest(th.api_key.reveal())
+        out["thena"] = (f"thena:{account}", th.rate_limits)
+    return out
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]

@@ -28,6 +28,7 @@ from ticketwire.errors import (
     PartialFailure,
     ServerError,
 )
+from ticketwire.ratebudget import RateBudget
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import (
     BULK_ACTIONS,
@@ -54,6 +55,9 @@ _READ_ONLY = "a secret key (sk_live_… or sk_test_…); publishable keys (pk_�
 
 class CStarClient:
     """Async client for one cStar team."""
+
+    #: The account's shared request budget; None sends without one.
+    budget: RateBudget | None = None
 
     vendor = VENDOR
 
@@ -280,6 +284,7 @@ class CStarClient:
             client_timeout=self._client_timeout,
             label=f"cStar {method} {path}",
             request_id=request_id,
+            budget=self.budget,
         )
         status, resp_headers, raw = answer.status, answer.headers, answer.raw
         elapsed_ms = answer.elapsed_ms

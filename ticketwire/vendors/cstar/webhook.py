@@ -26,9 +26,10 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
@@ -259,7 +260,38 @@ def parse(body: bytes) -> Event:
             "subject": ticket.title,
         },
         changes=_changes(env.data.changes),
+        updated_at=_moment(ticket.updated_at) or _utc(env.created_at),
     )
+
+
+def common_view(ticket: Mapping[str, Any]) -> dict[str, Any]:
+    """The neutral view of a parsed cStar ticket dict (snake_case keys), as `parse` fills it."""
+    title = ticket.get("title")
+    return {
+        "status": neutral_status(VENDOR, ticket.get("status")),
+        "priority": neutral_priority(VENDOR, ticket.get("priority")),
+        "assignee": assignee_id(ticket.get("assigned_to")),
+        "tags": tag_names(ticket.get("tags")),
+        "subject": title if isinstance(title, str) else None,
+    }
+
+
+def _moment(value: str | None) -> datetime | None:
+    """The ticket's `updated_at` as a date-time; None when absent or unreadable.
+
+    An unreadable value is not an error: the envelope's time orders the event instead.
+    """
+    if not value:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _utc(moment: datetime) -> datetime:
+    # A time without a zone is read as UTC, so order keys always compare.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _validate(body: bytes) -> Envelope:
@@ -311,13 +343,25 @@ def _changes(value: Any) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {}
     for name, change in value.items():
+        # Changes name fields as the ticket does: `assignedTo` is read as `assigned_to`.
+        key = _SNAKE.get(str(name), str(name))
         if isinstance(change, Mapping):
             before = _first(change, ("from", "old", "previous", "before"))
             after = _first(change, ("to", "new", "current", "after"))
-            out[str(name)] = {"from": before, "to": after}
+            out[key] = {"from": before, "to": after}
         else:
-            out[str(name)] = {"from": None, "to": change}
+            out[key] = {"from": None, "to": change}
     return out
+
+
+#: camelCase spellings of ticket keys → the snake_case name the parsed ticket uses.
+_SNAKE: Mapping[str, str] = {
+    alias: name
+    for name, info in Ticket.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+    for alias in info.validation_alias.choices
+    if isinstance(alias, str) and alias != name
+}
 
 
 def _first(change: Mapping[str, Any], keys: tuple[str, ...]) -> Any:

@@ -19,6 +19,7 @@ from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
+from ticketwire.ratebudget import RateBudget
 from ticketwire.secret import Secret
 from ticketwire.vendors.http import exchange
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
@@ -54,6 +55,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 class InboxOpsClient:
     """Async client for one InboxOps workspace (the API key identifies the workspace)."""
+
+    #: The account's shared request budget; None sends without one.
+    budget: RateBudget | None = None
 
     vendor = VENDOR
 
@@ -195,6 +199,7 @@ class InboxOpsClient:
             client_timeout=self._client_timeout,
             label=f"InboxOps {method} {path}",
             request_id=request_id,
+            budget=self.budget,
         )
         status, resp_headers, raw = answer.status, answer.headers, answer.raw
         elapsed_ms = answer.elapsed_ms

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -106,6 +106,9 @@ def parse(body: bytes) -> Event:
             "subject": env.data.subject,
         },
         changes=None,
+        updated_at=_utc(env.data.updated_at) or env.created_at,
+        sequence=None,
+        previous=None,
     )
 
 
@@ -121,6 +124,10 @@ def parse_stored(body: bytes) -> Event:
         created = datetime.fromisoformat(doc["created_at"])
         if created.tzinfo is None or not isinstance(ticket_id, str):
             return parse(body)
+        stamp = ticket.get("updated_at")
+        updated = created if stamp is None else datetime.fromisoformat(stamp)
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)
         return Event.model_construct(
             vendor=VENDOR,
             type=doc["event"],
@@ -130,17 +137,33 @@ def parse_stored(body: bytes) -> Event:
             ticket_id=ticket_id,
             ticket=ticket,
             raw_type=None,
-            common={
-                "status": neutral_status(VENDOR, ticket.get("status")),
-                "priority": neutral_priority(VENDOR, ticket.get("priority")),
-                "assignee": ticket.get("assignee_id"),
-                "tags": None,
-                "subject": ticket.get("subject"),
-            },
+            common=common_view(ticket),
             changes=None,
+            updated_at=updated,
+            sequence=None,
+            previous=None,
         )
     except (ValueError, KeyError, TypeError):
         return parse(body)
+
+
+def common_view(ticket: Mapping[str, Any]) -> dict[str, Any]:
+    """The neutral view of an InboxOps ticket dict: status, priority, assignee, tags, subject."""
+    return {
+        "status": neutral_status(VENDOR, ticket.get("status")),
+        "priority": neutral_priority(VENDOR, ticket.get("priority")),
+        "assignee": ticket.get("assignee_id"),
+        # InboxOps ticket payloads carry no tags.
+        "tags": None,
+        "subject": ticket.get("subject"),
+    }
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # A time without a zone is read as UTC, so order keys always compare.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _validate(body: bytes) -> Envelope:

@@ -28,6 +28,7 @@ from ticketwire.errors import (
     PartialFailure,
     ServerError,
 )
+from ticketwire.ratebudget import RateBudget
 from ticketwire.secret import Secret
 from ticketwire.vendors.http import exchange
 from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS, DATE_RANGES, UPDATE_FIELDS
@@ -53,6 +54,9 @@ BULK_PATH = "/tickets/bulk"
 
 class ThenaClient:
     """Async client for one Thena organisation."""
+
+    #: The account's shared request budget; None sends without one.
+    budget: RateBudget | None = None
 
     vendor = VENDOR
 
@@ -239,6 +243,7 @@ class ThenaClient:
             client_timeout=self._client_timeout,
             label=f"Thena {method} {path}",
             request_id=request_id,
+            budget=self.budget,
         )
         status, resp_headers, raw = answer.status, answer.headers, answer.raw
         elapsed_ms = answer.elapsed_ms

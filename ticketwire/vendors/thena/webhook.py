@@ -240,7 +240,19 @@ def parse(body: bytes) -> Event:
         raw_type=env.eventType,
         common=common_view(ticket),
         changes=changes,
+        updated_at=_updated_at(ticket) or created_at,
     )
+
+
+def _updated_at(ticket: Mapping[str, Any]) -> datetime | None:
+    """The ticket's `updatedAt`; None when absent or unreadable (the envelope's time orders it)."""
+    value = ticket.get("updatedAt")
+    if value is None:
+        return None
+    try:
+        return _timestamp(value, "updatedAt")
+    except MalformedEvent:
+        return None
 
 
 def common_view(ticket: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""How InboxOps calls combine across tickets: `POST /tickets/bulk` with `ticket_ids`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ticketwire.calls import ApiCall
+from ticketwire.writeback import BatchSpec, id_list_key
+
+BULK_PATH = "/tickets/bulk"
+#: The documented maximum is unknown; the simulator's default, overridable by INBOXOPS_BULK_MAX.
+DEFAULT_MAX_IDS = 100
+
+
+def bulk_ids(call: ApiCall) -> tuple[str, list[str]] | None:
+    """Group key and ids of a bulk call; None for any other call."""
+    if call.method != "POST" or call.path != BULK_PATH:
+        return None
+    ids = call.body.get("ticket_ids")
+    if not isinstance(ids, list):
+        return None
+    return id_list_key(call.body, "ticket_ids"), [str(i) for i in ids]
+
+
+def as_bulk(call: ApiCall) -> ApiCall | None:
+    """A PATCH that sets only the status, or only an assignee, as its bulk operation."""
+    if call.method != "PATCH" or call.path != f"/tickets/{call.ticket_id}":
+        return None
+    body = call.body
+    if set(body) == {"status"}:
+        op = {"operation": "update_status", "status": body["status"]}
+    elif set(body) == {"status_id"}:
+        op = {"operation": "update_status", "status_id": body["status_id"]}
+    elif set(body) == {"assignee_id"} and body["assignee_id"] is not None:
+        op = {"operation": "assign", "assignee_id": body["assignee_id"]}
+    else:
+        return None
+    return replace(call, method="POST", path=BULK_PATH, body={**op, "ticket_ids": [call.ticket_id]})
+
+
+def with_ids(call: ApiCall, ids: list[str]) -> ApiCall:
+    """The same bulk operation for other tickets."""
+    return replace(call, body={**call.body, "ticket_ids": list(ids)}, ticket_id=ids[0])
+
+
+def spec(max_ids: int = DEFAULT_MAX_IDS) -> BatchSpec:
+    """InboxOps' batching rules with a bulk size limit."""
+    return BatchSpec(bulk_ids=bulk_ids, as_bulk=as_bulk, with_ids=with_ids, max_ids=max_ids)

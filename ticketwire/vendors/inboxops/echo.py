@@ -1,0 +1,79 @@
+"""Which InboxOps ticket fields a write-back call sets, as the webhook's ticket shows them (pure).
+
+`PATCH /tickets/{id}` sets its body's fields (`custom_fields` key by key); a status or priority
+also changes its id, name and colour. `POST /tickets/bulk` operations: `update_status` and
+`assign` and `move_inbox` set their field; `add_tags` / `remove_tags` change the ticket's tags
+(InboxOps payloads carry no tags, so those only matter where a ticket was read with tags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine.echo import ANY, members
+from ticketwire.vocabulary import neutral_priority, neutral_status
+
+VENDOR = "inboxops"
+#: Fields the helpdesk changes on every write; a change in them alone says nothing.
+BOOKKEEPING = frozenset({"updated_at"})
+#: Fields that change along with a written one.
+_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
+    "status": ("status_id", "status_name", "status_color"),
+    "status_id": ("status", "status_name", "status_color"),
+    "priority": ("priority_id", "priority_name", "priority_color"),
+    "priority_id": ("priority", "priority_name", "priority_color"),
+}
+
+
+def _common(name: str, value: Any) -> tuple[str, Any] | None:
+    if name == "status":
+        return "common.status", neutral_status(VENDOR, value) or ANY
+    if name == "priority":
+        return "common.priority", neutral_priority(VENDOR, value) or ANY
+    if name in ("status_id", "priority_id"):
+        return f"common.{name[:-3]}", ANY
+    if name == "assignee_id":
+        return "common.assignee", value
+    if name == "subject":
+        return "common.subject", value
+    return None
+
+
+def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name == "custom_fields" and isinstance(value, Mapping):
+            for key, item in value.items():
+                out[f"custom_fields.{key}"] = item
+            continue
+        out[name] = value
+        common = _common(name, value)
+        if common is not None:
+            out.setdefault(*common)
+    for name in list(out):
+        for follower in _FOLLOWERS.get(name, ()):
+            out.setdefault(follower, ANY)
+    return out
+
+
+def written_fields(call: ApiCall) -> dict[str, Any]:
+    """Ticket fields (webhook names) and values that `call` sets; `{}` for calls that set none."""
+    body = call.body
+    if call.method == "PATCH" and call.path.startswith("/tickets/"):
+        return _patch_fields(body)
+    if call.method != "POST" or call.path != "/tickets/bulk":
+        return {}
+    op = body.get("operation")
+    if op in ("add_tags", "remove_tags"):
+        ids = [str(t) for t in body.get("tag_ids") or ()]
+        tags = members(has=ids) if op == "add_tags" else members(lacks=ids)
+        return {"tags": tags, "common.tags": tags}
+    if op == "update_status":
+        return _patch_fields({k: body[k] for k in ("status", "status_id") if k in body})
+    if op == "assign":
+        return _patch_fields({"assignee_id": body.get("assignee_id")})
+    if op == "move_inbox":
+        return _patch_fields({"inbox_id": body.get("inbox_id")})
+    return {}

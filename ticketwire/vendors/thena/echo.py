@@ -1,0 +1,71 @@
+"""Which Thena ticket fields a write-back call sets, as the event's ticket shows them (pure).
+
+`PATCH /tickets/{id}` and `PATCH /tickets/bulk` (for the ids in `ticketIds`) set their fields.
+A status or priority set by name also changes its id (and the other way round), an assignee
+changes `assignedAgent` and `assignedTo`. `POST /tickets/bulk` creates tickets: it sets no
+field of an existing ticket, so it is never the cause of an echo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine.echo import ANY
+from ticketwire.vocabulary import neutral_priority, neutral_status
+
+VENDOR = "thena"
+#: Fields the helpdesk changes on every write; a change in them alone says nothing.
+BOOKKEEPING = frozenset({"updatedAt", "updated_at"})
+_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
+    "statusName": ("statusId", "status", "statusType"),
+    "statusId": ("statusName", "status", "statusType"),
+    "priorityName": ("priorityId", "priority"),
+    "priorityId": ("priorityName", "priority"),
+    "assignedAgentId": ("assignedAgent", "assignedTo", "assignedAgentEmail"),
+    "assignedAgentEmail": ("assignedAgentId", "assignedAgent", "assignedTo"),
+}
+
+
+def _common(name: str, value: Any) -> tuple[str, Any] | None:
+    if name == "statusName":
+        return "common.status", neutral_status(VENDOR, value) or ANY
+    if name == "priorityName":
+        return "common.priority", neutral_priority(VENDOR, value) or ANY
+    if name == "statusId":
+        return "common.status", ANY
+    if name == "priorityId":
+        return "common.priority", ANY
+    if name == "assignedAgentId":
+        return "common.assignee", value
+    if name == "assignedAgentEmail":
+        return "common.assignee", ANY
+    if name == "title":
+        return "common.subject", value
+    return None
+
+
+def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        out[name] = value
+        common = _common(name, value)
+        if common is not None:
+            out.setdefault(*common)
+    for name in list(out):
+        for follower in _FOLLOWERS.get(name, ()):
+            out.setdefault(follower, ANY)
+    return out
+
+
+def written_fields(call: ApiCall) -> dict[str, Any]:
+    """Ticket fields (event names) and values that `call` sets; `{}` for calls that set none."""
+    body = call.body
+    if call.method != "PATCH":
+        return {}
+    if call.path == "/tickets/bulk":
+        return _fields({k: v for k, v in body.items() if k != "ticketIds"})
+    if call.path.startswith("/tickets/"):
+        return _fields(body)
+    return {}
