@@ -2,7 +2,7 @@
 
 Scenarios: 0 calibration of the load generator, 1 intake flat out (1c: the same with cStar
 deliveries), 2 intake latency at a paced rate, 3 whole box flat out (3b: the same on few
-tickets), 4 backlog drain, 5 memory.
+tickets), 4 backlog drain, 5 memory, 6 write-back under the helpdesk's 100/min rate limit.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RULES = Path("bench/rules")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs, once each (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="short runs, once each (< 3 min)")
     parser.add_argument(
         "--out", type=Path, help="results JSON (default bench/results/bench-<UTC time>.json)"
     )
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             "entries-read - pending, summed over partition streams)",
             "baseline": "processed = the counter its arq job INCRs after its work",
             "accepted": "202 answers counted by the load generator",
+            "helpdesk_calls": "scenario 6: /api/v1 requests in the simulator's journal "
+            "(GET /_sim/journal), 429s included; tagged tickets from GET /_sim/tickets",
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="ticketwire-bench-"))

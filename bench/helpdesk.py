@@ -1,4 +1,9 @@
-"""The InboxOps simulator for the benchmarks: started alone, rate limit off, tickets seeded."""
+"""The InboxOps simulator for the benchmarks: started alone, rate limit off, tickets seeded.
+
+Scenario 6 starts its own simulator per run, creates a tag through the API while the limit is
+still off (so it costs none of the budget the stacks are measured under), then switches the
+limit on (`POST /_sim/settings`) and reads the journal and the tickets' tags back.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.payload import Workspace
-from bench.procs import Proc, Procs, command, free_port, http_ok, wait_until
+from bench.procs import BenchError, Proc, Procs, command, free_port, http_ok, wait_until
 
 
 @dataclass(frozen=True)
@@ -21,16 +26,40 @@ class Helpdesk:
     workspace: Workspace
 
 
-def _call(url: str, body: dict[str, Any] | None = None) -> Any:
+def _call(url: str, body: dict[str, Any] | None = None, *, key: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(
-        url,
-        data=data,
-        headers={"Content-Type": "application/json"},
-        method="POST" if data else "GET",
+        url, data=data, headers=headers, method="POST" if data else "GET"
     )
     with urllib.request.urlopen(request, timeout=60) as resp:
         return json.loads(resp.read())["data"]
+
+
+def create_tag(helpdesk: Helpdesk, name: str) -> str:
+    """Create a tag through the API (`POST /api/v1/tags`); return its id."""
+    tag = _call(f"{helpdesk.url}/api/v1/tags", {"name": name}, key=helpdesk.api_key)
+    return str(tag["id"])
+
+
+def set_rate_limit(helpdesk: Helpdesk, per_minute: int, window: str = "fixed") -> None:
+    """Switch the simulator's per-workspace limit on (`POST /_sim/settings`), and check it took."""
+    wanted = {"rate_limit_per_minute": per_minute, "rate_limit_window": window}
+    now = _call(f"{helpdesk.url}/_sim/settings", wanted)
+    if any(now.get(k) != v for k, v in wanted.items()):
+        raise BenchError(f"the simulator did not take the rate limit {wanted}: it answered {now}")
+
+
+def journal(url: str) -> list[dict[str, Any]]:
+    """Every `/api/v1` request the simulator received so far (`GET /_sim/journal`)."""
+    return list(_call(f"{url}/_sim/journal"))
+
+
+def tickets_with_tags(url: str) -> list[dict[str, Any]]:
+    """Every ticket with its tags (`GET /_sim/tickets?include=tags`)."""
+    return list(_call(f"{url}/_sim/tickets?include=tags"))
 
 
 def start_helpdesk(procs: Procs, tickets: int) -> Helpdesk:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.procs import BenchError, Procs
+from bench.procs import BenchError, Proc, Procs
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_post.lua"
@@ -52,6 +52,25 @@ class LoadResult:
             "accepted_per_s": self.accepted_per_s,
             "answered_per_s": self.answered_per_s,
         }
+
+
+@dataclass(frozen=True)
+class Sending:
+    """A running `bench.loadgen --once` and where it writes its result."""
+
+    proc: Proc
+    out: Path
+    count: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class SentOnce:
+    """What a `--once` run saw, plus the wall-clock times its first and last delivery left."""
+
+    result: LoadResult
+    first_sent_at: float
+    last_sent_at: float
 
 
 def pick_tool(choice: str) -> Tool:
@@ -186,3 +205,51 @@ class LoadGen:
         data = json.loads(out.read_text())
         out.unlink()
         return LoadResult(**data)
+
+    def start_once(
+        self,
+        url: str,
+        bodies: Path,
+        count: int,
+        rate: float,
+        *,
+        sig_header: str = "X-InboxOps-Signature",
+    ) -> Sending:
+        """Start sending every line of `bodies` once, evenly at `rate`/s; do not wait.
+
+        Always the aiohttp generator: wrk has no exact-count, evenly spaced open loop.
+        """
+        self._runs += 1
+        out = self.workdir / f"loadgen-once-{self._runs}.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            url,
+            "--bodies",
+            str(bodies),
+            "--once",
+            "--rate",
+            str(rate),
+            "--out",
+            str(out),
+        ]
+        proc = self.procs.start("loadgen-once", argv, {"BENCH_SIG_HEADER": sig_header})
+        return Sending(proc, out, count, rate)
+
+    def finish_once(self, sending: Sending) -> SentOnce:
+        """Wait for a `--once` run to end (well past its nominal length) and read its result."""
+        limit = sending.count / sending.rate + 60
+        try:
+            code = sending.proc.popen.wait(limit)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(sending.proc)
+            raise BenchError(f"loadgen --once did not finish within {limit:.0f}s") from None
+        self.procs.stop(sending.proc)
+        if code != 0:
+            output = sending.proc.log.read_text(errors="replace")
+            raise BenchError(f"loadgen --once failed with status {code}:\n{output[-2000:]}")
+        data = json.loads(sending.out.read_text())
+        sending.out.unlink()
+        first, last = float(data.pop("first_sent_at")), float(data.pop("last_sent_at"))
+        return SentOnce(LoadResult(**data), first, last)

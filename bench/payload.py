@@ -199,6 +199,29 @@ class Bodies:
                 f.write(sig.encode() + b" " + body + b"\n")
         return total // max(count, 1)
 
+    def each_ticket(self, event: str = "ticket.updated") -> Iterator[tuple[str, bytes]]:
+        """Yield one signed `event` delivery per ticket, every ticket exactly once, in order."""
+        secret = self._secret
+        epoch = self._epoch
+        for plain, _ in self._data:
+            n = self._made
+            self._made += 1
+            created = (epoch + timedelta(milliseconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            body = (
+                f'{{"event":"{event}","event_id":"evt_{self._nonce}_{n:09d}",'
+                f'"tenant_id":"{self._tenant}","created_at":"{created}Z","data":{plain}}}'
+            ).encode()
+            yield sign(body, secret), body
+
+    def write_each_ticket(self, path: Path, event: str = "ticket.updated") -> int:
+        """Write one `each_ticket` line per ticket to `path`; return how many."""
+        count = 0
+        with path.open("wb") as f:
+            for sig, body in self.each_ticket(event):
+                count += 1
+                f.write(sig.encode() + b" " + body + b"\n")
+        return count
+
 
 class CStarBodies:
     """Make signed cStar `ticket.updated` bodies (~1.5 KB); ids are unique across every body."""

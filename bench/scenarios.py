@@ -10,18 +10,29 @@ import asyncio
 import contextlib
 import fnmatch
 import math
+import string
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from bench.helpdesk import (
+    Helpdesk,
+    create_tag,
+    journal,
+    set_rate_limit,
+    start_helpdesk,
+    tickets_with_tags,
+)
 from bench.load import LoadGen, LoadResult
 from bench.payload import Bodies, CStarBodies
 from bench.procs import (
+    ROOT,
     BenchError,
     Proc,
     Procs,
@@ -37,6 +48,10 @@ from bench.stacks import OUR_PREFIX, STACKS, Setup, Stack
 Run = dict[str, Any]
 #: The header each vendor's signature travels in (the first token of a bodies-file line).
 SIG_HEADERS = {"inboxops": "X-InboxOps-Signature", "cstar": "X-Signature"}
+#: Scenario 6's rule template (`${TAG_ID}` is filled in per run).
+TAG_RULES = ROOT / "bench" / "rules_ratelimit"
+#: The simulator's journal keeps this many entries (SimulatorConfig.journal_limit).
+JOURNAL_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,14 @@ class Plan:
     drain_bound_s: int
     memory_events: int
     memory_bound_s: int
+    #: Scenario 6: tickets (one delivery each), offered evenly at this rate, and how long a
+    #: stack may take before its drain time is projected from its achieved rate.
+    ratelimit_tickets: int
+    ratelimit_rate: int
+    ratelimit_bound_s: int
+    #: The helpdesk's limit in scenario 6 (requests per minute, fixed window) and its bulk size.
+    ratelimit_per_min: int = 100
+    ratelimit_bulk_max: int = 100
     conns: int = 64
 
 
@@ -84,6 +107,9 @@ QUICK = Plan(
     drain_bound_s=8,
     memory_events=600,
     memory_bound_s=15,
+    ratelimit_tickets=2_000,
+    ratelimit_rate=1000,
+    ratelimit_bound_s=30,
 )
 FULL = Plan(
     mode="full",
@@ -104,6 +130,9 @@ FULL = Plan(
     drain_bound_s=60,
     memory_events=2_000,
     memory_bound_s=40,
+    ratelimit_tickets=10_000,
+    ratelimit_rate=1000,
+    ratelimit_bound_s=90,
 )
 
 #: Key families for the memory breakdown, first match wins.
@@ -117,6 +146,72 @@ KEY_FAMILIES = (
     "bench:*",
     "*",
 )
+
+
+def writeback_floor(
+    tickets: int, rate: float, *, bulk_max: int, per_window: int, window_s: float = 60.0
+) -> float:
+    """Earliest the last change can land: all deliveries offered, and the last call's window open.
+
+    `tickets` changes in bulk calls of `bulk_max` ids, at most `per_window` calls per fixed
+    window of `window_s`: the last call is call ⌈tickets / bulk_max⌉ and cannot go before the
+    start of its window, nor before the last delivery was offered (`tickets / rate`).
+    """
+    calls = math.ceil(tickets / bulk_max)
+    return max(tickets / rate, (calls - 1) // per_window * window_s)
+
+
+@dataclass
+class TagWatch:
+    """Reads the simulator's journal as it grows: calls, 429s, and when each ticket got the tag."""
+
+    url: str
+    tag: str
+    #: Journal entries before the run (the tag's creation): not the stack's calls.
+    skip: int
+    calls: int = 0
+    limited: int = 0
+    ok: int = 0
+    tagged: dict[str, float] = field(default_factory=dict)
+    #: (landing time, tickets it tagged first) of every successful call that tagged any.
+    landed: list[tuple[float, int]] = field(default_factory=list)
+    seen: int = 0
+    truncated: bool = False
+
+    def poll(self) -> float:
+        """Fetch the journal and account for its new entries; return how long the fetch took."""
+        began = time.monotonic()
+        entries = journal(self.url)
+        took = time.monotonic() - began
+        if len(entries) >= JOURNAL_LIMIT:
+            self.truncated = True
+        self.add(entries[max(self.seen, self.skip) :])
+        self.seen = len(entries)
+        return took
+
+    def add(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Count calls; note the landing time of the first successful add of the tag per ticket."""
+        for entry in entries:
+            self.calls += 1
+            status = int(entry["status"])
+            if status == 429:
+                self.limited += 1
+            if not 200 <= status < 300:
+                continue
+            self.ok += 1
+            body = entry.get("body")
+            if (
+                entry["path"].endswith("/tickets/bulk")
+                and isinstance(body, dict)
+                and body.get("operation") == "add_tags"
+                and self.tag in (body.get("tag_ids") or ())
+            ):
+                at = datetime.fromisoformat(entry["at"]).timestamp()
+                before = len(self.tagged)
+                for ticket_id in body.get("ticket_ids") or ():
+                    self.tagged.setdefault(str(ticket_id), at)
+                if len(self.tagged) > before:
+                    self.landed.append((at, len(self.tagged) - before))
 
 
 def redis_cpu(r: redis.Redis) -> float:
@@ -201,16 +296,18 @@ class Bench:
         return STACKS if rep % 2 == 0 else tuple(reversed(STACKS))
 
     @contextlib.contextmanager
-    def _redis(self) -> Iterator[Setup]:
+    def _redis(
+        self, helpdesk: Helpdesk | None = None, rules: Path | None = None
+    ) -> Iterator[Setup]:
         server = start_redis(self.procs, self.redis_binary)
         try:
             yield Setup(
                 redis_url=server.url,
                 redis_port=server.port,
-                api_url=self.api_url,
-                api_key=self.api_key,
+                api_url=helpdesk.url if helpdesk else self.api_url,
+                api_key=helpdesk.api_key if helpdesk else self.api_key,
                 secret=self.secret,
-                rules=self.rules,
+                rules=rules or self.rules,
             )
         finally:
             server.stop(self.procs)
@@ -597,6 +694,199 @@ class Bench:
                     + ("" if finished else f" (NOT drained within {bound}s)")
                 )
 
+    # ----------------------------------------------------------------- 6: write-back, rate limit
+
+    def ratelimit(self) -> None:
+        """Write-back of one change per ticket under the helpdesk's 100/min: calls and drain time."""
+        plan = self.plan
+        n, rate = plan.ratelimit_tickets, plan.ratelimit_rate
+        floor = writeback_floor(
+            n, rate, bulk_max=plan.ratelimit_bulk_max, per_window=plan.ratelimit_per_min
+        )
+        for rep in range(plan.reps):
+            for stack in self._order(rep):
+                run = self._ratelimit_run(stack, n, rate, float(plan.ratelimit_bound_s))
+                run.update(
+                    stack=stack.name,
+                    rep=rep,
+                    floor_s=floor,
+                    per_min=plan.ratelimit_per_min,
+                    bulk_max=plan.ratelimit_bulk_max,
+                )
+                run["drain_over_floor"] = run["drain_s"] / floor if run["drain_s"] else None
+                self._record("6", run)
+                head = (
+                    f"[6 write-back under {plan.ratelimit_per_min}/min] {stack.name} rep "
+                    f"{rep + 1}/{plan.reps}: {n:,} tickets, {run['calls']:,} calls "
+                    f"({run['limited']:,} answered 429), {run['tagged_end']:,} tagged"
+                )
+                if run["finished"]:
+                    tail = f", all in {run['drain_s']:.2f} s (floor {floor:.1f} s)"
+                elif run["drain_s"]:
+                    tail = (
+                        f" within {run['bound_s']:.0f} s; drain projected "
+                        f"{run['drain_s']:,.0f} s (floor {floor:.1f} s)"
+                    )
+                else:
+                    tail = f" within {run['bound_s']:.0f} s; no drain projectable"
+                self.say(head + tail)
+
+    def _tag_rules(self, tag: str) -> Path:
+        """Scenario 6's rules with the run's tag id filled in, in a directory of their own."""
+        self._files += 1
+        out = self.workdir / f"rules-6-{self._files}"
+        out.mkdir()
+        for template in sorted(TAG_RULES.glob("*.yml")):
+            text = string.Template(template.read_text()).substitute(TAG_ID=tag)
+            (out / template.name).write_text(text)
+        return out
+
+    def _ratelimit_env(self, stack: Stack) -> dict[str, str]:
+        """Ours gets the helpdesk's limit as its request budget; the baseline has no such setting."""
+        if stack.name == "ours":
+            return {"INBOXOPS_RATE_LIMIT": f"{self.plan.ratelimit_per_min}/min"}
+        return {}
+
+    def _ratelimit_run(self, stack: Stack, n: int, rate: float, bound: float) -> Run:
+        """A fresh simulator (N tickets, limit on), Redis and stack; every ticket updated once."""
+        helpdesk = start_helpdesk(self.procs, n)
+        path = self.workdir / f"bodies-6-{stack.name}.txt"
+        try:
+            # Created while the limit is still off: it costs none of the measured budget, and
+            # the fixed window starts at the stack's own first request.
+            tag = create_tag(helpdesk, "bench-rate-limited")
+            rules = self._tag_rules(tag)
+            set_rate_limit(helpdesk, self.plan.ratelimit_per_min, "fixed")
+            count = Bodies(helpdesk.workspace, self.secret).write_each_ticket(path)
+            if count != n:
+                raise BenchError(f"scenario 6: the simulator has {count} tickets, not {n}")
+            watch = TagWatch(helpdesk.url, tag, skip=len(journal(helpdesk.url)))
+            with self._redis(helpdesk, rules) as setup:
+                run = self._ratelimit_measure(stack, setup, helpdesk, watch, path, n, rate, bound)
+            tickets = tickets_with_tags(helpdesk.url)
+        finally:
+            path.unlink(missing_ok=True)
+            self.procs.stop(helpdesk.proc)
+        run["tagged_end"] = sum(
+            1 for t in tickets if any(g.get("id") == tag for g in t.get("tags") or ())
+        )
+        if run["tagged_end"] != len(watch.tagged):
+            self.warnings.append(
+                f"6 {stack.name}: {run['tagged_end']:,} tickets carry the tag but the journal "
+                f"shows {len(watch.tagged):,} tagged by successful calls"
+            )
+        if watch.truncated:
+            self.warnings.append(
+                f"6 {stack.name}: the simulator's journal hit its {JOURNAL_LIMIT:,} entry limit; "
+                "calls are undercounted"
+            )
+        return run
+
+    def _ratelimit_measure(
+        self,
+        stack: Stack,
+        setup: Setup,
+        helpdesk: Helpdesk,
+        watch: TagWatch,
+        bodies: Path,
+        n: int,
+        rate: float,
+        bound: float,
+    ) -> Run:
+        worker = stack.start_worker(self.procs, setup, env=self._ratelimit_env(stack))
+        receiver = stack.start_receiver(self.procs, setup)
+        procs = (worker, receiver.proc, helpdesk.proc)
+        r = setup.client()
+        # (wall time, events the stack has processed) at each change: does processing keep up
+        # with arrivals, or does a backlog build before anything reaches the outbox?
+        progress: list[tuple[float, int]] = []
+        all_processed: float | None = None
+        try:
+            cpu0 = [cpu_seconds(p.pid) for p in procs]
+            started = time.monotonic()
+            sending = self.load.start_once(receiver.url, bodies, n, rate)
+            finished = False
+            next_read = started
+            while True:
+                self._check_alive(worker, receiver.proc, helpdesk.proc)
+                if all_processed is None:
+                    done = stack.processed(r)
+                    if not progress or progress[-1][1] != done:
+                        progress.append((time.time(), done))
+                    if done >= n:
+                        all_processed = progress[-1][0]
+                now = time.monotonic()
+                if now >= next_read:
+                    took = watch.poll()
+                    if len(watch.tagged) >= n:
+                        finished = True
+                        break
+                    # The journal grows with every call (and every 429): reading it must not
+                    # cost the simulator more than about a tenth of its time.
+                    next_read = time.monotonic() + max(0.2, min(5.0, 10 * took))
+                left = started + bound - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, 0.1, max(0.0, next_read - time.monotonic())) or 0.01)
+            stopped_at = time.time()
+            sent = self.load.finish_once(sending)
+            cpu1 = [cpu_seconds(p.pid) for p in procs]
+            self._check_alive(worker, receiver.proc)
+        finally:
+            r.close()
+            self.procs.stop(receiver.proc)
+            self.procs.stop(worker)
+        watch.poll()  # calls that landed while the bound was reached and the stack stopped
+        first = sent.first_sent_at
+        offer_s = sent.last_sent_at - first
+        nominal = n / rate
+        if sent.result.accepted != n:
+            self.warnings.append(
+                f"6 {stack.name}: {sent.result.accepted:,} of {n:,} deliveries accepted (202); "
+                f"{sent.result.other} other answers, {sent.result.errors} transport errors"
+            )
+        if offer_s > nominal * 1.05 + 0.05:
+            self.warnings.append(
+                f"6 {stack.name}: the generator needed {offer_s:.2f} s to offer {n:,} deliveries "
+                f"(nominal {nominal:.2f} s at {rate:,.0f}/s)"
+            )
+        wall = max(stopped_at - first, 1e-3)
+        if finished:
+            done = n
+            drain: float | None = max(watch.tagged.values()) - first
+            rate_done = n / drain if drain and drain > 0 else None
+        else:
+            # Counted up to the bound only: tags that landed while stopping are not its work.
+            done = sum(1 for at in watch.tagged.values() if at <= stopped_at)
+            rate_done = done / wall if done else None
+            drain = n / rate_done if rate_done else None
+        return {
+            "tickets": n,
+            "offered_per_s": rate,
+            "finished": finished,
+            "bound_s": bound,
+            "calls": watch.calls,
+            "limited": watch.limited,
+            "ok_calls": watch.ok,
+            # Successful calls it takes to tag every ticket: scaled up for a stack that did not.
+            "calls_needed": watch.ok * n / done if done else None,
+            "tagged_journal": len(watch.tagged),
+            "tagged_by_bound": done,
+            "drain_s": drain,
+            "drain_projected": not finished,
+            "tickets_per_s": rate_done,
+            "window_s": wall,
+            "offer_s": offer_s,
+            "cpu_s": {p.name: b - a for p, a, b in zip(procs, cpu0, cpu1, strict=True)},
+            # Seconds after the first delivery was sent (the first 500 of each).
+            "landed": [[round(at - first, 3), k] for at, k in watch.landed[:500]],
+            "processed": [[round(t - first, 3), k] for t, k in progress[:500]],
+            # When the stack had every event through its rules (None: not within the run;
+            # the baseline counts an event only once its call succeeded).
+            "all_processed_s": None if all_processed is None else all_processed - first,
+            "load": sent.result.to_json(),
+        }
+
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "0": Bench.calibration,
@@ -606,6 +896,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "3": Bench.whole_box,
     "4": Bench.drain,
     "5": Bench.memory,
+    "6": Bench.ratelimit,
 }
 
 

@@ -3,8 +3,10 @@
     REDIS_URL=... INBOXOPS_API_URL=... INBOXOPS_API_KEY=... BENCH_RULES=bench/rules \
         arq bench.baseline.worker.WorkerSettings
 
-A default `Worker` (max_jobs, poll_delay, keep_result untouched). The job uses ticketwire's own
-engine (`load_rules`, `evaluate`) and InboxOps planner, so both stacks do the same work per event.
+A default `Worker` (max_jobs, poll_delay, keep_result, max_tries untouched). The job uses
+ticketwire's own engine (`load_rules`, `evaluate`) and InboxOps planner, so both stacks do the
+same work per event. A 429 raises arq's `Retry(defer=<Retry-After>)`, as arq's docs retry a
+failed request: the whole job runs again once the helpdesk's window has room.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from typing import Any, ClassVar
 
 import aiohttp
+from arq import Retry
 from arq.connections import RedisSettings
 
 from bench.baseline.models import Envelope
@@ -48,6 +51,14 @@ def to_event(envelope: Envelope) -> Event:
     )
 
 
+def retry_after(value: str | None) -> float:
+    """Seconds a 429's `Retry-After` asks for (delta-seconds; a minute if absent or a date)."""
+    try:
+        return max(0.0, float(value or "60"))
+    except ValueError:
+        return 60.0
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     """Open the HTTP session and load the rules."""
     # Keep arq's per-job INFO lines out: logging is not what is measured.
@@ -72,6 +83,9 @@ async def process(ctx: dict[str, Any], envelope: Envelope) -> None:
     session: aiohttp.ClientSession = ctx["session"]
     for call in plan(event, decisions).calls:
         async with session.request(call.method, ctx["api"] + call.path, json=call.body) as resp:
+            if resp.status == 429:
+                # arq gives up on the job after max_tries (default 5) such retries.
+                raise Retry(defer=retry_after(resp.headers.get("Retry-After")))
             resp.raise_for_status()
         await ctx["redis"].incr(WRITEBACKS_KEY)
     await ctx["redis"].incr(PROCESSED_KEY)
