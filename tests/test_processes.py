@@ -13,7 +13,7 @@ import pytest
 
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
-from tests.procs import BIN, Proc, free_port, spawn
+from tests.procs import BIN, Proc, free_port, free_ports, spawn
 from tests.stack import settled
 from ticketwire.keys import Keys
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
@@ -216,7 +216,8 @@ async def test_check_prints_the_table_and_rejects_typos(tmp_path):
 
 
 async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
-    port, sim_port = free_port(), free_port()
+    # `up` runs three simulators on sim_port, +1 and +2.
+    port, sim_port = free_port(), free_ports(3)
     up = await spawn(
         [str(BIN / "ticketwire"), "up", "--simulator-port", str(sim_port)],
         {"PORT": str(port), "TICKETWIRE_DATA_DIR": str(tmp_path / "data")},
