@@ -60,6 +60,58 @@ _ENTRY_SEP = "\x1e"
 # Appends each field's write to the ones still inside the echo window (at most ARGV[3] of them),
 # so a ticket written again and again keeps a bounded hash. Entries are `<at ms>\x1f<json>`,
 # joined by \x1e; the JSON is never decoded here (cjson would turn [] into {}).
+# KEYS: fired, firings, written, limits. ARGV: fuse window start (exclusive), want writes (0/1),
+# number of fired names, the names, then the limits fields.
+# Everything `check` reads, in one script: one command to encode instead of a pipeline of four.
+_CHECK = """
+local n = tonumber(ARGV[3])
+local out = {{}, {}, {}, {}}
+if n > 0 then
+  local names = {}
+  for i = 1, n do names[i] = ARGV[3 + i] end
+  out[1] = redis.call('HMGET', KEYS[1], unpack(names))
+  out[2] = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+end
+if ARGV[2] == '1' then out[3] = redis.call('HGETALL', KEYS[3]) end
+if #ARGV > 3 + n then
+  local fields = {}
+  for i = 4 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+  out[4] = redis.call('HMGET', KEYS[4], unpack(fields))
+end
+return out
+"""
+
+# KEYS: fired, firings, limits. ARGV: now ms, echo window ms, fuse window ms, limits TTL ms,
+# number of firings, then per firing (rule, last-firing value, fuse member), then the number of
+# limits fields to set, the (field, value) pairs, and the fields to delete.
+# Everything `record` writes, in one script.
+_RECORD = """
+local now, echo, window, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local n = tonumber(ARGV[5])
+local i = 6
+for _ = 1, n do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i + 2])
+  i = i + 3
+end
+if n > 0 then
+  redis.call('PEXPIRE', KEYS[1], echo)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV do redis.call('HDEL', KEYS[3], ARGV[j]) end
+if m > 0 then
+  if redis.call('PTTL', KEYS[3]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+return 1
+"""
+
 _WROTE = """
 local now, window, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
@@ -110,6 +162,9 @@ class LoopGuard:
         )
         self._memory_ms = int(memory_ttl_s * 1000)
         self._clock = clock
+        self._check = redis.register_script(_CHECK)
+        self._record = redis.register_script(_RECORD)
+        self._wrote = redis.register_script(_WROTE)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -140,31 +195,38 @@ class LoopGuard:
             return Verdict((), ())
         now = self._now_ms()
         keys = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if fired:
-                pipe.hmget(keys.fired(ticket_key), names)
-                pipe.zrangebyscore(
-                    keys.firings(ticket_key), f"({now - self.policy.fuse_window_ms}", "+inf"
-                )
-            if want_writes:
-                pipe.hgetall(keys.written(ticket_key))
-            if limited:
-                pipe.hmget(keys.limits(ticket_key), [f for n in limited for f in (n, n + _REARMED)])
-            results = list(await pipe.execute())
+        fields = [f for n in limited for f in (n, n + _REARMED)]
+        raw_last, raw_fuse, raw_writes, raw_mem = await self._check(
+            keys=[
+                keys.fired(ticket_key),
+                keys.firings(ticket_key),
+                keys.written(ticket_key),
+                keys.limits(ticket_key),
+            ],
+            args=[
+                now - self.policy.fuse_window_ms,
+                1 if want_writes else 0,
+                len(names),
+                *names,
+                *fields,
+            ],
+        )
         last: dict[str, LastFiring] = {}
         fuse_events: list[str] = []
         if fired:
-            raw_last, raw_fuse = results.pop(0), results.pop(0)
             for name, raw in zip(names, raw_last, strict=True):
                 text = _text(raw)
                 parsed = LastFiring.decode(text) if text else None
                 if parsed is not None:
                     last[name] = parsed
             fuse_events = [(_text(m) or "").partition(_SEP)[0] for m in raw_fuse]
-        writes = _decode_writes(results.pop(0)) if want_writes else []
+        # HGETALL inside a script comes back as a flat list of field, value.
+        flat = list(raw_writes)
+        writes = (
+            _decode_writes(dict(zip(flat[::2], flat[1::2], strict=True))) if want_writes else []
+        )
         memory: dict[str, Memory] = {}
         if limited:
-            raw_mem = results.pop(0)
             for i, name in enumerate(limited):
                 text, flag = _text(raw_mem[2 * i]), raw_mem[2 * i + 1]
                 mem = Memory.decode(text, rearmed=flag is not None) if text else None
@@ -204,30 +266,31 @@ class LoopGuard:
             return
         now = self._now_ms()
         keys = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if fired:
-                fired_key, fuse_key = keys.fired(ticket_key), keys.firings(ticket_key)
-                pipe.hset(
-                    fired_key,
-                    mapping={n: LastFiring(fp, now, event_id).encode() for n, fp in fired},
-                )
-                pipe.pexpire(fired_key, self.policy.echo_window_ms)
-                pipe.zadd(fuse_key, {f"{event_id}{_SEP}{n}": now for n, _ in fired}, nx=True)
-                pipe.zremrangebyscore(fuse_key, "-inf", now - self.policy.fuse_window_ms)
-                pipe.pexpire(fuse_key, self.policy.fuse_window_ms)
-            if memory or rearmed:
-                limits_key = keys.limits(ticket_key)
-                mapping = {n: Memory(now, event_id).encode() for n in memory}
-                mapping.update({n + _REARMED: str(now) for n in rearmed})
-                pipe.hset(limits_key, mapping=mapping)
-                if memory:
-                    pipe.hdel(limits_key, *[n + _REARMED for n in memory])
-                cooldowns = [limits[n].cooldown_s or 0.0 for n in memory]
-                ttl = max([self._memory_ms, *(int(c * 1000) for c in cooldowns)])
-                # NX gives a new hash its lifetime; GT only ever lengthens it.
-                pipe.pexpire(limits_key, ttl, nx=True)
-                pipe.pexpire(limits_key, ttl, gt=True)
-            await pipe.execute()
+        args: list[str | int] = [
+            now,
+            self.policy.echo_window_ms,
+            self.policy.fuse_window_ms,
+            0,
+            len(fired),
+        ]
+        for n, fp in fired:
+            args += [n, LastFiring(fp, now, event_id).encode(), f"{event_id}{_SEP}{n}"]
+        mapping = {n: Memory(now, event_id).encode() for n in memory}
+        mapping.update({n + _REARMED: str(now) for n in rearmed})
+        args.append(len(mapping))
+        for field, value in mapping.items():
+            args += [field, value]
+        if memory:
+            args += [n + _REARMED for n in memory]
+            cooldowns = [limits[n].cooldown_s or 0.0 for n in memory]
+            # The memory of a ticket lives as long as the longest of its cooldowns, at least.
+            args[3] = max([self._memory_ms, *(int(c * 1000) for c in cooldowns)])
+        elif mapping:
+            args[3] = self._memory_ms
+        await self._record(
+            keys=[keys.fired(ticket_key), keys.firings(ticket_key), keys.limits(ticket_key)],
+            args=args,
+        )
 
     async def wrote(self, writes: Sequence[tuple[str, ApiCall]]) -> None:
         """Remember the fields accepted calls set, per ticket, for the echo window (one round trip).
@@ -256,14 +319,10 @@ class LoopGuard:
         window = self.policy.echo_window_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             for ticket_key, args in per_ticket.items():
-                pipe.eval(
-                    _WROTE,
-                    1,
-                    self._keys.written(ticket_key),
-                    str(now),
-                    str(window),
-                    str(WRITES_PER_FIELD),
-                    *args,
+                await self._wrote(
+                    keys=[self._keys.written(ticket_key)],
+                    args=[now, window, WRITES_PER_FIELD, *args],
+                    client=pipe,
                 )
             await pipe.execute()
 
