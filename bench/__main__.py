@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import shutil
 import signal
 import sys
@@ -48,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only these scenarios (default: all)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes each stack runs in scenario 6 (default 1)",
+    )
+    parser.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "aiohttp"),
         default="auto",
@@ -66,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     plan = QUICK if args.quick else FULL
+    if args.workers < 1:
+        print("bench: --workers must be at least 1", file=sys.stderr)
+        return 2
+    plan = dataclasses.replace(plan, ratelimit_workers=args.workers)
     selected = args.scenario or sorted(SCENARIOS)
     stamp = datetime.now(UTC)
     out = args.out or ROOT / "bench" / "results" / f"bench-{stamp:%Y%m%dT%H%M%SZ}.json"

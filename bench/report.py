@@ -114,9 +114,10 @@ def _ratelimit_rows(runs: Sequence[Run]) -> list[Row]:
     floor = float(first["floor_s"])
     per_min, bulk_max = int(first["per_min"]), int(first["bulk_max"])
     bulk = math.ceil(n / bulk_max)
+    workers = int(first.get("workers", 1))
     label = (
         f"6 write-back under {per_min}/min ({n:,} tickets, 1 delivery each at "
-        f"{first['offered_per_s']:,.0f}/s)"
+        f"{first['offered_per_s']:,.0f}/s{f', {workers} workers' if workers > 1 else ''})"
     )
     calls = Row(
         label,

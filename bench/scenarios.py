@@ -85,6 +85,8 @@ class Plan:
     #: The helpdesk's limit in scenario 6 (requests per minute, fixed window) and its bulk size.
     ratelimit_per_min: int = 100
     ratelimit_bulk_max: int = 100
+    #: Worker processes each stack runs in scenario 6 (`--workers`).
+    ratelimit_workers: int = 1
     conns: int = 64
 
 
@@ -794,8 +796,13 @@ class Bench:
         bound: float,
     ) -> Run:
         worker = stack.start_worker(self.procs, setup, env=self._ratelimit_env(stack))
+        # More worker processes, the way a deployment scales (`--workers`); each stack gets the same.
+        extra = [
+            stack.start_worker(self.procs, setup, env=self._ratelimit_env(stack))
+            for _ in range(self.plan.ratelimit_workers - 1)
+        ]
         receiver = stack.start_receiver(self.procs, setup)
-        procs = (worker, receiver.proc, helpdesk.proc)
+        procs = (worker, *extra, receiver.proc, helpdesk.proc)
         r = setup.client()
         # (wall time, events the stack has processed) at each change: does processing keep up
         # with arrivals, or does a backlog build before anything reaches the outbox?
@@ -835,7 +842,8 @@ class Bench:
         finally:
             r.close()
             self.procs.stop(receiver.proc)
-            self.procs.stop(worker)
+            for proc in (worker, *extra):
+                self.procs.stop(proc)
         watch.poll()  # calls that landed while the bound was reached and the stack stopped
         first = sent.first_sent_at
         offer_s = sent.last_sent_at - first
@@ -863,6 +871,7 @@ class Bench:
         return {
             "tickets": n,
             "offered_per_s": rate,
+            "workers": self.plan.ratelimit_workers,
             "finished": finished,
             "bound_s": bound,
             "calls": watch.calls,
