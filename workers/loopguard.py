@@ -112,23 +112,32 @@ end
 return 1
 """
 
+# KEYS: the written hash of each ticket. ARGV: now ms, window ms, entries kept per field, then per
+# ticket (in KEYS order) the number of (field, entry) pairs and the pairs.
+# One call for every ticket of a flush: keeps each field's recent writes inside the window.
 _WROTE = """
 local now, window, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV, 2 do
-  local field, entry = ARGV[i], ARGV[i + 1]
-  local kept = {}
-  local raw = redis.call('HGET', KEYS[1], field)
-  if raw then
-    for item in string.gmatch(raw, '[^\\30]+') do
-      local at = tonumber(string.match(item, '^(%d+)'))
-      if at and now - at < window then kept[#kept + 1] = item end
+local i = 4
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, n do
+    local field, entry = ARGV[i], ARGV[i + 1]
+    i = i + 2
+    local kept = {}
+    local raw = redis.call('HGET', KEYS[k], field)
+    if raw then
+      for item in string.gmatch(raw, '[^\\30]+') do
+        local at = tonumber(string.match(item, '^(%d+)'))
+        if at and now - at < window then kept[#kept + 1] = item end
+      end
     end
+    kept[#kept + 1] = entry
+    while #kept > cap do table.remove(kept, 1) end
+    redis.call('HSET', KEYS[k], field, table.concat(kept, '\\30'))
   end
-  kept[#kept + 1] = entry
-  while #kept > cap do table.remove(kept, 1) end
-  redis.call('HSET', KEYS[1], field, table.concat(kept, '\\30'))
+  redis.call('PEXPIRE', KEYS[k], window)
 end
-redis.call('PEXPIRE', KEYS[1], window)
 return 1
 """
 
@@ -169,6 +178,20 @@ class LoopGuard:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    def prefetch_keys(self, ticket_key: str) -> list[str]:
+        """The keys `check` reads, in the order a prefetching script must read them."""
+        k = self._keys
+        return [
+            k.fired(ticket_key),
+            k.firings(ticket_key),
+            k.written(ticket_key),
+            k.limits(ticket_key),
+        ]
+
+    def fuse_since_ms(self) -> int:
+        """Start (exclusive) of the fuse window now, for a prefetching script."""
+        return self._now_ms() - self.policy.fuse_window_ms
+
     async def check(
         self,
         ticket_key: str,
@@ -179,6 +202,7 @@ class LoopGuard:
         rearm: Sequence[str] = (),
         changes: Mapping[str, tuple[Any, Any]] | None = None,
         vendor: str | None = None,
+        prefetched: Sequence[Any] | None = None,
     ) -> Verdict:
         """Split `(rule, fingerprint)` pairs into allowed and suppressed-with-reason.
 
@@ -196,21 +220,29 @@ class LoopGuard:
         now = self._now_ms()
         keys = self._keys
         fields = [f for n in limited for f in (n, n + _REARMED)]
-        raw_last, raw_fuse, raw_writes, raw_mem = await self._check(
-            keys=[
-                keys.fired(ticket_key),
-                keys.firings(ticket_key),
-                keys.written(ticket_key),
-                keys.limits(ticket_key),
-            ],
-            args=[
-                now - self.policy.fuse_window_ms,
-                1 if want_writes else 0,
-                len(names),
-                *names,
-                *fields,
-            ],
-        )
+        if prefetched is not None:
+            # Read with the ticket state a moment ago (`prefetch_keys`): no round trip here.
+            fired_all, raw_fuse, raw_writes, limits_all = prefetched
+            last_map = _pairs(fired_all)
+            mem_map = _pairs(limits_all)
+            raw_last = [last_map.get(n.encode()) for n in names]
+            raw_mem = [mem_map.get(f.encode()) for f in fields]
+        else:
+            raw_last, raw_fuse, raw_writes, raw_mem = await self._check(
+                keys=[
+                    keys.fired(ticket_key),
+                    keys.firings(ticket_key),
+                    keys.written(ticket_key),
+                    keys.limits(ticket_key),
+                ],
+                args=[
+                    now - self.policy.fuse_window_ms,
+                    1 if want_writes else 0,
+                    len(names),
+                    *names,
+                    *fields,
+                ],
+            )
         last: dict[str, LastFiring] = {}
         fuse_events: list[str] = []
         if fired:
@@ -316,15 +348,19 @@ class LoopGuard:
         per_ticket = {k: v for k, v in per_ticket.items() if v}
         if not per_ticket:
             return
-        window = self.policy.echo_window_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for ticket_key, args in per_ticket.items():
-                await self._wrote(
-                    keys=[self._keys.written(ticket_key)],
-                    args=[now, window, WRITES_PER_FIELD, *args],
-                    client=pipe,
-                )
-            await pipe.execute()
+        flat: list[str | int] = [now, self.policy.echo_window_ms, WRITES_PER_FIELD]
+        for args in per_ticket.values():
+            flat += [len(args) // 2, *args]
+        await self._wrote(keys=[self._keys.written(t) for t in per_ticket], args=flat)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[bytes, Any]:
+    """A flat HGETALL answer (field, value, ...) read inside a script, as a dict."""
+    items = list(flat)
+    return {
+        (k if isinstance(k, bytes) else str(k).encode()): v
+        for k, v in zip(items[::2], items[1::2], strict=True)
+    }
 
 
 def _decode_writes(raw: Mapping[bytes | str, bytes | str]) -> list[Write]:

@@ -80,21 +80,27 @@ end
 return out
 """
 
-# KEYS: outbox, due set, owners hash. ARGV: ticket key, owner, items done, score if more, items
-# to put back at the head...
-# Settles a claimed ticket: drops the items it consumed, puts back what must be retried and
-# releases the claim (due again at the score if anything is left). Does nothing if the claim
-# was lost (it expired and another worker took the ticket).
+# KEYS: due set, owners hash, then each claimed ticket's outbox. ARGV: owner, then per ticket (in
+# KEYS order): ticket key, items done, score if more, number of items to put back, those items.
+# Settles a claim in one call: for each ticket, drops the items it consumed, puts back what must be
+# retried and releases it (due again at the score if anything is left). A ticket whose claim was
+# lost (it expired and another worker took the ticket) is left alone.
 _SETTLE_LUA = """
-if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
-local n = tonumber(ARGV[3])
-if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
-for i = #ARGV, 5, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
-redis.call('HDEL', KEYS[3], ARGV[1])
-if redis.call('LLEN', KEYS[1]) > 0 then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
+local i = 2
+for k = 3, #KEYS do
+  local ticket, n, score, m = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  local first = i + 4
+  i = first + m
+  if redis.call('HGET', KEYS[2], ticket) == ARGV[1] then
+    if n > 0 then redis.call('LTRIM', KEYS[k], n, -1) end
+    for j = first + m - 1, first, -1 do redis.call('LPUSH', KEYS[k], ARGV[j]) end
+    redis.call('HDEL', KEYS[2], ticket)
+    if redis.call('LLEN', KEYS[k]) > 0 then
+      redis.call('ZADD', KEYS[1], score, ticket)
+    else
+      redis.call('ZREM', KEYS[1], ticket)
+    end
+  end
 end
 return 1
 """
@@ -571,16 +577,14 @@ class Outbox:
                 attempts=[dict(a) for a in item.attempts],
             )
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, t in tickets.items():
-                rest = t.stopped if t.stopped is not None else []
-                score = max(t.not_before, now) if t.stopped is not None else now
-                await self._settle(
-                    keys=[k.outbox(key), k.wb_due, k.wb_owner],
-                    args=[key, owner, t.work.claimed, score, *(p.to_json() for p in rest)],
-                    client=pipe,
-                )
-            await pipe.execute()
+        args: list[str | int] = [owner]
+        for key, t in tickets.items():
+            rest = t.stopped if t.stopped is not None else []
+            score = max(t.not_before, now) if t.stopped is not None else now
+            args += [key, t.work.claimed, score, len(rest), *(p.to_json() for p in rest)]
+        await self._settle(
+            keys=[k.wb_due, k.wb_owner, *(k.outbox(key) for key in tickets)], args=args
+        )
 
     def _client(self, call: ApiCall) -> HelpdeskClient:
         try:

@@ -123,6 +123,7 @@ class Pipeline:
             event.ticket_id,
             rerun,
         )
+        prefetched = None
         if self.state is not None and event.ticket_id:
             fields = self.read_fields.get(event.vendor)
             if fields is None:
@@ -130,7 +131,14 @@ class Pipeline:
             redriven = delivery.redriven_from
             # A redriven event applied before (the state remembers its recent ones) is not
             # stale: it compares with the same earlier state as the first time.
-            seen = await self.state.observe(event, fields, record_stale=not redriven)
+            seen = await self.state.observe(
+                event,
+                fields,
+                record_stale=not redriven,
+                # The loop guard's reads ride along: a firing event needs no round trip for them.
+                guard_keys=self.guard.prefetch_keys(event.ticket_key),
+                guard_since_ms=self.guard.fuse_since_ms(),
+            )
             if seen.stale and redriven:
                 # Redriven by hand after a fix, from further back than the state remembers: it
                 # runs as asked, with no earlier state to compare, and the state is untouched.
@@ -152,6 +160,7 @@ class Pipeline:
                 return
             else:
                 event = event.model_copy(update={"previous": seen.previous})
+                prefetched = seen.prefetched
         # Explaining why a rule was skipped costs more than deciding it; only do it when the
         # log will show the explanation.
         explain = log.isEnabledFor(logging.INFO)
@@ -183,6 +192,7 @@ class Pipeline:
             rearm=rearm,
             changes=field_changes(event) if prints else None,
             vendor=event.vendor,
+            prefetched=prefetched,
         )
         for name in verdict.rearmed:
             log.info(

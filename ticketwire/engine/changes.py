@@ -290,6 +290,8 @@ class Observation:
     #: True when no earlier event of the ticket was seen (within the state TTL).
     first_seen: bool
     applied_sequence: int | None = None
+    #: The loop guard's raw state of the ticket, when it was read in the same call.
+    prefetched: tuple[Any, ...] | None = None
 
     def stale_reason(self, event: Event) -> str:
         """E.g. `updated_at 2024-05-01T10:00:00Z is older than 2024-05-01T10:05:00Z applied by
