@@ -792,3 +792,39 @@ async def test_thena_delivery_of_our_own_write_is_an_echo(redis, keys, clock) ->
     )
     assert verdict.allowed == ()
     assert "our own write of common.status, statusName" in verdict.suppressed[0][1]
+
+
+async def test_state_read_with_the_ticket_state_decides_like_a_check_of_its_own(
+    redis, keys, clock
+) -> None:
+    from workers.ticketstate import TicketState
+
+    guard = make_guard(redis, keys, clock, fuse_per_hour=2)
+    limits = {"once": FiringLimits(once_per_ticket=True)}
+    await guard.record(TICKET, [("once", "fp1"), ("x", "fp2")], event_id="e1", limits=limits)
+    await guard.wrote([(TICKET, patch({"priority": "high"}, "x"))])
+    clock.advance(1)
+    event = Event(
+        vendor="inboxops",
+        type="ticket.updated",
+        id="e2",
+        tenant="acme",
+        created_at=datetime.fromtimestamp(T0, tz=UTC),
+        ticket_id="t1",
+        ticket={"id": "t1", "priority": "high"},
+    )
+    seen = await TicketState(redis, keys, ttl_s=60).observe(
+        event,
+        {"priority"},
+        guard_keys=guard.prefetch_keys(TICKET),
+        guard_since_ms=guard.fuse_since_ms(),
+    )
+    assert seen.prefetched is not None
+    fired = [("once", "fp9"), ("x", "fp3"), ("y", "fp4")]
+    changes = {"priority": ("normal", "high")}
+    kw: dict[str, Any] = {"event_id": "e2", "limits": limits, "changes": changes}
+    own = await guard.check(TICKET, fired, vendor="inboxops", **kw)
+    ridden = await guard.check(TICKET, fired, vendor="inboxops", prefetched=seen.prefetched, **kw)
+    assert ridden == own
+    # Not vacuous: once_per_ticket, the echo of our write and the fuse all decided something.
+    assert {name for name, _ in own.suppressed} == {"once", "x", "y"}
