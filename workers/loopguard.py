@@ -142,6 +142,10 @@ return 1
 """
 
 
+#: A script's text with its keys and arguments, for running inside another call.
+ScriptPart = tuple[str, list[str], list[str | int]]
+
+
 def _text(raw: bytes | str | None) -> str | None:
     if raw is None:
         return None
@@ -291,11 +295,35 @@ class LoopGuard:
 
         A re-run of the same event keeps its fuse entries: they are counted once.
         """
+        part = self.record_part(
+            ticket_key, fired, event_id=event_id, limits=limits, rearmed=rearmed
+        )
+        if part is not None:
+            await self.run(part)
+
+    async def run(self, part: ScriptPart) -> None:
+        """Run what `record_part` returned, on its own."""
+        _, keys, args = part
+        await self._record(keys=keys, args=args)
+
+    def record_part(
+        self,
+        ticket_key: str,
+        fired: Sequence[tuple[str, str]],
+        *,
+        event_id: str,
+        limits: Mapping[str, FiringLimits] | None = None,
+        rearmed: Sequence[str] = (),
+    ) -> ScriptPart | None:
+        """What `record` runs, as (script, keys, args), for a caller that runs it in its own call.
+
+        None when there is nothing to record.
+        """
         limits = limits or {}
         memory = [n for n, _ in fired if n in limits and limits[n].active]
         rearmed = [n for n in rearmed if n not in memory]
         if not fired and not rearmed:
-            return
+            return None
         now = self._now_ms()
         keys = self._keys
         args: list[str | int] = [
@@ -319,10 +347,8 @@ class LoopGuard:
             args[3] = max([self._memory_ms, *(int(c * 1000) for c in cooldowns)])
         elif mapping:
             args[3] = self._memory_ms
-        await self._record(
-            keys=[keys.fired(ticket_key), keys.firings(ticket_key), keys.limits(ticket_key)],
-            args=args,
-        )
+        ticket_keys = [keys.fired(ticket_key), keys.firings(ticket_key), keys.limits(ticket_key)]
+        return _RECORD, ticket_keys, args
 
     async def wrote(self, writes: Sequence[tuple[str, ApiCall]]) -> None:
         """Remember the fields accepted calls set, per ticket, for the echo window (one round trip).

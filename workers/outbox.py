@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ticketwire.calls import ApiCall, ApiResult
@@ -125,6 +126,30 @@ for i = #ARGV, 4, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
 return 1
 """
 
+# Runs another script's writes (`also`) and then the push, in one call: KEYS and ARGV are the
+# other script's followed by the push's; ARGV starts with the number of the other's keys and args.
+_ALSO_LUA = """
+local function other(KEYS, ARGV)
+%s
+end
+local function push(KEYS, ARGV)
+%s
+end
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local k1, a1, k2, a2 = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nk then k1[#k1 + 1] = KEYS[i] else k2[#k2 + 1] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i - 2 <= na then a1[#a1 + 1] = ARGV[i] else a2[#a2 + 1] = ARGV[i] end
+end
+other(k1, a1)
+return push(k2, a2)
+"""
+
+#: A script's text with its keys and arguments (e.g. `LoopGuard.record_part`).
+ScriptPart = tuple[str, list[str], list[str | int]]
+
 #: Called with (ticket key, the ticket's own call) pairs about to be sent.
 Written = Callable[[Sequence[tuple[str, ApiCall]]], Awaitable[None]]
 
@@ -214,24 +239,47 @@ class Outbox:
         self._settle = redis.register_script(_SETTLE_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
         self._checkpoint = redis.register_script(_CHECKPOINT_LUA)
+        self._combined: dict[str, AsyncScript] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._claims = 0
 
-    async def submit(self, ticket_key: str, event_id: str, calls: Sequence[ApiCall]) -> None:
-        """Queue an event's calls (once per event); they go out after the coalescing window."""
+    async def submit(
+        self,
+        ticket_key: str,
+        event_id: str,
+        calls: Sequence[ApiCall],
+        *,
+        also: ScriptPart | None = None,
+    ) -> None:
+        """Queue an event's calls (once per event); they go out after the coalescing window.
+
+        `also` is another script's writes to run first in the same call (the loop guard's
+        record of the event's firings): one round trip instead of two.
+        """
         k = self.keys
         due = _now_ms() + int(self.policy.window_s * 1000)
-        await self._push(
-            keys=[k.outbox(ticket_key), k.planned(event_id or "-"), k.wb_due],
-            args=[
-                int(self.policy.planned_ttl_s) if event_id else "",
-                ticket_key,
-                due,
-                *(Pending(c).to_json() for c in calls),
-            ],
-        )
+        keys = [k.outbox(ticket_key), k.planned(event_id or "-"), k.wb_due]
+        args: list[str | int] = [
+            int(self.policy.planned_ttl_s) if event_id else "",
+            ticket_key,
+            due,
+            *(Pending(c).to_json() for c in calls),
+        ]
+        if also is None:
+            await self._push(keys=keys, args=args)
+        else:
+            text, other_keys, other_args = also
+            script = self._combined.get(text)
+            if script is None:
+                script = self._combined[text] = self.redis.register_script(
+                    _ALSO_LUA % (text, _PUSH_LUA)
+                )
+            await script(
+                keys=[*other_keys, *keys],
+                args=[len(other_keys), len(other_args), *other_args, *args],
+            )
         self._wake.set()
 
     async def drain(self, ticket_key: str) -> None:

@@ -214,7 +214,7 @@ class Pipeline:
         plan = vendor.plan(event, kept)
         for note in plan.notes:
             log.info("plan ticket=%s: %s", event.ticket_id, note)
-        await self.guard.record(
+        record = self.guard.record_part(
             event.ticket_key,
             [p for p in prints if p[0] in verdict.allowed],
             event_id=event.id,
@@ -225,9 +225,15 @@ class Pipeline:
             # Where the call came from, so a dead letter can show the event while it is kept.
             origin = f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else ""
             calls = [replace(c, origin=origin) for c in plan.calls] if origin else plan.calls
-            await self.outbox.submit(event.ticket_key, event.id, calls)
-        elif kept:
-            log.info("ticket=%s needs no API call: already in the target state", event.ticket_id)
+            # The firings are recorded in the same call that queues their write-backs.
+            await self.outbox.submit(event.ticket_key, event.id, calls, also=record)
+        else:
+            if record is not None:
+                await self.guard.run(record)
+            if kept:
+                log.info(
+                    "ticket=%s needs no API call: already in the target state", event.ticket_id
+                )
         self.counters["processed"] += 1
         self.counters["fired"] += len(kept)
 
