@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ticketwire.calls import ApiCall, ApiResult
@@ -47,6 +46,7 @@ from ticketwire.keys import Keys
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch, coalesce, single
 from workers.deadletter import dead_letter
+from workers.scriptbatch import BatchedScript, batched
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -234,12 +234,13 @@ class Outbox:
         self._on_written = on_written
         #: Calls sent, counted here and added to the shared stats hash periodically.
         self.counters: Counter[str] = Counter()
-        self._push = redis.register_script(_PUSH_LUA)
+        # Events in flight push in one write per loop turn (see `scriptbatch`).
+        self._push = batched(redis).register(_PUSH_LUA)
         self._claim = redis.register_script(_CLAIM_LUA)
         self._settle = redis.register_script(_SETTLE_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
         self._checkpoint = redis.register_script(_CHECKPOINT_LUA)
-        self._combined: dict[str, AsyncScript] = {}
+        self._combined: dict[str, BatchedScript] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -273,7 +274,7 @@ class Outbox:
             text, other_keys, other_args = also
             script = self._combined.get(text)
             if script is None:
-                script = self._combined[text] = self.redis.register_script(
+                script = self._combined[text] = batched(self.redis).register(
                     _ALSO_LUA % (text, _PUSH_LUA)
                 )
             await script(

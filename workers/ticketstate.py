@@ -28,6 +28,7 @@ from ticketwire.engine.changes import (
 )
 from ticketwire.event import Event
 from ticketwire.keys import Keys
+from workers.scriptbatch import batched
 
 #: Roughly how many stale records the stream keeps (older ones are trimmed).
 STALE_MAXLEN = 10_000
@@ -140,7 +141,8 @@ class TicketState:
         self._keys = keys
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._maxlen = stale_maxlen
-        self._observe = redis.register_script(_OBSERVE_LUA)
+        # Events in flight observe in one write per loop turn (see `scriptbatch`).
+        self._observe = batched(redis).register(_OBSERVE_LUA)
 
     async def observe(
         self,
