@@ -53,7 +53,7 @@ local function guard()
 end
 local id, seq, us, iso, snap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, maxlen, keep, record = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), ARGV[12]
-local cur = redis.call('HMGET', key, 'id', 'q', 'u', 't', 's', 'p', 'h:' .. id)
+local cur = redis.call('HMGET', key, 'id', 'q', 'u', 't', 's', 'p', 'h:' .. id, 'ids')
 local cid, cq, cu, ct, cs, cp, seen = cur[1], cur[2], cur[3], cur[4], cur[5], cur[6], cur[7]
 if seen then
   -- Applied before (a re-run or a redrive): what it was compared with then; nothing changes.
@@ -78,10 +78,11 @@ local function cmp(a, b)
   if a < b then return -sign end
   return sign
 end
-local ids = {}
+-- Every field this event writes goes out in one HSET at the end.
+local ids, set = {}, nil
 if not cid then
   cp, cu, cq = '', us, seq
-  redis.call('HSET', key, 'id', id, 'q', seq, 'u', us, 't', iso, 's', snap, 'p', '')
+  set = {'id', id, 'q', seq, 'u', us, 't', iso, 's', snap, 'p', ''}
 else
   local order = 1
   if seq ~= '' and cq ~= '' then
@@ -100,20 +101,24 @@ else
   end
   if order == 0 and snap == cs then
     -- Another notice of the same change: compared with what came before that change.
-    redis.call('HSET', key, 'id', id)
+    set = {'id', id}
   else
-    redis.call('HSET', key, 'id', id, 'q', seq, 'u', us, 't', iso, 's', snap, 'p', cs)
+    set = {'id', id, 'q', seq, 'u', us, 't', iso, 's', snap, 'p', cs}
     cp, cu, cq = cs, us, seq
   end
-  local listed = redis.call('HGET', key, 'ids')
-  if listed then ids = cjson.decode(listed) end
+  if cur[8] then ids = cjson.decode(cur[8]) end
 end
 table.insert(ids, id)
-redis.call('HSET', key, 'h:' .. id, cp)
+local forget = {}
 while #ids > keep do
-  redis.call('HDEL', key, 'h:' .. table.remove(ids, 1))
+  table.insert(forget, 'h:' .. table.remove(ids, 1))
 end
-redis.call('HSET', key, 'ids', cjson.encode(ids))
+if #forget > 0 then redis.call('HDEL', key, unpack(forget)) end
+table.insert(set, 'h:' .. id)
+table.insert(set, cp)
+table.insert(set, 'ids')
+table.insert(set, cjson.encode(ids))
+redis.call('HSET', key, unpack(set))
 redis.call('PEXPIRE', key, ttl)
 return {'applied', cp, cu, id, cq, guard()}
 """
