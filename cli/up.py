@@ -158,10 +158,13 @@ async def _start_simulators(
     from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
     from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 
+    # A fresh seed each run: the embedded Valkey keeps its data between runs, and a simulator
+    # replaying last run's event ids would have every delivery dropped as a duplicate.
+    seed = secrets.randbits(32)
     sims: dict[str, Any] = {
-        "inboxops": InboxOpsSimulator(SimulatorConfig(seed=1)),
-        "cstar": CStarSimulator(CStarSimulatorConfig(seed=1)),
-        "thena": ThenaSimulator(ThenaSimulatorConfig(seed=1)),
+        "inboxops": InboxOpsSimulator(SimulatorConfig(seed=seed)),
+        "cstar": CStarSimulator(CStarSimulatorConfig(seed=seed)),
+        "thena": ThenaSimulator(ThenaSimulatorConfig(seed=seed)),
     }
     for offset, sim in enumerate(sims.values()):
         await sim.start(host="127.0.0.1", port=port + offset)
