@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ticketwire.engine.actions import Action, field_schema, known_events, vendor_spec
-from ticketwire.engine.conditions import Condition, compile_reads, compile_when
+from ticketwire.engine.conditions import Condition, FieldSchema, compile_reads, compile_when
 from ticketwire.engine.limits import NO_LIMITS, FiringLimits, firing_limits
 from ticketwire.engine.nodes import located, unknown
 from ticketwire.engine.schedule import Schedule, ScheduleError, parse_cron, parse_every
@@ -123,6 +125,38 @@ class Rule:
         if event_type not in self.events:
             return False
         return self.vendor is None or vendor is None or self.vendor == vendor
+
+
+@contextlib.contextmanager
+def _located_at(file: str | None, line: int | None, rule: str, what: str = "") -> Iterator[None]:
+    """Re-raise a `RuleConfigError` from inside as one at the decorated function (`what: …`)."""
+    try:
+        yield
+    except RuleConfigError as exc:
+        message = f"{what}: {exc.message}" if what else exc.message
+        raise RuleConfigError(
+            message, file=file, line=line, rule=rule, accepted=exc.accepted
+        ) from None
+
+
+def _compile_limits(
+    at: Callable[..., contextlib.AbstractContextManager[None]],
+    schema: FieldSchema,
+    when: When,
+    rearm: When,
+    once_per_ticket: bool,
+    cooldown: str | timedelta | None,
+) -> tuple[Condition | None, FiringLimits]:
+    """A decorator's `when=` condition and its firing limits, errors located by `at`."""
+    with at("when="):
+        condition = compile_when(when, schema)
+    with at("rearm="):
+        rearm_condition = compile_when(rearm, schema)
+    with at():
+        limits = firing_limits(
+            once_per_ticket=once_per_ticket, cooldown=cooldown, rearm=rearm_condition
+        )
+    return condition, limits
 
 
 def _function_source(fn: Callable[..., Any]) -> tuple[str, str]:
@@ -249,50 +283,12 @@ class Router:
                         rule=rule_name,
                         accepted=EVENT_TYPES,
                     )
-            try:
+            at = functools.partial(_located_at, file, line, rule_name)
+            with at():
                 schema = field_schema(vendor)
-            except RuleConfigError as exc:
-                raise RuleConfigError(
-                    exc.message, file=file, line=line, rule=rule_name, accepted=exc.accepted
-                ) from None
-            try:
-                condition = compile_when(when, schema)
-            except RuleConfigError as exc:
-                raise RuleConfigError(
-                    f"when=: {exc.message}",
-                    file=file,
-                    line=line,
-                    rule=rule_name,
-                    accepted=exc.accepted,
-                ) from None
-            try:
-                rearm_condition = compile_when(rearm, schema)
-            except RuleConfigError as exc:
-                raise RuleConfigError(
-                    f"rearm=: {exc.message}",
-                    file=file,
-                    line=line,
-                    rule=rule_name,
-                    accepted=exc.accepted,
-                ) from None
-            try:
-                limits = firing_limits(
-                    once_per_ticket=once_per_ticket, cooldown=cooldown, rearm=rearm_condition
-                )
-            except RuleConfigError as exc:
-                raise RuleConfigError(
-                    exc.message, file=file, line=line, rule=rule_name, accepted=exc.accepted
-                ) from None
-            try:
+            condition, limits = _compile_limits(at, schema, when, rearm, once_per_ticket, cooldown)
+            with at("reads="):
                 read_fields = compile_reads(reads, schema)
-            except RuleConfigError as exc:
-                raise RuleConfigError(
-                    f"reads=: {exc.message}",
-                    file=file,
-                    line=line,
-                    rule=rule_name,
-                    accepted=exc.accepted,
-                ) from None
             options = {"description": description} if description else {}
             self.add(
                 Rule(
@@ -387,25 +383,11 @@ class Router:
                 schedule = parse(written)
             except ScheduleError as exc:
                 raise fail(f"router.{method}(): {exc.message}", exc.accepted) from None
-            try:
+            at = functools.partial(_located_at, file, line, rule_name)
+            with at():
                 selection = compile_select(vendor, select)
                 schema = field_schema(vendor)
-            except RuleConfigError as exc:
-                raise fail(exc.message, exc.accepted) from None
-            try:
-                condition = compile_when(when, schema)
-            except RuleConfigError as exc:
-                raise fail(f"when=: {exc.message}", exc.accepted) from None
-            try:
-                rearm_condition = compile_when(rearm, schema)
-            except RuleConfigError as exc:
-                raise fail(f"rearm=: {exc.message}", exc.accepted) from None
-            try:
-                firing = firing_limits(
-                    once_per_ticket=once_per_ticket, cooldown=cooldown, rearm=rearm_condition
-                )
-            except RuleConfigError as exc:
-                raise fail(exc.message, exc.accepted) from None
+            condition, firing = _compile_limits(at, schema, when, rearm, once_per_ticket, cooldown)
             options = {"description": description} if description else {}
             self.add(
                 Rule(
