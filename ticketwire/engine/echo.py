@@ -13,7 +13,7 @@ neutral view), with one of three kinds of value:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,23 @@ ANY: Mapping[str, Any] = {"$any": True}
 def members(has: Iterable[str] = (), lacks: Iterable[str] = ()) -> dict[str, Any]:
     """The value of a list field (tags) after adding `has` and removing `lacks`."""
     return {"$has": list(has), "$lacks": list(lacks)}
+
+
+def with_followers(
+    written: Mapping[str, Any],
+    common: Callable[[str, Any], tuple[str, Any] | None],
+    followers: Mapping[str, Sequence[str]],
+) -> dict[str, Any]:
+    """`written` plus each field's `common.*` view and the fields the helpdesk changes with it."""
+    out = dict(written)
+    for name, value in written.items():
+        view = common(name, value)
+        if view is not None:
+            out.setdefault(*view)
+    for name in list(out):
+        for follower in followers.get(name, ()):
+            out.setdefault(follower, ANY)
+    return out
 
 
 def is_any(value: Any) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY, members
+from ticketwire.engine.echo import ANY, members, with_followers
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "inboxops"
@@ -42,20 +42,13 @@ def _common(name: str, value: Any) -> tuple[str, Any] | None:
 
 
 def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for name, value in body.items():
         if name == "custom_fields" and isinstance(value, Mapping):
-            for key, item in value.items():
-                out[f"custom_fields.{key}"] = item
-            continue
-        out[name] = value
-        common = _common(name, value)
-        if common is not None:
-            out.setdefault(*common)
-    for name in list(out):
-        for follower in _FOLLOWERS.get(name, ()):
-            out.setdefault(follower, ANY)
-    return out
+            flat.update((f"custom_fields.{key}", item) for key, item in value.items())
+        else:
+            flat[name] = value
+    return with_followers(flat, _common, _FOLLOWERS)
 
 
 def written_fields(call: ApiCall) -> dict[str, Any]:

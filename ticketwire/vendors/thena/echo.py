@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY
+from ticketwire.engine.echo import ANY, with_followers
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "thena"
@@ -47,16 +47,7 @@ def _common(name: str, value: Any) -> tuple[str, Any] | None:
 
 
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in body.items():
-        out[name] = value
-        common = _common(name, value)
-        if common is not None:
-            out.setdefault(*common)
-    for name in list(out):
-        for follower in _FOLLOWERS.get(name, ()):
-            out.setdefault(follower, ANY)
-    return out
+    return with_followers(body, _common, _FOLLOWERS)
 
 
 def written_fields(call: ApiCall) -> dict[str, Any]:
