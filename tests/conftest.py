@@ -65,4 +65,5 @@ async def wait_for(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        # The poll interval of this condition wait; the deadline above bounds it.
         await asyncio.sleep(interval)
