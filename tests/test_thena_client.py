@@ -242,23 +242,82 @@ async def test_bulk_create_stop_on_error_true_and_false(
     assert sim.journal[-1].body["options"] == {"stopOnError": False}
 
 
-async def test_send_bulk_create_names_tickets_left_out(
+def creates(sim: ThenaSimulator, titles: list[str], *, stop: bool = True, **bad: Any) -> ApiCall:
+    """A planned bulk create, each ticket with its own deDuplicationKey (as the planner sends)."""
+    tickets = [
+        {"title": t, "teamId": sim.team_id, "deDuplicationKey": f"key-{t}", **bad.get(t, {})}
+        for t in titles
+    ]
+    return call("POST", "/tickets/bulk", {"tickets": tickets, "options": {"stopOnError": stop}})
+
+
+def posts(sim: ThenaSimulator) -> list[tuple[str, str, Any]]:
+    return [(e.method, e.path, (e.body or {}).get("deDuplicationKey")) for e in sim.journal]
+
+
+async def test_bulk_create_retried_after_its_nth_ticket_failed_creates_each_once(
     sim: ThenaSimulator, client: ThenaClient
 ) -> None:
-    tickets = [
-        {"title": "fine", "teamId": sim.team_id, "deDuplicationKey": "dk-1"},
-        {"title": "no team", "deDuplicationKey": "dk-2"},
-        {"title": "also no team"},
-    ]
-    body = {"tickets": tickets, "options": {"stopOnError": False}}
-    with pytest.raises(PartialFailure) as caught:
-        await client.send(call("POST", "/tickets/bulk", body))
-    assert set(caught.value.failed) == {"dk-2", "tickets[2]"}
-    assert caught.value.succeeded == [sim.tickets()[0]["id"]]
-    # Sent again, the dedup key finds the ticket created the first time.
-    result = await client.send(call("POST", "/tickets/bulk", {**body, "tickets": tickets[:1]}))
+    # The bulk page lists no deDuplicationKey among a bulk ticket's fields; the create page
+    # (POST /v1/tickets) does. So a planned bulk create goes out as one POST /v1/tickets per
+    # ticket, each with its key, and a retry finds the tickets made before the failure.
+    planned = creates(sim, ["a", "b", "c", "d"], stop=True)
+    sim.faults.fail_next("POST", "/tickets", 503, after=2)  # the third ticket fails
+    with pytest.raises(ServerError):
+        await client.send(planned)
+    assert [t["title"] for t in sim.tickets()] == ["a", "b"]
+    assert posts(sim) == [("POST", "/v1/tickets", f"key-{t}") for t in "abc"]
+    result = await client.send(planned)  # the worker's retry: the same call
     assert result.status == 201
-    assert len(sim.tickets()) == 1
+    assert [t["title"] for t in sim.tickets()] == ["a", "b", "c", "d"]
+    ids = [t["id"] for t in sim.tickets()]
+    assert result.body["data"] == [{"id": i, "title": t} for i, t in zip(ids, "abcd", strict=True)]
+    await client.send(planned)  # and once more, as a re-run after a crash would
+    assert len(sim.tickets()) == 4
+    assert all(path == "/v1/tickets" for _, path, _ in posts(sim))
+
+
+async def test_bulk_create_stop_on_error_true_stops_at_the_refused_ticket(
+    sim: ThenaSimulator, client: ThenaClient
+) -> None:
+    planned = creates(sim, ["a", "b", "c"], stop=True, b={"statusName": "Nope"})
+    with pytest.raises(ClientError) as caught:
+        await client.send(planned)
+    assert caught.value.status == 400
+    assert "tickets[1] ('b'): statusName" in str(caught.value)
+    assert "1 of 3 ticket(s) created, none after it sent (stopOnError)" in str(caught.value)
+    assert [t["title"] for t in sim.tickets()] == ["a"]
+    assert [key for _, _, key in posts(sim)] == ["key-a", "key-b"]
+    # Sent again (a redriven dead letter): still one "a", still refused at "b".
+    with pytest.raises(ClientError):
+        await client.send(planned)
+    assert [t["title"] for t in sim.tickets()] == ["a"]
+
+
+async def test_bulk_create_stop_on_error_false_sends_every_ticket_then_names_the_refused(
+    sim: ThenaSimulator, client: ThenaClient
+) -> None:
+    planned = creates(sim, ["a", "b", "c"], stop=False, b={"teamId": "TNOPE"})
+    with pytest.raises(ClientError) as caught:
+        await client.send(planned)
+    assert "tickets[1] ('b'): teamId" in str(caught.value)
+    assert "2 of 3 ticket(s) created" in str(caught.value)
+    assert [t["title"] for t in sim.tickets()] == ["a", "c"]
+    fine = creates(sim, ["a", "c"], stop=False)
+    result = await client.send(fine)
+    assert [d["title"] for d in result.body["data"]] == ["a", "c"]
+    assert len(sim.tickets()) == 2
+
+
+async def test_bulk_create_stops_on_a_failure_of_the_whole_call(
+    start_sim: StartSim, session: aiohttp.ClientSession
+) -> None:
+    # A 401 (or a 429) is not one ticket's fault: it ends the call even with stopOnError false.
+    sim = await start_sim(rate_limit_per_minute=None)
+    wrong = ThenaClient(session, sim.url, api_key=Secret("thena_sim_wrong"))
+    with pytest.raises(Unauthorized):
+        await wrong.send(creates(sim, ["a", "b"], stop=False))
+    assert len(sim.journal) == 1
 
 
 # --- listing ---------------------------------------------------------------------------------

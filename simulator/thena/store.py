@@ -18,6 +18,7 @@ from simulator.thena.models import Credential, Org, Team
 from simulator.thena.problems import ApiError, bad_request, not_found
 from simulator.thena.seeds import build_org, uid
 from ticketwire.vendors.thena.models import (
+    BULK_CREATE_FIELDS,
     BULK_UPDATE_FIELDS,
     CREATE_FIELDS,
     DATE_RANGES,
@@ -28,6 +29,7 @@ from ticketwire.vendors.thena.models import (
 AGENT_FIELDS = frozenset({"tags"})
 #: Days each `dateRange` reaches back, counting today (months are taken as 30 days).
 RANGE_DAYS = {"1d": 1, "2d": 2, "1w": 7, "2w": 14, "3w": 21, "4w": 28, "1m": 30, "3m": 90}
+_BULK_CREATE = frozenset(BULK_CREATE_FIELDS)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STRING_FIELDS = (
     "description",
@@ -247,6 +249,8 @@ class Store:
         """`POST /v1/tickets/bulk`; with stopOnError (the default) stop at the first bad ticket.
 
         Tickets before the bad one stay created (and are published); nothing after it is tried.
+        A ticket takes only the fields the bulk page lists: no `deDuplicationKey`, so a bulk
+        create sent twice creates its tickets twice.
         """
         if not isinstance(body, Mapping):
             raise bad_request("body", "must be a JSON object")
@@ -266,6 +270,8 @@ class Store:
         result = BulkCreate()
         for index, item in enumerate(tickets):
             try:
+                if isinstance(item, Mapping):
+                    _only(item, _BULK_CREATE, "a ticket of a bulk create")
                 change, rec = self.create_ticket(org, item)
             except ApiError as exc:
                 if stop:

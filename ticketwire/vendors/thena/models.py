@@ -44,7 +44,7 @@ BULK_UPDATE_FIELDS: tuple[str, ...] = (
     "typeId",
     "isPrivate",
 )
-#: Fields of one ticket in `POST /v1/tickets` and in `tickets[]` of `POST /v1/tickets/bulk`.
+#: Fields of one ticket in `POST /v1/tickets` (the create page; `deDuplicationKey` among them).
 CREATE_FIELDS: tuple[str, ...] = (
     "title",
     "requestorEmail",
@@ -83,6 +83,33 @@ CREATE_FIELDS: tuple[str, ...] = (
     "commentImpersonatedUserEmail",
     "commentImpersonatedUserAvatar",
     "deDuplicationKey",
+)
+#: Fields of one ticket in `tickets[]` of `POST /v1/tickets/bulk`, as the bulk page lists them:
+#: fewer than a single create takes, and no `deDuplicationKey`.
+BULK_CREATE_FIELDS: tuple[str, ...] = (
+    "title",
+    "requestorEmail",
+    "teamId",
+    "assignedAgentId",
+    "assignedAgentEmail",
+    "description",
+    "dueDate",
+    "submitterEmail",
+    "statusId",
+    "statusName",
+    "priorityId",
+    "priorityName",
+    "metadata",
+    "typeId",
+    "isPrivate",
+    "source",
+    "aiGeneratedTitle",
+    "aiGeneratedSummary",
+    "attachmentUrls",
+    "customFieldValues",
+    "accountId",
+    "performRouting",
+    "formId",
 )
 
 
