@@ -95,6 +95,17 @@ async def test_success_envelope(api: Api, sim: CStarSimulator) -> None:
     assert ticket["id"].startswith("tkt_") and ticket["prefixedId"] == "CST-1024"
     assert ticket["customerId"].startswith("cus_") and ticket["customerName"] == "Dana"
     assert (ticket["status"], ticket["priority"], ticket["object"]) == ("new", "normal", "ticket")
+    # The tickets reference's object: id, object, title, status, priority, customerId,
+    # customerName, assignedTo, tags, notes, messageCount, responseDeadline, resolutionDeadline,
+    # firstResponseAt, responseTier, resolutionTier, slaPaused, metadata, createdAt, updatedAt,
+    # closedAt, resolvedAt.
+    documented = {
+        *("id", "object", "title", "status", "priority", "customerId", "customerName"),
+        *("assignedTo", "tags", "notes", "messageCount", "responseDeadline"),
+        *("resolutionDeadline", "firstResponseAt", "responseTier", "resolutionTier"),
+        *("slaPaused", "metadata", "createdAt", "updatedAt", "closedAt", "resolvedAt"),
+    }
+    assert documented <= set(ticket), documented - set(ticket)
     status, _, body = await api("GET", f"/tickets/{ticket['prefixedId']}")
     assert status == 200 and body["data"]["id"] == ticket["id"] and body["data"]["messages"] == []
 

@@ -76,6 +76,24 @@ async def test_create_answers_the_success_envelope(sim: ThenaSimulator, call: Ca
     assert set(body) == {"status", "message", "timestamp", "data"}
     assert (body["status"], body["message"]) == (True, "Success")
     ticket = body["data"]
+    # Update/create pages' ticket: ids `id`, `ticketIdentifier`, `ticketId`; `title`,
+    # `description`, `source`; `status`/`statusId`, `priority`/`priorityId`, `storyPoints`;
+    # `accountId`, `account`; `teamId`/`teamName`/`teamIdentifier`, `subTeam*`; `isPrivate`,
+    # `typeId`/`type`; `assignedAgent`/`assignedAgentId`/`assignedAgentEmail`/
+    # `assignedAgentAvatar`; `requestorEmail`, `customerContact*`, `submitterEmail`;
+    # `customFieldValues`; `deletedAt`, `archivedAt`, `createdAt`, `updatedAt`; `formId`,
+    # `aiGenerated*`, `sentiment`/`sentimentId`.
+    documented = {
+        *("id", "ticketIdentifier", "ticketId", "title", "description", "source"),
+        *("status", "statusId", "priority", "priorityId", "storyPoints", "accountId", "account"),
+        *("teamId", "teamName", "teamIdentifier", "subTeamId", "subTeamName", "isPrivate"),
+        *("typeId", "type", "assignedAgent", "assignedAgentId", "assignedAgentEmail"),
+        *("assignedAgentAvatar", "requestorEmail", "customerContactEmail", "submitterEmail"),
+        *("customFieldValues", "deletedAt", "archivedAt", "createdAt", "updatedAt", "formId"),
+        *("aiGeneratedTitle", "aiGeneratedSummary", "sentiment", "sentimentId"),
+    }
+    assert documented <= set(ticket), documented - set(ticket)
+    assert ticket["customerContactEmail"] == "m@x.io"
     assert ticket["ticketIdentifier"] == "SUP-1"
     assert (ticket["ticketId"], ticket["status"], ticket["priority"]) == (1, "Open", "Medium")
     assert ticket["statusId"] == sim.status_id("Open")
@@ -427,7 +445,12 @@ async def test_rate_limit_headers_and_429(
     assert status == 200
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]) == ("2", "1")
     assert now + 59 <= int(headers["X-RateLimit-Reset"]) <= now + 61
+    # Introduction: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, and
+    # `X-RateLimit-IP`, `X-RateLimit-UserID`, `X-RateLimit-OrgID`, `X-RateLimit-Path`.
     assert headers["X-RateLimit-OrgID"] == sim.org_id
+    assert headers["X-RateLimit-UserID"] == sim.agents[0]["id"]
+    assert headers["X-RateLimit-IP"] == "127.0.0.1"
+    assert headers["X-RateLimit-Path"] == "/v1/tickets"
     await call("GET", "/v1/tickets")
     status, err, headers = await call("GET", "/v1/tickets")
     assert status == 429

@@ -62,8 +62,10 @@ Tickets
   Customers are `cus_…`, messages `msg_…`, events `evt_…`, webhooks `whk_…`; all from seeded
   generators, one stream per purpose.
 - REST bodies are camelCase: `{id, object, prefixedId, title, status, priority, channel,
-  customerId, customerName, assignedTo, tags, notes, messageCount, metadata, createdAt,
-  updatedAt, closedAt, resolvedAt}`; `GET /tickets/{id}` inlines `messages`.
+  customerId, customerName, assignedTo, tags, notes, messageCount, responseDeadline,
+  resolutionDeadline, firstResponseAt, responseTier, resolutionTier, slaPaused, metadata,
+  createdAt, updatedAt, closedAt, resolvedAt}` (no SLA policy runs: the SLA fields stay null
+  and `slaPaused` false); `GET /tickets/{id}` inlines `messages`.
 - Create needs `title`; status defaults to `new`, priority to `normal`, channel to `api`.
   `customerName` (+ `customerEmail`) finds or creates a customer; `customerId` must exist.
 - `assignedTo` takes any non-empty string (agents are not checked) or null. PATCH `tags` and

@@ -243,6 +243,13 @@ class Store:
             "tags": fields.get("tags", []),
             "notes": fields.get("notes"),
             "messageCount": 0,
+            # SLA fields of the ticket object; no SLA policy is simulated.
+            "responseDeadline": None,
+            "resolutionDeadline": None,
+            "firstResponseAt": None,
+            "responseTier": None,
+            "resolutionTier": None,
+            "slaPaused": False,
             "metadata": fields.get("metadata", {}),
             "createdAt": now,
             "updatedAt": now,

@@ -39,8 +39,8 @@ Auth
 Rate limit
 - Per organisation over 60 simulated seconds (`time_scale` compresses it too), fixed or sliding
   window. While the limit is on, every authenticated answer carries `X-RateLimit-Limit`,
-  `-Remaining`, `-Reset` (unix seconds on the simulated clock), `-OrgID` and `-Path`. Over the
-  limit: 429, plus `Retry-After` only with `retry_after_header`.
+  `-Remaining`, `-Reset` (unix seconds on the simulated clock), `-IP`, `-UserID`, `-OrgID` and
+  `-Path`. Over the limit: 429, plus `Retry-After` only with `retry_after_header`.
 
 Organisations, teams and tickets
 - Two organisations; the default one has teams Support (`SUP`) and Engineering (`ENG`), the other

@@ -150,6 +150,9 @@ async def _api(
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
             "X-RateLimit-Reset": str(reset_at),
+            "X-RateLimit-IP": request.remote or "",
+            # Every credential belongs to the organisation's first agent.
+            "X-RateLimit-UserID": org.agents[0].id,
             "X-RateLimit-OrgID": org.id,
             "X-RateLimit-Path": request.path,
         }

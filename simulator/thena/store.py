@@ -16,7 +16,7 @@ from typing import Any
 from simulator.inboxops.clock import IdSource, iso, parse_iso
 from simulator.thena.models import Credential, Org, Team
 from simulator.thena.problems import ApiError, bad_request, not_found
-from simulator.thena.seeds import build_org, uid
+from simulator.thena.seeds import build_org, named_uid, uid
 from ticketwire.vendors.thena.models import (
     BULK_CREATE_FIELDS,
     BULK_UPDATE_FIELDS,
@@ -128,8 +128,17 @@ class Store:
             "assignedAgent": agent.name if agent else None,
             "assignedAgentId": rec["assignedAgentId"],
             "assignedAgentEmail": agent.email if agent else None,
+            "assignedAgentAvatar": None,
             "requestorEmail": rec["requestorEmail"],
+            **_contact(org, rec["requestorEmail"]),
             "submitterEmail": rec["submitterEmail"],
+            "storyPoints": None,
+            "account": None,
+            "subTeamId": None,
+            "subTeamName": None,
+            "subTeamIdentifier": None,
+            "formId": rec["formId"],
+            "sentiment": None,
             "customFieldValues": copy.deepcopy(rec["customFieldValues"]),
             "metadata": copy.deepcopy(rec["metadata"]),
             "dueDate": rec["dueDate"],
@@ -156,7 +165,7 @@ class Store:
             "ticketId": str(rec["ticketId"]),
             "title": rec["title"],
             "description": rec["description"],
-            "customerContactEmail": email,
+            **_contact(org, email),
             "priorityId": rec["priorityId"],
             "statusId": rec["statusId"],
             "statusName": status.name if status else None,
@@ -167,8 +176,15 @@ class Store:
             "teamId": team.id,
             "teamName": team.name,
             "teamIdentifier": team.identifier,
+            "subTeamId": None,
+            "subTeamName": None,
+            "subTeamIdentifier": None,
             "isEscalated": False,
-            "customer": {"email": email, "name": email.split("@")[0] if email else None},
+            "customer": {
+                "id": _contact_id(org, email),
+                "email": email,
+                "name": email.split("@")[0] if email else None,
+            },
             "assignedTo": agent.id if agent else None,
             "assignedAgent": agent.to_json() if agent else None,
             "tags": list(rec["tags"]),
@@ -511,6 +527,21 @@ class Store:
         rows.sort(key=lambda r: int(r["ticketId"]))
         chunk = rows[page * limit : (page + 1) * limit]
         return [self.render(org, r) for r in chunk], len(rows), page, limit
+
+
+def _contact_id(org: Org, email: str | None) -> str | None:
+    """The requestor's contact id: one per email (ignoring case) in an organisation."""
+    return named_uid(f"{org.id}:{email.casefold()}", "K") if email else None
+
+
+def _contact(org: Org, email: str | None) -> dict[str, Any]:
+    """The `customerContact*` fields of a ticket whose requestor is `email`."""
+    return {
+        "customerContactId": _contact_id(org, email),
+        "customerContactEmail": email,
+        "customerContactFirstName": None,
+        "customerContactLastName": None,
+    }
 
 
 def _only(body: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
