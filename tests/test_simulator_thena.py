@@ -382,6 +382,21 @@ async def test_bulk_create_stop_on_error_true_stops_at_the_first_bad_ticket(
     assert status == 400
     assert err["message"].startswith("tickets[1]: statusName: 'Nope' is not a status")
     assert [t["title"] for t in sim.tickets()] == ["one"]
+    # The page does not say whether the tickets before the bad one stay: with
+    # bulk_create_atomic, none does.
+    sim.settings.bulk_create_atomic = True
+    status, err, _ = await call(
+        "POST", "/v1/tickets/bulk", {"tickets": [new("four", sim), *tickets[1:]]}
+    )
+    assert (status, err["message"].split(":")[0]) == (400, "tickets[1]")
+    assert [t["title"] for t in sim.tickets()] == ["one"]
+    status, _, _ = await call("POST", "/v1/tickets/bulk", {"tickets": [new("five", sim)]})
+    assert status == 201
+    assert [(t["title"], t["ticketIdentifier"]) for t in sim.tickets()] == [
+        ("one", "SUP-1"),
+        ("five", "SUP-2"),
+    ]
+    sim.settings.bulk_create_atomic = False
     # stopOnError is true when not given.
     status, err, _ = await call("POST", "/v1/tickets/bulk", {"tickets": [{"title": "no team"}]})
     assert (status, err["message"]) == (400, "tickets[0]: teamId: is required")

@@ -73,7 +73,8 @@ Bulk
   true; a ticket takes only the fields the bulk page lists (no `deDuplicationKey`, no
   `sentimentId`, no proactive or comment fields), anything else makes it invalid. True: stop at
   the first invalid ticket with 400 `tickets[<i>]: <reason>`; the tickets before it stay created
-  (and emit), none after it is tried. False: the valid ones are created and listed in `data`
+  (and emit), or with `bulk_create_atomic` none is (the page does not say which); none after it
+  is tried. False: the valid ones are created and listed in `data`
   (201), the invalid ones left out.
 
 Listing

@@ -238,7 +238,12 @@ async def create_ticket(request: web.Request) -> web.Response:
 async def bulk_create(request: web.Request) -> web.Response:
     """`POST /v1/tickets/bulk`: 201 `[{id, title}]`; 400 naming the index with stopOnError."""
     sim, org = request.app[SIM_KEY], request[ORG]
-    result = sim.store.bulk_create(org, json_body(request), max_tickets=sim.config.max_bulk_tickets)
+    result = sim.store.bulk_create(
+        org,
+        json_body(request),
+        max_tickets=sim.config.max_bulk_tickets,
+        atomic=sim.settings.bulk_create_atomic,
+    )
     sim.publish(result.changes)
     if result.error is not None:
         raise result.error

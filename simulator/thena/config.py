@@ -45,6 +45,9 @@ class ThenaSimulatorConfig:
     max_limit: int = 100
     #: Most tickets one `POST /v1/tickets/bulk` may create.
     max_bulk_tickets: int = 100
+    #: A bulk create stopped by `stopOnError` keeps the tickets made before the bad one (False)
+    #: or creates none (True); the bulk page does not say which.
+    bulk_create_atomic: bool = False
     #: Most ids one `PATCH /v1/tickets/bulk` may name.
     max_bulk_ids: int = 100
     #: Per-attempt timeout of a webhook delivery, in real seconds.
@@ -96,6 +99,7 @@ class Settings:
     error_format: ErrorFormat
     list_shape: ListShape
     webhook_signature_prefix: bool
+    bulk_create_atomic: bool
 
     @classmethod
     def from_config(cls, cfg: ThenaSimulatorConfig) -> Settings:
@@ -109,4 +113,5 @@ class Settings:
             error_format=cfg.error_format,
             list_shape=cfg.list_shape,
             webhook_signature_prefix=cfg.webhook_signature_prefix,
+            bulk_create_atomic=cfg.bulk_create_atomic,
         )

@@ -261,10 +261,13 @@ class Store:
         )
         return change, rec
 
-    def bulk_create(self, org: Org, body: Any, *, max_tickets: int) -> BulkCreate:
+    def bulk_create(
+        self, org: Org, body: Any, *, max_tickets: int, atomic: bool = False
+    ) -> BulkCreate:
         """`POST /v1/tickets/bulk`; with stopOnError (the default) stop at the first bad ticket.
 
-        Tickets before the bad one stay created (and are published); nothing after it is tried.
+        Tickets before the bad one stay created (and are published), or with `atomic` are
+        removed again, unpublished; nothing after it is tried.
         A ticket takes only the fields the bulk page lists: no `deDuplicationKey`, so a bulk
         create sent twice creates its tickets twice.
         """
@@ -284,6 +287,7 @@ class Store:
         if not isinstance(stop, bool):
             raise bad_request("options.stopOnError", "must be true or false")
         result = BulkCreate()
+        counters = (org.next_ticket_id, [t.next_number for t in org.teams])
         for index, item in enumerate(tickets):
             try:
                 if isinstance(item, Mapping):
@@ -294,6 +298,13 @@ class Store:
                     result.error = ApiError(
                         400, f"tickets[{index}]: {exc.message}", field=f"tickets[{index}]"
                     )
+                    if atomic:
+                        for made in result.data:
+                            del org.tickets[made["id"]]
+                        org.next_ticket_id = counters[0]
+                        for team, number in zip(org.teams, counters[1], strict=True):
+                            team.next_number = number
+                        result.data, result.changes = [], []
                     return result
                 continue
             result.data.append({"id": rec["id"], "title": rec["title"]})
