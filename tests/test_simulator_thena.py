@@ -553,6 +553,11 @@ async def test_scripted_faults(sim: ThenaSimulator, call: Call) -> None:
     assert status == 429
     assert headers["Retry-After"] == "7"
     assert int(headers["X-RateLimit-Reset"]) >= int(sim.clock.now().timestamp()) + 29
+    # `after`: the first N matching requests are served, the next one fails.
+    sim.faults.apply_json(
+        {"fail_next": {"method": "GET", "path": "/tickets", "status": 502, "after": 1}}
+    )
+    assert [(await call("GET", "/v1/tickets"))[0] for _ in range(3)] == [200, 502, 200]
 
 
 async def test_journal_masks_credentials(sim: ThenaSimulator, call: Call) -> None:
