@@ -247,20 +247,25 @@ async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
     assert (tmp_path / "data" / "valkey").is_dir()  # persistence in the data directory
 
 
+async def wait_serving(http: aiohttp.ClientSession, url: str) -> None:
+    """Wait until `url` answers 200 (a process just started)."""
+
+    async def up() -> bool:
+        try:
+            async with http.get(url) as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(up, timeout=20, message=f"{url} up")
+
+
 async def test_simulate_serves_the_api_alone():
     port = free_port()
     proc = await spawn([str(BIN / "ticketwire"), "simulate", "inboxops", "--port", str(port)], {})
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/api/v1/openapi.json") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=20, message="simulator up")
+            await wait_serving(http, f"http://127.0.0.1:{port}/api/v1/openapi.json")
     finally:
         assert await proc.stop(signal.SIGINT) == 0
 
@@ -274,15 +279,7 @@ async def test_simulate_cstar_keeps_the_documented_rate_limits():
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"{base}/_sim") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=20, message="simulator up")
+            await wait_serving(http, f"{base}/_sim")
             async with http.get(f"{base}/_sim") as r:
                 info = (await r.json())["data"]
             seen = {}
