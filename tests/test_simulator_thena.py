@@ -443,6 +443,13 @@ async def test_dedup_key_returns_the_ticket_it_created(sim: ThenaSimulator, call
     )
     assert (status, again["data"]) == (201, first["data"])
     assert len(sim.tickets()) == 1
+    sim.settings.dedup_conflict = True
+    status, err, _ = await call("POST", "/v1/tickets", new("x", sim, deDuplicationKey="k-1"))
+    assert (status, err["message"]) == (
+        409,
+        f"deDuplicationKey: ticket {first['data']['id']} was already created with this key",
+    )
+    assert len(sim.tickets()) == 1
     status, err, _ = await call("POST", "/v1/tickets", new("x", sim, deDuplicationKey=""))
     assert (status, err["message"].split(":")[0]) == (400, "deDuplicationKey")
 

@@ -55,7 +55,8 @@ Organisations, teams and tickets
   `assignedAgentId` over `assignedAgentEmail`); the name is then not validated. Ids and names
   must belong to the ticket's team, else 400.
 - `deDuplicationKey` (1–255 characters, per organisation, forever) on `POST /v1/tickets`: the
-  same key answers 201 with the ticket it created, unchanged, with no event. The bulk page lists
+  same key answers 201 with the ticket it created, unchanged, with no event (or, with
+  `dedup_conflict`, 409 `deDuplicationKey: ticket <id> was already created with this key`). The bulk page lists
   no such field, so a bulk create takes none.
 - API answers show `status`/`priority` (names) and `assignedAgent` (a name), as the reference
   pages; events carry `statusName`/`priorityName`, `assignedAgent: {id, email, name}` and

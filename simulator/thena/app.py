@@ -227,11 +227,18 @@ async def list_tickets(request: web.Request) -> web.Response:
 
 
 async def create_ticket(request: web.Request) -> web.Response:
-    """`POST /v1/tickets`: 201 with the ticket (the existing one for a known dedup key)."""
+    """`POST /v1/tickets`: 201 with the ticket; a known dedup key answers the existing ticket,
+    or 409 with `dedup_conflict`."""
     sim, org = request.app[SIM_KEY], request[ORG]
     change, rec = sim.store.create_ticket(org, json_body(request))
     if change is not None:
         sim.publish([change])
+    elif sim.settings.dedup_conflict:
+        raise ApiError(
+            409,
+            f"deDuplicationKey: ticket {rec['id']} was already created with this key",
+            field="deDuplicationKey",
+        )
     return ok(sim, sim.store.render(org, rec), 201)
 
 

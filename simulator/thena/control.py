@@ -20,6 +20,7 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "list_shape": (str,),
     "webhook_signature_prefix": (bool,),
     "bulk_create_atomic": (bool,),
+    "dedup_conflict": (bool,),
 }
 SETTINGS_CHOICES: dict[str, tuple[Any, ...]] = {
     "rate_limit_window": ("fixed", "sliding"),

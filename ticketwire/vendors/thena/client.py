@@ -203,6 +203,11 @@ class ThenaClient:
             try:
                 result = await self._request("POST", "/tickets", json=dict(ticket))
             except ClientError as exc:
+                if exc.status == 409 and ticket.get("deDuplicationKey"):
+                    # The key was used before: the ticket exists (Thena may answer the ticket
+                    # or a conflict; it does not document which).
+                    created.append({"id": None, "title": ticket.get("title")})
+                    continue
                 if exc.status not in _TICKET_REFUSALS:
                     raise
                 if stop:
