@@ -240,6 +240,11 @@ async def test_bulk_create_stop_on_error_true_and_false(
     created = await client.create_tickets(tickets, stop_on_error=False)
     assert [c["title"] for c in created] == ["ok 1", "ok 2"]
     assert sim.journal[-1].body["options"] == {"stopOnError": False}
+    # The bulk page's ticket fields hold no deDuplicationKey: refused before any request.
+    sent = len(sim.journal)
+    with pytest.raises(ValueError, match=r"tickets\[0\] has deDuplicationKey"):
+        await client.create_tickets([{**tickets[0], "deDuplicationKey": "k"}])
+    assert len(sim.journal) == sent
 
 
 def creates(sim: ThenaSimulator, titles: list[str], *, stop: bool = True, **bad: Any) -> ApiCall:

@@ -37,7 +37,12 @@ from ticketwire.errors import (
 from ticketwire.ratebudget import RateBudget
 from ticketwire.secret import Secret
 from ticketwire.vendors.http import exchange
-from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS, DATE_RANGES, UPDATE_FIELDS
+from ticketwire.vendors.thena.models import (
+    BULK_CREATE_FIELDS,
+    BULK_UPDATE_FIELDS,
+    DATE_RANGES,
+    UPDATE_FIELDS,
+)
 from ticketwire.vendors.thena.problems import error_from_response
 
 VENDOR = "thena"
@@ -354,9 +359,17 @@ def bulk_update_body(ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]
 def bulk_create_body(
     tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
 ) -> dict[str, Any]:
-    """Build the `POST /tickets/bulk` body `{tickets, options: {stopOnError}}`."""
+    """Build the `POST /tickets/bulk` body `{tickets, options: {stopOnError}}`, checking that
+    each ticket has only the fields the bulk page lists."""
     if isinstance(tickets, Mapping) or not tickets:
         raise ValueError("create_tickets needs a non-empty list of ticket objects")
+    for index, ticket in enumerate(tickets):
+        unknown = sorted(set(ticket) - set(BULK_CREATE_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"create_tickets: tickets[{index}] has {', '.join(unknown)}, which Thena's bulk "
+                "create does not take (create_ticket does, deDuplicationKey included)"
+            )
     return {"tickets": [dict(t) for t in tickets], "options": {"stopOnError": stop_on_error}}
 
 
