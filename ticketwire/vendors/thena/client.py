@@ -420,7 +420,7 @@ def _refusal(
     made = f"{len(created)} of {total} ticket(s) created"
     if stopped:
         made += ", none after it sent (stopOnError)"
-    ids = ", ".join(str(c.get("id")) for c in created)
+    ids = ", ".join(str(c["id"]) for c in created if c.get("id"))
     return type(first)(
         first.status,
         code=first.code,
