@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="seed for ids and fault choices")
     sim.add_argument("--seed-tickets", type=int, default=3)
     sim.add_argument(
-        "--rate-limit", type=int, default=100, help="requests per minute per workspace (0 = off)"
+        "--rate-limit",
+        help="requests per minute (0 = off; cstar also takes 1000/hour); default: the "
+        "helpdesk's documented limit, as `up` uses",
     )
     cap = verbs.add_parser(
         "capture", help="write stored deliveries (raw bodies and headers) to a JSONL file"

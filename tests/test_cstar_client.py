@@ -365,20 +365,28 @@ def test_a_bulk_result_that_does_not_name_its_failures_fails_every_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key_of", "error", "code"),
+    ("codes", "key_of", "error", "code"),
     [
-        (lambda s: "sk_test_unknown", Unauthorized, "invalid_api_key"),
-        (lambda s: s.expired_key, Unauthorized, "key_expired"),
-        (lambda s: s.other_team_key, Forbidden, "team_access_denied"),
+        # Bulk page: "401 Authentication failed — missing or invalid API key" with code
+        # "authentication_required"; "403 Insufficient permissions — wrong key type or team
+        # access" with code "insufficient_permissions".
+        ("page", lambda s: "sk_test_unknown", Unauthorized, "authentication_required"),
+        ("page", lambda s: s.expired_key, Unauthorized, "authentication_required"),
+        ("page", lambda s: s.other_team_key, Forbidden, "insufficient_permissions"),
+        ("detailed", lambda s: "sk_test_unknown", Unauthorized, "invalid_api_key"),
+        ("detailed", lambda s: s.expired_key, Unauthorized, "key_expired"),
+        ("detailed", lambda s: s.other_team_key, Forbidden, "team_access_denied"),
     ],
 )
 async def test_auth_errors_keep_their_code(
-    sim: CStarSimulator,
+    start_sim: StartSim,
     session: aiohttp.ClientSession,
+    codes: str,
     key_of: Any,
     error: type[HelpdeskHTTPError],
     code: str,
 ) -> None:
+    sim = await start_sim(auth_error_codes=codes)
     client = CStarClient(session, sim.url, sim.team_id, Secret(key_of(sim)))
     with pytest.raises(error) as caught:
         await client.get_ticket("tkt_x")
@@ -392,7 +400,7 @@ async def test_forbidden_write_advice(client: CStarClient, sim: CStarSimulator) 
     with pytest.raises(Forbidden) as caught:
         await client.update_ticket("tkt_x", status="open")
     assert caught.value.code == "insufficient_permissions"
-    assert "use a secret key" in str(caught.value)
+    assert "must be a secret key" in str(caught.value) and "CSTAR_TEAM_ID" in str(caught.value)
 
 
 async def test_not_found(client: CStarClient) -> None:
@@ -434,7 +442,7 @@ async def test_legacy_error_shape(start_sim: StartSim, session: aiohttp.ClientSe
     with pytest.raises(Unauthorized) as caught:
         await client.get_ticket("tkt_x")
     assert caught.value.code == "UNAUTHORIZED"
-    assert "Invalid API key provided" in str(caught.value)
+    assert "Invalid or expired API key" in str(caught.value)
 
 
 @pytest.mark.parametrize("status", [500, 503])

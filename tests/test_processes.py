@@ -247,19 +247,60 @@ async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
     assert (tmp_path / "data" / "valkey").is_dir()  # persistence in the data directory
 
 
+async def wait_serving(http: aiohttp.ClientSession, url: str) -> None:
+    """Wait until `url` answers 200 (a process just started)."""
+
+    async def up() -> bool:
+        try:
+            async with http.get(url) as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(up, timeout=20, message=f"{url} up")
+
+
 async def test_simulate_serves_the_api_alone():
     port = free_port()
     proc = await spawn([str(BIN / "ticketwire"), "simulate", "inboxops", "--port", str(port)], {})
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/api/v1/openapi.json") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=20, message="simulator up")
+            await wait_serving(http, f"http://127.0.0.1:{port}/api/v1/openapi.json")
     finally:
         assert await proc.stop(signal.SIGINT) == 0
+
+
+async def test_simulate_cstar_keeps_the_documented_rate_limits():
+    # cStar's API reference: secret keys 120 requests/min, publishable keys 60/min; the bulk
+    # page's 429: "Rate limit exceeded. Try again in 60 seconds". `up` runs these numbers, and
+    # so must `simulate cstar` when no --rate-limit is given.
+    port = free_port()
+    proc = await spawn([str(BIN / "ticketwire"), "simulate", "cstar", "--port", str(port)], {})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_serving(http, f"{base}/_sim")
+            async with http.get(f"{base}/_sim") as r:
+                info = (await r.json())["data"]
+            seen = {}
+            for kind in ("api_key", "publishable_key"):
+                headers = {"Authorization": f"Bearer {info[kind]}"}
+                async with http.get(f"{info['api_base']}/tickets", headers=headers) as r:
+                    assert r.status == 200, await r.text()
+                    seen[kind] = (r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Window"])
+    finally:
+        assert await proc.stop(signal.SIGINT) == 0
+    assert seen == {"api_key": ("120", "60"), "publishable_key": ("60", "60")}
+
+
+def test_simulate_rate_limit_option_per_helpdesk():
+    from cli.simulate import simulator_config
+    from simulator.cstar import CStarSimulatorConfig, RateLimit
+
+    assert simulator_config("cstar", 1, None) == CStarSimulatorConfig(seed=1)
+    hourly = RateLimit.parse(simulator_config("cstar", 1, "1000/hour").rate_limit)
+    assert hourly is not None and (hourly.secret, hourly.publishable) == (1000, 100)
+    assert RateLimit.parse(simulator_config("cstar", 1, "0").rate_limit) is None
+    assert simulator_config("inboxops", 1, None).rate_limit_per_minute == 100
+    assert simulator_config("inboxops", 1, "0").rate_limit_per_minute is None
+    assert simulator_config("thena", 1, "30").rate_limit_per_minute == 30

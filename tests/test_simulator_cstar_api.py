@@ -95,43 +95,105 @@ async def test_success_envelope(api: Api, sim: CStarSimulator) -> None:
     assert ticket["id"].startswith("tkt_") and ticket["prefixedId"] == "CST-1024"
     assert ticket["customerId"].startswith("cus_") and ticket["customerName"] == "Dana"
     assert (ticket["status"], ticket["priority"], ticket["object"]) == ("new", "normal", "ticket")
+    # The tickets reference's object: id, object, title, status, priority, customerId,
+    # customerName, assignedTo, tags, notes, messageCount, responseDeadline, resolutionDeadline,
+    # firstResponseAt, responseTier, resolutionTier, slaPaused, metadata, createdAt, updatedAt,
+    # closedAt, resolvedAt.
+    documented = {
+        *("id", "object", "title", "status", "priority", "customerId", "customerName"),
+        *("assignedTo", "tags", "notes", "messageCount", "responseDeadline"),
+        *("resolutionDeadline", "firstResponseAt", "responseTier", "resolutionTier"),
+        *("slaPaused", "metadata", "createdAt", "updatedAt", "closedAt", "resolvedAt"),
+    }
+    assert documented <= set(ticket), documented - set(ticket)
     status, _, body = await api("GET", f"/tickets/{ticket['prefixedId']}")
     assert status == 200 and body["data"]["id"] == ticket["id"] and body["data"]["messages"] == []
 
 
+AUTH_CASES = [None, "Basic sk_test_x", "Bearer ixk_live_x", "Bearer sk_test_unknown", "expired"]
+
+
+async def unauthenticated(sim: CStarSimulator, http: aiohttp.ClientSession, auth: str | None):
+    headers = {"Authorization": f"Bearer {sim.expired_key}" if auth == "expired" else auth}
+    return await Api(sim, http, None)(
+        "POST",
+        "/bulk",
+        {"action": "update", "resource": "tickets", "ids": ["tkt_1"], "data": {"status": "open"}},
+        headers={k: v for k, v in headers.items() if v},
+    )
+
+
+@pytest.mark.parametrize("auth", AUTH_CASES)
+async def test_authentication_errors_as_the_bulk_page_shows_them(
+    sim: CStarSimulator, http: aiohttp.ClientSession, auth: str | None
+) -> None:
+    # Bulk page: "401 Authentication failed — missing or invalid API key"
+    # {"success": false, "error": {"type": "authentication_error", "code":
+    # "authentication_required", "message": "Invalid or expired API key", "doc_url":
+    # "https://www.cstar.help/developers/api-reference#authentication", "request_id":
+    # "req_abc123"}, "meta": {"timestamp": "2025-12-10T14:30:00Z"}}
+    status, resp_headers, body = await unauthenticated(sim, http, auth)
+    assert status == 401
+    assert body == {
+        "success": False,
+        "error": {
+            "type": "authentication_error",
+            "code": "authentication_required",
+            "message": "Invalid or expired API key",
+            "doc_url": "https://www.cstar.help/developers/api-reference#authentication",
+            "request_id": resp_headers["X-Request-Id"],
+        },
+        "meta": {"timestamp": body["meta"]["timestamp"]},
+    }
+    assert body["error"]["request_id"].startswith("req_")
+
+
 @pytest.mark.parametrize(
     ("auth", "code"),
-    [
-        (None, "authentication_required"),
-        ("Basic sk_test_x", "invalid_key_format"),
-        ("Bearer ixk_live_x", "invalid_key_format"),
-        ("Bearer sk_test_unknown", "invalid_api_key"),
-        ("expired", "key_expired"),
-    ],
+    list(
+        zip(
+            AUTH_CASES,
+            [
+                "authentication_required",
+                "invalid_key_format",
+                "invalid_key_format",
+                "invalid_api_key",
+                "key_expired",
+            ],
+            strict=True,
+        )
+    ),
 )
-async def test_authentication_errors(
-    sim: CStarSimulator, http: aiohttp.ClientSession, auth: str | None, code: str
+async def test_authentication_errors_with_the_error_code_article_codes(
+    start_sim: StartSim, http: aiohttp.ClientSession, auth: str | None, code: str
 ) -> None:
-    headers = {"Authorization": f"Bearer {sim.expired_key}" if auth == "expired" else auth}
-    status, resp_headers, body = await Api(sim, http, None)(
-        "GET", "/tickets", headers={k: v for k, v in headers.items() if v}
-    )
+    sim = await start_sim(auth_error_codes="detailed")
+    status, _, body = await unauthenticated(sim, http, auth)
     assert status == 401
-    assert body["success"] is False
     assert body["error"]["type"] == "authentication_error" and body["error"]["code"] == code
-    assert body["error"]["request_id"] == resp_headers["X-Request-Id"]
-    assert body["error"]["doc_url"].startswith("https://www.cstar.help/")
-    assert "timestamp" in body["meta"]
+    assert (
+        body["error"]["doc_url"] == "https://www.cstar.help/developers/api-reference#authentication"
+    )
 
 
-async def test_team_scope(api: Api, sim: CStarSimulator) -> None:
+@pytest.mark.parametrize(
+    ("codes", "code"), [("page", "insufficient_permissions"), ("detailed", "team_access_denied")]
+)
+async def test_team_scope(
+    start_sim: StartSim, http: aiohttp.ClientSession, codes: str, code: str
+) -> None:
+    # Bulk page: "403 Insufficient permissions — wrong key type or team access", code
+    # "insufficient_permissions"; the error-code article names `team_access_denied`.
+    sim = await start_sim(auth_error_codes=codes)
+    api = Api(sim, http, sim.api_key)
     for team in (sim.other_team_id, "00000000-0000-4000-8000-000000000000"):
         status, _, body = await api("GET", "/tickets", team=team)
         assert status == 403
         assert body["error"] == {
             **body["error"],
             "type": "authorization_error",
-            "code": "team_access_denied",
+            "code": code,
+            "doc_url": "https://www.cstar.help/developers/api-reference#authentication",
         }
 
 
@@ -150,6 +212,10 @@ async def test_publishable_keys_read_but_do_not_write(
     ]:
         status, _, answer = await api(method, path, body)
         assert status == 403
+        # Bulk page: "403 Insufficient permissions — wrong key type or team access"
+        # {"type": "authorization_error", "code": "insufficient_permissions", "message":
+        # "Secret key required for this endpoint"}
+        assert answer["error"]["type"] == "authorization_error"
         assert answer["error"]["code"] == code
         assert answer["error"]["message"] == "Secret key required for this endpoint"
     assert sim.ticket(ticket["id"])["status"] == "new"
@@ -159,7 +225,7 @@ async def test_legacy_error_shape(start_sim: StartSim, http: aiohttp.ClientSessi
     sim = await start_sim(legacy_errors=True)
     status, _, body = await Api(sim, http, "sk_test_nope")("GET", "/tickets")
     assert status == 401 and body == {
-        "error": {"code": "UNAUTHORIZED", "message": "Invalid API key provided"}
+        "error": {"code": "UNAUTHORIZED", "message": "Invalid or expired API key"}
     }
 
 
@@ -248,7 +314,10 @@ async def test_bulk_partial_failure(api: Api, sim: CStarSimulator) -> None:
         "data": {"status": "closed", "tags": ["done"]},
     }
     status, _, answer = await api("POST", "/bulk", body)
+    # Bulk page: "200 Bulk result" {"success": true, "data": {"object": "bulk_result", "action":
+    # "update", "resource": "tickets", "total": 5, "succeeded": 5, "failed": 0, "errors": []}}
     assert status == 200
+    assert set(answer) == {"success", "data"} and answer["success"] is True
     assert answer["data"] == {
         "object": "bulk_result",
         "action": "update",
@@ -267,6 +336,59 @@ async def test_bulk_partial_failure(api: Api, sim: CStarSimulator) -> None:
     assert [sim.ticket(t["id"])["tags"] for t in (a, b)] == [["done"], ["done"]]
 
 
+async def test_bulk_on_customers_and_articles(api: Api, sim: CStarSimulator) -> None:
+    # Bulk page: "Perform bulk updates or deletes on tickets, customers, or articles."
+    sim.create_ticket(title="A", customerName="Dana", customerEmail="dana@x.io")
+    sim.create_ticket(title="B", customerName="Luis")
+    dana, luis = (c["id"] for c in sim.customers())
+    status, _, answer = await api(
+        "POST",
+        "/bulk",
+        {
+            "action": "update",
+            "resource": "customers",
+            "ids": [dana, "cus_ghost"],
+            "data": {"name": "Dana W.", "email": "dana@w.io"},
+        },
+    )
+    assert status == 200
+    assert answer["data"] == {
+        "object": "bulk_result",
+        "action": "update",
+        "resource": "customers",
+        "total": 2,
+        "succeeded": 1,
+        "failed": 1,
+        "errors": [
+            {
+                "id": "cus_ghost",
+                "code": "resource_missing",
+                "message": "No such customer: 'cus_ghost'",
+            }
+        ],
+    }
+    assert [(c["name"], c["email"]) for c in sim.customers()] == [
+        ("Dana W.", "dana@w.io"),
+        ("Luis", None),
+    ]
+    status, _, answer = await api(
+        "POST", "/bulk", {"action": "delete", "resource": "customers", "ids": [luis]}
+    )
+    assert (status, answer["data"]["succeeded"]) == (200, 1)
+    assert [c["id"] for c in sim.customers()] == [dana]
+    # The simulator serves no article API, so it holds no article: each id fails alone.
+    status, _, answer = await api(
+        "POST", "/bulk", {"action": "delete", "resource": "articles", "ids": ["art_1", "art_2"]}
+    )
+    assert status == 200
+    assert (answer["data"]["resource"], answer["data"]["failed"]) == ("articles", 2)
+    assert answer["data"]["errors"][0] == {
+        "id": "art_1",
+        "code": "resource_missing",
+        "message": "No such article: 'art_1'",
+    }
+
+
 async def test_bulk_delete(api: Api, sim: CStarSimulator) -> None:
     a = sim.create_ticket(title="A")
     status, _, answer = await api(
@@ -282,9 +404,14 @@ async def test_bulk_delete(api: Api, sim: CStarSimulator) -> None:
         ({"action": "merge", "resource": "tickets", "ids": ["t"]}, "parameter_invalid", "action"),
         ({"action": "update", "resource": "tickets", "ids": ["t"]}, "parameter_missing", "data"),
         (
-            {"action": "delete", "resource": "articles", "ids": ["t"]},
+            {"action": "delete", "resource": "macros", "ids": ["t"]},
             "parameter_invalid",
             "resource",
+        ),
+        (
+            {"action": "update", "resource": "customers", "ids": ["c"], "data": {"status": "x"}},
+            "parameter_invalid",
+            "status",
         ),
         ({"action": "delete", "resource": "tickets", "ids": []}, "parameter_invalid", "ids"),
         (
@@ -333,6 +460,9 @@ async def test_rate_limit_headers_and_429(start_sim: StartSim, http: aiohttp.Cli
     assert body["error"]["code"] == "rate_limit_exceeded"
     assert body["error"]["retryAfter"] == 45
     assert body["error"]["message"] == "Rate limit exceeded. Try again in 45 seconds"
+    assert (
+        body["error"]["doc_url"] == "https://www.cstar.help/developers/api-reference#rate-limiting"
+    )
     # Counted per key: the publishable key has its own budget.
     status, _, _ = await Api(sim, http, sim.publishable_key)("GET", "/tickets")
     assert status == 200

@@ -76,6 +76,24 @@ async def test_create_answers_the_success_envelope(sim: ThenaSimulator, call: Ca
     assert set(body) == {"status", "message", "timestamp", "data"}
     assert (body["status"], body["message"]) == (True, "Success")
     ticket = body["data"]
+    # Update/create pages' ticket: ids `id`, `ticketIdentifier`, `ticketId`; `title`,
+    # `description`, `source`; `status`/`statusId`, `priority`/`priorityId`, `storyPoints`;
+    # `accountId`, `account`; `teamId`/`teamName`/`teamIdentifier`, `subTeam*`; `isPrivate`,
+    # `typeId`/`type`; `assignedAgent`/`assignedAgentId`/`assignedAgentEmail`/
+    # `assignedAgentAvatar`; `requestorEmail`, `customerContact*`, `submitterEmail`;
+    # `customFieldValues`; `deletedAt`, `archivedAt`, `createdAt`, `updatedAt`; `formId`,
+    # `aiGenerated*`, `sentiment`/`sentimentId`.
+    documented = {
+        *("id", "ticketIdentifier", "ticketId", "title", "description", "source"),
+        *("status", "statusId", "priority", "priorityId", "storyPoints", "accountId", "account"),
+        *("teamId", "teamName", "teamIdentifier", "subTeamId", "subTeamName", "isPrivate"),
+        *("typeId", "type", "assignedAgent", "assignedAgentId", "assignedAgentEmail"),
+        *("assignedAgentAvatar", "requestorEmail", "customerContactEmail", "submitterEmail"),
+        *("customFieldValues", "deletedAt", "archivedAt", "createdAt", "updatedAt", "formId"),
+        *("aiGeneratedTitle", "aiGeneratedSummary", "sentiment", "sentimentId"),
+    }
+    assert documented <= set(ticket), documented - set(ticket)
+    assert ticket["customerContactEmail"] == "m@x.io"
     assert ticket["ticketIdentifier"] == "SUP-1"
     assert (ticket["ticketId"], ticket["status"], ticket["priority"]) == (1, "Open", "Medium")
     assert ticket["statusId"] == sim.status_id("Open")
@@ -283,9 +301,80 @@ def new(title: str, sim: ThenaSimulator, **extra: Any) -> dict[str, Any]:
     return {"title": title, "teamId": sim.team_id, **extra}
 
 
+async def test_bulk_create_takes_every_field_the_bulk_page_lists(
+    sim: ThenaSimulator, call: Call
+) -> None:
+    # Bulk page body: "tickets": [{"assignedAgentId", "assignedAgentEmail", "description",
+    # "dueDate", "submitterEmail", "statusId", "statusName", "priorityId", "priorityName",
+    # "metadata", "typeId", "isPrivate", "source", "aiGeneratedTitle", "aiGeneratedSummary",
+    # "attachmentUrls", "customFieldValues", "title", "requestorEmail", "accountId",
+    # "performRouting", "teamId", "formId"}], "options": {"stopOnError": true}
+    agent = sim.agents[0]
+    ticket = new(
+        "Every field",
+        sim,
+        assignedAgentId=agent["id"],
+        assignedAgentEmail="grace@acme.test",
+        description="d",
+        dueDate="2023-11-07T05:31:56Z",
+        submitterEmail="s@x.io",
+        statusId=sim.status_id("On hold"),
+        statusName="Closed",
+        priorityId=sim.priority_id("High"),
+        priorityName="Low",
+        metadata={"k": "v"},
+        typeId=sim.types[0]["id"],
+        isPrivate=True,
+        source="api",
+        aiGeneratedTitle="t",
+        aiGeneratedSummary="s",
+        attachmentUrls=["https://x.io/a.png"],
+        customFieldValues=[{}],
+        requestorEmail="r@x.io",
+        accountId="A1",
+        performRouting=True,
+        formId="F1",
+    )
+    status, body, _ = await call(
+        "POST", "/v1/tickets/bulk", {"tickets": [ticket], "options": {"stopOnError": True}}
+    )
+    assert status == 201, body
+    # "data": [{"id": "<string>", "title": "<string>"}]
+    assert body["data"] == [{"id": sim.tickets()[0]["id"], "title": "Every field"}]
+    made = sim.tickets()[0]
+    # "status id if provided is used over status name"; the same for priority.
+    assert (made["status"], made["priority"], made["assignedAgentId"]) == (
+        "On hold",
+        "High",
+        agent["id"],
+    )
+
+
+async def test_bulk_create_refuses_fields_the_bulk_page_does_not_list(
+    sim: ThenaSimulator, call: Call
+) -> None:
+    # The bulk page's ticket fields (above) hold no deDuplicationKey (the single create's
+    # fields do), nor sentimentId or the comment fields: a bulk create cannot be deduplicated.
+    for extra in ({"deDuplicationKey": "k-1"}, {"sentimentId": "S"}, {"commentContent": "hi"}):
+        body = {"tickets": [new("x", sim, **extra)]}
+        status, err, _ = await call("POST", "/v1/tickets/bulk", body)
+        (name,) = extra
+        assert (status, err["message"].split(": ")[:2]) == (400, ["tickets[0]", name]), extra
+    body = {
+        "tickets": [new("keyed", sim, deDuplicationKey="k-1"), new("plain", sim)],
+        "options": {"stopOnError": False},
+    }
+    status, answer, _ = await call("POST", "/v1/tickets/bulk", body)
+    assert status == 201
+    assert [d["title"] for d in answer["data"]] == ["plain"]
+    assert [t["title"] for t in sim.tickets()] == ["plain"]
+
+
 async def test_bulk_create_stop_on_error_true_stops_at_the_first_bad_ticket(
     sim: ThenaSimulator, call: Call
 ) -> None:
+    # Bulk page: "options": {"stopOnError": true}. What it does is not written; the simulator
+    # stops at the first bad ticket, keeps the ones before it and tries none after it.
     tickets = [new("one", sim), new("two", sim, statusName="Nope"), new("three", sim)]
     status, err, _ = await call(
         "POST", "/v1/tickets/bulk", {"tickets": tickets, "options": {"stopOnError": True}}
@@ -293,6 +382,21 @@ async def test_bulk_create_stop_on_error_true_stops_at_the_first_bad_ticket(
     assert status == 400
     assert err["message"].startswith("tickets[1]: statusName: 'Nope' is not a status")
     assert [t["title"] for t in sim.tickets()] == ["one"]
+    # The page does not say whether the tickets before the bad one stay: with
+    # bulk_create_atomic, none does.
+    sim.settings.bulk_create_atomic = True
+    status, err, _ = await call(
+        "POST", "/v1/tickets/bulk", {"tickets": [new("four", sim), *tickets[1:]]}
+    )
+    assert (status, err["message"].split(":")[0]) == (400, "tickets[1]")
+    assert [t["title"] for t in sim.tickets()] == ["one"]
+    status, _, _ = await call("POST", "/v1/tickets/bulk", {"tickets": [new("five", sim)]})
+    assert status == 201
+    assert [(t["title"], t["ticketIdentifier"]) for t in sim.tickets()] == [
+        ("one", "SUP-1"),
+        ("five", "SUP-2"),
+    ]
+    sim.settings.bulk_create_atomic = False
     # stopOnError is true when not given.
     status, err, _ = await call("POST", "/v1/tickets/bulk", {"tickets": [{"title": "no team"}]})
     assert (status, err["message"]) == (400, "tickets[0]: teamId: is required")
@@ -301,6 +405,8 @@ async def test_bulk_create_stop_on_error_true_stops_at_the_first_bad_ticket(
 async def test_bulk_create_stop_on_error_false_leaves_the_bad_ones_out(
     sim: ThenaSimulator, call: Call
 ) -> None:
+    # Bulk page answer: {"status": true, "message": "Success", "timestamp": ..., "data":
+    # [{"id", "title"}]}; with stopOnError false the tickets Thena refused are not in `data`.
     tickets = [new("one", sim), {"title": ""}, new("three", sim, priorityName="high")]
     status, body, _ = await call(
         "POST", "/v1/tickets/bulk", {"tickets": tickets, "options": {"stopOnError": False}}
@@ -328,28 +434,22 @@ async def test_bulk_create_checks_its_shape(sim: ThenaSimulator, call: Call) -> 
 
 
 async def test_dedup_key_returns_the_ticket_it_created(sim: ThenaSimulator, call: Call) -> None:
+    # The create page (POST /v1/tickets) lists `deDuplicationKey`; what a repeat answers is not
+    # written: the simulator answers 201 with the ticket the key created, unchanged.
     status, first, _ = await call("POST", "/v1/tickets", new("once", sim, deDuplicationKey="k-1"))
     assert status == 201
     status, again, _ = await call(
         "POST", "/v1/tickets", new("different title", sim, deDuplicationKey="k-1")
     )
     assert (status, again["data"]) == (201, first["data"])
-    status, bulk, _ = await call(
-        "POST",
-        "/v1/tickets/bulk",
-        {
-            "tickets": [
-                new("once", sim, deDuplicationKey="k-1"),
-                new("new", sim, deDuplicationKey="k-2"),
-                new("new again", sim, deDuplicationKey="k-2"),
-            ]
-        },
+    assert len(sim.tickets()) == 1
+    sim.settings.dedup_conflict = True
+    status, err, _ = await call("POST", "/v1/tickets", new("x", sim, deDuplicationKey="k-1"))
+    assert (status, err["message"]) == (
+        409,
+        f"deDuplicationKey: ticket {first['data']['id']} was already created with this key",
     )
-    assert status == 201
-    created = first["data"]["id"]
-    assert bulk["data"][0] == {"id": created, "title": "once"}
-    assert bulk["data"][1] == bulk["data"][2]
-    assert len(sim.tickets()) == 2
+    assert len(sim.tickets()) == 1
     status, err, _ = await call("POST", "/v1/tickets", new("x", sim, deDuplicationKey=""))
     assert (status, err["message"].split(":")[0]) == (400, "deDuplicationKey")
 
@@ -367,7 +467,12 @@ async def test_rate_limit_headers_and_429(
     assert status == 200
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]) == ("2", "1")
     assert now + 59 <= int(headers["X-RateLimit-Reset"]) <= now + 61
+    # Introduction: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, and
+    # `X-RateLimit-IP`, `X-RateLimit-UserID`, `X-RateLimit-OrgID`, `X-RateLimit-Path`.
     assert headers["X-RateLimit-OrgID"] == sim.org_id
+    assert headers["X-RateLimit-UserID"] == sim.agents[0]["id"]
+    assert headers["X-RateLimit-IP"] == "127.0.0.1"
+    assert headers["X-RateLimit-Path"] == "/v1/tickets"
     await call("GET", "/v1/tickets")
     status, err, headers = await call("GET", "/v1/tickets")
     assert status == 429
@@ -455,6 +560,11 @@ async def test_scripted_faults(sim: ThenaSimulator, call: Call) -> None:
     assert status == 429
     assert headers["Retry-After"] == "7"
     assert int(headers["X-RateLimit-Reset"]) >= int(sim.clock.now().timestamp()) + 29
+    # `after`: the first N matching requests are served, the next one fails.
+    sim.faults.apply_json(
+        {"fail_next": {"method": "GET", "path": "/tickets", "status": 502, "after": 1}}
+    )
+    assert [(await call("GET", "/v1/tickets"))[0] for _ in range(3)] == [200, 502, 200]
 
 
 async def test_journal_masks_credentials(sim: ThenaSimulator, call: Call) -> None:

@@ -120,7 +120,12 @@ async def api(sim: ThenaSimulator, method: str, path: str, body: Any) -> tuple[i
 
 async def test_default_delivery_is_a_bearer_token_and_a_flat_event(receiver: Receiver) -> None:
     async with running(receiver) as sim:
-        status, body = await api(sim, "POST", "/tickets", {"title": "Hello", "teamId": sim.team_id})
+        status, body = await api(
+            sim,
+            "POST",
+            "/tickets",
+            {"title": "Hello", "teamId": sim.team_id, "requestorEmail": "ana@example.com"},
+        )
         assert status == 201
         await sim.wait_deliveries_idle()
     [hit] = receiver.hits
@@ -137,6 +142,32 @@ async def test_default_delivery_is_a_bearer_token_and_a_flat_event(receiver: Rec
     assert (ticket["statusName"], ticket["priorityName"]) == ("Open", "Medium")
     assert "assignedAgentId" not in ticket
     assert ticket["assignedAgent"] is None
+    # Ticket events page: `ticket:created` payload `ticket{id, ticketId, title, description,
+    # customerContact*, priorityId, statusId, statusName, priorityName, sentiment*, source,
+    # createdAt, teamId, teamName, teamIdentifier, subTeam*, isEscalated, customer{id,email,name},
+    # assignedTo, assignedAgent{…}|null, tags?, isArchived, …}`
+    for name in (
+        "ticketId",
+        "description",
+        "customerContactEmail",
+        "priorityId",
+        "statusId",
+        "sentimentId",
+        "source",
+        "createdAt",
+        "teamId",
+        "teamName",
+        "teamIdentifier",
+        "subTeamId",
+        "isEscalated",
+        "assignedTo",
+        "tags",
+        "isArchived",
+    ):
+        assert name in ticket, name
+    assert set(ticket["customer"]) == {"id", "email", "name"}
+    assert ticket["customer"]["email"] == "ana@example.com"
+    assert ticket["customer"]["id"] == ticket["customerContactId"]
     [event] = receiver.events()
     assert (event.type, event.id, event.tenant, event.ticket_id) == (
         "ticket.created",
@@ -289,14 +320,16 @@ async def test_bulk_calls_emit_per_ticket(receiver: Receiver) -> None:
         )
         receiver.hits.clear()
         tickets = [
-            {"title": "new 1", "teamId": sim.team_id, "deDuplicationKey": "d1"},
+            {"title": "new 1", "teamId": sim.team_id},
             {"title": "new 2", "teamId": sim.team_id},
         ]
         await api(sim, "POST", "/tickets/bulk", {"tickets": tickets})
+        once = {"title": "new 3", "teamId": sim.team_id, "deDuplicationKey": "d1"}
+        await api(sim, "POST", "/tickets", once)
         # The same dedup key again: no ticket, no event.
-        await api(sim, "POST", "/tickets/bulk", {"tickets": tickets[:1]})
+        await api(sim, "POST", "/tickets", once)
         await sim.wait_deliveries_idle()
-    assert [h.env["eventType"] for h in receiver.hits] == ["ticket:created"] * 2
+    assert [h.env["eventType"] for h in receiver.hits] == ["ticket:created"] * 3
 
 
 # --- retries ---------------------------------------------------------------------------------

@@ -125,6 +125,41 @@ async def test_thena_follow_up_ticket_is_created_once(three: Three, redis, keys)
         assert created["requestorEmail"] == "ana@example.com"
 
 
+async def test_thena_create_tickets_retried_after_a_failure_creates_each_once(
+    three: Three, redis, keys, tmp_path
+):
+    # The third of three new tickets fails with a 503; the worker retries the call. The bulk
+    # page offers no deDuplicationKey, the single create does: each ticket goes out alone with
+    # its key, and the retry finds the two made before the failure.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "split.yml").write_text(
+        "name: split\nvendor: thena\nevents: [ticket.status_changed]\nthen:\n"
+        "  - create_tickets:\n"
+        "      - {title: 'Part 1: {{ticket.title}}'}\n"
+        "      - {title: 'Part 2: {{ticket.title}}'}\n"
+        "      - {title: 'Part 3: {{ticket.title}}'}\n"
+    )
+    settings = replace(three.settings, rules_dir=rules)
+    ticket = three.th.create_ticket(title="Outage")
+    three.th.faults.fail_next("POST", "/tickets", 503, after=2)
+    async with running_worker(settings):
+        three.th.change_ticket(ticket["id"], statusName="In progress")
+
+        def parts() -> list[str]:
+            return sorted(t["title"] for t in three.th.tickets() if t["title"].startswith("Part"))
+
+        await wait_for(lambda: len(parts()) == 3, message="three parts created")
+        await three.th.wait_deliveries_idle()
+        await wait_for(lambda: settled(redis, keys), message="all handled")
+    assert parts() == ["Part 1: Outage", "Part 2: Outage", "Part 3: Outage"]
+    creates = [e for e in three.th.journal if e.method == "POST"]
+    assert [e.status for e in creates] == [201, 201, 503, 201, 201, 201]
+    assert [e.body["deDuplicationKey"] for e in creates[3:]] == [
+        e.body["deDuplicationKey"] for e in creates[:3]
+    ]
+
+
 async def test_cstar_bulk_partial_failure_is_dead_lettered_per_id(
     three: Three, redis, keys, tmp_path, aiohttp_client
 ):

@@ -19,17 +19,23 @@ Choices made where the cStar documentation leaves the behaviour open
 Routing, auth and errors
 - Every API path is `/api/v1/teams/{teamId}/…`. An unknown path is 404 `route_not_found`, a
   known one with the wrong method 405 `method_not_allowed`, both before auth.
-- Check order: 401 `authentication_required` (no header), `invalid_key_format` (not `Bearer
-  sk_…`/`pk_…`), `invalid_api_key` (unknown), `key_expired`; then 403 `team_access_denied` (the
-  key's team is not the path's, including unknown teams); then 403 for a publishable key on
-  anything but GET/HEAD, with code `insufficient_permissions` (as the bulk page's example) or
-  `publishable_key_write` (setting `publishable_write_code`), message "Secret key required for
-  this endpoint"; then the rate limit; then the Idempotency-Key.
+- Check order: 401 (no header, not `Bearer sk_…`/`pk_…`, unknown key, expired key); then 403
+  when the key's team is not the path's (including unknown teams); then 403 for a publishable
+  key on anything but GET/HEAD, with code `insufficient_permissions` (as the bulk page's example)
+  or `publishable_key_write` (setting `publishable_write_code`), message "Secret key required
+  for this endpoint"; then the rate limit; then the Idempotency-Key.
+- Codes of those: as the bulk page shows them by default (`auth_error_codes="page"`): every 401
+  is `authentication_required` "Invalid or expired API key", a foreign team 403
+  `insufficient_permissions`. With `"detailed"`, the error-code article's: 401
+  `authentication_required` (no header), `invalid_key_format`, `invalid_api_key`, `key_expired`;
+  403 `team_access_denied`.
 - Error types: 400/405/409 `invalid_request_error`, 401 `authentication_error`, 403
   `authorization_error`, 404 `not_found_error`, 429 `rate_limit_error`, 5xx `api_error`.
   Unknown body fields are 400 `parameter_invalid` with `param`; a missing required one is
   `parameter_missing`. `legacy_errors` answers `{error: {code: "UNAUTHORIZED", message}}` with
-  upper-case codes instead (plus a top-level `retryAfter` on 429).
+  upper-case codes instead (plus a top-level `retryAfter` on 429). `doc_url` is the API
+  reference's `#authentication` for 401 and 403 and `#rate-limiting` for 429 (as the bulk page
+  shows), else `https://www.cstar.help/developers/errors#<code>`.
 - Every response carries `X-Request-Id: req_…`, the same id as `meta.requestId` /
   `error.request_id`. Scripted faults (`sim.faults.fail_next`) come before routing and auth;
   their glob matches the full path, the path after `/api/v1`, or the path after the team root.
@@ -56,8 +62,10 @@ Tickets
   Customers are `cus_…`, messages `msg_…`, events `evt_…`, webhooks `whk_…`; all from seeded
   generators, one stream per purpose.
 - REST bodies are camelCase: `{id, object, prefixedId, title, status, priority, channel,
-  customerId, customerName, assignedTo, tags, notes, messageCount, metadata, createdAt,
-  updatedAt, closedAt, resolvedAt}`; `GET /tickets/{id}` inlines `messages`.
+  customerId, customerName, assignedTo, tags, notes, messageCount, responseDeadline,
+  resolutionDeadline, firstResponseAt, responseTier, resolutionTier, slaPaused, metadata,
+  createdAt, updatedAt, closedAt, resolvedAt}` (no SLA policy runs: the SLA fields stay null
+  and `slaPaused` false); `GET /tickets/{id}` inlines `messages`.
 - Create needs `title`; status defaults to `new`, priority to `normal`, channel to `api`.
   `customerName` (+ `customerEmail`) finds or creates a customer; `customerId` must exist.
 - `assignedTo` takes any non-empty string (agents are not checked) or null. PATCH `tags` and
@@ -77,12 +85,14 @@ Listing
   `{total, page, pageSize, hasMore}`.
 
 Bulk
-- `POST /bulk {action: update|delete, resource, ids, data}`: the whole request is validated
-  first (missing fields, more than `max_bulk_ids` ids → 400 `parameter_invalid` on `ids`, bad
-  `data` → 400); only `resource: tickets` is simulated (others are 400). Repeated ids count once.
-  Unknown ids (and ids in `faults.bulk_fail_ids`) become `errors[]` items `{id, code, message}`
-  (`resource_missing` for unknown) and stay unchanged; the others are applied and emit their
-  own per-ticket webhooks (`faults.webhooks.burst` repeats them).
+- `POST /bulk {action: update|delete, resource: tickets|customers|articles, ids, data}`: the
+  whole request is validated first (missing fields, more than `max_bulk_ids` ids → 400
+  `parameter_invalid` on `ids`, bad `data` → 400). Repeated ids count once. Unknown ids (and ids
+  in `faults.bulk_fail_ids`) become `errors[]` items `{id, code, message}` (`resource_missing`
+  for unknown) and stay unchanged; the others are applied, tickets emitting their own per-ticket
+  webhooks (`faults.webhooks.burst` repeats them). Customers take `name` and `email` and emit
+  nothing; the simulator serves no article API, so every article id is unknown. The answer is
+  `{success: true, data: bulk_result}` with no `meta`, as the bulk page shows it.
 
 Webhooks
 - Envelope `{id, type, created_at, team_id, data: {ticket, customer, changes?}}` in snake_case;

@@ -36,14 +36,15 @@ _INVALID = object()
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
-def ok(request: web.Request, data: Any, status: int = 200, **extra: Any) -> web.Response:
-    """The success envelope `{success: true, data, meta: {requestId, timestamp}}`."""
+def ok(
+    request: web.Request, data: Any, status: int = 200, *, meta: bool = True, **extra: Any
+) -> web.Response:
+    """The success envelope `{success: true, data, meta: {requestId, timestamp}}` (no `meta`
+    where the endpoint's page shows none)."""
     sim = request.app[SIM_KEY]
-    payload: dict[str, Any] = {
-        "success": True,
-        "data": data,
-        "meta": {"requestId": request[REQUEST_ID], "timestamp": iso(sim.clock.now())},
-    }
+    payload: dict[str, Any] = {"success": True, "data": data}
+    if meta:
+        payload["meta"] = {"requestId": request[REQUEST_ID], "timestamp": iso(sim.clock.now())}
     for key, value in extra.items():
         if key == "pagination" and sim.settings.pagination == "meta":
             payload["meta"]["pagination"] = value
@@ -145,27 +146,35 @@ def _render(sim: CStarSimulator, err: ApiError, request_id: str) -> web.Response
     )
 
 
+def _unauthenticated(sim: CStarSimulator, code: str, message: str) -> ApiError:
+    """A 401 with the error-code article's code, or as the bulk page shows every 401:
+    "401 Authentication failed — missing or invalid API key"."""
+    if sim.settings.auth_error_codes == "detailed":
+        return ApiError(401, code, message)
+    return ApiError(401, "authentication_required", "Invalid or expired API key")
+
+
 def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
     header = request.headers.get("Authorization")
     if not header:
-        raise ApiError(
-            401,
+        raise _unauthenticated(
+            sim,
             "authentication_required",
             "No API key provided; send 'Authorization: Bearer sk_live_…'",
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token.startswith(("sk_", "pk_")):
-        raise ApiError(
-            401,
+        raise _unauthenticated(
+            sim,
             "invalid_key_format",
             "Malformed API key; expected 'Bearer sk_live_…', 'sk_test_…', 'pk_live_…' or 'pk_test_…'",
         )
     key = sim.store.keys.get(token)
     if key is None:
-        raise ApiError(401, "invalid_api_key", "Invalid API key provided")
+        raise _unauthenticated(sim, "invalid_api_key", "Invalid API key provided")
     if key.expired:
-        raise ApiError(401, "key_expired", "This API key has expired; create a new one")
+        raise _unauthenticated(sim, "key_expired", "This API key has expired; create a new one")
     return key
 
 
@@ -184,9 +193,12 @@ async def _api(
     key = _authenticate(request, sim)
     seen["team"] = key.team_id
     if request.match_info.get("team") != key.team_id:
+        # The bulk page's 403 covers "wrong key type or team access" with one code.
         raise ApiError(
             403,
-            "team_access_denied",
+            "team_access_denied"
+            if sim.settings.auth_error_codes == "detailed"
+            else "insufficient_permissions",
             f"This API key cannot access team {request.match_info.get('team')!r}",
         )
     team = sim.store.teams[key.team_id]
@@ -350,7 +362,8 @@ async def bulk(request: web.Request) -> web.Response:
         fail_ids=sim.faults.bulk_fail_ids,
     )
     sim.publish(team, changes, request_id=request[REQUEST_ID], burst=sim.faults.webhooks.burst)
-    return ok(request, result)
+    # The bulk page's 200: `{"success": true, "data": {"object": "bulk_result", ...}}`, no meta.
+    return ok(request, result, meta=False)
 
 
 async def list_customers(request: web.Request) -> web.Response:

@@ -12,6 +12,8 @@ from ticketwire.errors import ConfigError
 
 Pagination = Literal["meta", "top"]
 WriteCode = Literal["insufficient_permissions", "publishable_key_write"]
+AuthCodes = Literal["page", "detailed"]
+AUTH_CODES: tuple[str, ...] = ("page", "detailed")
 SignatureMode = Literal["v1", "legacy"]
 RetryAfterPlace = Literal["header", "body", "message"]
 RETRY_AFTER_PLACES: tuple[str, ...] = ("header", "body", "message")
@@ -92,6 +94,11 @@ class CStarSimulatorConfig:
     pagination: Pagination = "meta"
     #: The 403 code a publishable key gets on a write.
     publishable_write_code: WriteCode = "insufficient_permissions"
+    #: `page`: every 401 is `authentication_required` "Invalid or expired API key" and a foreign
+    #: team 403 `insufficient_permissions`, as the bulk page shows; `detailed`: the codes of the
+    #: error-code article (`invalid_key_format`, `invalid_api_key`, `key_expired`,
+    #: `team_access_denied`).
+    auth_error_codes: AuthCodes = "page"
     #: Where a 429 says when to come back: `Retry-After`, `error.retryAfter`, the message.
     retry_after_in: tuple[str, ...] = RETRY_AFTER_PLACES
     #: Lifetime of an Idempotency-Key, in simulated seconds.
@@ -130,6 +137,8 @@ class CStarSimulatorConfig:
                 "'insufficient_permissions' or 'publishable_key_write'",
                 self.publishable_write_code,
             )
+        if self.auth_error_codes not in AUTH_CODES:
+            raise ConfigError("auth_error_codes", "'page' or 'detailed'", self.auth_error_codes)
         bad = [p for p in self.retry_after_in if p not in RETRY_AFTER_PLACES]
         if bad:
             raise ConfigError("retry_after_in", "some of header, body, message", repr(bad))
@@ -159,6 +168,7 @@ class Settings:
     rate_limit: RateLimit | None
     pagination: Pagination
     publishable_write_code: WriteCode
+    auth_error_codes: AuthCodes
     retry_after_in: tuple[str, ...]
     webhook_signature: SignatureMode
     webhook_signature_header: str
@@ -172,6 +182,7 @@ class Settings:
             rate_limit=RateLimit.parse(cfg.rate_limit),
             pagination=cfg.pagination,
             publishable_write_code=cfg.publishable_write_code,
+            auth_error_codes=cfg.auth_error_codes,
             retry_after_in=tuple(cfg.retry_after_in),
             webhook_signature=cfg.webhook_signature,
             webhook_signature_header=cfg.webhook_signature_header,

@@ -8,13 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from simulator.cstar.app import SIM_KEY, ok
-from simulator.cstar.config import RETRY_AFTER_PLACES, SIGNATURE_HEADERS, RateLimit
+from simulator.cstar.config import AUTH_CODES, RETRY_AFTER_PLACES, SIGNATURE_HEADERS, RateLimit
 from simulator.cstar.problems import ApiError, invalid
 from ticketwire.errors import ConfigError
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pagination": ("meta", "top"),
     "publishable_write_code": ("insufficient_permissions", "publishable_key_write"),
+    "auth_error_codes": AUTH_CODES,
     "webhook_signature": ("v1", "legacy"),
     "webhook_signature_header": SIGNATURE_HEADERS,
 }

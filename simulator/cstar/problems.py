@@ -12,6 +12,13 @@ from aiohttp import web
 from simulator.inboxops.clock import iso
 
 DOC_URL = "https://www.cstar.help/developers/errors"
+#: `doc_url` by status where the bulk page shows one: its 401 and 403 link to the API
+#: reference's authentication section, its 429 to the rate-limiting one.
+DOC_URLS = {
+    401: "https://www.cstar.help/developers/api-reference#authentication",
+    403: "https://www.cstar.help/developers/api-reference#authentication",
+    429: "https://www.cstar.help/developers/api-reference#rate-limiting",
+}
 
 #: Error `type` for each status, as the error reference names them (403 as the bulk page shows).
 TYPES = {
@@ -139,7 +146,7 @@ def render(
             error["param"] = err.param
         if err.retry_after is not None and "body" in retry_after_in:
             error["retryAfter"] = err.retry_after
-        error["doc_url"] = f"{DOC_URL}#{err.code}"
+        error["doc_url"] = DOC_URLS.get(err.status, f"{DOC_URL}#{err.code}")
         error["request_id"] = request_id
         body = {"success": False, "error": error, "meta": {"timestamp": iso(now)}}
     return web.Response(

@@ -47,6 +47,8 @@ WEBHOOK_NAMES = {
     "notes": "notes",
     "metadata": "metadata",
 }
+#: Fields a bulk update of customers may set (the customer object's own fields).
+CUSTOMER_FIELDS = frozenset({"name", "email"})
 CHANNELS = ("email", "chat", "web", "api", "phone")
 DASHBOARD = "https://www.cstar.help/dashboard/tickets/"
 
@@ -241,6 +243,13 @@ class Store:
             "tags": fields.get("tags", []),
             "notes": fields.get("notes"),
             "messageCount": 0,
+            # SLA fields of the ticket object; no SLA policy is simulated.
+            "responseDeadline": None,
+            "resolutionDeadline": None,
+            "firstResponseAt": None,
+            "responseTier": None,
+            "resolutionTier": None,
+            "slaPaused": False,
             "metadata": fields.get("metadata", {}),
             "createdAt": now,
             "updatedAt": now,
@@ -397,10 +406,12 @@ class Store:
         max_ids: int,
         fail_ids: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], list[TicketChange]]:
-        """`POST /bulk`: validated as a whole first, then applied id by id.
+        """`POST /bulk` on tickets, customers or articles: validated as a whole first, then
+        applied id by id.
 
         Unknown ids (and ids in `fail_ids`, a fault knob of id → error code) are reported in
-        `errors[]` as `{id, code, message}` and left unchanged; the rest are applied.
+        `errors[]` as `{id, code, message}` and left unchanged; the rest are applied. The
+        simulator serves no article API, so it holds no article and every article id is unknown.
         """
         _only(body, {"action", "resource", "ids", "data"}, "bulk request")
         for name in ("action", "resource", "ids"):
@@ -408,10 +419,6 @@ class Store:
                 raise missing(name)
         action = _choice(body["action"], BULK_ACTIONS, "action")
         resource = _choice(body["resource"], BULK_RESOURCES, "resource")
-        if resource != "tickets":
-            raise invalid(
-                "resource", f"{resource!r} bulk operations are not simulated; use tickets"
-            )
         ids = body["ids"]
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise invalid("ids", "must be a non-empty array of id strings")
@@ -426,30 +433,39 @@ class Store:
                     if data is None
                     else invalid("data", "must be a non-empty object")
                 )
-            _only(data, UPDATE_FIELDS, "bulk data")
-            fields = self._validate(data, creating=False)
+            fields = self._bulk_fields(resource, data)
         unique = list(dict.fromkeys(ids))
         errors: list[dict[str, Any]] = []
         changes: list[TicketChange] = []
-        for ticket_id in unique:
-            code = (fail_ids or {}).get(ticket_id)
+        for item_id in unique:
+            code = (fail_ids or {}).get(item_id)
             if code is not None:
-                errors.append({"id": ticket_id, "code": code, "message": f"simulated {code}"})
+                errors.append({"id": item_id, "code": code, "message": f"simulated {code}"})
                 continue
-            ticket = team.tickets.get(ticket_id)
-            if ticket is None:
-                errors.append(
-                    {
-                        "id": ticket_id,
-                        "code": "resource_missing",
-                        "message": f"No such ticket: {ticket_id!r}",
-                    }
-                )
+            if resource == "tickets":
+                ticket = team.tickets.get(item_id)
+                if ticket is not None:
+                    if action == "delete":
+                        changes.append(self.delete_ticket(team, ticket))
+                    else:
+                        changes.append(self._apply(team, ticket, fields))
+                    continue
+            elif resource == "customers" and item_id in team.customers:
+                if action == "delete":
+                    del team.customers[item_id]
+                else:
+                    customer = team.customers[item_id]
+                    customer.name = fields.get("name", customer.name)
+                    customer.email = fields.get("email", customer.email)
                 continue
-            if action == "delete":
-                changes.append(self.delete_ticket(team, ticket))
-            else:
-                changes.append(self._apply(team, ticket, fields))
+            what = resource.removesuffix("s")
+            errors.append(
+                {
+                    "id": item_id,
+                    "code": "resource_missing",
+                    "message": f"No such {what}: {item_id!r}",
+                }
+            )
         result = {
             "object": "bulk_result",
             "action": action,
@@ -460,6 +476,28 @@ class Store:
             "errors": errors,
         }
         return result, changes
+
+    def _bulk_fields(self, resource: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The checked `data` of a bulk update of `resource`."""
+        if resource == "tickets":
+            _only(data, UPDATE_FIELDS, "bulk data")
+            return self._validate(data, creating=False)
+        if resource == "customers":
+            _only(data, CUSTOMER_FIELDS, "bulk customer data")
+            out: dict[str, Any] = {}
+            if "name" in data:
+                name = data["name"]
+                if not isinstance(name, str) or not name.strip():
+                    raise invalid("name", "must be a non-empty string")
+                out["name"] = name.strip()
+            if "email" in data:
+                email = data["email"]
+                if email is not None and (not isinstance(email, str) or "@" not in email):
+                    raise invalid("email", "must be an email address or null")
+                out["email"] = email
+            return out
+        # No article fields are documented; any object is taken (no article exists here).
+        return dict(data)
 
     # ------------------------------------------------------------------ idempotency
 

@@ -22,7 +22,8 @@ Routing, envelope and errors
   Routing comes first: an unknown path is 404 and a known path with the wrong method 405 (with
   `Allow`), before auth. Scripted faults (`sim.faults.fail_next`, glob on the full path or the
   path relative to `/v1`) come before routing; `retry_after` adds `Retry-After`, `reset_after`
-  adds `X-RateLimit-Reset`; `delay` is real seconds; a status below 400 only delays.
+  adds `X-RateLimit-Reset`; `delay` is real seconds; a status below 400 only delays; `after=N`
+  lets N matching requests through first (to fail the third ticket of a sequence).
 - Success: `{status: true, message: "Success", timestamp, data}`. Errors (undocumented): `nest`
   `{statusCode, message, error}` (default) or `envelope` `{status: false, message, timestamp,
   code}` (`error_format`). A message about a field starts with its name (`teamId: ...`).
@@ -38,8 +39,8 @@ Auth
 Rate limit
 - Per organisation over 60 simulated seconds (`time_scale` compresses it too), fixed or sliding
   window. While the limit is on, every authenticated answer carries `X-RateLimit-Limit`,
-  `-Remaining`, `-Reset` (unix seconds on the simulated clock), `-OrgID` and `-Path`. Over the
-  limit: 429, plus `Retry-After` only with `retry_after_header`.
+  `-Remaining`, `-Reset` (unix seconds on the simulated clock), `-IP`, `-UserID`, `-OrgID` and
+  `-Path`. Over the limit: 429, plus `Retry-After` only with `retry_after_header`.
 
 Organisations, teams and tickets
 - Two organisations; the default one has teams Support (`SUP`) and Engineering (`ENG`), the other
@@ -53,9 +54,10 @@ Organisations, teams and tickets
 - An id wins over a name (`statusId` over `statusName`, `priorityId` over `priorityName`,
   `assignedAgentId` over `assignedAgentEmail`); the name is then not validated. Ids and names
   must belong to the ticket's team, else 400.
-- `deDuplicationKey` (1–255 characters, per organisation, forever): the same key returns the
-  ticket it created, unchanged, with no event: `POST /v1/tickets` answers 201 with it, a bulk
-  create lists it in `data`.
+- `deDuplicationKey` (1–255 characters, per organisation, forever) on `POST /v1/tickets`: the
+  same key answers 201 with the ticket it created, unchanged, with no event (or, with
+  `dedup_conflict`, 409 `deDuplicationKey: ticket <id> was already created with this key`). The bulk page lists
+  no such field, so a bulk create takes none.
 - API answers show `status`/`priority` (names) and `assignedAgent` (a name), as the reference
   pages; events carry `statusName`/`priorityName`, `assignedAgent: {id, email, name}` and
   `assignedTo`, no `assignedAgentId`, plus `typeId` and `isPrivate` (not in the docs).
@@ -69,9 +71,12 @@ Bulk
   whose team has not the given status or priority. Tickets already in the wanted state count as
   updated (without events). Events per ticket as PATCH; `burst=k` sends each k times.
 - Create: `{tickets (1–max_bulk_tickets), options?: {stopOnError}}`, `stopOnError` defaulting to
-  true. True: stop at the first invalid ticket with 400 `tickets[<i>]: <reason>`; the tickets
-  before it stay created (and emit), none after it is tried. False: the valid ones are created
-  and listed in `data` (201), the invalid ones left out.
+  true; a ticket takes only the fields the bulk page lists (no `deDuplicationKey`, no
+  `sentimentId`, no proactive or comment fields), anything else makes it invalid. True: stop at
+  the first invalid ticket with 400 `tickets[<i>]: <reason>`; the tickets before it stay created
+  (and emit), or with `bulk_create_atomic` none is (the page does not say which); none after it
+  is tried. False: the valid ones are created and listed in `data`
+  (201), the invalid ones left out.
 
 Listing
 - `GET /v1/tickets`: `teamId` (a team of the organisation, else 400), `dateRange` (1d 2d 1w 2w

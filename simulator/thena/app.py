@@ -150,6 +150,9 @@ async def _api(
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
             "X-RateLimit-Reset": str(reset_at),
+            "X-RateLimit-IP": request.remote or "",
+            # Every credential belongs to the organisation's first agent.
+            "X-RateLimit-UserID": org.agents[0].id,
             "X-RateLimit-OrgID": org.id,
             "X-RateLimit-Path": request.path,
         }
@@ -224,18 +227,30 @@ async def list_tickets(request: web.Request) -> web.Response:
 
 
 async def create_ticket(request: web.Request) -> web.Response:
-    """`POST /v1/tickets`: 201 with the ticket (the existing one for a known dedup key)."""
+    """`POST /v1/tickets`: 201 with the ticket; a known dedup key answers the existing ticket,
+    or 409 with `dedup_conflict`."""
     sim, org = request.app[SIM_KEY], request[ORG]
     change, rec = sim.store.create_ticket(org, json_body(request))
     if change is not None:
         sim.publish([change])
+    elif sim.settings.dedup_conflict:
+        raise ApiError(
+            409,
+            f"deDuplicationKey: ticket {rec['id']} was already created with this key",
+            field="deDuplicationKey",
+        )
     return ok(sim, sim.store.render(org, rec), 201)
 
 
 async def bulk_create(request: web.Request) -> web.Response:
     """`POST /v1/tickets/bulk`: 201 `[{id, title}]`; 400 naming the index with stopOnError."""
     sim, org = request.app[SIM_KEY], request[ORG]
-    result = sim.store.bulk_create(org, json_body(request), max_tickets=sim.config.max_bulk_tickets)
+    result = sim.store.bulk_create(
+        org,
+        json_body(request),
+        max_tickets=sim.config.max_bulk_tickets,
+        atomic=sim.settings.bulk_create_atomic,
+    )
     sim.publish(result.changes)
     if result.error is not None:
         raise result.error

@@ -45,6 +45,12 @@ class ThenaSimulatorConfig:
     max_limit: int = 100
     #: Most tickets one `POST /v1/tickets/bulk` may create.
     max_bulk_tickets: int = 100
+    #: A bulk create stopped by `stopOnError` keeps the tickets made before the bad one (False)
+    #: or creates none (True); the bulk page does not say which.
+    bulk_create_atomic: bool = False
+    #: A `deDuplicationKey` used before answers 201 with its ticket (False) or 409 (True); the
+    #: create page does not say which.
+    dedup_conflict: bool = False
     #: Most ids one `PATCH /v1/tickets/bulk` may name.
     max_bulk_ids: int = 100
     #: Per-attempt timeout of a webhook delivery, in real seconds.
@@ -96,6 +102,8 @@ class Settings:
     error_format: ErrorFormat
     list_shape: ListShape
     webhook_signature_prefix: bool
+    bulk_create_atomic: bool
+    dedup_conflict: bool
 
     @classmethod
     def from_config(cls, cfg: ThenaSimulatorConfig) -> Settings:
@@ -109,4 +117,6 @@ class Settings:
             error_format=cfg.error_format,
             list_shape=cfg.list_shape,
             webhook_signature_prefix=cfg.webhook_signature_prefix,
+            bulk_create_atomic=cfg.bulk_create_atomic,
+            dedup_conflict=cfg.dedup_conflict,
         )

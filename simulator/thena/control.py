@@ -19,6 +19,8 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "error_format": (str,),
     "list_shape": (str,),
     "webhook_signature_prefix": (bool,),
+    "bulk_create_atomic": (bool,),
+    "dedup_conflict": (bool,),
 }
 SETTINGS_CHOICES: dict[str, tuple[Any, ...]] = {
     "rate_limit_window": ("fixed", "sliding"),

@@ -27,6 +27,8 @@ class ScriptedFailure:
     reset_after: int | None = None
     #: Real seconds to wait before answering (for client-timeout tests).
     delay: float = 0.0
+    #: Matching requests served normally before this rule starts answering.
+    after: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         """True when the method (or `*`) and the glob (full path or relative to /v1) match."""
@@ -72,15 +74,19 @@ class Faults:
         delay: float = 0.0,
         *,
         reset_after: int | None = None,
+        after: int = 0,
     ) -> None:
-        """Script the answer of the next `times` requests matching `method` and `path_glob`."""
+        """Script the answer of the next `times` requests matching `method` and `path_glob`,
+        once `after` matching requests have been served normally."""
         if times < 1:
             raise ValueError(f"times must be >= 1 (got {times})")
+        if after < 0:
+            raise ValueError(f"after must be >= 0 (got {after})")
         if not 0 <= status <= 599:
             raise ValueError(f"status must be an HTTP status (got {status})")
         self.scripted.append(
             ScriptedFailure(
-                method.upper(), path_glob, status, times, retry_after, reset_after, delay
+                method.upper(), path_glob, status, times, retry_after, reset_after, delay, after
             )
         )
 
@@ -88,6 +94,9 @@ class Faults:
         """The first scripted answer matching this request, counting it as used."""
         for i, rule in enumerate(self.scripted):
             if rule.matches(method, path):
+                if rule.after > 0:
+                    rule.after -= 1
+                    return None
                 rule.remaining -= 1
                 if rule.remaining <= 0:
                     del self.scripted[i]
@@ -151,4 +160,5 @@ class Faults:
                 retry_after=None if item.get("retry_after") is None else int(item["retry_after"]),
                 delay=float(item.get("delay", 0.0)),
                 reset_after=None if item.get("reset_after") is None else int(item["reset_after"]),
+                after=int(item.get("after", 0)),
             )

@@ -3,6 +3,7 @@ tickets for `POST /_sim/seed`."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -32,6 +33,12 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def uid(ids: IdSource, prefix: str = "", length: int = 26) -> str:
     """A reproducible upper-case identifier like Thena's, e.g. `CT4NVX0K10YJQ3X0185THN9R6H`."""
     return prefix + "".join(ids.rng.choice(_ALPHABET) for _ in range(length))
+
+
+def named_uid(name: str, prefix: str = "", length: int = 26) -> str:
+    """An identifier like `uid`'s that is always the same for `name` (no generator drawn from)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return prefix + "".join(_ALPHABET[b % 32] for b in digest[:length])
 
 
 def build_org(ids: IdSource, name: str, domain: str, teams: tuple[tuple[str, str], ...]) -> Org:

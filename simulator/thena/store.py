@@ -16,8 +16,9 @@ from typing import Any
 from simulator.inboxops.clock import IdSource, iso, parse_iso
 from simulator.thena.models import Credential, Org, Team
 from simulator.thena.problems import ApiError, bad_request, not_found
-from simulator.thena.seeds import build_org, uid
+from simulator.thena.seeds import build_org, named_uid, uid
 from ticketwire.vendors.thena.models import (
+    BULK_CREATE_FIELDS,
     BULK_UPDATE_FIELDS,
     CREATE_FIELDS,
     DATE_RANGES,
@@ -28,6 +29,7 @@ from ticketwire.vendors.thena.models import (
 AGENT_FIELDS = frozenset({"tags"})
 #: Days each `dateRange` reaches back, counting today (months are taken as 30 days).
 RANGE_DAYS = {"1d": 1, "2d": 2, "1w": 7, "2w": 14, "3w": 21, "4w": 28, "1m": 30, "3m": 90}
+_BULK_CREATE = frozenset(BULK_CREATE_FIELDS)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STRING_FIELDS = (
     "description",
@@ -126,8 +128,17 @@ class Store:
             "assignedAgent": agent.name if agent else None,
             "assignedAgentId": rec["assignedAgentId"],
             "assignedAgentEmail": agent.email if agent else None,
+            "assignedAgentAvatar": None,
             "requestorEmail": rec["requestorEmail"],
+            **_contact(org, rec["requestorEmail"]),
             "submitterEmail": rec["submitterEmail"],
+            "storyPoints": None,
+            "account": None,
+            "subTeamId": None,
+            "subTeamName": None,
+            "subTeamIdentifier": None,
+            "formId": rec["formId"],
+            "sentiment": None,
             "customFieldValues": copy.deepcopy(rec["customFieldValues"]),
             "metadata": copy.deepcopy(rec["metadata"]),
             "dueDate": rec["dueDate"],
@@ -154,7 +165,7 @@ class Store:
             "ticketId": str(rec["ticketId"]),
             "title": rec["title"],
             "description": rec["description"],
-            "customerContactEmail": email,
+            **_contact(org, email),
             "priorityId": rec["priorityId"],
             "statusId": rec["statusId"],
             "statusName": status.name if status else None,
@@ -165,8 +176,15 @@ class Store:
             "teamId": team.id,
             "teamName": team.name,
             "teamIdentifier": team.identifier,
+            "subTeamId": None,
+            "subTeamName": None,
+            "subTeamIdentifier": None,
             "isEscalated": False,
-            "customer": {"email": email, "name": email.split("@")[0] if email else None},
+            "customer": {
+                "id": _contact_id(org, email),
+                "email": email,
+                "name": email.split("@")[0] if email else None,
+            },
             "assignedTo": agent.id if agent else None,
             "assignedAgent": agent.to_json() if agent else None,
             "tags": list(rec["tags"]),
@@ -243,10 +261,15 @@ class Store:
         )
         return change, rec
 
-    def bulk_create(self, org: Org, body: Any, *, max_tickets: int) -> BulkCreate:
+    def bulk_create(
+        self, org: Org, body: Any, *, max_tickets: int, atomic: bool = False
+    ) -> BulkCreate:
         """`POST /v1/tickets/bulk`; with stopOnError (the default) stop at the first bad ticket.
 
-        Tickets before the bad one stay created (and are published); nothing after it is tried.
+        Tickets before the bad one stay created (and are published), or with `atomic` are
+        removed again, unpublished; nothing after it is tried.
+        A ticket takes only the fields the bulk page lists: no `deDuplicationKey`, so a bulk
+        create sent twice creates its tickets twice.
         """
         if not isinstance(body, Mapping):
             raise bad_request("body", "must be a JSON object")
@@ -264,14 +287,24 @@ class Store:
         if not isinstance(stop, bool):
             raise bad_request("options.stopOnError", "must be true or false")
         result = BulkCreate()
+        counters = (org.next_ticket_id, [t.next_number for t in org.teams])
         for index, item in enumerate(tickets):
             try:
+                if isinstance(item, Mapping):
+                    _only(item, _BULK_CREATE, "a ticket of a bulk create")
                 change, rec = self.create_ticket(org, item)
             except ApiError as exc:
                 if stop:
                     result.error = ApiError(
                         400, f"tickets[{index}]: {exc.message}", field=f"tickets[{index}]"
                     )
+                    if atomic:
+                        for made in result.data:
+                            del org.tickets[made["id"]]
+                        org.next_ticket_id = counters[0]
+                        for team, number in zip(org.teams, counters[1], strict=True):
+                            team.next_number = number
+                        result.data, result.changes = [], []
                     return result
                 continue
             result.data.append({"id": rec["id"], "title": rec["title"]})
@@ -505,6 +538,21 @@ class Store:
         rows.sort(key=lambda r: int(r["ticketId"]))
         chunk = rows[page * limit : (page + 1) * limit]
         return [self.render(org, r) for r in chunk], len(rows), page, limit
+
+
+def _contact_id(org: Org, email: str | None) -> str | None:
+    """The requestor's contact id: one per email (ignoring case) in an organisation."""
+    return named_uid(f"{org.id}:{email.casefold()}", "K") if email else None
+
+
+def _contact(org: Org, email: str | None) -> dict[str, Any]:
+    """The `customerContact*` fields of a ticket whose requestor is `email`."""
+    return {
+        "customerContactId": _contact_id(org, email),
+        "customerContactEmail": email,
+        "customerContactFirstName": None,
+        "customerContactLastName": None,
+    }
 
 
 def _only(body: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:

@@ -51,7 +51,11 @@ _ADVICE_BY_CODE: dict[str, str] = {
     "invalid_api_key": "check CSTAR_API_KEY: cStar does not know this key",
     "invalid_key_format": "check CSTAR_API_KEY: expected sk_live_… or sk_test_…",
     "key_expired": "the key has expired; create a new secret key in cStar and set CSTAR_API_KEY",
-    "insufficient_permissions": _WRITE_ADVICE,
+    # The bulk page gives this one code for "wrong key type or team access".
+    "insufficient_permissions": (
+        "the key may not do this: CSTAR_API_KEY must be a secret key (sk_live_… or sk_test_…; "
+        "publishable keys are read-only) of the team in CSTAR_TEAM_ID"
+    ),
     "publishable_key_write": _WRITE_ADVICE,
     "team_access_denied": "check CSTAR_TEAM_ID: this key does not belong to that team",
 }

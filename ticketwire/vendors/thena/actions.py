@@ -12,7 +12,9 @@ Vocabulary (YAML form; `ctx.act(<name>, <value>)` in Python):
                                     PATCH /tickets/bulk for the event's ticket
     create_ticket: {title, requestorEmail?, teamId?, description?, statusName?, ...}
     create_tickets: [{...}, ...]  or  {tickets: [{...}], stopOnError: false}
-                                    POST /tickets/bulk (stopOnError defaults to true)
+                                    planned as POST /tickets/bulk (stopOnError defaults to
+                                    true); the client sends one POST /tickets per ticket, the
+                                    only create that takes a deDuplicationKey
 
 There is no tag action: Thena's reference lists ticket tags, but no documented endpoint to write
 them was available, so `add_tags` and `remove_tags` are not offered for Thena.
@@ -22,8 +24,9 @@ into objects, e.g. `{{ticket.customer.email}}`) to copy from the event's ticket.
 exactly one placeholder takes the ticket's value as is (a missing or null one leaves the field
 out); inside longer text, missing values read as empty and objects as JSON. Nothing else is
 interpreted. Each new ticket without `teamId` goes to the event ticket's team, and gets a
-`deDuplicationKey` derived from the event id, the rule and its position, so a re-run of the same
-event never creates it twice (a key written in the rule is used as given).
+`deDuplicationKey` derived from the event id, the rule and its position, so a retry of the call,
+a re-run of the same event or a redriven dead letter never creates it twice (a key written in
+the rule is used as given).
 
 Planning. Every rule's single-ticket changes merge into one PATCH (later rules win; a note names
 the loser). Status, priority and assignee are one slot each: a rule setting `statusName`

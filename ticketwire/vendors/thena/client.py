@@ -5,8 +5,14 @@ Two auth schemes, as configuration: `api-key` sends `x-api-key: <key>` (the curr
 including the bulk ones). An `org_id` given with `api-key` is sent as `x-org-id` too.
 
 One request per call, no retries and no sleeping: failures come back as the error tree and the
-worker decides. `send()` also checks bulk answers: ids Thena skipped (or did not report) raise
-`PartialFailure`, and so do tickets a bulk create left out of its answer.
+worker decides. `send()` also checks bulk update answers: ids Thena skipped (or did not report)
+raise `PartialFailure`.
+
+A planned bulk create (`POST /tickets/bulk`, `{tickets, options: {stopOnError}}`) is sent as one
+`POST /tickets` per ticket, in order, because only the single create takes a `deDuplicationKey`
+(the bulk page lists no such field): a retry, or a redriven dead letter, then finds the tickets
+already created instead of creating them again. `stopOnError` keeps its meaning: true stops at
+the first ticket Thena refuses, false goes on and reports the refused ones at the end.
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ from ticketwire.errors import (
 from ticketwire.ratebudget import RateBudget
 from ticketwire.secret import Secret
 from ticketwire.vendors.http import exchange
-from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS, DATE_RANGES, UPDATE_FIELDS
+from ticketwire.vendors.thena.models import (
+    BULK_CREATE_FIELDS,
+    BULK_UPDATE_FIELDS,
+    DATE_RANGES,
+    UPDATE_FIELDS,
+)
 from ticketwire.vendors.thena.problems import error_from_response
 
 VENDOR = "thena"
@@ -50,6 +61,9 @@ LIST_FILTERS: Mapping[str, str] = {
 _LIST_KEYS = ("tickets", "items", "results", "data")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 BULK_PATH = "/tickets/bulk"
+#: Answers that refuse one ticket of a bulk create, not the whole call (with stopOnError false
+#: the next ticket is still sent).
+_TICKET_REFUSALS = frozenset({400, 404, 409, 422})
 
 
 class ThenaClient:
@@ -137,8 +151,9 @@ class ThenaClient:
     ) -> list[dict[str, Any]]:
         """`POST /tickets/bulk`; return the `[{id, title}]` of the tickets created.
 
-        With `stop_on_error=False` Thena leaves invalid tickets out; compare the lengths, or use
-        `send()`, which raises `PartialFailure` for them.
+        With `stop_on_error=False` Thena leaves invalid tickets out; compare the lengths. The
+        bulk page offers no `deDuplicationKey`: a call sent twice creates its tickets twice
+        (`send()` of a planned bulk create does not have that problem, see the module doc).
         """
         body = bulk_create_body(tickets, stop_on_error=stop_on_error)
         result = await self._request("POST", BULK_PATH, json=body)
@@ -169,12 +184,53 @@ class ThenaClient:
             raise ValueError(f"call path must start with '/': {call.describe()}")
         method = call.method.upper()
         body = call.body if method in _BODY_METHODS else None
+        if call.path == BULK_PATH and method == "POST":
+            return await self._create_each(call.body)
         result = await self._request(method, call.path, json=body)
         if call.path == BULK_PATH and method == "PATCH":
             check_bulk_update(result, call.body)
-        elif call.path == BULK_PATH and method == "POST":
-            check_bulk_create(result, call.body)
         return result
+
+    async def _create_each(self, body: Mapping[str, Any]) -> ApiResult:
+        """A bulk create as one `POST /tickets` per ticket, each with its `deDuplicationKey`.
+
+        Answers like the bulk page: 201 `{status, message, data: [{id, title}]}`. A refused
+        ticket raises its `ClientError`, naming it: at once with stopOnError, else after the
+        others were sent. Any other failure (5xx, timeout, 429, spent budget) is raised as is:
+        the whole call is retried, and the tickets it created already are found by their keys.
+        """
+        tickets, stop = bulk_create_parts(body)
+        created: list[dict[str, Any]] = []
+        refused: list[tuple[str, ClientError]] = []
+        elapsed = 0.0
+        for index, ticket in enumerate(tickets):
+            where = f"tickets[{index}] ({ticket.get('title')!r})"
+            try:
+                result = await self._request("POST", "/tickets", json=dict(ticket))
+            except ClientError as exc:
+                if exc.status == 409 and ticket.get("deDuplicationKey"):
+                    # The key was used before: the ticket exists (Thena may answer the ticket
+                    # or a conflict; it does not document which).
+                    created.append({"id": None, "title": ticket.get("title")})
+                    continue
+                if exc.status not in _TICKET_REFUSALS:
+                    raise
+                if stop:
+                    raise _refusal(
+                        exc, [(where, exc)], created, len(tickets), stopped=True
+                    ) from exc
+                refused.append((where, exc))
+                continue
+            elapsed += result.elapsed_ms
+            made = _data_object(result, "POST", "/tickets")
+            created.append({"id": made.get("id"), "title": made.get("title")})
+        if refused:
+            raise _refusal(refused[0][1], refused, created, len(tickets), stopped=False)
+        return ApiResult(
+            status=201,
+            body={"status": True, "message": "Success", "data": created},
+            elapsed_ms=elapsed,
+        )
 
     async def _iterate(self, limit: int, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         # Thena documents neither the largest `limit` nor paging metadata, so the page size the
@@ -303,9 +359,17 @@ def bulk_update_body(ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]
 def bulk_create_body(
     tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
 ) -> dict[str, Any]:
-    """Build the `POST /tickets/bulk` body `{tickets, options: {stopOnError}}`."""
+    """Build the `POST /tickets/bulk` body `{tickets, options: {stopOnError}}`, checking that
+    each ticket has only the fields the bulk page lists."""
     if isinstance(tickets, Mapping) or not tickets:
         raise ValueError("create_tickets needs a non-empty list of ticket objects")
+    for index, ticket in enumerate(tickets):
+        unknown = sorted(set(ticket) - set(BULK_CREATE_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"create_tickets: tickets[{index}] has {', '.join(unknown)}, which Thena's bulk "
+                "create does not take (create_ticket does, deDuplicationKey included)"
+            )
     return {"tickets": [dict(t) for t in tickets], "options": {"stopOnError": stop_on_error}}
 
 
@@ -331,32 +395,39 @@ def check_bulk_update(result: ApiResult, body: Mapping[str, Any]) -> None:
         raise PartialFailure(failed, done)
 
 
-def check_bulk_create(result: ApiResult, body: Mapping[str, Any]) -> None:
-    """Raise `PartialFailure` when the answer lists fewer tickets than were sent.
+def bulk_create_parts(body: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool]:
+    """The tickets and the `stopOnError` (default true) of a bulk create body."""
+    tickets = body.get("tickets")
+    if not isinstance(tickets, list) or not tickets:
+        raise ValueError("a bulk create needs a non-empty 'tickets' list")
+    if not all(isinstance(t, Mapping) for t in tickets):
+        raise ValueError("every item of 'tickets' must be a ticket object")
+    options = body.get("options")
+    stop = options.get("stopOnError", True) if isinstance(options, Mapping) else True
+    return tickets, stop is not False
 
-    Created tickets are matched to the request by title, in order; each one left over is named
-    by its `deDuplicationKey`, else by `tickets[<index>]`.
-    """
-    data = result.body.get("data") if isinstance(result.body, dict) else None
-    if not isinstance(data, list):
-        raise _unexpected(result, "POST", BULK_PATH, "a JSON object with a 'data' list")
-    sent = [t for t in body.get("tickets") or () if isinstance(t, Mapping)]
-    if len(data) >= len(sent):
-        return
-    titles: dict[Any, int] = {}
-    for item in data:
-        if isinstance(item, dict):
-            titles[item.get("title")] = titles.get(item.get("title"), 0) + 1
-    failed: dict[str, str] = {}
-    for index, ticket in enumerate(sent):
-        title = ticket.get("title")
-        if titles.get(title, 0) > 0:
-            titles[title] -= 1
-            continue
-        name = ticket.get("deDuplicationKey") or f"tickets[{index}]"
-        failed[str(name)] = f"not created (title {title!r}); Thena left it out of its answer"
-    created = [str(item.get("id")) for item in data if isinstance(item, dict)]
-    raise PartialFailure(failed, created)
+
+def _refusal(
+    first: ClientError,
+    refused: Sequence[tuple[str, ClientError]],
+    created: Sequence[Mapping[str, Any]],
+    total: int,
+    *,
+    stopped: bool,
+) -> ClientError:
+    """The error of a bulk create Thena refused tickets of, saying what was and was not made."""
+    reasons = "; ".join(f"{where}: {exc.detail or exc}" for where, exc in refused)
+    made = f"{len(created)} of {total} ticket(s) created"
+    if stopped:
+        made += ", none after it sent (stopOnError)"
+    ids = ", ".join(str(c["id"]) for c in created if c.get("id"))
+    return type(first)(
+        first.status,
+        code=first.code,
+        detail=f"{reasons}; {made}{f' ({ids})' if ids else ''}",
+        request_id=first.request_id,
+        body=first.body,
+    )
 
 
 def _check_fields(what: str, fields: Mapping[str, Any], accepted: Sequence[str]) -> None:

@@ -44,8 +44,8 @@ BULK_UPDATE_FIELDS: tuple[str, ...] = (
     "typeId",
     "isPrivate",
 )
-#: Fields of one ticket in `POST /v1/tickets` and in `tickets[]` of `POST /v1/tickets/bulk`.
-CREATE_FIELDS: tuple[str, ...] = (
+#: Fields of one ticket in `tickets[]` of `POST /v1/tickets/bulk`, as the bulk page lists them.
+BULK_CREATE_FIELDS: tuple[str, ...] = (
     "title",
     "requestorEmail",
     "teamId",
@@ -59,7 +59,6 @@ CREATE_FIELDS: tuple[str, ...] = (
     "statusName",
     "priorityId",
     "priorityName",
-    "sentimentId",
     "metadata",
     "typeId",
     "isPrivate",
@@ -68,12 +67,18 @@ CREATE_FIELDS: tuple[str, ...] = (
     "aiGeneratedSummary",
     "attachmentUrls",
     "customFieldValues",
+    "performRouting",
+    "formId",
+)
+#: Fields of one ticket in `POST /v1/tickets` (the create page): the bulk ones and more, among
+#: them `deDuplicationKey`, which the bulk page does not list.
+CREATE_FIELDS: tuple[str, ...] = (
+    *BULK_CREATE_FIELDS,
+    "sentimentId",
     "isProactive",
     "proactiveChannels",
     "closedAt",
     "closedById",
-    "performRouting",
-    "formId",
     "commentContent",
     "commentContentHtml",
     "commentContentJson",
