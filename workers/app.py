@@ -159,7 +159,14 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         lease_ttl=settings.lease_ttl_s,
         retention_ms=int(settings.retention_s * 1000),
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        # Nothing else started yet: close what was opened, so a start retried after a Redis
+        # outage (see `workers.arqhost`) leaves nothing behind.
+        await session.close()
+        await redis.aclose()
+        raise
     outbox.start()
     ctx.update(
         tw_redis=redis,
@@ -193,7 +200,11 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
+        try:
+            await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
+        except (RedisError, OSError) as exc:
+            # Stopping while Redis is away: the last second's counters are lost, nothing else.
+            log.warning("could not flush stats at shutdown: %s", exc)
     if "session" in ctx:
         await ctx["session"].close()
     if "tw_redis" in ctx:
