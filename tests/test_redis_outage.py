@@ -104,7 +104,10 @@ async def test_a_worker_rides_out_a_redis_restart_and_handles_the_next_event(
         await deliver_and_wait(sim, redis, keys, tag["id"], "after")
         assert worker.proc.returncode is None and worker.proc.pid == pid
         assert outage_length(worker.output) >= OUTAGE_S
-        assert worker.output.count("worker: redis unavailable") == 1
+        # Each loop says so once when Redis goes away and once when it is back, not per retry.
+        for loop in ("worker", "consumer", "outbox flusher"):
+            assert worker.output.count(f"{loop}: redis unavailable") == 1, loop
+            assert worker.output.count(f"{loop}: redis is back after") == 1, loop
         assert "Traceback" not in worker.output
         assert await redis.xlen(keys.dlq) == 0
     finally:

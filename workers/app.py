@@ -25,6 +25,7 @@ from ticketwire.redisconn import connect
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
+from workers.outage import REDIS_DOWN, Outage
 from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
 from workers.schedule import build_scheduler, cron_jobs
@@ -203,7 +204,7 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         try:
             await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
         except (RedisError, OSError) as exc:
-            # Stopping while Redis is away: the last second's counters are lost, nothing else.
+            # Stopping while Redis is away: the counters since it left are lost, nothing else.
             log.warning("could not flush stats at shutdown: %s", exc)
     if "session" in ctx:
         await ctx["session"].close()
@@ -212,10 +213,14 @@ async def stop_services(ctx: dict[str, Any]) -> None:
 
 
 async def _flush_stats(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
+    outage = Outage("stats", log)
     while True:
         await asyncio.sleep(STATS_FLUSH_S)
         try:
             await _flush_once(redis, keys, pipeline)
+            outage.recovered()
+        except REDIS_DOWN as exc:
+            outage.failed(exc)
         except Exception as exc:  # noqa: BLE001 - counters must never stop the worker
             log.warning("could not flush stats: %s", exc)
 
@@ -225,7 +230,12 @@ async def _flush_once(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
     counts.update(pipeline.outbox.counters)
     pipeline.outbox.counters.clear()
     if counts:
-        async with redis.pipeline(transaction=False) as pipe:
-            for name, n in counts.items():
-                pipe.hincrby(keys.stats, name, n)
-            await pipe.execute()
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for name, n in counts.items():
+                    pipe.hincrby(keys.stats, name, n)
+                await pipe.execute()
+        except BaseException:
+            # Kept for the next flush: an outage delays the counters, it does not lose them.
+            pipeline.counters.update(counts)
+            raise

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers.consumer import backoff
-
+#: Longest pause between retries while Redis is unreachable.
+MAX_BACKOFF_S = 5.0
 #: What a lost or unreachable Redis raises: refused or reset connections, timeouts (OSError
 #: covers the builtin ones), a server still loading its data after a restart
 #: (`BusyLoadingError` is a redis `ConnectionError`).
 REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive Redis errors: exponential, capped, jittered."""
+    base = min(MAX_BACKOFF_S, 0.1 * 2.0 ** max(0, failures - 1))
+    return base * random.uniform(0.8, 1.0)
 
 
 class Outage:

@@ -46,6 +46,7 @@ from ticketwire.keys import Keys
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch, coalesce, single
 from workers.deadletter import dead_letter
+from workers.outage import Outage
 from workers.scriptbatch import BatchedScript, batched
 
 log = logging.getLogger("ticketwire.worker")
@@ -305,17 +306,15 @@ class Outbox:
             self._task = None
 
     async def _run(self) -> None:
-        delay = 0.1
+        outage = Outage("outbox flusher", log)
         while not self._stopping:
             try:
                 while await self.flush_once():
-                    pass
-                delay = 0.1
+                    outage.recovered()
+                outage.recovered()
                 await self._idle()
             except (RedisError, OSError) as exc:
-                log.warning("outbox flusher: redis unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
             except Exception:
                 log.exception("outbox flusher: unexpected error; continuing")
                 await asyncio.sleep(1.0)
