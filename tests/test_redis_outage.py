@@ -147,6 +147,22 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(
         await redis.aclose()
 
 
+async def test_a_worker_stopped_during_an_outage_still_stops_cleanly(
+    valkey: ValkeyServer, keys: Keys, sim: InboxOpsSimulator, tmp_path: Path
+) -> None:
+    valkey.start()
+    env = env_for(valkey.connection_url, keys, sim, write_rule(tmp_path, "tag"), free_port())
+    worker = await spawn(WORKER, env)
+    await worker.wait_output("started: ")
+    valkey.stop()
+    await worker.wait_output("worker: redis unavailable")
+    assert await worker.stop(signal.SIGTERM) == 0, worker.output
+    assert "worker: redis unavailable at shutdown" in worker.output
+    # The services still shut down: in-flight events finished, leases left to expire.
+    assert re.search(r"consumer \S+ stopped: ", worker.output), worker.output
+    assert "Traceback" not in worker.output
+
+
 async def test_a_job_start_cut_by_an_outage_gives_its_slot_back(valkey: ValkeyServer) -> None:
     valkey.start()
     settings = RedisSettings(host="127.0.0.1", port=valkey.port, conn_timeout=1)
