@@ -61,6 +61,21 @@ async def handled(sim: InboxOpsSimulator, ticket_id: str, tag_id: str) -> bool:
     return sim.ticket(ticket_id)["status"] == "in_progress" and tag_id in tags
 
 
+def still_running(worker: Proc, pid: int) -> None:
+    """The worker process started at first is the one still running, and it never failed."""
+    assert worker.proc.returncode is None and worker.proc.pid == pid, worker.output
+    assert "Traceback" not in worker.output
+
+
+async def start_web(env: dict[str, str], port: int, sim: InboxOpsSimulator) -> Proc:
+    """The web process, ready, with the simulator's webhooks pointed at it."""
+    web = await spawn([str(BIN / "python"), "-m", "receiver"], env)
+    async with aiohttp.ClientSession() as http:
+        await wait_for(lambda: _ready(http, port), message="receiver ready")
+    sim.add_endpoint(f"http://127.0.0.1:{port}/webhooks/inboxops", SECRET)
+    return web
+
+
 async def deliver_and_wait(
     sim: InboxOpsSimulator, redis: Redis, keys: Keys, tag_id: str, subject: str
 ) -> None:
@@ -82,13 +97,10 @@ async def test_a_worker_rides_out_a_redis_restart_and_handles_the_next_event(
     port = free_port()
     env = env_for(valkey.connection_url, keys, sim, write_rule(tmp_path, tag["id"]), port)
     redis = Redis.from_url(valkey.connection_url)
-    web = await spawn([str(BIN / "python"), "-m", "receiver"], env)
     worker = await spawn(WORKER, env)
+    web = await start_web(env, port, sim)
     try:
-        async with aiohttp.ClientSession() as http:
-            await wait_for(lambda: _ready(http, port), message="receiver ready")
         await worker.wait_output("started: ")
-        sim.add_endpoint(f"http://127.0.0.1:{port}/webhooks/inboxops", SECRET)
         await deliver_and_wait(sim, redis, keys, tag["id"], "before")
         pid = worker.proc.pid
 
@@ -102,13 +114,12 @@ async def test_a_worker_rides_out_a_redis_restart_and_handles_the_next_event(
 
         await worker.wait_output("worker: redis is back after", timeout=30)
         await deliver_and_wait(sim, redis, keys, tag["id"], "after")
-        assert worker.proc.returncode is None and worker.proc.pid == pid
+        still_running(worker, pid)
         assert outage_length(worker.output) >= OUTAGE_S
         # Each loop says so once when Redis goes away and once when it is back, not per retry.
         for loop in ("worker", "consumer", "outbox flusher"):
             assert worker.output.count(f"{loop}: redis unavailable") == 1, loop
             assert worker.output.count(f"{loop}: redis is back after") == 1, loop
-        assert "Traceback" not in worker.output
         assert await redis.xlen(keys.dlq) == 0
     finally:
         await stop(worker, web)
@@ -120,8 +131,9 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(
 ) -> None:
     tag = sim.create_tag("late-redis")
     port = free_port()
-    # The server is not running yet: the URL names the port it will listen on.
-    url = f"redis://127.0.0.1:{valkey._desired_port}"
+    valkey.start()
+    url = valkey.connection_url
+    valkey.stop()  # down before the worker starts; it comes back on the same port
     env = env_for(url, keys, sim, write_rule(tmp_path, tag["id"]), port)
     worker = await spawn(WORKER, env)
     web: Proc | None = None
@@ -135,13 +147,9 @@ async def test_a_worker_started_while_redis_is_down_waits_for_it(
         valkey.start()
         await worker.wait_output("started: ", timeout=30)
         assert outage_length(worker.output) >= OUTAGE_S
-        web = await spawn([str(BIN / "python"), "-m", "receiver"], env)
-        async with aiohttp.ClientSession() as http:
-            await wait_for(lambda: _ready(http, port), message="receiver ready")
-        sim.add_endpoint(f"http://127.0.0.1:{port}/webhooks/inboxops", SECRET)
+        web = await start_web(env, port, sim)
         await deliver_and_wait(sim, redis, keys, tag["id"], "late")
-        assert worker.proc.returncode is None and worker.proc.pid == pid
-        assert "Traceback" not in worker.output
+        still_running(worker, pid)
     finally:
         await stop(worker, web)
         await redis.aclose()

@@ -230,40 +230,13 @@ async def test_a_429_pauses_every_worker_until_retry_after(redis: Redis, keys: K
         await sim.stop()
 
 
-async def test_a_bulk_partial_failure_is_retried_for_the_failed_id_only(
-    redis: Redis, keys: Keys, session
-):
-    sim = CStarSimulator(CStarSimulatorConfig(seed=5))
+@pytest.fixture
+async def cstar(session) -> AsyncIterator[tuple[CStarSimulator, CStarClient]]:
+    """A cStar simulator and a client of its team."""
+    sim = CStarSimulator(CStarSimulatorConfig(seed=6))
     await sim.start()
     try:
-        client = CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
-        box = outbox(redis, keys, client, "w1", backoff_base_s=0.5)
-        tickets = [sim.create_ticket(title=f"t{i}") for i in range(3)]
-        flaky = tickets[1]["id"]
-        sim.faults.fail_bulk_ids([flaky], "api_error")
-        for i, t in enumerate(tickets):
-            body = {
-                "action": "update",
-                "resource": "tickets",
-                "ids": [t["id"]],
-                "data": {"status": "closed"},
-            }
-            call = ApiCall("cstar", "POST", "/bulk", body, t["id"], ("close",), f"e{i}")
-            await box.submit(f"cstar:team:{t['id']}", f"e{i}", [call])
-        box.start()
-
-        def bulk_calls() -> list[Any]:
-            return [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
-
-        await wait_for(lambda: len(bulk_calls()) == 1, message="first bulk call")
-        sim.faults.clear()
-        await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
-        await box.stop()
-        first, second = bulk_calls()
-        assert sorted(first.body["ids"]) == sorted(t["id"] for t in tickets)
-        assert second.body["ids"] == [flaky]
-        assert all(sim.ticket(t["id"])["status"] == "closed" for t in tickets)
-        assert await redis.xlen(keys.dlq) == 0
+        yield sim, CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
     finally:
         await sim.stop()
 
@@ -274,41 +247,45 @@ def cstar_bulk(ticket_id: str, event: str, data: dict[str, Any]) -> ApiCall:
 
 
 async def test_a_bulk_call_with_a_transient_and_a_permanent_failure_decides_each_id(
-    redis: Redis, keys: Keys, session
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
 ):
     # README: "each failed id is retried alone (transient codes) or dead-lettered alone".
-    sim = CStarSimulator(CStarSimulatorConfig(seed=6))
-    await sim.start()
-    try:
-        client = CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
-        box = outbox(redis, keys, client, "w1", backoff_base_s=0.5)
-        tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
-        flaky, gone = tickets[1]["id"], "tkt_deleted_meanwhile"
-        sim.faults.fail_bulk_ids([flaky], "api_error")
-        for i, ticket_id in enumerate([tickets[0]["id"], flaky, gone]):
-            call = cstar_bulk(ticket_id, f"e{i}", {"status": "closed"})
-            await box.submit(f"cstar:team:{ticket_id}", f"e{i}", [call])
-        box.start()
+    sim, client = cstar
+    box = outbox(redis, keys, client, "w1", backoff_base_s=0.5)
+    tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
+    flaky, gone = tickets[1]["id"], "tkt_deleted_meanwhile"
+    sim.faults.fail_bulk_ids([flaky], "api_error")
+    for i, ticket_id in enumerate([tickets[0]["id"], flaky, gone]):
+        call = cstar_bulk(ticket_id, f"e{i}", {"status": "closed"})
+        await box.submit(f"cstar:team:{ticket_id}", f"e{i}", [call])
+    box.start()
 
-        def bulk_calls() -> list[Any]:
-            return [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
+    def bulk_calls() -> list[Any]:
+        return [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
 
-        await wait_for(lambda: len(bulk_calls()) == 1, message="first bulk call")
-        sim.faults.clear()
-        await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
-        await box.stop()
-        first, second = bulk_calls()
-        assert sorted(first.body["ids"]) == sorted([tickets[0]["id"], flaky, gone])
-        # The transient id alone went again; the permanent one did not.
-        assert second.body["ids"] == [flaky]
-        assert all(sim.ticket(t["id"])["status"] == "closed" for t in tickets)
-        [letter] = await redis.xrange(keys.dlq)
-        fields = letter[1]
-        assert fields[b"ticket"] == f"cstar:team:{gone}".encode()
-        assert b"resource_missing" in fields[b"reason"] and b"not retried" in fields[b"reason"]
-        assert json.loads(fields[b"call"])["body"]["ids"] == [gone]
-    finally:
-        await sim.stop()
+    await wait_for(lambda: len(bulk_calls()) == 1, message="first bulk call")
+    sim.faults.clear()
+    await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
+    await box.stop()
+    first, second = bulk_calls()
+    assert sorted(first.body["ids"]) == sorted([tickets[0]["id"], flaky, gone])
+    # The transient id alone went again; the permanent one did not.
+    assert second.body["ids"] == [flaky]
+    assert all(sim.ticket(t["id"])["status"] == "closed" for t in tickets)
+    [letter] = await redis.xrange(keys.dlq)
+    fields = letter[1]
+    assert fields[b"ticket"] == f"cstar:team:{gone}".encode()
+    assert b"resource_missing" in fields[b"reason"] and b"not retried" in fields[b"reason"]
+    assert json.loads(fields[b"call"])["body"]["ids"] == [gone]
+
+
+async def queued_retry(redis: Redis, keys: Keys, ticket_key: str) -> tuple[float, Any]:
+    """A ticket's not-before time in the due set, and the one failed attempt of its queued call."""
+    due = await redis.zscore(keys.wb_due, ticket_key)
+    [raw] = await redis.lrange(keys.outbox(ticket_key), 0, -1)
+    [attempt] = Pending.from_json(raw).attempts
+    assert due is not None
+    return due, attempt
 
 
 FAILURES = {
@@ -339,67 +316,53 @@ async def test_a_retry_waits_its_backoff_from_when_the_failure_was_known(
         await box.submit(key(ticket["id"]), "e1", [patch(ticket, {"priority": "high"}, "e1")])
         sent_ms = time.time() * 1000
         assert await box.flush_once() == 1
-        due = await redis.zscore(keys.wb_due, key(ticket["id"]))
-        [raw] = await redis.lrange(keys.outbox(key(ticket["id"])), 0, -1)
-        [attempt] = Pending.from_json(raw).attempts
+        due, attempt = await queued_retry(redis, keys, key(ticket["id"]))
         wait_ms = 1000 * (f.get("retry_after") or 1.0)  # Retry-After, or the first backoff
         # The attempt is recorded when its failure was known, and the retry waits from then.
         assert attempt["at"] >= sent_ms + 1000 * f["known_after"]
-        assert due is not None and due >= attempt["at"] + wait_ms
+        assert due >= attempt["at"] + wait_ms
         assert due >= sent_ms + 1000 * f["known_after"] + wait_ms
     finally:
         await sim.stop()
 
 
 async def test_a_bulk_id_retried_alone_waits_its_backoff_from_the_answer(
-    redis: Redis, keys: Keys, session
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
 ):
-    sim = CStarSimulator(CStarSimulatorConfig(seed=7))
-    await sim.start()
-    try:
-        client = CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
-        box = outbox(redis, keys, client, "w1", window_s=0, backoff_base_s=1.0)
-        tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
-        flaky = tickets[1]["id"]
-        sim.faults.fail_bulk_ids([flaky], "api_error")
-        sim.faults.fail_next("POST", "/bulk", 200, delay=0.4)
-        for i, t in enumerate(tickets):
-            call = cstar_bulk(t["id"], f"e{i}", {"status": "closed"})
-            await box.submit(f"cstar:team:{t['id']}", f"e{i}", [call])
-        sent_ms = time.time() * 1000
-        assert await box.flush_once() == 2
-        due = await redis.zscore(keys.wb_due, f"cstar:team:{flaky}")
-        [raw] = await redis.lrange(keys.outbox(f"cstar:team:{flaky}"), 0, -1)
-        [attempt] = Pending.from_json(raw).attempts
-        assert attempt["at"] >= sent_ms + 400
-        assert due is not None and due >= attempt["at"] + 1000
-    finally:
-        await sim.stop()
+    sim, client = cstar
+    box = outbox(redis, keys, client, "w1", window_s=0, backoff_base_s=1.0)
+    tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
+    flaky = tickets[1]["id"]
+    sim.faults.fail_bulk_ids([flaky], "api_error")
+    sim.faults.fail_next("POST", "/bulk", 200, delay=0.4)
+    for i, t in enumerate(tickets):
+        call = cstar_bulk(t["id"], f"e{i}", {"status": "closed"})
+        await box.submit(f"cstar:team:{t['id']}", f"e{i}", [call])
+    sent_ms = time.time() * 1000
+    assert await box.flush_once() == 2
+    due, attempt = await queued_retry(redis, keys, f"cstar:team:{flaky}")
+    assert attempt["at"] >= sent_ms + 400
+    assert due >= attempt["at"] + 1000
 
 
 async def test_a_retry_does_not_ride_along_early_on_a_due_bulk_call(
-    redis: Redis, keys: Keys, session
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
 ):
-    sim = CStarSimulator(CStarSimulatorConfig(seed=8))
-    await sim.start()
-    try:
-        client = CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
-        # The claim looks 5 s ahead for tickets to batch with: a retry due in 2 s is in reach.
-        box = outbox(redis, keys, client, "w1", window_s=5.0, backoff_base_s=2.0)
-        waiting, fresh = (sim.create_ticket(title=f"t{i}") for i in range(2))
-        sim.faults.fail_next("POST", "/bulk", 503)
-        await box.submit(f"cstar:team:{waiting['id']}", "e0", [cstar_bulk(waiting["id"], "e0", {})])
-        await box.drain(f"cstar:team:{waiting['id']}")
-        assert await box.flush_once() == 1
-        retry_at = await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}")
-        await box.submit(f"cstar:team:{fresh['id']}", "e1", [cstar_bulk(fresh["id"], "e1", {})])
-        await box.drain(f"cstar:team:{fresh['id']}")
-        assert await box.flush_once() == 2
-        bulk = [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
-        assert [e.body["ids"] for e in bulk] == [[waiting["id"]], [fresh["id"]]]
-        assert await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}") == retry_at
-    finally:
-        await sim.stop()
+    sim, client = cstar
+    # The claim looks 5 s ahead for tickets to batch with: a retry due in 2 s is in reach.
+    box = outbox(redis, keys, client, "w1", window_s=5.0, backoff_base_s=2.0)
+    waiting, fresh = (sim.create_ticket(title=f"t{i}") for i in range(2))
+    sim.faults.fail_next("POST", "/bulk", 503)
+    await box.submit(f"cstar:team:{waiting['id']}", "e0", [cstar_bulk(waiting["id"], "e0", {})])
+    await box.drain(f"cstar:team:{waiting['id']}")
+    assert await box.flush_once() == 1
+    retry_at = await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}")
+    await box.submit(f"cstar:team:{fresh['id']}", "e1", [cstar_bulk(fresh["id"], "e1", {})])
+    await box.drain(f"cstar:team:{fresh['id']}")
+    assert await box.flush_once() == 2
+    bulk = [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
+    assert [e.body["ids"] for e in bulk] == [[waiting["id"]], [fresh["id"]]]
+    assert await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}") == retry_at
 
 
 def test_budget_scopes_name_the_account_never_the_key():
