@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
+from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import outbox_empty, running_worker, stack_settings
 from tests.test_end_to_end import start_receiver, write_rules
@@ -31,10 +32,12 @@ from ticketwire.vendors.cstar.batching import spec as cstar_spec
 from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.batching import spec as inboxops_spec
 from ticketwire.vendors.inboxops.client import InboxOpsClient
+from ticketwire.vendors.thena.batching import spec as thena_spec
+from ticketwire.vendors.thena.client import ThenaClient
 from ticketwire.writeback import Pending
 from workers.outbox import Outbox, OutboxPolicy
 
-SPECS = {"inboxops": inboxops_spec(), "cstar": cstar_spec()}
+SPECS = {"inboxops": inboxops_spec(), "cstar": cstar_spec(), "thena": thena_spec()}
 
 
 @pytest.fixture
@@ -277,6 +280,34 @@ async def test_a_bulk_call_with_a_transient_and_a_permanent_failure_decides_each
     assert fields[b"ticket"] == f"cstar:team:{gone}".encode()
     assert b"resource_missing" in fields[b"reason"] and b"not retried" in fields[b"reason"]
     assert json.loads(fields[b"call"])["body"]["ids"] == [gone]
+
+
+async def test_a_thena_skip_dead_letters_that_ticket_alone(redis: Redis, keys: Keys, session):
+    # Thena's bulk update answers `{"updated":[{"id","title"}],"skipped":[{"id","reason"}]}`.
+    sim = ThenaSimulator(ThenaSimulatorConfig(seed=9))
+    await sim.start()
+    try:
+        client = ThenaClient(session, sim.url, api_key=Secret(sim.api_key))
+        box = outbox(redis, keys, client, "w1")
+        mine = sim.create_ticket(title="mine")
+        other = sim.create_ticket(title="other team", teamId=sim.other_team_id)
+        closed = sim.status_id("Closed")
+        for i, t in enumerate([mine, other]):
+            call = ApiCall("thena", "PATCH", f"/tickets/{t['id']}", {"statusId": closed}, t["id"])
+            await box.submit(f"thena:org:{t['id']}", f"e{i}", [call])
+        box.start()
+        await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
+        await box.stop()
+        [bulk] = [e for e in sim.journal if e.method == "PATCH"]
+        assert sorted(bulk.body["ticketIds"]) == sorted([mine["id"], other["id"]])
+        assert sim.ticket(mine["id"])["status"] == "Closed"
+        [(_, fields)] = await redis.xrange(keys.dlq)
+        assert fields[b"ticket"] == f"thena:org:{other['id']}".encode()
+        assert b"not a status of team" in fields[b"reason"] and b"not retried" in fields[b"reason"]
+        # The letter keeps the ticket's own call, as planned, not the bulk call it rode in.
+        assert json.loads(fields[b"call"])["path"] == f"/tickets/{other['id']}"
+    finally:
+        await sim.stop()
 
 
 async def queued_retry(redis: Redis, keys: Keys, ticket_key: str) -> tuple[float, Any]:
