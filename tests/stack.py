@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from arq import Worker
 from redis.asyncio import Redis
 
 from simulator.inboxops import InboxOpsSimulator
@@ -19,6 +18,7 @@ from ticketwire.engine import Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from workers.app import stop_services, worker_options
+from workers.arqhost import Worker
 
 SECRET = "whsec_end_to_end"
 

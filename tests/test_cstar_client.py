@@ -298,22 +298,22 @@ async def test_bulk_partial_failure_names_the_failed_ids(
     assert list(err.failed) == ["tkt_missing"]
     assert "resource_missing" in err.failed["tkt_missing"]
     assert err.succeeded == [a["id"], b["id"]]
-    assert err.retryable is False
+    assert err.transient == frozenset()
     assert sim.ticket(a["id"])["status"] == "closed"
 
 
-async def test_bulk_failure_codes_decide_retryable(
-    client: CStarClient, sim: CStarSimulator
-) -> None:
+async def test_bulk_failure_codes_decide_per_id(client: CStarClient, sim: CStarSimulator) -> None:
     a, b = sim.create_ticket(title="A"), sim.create_ticket(title="B")
     sim.faults.fail_bulk_ids([a["id"]], "rate_limit_exceeded")
     with pytest.raises(PartialFailure) as caught:
         await client.bulk("update", [a["id"], b["id"]], {"priority": "high"})
-    assert caught.value.retryable is True and list(caught.value.failed) == [a["id"]]
+    assert caught.value.transient == {a["id"]} and list(caught.value.failed) == [a["id"]]
+    # One transient and one permanent failure in the same call: each id keeps its own verdict.
     sim.faults.fail_bulk_ids([b["id"]], "resource_missing")
     with pytest.raises(PartialFailure) as caught:
         await client.bulk("update", [a["id"], b["id"]], {"priority": "low"})
-    assert caught.value.retryable is False and set(caught.value.failed) == {a["id"], b["id"]}
+    assert set(caught.value.failed) == {a["id"], b["id"]}
+    assert caught.value.transient == {a["id"]}
 
 
 async def test_bulk_success_returns_the_result(client: CStarClient, sim: CStarSimulator) -> None:
@@ -355,10 +355,47 @@ def test_a_bulk_result_that_does_not_name_its_failures_fails_every_id() -> None:
     with pytest.raises(PartialFailure) as caught:
         bulk_outcome(ApiResult(200, body), ["a", "b"])
     assert set(caught.value.failed) == {"a", "b"} and caught.value.succeeded == []
+    # Which of the two failed is unknown: each is retried alone, where its answer is its own.
+    assert caught.value.transient == {"a", "b"}
+    with pytest.raises(PartialFailure) as caught:
+        bulk_outcome(ApiResult(200, body), ["a"])
+    assert caught.value.failed.keys() == {"a"} and caught.value.transient == frozenset()
     lenient = {"data": {"failed": 1, "errors": [{"resourceId": "b", "error": "locked"}]}}
     with pytest.raises(PartialFailure) as caught:
         bulk_outcome(ApiResult(200, lenient), ["a", "b"])
     assert caught.value.failed == {"b": "locked"} and caught.value.succeeded == ["a"]
+    assert caught.value.transient == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [
+        ("rate_limit_exceeded", True),
+        ("api_error", True),
+        ("internal_error", True),
+        ("service_unavailable", True),
+        ("timeout", True),
+        ("resource_missing", False),
+        ("parameter_invalid", False),
+        ("insufficient_permissions", False),
+        (None, False),
+    ],
+)
+def test_each_failed_id_is_judged_by_its_own_code(code: str | None, transient: bool) -> None:
+    from ticketwire.calls import ApiResult
+    from ticketwire.vendors.cstar.client import bulk_outcome
+
+    # The documented `bulk_result` carries "failed integer — Items that failed" and `errors`.
+    errors = [
+        {"id": "x", "code": code, "message": "as given"},
+        {"id": "gone", "code": "resource_missing", "message": "No such ticket"},
+        {"id": "busy", "code": "rate_limit_exceeded", "message": "slow down"},
+    ]
+    body = {"data": {"object": "bulk_result", "failed": 3, "errors": errors}}
+    with pytest.raises(PartialFailure) as caught:
+        bulk_outcome(ApiResult(200, body), ["ok", "x", "gone", "busy"])
+    assert caught.value.succeeded == ["ok"]
+    assert caught.value.transient == ({"x", "busy"} if transient else {"busy"})
 
 
 # --- errors --------------------------------------------------------------------------------

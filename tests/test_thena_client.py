@@ -204,7 +204,8 @@ async def test_bulk_update_skipped_ids_are_a_partial_failure(
         eng["id"]: "statusId is not a status of team ENG",
     }
     assert failure.succeeded == [mine["id"]]
-    assert failure.retryable is False
+    # Skipped for what the ticket is: refused for good, never retried.
+    assert failure.transient == frozenset()
     assert sim.ticket(mine["id"])["status"] == "Closed"
     # The plain method returns the answer; skipped ids are for the caller to look at.
     data = await client.bulk_update(["CNOPE"], isPrivate=True)
@@ -213,6 +214,26 @@ async def test_bulk_update_skipped_ids_are_a_partial_failure(
         call("PATCH", "/tickets/bulk", {"ticketIds": [mine["id"]], "isPrivate": True})
     )
     assert ok.status == 200
+
+
+def test_bulk_update_ids_thena_did_not_report_are_retried_alone() -> None:
+    from ticketwire.calls import ApiResult
+    from ticketwire.vendors.thena.client import check_bulk_update
+
+    # Documented answer: `{"data":{"updated":[{"id","title"}],"skipped":[{"id","reason"}]}}`.
+    answer = {"data": {"updated": [{"id": "A", "title": "a"}], "skipped": [{"id": "B"}]}}
+    with pytest.raises(PartialFailure) as caught:
+        check_bulk_update(ApiResult(200, answer), {"ticketIds": ["A", "B", "C"]})
+    assert caught.value.failed == {
+        "B": "skipped (no reason given)",
+        "C": "not reported as updated by Thena",
+    }
+    # B was skipped for good; what became of C is unknown, and alone its answer will tell.
+    assert caught.value.transient == {"C"}
+    alone = {"data": {"updated": [], "skipped": []}}
+    with pytest.raises(PartialFailure) as caught:
+        check_bulk_update(ApiResult(200, alone), {"ticketIds": ["C"]})
+    assert caught.value.failed.keys() == {"C"} and caught.value.transient == frozenset()
 
 
 async def test_bulk_update_checks_its_arguments(sim: ThenaSimulator, client: ThenaClient) -> None:

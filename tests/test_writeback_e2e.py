@@ -6,7 +6,9 @@ its own `RateBudget` object, and they share only Redis, exactly as separate proc
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -17,6 +19,7 @@ from redis.asyncio import Redis
 
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
+from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import outbox_empty, running_worker, stack_settings
 from tests.test_end_to_end import start_receiver, write_rules
@@ -29,9 +32,12 @@ from ticketwire.vendors.cstar.batching import spec as cstar_spec
 from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.batching import spec as inboxops_spec
 from ticketwire.vendors.inboxops.client import InboxOpsClient
+from ticketwire.vendors.thena.batching import spec as thena_spec
+from ticketwire.vendors.thena.client import ThenaClient
+from ticketwire.writeback import Pending
 from workers.outbox import Outbox, OutboxPolicy
 
-SPECS = {"inboxops": inboxops_spec(), "cstar": cstar_spec()}
+SPECS = {"inboxops": inboxops_spec(), "cstar": cstar_spec(), "thena": thena_spec()}
 
 
 @pytest.fixture
@@ -227,42 +233,167 @@ async def test_a_429_pauses_every_worker_until_retry_after(redis: Redis, keys: K
         await sim.stop()
 
 
-async def test_a_bulk_partial_failure_is_retried_for_the_failed_id_only(
-    redis: Redis, keys: Keys, session
-):
-    sim = CStarSimulator(CStarSimulatorConfig(seed=5))
+@pytest.fixture
+async def cstar(session) -> AsyncIterator[tuple[CStarSimulator, CStarClient]]:
+    """A cStar simulator and a client of its team."""
+    sim = CStarSimulator(CStarSimulatorConfig(seed=6))
     await sim.start()
     try:
-        client = CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
-        box = outbox(redis, keys, client, "w1", backoff_base_s=0.5)
-        tickets = [sim.create_ticket(title=f"t{i}") for i in range(3)]
-        flaky = tickets[1]["id"]
-        sim.faults.fail_bulk_ids([flaky], "api_error")
-        for i, t in enumerate(tickets):
-            body = {
-                "action": "update",
-                "resource": "tickets",
-                "ids": [t["id"]],
-                "data": {"status": "closed"},
-            }
-            call = ApiCall("cstar", "POST", "/bulk", body, t["id"], ("close",), f"e{i}")
-            await box.submit(f"cstar:team:{t['id']}", f"e{i}", [call])
-        box.start()
-
-        def bulk_calls() -> list[Any]:
-            return [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
-
-        await wait_for(lambda: len(bulk_calls()) == 1, message="first bulk call")
-        sim.faults.clear()
-        await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
-        await box.stop()
-        first, second = bulk_calls()
-        assert sorted(first.body["ids"]) == sorted(t["id"] for t in tickets)
-        assert second.body["ids"] == [flaky]
-        assert all(sim.ticket(t["id"])["status"] == "closed" for t in tickets)
-        assert await redis.xlen(keys.dlq) == 0
+        yield sim, CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
     finally:
         await sim.stop()
+
+
+def cstar_bulk(ticket_id: str, event: str, data: dict[str, Any]) -> ApiCall:
+    body = {"action": "update", "resource": "tickets", "ids": [ticket_id], "data": data}
+    return ApiCall("cstar", "POST", "/bulk", body, ticket_id, ("close",), event)
+
+
+async def test_a_bulk_call_with_a_transient_and_a_permanent_failure_decides_each_id(
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
+):
+    # README: "each failed id is retried alone (transient codes) or dead-lettered alone".
+    sim, client = cstar
+    box = outbox(redis, keys, client, "w1", backoff_base_s=0.5)
+    tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
+    flaky, gone = tickets[1]["id"], "tkt_deleted_meanwhile"
+    sim.faults.fail_bulk_ids([flaky], "api_error")
+    for i, ticket_id in enumerate([tickets[0]["id"], flaky, gone]):
+        call = cstar_bulk(ticket_id, f"e{i}", {"status": "closed"})
+        await box.submit(f"cstar:team:{ticket_id}", f"e{i}", [call])
+    box.start()
+
+    def bulk_calls() -> list[Any]:
+        return [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
+
+    await wait_for(lambda: len(bulk_calls()) == 1, message="first bulk call")
+    sim.faults.clear()
+    await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
+    await box.stop()
+    first, second = bulk_calls()
+    assert sorted(first.body["ids"]) == sorted([tickets[0]["id"], flaky, gone])
+    # The transient id alone went again; the permanent one did not.
+    assert second.body["ids"] == [flaky]
+    assert all(sim.ticket(t["id"])["status"] == "closed" for t in tickets)
+    [letter] = await redis.xrange(keys.dlq)
+    fields = letter[1]
+    assert fields[b"ticket"] == f"cstar:team:{gone}".encode()
+    assert b"resource_missing" in fields[b"reason"] and b"not retried" in fields[b"reason"]
+    assert json.loads(fields[b"call"])["body"]["ids"] == [gone]
+
+
+async def test_a_thena_skip_dead_letters_that_ticket_alone(redis: Redis, keys: Keys, session):
+    # Thena's bulk update answers `{"updated":[{"id","title"}],"skipped":[{"id","reason"}]}`.
+    sim = ThenaSimulator(ThenaSimulatorConfig(seed=9))
+    await sim.start()
+    try:
+        client = ThenaClient(session, sim.url, api_key=Secret(sim.api_key))
+        box = outbox(redis, keys, client, "w1")
+        mine = sim.create_ticket(title="mine")
+        other = sim.create_ticket(title="other team", teamId=sim.other_team_id)
+        closed = sim.status_id("Closed")
+        for i, t in enumerate([mine, other]):
+            call = ApiCall("thena", "PATCH", f"/tickets/{t['id']}", {"statusId": closed}, t["id"])
+            await box.submit(f"thena:org:{t['id']}", f"e{i}", [call])
+        box.start()
+        await wait_for(lambda: outbox_empty(redis, keys), timeout=20, message="outbox drained")
+        await box.stop()
+        [bulk] = [e for e in sim.journal if e.method == "PATCH"]
+        assert sorted(bulk.body["ticketIds"]) == sorted([mine["id"], other["id"]])
+        assert sim.ticket(mine["id"])["status"] == "Closed"
+        [(_, fields)] = await redis.xrange(keys.dlq)
+        assert fields[b"ticket"] == f"thena:org:{other['id']}".encode()
+        assert b"not a status of team" in fields[b"reason"] and b"not retried" in fields[b"reason"]
+        # The letter keeps the ticket's own call, as planned, not the bulk call it rode in.
+        assert json.loads(fields[b"call"])["path"] == f"/tickets/{other['id']}"
+    finally:
+        await sim.stop()
+
+
+async def queued_retry(redis: Redis, keys: Keys, ticket_key: str) -> tuple[float, Any]:
+    """A ticket's not-before time in the due set, and the one failed attempt of its queued call."""
+    due = await redis.zscore(keys.wb_due, ticket_key)
+    [raw] = await redis.lrange(keys.outbox(ticket_key), 0, -1)
+    [attempt] = Pending.from_json(raw).attempts
+    assert due is not None
+    return due, attempt
+
+
+FAILURES = {
+    # A slow answer beyond the client's timeout: the failure is known only at the timeout's end.
+    "timeout": {"status": 200, "delay": 1.0, "timeout": 0.4, "known_after": 0.4},
+    "5xx": {"status": 503, "delay": 0.4, "timeout": 3.0, "known_after": 0.4},
+    "429": {"status": 429, "delay": 0.4, "timeout": 3.0, "known_after": 0.4, "retry_after": 1},
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+async def test_a_retry_waits_its_backoff_from_when_the_failure_was_known(
+    redis: Redis, keys: Keys, session, failure: str
+):
+    f = FAILURES[failure]
+    sim = await started_sim(rate_limit_per_minute=None, time_scale=1.0)
+    try:
+        client = InboxOpsClient(session, sim.url, Secret(sim.api_key), timeout=f["timeout"])
+        box = outbox(redis, keys, client, "w1", window_s=0, backoff_base_s=1.0)
+        ticket = sim.create_ticket(subject="slow")
+        sim.faults.fail_next(
+            "PATCH",
+            "/api/v1/tickets/*",
+            f["status"],
+            delay=f["delay"],
+            retry_after=f.get("retry_after"),
+        )
+        await box.submit(key(ticket["id"]), "e1", [patch(ticket, {"priority": "high"}, "e1")])
+        sent_ms = time.time() * 1000
+        assert await box.flush_once() == 1
+        due, attempt = await queued_retry(redis, keys, key(ticket["id"]))
+        wait_ms = 1000 * (f.get("retry_after") or 1.0)  # Retry-After, or the first backoff
+        # The attempt is recorded when its failure was known, and the retry waits from then.
+        assert attempt["at"] >= sent_ms + 1000 * f["known_after"]
+        assert due >= attempt["at"] + wait_ms
+        assert due >= sent_ms + 1000 * f["known_after"] + wait_ms
+    finally:
+        await sim.stop()
+
+
+async def test_a_bulk_id_retried_alone_waits_its_backoff_from_the_answer(
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
+):
+    sim, client = cstar
+    box = outbox(redis, keys, client, "w1", window_s=0, backoff_base_s=1.0)
+    tickets = [sim.create_ticket(title=f"t{i}") for i in range(2)]
+    flaky = tickets[1]["id"]
+    sim.faults.fail_bulk_ids([flaky], "api_error")
+    sim.faults.fail_next("POST", "/bulk", 200, delay=0.4)
+    for i, t in enumerate(tickets):
+        call = cstar_bulk(t["id"], f"e{i}", {"status": "closed"})
+        await box.submit(f"cstar:team:{t['id']}", f"e{i}", [call])
+    sent_ms = time.time() * 1000
+    assert await box.flush_once() == 2
+    due, attempt = await queued_retry(redis, keys, f"cstar:team:{flaky}")
+    assert attempt["at"] >= sent_ms + 400
+    assert due >= attempt["at"] + 1000
+
+
+async def test_a_retry_does_not_ride_along_early_on_a_due_bulk_call(
+    redis: Redis, keys: Keys, cstar: tuple[CStarSimulator, CStarClient]
+):
+    sim, client = cstar
+    # The claim looks 5 s ahead for tickets to batch with: a retry due in 2 s is in reach.
+    box = outbox(redis, keys, client, "w1", window_s=5.0, backoff_base_s=2.0)
+    waiting, fresh = (sim.create_ticket(title=f"t{i}") for i in range(2))
+    sim.faults.fail_next("POST", "/bulk", 503)
+    await box.submit(f"cstar:team:{waiting['id']}", "e0", [cstar_bulk(waiting["id"], "e0", {})])
+    await box.drain(f"cstar:team:{waiting['id']}")
+    assert await box.flush_once() == 1
+    retry_at = await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}")
+    await box.submit(f"cstar:team:{fresh['id']}", "e1", [cstar_bulk(fresh["id"], "e1", {})])
+    await box.drain(f"cstar:team:{fresh['id']}")
+    assert await box.flush_once() == 2
+    bulk = [e for e in sim.journal if e.method == "POST" and e.path.endswith("/bulk")]
+    assert [e.body["ids"] for e in bulk] == [[waiting["id"]], [fresh["id"]]]
+    assert await redis.zscore(keys.wb_due, f"cstar:team:{waiting['id']}") == retry_at
 
 
 def test_budget_scopes_name_the_account_never_the_key():

@@ -8,7 +8,8 @@ TicketwireError
 └── HelpdeskError                            anything the helpdesk API answered or failed to
     ├── HelpdeskUnavailable                  timeout, connection refused: retry with backoff
     ├── BudgetSpent(retry_after)             not sent: the shared request budget is spent; wait
-    ├── PartialFailure(failed ids)           a bulk call changed some ids only: retry the others
+    ├── PartialFailure(failed ids)           a bulk call changed some ids only: per failed id,
+    │                                        retry it alone (transient) or dead-letter it
     └── HelpdeskHTTPError(status, code, detail, request_id)
         ├── ClientError (4xx)                dead letter, no retry
         │   ├── Unauthorized (401)
@@ -20,7 +21,7 @@ TicketwireError
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 class TicketwireError(Exception):
@@ -95,7 +96,9 @@ class PartialFailure(HelpdeskError):
     """A bulk call succeeded for some ids and failed (or was skipped) for others.
 
     `failed` maps each id that did not change to the helpdesk's reason; those ids must be
-    retried or dead-lettered one by one, never counted as done.
+    retried or dead-lettered one by one, never counted as done. `transient` names the failed
+    ids a retry may fix (the helpdesk's code for that id says rate limit or server trouble, or
+    the answer did not say what became of it); each of the others is refused for good.
     """
 
     def __init__(
@@ -103,11 +106,11 @@ class PartialFailure(HelpdeskError):
         failed: dict[str, str],
         succeeded: list[str] | None = None,
         *,
-        retryable: bool = False,
+        transient: Iterable[str] = (),
     ) -> None:
         self.failed = failed
         self.succeeded = succeeded or []
-        self.retryable = retryable
+        self.transient = frozenset(transient).intersection(failed)
         shown = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:5])
         more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
         super().__init__(f"{len(failed)} id(s) not updated: {shown}{more}")

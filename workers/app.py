@@ -25,6 +25,7 @@ from ticketwire.redisconn import connect
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
+from workers.outage import REDIS_DOWN, Outage
 from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
 from workers.schedule import build_scheduler, cron_jobs
@@ -159,7 +160,14 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         lease_ttl=settings.lease_ttl_s,
         retention_ms=int(settings.retention_s * 1000),
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        # Nothing else started yet: close what was opened, so a start retried after a Redis
+        # outage (see `workers.arqhost`) leaves nothing behind.
+        await session.close()
+        await redis.aclose()
+        raise
     outbox.start()
     ctx.update(
         tw_redis=redis,
@@ -193,7 +201,11 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
+        try:
+            await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
+        except (RedisError, OSError) as exc:
+            # Stopping while Redis is away: the counters since it left are lost, nothing else.
+            log.warning("could not flush stats at shutdown: %s", exc)
     if "session" in ctx:
         await ctx["session"].close()
     if "tw_redis" in ctx:
@@ -201,10 +213,14 @@ async def stop_services(ctx: dict[str, Any]) -> None:
 
 
 async def _flush_stats(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
+    outage = Outage("stats", log)
     while True:
         await asyncio.sleep(STATS_FLUSH_S)
         try:
             await _flush_once(redis, keys, pipeline)
+            outage.recovered()
+        except REDIS_DOWN as exc:
+            outage.failed(exc)
         except Exception as exc:  # noqa: BLE001 - counters must never stop the worker
             log.warning("could not flush stats: %s", exc)
 
@@ -214,7 +230,12 @@ async def _flush_once(redis: Any, keys: Keys, pipeline: Pipeline) -> None:
     counts.update(pipeline.outbox.counters)
     pipeline.outbox.counters.clear()
     if counts:
-        async with redis.pipeline(transaction=False) as pipe:
-            for name, n in counts.items():
-                pipe.hincrby(keys.stats, name, n)
-            await pipe.execute()
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for name, n in counts.items():
+                    pipe.hincrby(keys.stats, name, n)
+                await pipe.execute()
+        except BaseException:
+            # Kept for the next flush: an outage delays the counters, it does not lose them.
+            pipeline.counters.update(counts)
+            raise

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import enum
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -26,14 +25,13 @@ from ticketwire.errors import ConfigError
 from ticketwire.keys import GROUP, Keys
 from ticketwire.stored import StoredDelivery
 from workers.lanes import Lanes
+from workers.outage import Outage, backoff
 from workers.partitions import Leases, share
 
 Handler = Callable[[StoredDelivery], Awaitable[None]]
 
 #: Upper bound on every Redis call outside the blocking read.
 CALL_TIMEOUT_S = 5.0
-#: Longest pause between retries while Redis is unreachable.
-MAX_BACKOFF_S = 5.0
 #: Field of `Keys.meta` that records the deployment's partition count.
 META_PARTITIONS = "partitions"
 
@@ -88,12 +86,6 @@ def trim_cutoff(
     if cut <= (0, 1):
         return None
     return f"{cut[0]}-{cut[1]}"
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait after `failures` consecutive Redis errors: exponential, capped, jittered."""
-    base = min(MAX_BACKOFF_S, 0.1 * 2.0 ** max(0, failures - 1))
-    return base * random.uniform(0.8, 1.0)
 
 
 class Consumer:
@@ -195,6 +187,7 @@ class Consumer:
             0,
         )
         self._errors = 0
+        self._outage = Outage("consumer", self._log)
 
     # ----------------------------------------------------------------- public surface
 
@@ -373,6 +366,7 @@ class Consumer:
             try:
                 await self._read_step()
                 failures = 0
+                self._outage.recovered()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 failures += 1
                 self._reader_id = None
@@ -599,6 +593,7 @@ class Consumer:
             try:
                 await self._flush_acks()
                 failures = 0
+                self._outage.recovered()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 failures += 1
                 delay = self._failure("acknowledging", exc, backoff(failures))
@@ -647,6 +642,7 @@ class Consumer:
             try:
                 await self._tick()
                 failures = 0
+                self._outage.recovered()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 failures += 1
                 # Never slower than a tick: leases must be renewed as soon as Redis is back.
@@ -754,7 +750,9 @@ class Consumer:
     def _failure(self, what: str, exc: Exception, delay: float) -> float:
         if isinstance(exc, _TRANSIENT):
             self._errors += 1
-            self._log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            # Once per outage, however long it lasts; each retry only at debug level.
+            self._outage.failed(exc)
+            self._log.debug("%s failed (%s); retrying in %.1fs", what, exc, delay)
         else:
             self._log.error("%s failed unexpectedly; retrying in %.1fs", what, delay, exc_info=exc)
         return delay

@@ -46,6 +46,7 @@ from ticketwire.keys import Keys
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch, coalesce, single
 from workers.deadletter import dead_letter
+from workers.outage import Outage
 from workers.scriptbatch import BatchedScript, batched
 
 log = logging.getLogger("ticketwire.worker")
@@ -305,17 +306,15 @@ class Outbox:
             self._task = None
 
     async def _run(self) -> None:
-        delay = 0.1
+        outage = Outage("outbox flusher", log)
         while not self._stopping:
             try:
                 while await self.flush_once():
-                    pass
-                delay = 0.1
+                    outage.recovered()
+                outage.recovered()
                 await self._idle()
             except (RedisError, OSError) as exc:
-                log.warning("outbox flusher: redis unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
             except Exception:
                 log.exception("outbox flusher: unexpected error; continuing")
                 await asyncio.sleep(1.0)
@@ -386,6 +385,11 @@ class Outbox:
     async def _send_rounds(self, tickets: dict[str, _Ticket], now: int, owner: str) -> None:
         sem = asyncio.Semaphore(self.policy.concurrency)
         spent: dict[str, float] = {}
+        for t in tickets.values():
+            # A retry claimed a little before its not-before time (the claim looks ahead by the
+            # coalescing window) waits it out rather than ride along on a call that is due.
+            if t.score > now and t.work.calls and t.work.calls[0].attempts:
+                t.stopped, t.not_before = list(t.work.calls), t.score
         first = True
         while True:
             if not first:
@@ -462,16 +466,18 @@ class Outbox:
                 )
             result = await client.send(call)
         except BudgetSpent as exc:
-            until = started + int(exc.retry_after * 1000)
+            until = _now_ms() + int(exc.retry_after * 1000)
             spent[call.vendor] = until
             log.info("api %s waits %.1fs: %s", _describe(o), exc.retry_after, exc)
             self._stop(o, tickets, until, None)
             return
         except RateLimited as exc:
+            attempt = _attempt(exc)
+            # Retry-After counts from the answer, not from when the request went out.
+            until = attempt["at"] + int(exc.retry_after * 1000)
             budget = getattr(self._client(call), "budget", None)
             if budget is not None:
                 await budget.pause(exc.retry_after)
-            until = started + int(exc.retry_after * 1000)
             spent[call.vendor] = until
             log.warning(
                 "api %s → 429 rate limited; %d ticket(s) wait %.0fs (Retry-After), "
@@ -480,10 +486,10 @@ class Outbox:
                 len(o.covers),
                 exc.retry_after,
             )
-            self._stop(o, tickets, until, _attempt(exc))
+            self._stop(o, tickets, until, attempt)
             return
         except PartialFailure as exc:
-            self._partial(o, tickets, exc, started)
+            self._partial(o, tickets, exc)
             return
         except ClientError as exc:
             if len(o.covers) > 1:
@@ -504,7 +510,7 @@ class Outbox:
             await self._give_up(o, tickets, exc, "not retried: the helpdesk refused it")
             return
         except (HelpdeskUnavailable, HelpdeskHTTPError) as exc:
-            self._retry_later(o, tickets, exc, started)
+            self._retry_later(o, tickets, exc)
             return
         except HelpdeskError as exc:
             await self._give_up(o, tickets, exc, "not retried")
@@ -546,10 +552,11 @@ class Outbox:
             ", ".join(o.call.rules) or "-",
         )
 
-    def _retry_later(
-        self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError, now: int
-    ) -> None:
+    def _retry_later(self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError) -> None:
         attempt = _attempt(exc)
+        # Backoff counts from when the failure was known (after a timeout, the timeout's end),
+        # not from when the request went out.
+        now = attempt["at"]
         for key in o.covers:
             t = tickets[key]
             head = t.work.calls[t.next]
@@ -573,9 +580,7 @@ class Outbox:
             self.policy.max_attempts,
         )
 
-    def _partial(
-        self, o: Outgoing, tickets: dict[str, _Ticket], exc: PartialFailure, now: int
-    ) -> None:
+    def _partial(self, o: Outgoing, tickets: dict[str, _Ticket], exc: PartialFailure) -> None:
         by_id = {tickets[key].work.calls[tickets[key].next].call.ticket_id: key for key in o.covers}
         failed_keys = {by_id[i] for i in exc.failed if i in by_id}
         # Ids the answer names that the call did not carry cannot be ours to retry; every id the
@@ -584,6 +589,8 @@ class Outbox:
         if ok.covers:
             self._done(ok, tickets, ApiResult(status=200, body=None))
         attempt = _attempt(exc)
+        now = attempt["at"]  # the backoff of an id retried alone counts from the answer
+        retried = dead = 0
         for key in o.covers:
             if key not in failed_keys:
                 continue
@@ -593,14 +600,29 @@ class Outbox:
             spec = self._specs.get(head.call.vendor)
             own = Pending(single(head.call, ticket_id, spec), (*head.attempts, attempt), True)
             reason = exc.failed.get(ticket_id, "")
-            if exc.retryable and len(own.attempts) < self.policy.max_attempts:
+            # Each id on its own answer: one id's permanent refusal must not dead-letter another
+            # id whose failure a retry may fix, nor the other way round.
+            if ticket_id in exc.transient and len(own.attempts) < self.policy.max_attempts:
                 delay = self.policy.backoff(len(own.attempts))
                 t.stopped = [own, *t.work.calls[t.next + 1 :]]
                 t.not_before = now + int(delay * 1000)
+                retried += 1
             else:
                 t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], now
-                t.dead = (own, f"{ticket_id}: {reason} (not updated)")
-        log.warning("api %s → %s", _describe(o), exc)
+                why = (
+                    f"gave up after {len(own.attempts)} attempts"
+                    if ticket_id in exc.transient
+                    else "not retried"
+                )
+                t.dead = (own, f"{ticket_id}: {reason} (not updated; {why})")
+                dead += 1
+        log.warning(
+            "api %s → %s; %d id(s) retried alone, %d dead-lettered",
+            _describe(o),
+            exc,
+            retried,
+            dead,
+        )
 
     async def _give_up(
         self, o: Outgoing, tickets: dict[str, _Ticket], exc: BaseException, why: str

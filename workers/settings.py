@@ -14,6 +14,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import check_rules
 from ticketwire.errors import ConfigError
 from ticketwire.logs import setup_logging
+from workers import arqhost
 from workers.app import worker_options
 
 
@@ -38,6 +39,9 @@ class WorkerSettings:
 
 for _name, _value in _load().items():
     setattr(WorkerSettings, _name, _value)
+
+# arq's command line then builds the worker that rides out Redis outages instead of exiting.
+arqhost.install()
 
 try:
     import uvloop

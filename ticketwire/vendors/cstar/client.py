@@ -382,16 +382,18 @@ def bulk_body(
 def bulk_outcome(result: ApiResult, ids: Sequence[str]) -> dict[str, Any]:
     """The `bulk_result` of an answer; raise `PartialFailure` when any id was not processed.
 
-    `errors[]` items are read leniently (`{id, code, message}`, or `resourceId`/`error`). When
-    cStar counts more failures than it names, every id of the call is treated as failed: an id
-    is never counted as done while cStar may have failed it.
+    `errors[]` items are read leniently (`{id, code, message}`, or `resourceId`/`error`). Each
+    failed id is judged on its own code: transient (rate limit, server trouble) or not. When
+    cStar counts more failures than it names, every id it did not name is treated as failed
+    too (an id is never counted as done while cStar may have failed it), and as transient when
+    the call carried several ids: sent alone, its own answer says what became of it.
     """
     data = _data_object(result, "POST", "/bulk")
     failed_count = _int(data.get("failed")) or 0
     listed = data.get("errors")
     errors: list[Any] = listed if isinstance(listed, list) else []
     failed: dict[str, str] = {}
-    codes: list[str | None] = []
+    transient: set[str] = set()
     for item in errors:
         if not isinstance(item, Mapping):
             continue
@@ -401,7 +403,8 @@ def bulk_outcome(result: ApiResult, ids: Sequence[str]) -> dict[str, Any]:
         code = item.get("code") or item.get("type")
         message = item.get("message") or item.get("error") or code or "failed"
         failed[str(item_id)] = f"{code}: {message}" if code and code != message else str(message)
-        codes.append(str(code) if code else None)
+        if is_transient(str(code) if code else None):
+            transient.add(str(item_id))
     if failed_count > len(failed):
         for item_id in ids:
             if item_id not in failed:
@@ -409,12 +412,12 @@ def bulk_outcome(result: ApiResult, ids: Sequence[str]) -> dict[str, Any]:
                     f"cStar reported {failed_count} failure(s) without naming every id; "
                     "not counted as done"
                 )
-                codes.append(None)
+                if len(ids) > 1:
+                    transient.add(item_id)
     if not failed:
         return data
     succeeded = [i for i in ids if i not in failed]
-    retryable = bool(codes) and all(is_transient(c) for c in codes)
-    raise PartialFailure(failed, succeeded, retryable=retryable)
+    raise PartialFailure(failed, succeeded, transient=transient)
 
 
 def pagination_of(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -374,7 +374,12 @@ def bulk_create_body(
 
 
 def check_bulk_update(result: ApiResult, body: Mapping[str, Any]) -> None:
-    """Raise `PartialFailure` unless every requested id is in the answer's `updated` list."""
+    """Raise `PartialFailure` unless every requested id is in the answer's `updated` list.
+
+    A skipped id was refused for what it is (not found, not a status of its team): not
+    transient. An id the answer lists neither as updated nor as skipped is transient when the
+    call carried several ids: sent alone, its own answer says what became of it.
+    """
     data = result.body.get("data") if isinstance(result.body, dict) else None
     updated = data.get("updated") if isinstance(data, dict) else None
     skipped = data.get("skipped") if isinstance(data, dict) else None
@@ -387,12 +392,12 @@ def check_bulk_update(result: ApiResult, body: Mapping[str, Any]) -> None:
     for item in skipped or ():
         if isinstance(item, dict) and item.get("id") is not None:
             failed[str(item["id"])] = str(item.get("reason") or "skipped (no reason given)")
-    for ticket_id in body.get("ticketIds") or ():
-        key = str(ticket_id)
-        if key not in failed and key not in done:
-            failed[key] = "not reported as updated by Thena"
+    requested = [str(i) for i in body.get("ticketIds") or ()]
+    unreported = [i for i in requested if i not in failed and i not in done]
+    for ticket_id in unreported:
+        failed[ticket_id] = "not reported as updated by Thena"
     if failed:
-        raise PartialFailure(failed, done)
+        raise PartialFailure(failed, done, transient=unreported if len(requested) > 1 else ())
 
 
 def bulk_create_parts(body: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], bool]:

@@ -1,0 +1,115 @@
+"""The arq worker hosting a ticketwire worker process, made to ride out Redis outages of any length.
+
+arq's own loop (poll the job queue, record health, queue the cron job) raises on a lost Redis
+connection and the process exits; so does its start once `conn_retries` connection attempts
+failed. This subclass waits instead, at start and at every turn of the loop: it logs once when
+Redis goes away, retries with a bounded backoff (at most 5 s between tries), and logs the
+outage's length when Redis answers again, then carries on where it was. The stream consumer and
+the outbox flusher ride out outages on their own; events stay stored in Redis meanwhile.
+
+It overrides arq 0.28's loop turn (`_poll_iteration`) and reads some of its private state; arq
+is pinned to 0.28 in pyproject.toml, and tests/test_redis_outage.py fails if that changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from typing import Any
+
+from arq import worker as arq_worker
+from arq.connections import ArqRedis, create_pool
+
+from workers.outage import REDIS_DOWN, Outage
+
+log = logging.getLogger("ticketwire.worker")
+
+
+class Worker(arq_worker.Worker):
+    """`arq.Worker` that waits out Redis outages at start and in its loop instead of exiting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outage = Outage("worker", log)
+
+    async def main(self) -> None:
+        """Connect (waiting for Redis as long as it takes), start, then run arq's loop."""
+        while True:
+            if self._pool is None:
+                self._pool = await self._connect()
+            try:
+                await super().main()
+                return
+            except REDIS_DOWN as exc:
+                # Lost while starting (arq's INFO call, the consumer's first calls): the
+                # services started nothing that stays behind, so starting again is safe.
+                await asyncio.sleep(self._outage.failed(exc))
+
+    async def _connect(self) -> ArqRedis:
+        assert self.redis_settings is not None
+        # One attempt per call: the waiting, its backoff and its log lines are ours.
+        settings = dataclasses.replace(self.redis_settings, conn_retries=0)
+        while True:
+            try:
+                pool = await create_pool(
+                    settings,
+                    job_deserializer=self.job_deserializer,
+                    job_serializer=self.job_serializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            except REDIS_DOWN as exc:
+                await asyncio.sleep(self._outage.failed(exc))
+                continue
+            self._outage.recovered()
+            return pool
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except REDIS_DOWN as exc:
+            await asyncio.sleep(self._outage.failed(exc))
+            return
+        if self._outage.recovered() is not None:
+            # The health key may have expired during the outage: write it again now.
+            self._last_health_check = 0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's `start_jobs`, giving back the job slot it took when Redis fails mid-start."""
+        try:
+            await super().start_jobs(job_ids)
+        except REDIS_DOWN:
+            # arq counts the job it was starting as running before its Redis calls and does
+            # not undo that when they raise: without this, every outage would leak a slot.
+            self._release_sem_dec_counter_on_complete()
+            raise
+
+    async def close(self) -> None:
+        """arq's `close`, except that a Redis still down does not skip the services' shutdown."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values())
+        try:
+            await self.pool.delete(self.health_check_key)
+        except REDIS_DOWN as exc:
+            log.warning(
+                "worker: redis unavailable at shutdown (%s); health key left to expire", exc
+            )
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
+
+def create_worker(settings_cls: Any, **kwargs: Any) -> Worker:
+    """What `arq <settings>` builds: this worker, from the settings class's options."""
+    return Worker(**{**arq_worker.get_kwargs(settings_cls), **kwargs})
+
+
+def install() -> None:
+    """Have arq's command line build this worker (it has no option to choose the class)."""
+    arq_worker.create_worker = create_worker
