@@ -130,9 +130,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "operation": {"type": "string"},
             "updated": {"type": "integer"},
-            "tags_added": {"type": "integer"},
-            "tags_removed": {"type": "integer"},
+            "tags_added": {"type": "integer", "description": "Present for add_tags"},
+            "tags_removed": {"type": "integer", "description": "Present for remove_tags"},
         },
+        "required": ["operation", "updated"],
     },
     "Tag": {
         "type": "object",

@@ -650,12 +650,12 @@ class Store:
                 change = self.update_ticket(ws, rec, patch)
             if change.events:
                 changes.append(change)
-        data = {
-            "operation": op,
-            "updated": len(changes),
-            "tags_added": sum(c.tags_added for c in changes),
-            "tags_removed": sum(c.tags_removed for c in changes),
-        }
+        # "Present for add_tags" / "Present for remove_tags": each count only for its operation.
+        data: dict[str, Any] = {"operation": op, "updated": len(changes)}
+        if op == "add_tags":
+            data["tags_added"] = sum(c.tags_added for c in changes)
+        elif op == "remove_tags":
+            data["tags_removed"] = sum(c.tags_removed for c in changes)
         return BulkResult(data, changes)
 
     # ----------------------------------------------------------------- tags

@@ -114,7 +114,8 @@ class InboxOpsClient:
     async def bulk(
         self, operation: str, ticket_ids: Sequence[str], **params: Any
     ) -> dict[str, Any]:
-        """Run one bulk action; return `{operation, updated, tags_added, tags_removed}`."""
+        """Run one bulk action; return `{operation, updated}`, plus `tags_added` for add_tags or
+        `tags_removed` for remove_tags (InboxOps sends each only for its operation)."""
         body = bulk_body(operation, ticket_ids, **params)
         result = await self._request("POST", "/tickets/bulk", json=body)
         return _data_object(result, "POST", "/tickets/bulk")
