@@ -437,6 +437,10 @@ async def test_list_refuses_bad_filters_before_any_request(
         client.list_tickets(created_after=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="at most 10"):
         await client.list_page(page=1, per_page=10, custom_fields=eleven)
+    # inboxops-list-tickets: "Comma-separated statuses", "Comma-separated tag UUIDs"; priority
+    # is one of "low normal high urgent".
+    with pytest.raises(ValueError, match="one value for the ticket filter 'priority'"):
+        client.list_tickets(priority=["low", "high"])
     assert api_entries(sim) == []
 
 

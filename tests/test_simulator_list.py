@@ -111,14 +111,13 @@ async def test_status_priority_inbox_assignee_and_tag_filters(lister: Lister) ->
     assert await lister.numbers({"status": "open"}) == [5, 4, 1]
     assert await lister.numbers({"status": "waiting,closed"}) == [3, 2]
     assert await lister.numbers({"priority": "normal"}) == [5, 3]
-    assert await lister.numbers({"priority": "urgent,low"}) == [2, 1]
     assert await lister.numbers({"inbox_id": ids["billing"]}) == [4, 2]
     assert await lister.numbers({"assignee_id": ids["ada"]}) == [1]
     assert await lister.numbers({"assignee_id": "__unassigned__"}) == [5, 4, 2]
-    assert await lister.numbers({"assignee_id": "unassigned"}) == [5, 4, 2]
     assert await lister.numbers({"tag_ids": ids["vip"]}) == [2, 1]
     assert await lister.numbers({"tag_ids": f"{ids['vip']},{ids['bug']}"}) == [1]
-    assert await lister.numbers({"status": "open", "tag_ids": ids["bug"], "query": "o"}) == [5, 1]
+    query = "printer or other"
+    assert await lister.numbers({"status": "open", "tag_ids": ids["bug"], "query": query}) == [5, 1]
 
 
 async def test_date_bounds_are_exclusive(lister: Lister) -> None:
@@ -175,8 +174,13 @@ async def test_default_page_size_is_25(lister: Lister) -> None:
     [
         ({"status": "open,done"}, "status"),
         ({"priority": "medium"}, "priority"),
+        # `priority` is one of "low normal high urgent"; only statuses and tag_ids are
+        # documented as comma-separated lists.
+        ({"priority": "urgent,low"}, "priority"),
         ({"inbox_id": "support"}, "inbox_id"),
         ({"assignee_id": "nobody"}, "assignee_id"),
+        # `assignee_id`: "UUID or __unassigned__".
+        ({"assignee_id": "unassigned"}, "assignee_id"),
         ({"tag_ids": "vip"}, "tag_ids"),
         ({"created_after": "yesterday"}, "created_after"),
         ({"created_before": "2025-13-01"}, "created_before"),

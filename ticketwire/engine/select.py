@@ -78,7 +78,7 @@ def _vendor_selects() -> dict[str, VendorSelect]:
 
     inboxops = keys(
         SelectKey("status", "enum", values=IO_STATUSES, many=True),
-        SelectKey("priority", "enum", values=IO_PRIORITIES, many=True),
+        SelectKey("priority", "enum", values=IO_PRIORITIES),
         SelectKey("inbox_id", "text"),
         SelectKey("assignee_id", "text"),
         SelectKey("tag_ids", "text", many=True),
