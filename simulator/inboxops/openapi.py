@@ -104,8 +104,14 @@ _SCHEMAS: dict[str, Any] = {
             "assignee_id": _nullable(UUID),
             "inbox_id": UUID,
             "contact_id": _nullable(UUID),
-            "remind_at": _nullable(DATE_TIME),
-            "remind_transition_status_id": _nullable(UUID),
+            "remind_at": {
+                **_nullable(DATE_TIME),
+                "description": "Applied when PATCH also sets status to waiting (status or status_id)",
+            },
+            "remind_transition_status_id": {
+                **_nullable(UUID),
+                "description": "Custom status to return to when reminder fires; tenant-scoped",
+            },
             "custom_fields": {
                 "type": "object",
                 "description": "Merged into the stored values; null removes a key",
@@ -206,12 +212,17 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 
 _LIST_PARAMS = [
-    _param("query", "Case-insensitive substring of the subject; wins over q"),
+    _param(
+        "query",
+        "Full-text search (PostgreSQL websearch). Matches ticket subject/body vectors and message "
+        "bodies; combined with all other filters with AND. If both query and q are sent, query "
+        "wins.",
+    ),
     _param("q", "Alias for query (ignored when query is present)"),
     _param("status", "Comma-separated statuses"),
     _param("inbox_id", "Inbox UUID", UUID),
-    _param("assignee_id", "UUID, or __unassigned__ / unassigned"),
-    _param("priority", "Comma-separated priorities"),
+    _param("assignee_id", "UUID or __unassigned__"),
+    _param("priority", "Priority level", {"type": "string", "enum": list(PRIORITIES)}),
     _param("tag_ids", "Comma-separated tag UUIDs (ticket must have all)"),
     _param("created_after", "Exclusive ISO 8601 lower bound on created_at", DATE_TIME),
     _param("created_before", "Exclusive ISO 8601 upper bound on created_at", DATE_TIME),
