@@ -218,7 +218,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         max_per_page=sim.config.max_per_page,
     )
     page, total = run_query(ws, q)
-    data = [sim.store.render(ws, r) for r in page]
+    data = [sim.store.list_item(r) for r in page]
     return ok({"data": data, "meta": {"page": q.page, "per_page": q.per_page, "total": total}})
 
 

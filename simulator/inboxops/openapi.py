@@ -69,8 +69,21 @@ _TICKET_PROPS: dict[str, Any] = {
     "custom_fields": {"type": "object", "additionalProperties": True},
 }
 
+_LISTED_PROPS = {k: v for k, v in _TICKET_PROPS.items() if k != "custom_fields"}
+
 _SCHEMAS: dict[str, Any] = {
-    "Ticket": {"type": "object", "required": list(_TICKET_PROPS), "properties": _TICKET_PROPS},
+    "Ticket": {
+        "type": "object",
+        "description": "Ticket with custom_fields (GET by id, POST create 201, PATCH 200)",
+        "required": list(_TICKET_PROPS),
+        "properties": _TICKET_PROPS,
+    },
+    "ListedTicket": {
+        "type": "object",
+        "description": "A ticket of GET /tickets (no custom_fields)",
+        "required": list(_LISTED_PROPS),
+        "properties": _LISTED_PROPS,
+    },
     "TicketCreate": {
         "type": "object",
         "required": ["subject"],
@@ -255,7 +268,7 @@ def document() -> dict[str, Any]:
                 "description": "Also custom_field_<field_key> filters (exact match, __empty__ = no "
                 "stored value, at most 10 distinct keys).",
                 "parameters": _LIST_PARAMS,
-                "responses": {"200": _json(_page("Ticket"), "A page of tickets")}
+                "responses": {"200": _json(_page("ListedTicket"), "A page of tickets")}
                 | _errors(400, 401, 403, 429),
             },
             "post": {

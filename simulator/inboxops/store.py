@@ -193,6 +193,13 @@ class Store:
             out[name] = self._included(ws, rec, name)
         return out
 
+    def list_item(self, rec: TicketRecord) -> dict[str, Any]:
+        """The ticket as `GET /tickets` lists it: only "Ticket with custom_fields (GET by id,
+        POST create 201, PATCH 200)" carries `custom_fields`, the list answer does not."""
+        out = snapshot(rec)
+        del out["custom_fields"]
+        return out
+
     def _included(self, ws: Workspace, rec: TicketRecord, name: str) -> Any:
         d = rec.data
         contact = ws.contacts.get(d["contact_id"]) if d["contact_id"] else None
