@@ -253,7 +253,12 @@ async def test_legacy_error_shape() -> None:
         assert r.body["error"] == "Bad Request"
         assert r.body["code"] == 400
         assert r.body["message"].startswith("subject")
-        assert r.body["details"] == [{"field": "subject", "message": r.body["message"]}]
+        # As inboxops-update-ticket shows it: "details": [{"field": "email", "message":
+        # "Invalid email format"}], the message without the field's name.
+        assert r.body["details"] == [
+            {"field": "subject", "message": r.body["message"].removeprefix("subject: ")}
+        ]
+        assert r.body["details"][0]["message"] == "must be a non-empty string"
         assert "X-Request-Id" in r.headers
         limited = await api.get("/tickets")
         assert limited.status == 429
