@@ -217,3 +217,23 @@ async def test_leaving_waiting_drops_the_reminder(receiver: Receiver) -> None:
         await api.sim.wait_deliveries_idle()
         assert api.sim.ticket(t["id"]) == d
         assert api.sim.store.next_reminder() is None
+
+
+async def test_a_kept_reminder_sleeps_while_the_ticket_is_not_waiting(receiver: Receiver) -> None:
+    # Undocumented, so switchable: reminder_leaving_waiting="keep" leaves it on the ticket.
+    clock = ManualClock()
+    async with running(receiver, clock=clock, reminder_leaving_waiting="keep") as api:
+        t = api.sim.create_ticket(subject="kept")
+        due = later(clock, 1)
+        await patch(api, t, {"status": "waiting", "remind_at": due})
+        d = await patch(api, t, {"status": "in_progress"})
+        assert (d["status"], d["remind_at"]) == ("in_progress", due)
+        clock.advance(7200)
+        await api.sim.wait_deliveries_idle()
+        assert api.sim.ticket(t["id"]) == d
+        # Back in waiting, the past-due reminder fires at once.
+        await patch(api, t, {"status": "waiting"})
+        assert api.sim.ticket(t["id"])["status_name"] == "Open"
+        url = api.sim.url + "/_sim/settings"
+        async with api.session.post(url, json={"reminder_leaving_waiting": "x"}) as r:
+            assert r.status == 400

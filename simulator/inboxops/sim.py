@@ -65,7 +65,11 @@ class InboxOpsSimulator:
 
     def _build(self) -> None:
         self.store = Store(
-            self.seed, self.clock.now, self.clock.monotonic, self.config.idempotency_ttl
+            self.seed,
+            self.clock.now,
+            self.clock.monotonic,
+            self.config.idempotency_ttl,
+            keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
         self._event_ids = IdSource(self.seed, "events")
         self._request_ids = IdSource(self.seed, "requests")

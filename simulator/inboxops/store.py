@@ -134,8 +134,11 @@ class Store:
         now: Callable[[], datetime],
         monotonic: Callable[[], float],
         idempotency_ttl: float = 24 * 3600.0,
+        keep_reminder: Callable[[], bool] = lambda: False,
     ) -> None:
         self._now = now
+        #: Whether a ticket leaving waiting keeps its (then dormant) reminder.
+        self._keep_reminder = keep_reminder
         self._monotonic = monotonic
         self.idempotency_ttl = idempotency_ttl
         self.ids = IdSource(seed, "ids")
@@ -366,7 +369,8 @@ class Store:
         for t in removed:
             del rec.tags[t]
         data["updated_at"] = max(at, data["updated_at"]) if at else iso(self._now())
-        if "remind_at" in changed:
+        if "remind_at" in changed or ("status_id" in changed and data["status"] == "waiting"):
+            # Back in waiting, a kept reminder counts again.
             self._remember_reminder(ws, rec)
         events = ["ticket.updated"]
         if "status_id" in changed:
@@ -492,7 +496,7 @@ class Store:
         waiting = status is not None and status.status_type == "waiting"
         if waiting:
             plan.update(reminder)
-        elif status is not None:
+        elif status is not None and not self._keep_reminder():
             # A ticket that leaves waiting has no reminder left to fire.
             plan.update(remind_at=None, remind_transition_status_id=None)
         if reminder and not waiting and ignored is not None:
