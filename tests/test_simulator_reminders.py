@@ -33,6 +33,11 @@ async def patch(api: Client, ticket: dict[str, Any], body: dict[str, Any]) -> di
     return dict(answer["data"])
 
 
+async def remind(api: Client, ticket: dict[str, Any], when: str, **fields: Any) -> None:
+    """Set a reminder the way the doc says it applies: with status waiting."""
+    await patch(api, ticket, {"status": "waiting", "remind_at": when, **fields})
+
+
 async def test_remind_at_alone_is_ignored_and_the_journal_says_so(receiver: Receiver) -> None:
     # APPLIED_ONLY_WITH_WAITING
     clock = ManualClock()
@@ -129,11 +134,7 @@ async def test_a_due_reminder_moves_the_ticket_with_webhooks_on_the_clock(
         t = api.sim.create_ticket(subject="chase the customer")
         escalated = status_id(api, "Escalated")
         due = later(clock, 2)
-        await patch(
-            api,
-            t,
-            {"status": "waiting", "remind_at": due, "remind_transition_status_id": escalated},
-        )
+        await remind(api, t, due, remind_transition_status_id=escalated)
         await api.sim.wait_deliveries_idle()
         assert receiver.events_for(t["id"]) == [
             "ticket.created",
@@ -165,7 +166,7 @@ async def test_without_a_transition_the_status_default_then_open_applies(
     async with running(receiver, clock=clock) as api:
         a = api.sim.create_ticket(subject="plain waiting")
         b = api.sim.create_ticket(subject="waiting on customer")
-        await patch(api, a, {"status": "waiting", "remind_at": later(clock, 1)})
+        await remind(api, a, later(clock, 1))
         await patch(
             api,
             b,
@@ -183,15 +184,7 @@ async def test_a_reminder_that_closes_sends_ticket_closed(receiver: Receiver) ->
     clock = ManualClock()
     async with running(receiver, clock=clock) as api:
         t = api.sim.create_ticket(subject="close me later")
-        await patch(
-            api,
-            t,
-            {
-                "status": "waiting",
-                "remind_at": later(clock, 1),
-                "remind_transition_status_id": status_id(api, "Closed"),
-            },
-        )
+        await remind(api, t, later(clock, 1), remind_transition_status_id=status_id(api, "Closed"))
         clock.advance(3600)
         await wait_for(
             lambda: receiver.events_for(t["id"])[-1:] == ["ticket.closed"], message="closed"
@@ -208,7 +201,7 @@ async def test_leaving_waiting_drops_the_reminder(receiver: Receiver) -> None:
     clock = ManualClock()
     async with running(receiver, clock=clock) as api:
         t = api.sim.create_ticket(subject="customer answered")
-        await patch(api, t, {"status": "waiting", "remind_at": later(clock, 1)})
+        await remind(api, t, later(clock, 1))
         moved = await patch(api, t, {"status_id": status_id(api, "Waiting on customer")})
         assert moved["remind_at"] is not None  # still waiting: the reminder stays
         d = await patch(api, t, {"status": "in_progress"})
@@ -225,7 +218,7 @@ async def test_a_kept_reminder_sleeps_while_the_ticket_is_not_waiting(receiver: 
     async with running(receiver, clock=clock, reminder_leaving_waiting="keep") as api:
         t = api.sim.create_ticket(subject="kept")
         due = later(clock, 1)
-        await patch(api, t, {"status": "waiting", "remind_at": due})
+        await remind(api, t, due)
         d = await patch(api, t, {"status": "in_progress"})
         assert (d["status"], d["remind_at"]) == ("in_progress", due)
         clock.advance(7200)
