@@ -411,6 +411,12 @@ class TestReminderCarriesWaiting:
             )
         ]
 
+    def test_clearing_a_transition_on_a_ticket_not_waiting_is_dropped(self) -> None:
+        event = make_event(remind_transition_status_id="st-closed")
+        result = plan(event, [decision("a", ("update", {"remind_transition_status_id": None}))])
+        assert result.calls == []
+        assert result.notes[0].startswith("remind_transition_status_id: dropped;")
+
     def test_transition_status_alone_also_carries_waiting(self) -> None:
         result = plan(
             waiting(), [decision("a", ("update", {"remind_transition_status_id": "st-closed"}))]

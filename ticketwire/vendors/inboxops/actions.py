@@ -389,7 +389,8 @@ def _with_waiting(
                 f"{rule!r} sets status {value!r}"
             )
         return
-    if not waiting and body.get("remind_at", "") is None:
+    clearing = all(body[name] is None for name in REMINDER_FIELDS if name in body)
+    if not waiting and clearing:
         for name in REMINDER_FIELDS:
             body.pop(name, None)
         notes.append(
