@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ticketwire.engine import check_rules, render_table
+from ticketwire.vendors.inboxops.reminders import reminder_notes
 
 
 def run_check(directory: Path | None) -> int:
@@ -19,5 +20,10 @@ def run_check(directory: Path | None) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     print(render_table(router))
+    notes = reminder_notes(router.rules)
+    if notes:
+        print("\nReminders:")
+        for note in notes:
+            print(f"  {note}")
     print(f"\n{len(router.rules)} rule(s) in {path}: OK")
     return 0

@@ -284,29 +284,153 @@ class TestBulk:
         ]
 
 
+#: inboxops-update-ticket, `remind_at`.
+WITH_WAITING = "Applied when PATCH also sets status to waiting (status or status_id)"
+MOVES = (
+    "remind_at: status 'waiting' sent with it, as InboxOps applies a reminder only with status "
+    "waiting; this 'open' ticket moves to waiting"
+)
+
+
+def waiting(**ticket: Any) -> Event:
+    """An event whose ticket waits in the custom status 'st-waiting', with no reminder."""
+    return make_event(
+        **{"status": "waiting", "status_id": "st-waiting", "remind_at": None, **ticket}
+    )
+
+
 class TestRemindAt:
     def test_relative_reminder_is_resolved_against_the_event(self) -> None:
-        result = plan(make_event(remind_at=None), [decision("a", ("remind_at", "+2d"))])
-        assert result.calls == [patch({"remind_at": "2024-05-12T12:00:00Z"}, ("a",))]
+        result = plan(waiting(), [decision("a", ("remind_at", "+2d"))])
+        assert result.calls == [
+            patch({"remind_at": "2024-05-12T12:00:00Z", "status_id": "st-waiting"}, ("a",))
+        ]
 
     def test_absolute_reminder_is_normalised_to_utc(self) -> None:
         result = plan(
-            make_event(remind_at=None),
-            [decision("a", ("update", {"remind_at": "2024-06-01T10:00:00+02:00"}))],
+            waiting(), [decision("a", ("update", {"remind_at": "2024-06-01T10:00:00+02:00"}))]
         )
-        assert result.calls == [patch({"remind_at": "2024-06-01T08:00:00Z"}, ("a",))]
+        assert result.calls == [
+            patch({"remind_at": "2024-06-01T08:00:00Z", "status_id": "st-waiting"}, ("a",))
+        ]
 
     def test_clearing_a_reminder(self) -> None:
-        result = plan(make_event(), [decision("a", ("remind_at", None))])
-        assert result.calls == [patch({"remind_at": None}, ("a",))]
+        event = waiting(remind_at="2024-05-12T12:00:00.000Z")
+        result = plan(event, [decision("a", ("remind_at", None))])
+        assert result.calls == [patch({"remind_at": None, "status_id": "st-waiting"}, ("a",))]
 
     def test_replay_plans_the_same_call(self) -> None:
         """Relative times come from the event, so a replay next week plans identical calls."""
         decisions = [decision("a", ("remind_at", "+48h"))]
-        first = plan(make_event(remind_at=None), decisions).calls
-        again = plan(make_event(remind_at=None), decisions).calls
+        first = plan(waiting(), decisions).calls
+        again = plan(waiting(), decisions).calls
         assert first == again
         assert first[0].fingerprint() == again[0].fingerprint()
+
+
+class TestReminderCarriesWaiting:
+    """WITH_WAITING: every PATCH with a reminder sets status to waiting in the same body."""
+
+    def test_a_ticket_not_waiting_is_sent_status_waiting(self) -> None:
+        result = plan(make_event(remind_at=None), [decision("a", ("remind_at", "+2d"))])
+        assert result.calls == [
+            patch({"remind_at": "2024-05-12T12:00:00Z", "status": "waiting"}, ("a",))
+        ]
+        assert result.notes == [MOVES]
+
+    def test_a_waiting_ticket_keeps_its_own_custom_status(self) -> None:
+        # Not `status: waiting`, which could swap "Waiting on customer" for the default one.
+        result = plan(waiting(), [decision("a", ("remind_at", "+2d"))])
+        assert result.calls[0].body["status_id"] == "st-waiting"
+        assert "status" not in result.calls[0].body
+        assert result.notes == []
+
+    def test_a_waiting_ticket_without_status_id_gets_status_waiting(self) -> None:
+        event = make_event(status="waiting", status_id=None, remind_at=None)
+        result = plan(event, [decision("a", ("remind_at", "+2d"))])
+        assert result.calls[0].body == {"remind_at": "2024-05-12T12:00:00Z", "status": "waiting"}
+
+    def test_dropping_no_ops_keeps_the_status_a_rule_set(self) -> None:
+        # status 'waiting' is what the ticket has; alone it would be dropped as a no-op.
+        result = plan(
+            make_event(status="waiting", remind_at=None),
+            [decision("a", ("set_status", "waiting"), ("remind_at", "+2d"))],
+        )
+        assert result.calls == [
+            patch({"status": "waiting", "remind_at": "2024-05-12T12:00:00Z"}, ("a",))
+        ]
+        assert result.notes == []
+
+    def test_the_ticket_status_id_a_rule_sets_is_kept_too(self) -> None:
+        result = plan(
+            waiting(),
+            [decision("a", ("update", {"status_id": "st-waiting", "remind_at": "+2d"}))],
+        )
+        assert result.calls[0].body == {
+            "status_id": "st-waiting",
+            "remind_at": "2024-05-12T12:00:00Z",
+        }
+        assert result.notes == []
+
+    def test_another_status_id_goes_with_a_note(self) -> None:
+        result = plan(
+            make_event(remind_at=None),
+            [decision("a", ("update", {"status_id": "st-later", "remind_at": "+2d"}))],
+        )
+        assert result.calls[0].body == {
+            "status_id": "st-later",
+            "remind_at": "2024-05-12T12:00:00Z",
+        }
+        assert result.notes == [
+            (
+                "remind_at: InboxOps applies it only with a waiting status; it goes with status_id "
+                "'st-later' (rule 'a'), which must be a custom status of type waiting"
+            )
+        ]
+
+    def test_a_rule_setting_another_status_drops_the_reminder(self) -> None:
+        result = plan(
+            make_event(remind_at=None),
+            [decision("a", ("remind_at", "+2d")), decision("b", ("set_status", "in_progress"))],
+        )
+        assert result.calls == [patch({"status": "in_progress"}, ("b",))]
+        assert result.notes == [
+            (
+                "remind_at: dropped; InboxOps applies it only with status waiting, and rule 'b' sets "
+                "status 'in_progress'"
+            )
+        ]
+
+    def test_clearing_on_a_ticket_not_waiting_is_dropped(self) -> None:
+        result = plan(make_event(), [decision("a", ("remind_at", None))])
+        assert result.calls == []
+        assert result.notes == [
+            (
+                "remind_at: dropped; InboxOps changes a reminder only with status waiting, and "
+                "clearing it would move this 'open' ticket to waiting"
+            )
+        ]
+
+    def test_clearing_a_transition_on_a_ticket_not_waiting_is_dropped(self) -> None:
+        event = make_event(remind_transition_status_id="st-closed")
+        result = plan(event, [decision("a", ("update", {"remind_transition_status_id": None}))])
+        assert result.calls == []
+        assert result.notes[0].startswith("remind_transition_status_id: dropped;")
+
+    def test_transition_status_alone_also_carries_waiting(self) -> None:
+        result = plan(
+            waiting(), [decision("a", ("update", {"remind_transition_status_id": "st-closed"}))]
+        )
+        assert result.calls[0].body == {
+            "remind_transition_status_id": "st-closed",
+            "status_id": "st-waiting",
+        }
+
+    def test_a_reminder_the_ticket_has_needs_no_status(self) -> None:
+        # The ticket already reminds at that instant: nothing to send, no status either.
+        event = waiting(remind_at="2024-05-12T12:00:00.000Z")
+        result = plan(event, [decision("a", ("remind_at", "+48h"))])
+        assert result.calls == []
 
 
 def test_unknown_actions_are_dropped_with_a_note() -> None:

@@ -29,8 +29,9 @@ SHIPPED = {
     "thena-follow-up",
     # Time-based; tested end to end in tests/test_scheduled_rules_e2e.py.
     "remind-stale-waiting",
-    "close-stale-waiting",
 }
+#: inboxops-update-ticket, `remind_at`.
+WITH_WAITING = "Applied when PATCH also sets status to waiting (status or status_id)"
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +180,19 @@ class TestRemindWaiting:
     NAME = "remind-waiting"
 
     async def test_fires_and_sets_a_reminder_two_days_after_the_event(self, router: Router) -> None:
-        event = make_event("ticket.status_changed", status="waiting")
+        # WITH_WAITING: the ticket's own waiting status goes with the reminder.
+        event = make_event("ticket.status_changed", status="waiting", status_id="st-waiting")
         decision = await decide(router, event, self.NAME)
         assert decision.fired, decision.reason
         result = plan(event, [decision])
         assert bodies(result.calls) == [
-            ("PATCH", "/tickets/{id}", {"remind_at": "2024-05-12T12:00:00Z"})
+            (
+                "PATCH",
+                "/tickets/{id}",
+                {"remind_at": "2024-05-12T12:00:00Z", "status_id": "st-waiting"},
+            )
         ]
+        assert result.notes == []
 
     @pytest.mark.parametrize(
         ("ticket", "reason"),
@@ -208,13 +215,15 @@ class TestCloseFollowUp:
     NAME = "close_followup.schedule_follow_up"
 
     async def test_fires_and_reminds_after_three_days(self, router: Router) -> None:
+        # WITH_WAITING: a resolved ticket is parked as waiting so the reminder applies.
         event = make_event("ticket.status_changed", status="resolved")
         decision = await decide(router, event, self.NAME)
         assert decision.fired, decision.reason
         result = plan(event, [decision])
         assert bodies(result.calls) == [
-            ("PATCH", "/tickets/{id}", {"remind_at": "2024-05-13T12:00:00Z"})
+            ("PATCH", "/tickets/{id}", {"status": "waiting", "remind_at": "2024-05-13T12:00:00Z"})
         ]
+        assert result.notes == []
 
     async def test_closes_when_a_status_is_configured(
         self, router: Router, monkeypatch: pytest.MonkeyPatch
@@ -228,7 +237,11 @@ class TestCloseFollowUp:
             (
                 "PATCH",
                 "/tickets/{id}",
-                {"remind_at": "2024-05-13T12:00:00Z", "remind_transition_status_id": "st-closed"},
+                {
+                    "status": "waiting",
+                    "remind_at": "2024-05-13T12:00:00Z",
+                    "remind_transition_status_id": "st-closed",
+                },
             )
         ]
 

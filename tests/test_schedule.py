@@ -221,6 +221,8 @@ def test_select_for_cstar_and_thena() -> None:
         ("inboxops", {"page": 2}, "ticketwire pages through every matching ticket itself"),
         ("inboxops", {"per_page": 50}, "is not a filter"),
         ("inboxops", {"q": "a", "query": "b", "priority": 3}, "priority expects text"),
+        # inboxops-list-tickets documents status and tag_ids as comma-separated, not priority.
+        ("inboxops", {"priority": ["low", "high"]}, "priority takes one value on inboxops"),
         ("inboxops", {"custom_field_x": [1, 2]}, "custom field 'x' takes one value"),
         ("inboxops", {f"custom_field_k{i}": i for i in range(11)}, "at most 10 custom field"),
         ("inboxops", ["status"], "expects a mapping"),

@@ -84,9 +84,12 @@ async def worker(settings: Settings, router: Router) -> AsyncIterator[Worker]:
             await task
 
 
-async def test_shipped_stale_waiting_rules_remind_then_close_the_right_tickets(
+async def test_shipped_stale_waiting_rule_reminds_and_inboxops_reopens_when_due(
     sim, redis: Redis, redis_url: str, keys: Keys, caplog
 ):
+    # inboxops-update-ticket: remind_at is "Applied when PATCH also sets status to waiting
+    # (status or status_id)"; remind_transition_status_id is the "Custom status to return to
+    # when reminder fires".
     caplog.set_level(logging.INFO, logger="ticketwire")
     # Each ticket's updated_at is the clock when it was created.
     at(sim, NOW - timedelta(hours=100))
@@ -96,13 +99,7 @@ async def test_shipped_stale_waiting_rules_remind_then_close_the_right_tickets(
     reminded_later = sim.create_ticket(
         subject="reminder still ahead",
         status="waiting",
-        remind_at=iso(NOW - timedelta(hours=10)),
-    )
-    at(sim, NOW - timedelta(hours=49))
-    reminded = sim.create_ticket(
-        subject="reminded 49h ago, silent since",
-        status="waiting",
-        remind_at=iso(NOW - timedelta(hours=49)),
+        remind_at=iso(NOW + timedelta(hours=10)),
     )
     at(sim, NOW - timedelta(hours=30))
     recent = sim.create_ticket(subject="waiting 30h", status="waiting")
@@ -112,53 +109,47 @@ async def test_shipped_stale_waiting_rules_remind_then_close_the_right_tickets(
     async with worker(settings, router) as w:
         await run_schedules(w.ctx, now=NOW + timedelta(seconds=0.2))
         await wait_for(lambda: outbox_empty(redis, keys), message="write-backs sent")
-        assert sorted((e.method, e.path, str(e.body)) for e in writes(sim)) == sorted(
-            [
-                (
-                    "PATCH",
-                    f"/api/v1/tickets/{silent['id']}",
-                    str({"remind_at": iso(NOW)[:19] + "Z"}),
-                ),
-                ("PATCH", f"/api/v1/tickets/{reminded['id']}", str({"status": "closed"})),
-            ]
-        )
-        assert sim.ticket(silent["id"])["status"] == "waiting"
-        assert sim.ticket(reminded["id"])["status"] == "closed"
+        due = NOW + timedelta(hours=48)
+        assert [(e.method, e.path, e.body) for e in writes(sim)] == [
+            (
+                "PATCH",
+                f"/api/v1/tickets/{silent['id']}",
+                {"remind_at": iso(due)[:19] + "Z", "status_id": silent["status_id"]},
+            )
+        ]
+        assert writes(sim)[0].notes == ()
+        reminded = sim.ticket(silent["id"])
+        assert (reminded["status_id"], reminded["remind_at"]) == (silent["status_id"], iso(due))
         for untouched in (old_open, reminded_later, recent):
             assert sim.ticket(untouched["id"])["updated_at"] == untouched["updated_at"]
-        # Both rules listed with the filters resolved at the run's minute, oldest first.
-        queries = [e.query for e in lists(sim)]
-        assert len(queries) == 2
-        for query in queries:
-            assert query["status"] == "waiting"
-            assert query["updated_before"] == "2025-01-08T13:00:00Z"
-            assert (query["sort"], query["order"]) == ("created_at", "asc")
+        # The rule listed with the filters resolved at the run's minute, oldest first.
+        [query] = [e.query for e in lists(sim)]
+        assert query["status"] == "waiting"
+        assert query["updated_before"] == "2025-01-08T13:00:00Z"
+        assert (query["sort"], query["order"]) == ("created_at", "asc")
         assert (
-            "scheduled rule remind-stale-waiting run of 2025-01-10 13:00: 3 tickets listed, "
+            "scheduled rule remind-stale-waiting run of 2025-01-10 13:00: 2 tickets listed, "
             "1 fired, 1 call queued" in caplog.text
         )
-        assert (
-            "scheduled rule close-stale-waiting run of 2025-01-10 13:00: 3 tickets listed, "
-            "1 fired, 1 call queued" in caplog.text
-        )
-        assert f"scheduled rule close-stale-waiting fired on ticket={reminded['id']}" in caplog.text
 
-        # Fifteen minutes later: the reminded ticket was just updated, the closed one is gone.
+        # Fifteen minutes later the reminded ticket was just updated: nothing to do.
         at(sim, NOW + timedelta(minutes=15))
         before = len(writes(sim))
         await run_schedules(w.ctx, now=NOW + timedelta(minutes=15))
         assert len(writes(sim)) == before
         assert "run of 2025-01-10 13:15: 1 ticket listed, 0 fired, 0 calls queued" in caplog.text
 
-        # 48 hours on, with no activity since: the ticket reminded at 13:00 closes, so does the
-        # one whose reminder is now 58 hours old, and the one waiting since 78 hours is reminded.
+        # 48 hours on, with no activity since: InboxOps itself moved both reminded tickets back
+        # to Open when their reminders fell due, and the one waiting 78 hours gets a reminder.
         later = NOW + timedelta(hours=48, minutes=15)
         at(sim, later)
         await run_schedules(w.ctx, now=later)
         await wait_for(lambda: outbox_empty(redis, keys), message="second round sent")
-        assert sim.ticket(silent["id"])["status"] == "closed"
-        assert sim.ticket(reminded_later["id"])["status"] == "closed"
-        assert sim.ticket(recent["id"])["remind_at"] == iso(later)
+        for ticket, fell_due in ((silent, due), (reminded_later, NOW + timedelta(hours=10))):
+            now_open = sim.ticket(ticket["id"])
+            assert (now_open["status_name"], now_open["remind_at"]) == ("Open", None)
+            assert now_open["updated_at"] == iso(fell_due)
+        assert sim.ticket(recent["id"])["remind_at"] == iso(later + timedelta(hours=48))
         assert sim.ticket(recent["id"])["status"] == "waiting"
         assert sim.ticket(old_open["id"])["status"] == "open"
 

@@ -95,7 +95,19 @@ async def test_default_order_is_newest_first_with_meta(lister: Lister) -> None:
     assert status == 200
     assert [t["ticket_number"] for t in body["data"]] == [5, 4, 3, 2, 1]
     assert body["meta"] == {"page": 1, "per_page": 25, "total": 5}
-    assert set(body["data"][0]) >= {"id", "status_id", "custom_fields", "updated_at"}
+    assert set(body["data"][0]) >= {"id", "status_id", "updated_at"}
+
+
+async def test_listed_tickets_carry_no_custom_fields(lister: Lister) -> None:
+    # inboxops-update-ticket: "Ticket with custom_fields (GET by id, POST create 201, PATCH
+    # 200)"; the list answer's ticket (inboxops-list-tickets) has every other field.
+    populate(lister.sim)
+    status, body = await lister.raw({"sort": "created_at", "order": "asc"})
+    assert status == 200
+    first = body["data"][0]
+    full = lister.sim.ticket(first["id"])
+    assert full["custom_fields"]
+    assert first == {k: v for k, v in full.items() if k != "custom_fields"}
 
 
 async def test_text_search_is_case_insensitive_and_query_wins(lister: Lister) -> None:
@@ -111,14 +123,13 @@ async def test_status_priority_inbox_assignee_and_tag_filters(lister: Lister) ->
     assert await lister.numbers({"status": "open"}) == [5, 4, 1]
     assert await lister.numbers({"status": "waiting,closed"}) == [3, 2]
     assert await lister.numbers({"priority": "normal"}) == [5, 3]
-    assert await lister.numbers({"priority": "urgent,low"}) == [2, 1]
     assert await lister.numbers({"inbox_id": ids["billing"]}) == [4, 2]
     assert await lister.numbers({"assignee_id": ids["ada"]}) == [1]
     assert await lister.numbers({"assignee_id": "__unassigned__"}) == [5, 4, 2]
-    assert await lister.numbers({"assignee_id": "unassigned"}) == [5, 4, 2]
     assert await lister.numbers({"tag_ids": ids["vip"]}) == [2, 1]
     assert await lister.numbers({"tag_ids": f"{ids['vip']},{ids['bug']}"}) == [1]
-    assert await lister.numbers({"status": "open", "tag_ids": ids["bug"], "query": "o"}) == [5, 1]
+    query = "printer or other"
+    assert await lister.numbers({"status": "open", "tag_ids": ids["bug"], "query": query}) == [5, 1]
 
 
 async def test_date_bounds_are_exclusive(lister: Lister) -> None:
@@ -175,8 +186,13 @@ async def test_default_page_size_is_25(lister: Lister) -> None:
     [
         ({"status": "open,done"}, "status"),
         ({"priority": "medium"}, "priority"),
+        # `priority` is one of "low normal high urgent"; only statuses and tag_ids are
+        # documented as comma-separated lists.
+        ({"priority": "urgent,low"}, "priority"),
         ({"inbox_id": "support"}, "inbox_id"),
         ({"assignee_id": "nobody"}, "assignee_id"),
+        # `assignee_id`: "UUID or __unassigned__".
+        ({"assignee_id": "unassigned"}, "assignee_id"),
         ({"tag_ids": "vip"}, "tag_ids"),
         ({"created_after": "yesterday"}, "created_after"),
         ({"created_before": "2025-13-01"}, "created_before"),

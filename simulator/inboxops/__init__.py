@@ -27,8 +27,9 @@ Routing and errors
 - `X-Request-Id` is on every response, `/_sim` included. A client value of 1–128 characters from
   `[A-Za-z0-9._-]` is echoed; anything else is replaced by a seeded UUID.
 - Legacy mode (`legacy_errors`) answers `application/json` `{error: <HTTP phrase>, message:
-  <detail>, code: <HTTP status>}`, plus `details: [{field, message}]` when a field is known and
-  `retryAfter` on 429, as on the generated reference pages.
+  <detail>, code: <HTTP status>}`, plus `details: [{field, message}]` (the message without the
+  field's name) when a field is known and `retryAfter` on 429, as on the generated reference
+  pages.
 - Scripted faults (`sim.faults.fail_next`) are checked before routing and auth; the glob matches
   the full path or the path relative to `/api/v1`; `delay` is real seconds; a status below 400
   only delays, then serves normally. Unexpected exceptions answer 500 `internal_error`.
@@ -61,7 +62,15 @@ Tickets
   "Waiting on customer" is not reset to "Waiting"); another type takes that type's default row.
 - `assignee_id` and `contact_id` are checked for UUID form only (agents are seeded, see
   `sim.agents`); `inbox_id`, `status_id`, `priority_id`, `remind_transition_status_id`, tag ids
-  and select options must exist. `remind_at` is stored as given (no reminder job runs).
+  and select options must exist.
+- Reminders: `remind_at` and `remind_transition_status_id` are "Applied when PATCH also sets
+  status to waiting (status or status_id)", a custom status of type waiting included; otherwise
+  they are left out (still validated) and the journal entry's `notes` says why. A status of
+  another type ends the reminder (`reminder_leaving_waiting="keep"` keeps it, dormant until the
+  ticket waits again). When `remind_at` falls due on the simulated clock, the ticket moves to
+  `remind_transition_status_id`, else its waiting status's own target, else the default open
+  status; the reminder is cleared, `updated_at` is the due time, and the usual events go out. A
+  timer fires due reminders without a request; every request fires the due ones first.
 - `custom_fields` merges; null or an empty list removes a key. Values are checked per type
   (text: string; number: JSON number; date: `YYYY-MM-DD`; date_time: ISO 8601 with a time;
   select: an option UUID; multi_select: an array of option UUIDs, deduplicated). Writing a field
@@ -78,7 +87,12 @@ Tickets
 
 Listing
 - Empty parameters are ignored, unknown ones too. `query` wins over `q` whenever it is present.
-  `status` and `priority` take comma lists (any of); `tag_ids` a comma list (all of).
+  It is PostgreSQL websearch (`simulator.inboxops.fulltext`): words ANDed, `"phrases"`, `-word`,
+  `or`, case-insensitive, no stemming or stop words (the `simple` configuration), over the
+  subject, the initial note and the ticket's messages. `status` takes a comma list (any of),
+  `tag_ids` a comma list (all of), `priority` one level; `assignee_id` a UUID or `__unassigned__`.
+- Listed tickets carry no `custom_fields`: only "Ticket with custom_fields (GET by id, POST
+  create 201, PATCH 200)" has them.
   `*_after` / `*_before` bounds are exclusive. `sort` defaults to `created_at`, `order` to
   `desc`; ties go by ticket_number. `page` starts at 1; `per_page` defaults to 25 and above 100
   is 400.
@@ -90,6 +104,7 @@ Listing
   page with `meta: {page: 1, per_page, total}`.
 
 Bulk
+- The answer has `tags_added` only for add_tags and `tags_removed` only for remove_tags.
 - Unknown body fields, or fields another operation uses, are 400. `ticket_ids` takes UUIDs or
   ticket numbers; repeats are processed once. The shared change is validated before any ticket
   changes. An unknown `status_id`, tag id or `inbox_id` is 404 `not_found` (as the bulk

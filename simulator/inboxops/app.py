@@ -30,6 +30,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 SIM_KEY: web.AppKey[InboxOpsSimulator] = web.AppKey("inboxops_simulator")
 WORKSPACE: web.RequestKey[Workspace] = web.RequestKey("inboxops_workspace")
 BODY: web.RequestKey[object] = web.RequestKey("inboxops_json")
+NOTES: web.RequestKey[tuple[str, ...]] = web.RequestKey("inboxops_notes")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _NO_BODY = object()
@@ -77,6 +78,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     is_api = request.path == API or request.path.startswith(API + "/")
     workspace_id: list[str | None] = [None]
     body: Any = None
+    # Reminders due by now fire before the request sees the tickets.
+    sim.fire_due_reminders()
     if is_api and request.can_read_body:
         raw = await request.read()
         if raw:
@@ -117,6 +120,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
                 request_id=request_id,
                 workspace_id=workspace_id[0],
                 headers=headers,
+                notes=request.get(NOTES, ()),
             )
         )
     return resp
@@ -214,7 +218,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         max_per_page=sim.config.max_per_page,
     )
     page, total = run_query(ws, q)
-    data = [sim.store.render(ws, r) for r in page]
+    data = [sim.store.list_item(r) for r in page]
     return ok({"data": data, "meta": {"page": q.page, "per_page": q.per_page, "total": total}})
 
 
@@ -255,6 +259,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
     body = json_body(request)
     rec = sim.store.ticket(ws, request.match_info["id"])
     change = sim.store.update_ticket(ws, rec, body)
+    request[NOTES] = change.ignored
     sim.publish(ws, [change])
     return ok({"data": change.ticket})
 

@@ -10,6 +10,7 @@ from ticketwire.errors import ConfigError
 
 Window = Literal["fixed", "sliding"]
 UnknownIds = Literal["skip", "404"]
+LeftReminder = Literal["clear", "keep"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class SimulatorConfig:
     max_bulk_ids: int = 100
     #: Unknown or foreign ids in a bulk call: skipped, or the whole call answers 404.
     bulk_unknown_ids: UnknownIds = "skip"
+    #: What a ticket that leaves waiting does with its reminder (undocumented): drop it, or keep
+    #: it on the ticket, where it never fires while the ticket is not waiting.
+    reminder_leaving_waiting: LeftReminder = "clear"
     #: Lifetime of an Idempotency-Key entry, in simulated seconds.
     idempotency_ttl: float = 24 * 3600.0
     default_per_page: int = 25
@@ -60,6 +64,10 @@ class SimulatorConfig:
             raise ConfigError("rate_limit_window", "'fixed' or 'sliding'", self.rate_limit_window)
         if self.bulk_unknown_ids not in ("skip", "404"):
             raise ConfigError("bulk_unknown_ids", "'skip' or '404'", self.bulk_unknown_ids)
+        if self.reminder_leaving_waiting not in ("clear", "keep"):
+            raise ConfigError(
+                "reminder_leaving_waiting", "'clear' or 'keep'", self.reminder_leaving_waiting
+            )
         if self.max_bulk_ids < 1:
             raise ConfigError("max_bulk_ids", "an integer >= 1", repr(self.max_bulk_ids))
         if not 1 <= self.default_per_page <= self.max_per_page:
@@ -80,6 +88,7 @@ class Settings:
     rate_limit_headers: bool
     bulk_unknown_ids: UnknownIds
     webhook_signature_prefix: bool
+    reminder_leaving_waiting: LeftReminder
 
     @classmethod
     def from_config(cls, cfg: SimulatorConfig) -> Settings:
@@ -91,4 +100,5 @@ class Settings:
             rate_limit_headers=cfg.rate_limit_headers,
             bulk_unknown_ids=cfg.bulk_unknown_ids,
             webhook_signature_prefix=cfg.webhook_signature_prefix,
+            reminder_leaving_waiting=cfg.reminder_leaving_waiting,
         )

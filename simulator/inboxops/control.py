@@ -18,10 +18,12 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "rate_limit_headers": (bool,),
     "bulk_unknown_ids": (str,),
     "webhook_signature_prefix": (bool,),
+    "reminder_leaving_waiting": (str,),
 }
 SETTINGS_CHOICES: dict[str, tuple[str, ...]] = {
     "rate_limit_window": ("fixed", "sliding"),
     "bulk_unknown_ids": ("skip", "404"),
+    "reminder_leaving_waiting": ("clear", "keep"),
 }
 
 

@@ -25,6 +25,8 @@ class JournalEntry:
     workspace_id: str | None
     #: Request headers, with the Authorization value masked.
     headers: dict[str, str] = field(default_factory=dict)
+    #: What the simulator did not apply, and why (e.g. a `remind_at` sent without waiting).
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for `GET /_sim/journal`."""
@@ -38,4 +40,5 @@ class JournalEntry:
             "request_id": self.request_id,
             "workspace_id": self.workspace_id,
             "headers": self.headers,
+            "notes": list(self.notes),
         }

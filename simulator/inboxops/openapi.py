@@ -69,8 +69,21 @@ _TICKET_PROPS: dict[str, Any] = {
     "custom_fields": {"type": "object", "additionalProperties": True},
 }
 
+_LISTED_PROPS = {k: v for k, v in _TICKET_PROPS.items() if k != "custom_fields"}
+
 _SCHEMAS: dict[str, Any] = {
-    "Ticket": {"type": "object", "required": list(_TICKET_PROPS), "properties": _TICKET_PROPS},
+    "Ticket": {
+        "type": "object",
+        "description": "Ticket with custom_fields (GET by id, POST create 201, PATCH 200)",
+        "required": list(_TICKET_PROPS),
+        "properties": _TICKET_PROPS,
+    },
+    "ListedTicket": {
+        "type": "object",
+        "description": "A ticket of GET /tickets (no custom_fields)",
+        "required": list(_LISTED_PROPS),
+        "properties": _LISTED_PROPS,
+    },
     "TicketCreate": {
         "type": "object",
         "required": ["subject"],
@@ -104,8 +117,14 @@ _SCHEMAS: dict[str, Any] = {
             "assignee_id": _nullable(UUID),
             "inbox_id": UUID,
             "contact_id": _nullable(UUID),
-            "remind_at": _nullable(DATE_TIME),
-            "remind_transition_status_id": _nullable(UUID),
+            "remind_at": {
+                **_nullable(DATE_TIME),
+                "description": "Applied when PATCH also sets status to waiting (status or status_id)",
+            },
+            "remind_transition_status_id": {
+                **_nullable(UUID),
+                "description": "Custom status to return to when reminder fires; tenant-scoped",
+            },
             "custom_fields": {
                 "type": "object",
                 "description": "Merged into the stored values; null removes a key",
@@ -130,9 +149,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "operation": {"type": "string"},
             "updated": {"type": "integer"},
-            "tags_added": {"type": "integer"},
-            "tags_removed": {"type": "integer"},
+            "tags_added": {"type": "integer", "description": "Present for add_tags"},
+            "tags_removed": {"type": "integer", "description": "Present for remove_tags"},
         },
+        "required": ["operation", "updated"],
     },
     "Tag": {
         "type": "object",
@@ -205,12 +225,17 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 
 _LIST_PARAMS = [
-    _param("query", "Case-insensitive substring of the subject; wins over q"),
+    _param(
+        "query",
+        "Full-text search (PostgreSQL websearch). Matches ticket subject/body vectors and message "
+        "bodies; combined with all other filters with AND. If both query and q are sent, query "
+        "wins.",
+    ),
     _param("q", "Alias for query (ignored when query is present)"),
     _param("status", "Comma-separated statuses"),
     _param("inbox_id", "Inbox UUID", UUID),
-    _param("assignee_id", "UUID, or __unassigned__ / unassigned"),
-    _param("priority", "Comma-separated priorities"),
+    _param("assignee_id", "UUID or __unassigned__"),
+    _param("priority", "Priority level", {"type": "string", "enum": list(PRIORITIES)}),
     _param("tag_ids", "Comma-separated tag UUIDs (ticket must have all)"),
     _param("created_after", "Exclusive ISO 8601 lower bound on created_at", DATE_TIME),
     _param("created_before", "Exclusive ISO 8601 upper bound on created_at", DATE_TIME),
@@ -243,7 +268,7 @@ def document() -> dict[str, Any]:
                 "description": "Also custom_field_<field_key> filters (exact match, __empty__ = no "
                 "stored value, at most 10 distinct keys).",
                 "parameters": _LIST_PARAMS,
-                "responses": {"200": _json(_page("Ticket"), "A page of tickets")}
+                "responses": {"200": _json(_page("ListedTicket"), "A page of tickets")}
                 | _errors(400, 401, 403, 429),
             },
             "post": {

@@ -104,7 +104,10 @@ def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
             "code": err.status,
         }
         if err.field is not None:
-            body["details"] = [{"field": err.field, "message": err.detail}]
+            # As the pages show it, `{"field": "email", "message": "Invalid email format"}`:
+            # the message does not repeat the field.
+            reason = err.detail.removeprefix(f"{err.field}: ")
+            body["details"] = [{"field": err.field, "message": reason}]
         if err.retry_after is not None:
             body["retryAfter"] = err.retry_after
         content_type = "application/json"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.inboxops import fulltext
 from simulator.inboxops.clock import iso, parse_iso
 from simulator.inboxops.models import FieldDef, TicketRecord, Workspace
 from simulator.inboxops.problems import bad_request
@@ -16,7 +17,7 @@ Predicate = Callable[[TicketRecord], bool]
 CUSTOM_PREFIX = "custom_field_"
 MAX_CUSTOM_KEYS = 10
 EMPTY = "__empty__"
-UNASSIGNED = ("__unassigned__", "unassigned")
+UNASSIGNED = "__unassigned__"
 SORTS = ("created_at", "updated_at", "priority")
 
 
@@ -56,10 +57,11 @@ def parse_query(
     q = TicketQuery(per_page=default_per_page)
     add = q.predicates.append
 
+    # "If both query and q are sent, query wins."
     text = params["query"] if "query" in params else params.get("q", "")
-    if text:
-        needle = text.casefold()
-        add(lambda r: needle in r.data["subject"].casefold())
+    if text.strip():
+        search = fulltext.parse(text)
+        add(lambda r: search.matches(fulltext.ticket_texts(r)))
     if params.get("status"):
         wanted = set(_csv(params["status"]))
         for s in wanted:
@@ -67,17 +69,19 @@ def parse_query(
                 raise bad_request("status", f"{s!r} is not one of {', '.join(STATUSES)}")
         add(lambda r: r.data["status"] in wanted)
     if params.get("priority"):
-        levels = set(_csv(params["priority"]))
-        for p in levels:
-            if p not in PRIORITIES:
-                raise bad_request("priority", f"{p!r} is not one of {', '.join(PRIORITIES)}")
-        add(lambda r: r.data["priority"] in levels)
+        # One level: unlike status and tag_ids, the parameter is not documented as a list.
+        level = params["priority"]
+        if level not in PRIORITIES:
+            raise bad_request("priority", f"must be one of {', '.join(PRIORITIES)} (got {level!r})")
+        add(lambda r: r.data["priority"] == level)
     if params.get("inbox_id"):
         inbox_id = as_uuid(params["inbox_id"], "inbox_id")
         add(lambda r: r.data["inbox_id"] == inbox_id)
     if params.get("assignee_id"):
         raw = params["assignee_id"]
-        assignee = None if raw in UNASSIGNED else as_uuid(raw, "assignee_id")
+        if raw != UNASSIGNED and not is_uuid(raw):
+            raise bad_request("assignee_id", f"must be a UUID or {UNASSIGNED} (got {raw!r})")
+        assignee = None if raw == UNASSIGNED else raw.lower()
         add(lambda r: r.data["assignee_id"] == assignee)
     if params.get("tag_ids"):
         tags = [as_uuid(t, "tag_ids") for t in _csv(params["tag_ids"])]

@@ -20,6 +20,7 @@ from simulator.inboxops.faults import Faults
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.models import Workspace
 from simulator.inboxops.ratelimit import RateLimiter
+from simulator.inboxops.reminders import ReminderTimer
 from simulator.inboxops.seeds import realistic_ticket
 from simulator.inboxops.store import Store, TicketChange
 from simulator.inboxops.webhooks import DeliveryRecord, WebhookEmitter
@@ -53,6 +54,9 @@ class InboxOpsSimulator:
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
             log_limit=cfg.delivery_log_limit,
         )
+        self.reminders = ReminderTimer(
+            self.clock, lambda: self.store.next_reminder(), self.fire_due_reminders
+        )
         self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
         self._endpoint_ids = IdSource(self.seed, "endpoints")
         self._runner: web.AppRunner | None = None
@@ -61,7 +65,11 @@ class InboxOpsSimulator:
 
     def _build(self) -> None:
         self.store = Store(
-            self.seed, self.clock.now, self.clock.monotonic, self.config.idempotency_ttl
+            self.seed,
+            self.clock.now,
+            self.clock.monotonic,
+            self.config.idempotency_ttl,
+            keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
         self._event_ids = IdSource(self.seed, "events")
         self._request_ids = IdSource(self.seed, "requests")
@@ -84,6 +92,7 @@ class InboxOpsSimulator:
 
     async def stop(self) -> None:
         """Stop serving and cancel pending deliveries (the logs stay readable)."""
+        await self.reminders.close()
         await self.emitter.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -94,6 +103,7 @@ class InboxOpsSimulator:
 
         Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
         """
+        self.reminders.cancel()
         self.emitter.reset(keep_endpoints=keep_endpoints)
         if not keep_endpoints:
             self._endpoint_ids = IdSource(self.seed, "endpoints")
@@ -189,6 +199,7 @@ class InboxOpsSimulator:
         Accepts the `POST /tickets` fields plus status, status_id, contact_id, remind_at,
         remind_transition_status_id and tag_ids.
         """
+        self.fire_due_reminders()
         ws = self.store.default
         change = self.store.create_ticket(ws, fields, agent=True)
         self.publish(ws, [change])
@@ -196,6 +207,7 @@ class InboxOpsSimulator:
 
     def change_ticket(self, ticket_id: str | int, /, **fields: Any) -> dict[str, Any]:
         """An agent's edit through the PATCH code path (plus `tag_ids`, replacing the tags)."""
+        self.fire_due_reminders()
         ws = self.store.default
         rec = self.store.ticket(ws, ticket_id)
         change = self.store.update_ticket(ws, rec, fields, agent=True)
@@ -204,11 +216,13 @@ class InboxOpsSimulator:
 
     def ticket(self, ticket_id: str | int, include: Iterable[str] = ()) -> dict[str, Any]:
         """A ticket of the default workspace by uuid or number, as `GET /tickets/{id}` shows it."""
+        self.fire_due_reminders()
         ws = self.store.default
         return self.store.render(ws, self.store.ticket(ws, ticket_id), include)
 
     def tickets(self, include: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Every ticket of the default workspace, by ticket_number."""
+        self.fire_due_reminders()
         ws = self.store.default
         names = list(include)
         return [self.store.render(ws, r, names) for r in ws.tickets.values()]
@@ -223,6 +237,7 @@ class InboxOpsSimulator:
             if emit:
                 self.publish(ws, [change])
             out.append(change.ticket)
+        self.reminders.arm()
         return out
 
     # ----------------------------------------------------------------- webhooks
@@ -243,6 +258,8 @@ class InboxOpsSimulator:
 
     def publish(self, ws: Workspace, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
         """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""
+        # A change may have set a reminder earlier than the one the timer waits for.
+        self.reminders.arm()
         if not ws.entitled:
             # Webhooks sit behind the same entitlement as the API.
             return
@@ -252,6 +269,21 @@ class InboxOpsSimulator:
                 for _ in range(copies):
                     event_id = self._event_ids.uuid()
                     self.emitter.emit(ws.id, event, event_id, self.clock.now(), change.ticket)
+
+    def fire_due_reminders(self) -> int:
+        """Apply every reminder due on the simulated clock, with its webhooks; how many fired."""
+        fired = self.store.fire_reminders(self.clock.now())
+        for ws, change in fired:
+            ticket = change.ticket
+            log.info(
+                "reminder of ticket %s fell due at %s: moved to %s",
+                ticket["ticket_number"],
+                ticket["updated_at"],
+                ticket["status_name"],
+            )
+            self.publish(ws, [change])
+        self.reminders.arm()
+        return len(fired)
 
     @property
     def deliveries(self) -> list[DeliveryRecord]:
@@ -294,9 +326,10 @@ def create_app(sim: InboxOpsSimulator | SimulatorConfig | None = None) -> web.Ap
     app[SIM_KEY] = sim
     add_api_routes(app)
     add_control_routes(app)
-    emitter = sim.emitter
+    emitter, reminders = sim.emitter, sim.reminders
 
     async def _close(_: web.Application) -> None:
+        await reminders.close()
         await emitter.close()
 
     app.on_cleanup.append(_close)

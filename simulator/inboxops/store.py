@@ -7,6 +7,7 @@ webhook events the change causes in a `TicketChange`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -80,6 +81,8 @@ class TicketChange:
     events: tuple[str, ...] = ()
     tags_added: int = 0
     tags_removed: int = 0
+    #: Why fields of the request were not applied (shown in the journal).
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,11 +134,16 @@ class Store:
         now: Callable[[], datetime],
         monotonic: Callable[[], float],
         idempotency_ttl: float = 24 * 3600.0,
+        keep_reminder: Callable[[], bool] = lambda: False,
     ) -> None:
         self._now = now
+        #: Whether a ticket leaving waiting keeps its (then dormant) reminder.
+        self._keep_reminder = keep_reminder
         self._monotonic = monotonic
         self.idempotency_ttl = idempotency_ttl
         self.ids = IdSource(seed, "ids")
+        #: (remind_at, workspace id, ticket id) of every reminder set; stale rows are skipped.
+        self._reminders: list[tuple[str, str, str]] = []
         keys = IdSource(seed, "keys")
         self.default = build_workspace(self.ids, "Acme Support", "acme.test", entitled=True)
         self.other = build_workspace(self.ids, "Globex Helpdesk", "globex.test", entitled=True)
@@ -186,6 +194,13 @@ class Store:
         out = snapshot(rec)
         for name in include:
             out[name] = self._included(ws, rec, name)
+        return out
+
+    def list_item(self, rec: TicketRecord) -> dict[str, Any]:
+        """The ticket as `GET /tickets` lists it: only "Ticket with custom_fields (GET by id,
+        POST create 201, PATCH 200)" carries `custom_fields`, the list answer does not."""
+        out = snapshot(rec)
+        del out["custom_fields"]
         return out
 
     def _included(self, ws: Workspace, rec: TicketRecord, name: str) -> Any:
@@ -244,7 +259,8 @@ class Store:
             base["status"] = "open"
         if "priority" not in body and "priority_id" not in body:
             base["priority"] = "normal"
-        plan = self._plan(ws, None, {**base, **body}, inbox_id=base["inbox_id"])
+        ignored: list[str] = []
+        plan = self._plan(ws, None, {**base, **body}, inbox_id=base["inbox_id"], ignored=ignored)
         contact_id = plan.get("contact_id")
         note = body.get("initial_internal_note")
         if note is not None and not (
@@ -289,7 +305,8 @@ class Store:
         ws.next_number += 1
         ws.tickets[rec.id] = rec
         ws.by_number[rec.number] = rec
-        return TicketChange(snapshot(rec), ("ticket.created",))
+        self._remember_reminder(ws, rec)
+        return TicketChange(snapshot(rec), ("ticket.created",), ignored=tuple(ignored))
 
     def create_idempotent(
         self, ws: Workspace, body: Mapping[str, Any], key: str
@@ -321,32 +338,40 @@ class Store:
         inbox_id = rec.data["inbox_id"]
         if "inbox_id" in body:
             inbox_id = _inbox(ws, body["inbox_id"], "inbox_id").id
-        plan = self._plan(ws, rec, body, inbox_id=inbox_id)
+        ignored: list[str] = []
+        plan = self._plan(ws, rec, body, inbox_id=inbox_id, ignored=ignored)
         tag_ids = plan.pop("tag_ids", None)
         add = [t for t in tag_ids if t not in rec.tags] if tag_ids is not None else []
         remove = [t for t in rec.tags if t not in tag_ids] if tag_ids is not None else []
-        return self._commit(rec, plan, add, remove)
+        return self._commit(ws, rec, plan, add, remove, ignored=tuple(ignored))
 
     def _commit(
         self,
+        ws: Workspace,
         rec: TicketRecord,
         plan: Mapping[str, Any],
         add_tags: Iterable[str] = (),
         remove_tags: Iterable[str] = (),
+        *,
+        ignored: tuple[str, ...] = (),
+        at: str | None = None,
     ) -> TicketChange:
         data = rec.data
         changed = {k: v for k, v in plan.items() if data[k] != v}
         added = [t for t in add_tags if t not in rec.tags]
         removed = [t for t in remove_tags if t in rec.tags]
         if not changed and not added and not removed:
-            return TicketChange(snapshot(rec))
+            return TicketChange(snapshot(rec), ignored=ignored)
         old_status = data["status"]
         data.update(changed)
         for t in added:
             rec.tags[t] = None
         for t in removed:
             del rec.tags[t]
-        data["updated_at"] = iso(self._now())
+        data["updated_at"] = max(at, data["updated_at"]) if at else iso(self._now())
+        if "remind_at" in changed or ("status_id" in changed and data["status"] == "waiting"):
+            # Back in waiting, a kept reminder counts again.
+            self._remember_reminder(ws, rec)
         events = ["ticket.updated"]
         if "status_id" in changed:
             events.append("ticket.status_changed")
@@ -354,12 +379,73 @@ class Store:
                 events.append("ticket.closed")
         if "assignee_id" in changed:
             events.append("ticket.assigned")
-        return TicketChange(snapshot(rec), tuple(events), len(added), len(removed))
+        return TicketChange(snapshot(rec), tuple(events), len(added), len(removed), ignored)
+
+    # ----------------------------------------------------------------- reminders
+
+    def _remember_reminder(self, ws: Workspace, rec: TicketRecord) -> None:
+        due = rec.data["remind_at"]
+        if due is not None:
+            heapq.heappush(self._reminders, (due, ws.id, rec.id))
+
+    def _live_reminder(self) -> tuple[str, Workspace, TicketRecord] | None:
+        """The earliest reminder still set on a waiting ticket; stale heap rows are dropped."""
+        while self._reminders:
+            due, ws_id, ticket_id = self._reminders[0]
+            ws = self.workspaces[ws_id]
+            rec = ws.tickets.get(ticket_id)
+            if rec is not None and rec.data["remind_at"] == due and rec.data["status"] == "waiting":
+                return due, ws, rec
+            heapq.heappop(self._reminders)
+        return None
+
+    def next_reminder(self) -> datetime | None:
+        """When the earliest pending reminder falls due, or None when none is set."""
+        live = self._live_reminder()
+        return parse_iso(live[0]) if live is not None else None
+
+    def fire_reminders(self, now: datetime) -> list[tuple[Workspace, TicketChange]]:
+        """Move every waiting ticket whose reminder is due by `now` to its reminder's status.
+
+        The status is the ticket's `remind_transition_status_id`, else the waiting status's own
+        `remind_transition_status_id`, else the default open status. The reminder is cleared.
+        """
+        fired: list[tuple[Workspace, TicketChange]] = []
+        cutoff = iso(now)
+        while (live := self._live_reminder()) is not None and live[0] <= cutoff:
+            due, ws, rec = live
+            heapq.heappop(self._reminders)
+            current = ws.status_by_id[rec.data["status_id"]]
+            target_id = (
+                rec.data["remind_transition_status_id"]
+                or current.remind_transition_status_id
+                or ws.default_status["open"].id
+            )
+            target = ws.status_by_id[target_id]
+            plan = {
+                "status": target.status_type,
+                "status_id": target.id,
+                "status_name": target.name,
+                "status_color": target.color,
+                "remind_at": None,
+                "remind_transition_status_id": None,
+            }
+            fired.append((ws, self._commit(ws, rec, plan, at=due)))
+        return fired
 
     def _plan(
-        self, ws: Workspace, rec: TicketRecord | None, body: Mapping[str, Any], *, inbox_id: str
+        self,
+        ws: Workspace,
+        rec: TicketRecord | None,
+        body: Mapping[str, Any],
+        *,
+        inbox_id: str,
+        ignored: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Validate `body` and return the field values it sets (status and priority expanded)."""
+        """Validate `body` and return the field values it sets (status and priority expanded).
+
+        Reminder fields not sent with a waiting status are left out and explained in `ignored`.
+        """
         cur = rec.data if rec is not None else None
         plan: dict[str, Any] = {}
         if "subject" in body:
@@ -406,23 +492,19 @@ class Store:
             if name in body:
                 value = body[name]
                 plan[name] = None if value is None else as_uuid(value, name)
-        if "remind_at" in body:
-            value = body["remind_at"]
-            when = None if value is None else parse_iso(value)
-            if value is not None and when is None:
-                raise bad_request(
-                    "remind_at", f"must be an ISO 8601 date-time (got {_show(value)})"
-                )
-            plan["remind_at"] = None if when is None else iso(when)
-        if "remind_transition_status_id" in body:
-            value = body["remind_transition_status_id"]
-            if value is not None:
-                value = as_uuid(value, "remind_transition_status_id")
-                if value not in ws.status_by_id:
-                    raise bad_request(
-                        "remind_transition_status_id", f"unknown custom status {value}"
-                    )
-            plan["remind_transition_status_id"] = value
+        reminder = _reminder(ws, body)
+        waiting = status is not None and status.status_type == "waiting"
+        if waiting:
+            plan.update(reminder)
+        elif status is not None and not self._keep_reminder():
+            # A ticket that leaves waiting has no reminder left to fire.
+            plan.update(remind_at=None, remind_transition_status_id=None)
+        if reminder and not waiting and ignored is not None:
+            sets = f"sets status {status.status_type!r}" if status else "sets no status"
+            ignored.append(
+                f"{' and '.join(reminder)} ignored: InboxOps applies it only when the PATCH "
+                f"also sets status to waiting (status or status_id); this one {sets}"
+            )
         if "custom_fields" in body:
             current = cur["custom_fields"] if cur is not None else {}
             plan["custom_fields"] = _merge_custom(ws, current, body["custom_fields"], inbox_id)
@@ -574,17 +656,17 @@ class Store:
             if op in ("add_tags", "remove_tags"):
                 add = tag_ids if op == "add_tags" else ()
                 remove = tag_ids if op == "remove_tags" else ()
-                change = self._commit(rec, {}, add, remove)
+                change = self._commit(ws, rec, {}, add, remove)
             else:
                 change = self.update_ticket(ws, rec, patch)
             if change.events:
                 changes.append(change)
-        data = {
-            "operation": op,
-            "updated": len(changes),
-            "tags_added": sum(c.tags_added for c in changes),
-            "tags_removed": sum(c.tags_removed for c in changes),
-        }
+        # "Present for add_tags" / "Present for remove_tags": each count only for its operation.
+        data: dict[str, Any] = {"operation": op, "updated": len(changes)}
+        if op == "add_tags":
+            data["tags_added"] = sum(c.tags_added for c in changes)
+        elif op == "remove_tags":
+            data["tags_removed"] = sum(c.tags_removed for c in changes)
         return BulkResult(data, changes)
 
     # ----------------------------------------------------------------- tags
@@ -624,6 +706,25 @@ def _only(body: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
             raise bad_request(
                 key, f"unknown field for {what}; accepted fields: {', '.join(sorted(allowed))}"
             )
+
+
+def _reminder(ws: Workspace, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated `remind_at` / `remind_transition_status_id` of `body` (only those sent)."""
+    out: dict[str, Any] = {}
+    if "remind_at" in body:
+        value = body["remind_at"]
+        when = None if value is None else parse_iso(value)
+        if value is not None and when is None:
+            raise bad_request("remind_at", f"must be an ISO 8601 date-time (got {_show(value)})")
+        out["remind_at"] = None if when is None else iso(when)
+    if "remind_transition_status_id" in body:
+        value = body["remind_transition_status_id"]
+        if value is not None:
+            value = as_uuid(value, "remind_transition_status_id")
+            if value not in ws.status_by_id:
+                raise bad_request("remind_transition_status_id", f"unknown custom status {value}")
+        out["remind_transition_status_id"] = value
+    return out
 
 
 def _inbox(ws: Workspace, value: object, name: str) -> Inbox:

@@ -17,7 +17,7 @@ from ticketwire.engine.conditions import Condition, FieldSchema, compile_reads, 
 from ticketwire.engine.limits import NO_LIMITS, FiringLimits, firing_limits
 from ticketwire.engine.nodes import located, unknown
 from ticketwire.engine.schedule import Schedule, ScheduleError, parse_cron, parse_every
-from ticketwire.engine.select import Selection, compile_select
+from ticketwire.engine.select import Selection, compile_select, vendor_select
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import PROCESSED_EVENTS, Event
 
@@ -110,6 +110,25 @@ class Rule:
             )
         if self.select is not None and self.select.vendor != self.vendor:
             raise fail(f"the selection is for {self.select.vendor}, the rule for {self.vendor}")
+        reads = set(self.reads)
+        for condition in (self.condition, self.limits.rearm):
+            if condition is not None:
+                reads |= condition.fields()
+        try:
+            hidden = vendor_select(self.vendor).unlisted
+        except RuleConfigError:
+            hidden = frozenset()  # an unknown vendor is named by the vendor check below
+        unlisted = sorted(reads & hidden)
+        if unlisted:
+            hint = (
+                "; filter on them in select: (custom_field_<key>: value, null for no value)"
+                if unlisted == ["custom_fields"]
+                else ""
+            )
+            raise fail(
+                f"a scheduled rule sees the tickets {self.vendor}'s list API returns, which "
+                f"carry no {', '.join(unlisted)}{hint}"
+            )
 
     @property
     def description(self) -> str:

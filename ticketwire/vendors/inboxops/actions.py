@@ -12,6 +12,10 @@ Vocabulary (YAML form; `ctx.<name>(...)` in Python):
 
 The planner is pure: it merges every fired rule's PATCH fields into one call (later rules win),
 drops changes the ticket already has, and orders bulk operations after the PATCH.
+
+InboxOps applies `remind_at` (and `remind_transition_status_id`) only "when PATCH also sets status
+to waiting (status or status_id)", so a PATCH that carries a reminder always carries a waiting
+status too: the ticket's own waiting status when it is waiting, else `status: waiting`.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ _ID_FIELDS = frozenset(
         "remind_transition_status_id",
     }
 )
+#: Fields InboxOps applies only with a waiting status in the same PATCH.
+REMINDER_FIELDS = ("remind_at", "remind_transition_status_id")
 #: Which ticket field a bulk operation's idempotence is checked against.
 _BULK_STATE = {"assign": ("assignee_id",), "move_inbox": ("inbox_id",)}
 
@@ -318,7 +324,13 @@ def _patch_call(
     ticket = event.ticket
     current_custom = ticket.get("custom_fields") or {}
     body: dict[str, Any] = {}
-    rules: set[str] = set()
+    sources: dict[str, str] = {}
+    # A reminder needs its waiting status in the same PATCH, even one the ticket already has.
+    reminder = any(
+        not (name in ticket and _same(name, ticket[name], value))
+        for name, (value, _) in patch.fields.items()
+        if name in REMINDER_FIELDS
+    )
     for label, (value, rule) in patch.fields.items():
         if label.startswith("custom_fields."):
             key = label.partition(".")[2]
@@ -327,11 +339,16 @@ def _patch_call(
                 continue
             body.setdefault("custom_fields", {})[key] = value
         else:
-            if label in ticket and _same(label, ticket[label], value):
+            needed = reminder and label in ("status", "status_id")
+            if label in ticket and _same(label, ticket[label], value) and not needed:
                 notes.append(f"{label} already {_show(value)}; dropped (rule {rule!r})")
                 continue
             body[label] = value
-        rules.add(rule)
+        sources[label] = rule
+    if any(f in body for f in REMINDER_FIELDS):
+        _with_waiting(body, patch, ticket, notes)
+    # The rules whose fields are still in the body (a dropped reminder takes its rule away).
+    rules = {r for label, r in sources.items() if label in body or label.startswith("custom_")}
     if not body:
         return None
     return ApiCall(
@@ -344,6 +361,52 @@ def _patch_call(
         ticket_id=event.ticket_id,
         rules=tuple(sorted(rules, key=lambda r: rule_order.get(r, len(rule_order)))),
         event_id=event.id,
+    )
+
+
+def _with_waiting(
+    body: dict[str, Any], patch: _Patch, ticket: Mapping[str, Any], notes: list[str]
+) -> None:
+    """Give the reminder fields of `body` the waiting status InboxOps needs, or drop them."""
+    reminder = " and ".join(f for f in REMINDER_FIELDS if f in body)
+    waiting = ticket.get("status") == "waiting"
+    if "status_id" in body:
+        value, rule = patch.fields["status_id"]
+        if not (waiting and ticket.get("status_id") == value):
+            notes.append(
+                f"{reminder}: InboxOps applies it only with a waiting status; it goes with "
+                f"status_id {value!r} (rule {rule!r}), which must be a custom status of type "
+                "waiting"
+            )
+        return
+    if "status" in body:
+        value, rule = patch.fields["status"]
+        if value != "waiting":
+            for name in REMINDER_FIELDS:
+                body.pop(name, None)
+            notes.append(
+                f"{reminder}: dropped; InboxOps applies it only with status waiting, and rule "
+                f"{rule!r} sets status {value!r}"
+            )
+        return
+    clearing = all(body[name] is None for name in REMINDER_FIELDS if name in body)
+    if not waiting and clearing:
+        for name in REMINDER_FIELDS:
+            body.pop(name, None)
+        notes.append(
+            f"{reminder}: dropped; InboxOps changes a reminder only with status waiting, and "
+            f"clearing it would move this {ticket.get('status')!r} ticket to waiting"
+        )
+        return
+    if waiting and ticket.get("status_id"):
+        # The ticket's own status: `status: waiting` could trade a custom waiting status
+        # (e.g. "Waiting on customer") for the default one.
+        body["status_id"] = ticket["status_id"]
+        return
+    body["status"] = "waiting"
+    notes.append(
+        f"{reminder}: status 'waiting' sent with it, as InboxOps applies a reminder only with "
+        f"status waiting; this {ticket.get('status')!r} ticket moves to waiting"
     )
 
 

@@ -50,6 +50,9 @@ LIST_FILTERS: tuple[str, ...] = (
     "order",
 )
 
+#: The filters InboxOps documents as comma-separated lists; every other one takes one value.
+LIST_VALUED: frozenset[str] = frozenset({"status", "tag_ids"})
+
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -114,7 +117,8 @@ class InboxOpsClient:
     async def bulk(
         self, operation: str, ticket_ids: Sequence[str], **params: Any
     ) -> dict[str, Any]:
-        """Run one bulk action; return `{operation, updated, tags_added, tags_removed}`."""
+        """Run one bulk action; return `{operation, updated}`, plus `tags_added` for add_tags or
+        `tags_removed` for remove_tags (InboxOps sends each only for its operation)."""
         body = bulk_body(operation, ticket_ids, **params)
         result = await self._request("POST", "/tickets/bulk", json=body)
         return _data_object(result, "POST", "/tickets/bulk")
@@ -230,8 +234,17 @@ def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
                 f"{', '.join(LIST_FILTERS)}, custom_fields"
             )
         elif value is not None:
+            if _is_list(value) and name not in LIST_VALUED:
+                raise ValueError(
+                    f"InboxOps takes one value for the ticket filter {name!r}; lists are "
+                    f"accepted only for {', '.join(sorted(LIST_VALUED))}"
+                )
             params[name] = _query_value(name, value)
     return params
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def bulk_body(operation: str, ticket_ids: Sequence[str], **params: Any) -> dict[str, Any]:
