@@ -15,7 +15,9 @@ Vocabulary (YAML form; `ctx.act(<name>, <value>)` in Python):
                                     POST /tickets/bulk (stopOnError defaults to true)
 
 There is no tag action: Thena's reference lists ticket tags, but no documented endpoint to write
-them was available, so `add_tags` and `remove_tags` are not offered for Thena.
+them was available, so `add_tags` and `remove_tags` are not offered for Thena. Nor is there a
+note action: the reference's menu lists "Comments & attachments" but no endpoint that adds a
+comment to an existing ticket was available, so `add_note` is refused naming Thena (`LACKS`).
 
 Templates. String values of `create_ticket(s)` may use `{{ticket.<field>}}` (dotted paths reach
 into objects, e.g. `{{ticket.customer.email}}`) and `{{common.<field>}}` to copy from the event's
@@ -555,6 +557,14 @@ def dedup_key(event_id: str, rule: str, position: int, index: int) -> str:
     return f"ticketwire-{digest[:32]}"
 
 
+#: Neutral actions Thena cannot do, and why (shown by `ticketwire check`).
+LACKS: Mapping[str, str] = {
+    "add_note": (
+        "Thena documents no API that adds a comment or note to an existing ticket (a first "
+        "comment only comes with a new ticket: commentContent in create_ticket)"
+    ),
+}
+
 SPEC = VendorSpec(
     vendor=VENDOR,
     actions=ACTIONS,
@@ -562,5 +572,6 @@ SPEC = VendorSpec(
     ticket_fields=TICKET_FIELDS,
     field_enums={},
     events=OWN_EVENTS,
+    lacks=LACKS,
 )
 register_vendor_actions(VENDOR, SPEC)
