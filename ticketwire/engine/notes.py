@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ticketwire.calls import ApiCall
 from ticketwire.engine import templates
 from ticketwire.engine.actions import ActionError
 from ticketwire.engine.nodes import kind_of, suggest
@@ -81,3 +82,21 @@ def note_text(params: Mapping[str, Any], event: Event) -> str:
     """The note's text with the event's ticket filled in, trimmed."""
     sources = templates.sources_of(event.ticket, event.common)
     return templates.render_text(str(params["text"]), sources).strip()
+
+
+def note_call(vendor: str, event: Event, body: dict[str, Any], rule: str) -> ApiCall:
+    """The call that adds one note to the event's ticket: `POST /tickets/{id}/messages`."""
+    return ApiCall(
+        vendor=vendor,
+        method="POST",
+        path=f"/tickets/{event.ticket_id}/messages",
+        body=body,
+        ticket_id=event.ticket_id,
+        rules=(rule,),
+        event_id=event.id,
+    )
+
+
+def is_note_call(call: ApiCall) -> bool:
+    """True for a call `note_call` built: each one sent is one more note on the ticket."""
+    return call.method == "POST" and call.path == f"/tickets/{call.ticket_id}/messages"

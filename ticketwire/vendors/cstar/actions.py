@@ -46,7 +46,7 @@ from ticketwire.engine.actions import (
 )
 from ticketwire.engine.durations import format_utc
 from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.notes import note_params, note_text
+from ticketwire.engine.notes import note_call, note_params, note_text
 from ticketwire.event import Event
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vendors.cstar.models import (
@@ -513,15 +513,8 @@ def _note_call(event: Event, params: dict[str, Any], rule: str, notes: list[str]
     if not text:
         notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="POST",
-        path=f"/tickets/{event.ticket_id}/messages",
-        body={"content": text, "sender": params.get("sender", NOTE_SENDER)},
-        ticket_id=event.ticket_id,
-        rules=(rule,),
-        event_id=event.id,
-    )
+    body = {"content": text, "sender": params.get("sender", NOTE_SENDER)}
+    return note_call(VENDOR, event, body, rule)
 
 
 SPEC = VendorSpec(

@@ -20,7 +20,6 @@ one call per note in rule order (a note is never merged or dropped as already do
 from __future__ import annotations
 
 import copy
-import html
 import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -41,8 +40,9 @@ from ticketwire.engine.durations import (
     parse_instant,
 )
 from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.notes import note_params, note_text
+from ticketwire.engine.notes import note_call, note_params, note_text
 from ticketwire.event import Event
+from ticketwire.vendors.inboxops.client import note_body
 from ticketwire.vendors.inboxops.models import (
     BULK_OPERATIONS,
     PATCH_FIELDS,
@@ -406,12 +406,6 @@ def _bulk_calls(
     return calls
 
 
-def note_body(text: str) -> dict[str, Any]:
-    """The body of `POST /tickets/{id}/messages` for an internal note of plain `text`."""
-    shown = html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
-    return {"type": "internal_note", "body_html": f"<p>{shown}</p>", "body_text": text}
-
-
 def _note_calls(
     event: Event, wanted: list[tuple[dict[str, Any], str]], notes: list[str]
 ) -> list[ApiCall]:
@@ -421,17 +415,7 @@ def _note_calls(
         if not text:
             notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
             continue
-        calls.append(
-            ApiCall(
-                vendor=VENDOR,
-                method="POST",
-                path=f"/tickets/{event.ticket_id}/messages",
-                body=note_body(text),
-                ticket_id=event.ticket_id,
-                rules=(rule,),
-                event_id=event.id,
-            )
-        )
+        calls.append(note_call(VENDOR, event, note_body(text), rule))
     return calls
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine.notes import is_note_call
 from ticketwire.writeback import BatchSpec, id_list_key
 
 BULK_PATH = "/tickets/bulk"
@@ -45,4 +46,10 @@ def with_ids(call: ApiCall, ids: list[str]) -> ApiCall:
 
 def spec(max_ids: int = DEFAULT_MAX_IDS) -> BatchSpec:
     """InboxOps' batching rules with a bulk size limit."""
-    return BatchSpec(bulk_ids=bulk_ids, as_bulk=as_bulk, with_ids=with_ids, max_ids=max_ids)
+    return BatchSpec(
+        bulk_ids=bulk_ids,
+        as_bulk=as_bulk,
+        with_ids=with_ids,
+        max_ids=max_ids,
+        additive=is_note_call,
+    )
