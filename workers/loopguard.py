@@ -218,7 +218,8 @@ class LoopGuard:
         limits = limits or {}
         names = [name for name, _ in fired]
         limited = list(dict.fromkeys([n for n in names if n in limits] + list(rearm)))
-        want_writes = bool(fired) and bool(changes)
+        # Known changes, even none (a note's echo changes nothing), are compared with our writes.
+        want_writes = bool(fired) and changes is not None
         if not fired and not limited:
             return Verdict((), ())
         now = self._now_ms()

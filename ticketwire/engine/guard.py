@@ -138,7 +138,8 @@ def decide(
             memory[name] = Memory(mem.at_ms, mem.event_id, True)
             rearmed.append(name)
     echo = None
-    if fired and changes:
+    # An empty `changes` is known too: nothing but bookkeeping changed (e.g. our note's echo).
+    if fired and changes is not None:
         echo = match_echo(
             changes,
             state.writes,
