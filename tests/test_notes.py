@@ -16,7 +16,7 @@ from ticketwire.engine import Decision, Rule, check_rules, compile_yaml, evaluat
 from ticketwire.engine import plan as engine_plan
 from ticketwire.engine.actions import NEUTRAL_ACTIONS, ActionError
 from ticketwire.engine.echo import ANY, NOTE, Write, match_echo
-from ticketwire.engine.guard import GuardPolicy, GuardState, decide
+from ticketwire.engine.guard import GuardPolicy, GuardState, decide, firing_print
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import Event
 from ticketwire.vendors.cstar import batching as cstar_batching
@@ -348,3 +348,12 @@ def test_the_guard_skips_only_the_rule_that_wrote_the_note():
     assert name == "note-rule" and why.startswith(
         "echo: this delivery only reflects our own write of a note"
     )
+
+
+def test_a_note_counts_by_its_filled_in_text_for_echo_by_actions():
+    action = make_action("inboxops", "add_note", "Status is now {{ticket.status}}", rule="r")
+    open_, waiting = event(status="open"), event(status="waiting", event_id="evt-2")
+    assert firing_print([action], open_) != firing_print([action], waiting)
+    assert firing_print([action], open_) == firing_print([action], event(event_id="evt-3"))
+    other = make_action("inboxops", "set_priority", "high", rule="r")
+    assert firing_print([other], open_) == firing_print([other], waiting)

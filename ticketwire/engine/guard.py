@@ -24,14 +24,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ticketwire.engine.actions import Action
 from ticketwire.engine.echo import EchoMatch, Write, match_echo
 from ticketwire.engine.limits import FiringLimits, human_duration
+from ticketwire.engine.notes import is_note, note_text
+from ticketwire.event import Event
 
 
 def fingerprint(actions: Iterable[tuple[str, object]]) -> str:
     """Digest of a rule's actions (name and parameters), independent of dict ordering."""
     canon = json.dumps([[n, p] for n, p in actions], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def firing_print(actions: Iterable[Action], event: Event) -> str:
+    """The fingerprint of a rule's actions on `event`, a note by its text as filled in.
+
+    A note's template reads the same on every event; its text tells "Status is now open" from
+    "Status is now waiting", so only a note saying the same thing counts as the same action.
+    """
+    return fingerprint(
+        (a.name, {**a.params, "text": note_text(a.params, event)} if is_note(a) else a.params)
+        for a in actions
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine import templates
-from ticketwire.engine.actions import ActionError
+from ticketwire.engine.actions import Action, ActionError
 from ticketwire.engine.nodes import kind_of, suggest
 from ticketwire.event import Event
 
@@ -76,6 +76,11 @@ def note_params(
             f"{NAME}: {exc}", key="text" if isinstance(value, Mapping) else None
         ) from None
     return NAME, params
+
+
+def is_note(action: Action) -> bool:
+    """True for an `add_note` action with its text."""
+    return action.name == NAME and isinstance(action.params.get("text"), str)
 
 
 def note_text(params: Mapping[str, Any], event: Event) -> str:
