@@ -297,7 +297,7 @@ class Store:
             rec.tags[tag_id] = None
         if isinstance(note, dict) and (note.get("body_text") or note.get("body_html")):
             markup, text = bodies(note)
-            rec.messages.append(self._message(rec, "internal_note", None, markup, text, now))
+            self._append(rec, "internal_note", None, markup, text, touch=False)
         ws.next_number += 1
         ws.tickets[rec.id] = rec
         ws.by_number[rec.number] = rec
@@ -659,24 +659,7 @@ class Store:
         **extra: Any,
     ) -> tuple[dict[str, Any], TicketChange]:
         now = iso(self._now())
-        message = self._message(rec, kind, direction, markup, text, now, **extra)
-        rec.messages.append(message)
-        if not touch:
-            return message.to_json(), TicketChange(snapshot(rec))
-        rec.data["updated_at"] = now
-        return message.to_json(), TicketChange(snapshot(rec), ("ticket.updated",))
-
-    def _message(
-        self,
-        rec: TicketRecord,
-        kind: str,
-        direction: str | None,
-        markup: str,
-        text: str,
-        now: str,
-        **extra: Any,
-    ) -> Message:
-        return Message(
+        message = Message(
             id=self.message_ids.uuid(),
             ticket_id=rec.id,
             type=kind,
@@ -687,6 +670,11 @@ class Store:
             seq=len(rec.messages),
             **extra,
         )
+        rec.messages.append(message)
+        if not touch:
+            return message.to_json(), TicketChange(snapshot(rec))
+        rec.data["updated_at"] = now
+        return message.to_json(), TicketChange(snapshot(rec), ("ticket.updated",))
 
     # ----------------------------------------------------------------- tags
 
