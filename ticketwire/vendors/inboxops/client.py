@@ -364,7 +364,8 @@ def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id:
     except ValueError:
         pass
     # A 2xx that is not JSON is usually a proxy or login page in front of the API. Whether the
-    # request was applied is unknown; InboxOps writes are idempotent, so a retry is safe.
+    # request was applied is unknown; InboxOps field writes are idempotent, so a retry is safe
+    # (a note may be left twice: InboxOps documents no idempotency for messages).
     snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
     kind = headers.get("Content-Type") or "no content type"
     raise ServerError(
