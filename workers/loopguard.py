@@ -3,8 +3,9 @@
 The decisions themselves are pure (`ticketwire.engine.guard.decide`); this module keeps, per
 ticket and shared by every worker, what they need:
 
-- `written:<ticket>`  the fields our write-backs set within the echo window, and which rules set
-  them (`wrote`, called by the write-back sender after each accepted call): echo by change;
+- `written:<ticket>`  the fields our write-backs set within the echo window (and the notes they
+  left), and which rules set them (`wrote`, called by the write-back sender after each accepted
+  call): echo by change;
 - `fired:<ticket>`    each rule's last firing and its actions' fingerprint: echo by actions;
 - `firings:<ticket>`  one entry per rule firing within the fuse window: the loop fuse;
 - `limits:<ticket>`   when each `once_per_ticket` / `cooldown` rule last fired, and whether its

@@ -4,7 +4,8 @@ The worker's `LoopGuard` reads a ticket's memory from Redis into a `GuardState` 
 `decide`; `ticketwire dry-run` keeps the same memory in a `MemoryGuard`. In the order checked:
 
 1. echo by change: the delivery only reflects fields our own write-backs set within the echo
-   window; the rules that wrote them are skipped (other rules still run);
+   window, or changed nothing right after a note we left; the rules that wrote them are skipped
+   (other rules still run);
 2. echo by actions: a rule would take exactly the actions it took on this ticket within the echo
    window (covers helpdesks whose deliveries do not say what changed);
 3. `once_per_ticket`: the rule fired on this ticket and has not re-armed since;
