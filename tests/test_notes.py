@@ -123,6 +123,7 @@ def test_check_reports_a_neutral_note_rule_thena_cannot_run(tmp_path, capsys):
     assert "'add_note' works for cstar, inboxops but not for 'thena'" in err
     assert "Thena documents no API that adds a comment or note to an existing ticket" in err
     assert "pin it with vendor: (one of cstar, inboxops)" in err
+    assert "(accepted:" not in err  # Thena's other actions are no answer to a missing one
 
 
 def test_check_reports_a_bad_placeholder_with_its_line(tmp_path):

@@ -180,7 +180,8 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
                 f"{spec.vendor} has no {name}: {reason}"
                 if reason
                 else f"unknown action {name!r} for vendor {spec.vendor!r}{suggest(name, accepted)}",
-                accepted=accepted,
+                # A known gap needs no list of what the helpdesk can do instead.
+                accepted=() if reason else accepted,
             )
             continue
         try:
