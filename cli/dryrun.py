@@ -13,7 +13,7 @@ from cli.capture import read_captures
 from ticketwire.config import Settings
 from ticketwire.engine import check_rules, evaluate, plan
 from ticketwire.engine.changes import MemoryTicketState
-from ticketwire.engine.guard import GuardPolicy, MemoryGuard, fingerprint
+from ticketwire.engine.guard import GuardPolicy, MemoryGuard, firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import ConfigError, MalformedEvent
 from ticketwire.event import Event
@@ -73,7 +73,7 @@ async def _dry_run(files: list[Path], rules_dir: Path, vendor: str | None) -> in
             rearm, broken = rearmed_by(router, event)
             verdict = guard.check(
                 event.ticket_key,
-                [(d.rule.name, fingerprint((a.name, a.params) for a in d.actions)) for d in firing],
+                [(d.rule.name, firing_print(d.actions, event)) for d in firing],
                 event_id=event.id,
                 now_ms=_received_ms(record, event),
                 limits=limits_of(d.rule for d in firing),

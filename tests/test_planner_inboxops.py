@@ -437,9 +437,9 @@ def test_unknown_actions_are_dropped_with_a_note() -> None:
     rule = Rule(name="odd", events=frozenset({"ticket.updated"}), actions=_placeholder("odd"))
     from ticketwire.engine import Action
 
-    result = plan(make_event(), [Decision(rule, True, "fired", (Action("add_note", {}, "odd"),))])
+    result = plan(make_event(), [Decision(rule, True, "fired", (Action("send_sms", {}, "odd"),))])
     assert result.calls == []
-    assert result.notes == ["rule 'odd': 'add_note' is not an InboxOps action; dropped"]
+    assert result.notes == ["rule 'odd': 'send_sms' is not an InboxOps action; dropped"]
 
 
 async def test_python_and_yaml_rules_plan_together() -> None:

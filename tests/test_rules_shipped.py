@@ -99,8 +99,19 @@ class TestEscalateEnterprise:
         decision = await decide(router, event, self.NAME)
         assert decision.fired, decision.reason
         result = plan(event, [decision])
-        assert bodies(result.calls) == [("PATCH", "/tickets/{id}", {"priority": "high"})]
-        assert result.calls[0].rules == (self.NAME,)
+        text = (
+            "Escalated to high priority: the customer is on the enterprise plan "
+            "(priority was normal)."
+        )
+        assert bodies(result.calls) == [
+            ("PATCH", "/tickets/{id}", {"priority": "high"}),
+            (
+                "POST",
+                "/tickets/{id}/messages",
+                {"type": "internal_note", "body_html": f"<p>{text}</p>", "body_text": text},
+            ),
+        ]
+        assert [c.rules for c in result.calls] == [(self.NAME,), (self.NAME,)]
 
     @pytest.mark.parametrize(
         ("ticket", "reason"),

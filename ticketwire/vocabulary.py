@@ -2,8 +2,9 @@
 
 Rules that should work on every helpdesk read `common.status`, `common.priority`,
 `common.assignee`, `common.tags` and `common.subject`, and act with `set_status`, `set_priority`,
-`assign`, `unassign`, `add_tags` and `remove_tags` using the neutral values below. Each vendor
-translates through these tables, both ways.
+`assign`, `unassign`, `add_tags` and `remove_tags` using the neutral values below, and `add_note`
+(`ticketwire.engine.notes`; a helpdesk without it says why in its `VendorSpec.lacks`). Each
+vendor translates through these tables, both ways.
 """
 
 from __future__ import annotations

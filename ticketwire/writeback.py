@@ -5,7 +5,8 @@ Redis or HTTP. The worker's outbox feeds them what it claimed and sends what the
 
 - `coalesce` merges one ticket's queued calls: runs of consecutive PATCHes of the ticket become
   one PATCH (a field written twice keeps the later event's value, as sending both in order
-  would; the overridden value is noted), and a repeated identical call is sent once.
+  would; the overridden value is noted), and a repeated identical call is sent once, unless
+  it adds something each time it is sent (a note: `BatchSpec.additive`).
 - `batch` groups the calls of many tickets that make the same change into bulk calls, chunked to
   the vendor's maximum. It works in rounds (each ticket's first call, then its second ...) so the
   calls of one ticket are still sent in order.
@@ -65,6 +66,8 @@ class BatchSpec:
     max_ids: int = 100
     #: Merge two PATCH bodies of one ticket; default: later keys win, nested objects merged.
     merge_patch: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    #: True for a call that adds something each time it is sent (a note): never sent once for two.
+    additive: Callable[[ApiCall], bool] | None = None
 
 
 @dataclass
@@ -164,8 +167,14 @@ def coalesce(
             out[-1] = Pending(merged, prev.attempts, prev.solo)
             continue
         # Only a repeat of the call just before is dropped: [add X, remove X, add X] must keep
-        # its last add.
-        if prev is not None and prev.call.fingerprint() == call.fingerprint() and not item.attempts:
+        # its last add. Two equal notes are two notes.
+        additive = spec is not None and spec.additive is not None and spec.additive(call)
+        if (
+            prev is not None
+            and not additive
+            and prev.call.fingerprint() == call.fingerprint()
+            and not item.attempts
+        ):
             notes.append(f"{call.describe()} queued twice in a row for this ticket; sent once")
             continue
         out.append(item)

@@ -3,8 +3,9 @@
 The decisions themselves are pure (`ticketwire.engine.guard.decide`); this module keeps, per
 ticket and shared by every worker, what they need:
 
-- `written:<ticket>`  the fields our write-backs set within the echo window, and which rules set
-  them (`wrote`, called by the write-back sender after each accepted call): echo by change;
+- `written:<ticket>`  the fields our write-backs set within the echo window (and the notes they
+  left), and which rules set them (`wrote`, called by the write-back sender after each accepted
+  call): echo by change;
 - `fired:<ticket>`    each rule's last firing and its actions' fingerprint: echo by actions;
 - `firings:<ticket>`  one entry per rule firing within the fuse window: the loop fuse;
 - `limits:<ticket>`   when each `once_per_ticket` / `cooldown` rule last fired, and whether its
@@ -218,7 +219,8 @@ class LoopGuard:
         limits = limits or {}
         names = [name for name, _ in fired]
         limited = list(dict.fromkeys([n for n in names if n in limits] + list(rearm)))
-        want_writes = bool(fired) and bool(changes)
+        # Known changes, even none (a note's echo changes nothing), are compared with our writes.
+        want_writes = bool(fired) and changes is not None
         if not fired and not limited:
             return Verdict((), ())
         now = self._now_ms()

@@ -12,13 +12,14 @@ from redis.exceptions import RedisError
 
 from ticketwire.engine import Decision, Plan, Router, evaluate
 from ticketwire.engine.changes import field_changes
+from ticketwire.engine.guard import firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import HelpdeskClient
 from workers.deadletter import dead_letter
-from workers.loopguard import LoopGuard, fingerprint
+from workers.loopguard import LoopGuard
 from workers.outbox import Outbox
 from workers.ticketstate import TicketState
 
@@ -176,7 +177,7 @@ class Pipeline:
             elif not d.fired:
                 log.info("rule %s skipped on ticket=%s: %s", d.rule.name, event.ticket_id, d.reason)
         firing = [d for d in decisions if d.fired and d.actions]
-        prints = [(d.rule.name, fingerprint((a.name, a.params) for a in d.actions)) for d in firing]
+        prints = [(d.rule.name, firing_print(d.actions, event)) for d in firing]
         # A disarmed rule re-arms on any event of its ticket, whether or not the rule runs on it.
         rearm, broken = rearmed_by(self.router, event)
         for name, why in broken:

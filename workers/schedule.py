@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from ticketwire.config import Settings
 from ticketwire.engine import Router, Rule, plan, run_rule
+from ticketwire.engine.guard import firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.engine.schedule import run_minute, show_minute
 from ticketwire.engine.select import listed_event
@@ -40,7 +41,7 @@ from ticketwire.errors import HelpdeskError
 from ticketwire.keys import Keys
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import HelpdeskClient
-from workers.loopguard import LoopGuard, fingerprint
+from workers.loopguard import LoopGuard
 from workers.outbox import Outbox
 
 log = logging.getLogger("ticketwire.schedule")
@@ -435,7 +436,7 @@ class Scheduler:
                 decision.reason,
             )
             return
-        prints = [(rule.name, fingerprint((a.name, a.params) for a in decision.actions))]
+        prints = [(rule.name, firing_print(decision.actions, event))]
         limits = limits_of([rule])
         rearm, _broken = rearmed_by([rule], event)
         verdict = await self._guard.check(

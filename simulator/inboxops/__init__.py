@@ -11,7 +11,7 @@ Use::
 `create_app(sim | config | None)` gives the aiohttp app (for `aiohttp_server`); the simulator is
 `app[SIM_KEY]`. `run_simulator(...)` backs `ticketwire simulate inboxops`. The `/_sim` routes
 (no auth; `GET /_sim` lists them) drive it from outside: reset, journal, deliveries, endpoints,
-tickets, agent edits, faults, settings, seeding.
+tickets, agent edits, messages, faults, settings, seeding.
 
 Choices made where the InboxOps documentation leaves the behaviour open
 -------------------------------------------------------------------------
@@ -21,7 +21,7 @@ Routing and errors
   is 405 `method_not_allowed` (with `Allow`), before any auth check. `/api/v1/openapi.json`
   (OpenAPI 3.0 of exactly what is served) and `/api/v1/docs` need no key and are not limited.
 - Besides the documented routes the simulator serves `GET /ticket_priorities` and `GET /inboxes`
-  (both `{data, meta}`); the messages endpoints are not simulated.
+  (both `{data, meta}`).
 - Problem bodies carry exactly `type, title, status, detail, code, instance`; a detail about a
   field or parameter starts with its name (`status_id: unknown custom status …`).
 - `X-Request-Id` is on every response, `/_sim` included. A client value of 1–128 characters from
@@ -52,8 +52,8 @@ Tickets
   custom fields come back normalised).
 - Create requires `subject`; `inbox_id` defaults to the first inbox ("Support"), priority to
   `normal`, status to the default `open` status. `reporter_email` finds or creates a contact
-  (and a company per email domain), whose id becomes `contact_id`. `initial_internal_note` is
-  stored but not exposed (no messages endpoint). Unknown fields (`status` included) are 400.
+  (and a company per email domain), whose id becomes `contact_id`. `initial_internal_note`
+  becomes the ticket's first message. Unknown fields (`status` included) are 400.
 - Idempotency entries are per workspace, keyed by `Idempotency-Key` (1–255 characters), compare
   the canonical JSON (sorted keys, compact) of the body, expire after `idempotency_ttl` simulated
   seconds, and replay the original 201 body as it was then. Failed creates are not stored.
@@ -111,6 +111,22 @@ Bulk
   reference page says), unlike PATCH where it is 400.
 - Unknown or foreign ticket ids are skipped (`bulk_unknown_ids="skip"`) or fail the whole call
   with 404 before anything changes (`"404"`).
+
+Messages (`simulator.inboxops.messages`)
+- `GET /tickets/{id}/messages` answers `{data, meta}` on one page: `email` and `internal_note`
+  rows oldest first (ties in arrival order), drafts left out; `types` takes a comma list of
+  `email` / `internal_note` (empty or absent: both; anything else 400). Rows carry `id,
+  ticket_id, type, direction (inbound|outbound; null for a note), from_address, to_addresses,
+  cc_addresses, subject, body_html, body_text, is_draft, author_id, created_at`.
+- `POST /tickets/{id}/messages` takes only `{type: "internal_note", body_html?, body_text?}`
+  (another type is 400: outbound replies are not supported through the API; unknown fields are
+  400). A missing body is derived from the other (text escaped into `<p>…</p>` with `<br>`,
+  HTML stripped to text); both empty is 400. Answers 201 `{data: Message}`.
+- A note or a non-draft email bumps `updated_at` and emits `ticket.updated` (the ticket as
+  after the change), or changes nothing on the ticket with the setting
+  `message_updates_ticket=false`: InboxOps documents neither. The plan's `message.received` /
+  `message.sent` events are not emitted (their payload is not described anywhere). Emails and
+  drafts come in through `POST /_sim/tickets/{id}/messages` (`sim.add_message`).
 
 Tags
 - Names are trimmed and unique ignoring case (409 `conflict`); `color` is `#rgb`/`#rrggbb`,

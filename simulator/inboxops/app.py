@@ -15,6 +15,7 @@ from aiohttp import web
 
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
+from simulator.inboxops.messages import parse_types
 from simulator.inboxops.models import Workspace
 from simulator.inboxops.problems import ApiError, bad_request, render
 from simulator.inboxops.search import parse_query, run_query
@@ -277,6 +278,25 @@ async def bulk_tickets(request: web.Request) -> web.Response:
     return ok({"data": result.data})
 
 
+async def list_messages(request: web.Request) -> web.Response:
+    """`GET /tickets/{id}/messages`: emails and internal notes, oldest first, no drafts."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    rec = sim.store.ticket(ws, request.match_info["id"])
+    types = parse_types(request.query.get("types"))
+    return ok(_listing(sim.store.messages(rec, types)))
+
+
+async def add_note(request: web.Request) -> web.Response:
+    """`POST /tickets/{id}/messages`: internal notes only."""
+    sim, ws = request.app[SIM_KEY], request[WORKSPACE]
+    rec = sim.store.ticket(ws, request.match_info["id"])
+    message, change = sim.store.add_note(
+        rec, json_body(request), touch=sim.settings.message_updates_ticket
+    )
+    sim.publish(ws, [change])
+    return ok({"data": message}, 201)
+
+
 def _listing(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"data": items, "meta": {"page": 1, "per_page": max(len(items), 1), "total": len(items)}}
 
@@ -319,6 +339,8 @@ def add_api_routes(app: web.Application) -> None:
     r.add_post(API + "/tickets/bulk", bulk_tickets)
     r.add_get(API + "/tickets/{id}", get_ticket)
     r.add_patch(API + "/tickets/{id}", patch_ticket)
+    r.add_get(API + "/tickets/{id}/messages", list_messages)
+    r.add_post(API + "/tickets/{id}/messages", add_note)
     r.add_get(API + "/tags", list_tags)
     r.add_post(API + "/tags", create_tag)
     r.add_get(API + "/ticket_statuses", list_statuses)

@@ -54,6 +54,9 @@ class SimulatorConfig:
     #: Most recent entries kept in the request journal and the delivery log (None = all).
     journal_limit: int | None = 100_000
     delivery_log_limit: int | None = 100_000
+    #: A new message (a note, a sent or received email) bumps the ticket's `updated_at` and
+    #: emits `ticket.updated`; InboxOps does not document either way.
+    message_updates_ticket: bool = True
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -89,6 +92,7 @@ class Settings:
     bulk_unknown_ids: UnknownIds
     webhook_signature_prefix: bool
     reminder_leaving_waiting: LeftReminder
+    message_updates_ticket: bool = True
 
     @classmethod
     def from_config(cls, cfg: SimulatorConfig) -> Settings:
@@ -101,4 +105,5 @@ class Settings:
             bulk_unknown_ids=cfg.bulk_unknown_ids,
             webhook_signature_prefix=cfg.webhook_signature_prefix,
             reminder_leaving_waiting=cfg.reminder_leaving_waiting,
+            message_updates_ticket=cfg.message_updates_ticket,
         )

@@ -19,6 +19,7 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "bulk_unknown_ids": (str,),
     "webhook_signature_prefix": (bool,),
     "reminder_leaving_waiting": (str,),
+    "message_updates_ticket": (bool,),
 }
 SETTINGS_CHOICES: dict[str, tuple[str, ...]] = {
     "rate_limit_window": ("fixed", "sliding"),
@@ -155,6 +156,13 @@ async def change_ticket(request: web.Request) -> web.Response:
     return ok({"data": sim.change_ticket(request.match_info["id"], **body)})
 
 
+async def add_message(request: web.Request) -> web.Response:
+    """A message as the app adds it: `{type: email|internal_note, direction, is_draft, …}`."""
+    sim = request.app[SIM_KEY]
+    body = await _body(request)
+    return ok({"data": sim.add_message(request.match_info["id"], **body)}, 201)
+
+
 async def get_faults(request: web.Request) -> web.Response:
     """The current fault knobs."""
     return ok({"data": request.app[SIM_KEY].faults.to_json()})
@@ -217,6 +225,7 @@ def add_control_routes(app: web.Application) -> None:
     r.add_get("/_sim/tickets", list_tickets)
     r.add_post("/_sim/tickets", create_ticket)
     r.add_post("/_sim/tickets/{id}/change", change_ticket)
+    r.add_post("/_sim/tickets/{id}/messages", add_message)
     r.add_get("/_sim/faults", get_faults)
     r.add_post("/_sim/faults", set_faults)
     r.add_get("/_sim/settings", get_settings)

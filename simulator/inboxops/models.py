@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simulator.inboxops.messages import Message
+
 Scope = Literal["read_write", "read_only"]
 FieldType = Literal["text", "number", "date", "date_time", "select", "multi_select"]
 
@@ -176,7 +178,17 @@ class TicketRecord:
     data: dict[str, Any]
     #: Tag ids in the order they were linked (a dict keeps order and gives O(1) membership).
     tags: dict[str, None] = field(default_factory=dict)
-    notes: list[dict[str, str]] = field(default_factory=list)
+    #: Emails and internal notes in arrival order (`GET /tickets/{id}/messages`).
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[dict[str, str]]:
+        """The bodies of the ticket's internal notes, oldest first."""
+        return [
+            {"body_html": m.body_html, "body_text": m.body_text}
+            for m in self.messages
+            if m.type == "internal_note"
+        ]
 
     @property
     def id(self) -> str:

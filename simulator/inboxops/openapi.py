@@ -191,6 +191,34 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"id": UUID, "name": {"type": "string"}, "email": {"type": "string"}},
     },
+    "Message": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "ticket_id": UUID,
+            "type": {"type": "string", "enum": ["email", "internal_note"]},
+            "direction": _nullable({"type": "string", "enum": ["inbound", "outbound"]}),
+            "from_address": _nullable({"type": "string"}),
+            "to_addresses": {"type": "array", "items": {"type": "string"}},
+            "cc_addresses": {"type": "array", "items": {"type": "string"}},
+            "subject": _nullable({"type": "string"}),
+            "body_html": {"type": "string"},
+            "body_text": {"type": "string"},
+            "is_draft": {"type": "boolean"},
+            "author_id": _nullable(UUID),
+            "created_at": DATE_TIME,
+        },
+    },
+    "NoteCreate": {
+        "type": "object",
+        "required": ["type"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": ["internal_note"]},
+            "body_html": {"type": "string"},
+            "body_text": {"type": "string"},
+        },
+    },
     "Meta": {
         "type": "object",
         "properties": {
@@ -308,6 +336,23 @@ def document() -> dict[str, Any]:
                 | _errors(400, 401, 403, 404, 429),
             },
         },
+        "/tickets/{id}/messages": {
+            "parameters": [_ID_PARAM],
+            "get": {
+                "operationId": "listTicketMessages",
+                "summary": "Emails and internal notes, oldest first; drafts left out",
+                "parameters": [_param("types", "Comma-separated: email, internal_note (both)")],
+                "responses": {"200": _json(_page("Message"), "The ticket's timeline")}
+                | _errors(400, 401, 403, 404, 429),
+            },
+            "post": {
+                "operationId": "addTicketNote",
+                "summary": "Add an internal note (outbound replies are not supported)",
+                "requestBody": {"content": {"application/json": {"schema": _ref("NoteCreate")}}},
+                "responses": {"201": _json(_data(_ref("Message")), "The note")}
+                | _errors(400, 401, 403, 404, 429),
+            },
+        },
         "/tags": {
             "get": {
                 "operationId": "listTags",
@@ -375,6 +420,7 @@ Send <code>Authorization: Bearer ixk_…</code> on every other route.</p>
 <li><code>GET|POST /api/v1/tickets</code></li>
 <li><code>GET|PATCH /api/v1/tickets/{id}</code></li>
 <li><code>POST /api/v1/tickets/bulk</code></li>
+<li><code>GET|POST /api/v1/tickets/{id}/messages</code></li>
 <li><code>GET|POST /api/v1/tags</code></li>
 <li><code>GET /api/v1/ticket_statuses</code>, <code>/ticket_priorities</code>, <code>/inboxes</code></li>
 </ul>

@@ -18,6 +18,7 @@ from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.control import add_control_routes
 from simulator.inboxops.faults import Faults
 from simulator.inboxops.journal import JournalEntry
+from simulator.inboxops.messages import MESSAGE_TYPES
 from simulator.inboxops.models import Workspace
 from simulator.inboxops.ratelimit import RateLimiter
 from simulator.inboxops.reminders import ReminderTimer
@@ -213,6 +214,26 @@ class InboxOpsSimulator:
         change = self.store.update_ticket(ws, rec, fields, agent=True)
         self.publish(ws, [change])
         return change.ticket
+
+    def add_message(self, ticket_id: str | int, /, **fields: Any) -> dict[str, Any]:
+        """A message as the app adds it: an email (inbound, outbound, a draft) or a note.
+
+        Fields: type (`email`, default, or `internal_note`), direction, body_text / body_html,
+        from_address, to_addresses, cc_addresses, subject, is_draft, author_id. A message that
+        is not a draft updates the ticket as the setting `message_updates_ticket` says.
+        """
+        ws = self.store.default
+        rec = self.store.ticket(ws, ticket_id)
+        message, change = self.store.add_message(
+            rec, fields, touch=self.settings.message_updates_ticket
+        )
+        self.publish(ws, [change])
+        return message
+
+    def messages(self, ticket_id: str | int, types: Iterable[str] = MESSAGE_TYPES) -> list[Any]:
+        """A ticket's timeline as `GET /tickets/{id}/messages` shows it (oldest first, no drafts)."""
+        ws = self.store.default
+        return self.store.messages(self.store.ticket(ws, ticket_id), types)
 
     def ticket(self, ticket_id: str | int, include: Iterable[str] = ()) -> dict[str, Any]:
         """A ticket of the default workspace by uuid or number, as `GET /tickets/{id}` shows it."""

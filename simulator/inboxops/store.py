@@ -18,6 +18,16 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from simulator.inboxops.clock import IdSource, iso, parse_iso
+from simulator.inboxops.messages import (
+    AGENT_FIELDS,
+    DIRECTIONS,
+    MESSAGE_TYPES,
+    Message,
+    addresses,
+    bodies,
+    note_bodies,
+    timeline,
+)
 from simulator.inboxops.models import (
     ApiKey,
     Company,
@@ -144,6 +154,7 @@ class Store:
         self.ids = IdSource(seed, "ids")
         #: (remind_at, workspace id, ticket id) of every reminder set; stale rows are skipped.
         self._reminders: list[tuple[str, str, str]] = []
+        self.message_ids = IdSource(seed, "messages")
         keys = IdSource(seed, "keys")
         self.default = build_workspace(self.ids, "Acme Support", "acme.test", entitled=True)
         self.other = build_workspace(self.ids, "Globex Helpdesk", "globex.test", entitled=True)
@@ -300,8 +311,9 @@ class Store:
         rec = TicketRecord(data)
         for tag_id in plan.get("tag_ids", ()):
             rec.tags[tag_id] = None
-        if isinstance(note, dict) and note:
-            rec.notes.append(dict(note))
+        if isinstance(note, dict) and (note.get("body_text") or note.get("body_html")):
+            markup, text = bodies(note)
+            self._append(rec, "internal_note", None, markup, text, touch=False)
         ws.next_number += 1
         ws.tickets[rec.id] = rec
         ws.by_number[rec.number] = rec
@@ -668,6 +680,83 @@ class Store:
         elif op == "remove_tags":
             data["tags_removed"] = sum(c.tags_removed for c in changes)
         return BulkResult(data, changes)
+
+    # ----------------------------------------------------------------- messages
+
+    def messages(self, rec: TicketRecord, types: Iterable[str]) -> list[dict[str, Any]]:
+        """`GET /tickets/{id}/messages`: oldest first, drafts left out, only `types`."""
+        return timeline(rec.messages, types)
+
+    def add_note(
+        self, rec: TicketRecord, body: Mapping[str, Any], *, touch: bool
+    ) -> tuple[dict[str, Any], TicketChange]:
+        """`POST /tickets/{id}/messages`: an internal note; `touch` bumps and emits the ticket."""
+        markup, text = note_bodies(body)
+        return self._append(rec, "internal_note", None, markup, text, touch=touch)
+
+    def add_message(
+        self, rec: TicketRecord, body: Mapping[str, Any], *, touch: bool
+    ) -> tuple[dict[str, Any], TicketChange]:
+        """A message as the app adds it: an email (inbound, outbound or a draft) or a note."""
+        _only(body, AGENT_FIELDS, "message")
+        kind = body.get("type", "email")
+        if kind not in MESSAGE_TYPES:
+            raise bad_request("type", f"must be one of {', '.join(MESSAGE_TYPES)}")
+        direction = body.get("direction", "inbound" if kind == "email" else None)
+        if kind == "email" and direction not in DIRECTIONS:
+            raise bad_request("direction", f"must be one of {', '.join(DIRECTIONS)}")
+        if kind == "internal_note" and direction is not None:
+            raise bad_request("direction", "a note has no direction")
+        draft = body.get("is_draft", False)
+        if not isinstance(draft, bool) or (draft and direction != "outbound"):
+            raise bad_request("is_draft", "only an outbound email may be a draft (true/false)")
+        for name in ("from_address", "subject", "author_id"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise bad_request(name, "must be a string")
+        markup, text = bodies(body)
+        return self._append(
+            rec,
+            kind,
+            direction,
+            markup,
+            text,
+            touch=touch and not draft,
+            from_address=body.get("from_address"),
+            to_addresses=addresses(body.get("to_addresses"), "to_addresses"),
+            cc_addresses=addresses(body.get("cc_addresses"), "cc_addresses"),
+            subject=body.get("subject"),
+            is_draft=draft,
+            author_id=body.get("author_id"),
+        )
+
+    def _append(
+        self,
+        rec: TicketRecord,
+        kind: str,
+        direction: str | None,
+        markup: str,
+        text: str,
+        *,
+        touch: bool,
+        **extra: Any,
+    ) -> tuple[dict[str, Any], TicketChange]:
+        now = iso(self._now())
+        message = Message(
+            id=self.message_ids.uuid(),
+            ticket_id=rec.id,
+            type=kind,
+            direction=direction,
+            body_html=markup,
+            body_text=text,
+            created_at=now,
+            seq=len(rec.messages),
+            **extra,
+        )
+        rec.messages.append(message)
+        if not touch:
+            return message.to_json(), TicketChange(snapshot(rec))
+        rec.data["updated_at"] = now
+        return message.to_json(), TicketChange(snapshot(rec), ("ticket.updated",))
 
     # ----------------------------------------------------------------- tags
 

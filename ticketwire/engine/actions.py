@@ -36,6 +36,7 @@ NEUTRAL_ACTIONS: tuple[str, ...] = (
     "unassign",
     "add_tags",
     "remove_tags",
+    "add_note",
 )
 
 
@@ -111,6 +112,8 @@ class VendorSpec:
     field_enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: The vendor's own event types, beyond the canonical ones, that rules pinned to it may use.
     events: tuple[str, ...] = ()
+    #: Neutral actions this helpdesk cannot do, with why: a rule using one is refused, saying so.
+    lacks: Mapping[str, str] = field(default_factory=dict)
 
 
 def register_vendor_actions(vendor: str, spec: VendorSpec) -> None:
@@ -172,9 +175,13 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
     for spec in specs:
         if name not in spec.actions:
             accepted = list(spec.actions)
+            reason = spec.lacks.get(name)
             failures[spec.vendor] = ActionError(
-                f"unknown action {name!r} for vendor {spec.vendor!r}{suggest(name, accepted)}",
-                accepted=accepted,
+                f"{spec.vendor} has no {name}: {reason}"
+                if reason
+                else f"unknown action {name!r} for vendor {spec.vendor!r}{suggest(name, accepted)}",
+                # A known gap needs no list of what the helpdesk can do instead.
+                accepted=() if reason else accepted,
             )
             continue
         try:
@@ -185,7 +192,8 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
         if vendor is not None or not results:
             raise next(iter(failures.values()))
         # Valid for some helpdesks only: say which, and how to make the rule unambiguous.
-        bad, err = next(iter(failures.items()))
+        err = next(iter(failures.values()))
+        bad = ", ".join(repr(v) for v in failures)
         fits = sorted(results)
         hint = (
             f"pin it with vendor: {fits[0]}"
@@ -195,7 +203,7 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
         if name not in NEUTRAL_ACTIONS:
             hint += ", or use the neutral actions " + ", ".join(NEUTRAL_ACTIONS)
         raise ActionError(
-            f"{name!r} works for {', '.join(fits)} but not for {bad!r} ({err.message}); "
+            f"{name!r} works for {', '.join(fits)} but not for {bad} ({err.message}); "
             f"a rule without vendor: runs on every helpdesk, so {hint}",
             accepted=err.accepted,
             key=err.key,

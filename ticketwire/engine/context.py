@@ -170,6 +170,14 @@ class Context:
         """Set a reminder: `"+48h"` or a timedelta after the event, a datetime, or None to clear."""
         return self.act("remind_at", when)
 
+    def add_note(self, text: str, **options: Any) -> Action:
+        """Leave an internal note; `{{ticket.<field>}}` / `{{common.<field>}}` are filled in.
+
+        E.g. `add_note("Escalated because priority is {{ticket.priority}}")`; options a helpdesk
+        documents go as keywords (cStar: `sender="agent"`).
+        """
+        return self.act("add_note", {"text": text, **options} if options else text)
+
     def set_custom_fields(self, fields: Mapping[str, Any]) -> Action:
         """Set custom fields by key (merged per key with other rules' changes)."""
         return self.act("update", {"custom_fields": dict(fields)})

@@ -8,6 +8,11 @@ neutral view), with one of three kinds of value:
 - `ANY`: the field follows a written one (e.g. `status_name` when we set `status`), any value;
 - `members(has=..., lacks=...)`: a list field (tags) now contains / lacks these items.
 
+A note sets no field: its call is recorded under the pseudo-field `NOTE` (with its text). The
+helpdesk then sends a delivery in which nothing but bookkeeping changed (or only fields that
+follow a new message, such as a message count); within the window, such a delivery is the note's
+echo.
+
 `match_echo` decides whether every changed field of a delivery is explained by such writes.
 """
 
@@ -21,6 +26,8 @@ from ticketwire.engine.durations import parse_datetime
 
 #: A field that follows a written one: any new value is explained by the write.
 ANY: Mapping[str, Any] = {"$any": True}
+#: Where a note we left is recorded: not a ticket field, so no delivery ever shows it changed.
+NOTE = "$note"
 
 
 def members(has: Iterable[str] = (), lacks: Iterable[str] = ()) -> dict[str, Any]:
@@ -188,7 +195,8 @@ def match_echo(
     """Return the match when every changed field (bookkeeping `ignore`d) is one of our writes.
 
     At least one changed field must be explained by a value we wrote, not only by following one
-    (a change of `status_id` alone is not evidence of our write of `status`).
+    (a change of `status_id` alone is not evidence of our write of `status`). A note we left is
+    the exception: it explains a delivery in which nothing else changed.
     """
     relevant = {
         path: (old, new)
@@ -196,8 +204,11 @@ def match_echo(
         if path not in ignore and path.split(".", 1)[0] not in ignore and old != new
     }
     live = [w for w in writes if 0 <= now_ms - w.at_ms < window_ms]
-    if not relevant or not live:
+    if not live:
         return None
+    notes = [w for w in live if w.path == NOTE]
+    if not relevant:
+        return _note_echo(notes, [], now_ms)
     fields: list[str] = []
     used: list[Write] = []
     for path, (old, new) in relevant.items():
@@ -208,7 +219,16 @@ def match_echo(
             fields.append(path)
         used.extend(found)
     if not fields:
-        return None
+        return _note_echo(notes, used, now_ms)
     rules = tuple(dict.fromkeys(r for w in used for r in w.rules))
     latest = max(w.at_ms for w in used)
     return EchoMatch(tuple(sorted(fields)), rules, now_ms - latest)
+
+
+def _note_echo(notes: Sequence[Write], followers: Sequence[Write], now_ms: int) -> EchoMatch | None:
+    """The echo of our notes: a delivery in which nothing changed but what follows a message."""
+    if not notes:
+        return None
+    used = [*notes, *followers]
+    rules = tuple(dict.fromkeys(r for w in used for r in w.rules))
+    return EchoMatch(("a note",), rules, now_ms - max(w.at_ms for w in used))

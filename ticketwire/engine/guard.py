@@ -4,7 +4,8 @@ The worker's `LoopGuard` reads a ticket's memory from Redis into a `GuardState` 
 `decide`; `ticketwire dry-run` keeps the same memory in a `MemoryGuard`. In the order checked:
 
 1. echo by change: the delivery only reflects fields our own write-backs set within the echo
-   window; the rules that wrote them are skipped (other rules still run);
+   window, or changed nothing right after a note we left; the rules that wrote them are skipped
+   (other rules still run);
 2. echo by actions: a rule would take exactly the actions it took on this ticket within the echo
    window (covers helpdesks whose deliveries do not say what changed);
 3. `once_per_ticket`: the rule fired on this ticket and has not re-armed since;
@@ -24,14 +25,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ticketwire.engine.actions import Action
 from ticketwire.engine.echo import EchoMatch, Write, match_echo
 from ticketwire.engine.limits import FiringLimits, human_duration
+from ticketwire.engine.notes import is_note, note_text
+from ticketwire.event import Event
 
 
 def fingerprint(actions: Iterable[tuple[str, object]]) -> str:
     """Digest of a rule's actions (name and parameters), independent of dict ordering."""
     canon = json.dumps([[n, p] for n, p in actions], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def firing_print(actions: Iterable[Action], event: Event) -> str:
+    """The fingerprint of a rule's actions on `event`, a note by its text as filled in.
+
+    A note's template reads the same on every event; its text tells "Status is now open" from
+    "Status is now waiting", so only a note saying the same thing counts as the same action.
+    """
+    return fingerprint(
+        (a.name, {**a.params, "text": note_text(a.params, event)} if is_note(a) else a.params)
+        for a in actions
+    )
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,8 @@ def decide(
             memory[name] = Memory(mem.at_ms, mem.event_id, True)
             rearmed.append(name)
     echo = None
-    if fired and changes:
+    # An empty `changes` is known too: nothing but bookkeeping changed (e.g. our note's echo).
+    if fired and changes is not None:
         echo = match_echo(
             changes,
             state.writes,

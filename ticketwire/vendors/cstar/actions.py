@@ -12,13 +12,16 @@ Vocabulary (YAML form; `ctx.act(name, value)` in Python):
                                     words; `tags` and `metadata` replace the whole value
     set_metadata: {key: value}      merged into the ticket's metadata
     bulk_update: {field: value}     POST /bulk {action: update, resource: tickets} for this ticket
+    add_note: <text> | {text, sender}   POST /tickets/{id}/messages {content, sender}; sender
+                                    defaults to agent; the text may use {{ticket.<field>}}
 
 The neutral actions normalise straight to cStar's words (`set_status: waiting` becomes
 `update {status: pending}`), so the planner only ever sees cStar fields.
 
 The planner is pure. It merges every fired rule's single-ticket changes into one PATCH (later
 rules win, notes name the loser), drops changes the ticket already has, and sends bulk calls
-after it. cStar's PATCH replaces `tags` and `metadata` wholesale, so the planner computes the
+after it, then one message call per `add_note`, in rule order (never merged, never dropped as
+already done). cStar's PATCH replaces `tags` and `metadata` wholesale, so the planner computes the
 full value from the event's ticket. When the event does not carry the ticket's tags (or
 metadata), the PATCH carries `__merge_tags__: {add, remove}` (or `__merge_metadata__: {k: v}`)
 instead, and `CStarClient.send` reads the ticket and computes the full value just before it
@@ -43,6 +46,7 @@ from ticketwire.engine.actions import (
 )
 from ticketwire.engine.durations import format_utc
 from ticketwire.engine.nodes import kind_of, suggest
+from ticketwire.engine.notes import note_call, note_params, note_text
 from ticketwire.event import Event
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vendors.cstar.models import (
@@ -211,6 +215,17 @@ def _tags(op: str) -> Any:
     return normalize
 
 
+#: The `sender` of a note when the rule names none: the note comes from the support side.
+NOTE_SENDER = "agent"
+
+
+def _add_note(value: Any) -> tuple[str, dict[str, Any]]:
+    def sender(given: Any) -> str:
+        return _text(given, "add_note.sender", key="sender")
+
+    return note_params(value, options={"sender": sender}, ticket_fields=TICKET_FIELDS)
+
+
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
@@ -227,6 +242,7 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec(
             "bulk_update", "POST /bulk update for this ticket: {field: value}", _bulk_update
         ),
+        ActionSpec("add_note", "leave a note: <text> or {text, sender}", _add_note),
     )
 }
 
@@ -387,6 +403,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     """Turn the fired decisions for `event` into cStar API calls, in rule order."""
     patch = _Patch(event.ticket)
     bulk: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    messages: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     order: dict[str, int] = {}
     for decision in decisions:
@@ -411,11 +428,14 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
                         bulk[key][1].append(rule)
                 else:
                     bulk[key] = (params["data"], [rule])
+            elif name == "add_note":
+                messages.append((params, rule))
             else:
                 notes.append(f"rule {rule!r}: {name!r} is not a cStar action; dropped")
     notes.extend(patch.notes + patch.tags.notes + patch.metadata.notes)
     planned = [_patch_call(event, patch, order, notes)]
     planned.extend(_bulk_call(event, data, rules, notes) for data, rules in bulk.values())
+    planned.extend(_note_call(event, params, rule, notes) for params, rule in messages)
     return Plan(calls=[c for c in planned if c is not None], notes=notes)
 
 
@@ -486,6 +506,15 @@ def _bulk_call(
         rules=tuple(rules),
         event_id=event.id,
     )
+
+
+def _note_call(event: Event, params: dict[str, Any], rule: str, notes: list[str]) -> ApiCall | None:
+    text = note_text(params, event)
+    if not text:
+        notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
+        return None
+    body = {"content": text, "sender": params.get("sender", NOTE_SENDER)}
+    return note_call(VENDOR, event, body, rule)
 
 
 SPEC = VendorSpec(

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.writeback import BatchSpec, deep_merge, id_list_key
 
@@ -72,4 +73,5 @@ def spec() -> BatchSpec:
         with_ids=with_ids,
         max_ids=MAX_IDS,
         merge_patch=merge_patch,
+        additive=is_note_call,
     )

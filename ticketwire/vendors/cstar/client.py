@@ -22,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
+from ticketwire.engine.notes import is_note_call
 from ticketwire.errors import (
     ConfigError,
     HelpdeskHTTPError,
@@ -326,6 +327,9 @@ def team_base(base_url: str, team_id: str) -> str:
 
 def idempotency_key(call: ApiCall) -> str:
     """The `Idempotency-Key` of a planned call: stable for an event's call, fresh without one."""
+    if is_note_call(call):
+        # Two rules may leave the same text on one event: two notes, so two keys.
+        return _key_for(call.event_id, f"{call.fingerprint()}:{','.join(call.rules)}")
     return _key_for(call.event_id, call.fingerprint())
 
 

@@ -4,6 +4,7 @@ Webhooks name fields in snake_case (`assigned_to`) where the API takes camelCase
 `PATCH /tickets/{id}` and `POST /bulk {action: update, data}` set their fields; `tags` and
 `metadata` are whole values, or pending merges (`__merge_tags__`, `__merge_metadata__`) that the
 client completes just before sending. A status change also moves `closed_at` / `resolved_at`.
+A note (`POST /tickets/{id}/messages`) is recorded as `NOTE`; it moves the message count.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY, members
+from ticketwire.engine.echo import ANY, NOTE, members
+from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
@@ -56,6 +58,8 @@ def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def written_fields(call: ApiCall) -> dict[str, Any]:
     """Ticket fields (webhook names) and values that `call` sets; `{}` for calls that set none."""
+    if is_note_call(call):
+        return {NOTE: call.body.get("content"), "message_count": ANY, "messageCount": ANY}
     if call.method == "PATCH" and call.path.startswith("/tickets/"):
         return _fields(call.body)
     if call.method == "POST" and call.path == "/bulk" and call.body.get("action") == "update":

@@ -9,9 +9,12 @@ Vocabulary (YAML form; `ctx.<name>(...)` in Python):
     assign: <agent id>              POST /tickets/bulk
     unassign: true                  sugar for update {assignee_id: null}
     set_status / set_priority / remind_at           sugar for update {status | priority | remind_at}
+    add_note: <text> | {text: <text>}               POST /tickets/{id}/messages, an internal note;
+                                    the text may use {{ticket.<field>}} and {{common.<field>}}
 
 The planner is pure: it merges every fired rule's PATCH fields into one call (later rules win),
-drops changes the ticket already has, and orders bulk operations after the PATCH.
+drops changes the ticket already has, and orders bulk operations after the PATCH and notes last,
+one call per note in rule order (a note is never merged or dropped as already done).
 
 InboxOps applies `remind_at` (and `remind_transition_status_id`) only "when PATCH also sets status
 to waiting (status or status_id)", so a PATCH that carries a reminder always carries a waiting
@@ -41,7 +44,9 @@ from ticketwire.engine.durations import (
     parse_instant,
 )
 from ticketwire.engine.nodes import kind_of, suggest
+from ticketwire.engine.notes import note_call, note_params, note_text
 from ticketwire.event import Event
+from ticketwire.vendors.inboxops.client import note_body
 from ticketwire.vendors.inboxops.models import (
     BULK_OPERATIONS,
     PATCH_FIELDS,
@@ -223,6 +228,10 @@ def _remind_at(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", {"remind_at": _remind(value)}
 
 
+def _add_note(value: Any) -> tuple[str, dict[str, Any]]:
+    return note_params(value, ticket_fields=TICKET_FIELDS)
+
+
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
@@ -236,6 +245,7 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("set_status", "set the status (via PATCH)", _set_status),
         ActionSpec("set_priority", "set the priority (via PATCH)", _set_priority),
         ActionSpec("remind_at", "set a reminder: +48h or ISO 8601", _remind_at),
+        ActionSpec("add_note", "leave an internal note: <text> or {text}", _add_note),
     )
 }
 
@@ -283,6 +293,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     """Turn the fired decisions for `event` into InboxOps API calls, in rule order."""
     patch = _Patch()
     bulk: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+    internal_notes: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
     for decision in decisions:
@@ -304,6 +315,8 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
                         bulk[key][2].append(action.rule)
                 else:
                     bulk[key] = (action.name, action.params, [action.rule])
+            elif action.name == "add_note":
+                internal_notes.append((action.params, action.rule))
             else:
                 notes.append(
                     f"rule {action.rule!r}: {action.name!r} is not an InboxOps action; dropped"
@@ -315,6 +328,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     if patch_call is not None:
         calls.append(patch_call)
     calls.extend(_bulk_calls(event, list(bulk.values()), notes))
+    calls.extend(_note_calls(event, internal_notes, notes))
     return Plan(calls=calls, notes=notes)
 
 
@@ -452,6 +466,19 @@ def _bulk_calls(
                 event_id=event.id,
             )
         )
+    return calls
+
+
+def _note_calls(
+    event: Event, wanted: list[tuple[dict[str, Any], str]], notes: list[str]
+) -> list[ApiCall]:
+    calls = []
+    for params, rule in wanted:
+        text = note_text(params, event)
+        if not text:
+            notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
+            continue
+        calls.append(note_call(VENDOR, event, note_body(text), rule))
     return calls
 
 

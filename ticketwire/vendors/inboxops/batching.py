@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.inboxops.actions import REMINDER_FIELDS
 from ticketwire.writeback import BatchSpec, deep_merge, id_list_key
 
@@ -74,4 +75,5 @@ def spec(max_ids: int = DEFAULT_MAX_IDS) -> BatchSpec:
         with_ids=with_ids,
         max_ids=max_ids,
         merge_patch=merge_patch,
+        additive=is_note_call,
     )

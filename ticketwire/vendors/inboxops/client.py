@@ -7,6 +7,7 @@ the error type whether to retry, defer or dead-letter.
 
 from __future__ import annotations
 
+import html
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -33,6 +34,8 @@ MAX_CUSTOM_FIELD_FILTERS = 10
 #: The value of a `custom_field_<key>` filter that matches tickets with no stored value.
 EMPTY = "__empty__"
 
+#: Message types `GET /tickets/{id}/messages` lists (its `types` filter).
+MESSAGE_TYPES: tuple[str, ...] = ("email", "internal_note")
 #: Filters `GET /tickets` accepts (besides `custom_fields`, which expands to `custom_field_<key>`).
 LIST_FILTERS: tuple[str, ...] = (
     "query",
@@ -122,6 +125,39 @@ class InboxOpsClient:
         body = bulk_body(operation, ticket_ids, **params)
         result = await self._request("POST", "/tickets/bulk", json=body)
         return _data_object(result, "POST", "/tickets/bulk")
+
+    async def list_messages(
+        self, ticket_id: str, *, types: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The ticket's emails and internal notes, oldest first (drafts are left out).
+
+        `types` narrows to `email` and/or `internal_note` (default: both).
+        """
+        unknown = sorted(set(types) - set(MESSAGE_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown message type {', '.join(unknown)}; accepted: {', '.join(MESSAGE_TYPES)}"
+            )
+        path = _ticket_path(ticket_id) + "/messages"
+        params = {"types": _join(types)} if types else None
+        result = await self._request("GET", path, params=params)
+        body = result.body
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise _unexpected(result, "GET", path, "a JSON object with a 'data' list")
+        messages: list[dict[str, Any]] = body["data"]
+        return messages
+
+    async def add_note(
+        self, ticket_id: str, body_text: str, *, body_html: str | None = None
+    ) -> dict[str, Any]:
+        """Add an internal note (the only message the API adds); return the new message."""
+        if not body_text.strip():
+            raise ValueError("a note needs text")
+        body = note_body(body_text)
+        if body_html is not None:
+            body["body_html"] = body_html
+        path = _ticket_path(ticket_id) + "/messages"
+        return _data_object(await self._request("POST", path, json=body), "POST", path)
 
     def list_tickets(self, *, per_page: int = 100, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Iterate over every matching ticket, page by page from page 1.
@@ -260,6 +296,12 @@ def bulk_body(operation: str, ticket_ids: Sequence[str], **params: Any) -> dict[
     return {"operation": operation, "ticket_ids": [str(t) for t in ticket_ids], **_jsonable(params)}
 
 
+def note_body(text: str) -> dict[str, Any]:
+    """The body of `POST /tickets/{id}/messages` for an internal note of plain `text`."""
+    shown = html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
+    return {"type": "internal_note", "body_html": f"<p>{shown}</p>", "body_text": text}
+
+
 def iso_utc(value: datetime) -> str:
     """Format an aware datetime as ISO 8601 in UTC with a `Z` suffix."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -335,7 +377,8 @@ def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id:
     except ValueError:
         pass
     # A 2xx that is not JSON is usually a proxy or login page in front of the API. Whether the
-    # request was applied is unknown; InboxOps writes are idempotent, so a retry is safe.
+    # request was applied is unknown; InboxOps field writes are idempotent, so a retry is safe
+    # (a note may be left twice: InboxOps documents no idempotency for messages).
     snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
     kind = headers.get("Content-Type") or "no content type"
     raise ServerError(

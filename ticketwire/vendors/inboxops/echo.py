@@ -3,7 +3,8 @@
 `PATCH /tickets/{id}` sets its body's fields (`custom_fields` key by key); a status or priority
 also changes its id, name and colour. `POST /tickets/bulk` operations: `update_status` and
 `assign` and `move_inbox` set their field; `add_tags` / `remove_tags` change the ticket's tags
-(InboxOps payloads carry no tags, so those only matter where a ticket was read with tags).
+(InboxOps payloads carry no tags, so those only matter where a ticket was read with tags). A note
+(`POST /tickets/{id}/messages`) is recorded as `NOTE`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY, members, with_followers
+from ticketwire.engine.echo import ANY, NOTE, members, with_followers
+from ticketwire.engine.notes import is_note_call
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "inboxops"
@@ -54,6 +56,8 @@ def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:
 def written_fields(call: ApiCall) -> dict[str, Any]:
     """Ticket fields (webhook names) and values that `call` sets; `{}` for calls that set none."""
     body = call.body
+    if is_note_call(call):
+        return {NOTE: body.get("body_text")}
     if call.method == "PATCH" and call.path.startswith("/tickets/"):
         return _patch_fields(body)
     if call.method != "POST" or call.path != "/tickets/bulk":

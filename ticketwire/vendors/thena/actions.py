@@ -17,16 +17,18 @@ Vocabulary (YAML form; `ctx.act(<name>, <value>)` in Python):
                                     only create that takes a deDuplicationKey
 
 There is no tag action: Thena's reference lists ticket tags, but no documented endpoint to write
-them was available, so `add_tags` and `remove_tags` are not offered for Thena.
+them was available, so `add_tags` and `remove_tags` are not offered for Thena. Nor is there a
+note action: the reference's menu lists "Comments & attachments" but no endpoint that adds a
+comment to an existing ticket was available, so `add_note` is refused naming Thena (`LACKS`).
 
 Templates. String values of `create_ticket(s)` may use `{{ticket.<field>}}` (dotted paths reach
-into objects, e.g. `{{ticket.customer.email}}`) to copy from the event's ticket. A value that is
-exactly one placeholder takes the ticket's value as is (a missing or null one leaves the field
-out); inside longer text, missing values read as empty and objects as JSON. Nothing else is
-interpreted. Each new ticket without `teamId` goes to the event ticket's team, and gets a
-`deDuplicationKey` derived from the event id, the rule and its position, so a retry of the call,
-a re-run of the same event or a redriven dead letter never creates it twice (a key written in
-the rule is used as given).
+into objects, e.g. `{{ticket.customer.email}}`) and `{{common.<field>}}` to copy from the event's
+ticket (`ticketwire.engine.templates`). A value that is exactly one placeholder takes the
+ticket's value as is (a missing or null one leaves the field out); inside longer text, missing
+values read as empty and objects as JSON. Nothing else is interpreted. Each new ticket without
+`teamId` goes to the event ticket's team, and gets a `deDuplicationKey` derived from the event
+id, the rule and its position, so a retry of the call, a re-run of the same event or a redriven
+dead letter never creates it twice (a key written in the rule is used as given).
 
 Planning. Every rule's single-ticket changes merge into one PATCH (later rules win; a note names
 the loser). Status, priority and assignee are one slot each: a rule setting `statusName`
@@ -40,14 +42,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine import templates as tpl
 from ticketwire.engine.actions import (
     ActionError,
     ActionSpec,
@@ -120,9 +121,6 @@ _LIST_FIELDS = frozenset(
     {"attachmentUrls", "customFieldValues", "proactiveChannels", "commentAttachmentIds"}
 )
 _TIME_FIELDS = frozenset({"dueDate", "closedAt"})
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_PATH = re.compile(r"^ticket(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_OMIT = object()
 
 
 # ---- validation: YAML-form value -> (canonical action, params) ----
@@ -149,27 +147,11 @@ def _json_value(value: Any, what: str, key: str | None) -> Any:
 
 
 def _templates(value: Any, what: str, key: str | None) -> None:
-    """Refuse placeholders other than `{{ticket.<field>}}`, and stray braces."""
-    if isinstance(value, str):
-        for match in _PLACEHOLDER.finditer(value):
-            if not _PATH.match(match.group(1)):
-                raise ActionError(
-                    f"{what}: unknown placeholder {match.group(0)!r}; write "
-                    "{{ticket.<field>}}, e.g. {{ticket.title}}",
-                    key=key,
-                )
-        if "{{" in _PLACEHOLDER.sub("", value) or "}}" in _PLACEHOLDER.sub("", value):
-            raise ActionError(f"{what}: unbalanced '{{{{' or '}}}}' in {value!r}", key=key)
-    elif isinstance(value, list):
-        for item in value:
-            _templates(item, what, key)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _templates(item, what, key)
-
-
-def _has_template(value: Any) -> bool:
-    return isinstance(value, str) and _PLACEHOLDER.search(value) is not None
+    """Refuse placeholders other than `{{ticket.<field>}}` / `{{common.<field>}}`, stray braces."""
+    try:
+        tpl.check(value)
+    except tpl.TemplateError as exc:
+        raise ActionError(f"{what}: {exc}", key=key) from None
 
 
 def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
@@ -177,7 +159,7 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
     label = f"{what}.{name}"
     if templates:
         _templates(value, label, name)
-        if _has_template(value):
+        if tpl.has_placeholder(value):
             return value
     if name == "assignedAgentId":
         return None if value is None else _text(value, label, key=name)
@@ -431,7 +413,7 @@ def _shows_unassigned(ticket: Mapping[str, Any]) -> bool:
 def _resolve_times(params: Mapping[str, Any], event: Event) -> dict[str, Any]:
     out = dict(params)
     for name in _TIME_FIELDS & set(params):
-        if isinstance(out[name], str) and not _has_template(out[name]):
+        if isinstance(out[name], str) and not tpl.has_placeholder(out[name]):
             try:
                 moment = parse_instant(out[name], sign="future").resolve(event.created_at)
             except TimeSpecError:
@@ -544,7 +526,7 @@ def _cross_notes(patch: _Changes, bulk: _Changes) -> list[str]:
 def _create_call(event: Event, create: _Create, notes: list[str]) -> ApiCall | None:
     tickets: list[dict[str, Any]] = []
     for index, wanted in enumerate(create.params["tickets"]):
-        ticket = _render(wanted, event.ticket)
+        ticket = tpl.render(wanted, tpl.sources_of(event.ticket, event.common))
         where = f"rule {create.rule!r}: new ticket {index}"
         title = ticket.get("title")
         if not isinstance(title, str) or not title.strip():
@@ -578,43 +560,13 @@ def dedup_key(event_id: str, rule: str, position: int, index: int) -> str:
     return f"ticketwire-{digest[:32]}"
 
 
-def _lookup(ticket: Mapping[str, Any], path: str) -> Any:
-    value: Any = ticket
-    for part in path.split(".")[1:]:
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _render(value: Any, ticket: Mapping[str, Any]) -> Any:
-    """Fill `{{ticket.<field>}}` placeholders from the event's ticket; `_OMIT` drops the value."""
-    if isinstance(value, str):
-        whole = _PLACEHOLDER.fullmatch(value.strip())
-        if whole is not None:
-            found = _lookup(ticket, whole.group(1))
-            return _OMIT if found is None else copy.deepcopy(found)
-        return _PLACEHOLDER.sub(lambda m: _inline(_lookup(ticket, m.group(1))), value)
-    if isinstance(value, list):
-        items = [_render(v, ticket) for v in value]
-        return [v for v in items if v is not _OMIT]
-    if isinstance(value, Mapping):
-        rendered = {k: _render(v, ticket) for k, v in value.items()}
-        return {k: v for k, v in rendered.items() if v is not _OMIT}
-    return value
-
-
-def _inline(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
+#: Neutral actions Thena cannot do, and why (shown by `ticketwire check`).
+LACKS: Mapping[str, str] = {
+    "add_note": (
+        "Thena documents no API that adds a comment or note to an existing ticket (a first "
+        "comment only comes with a new ticket: commentContent in create_ticket)"
+    ),
+}
 
 SPEC = VendorSpec(
     vendor=VENDOR,
@@ -623,5 +575,6 @@ SPEC = VendorSpec(
     ticket_fields=TICKET_FIELDS,
     field_enums={},
     events=OWN_EVENTS,
+    lacks=LACKS,
 )
 register_vendor_actions(VENDOR, SPEC)
