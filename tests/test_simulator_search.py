@@ -87,9 +87,7 @@ async def test_search_covers_subject_body_and_messages(sim: InboxOpsSimulator) -
         initial_internal_note={"body_html": "<p>Customer says the <b>VAT</b> id is wrong</p>"},
     )
     third = sim.create_ticket(subject="Follow-up")
-    # Messages are read through one accessor; a store without them searches subject and body.
-    rec = sim.store.ticket(sim.store.default, third["id"])
-    setattr(rec, "messages", [{"body_text": "The invoice VAT number was fixed, thanks"}])  # noqa: B010
+    sim.add_message(third["id"], body_text="The invoice VAT number was fixed, thanks")
 
     assert await search(sim, query="vat") == [1, 2, 3]
     assert await search(sim, query="VAT invoice") == [1, 3]

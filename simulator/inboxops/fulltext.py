@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
+from simulator.inboxops.messages import Message
 from simulator.inboxops.models import TicketRecord
 
 _WORD = re.compile(r"[^\W_]+")
@@ -95,29 +95,17 @@ def parse(text: str) -> TextQuery:
 
 
 def ticket_texts(rec: TicketRecord) -> list[str]:
-    """What a ticket's search covers: subject, body (its first note) and message bodies."""
+    """What a ticket's search covers: subject and message bodies (its body is its first note)."""
     texts = [str(rec.data.get("subject") or "")]
-    texts.extend(_body(note) for note in rec.notes)
-    texts.extend(_body(message) for message in messages(rec))
+    texts.extend(_body(message) for message in rec.messages)
     return texts
 
 
-def messages(rec: TicketRecord) -> list[Any]:
-    """The ticket's messages, or [] when the store keeps none for it."""
-    return list(getattr(rec, "messages", None) or [])
-
-
-def _body(item: Any) -> str:
-    """The text of a note or message: `body_text`, else `body_html` without its tags."""
-    text = _attr(item, "body_text")
-    if isinstance(text, str) and text:
-        return text
-    markup = _attr(item, "body_html")
-    return html.unescape(_TAG.sub(" ", markup)) if isinstance(markup, str) else ""
-
-
-def _attr(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+def _body(message: Message) -> str:
+    """A message's text: `body_text`, else `body_html` without its tags."""
+    if message.body_text:
+        return message.body_text
+    return html.unescape(_TAG.sub(" ", message.body_html or ""))
 
 
 def _contains(field: Phrase, phrase: Phrase) -> bool:
