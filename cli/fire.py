@@ -186,6 +186,8 @@ async def simulator_tenant(vendor: str, up: LocalUp | None, timeout_s: float) ->
             info = await r.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+    if isinstance(info, dict) and isinstance(info.get("data"), dict):
+        info = info["data"]
     value = info.get(_TENANT_KEY[vendor]) if isinstance(info, dict) else None
     return str(value) if value else None
 
