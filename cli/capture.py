@@ -79,21 +79,20 @@ async def _capture(
             # Newest first, page by page, so `--limit` keeps the newest of a long stream.
             upper, taken = "+", 0
             while taken < limit:
-                page = await redis.xrevrange(
-                    keys.stream(p), max=upper, min=oldest, count=min(PAGE, limit - taken)
-                )
+                want = min(PAGE, limit - taken)
+                page = await redis.xrevrange(keys.stream(p), max=upper, min=oldest, count=want)
                 for eid, fields in page:
                     try:
                         found.append(StoredDelivery.from_fields(eid, fields, partition=p))
+                        taken += 1
                     except (KeyError, ValueError, TypeError) as exc:
                         failed += 1
                         bar.write(
-                            f"partition {p} entry {eid!r}: unreadable ({exc!r}); skipped",
+                            f"partition {p} entry {eid.decode()}: unreadable ({exc!r}); skipped",
                             file=sys.stderr,
                         )
-                taken += len(page)
                 bar.update(len(page))
-                if len(page) < PAGE:
+                if len(page) < want:
                     break
                 upper = "(" + page[-1][0].decode()
         bar.close()
