@@ -53,31 +53,42 @@ class LocalStack:
     simulators: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a command run next to that `up` (no REDIS_URL, no secrets)."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k != "REDIS_URL" and not k.endswith("_WEBHOOK_SECRETS")
-        }
-        env.update(TICKETWIRE_DATA_DIR=str(self.data_dir), TICKETWIRE_KEY_PREFIX=self.keys.prefix)
-        env.update(extra)
-        return env
+        """The environment of a command run next to that `up`."""
+        return cli_env(
+            TICKETWIRE_DATA_DIR=str(self.data_dir), TICKETWIRE_KEY_PREFIX=self.keys.prefix, **extra
+        )
 
     async def run(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
-        """Run `ticketwire ARGS…` as a process; its exit status, stdout and stderr."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli",
-            *args,
-            cwd=ROOT,
-            env=dict(env if env is not None else self.env()),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        """Run `ticketwire ARGS…` next to that `up`; its exit status, stdout and stderr."""
+        return await run_cli(*args, env=env if env is not None else self.env())
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This environment without REDIS_URL or webhook secrets, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "REDIS_URL" and not k.endswith("_WEBHOOK_SECRETS")
+    }
+    env.update(extra)
+    return env
+
+
+async def run_cli(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """Run `ticketwire ARGS…` as a process; its exit status, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        *args,
+        cwd=ROOT,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def local_up(
