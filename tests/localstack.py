@@ -54,9 +54,11 @@ class LocalStack:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a command run next to that `up`."""
-        return cli_env(
-            TICKETWIRE_DATA_DIR=str(self.data_dir), TICKETWIRE_KEY_PREFIX=self.keys.prefix, **extra
-        )
+        mine = {
+            "TICKETWIRE_DATA_DIR": str(self.data_dir),
+            "TICKETWIRE_KEY_PREFIX": self.keys.prefix,
+        }
+        return cli_env(**{**mine, **extra})
 
     async def run(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
         """Run `ticketwire ARGS…` next to that `up`; its exit status, stdout and stderr."""
