@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -211,7 +212,9 @@ class Harness:
         async def stop_worker() -> None:
             # Our consumer first: arq's close() cancels running jobs before on_shutdown.
             await stop_services(worker.ctx)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception), warnings.catch_warnings():
+                # arq's close() calls a redis-py method deprecated since 5.0.1: not the user's.
+                warnings.simplefilter("ignore", DeprecationWarning)
                 await worker.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
