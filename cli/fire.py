@@ -223,6 +223,9 @@ async def fire(
     now = datetime.now(UTC)
     base = read_fields(req.file) if req.file else {}
     ticket = ticket_from(req.vendor, req.ticket_id, base, req.sets, now)
+    if req.vendor == "thena" and req.event == "ticket.closed":
+        # Thena has no close event: a status change to a closed status is one.
+        ticket.setdefault("statusName", "Closed")
     signer = choose_signer(req.vendor, settings, up, req.secret)
     if req.to is None and up is None:
         raise FireError("give --to URL (a receiver's /webhooks), or start `ticketwire up` here")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from cli.fire import FireError, FireRequest, apply_sets, build_body, fire, parse_set
 from cli.localup import LocalUp, find_local_up
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-from tests.localstack import LocalStack, local_up, stored
-from ticketwire.config import InboxOpsSettings, Settings
+from tests.localstack import LocalStack, local_up, receiver_settings, serve, stored
+from ticketwire.config import InboxOpsSettings, Settings, ThenaSettings
 from ticketwire.secret import Secret
 from ticketwire.vendors.registry import parser
 
@@ -116,7 +117,7 @@ async def test_each_fire_is_a_new_event(up, redis, keys, capsys):
 
 
 async def test_thena_fires_with_the_up_token_and_the_closed_status(up, redis, keys):
-    req = FireRequest("thena", "ticket.closed", "th_9", ("statusName=Closed",), tenant="org_1")
+    req = FireRequest("thena", "ticket.closed", "th_9", tenant="org_1")
     assert await fire(req, Settings(), local(up)) == 0
     [fields] = await stored(redis, keys)
     event = parser("thena")(fields[b"b"])
@@ -178,3 +179,23 @@ async def test_a_receiver_that_answers_no_2xx_exits_non_zero(up):
         "fire", "inboxops", "--ticket", "1", "--tenant", "w", "--to", up.receiver_url + "/nope"
     )
     assert code == 1 and out.startswith("404 "), err
+
+
+async def test_thena_in_hmac_mode_is_signed_in_the_configured_header(
+    aiohttp_server, redis, redis_url, keys
+):
+    hmac_keys = replace(keys, prefix=keys.prefix + "hmac:")
+    thena = ThenaSettings(
+        webhook_secrets=(Secret("th_hmac"),), webhook_mode="hmac", webhook_header="X-Sig"
+    )
+    receiver = replace(
+        receiver_settings(hmac_keys, {"inboxops": "a", "cstar": "b", "thena": "c"}, redis_url),
+        thena=thena,
+    )
+    url = await serve(aiohttp_server, receiver, redis)
+    req = FireRequest("thena", "ticket.updated", "th_1", ("priorityName=High",), to=url, tenant="o")
+    # The same settings on both sides, as one deployment's environment would give them.
+    assert await fire(req, Settings(thena=thena), None) == 0
+    token_mode = Settings(thena=replace(thena, webhook_mode="token", webhook_header=None))
+    assert await fire(req, token_mode, None) == 1
+    assert len(await stored(redis, hmac_keys)) == 1
