@@ -18,6 +18,8 @@ from ticketwire.vendors.cstar import webhook as cstar
 from ticketwire.vendors.inboxops import webhook as inboxops
 from ticketwire.vendors.thena import webhook as thena
 
+#: Failed deliveries printed one by one; past that only counted (a run may have thousands).
+SHOWN_FAILURES = 20
 #: Headers a replay never copies: the connection's own, recomputed by the client.
 _HOP = {"content-length", "host", "transfer-encoding", "connection"}
 
@@ -114,16 +116,18 @@ async def _replay(
                 async with http.post(webhook_url(url, vendor), data=body, headers=headers) as resp:
                     answer = (await resp.text())[:200]
                     result = outcome(resp.status, answer)
-                    if result == "failed":
-                        bar.write(f"{label}: {resp.status} {answer}", file=sys.stdout)
-                        if resp.status == 401:
-                            hints.setdefault(vendor or "", refused_hint(vendor, bool(key)))
+                    failure = f"{label}: {resp.status} {answer}"
+                    if result == "failed" and resp.status == 401:
+                        hints.setdefault(vendor or "", refused_hint(vendor, bool(key)))
             except (aiohttp.ClientError, TimeoutError) as exc:
-                bar.write(f"{label}: failed: {exc or type(exc).__name__}", file=sys.stderr)
-                result = "failed"
+                result, failure = "failed", f"{label}: failed: {exc or type(exc).__name__}"
+            if result == "failed" and tally.failed < SHOWN_FAILURES:
+                bar.write(failure, file=sys.stdout)
             setattr(tally, result, getattr(tally, result) + 1)
             bar.update()
     bar.close()
+    if tally.failed > SHOWN_FAILURES:
+        print(f"… and {tally.failed - SHOWN_FAILURES} more failures not shown", file=sys.stdout)
     print(f"replayed to {url}: {tally.summary()}", file=sys.stderr)
     for vendor, hint in hints.items():
         print(f"401 on {vendor or 'plain'} deliveries: {hint}", file=sys.stderr)

@@ -96,10 +96,14 @@ async def test_replay_without_to_and_without_an_up_says_how(tmp_path, up):
     assert code == 2 and "give --to URL" in err and "`ticketwire up`" in err
 
 
-async def test_unreachable_receiver_counts_as_failed(tmp_path, capsys):
-    cap = capture_file(tmp_path, [delivery("inboxops", 1)])
+async def test_unreachable_receiver_counts_as_failed_and_long_runs_stay_readable(tmp_path, capsys):
+    cap = capture_file(tmp_path, [delivery("inboxops", n) for n in range(25)])
     assert await _replay([cap], "http://127.0.0.1:9/webhooks", None, 2.0) == 1
-    assert "sent 1, accepted 0, duplicate 0, failed 1" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "sent 25, accepted 0, duplicate 0, failed 25" in err
+    lines = out.splitlines()
+    assert len(lines) == 21 and "failed: Cannot connect" in lines[0]
+    assert lines[-1] == "… and 5 more failures not shown"
 
 
 def test_outcomes_follow_the_receivers_answer():
