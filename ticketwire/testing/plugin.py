@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from ticketwire.testing.harness import Harness
 
 try:
     import pytest_asyncio
@@ -73,10 +76,10 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker(MARKER)
     kwargs = dict(marker.kwargs) if marker else {}
     out: dict[str, Any] = {"rules_dir": rules_dir(request.config, kwargs.pop("rules", None))}
-    if kwargs.get("vendors"):
-        out["vendors"] = tuple(kwargs.pop("vendors"))
+    vendors = kwargs.pop("vendors", None)
+    if vendors:
+        out["vendors"] = tuple(vendors)
     out["seed_tickets"] = int(kwargs.pop("seed_tickets", 3))
-    kwargs.pop("vendors", None)
     if kwargs:
         raise pytest.UsageError(f"@pytest.mark.{MARKER}: unknown options {sorted(kwargs)}")
     return out
@@ -87,7 +90,7 @@ if pytest_asyncio is not None:
     @pytest_asyncio.fixture
     async def ticketwire(
         request: pytest.FixtureRequest, ticketwire_redis_url: str
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[Harness]:
         """A started `Harness` with your rules, the simulators, a receiver and a worker."""
         from ticketwire.testing.harness import Harness, RulesError
 
