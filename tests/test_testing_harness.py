@@ -118,3 +118,10 @@ async def test_a_user_project_enables_it_by_installing_ticketwire(tmp_path):
     assert "2 passed, 1 error" in out, out
     assert "warnings summary" not in out
     assert "error(s) in" in out and "broken" in out and "unknown operator 'equal'" in out
+
+
+def test_the_readme_example_is_the_one_in_the_suite():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Testing your rules", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert example in (Path(__file__).parent / "test_plugin_example.py").read_text()
