@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -50,9 +51,21 @@ def webhook_url(url: str, vendor: str | None) -> str:
     return url
 
 
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def targets_local_up(url: str, up: LocalUp | None) -> bool:
-    """True when `url` is on the receiver of the running local `up`."""
-    return up is not None and url.rstrip("/").startswith(up.receiver_url.rstrip("/"))
+    """True when `url` is on the receiver of the running local `up` (any loopback name)."""
+    if up is None:
+        return False
+    given, local = urlsplit(url), urlsplit(up.receiver_url)
+    same_host = given.hostname == local.hostname or {given.hostname, local.hostname} <= _LOOPBACK
+    return (
+        same_host
+        and given.scheme == local.scheme
+        and given.port == local.port
+        and given.path.rstrip("/").startswith(local.path.rstrip("/"))
+    )
 
 
 def outcome(status: int, answer: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 from cli.capture import _capture
 from cli.fire import build_body
 from cli.progress import Tally, progress_bar
-from cli.replay import _replay, outcome, resign
+from cli.replay import _replay, outcome, resign, targets_local_up
 from tests.localstack import LocalStack, local_up, receiver_settings, serve
 from ticketwire.keys import Keys
 
@@ -183,3 +183,16 @@ async def test_capture_keeps_the_newest_and_counts_unreadable_entries(up, redis,
         json.loads(json.loads(line)["body"])["data"]["seq"] for line in out.getvalue().splitlines()
     ]
     assert seqs == [2, 3, 4]
+
+
+def test_the_local_up_is_recognised_under_any_loopback_name():
+    from cli.localup import LocalUp
+
+    up = LocalUp("d", 1, "http://127.0.0.1:8000/webhooks", "redis://x")
+    assert targets_local_up("http://localhost:8000/webhooks/thena", up)
+    assert targets_local_up("http://127.0.0.1:8000/webhooks/", up)
+    assert not targets_local_up("http://127.0.0.1:8001/webhooks", up)
+    assert not targets_local_up("https://127.0.0.1:8000/webhooks", up)
+    assert not targets_local_up("http://example.com:8000/webhooks", up)
+    assert not targets_local_up("http://127.0.0.1:8000/elsewhere", up)
+    assert not targets_local_up("http://127.0.0.1:8000/webhooks", None)
