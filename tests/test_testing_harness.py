@@ -42,11 +42,12 @@ async def test_a_missing_effect_fails_with_the_ticket_the_calls_and_the_log(tmp_
     async with Harness(rules_dir(tmp_path), redis_url, vendors=["inboxops"], seed_tickets=1) as tw:
         ticket = tw.tickets("inboxops")[0]
         tw.change("inboxops", ticket["id"], status="waiting", priority="low")
+        await tw.effect("inboxops", ticket["id"], {"priority": "high"})  # the rule has run
         with pytest.raises(AssertionError) as failed:
-            await tw.effect("inboxops", ticket["id"], {"priority": "urgent"}, timeout=1.0)
+            await tw.effect("inboxops", ticket["id"], {"priority": "urgent"}, timeout=0.3)
     report = str(failed.value)
     assert (
-        f'inboxops ticket {ticket["id"]} did not match {{"priority": "urgent"}} within 1.0s'
+        f'inboxops ticket {ticket["id"]} did not match {{"priority": "urgent"}} within 0.3s'
         in report
     )
     assert '"priority": "high"' in report  # the ticket as it is
