@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cli.dryrun import load_router, plan_deliveries, read_all
+from cli.dryrun import load_router, plan_deliveries, planning_settings, read_all
 from ticketwire.calls import ApiCall
 from ticketwire.config import Settings
 from ticketwire.engine import Router
-from ticketwire.errors import ConfigError
 
 Kind = Literal["added", "removed", "changed"]
 _MARK: dict[Kind, str] = {"added": "+", "removed": "-", "changed": "~"}
@@ -161,10 +159,8 @@ async def _diff(
     old_router, new_router = load_router(old_dir), load_router(new_dir)
     if old_router is None or new_router is None:
         return 1
-    try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        print(f"ticketwire diff: configuration error: {exc}", file=sys.stderr)
+    settings = planning_settings("diff")
+    if settings is None:
         return 2
     records = read_all(files)
     if not records:

@@ -124,6 +124,15 @@ def load_router(rules_dir: Path) -> Router | None:
     return router
 
 
+def planning_settings(verb: str) -> Settings | None:
+    """The windows the loop guard is played with, or None after printing what is wrong."""
+    try:
+        return Settings.from_env(os.environ, role="check")
+    except ConfigError as exc:
+        print(f"ticketwire {verb}: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
 def read_all(files: list[Path]) -> list[dict[str, Any]]:
     """Every capture record of `files`, in order; a bare body's label is its file name."""
     out = []
@@ -137,10 +146,8 @@ async def _dry_run(files: list[Path], rules_dir: Path, vendor: str | None) -> in
     router = load_router(rules_dir)
     if router is None:
         return 1
-    try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        print(f"ticketwire dry-run: configuration error: {exc}", file=sys.stderr)
+    settings = planning_settings("dry-run")
+    if settings is None:
         return 2
     n = 0
     async for step in plan_deliveries(router, read_all(files), vendor, settings):

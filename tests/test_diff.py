@@ -11,6 +11,7 @@ import pytest
 from cli.diff import CallChange, DeliveryPlan, diff_delivery, diff_plans, render
 from cli.fire import build_body
 from tests.localstack import cli_env, run_cli
+from tests.test_devtools import RULE
 from ticketwire.calls import ApiCall
 
 
@@ -71,13 +72,9 @@ def test_a_changed_call_shows_both_bodies():
     assert '~ PATCH /t/1 {"a": 1} → {"a": 2}  (rules: r)' in text
 
 
-OLD = """
-name: start-urgent
-vendor: inboxops
-events: [ticket.updated]
-if: {field: priority, equals: urgent}
-then:
-  - update: {status: in_progress}
+OLD = (
+    RULE
+    + """
 ---
 name: park-low
 vendor: inboxops
@@ -86,6 +83,7 @@ if: {field: priority, equals: low}
 then:
   - update: {status: waiting}
 """
+)
 NEW = """
 name: start-urgent
 vendor: inboxops
