@@ -8,9 +8,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from redis.exceptions import RedisError
+
+from cli.dlq import safe_url
+from cli.localup import find_local_up
+from cli.progress import progress_bar
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
@@ -52,21 +58,60 @@ def read_captures(path: Path) -> Iterator[dict[str, Any]]:
                 raise SystemExit(f"{path}:{n}: not a capture record: {exc}") from None
 
 
-async def _capture(settings: Settings, out: TextIO, *, limit: int, since_s: float | None) -> int:
+#: Entries read per XREVRANGE call: one round trip per page, and a progress step.
+PAGE = 500
+
+
+async def _capture(
+    settings: Settings, out: TextIO, *, limit: int, since_s: float | None
+) -> tuple[int, int]:
+    """Write the newest `limit` deliveries, oldest first; return (written, unreadable)."""
     assert settings.redis_url
     redis = connect(settings.redis_url)
     keys = Keys(settings.key_prefix)
-    start = "-" if since_s is None else str(int((time.time() - since_s) * 1000))
+    oldest = "-" if since_s is None else str(int((time.time() - since_s) * 1000))
     found: list[StoredDelivery] = []
+    failed = 0
     try:
+        sizes = [await redis.xlen(keys.stream(p)) for p in range(settings.partitions)]
+        bar = progress_bar(sum(min(n, limit) for n in sizes), "deliveries")
         for p in range(settings.partitions):
-            for eid, fields in await redis.xrange(keys.stream(p), min=start, count=limit):
-                found.append(StoredDelivery.from_fields(eid, fields, partition=p))
+            # Newest first, page by page, so `--limit` keeps the newest of a long stream.
+            upper, taken = "+", 0
+            while taken < limit:
+                want = min(PAGE, limit - taken)
+                page = await redis.xrevrange(keys.stream(p), max=upper, min=oldest, count=want)
+                for eid, fields in page:
+                    try:
+                        found.append(StoredDelivery.from_fields(eid, fields, partition=p))
+                        taken += 1
+                    except (KeyError, ValueError, TypeError) as exc:
+                        failed += 1
+                        bar.write(
+                            f"partition {p} entry {eid.decode()}: unreadable ({exc!r}); skipped",
+                            file=sys.stderr,
+                        )
+                bar.update(len(page))
+                if len(page) < want:
+                    break
+                upper = "(" + page[-1][0].decode()
+        bar.close()
     finally:
         await redis.aclose()
     found.sort(key=lambda d: (d.received_ms, d.entry_id))
-    out.writelines(json.dumps(capture_record(d)) + "\n" for d in found[-limit:])
-    return len(found[-limit:])
+    kept = found[-limit:]
+    out.writelines(json.dumps(capture_record(d)) + "\n" for d in kept)
+    return len(kept), failed
+
+
+def redis_for_capture(settings: Settings) -> tuple[str | None, str]:
+    """`REDIS_URL`, else the running local `up`'s Redis; and a note saying which."""
+    if settings.redis_url:
+        return settings.redis_url, ""
+    up = find_local_up(settings.data_dir)
+    if up is None:
+        return None, ""
+    return up.redis_url, f"the Redis of the running `ticketwire up` in {settings.data_dir}"
 
 
 def run_capture(out: Path | None, *, limit: int, since_s: float | None) -> int:
@@ -76,13 +121,26 @@ def run_capture(out: Path | None, *, limit: int, since_s: float | None) -> int:
     except ConfigError as exc:
         print(f"ticketwire capture: configuration error: {exc}", file=sys.stderr)
         return 2
-    if not settings.redis_url:
+    url, note = redis_for_capture(settings)
+    if not url:
         print(
-            "ticketwire capture: set REDIS_URL to the Redis the receiver stores into",
+            "ticketwire capture: set REDIS_URL to the Redis the receiver stores into (e.g. "
+            "redis://host:6379/0), or run it where a `ticketwire up` runs "
+            f"(TICKETWIRE_DATA_DIR, now {settings.data_dir})",
             file=sys.stderr,
         )
         return 2
-    with open(out, "w", encoding="utf-8") if out else sys.stdout as fh:
-        n = asyncio.run(_capture(settings, fh, limit=limit, since_s=since_s))
-    print(f"captured {n} deliveries{f' to {out}' if out else ''}", file=sys.stderr)
-    return 0
+    if note:
+        print(f"ticketwire capture: reading {note} ({safe_url(url)})", file=sys.stderr)
+    settings = replace(settings, redis_url=url)
+    try:
+        with open(out, "w", encoding="utf-8") if out else sys.stdout as fh:
+            written, failed = asyncio.run(_capture(settings, fh, limit=limit, since_s=since_s))
+    except (RedisError, OSError) as exc:
+        print(f"ticketwire capture: {safe_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"captured {written} deliveries{f' to {out}' if out else ''}, failed {failed}",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0

@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = verbs.add_parser("replay", help="send captured deliveries to a receiver again")
     rep.add_argument("files", nargs="+", type=Path)
     rep.add_argument(
-        "--to", required=True, help="receiver URL, e.g. http://127.0.0.1:8000/webhooks"
+        "--to",
+        help="receiver URL, e.g. https://host/webhooks (default: the running `ticketwire up`, "
+        "re-signing with its secrets)",
     )
     rep.add_argument(
         "--secret",
@@ -74,6 +76,54 @@ def build_parser() -> argparse.ArgumentParser:
         "the token to send",
     )
     rep.add_argument("--thena-mode", choices=["token", "hmac"], default="token")
+
+    fire = verbs.add_parser(
+        "fire", help="send one signed delivery of a helpdesk, built from flags or a JSON file"
+    )
+    fire.add_argument("vendor", choices=["inboxops", "cstar", "thena"])
+    fire.add_argument("--ticket", help="ticket id (or an `id` in --file)")
+    fire.add_argument(
+        "--event", default="ticket.updated", help="event type (default ticket.updated)"
+    )
+    fire.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a ticket field; VALUE is JSON when it parses, else text; a.b=… nests (repeatable)",
+    )
+    fire.add_argument(
+        "--file", type=Path, help="JSON object of ticket fields, applied before --set"
+    )
+    fire.add_argument(
+        "--to", help="receiver URL (default: the running `ticketwire up`'s /webhooks)"
+    )
+    fire.add_argument(
+        "--tenant",
+        help="workspace / team / organisation id (default: the local simulator's, or the "
+        "configured CSTAR_TEAM_ID / THENA_ORG_ID)",
+    )
+    fire.add_argument(
+        "--secret",
+        help="sign with this secret (default: the configured *_WEBHOOK_SECRETS, else the "
+        "running `ticketwire up`'s)",
+    )
+
+    diff = verbs.add_parser(
+        "diff", help="how a rules change alters the planned calls on captured deliveries"
+    )
+    diff.add_argument("files", nargs="+", type=Path, help="capture files (JSONL) or JSON bodies")
+    diff.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="give it twice: the old rules directory, then the new one",
+    )
+    diff.add_argument("--vendor", help="vendor of plain JSON bodies (e.g. inboxops)")
+    diff.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     dlq = verbs.add_parser(
         "dlq", help="list, show, redrive or drop dead letters (work that could not succeed)"
@@ -124,6 +174,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         from cli.replay import run_replay
 
         sys.exit(run_replay(args.files, args.to, args.secret, args.thena_mode))
+    if args.verb == "fire":
+        from cli.fire import FireRequest, run_fire
+
+        sys.exit(
+            run_fire(
+                FireRequest(
+                    vendor=args.vendor,
+                    event=args.event,
+                    ticket_id=args.ticket,
+                    sets=tuple(args.sets),
+                    file=args.file,
+                    to=args.to,
+                    tenant=args.tenant,
+                    secret=args.secret,
+                )
+            )
+        )
+    if args.verb == "diff":
+        from cli.diff import run_diff
+
+        if len(args.rules) != 2:
+            build_parser().error("diff: give --rules twice: the old directory, then the new one")
+        sys.exit(run_diff(args.files, args.rules[0], args.rules[1], args.vendor, args.json))
     if args.verb == "dlq":
         from cli.dlq import run_dlq
 

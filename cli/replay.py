@@ -3,65 +3,170 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from cli.capture import read_captures
+from cli.localup import LocalUp, find_local_up
+from cli.progress import Tally, progress_bar
 from ticketwire.vendors.cstar import webhook as cstar
 from ticketwire.vendors.inboxops import webhook as inboxops
 from ticketwire.vendors.thena import webhook as thena
 
+#: Failed deliveries printed one by one; past that only counted (a run may have thousands).
+SHOWN_FAILURES = 20
 #: Headers a replay never copies: the connection's own, recomputed by the client.
 _HOP = {"content-length", "host", "transfer-encoding", "connection"}
 
 
-def resign(vendor: str, body: bytes, secret: str, thena_mode: str = "token") -> dict[str, str]:
+def resign(
+    vendor: str,
+    body: bytes,
+    secret: str,
+    thena_mode: str = "token",
+    thena_header: str | None = None,
+) -> dict[str, str]:
     """The authentication headers `vendor` would send for `body` with `secret`, made now."""
     if vendor == "cstar":
         # A fresh timestamp: the receiver checks it against its tolerance window.
         return {cstar.SIGNATURE_HEADER: cstar.sign(body, secret, int(time.time()))}
     if vendor == "thena":
         if thena_mode == "hmac":
-            return {thena.SIGNATURE_HEADER: thena.sign(body, secret)}
+            return {thena_header or thena.SIGNATURE_HEADER: thena.sign(body, secret)}
         # Token mode: captures never keep the token, so a replay always supplies it.
-        return {thena.TOKEN_HEADER: f"Bearer {secret}"}
+        return {thena_header or thena.TOKEN_HEADER: f"Bearer {secret}"}
     return {inboxops.SIGNATURE_HEADER: inboxops.sign(body, secret)}
 
 
+def webhook_url(url: str, vendor: str | None) -> str:
+    """`url` itself, or `<url>/<vendor>` when `url` is a receiver's `/webhooks` base."""
+    if vendor and url.rstrip("/").endswith("/webhooks"):
+        return f"{url.rstrip('/')}/{vendor}"
+    return url
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def targets_local_up(url: str, up: LocalUp | None) -> bool:
+    """True when `url` is on the receiver of the running local `up` (any loopback name)."""
+    if up is None:
+        return False
+    given, local = urlsplit(url), urlsplit(up.receiver_url)
+    same_host = given.hostname == local.hostname or {given.hostname, local.hostname} <= _LOOPBACK
+    return (
+        same_host
+        and given.scheme == local.scheme
+        and given.port == local.port
+        and given.path.rstrip("/").startswith(local.path.rstrip("/"))
+    )
+
+
+def outcome(status: int, answer: str) -> str:
+    """`accepted`, `duplicate`, `ignored` or `failed`, from the receiver's status and body."""
+    if not 200 <= status < 300:
+        return "failed"
+    try:
+        said = json.loads(answer).get("status")
+    except (ValueError, AttributeError):
+        said = None
+    if said in ("duplicate", "ignored"):
+        return str(said)
+    return "accepted"
+
+
+def refused_hint(vendor: str | None, resigned: bool) -> str:
+    """What to do about a 401 on a replayed delivery."""
+    if resigned:
+        return (
+            "the receiver refused the re-signed deliveries: check that --secret is one of its "
+            "*_WEBHOOK_SECRETS (Thena: the token, and --thena-mode)"
+        )
+    why = (
+        "captures never keep Thena's token header (it is the secret itself)"
+        if vendor == "thena"
+        else "the captured signatures are not valid for this receiver (another environment's "
+        "secret, or a cStar timestamp past its tolerance)"
+    )
+    return (
+        f"{why}: pass --secret with this receiver's webhook secret (Thena: its token), or "
+        "replay to a running `ticketwire up`, which re-signs with its own secrets with no flags"
+    )
+
+
 async def _replay(
-    files: list[Path], url: str, secret: str | None, timeout_s: float, thena_mode: str = "token"
+    files: list[Path],
+    url: str,
+    secret: str | None,
+    timeout_s: float,
+    thena_mode: str = "token",
+    *,
+    local_secrets: Mapping[str, str] | None = None,
 ) -> int:
-    failures = 0
+    records = [record for path in files for record in read_captures(path)]
+    tally = Tally()
+    hints: dict[str, str] = {}
+    bar = progress_bar(len(records), "deliveries")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
-        for path in files:
-            for record in read_captures(path):
-                body = record["body"].encode("utf-8")
-                headers = {
-                    k: v for k, v in record.get("headers", {}).items() if k.lower() not in _HOP
-                }
-                headers.setdefault("Content-Type", "application/json")
-                if secret:
-                    # Another environment's receiver: re-sign with its secret.
-                    headers.update(
-                        resign(record.get("vendor") or "inboxops", body, secret, thena_mode)
-                    )
-                target = url
-                if record.get("vendor") and url.rstrip("/").endswith("/webhooks"):
-                    target = f"{url.rstrip('/')}/{record['vendor']}"
-                try:
-                    async with http.post(target, data=body, headers=headers) as resp:
-                        answer = (await resp.text())[:200]
-                        print(f"{record.get('event_id')}: {resp.status} {answer}")
-                        failures += resp.status >= 300
-                except aiohttp.ClientError as exc:
-                    print(f"{record.get('event_id')}: failed: {exc}", file=sys.stderr)
-                    failures += 1
-    return 1 if failures else 0
+        for record in records:
+            vendor = record.get("vendor")
+            body = record["body"].encode("utf-8")
+            headers = {k: v for k, v in record.get("headers", {}).items() if k.lower() not in _HOP}
+            headers.setdefault("Content-Type", "application/json")
+            # Another environment's receiver (`--secret`) or the local `up`: re-sign.
+            key = secret or (local_secrets or {}).get(vendor or "inboxops")
+            if key:
+                headers.update(resign(vendor or "inboxops", body, key, thena_mode))
+            label = record.get("event_id") or "(body)"
+            tally.sent += 1
+            try:
+                async with http.post(webhook_url(url, vendor), data=body, headers=headers) as resp:
+                    answer = (await resp.text())[:200]
+                    result = outcome(resp.status, answer)
+                    failure = f"{label}: {resp.status} {answer}"
+                    if result == "failed" and resp.status == 401:
+                        hints.setdefault(vendor or "", refused_hint(vendor, bool(key)))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                result, failure = "failed", f"{label}: failed: {exc or type(exc).__name__}"
+            if result == "failed" and tally.failed < SHOWN_FAILURES:
+                bar.write(failure, file=sys.stdout)
+            setattr(tally, result, getattr(tally, result) + 1)
+            bar.update()
+    bar.close()
+    if tally.failed > SHOWN_FAILURES:
+        print(f"… and {tally.failed - SHOWN_FAILURES} more failures not shown", file=sys.stdout)
+    print(f"replayed to {url}: {tally.summary()}", file=sys.stderr)
+    for vendor, hint in hints.items():
+        print(f"401 on {vendor or 'plain'} deliveries: {hint}", file=sys.stderr)
+    return 1 if tally.failed else 0
 
 
-def run_replay(files: list[Path], url: str, secret: str | None, thena_mode: str = "token") -> int:
-    """POST each captured body with its stored headers (or re-signed with `secret`) to `url`."""
-    return asyncio.run(_replay(files, url, secret, 10.0, thena_mode))
+def run_replay(
+    files: list[Path], url: str | None, secret: str | None, thena_mode: str = "token"
+) -> int:
+    """POST each captured body with its stored headers (or re-signed) to `url` or the local up."""
+    up = find_local_up()
+    if url is None:
+        if up is None:
+            print(
+                "ticketwire replay: give --to URL (e.g. https://host/webhooks), or start "
+                "`ticketwire up` here to replay to it",
+                file=sys.stderr,
+            )
+            return 2
+        url = up.receiver_url
+    local: dict[str, str] | None = None
+    if secret is None and up is not None and targets_local_up(url, up):
+        local = dict(up.webhook_secrets)
+        print(
+            f"replaying to the local `ticketwire up` (pid {up.pid}) at {url}: re-signing "
+            f"{', '.join(sorted(local))} deliveries with its webhook secrets",
+            file=sys.stderr,
+        )
+    return asyncio.run(_replay(files, url, secret, 10.0, thena_mode, local_secrets=local))

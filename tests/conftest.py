@@ -32,6 +32,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def ticketwire_redis_url(redis_url: str) -> str:
+    """The `ticketwire` fixture (our pytest plugin) runs on the suite's server too."""
+    return redis_url
+
+
 @pytest.fixture
 def keys() -> Keys:
     """A key prefix of its own for each test, so tests never see each other's data."""

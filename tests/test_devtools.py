@@ -40,8 +40,7 @@ async def test_capture_keeps_bodies_and_headers_byte_for_byte(
     out = io.StringIO()
     from dataclasses import replace
 
-    n = await _capture(replace(s, redis_url=redis_url), out, limit=10, since_s=None)
-    assert n == 2
+    assert await _capture(replace(s, redis_url=redis_url), out, limit=10, since_s=None) == (2, 0)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["event_id"] for r in records] == ["evt_a", "evt_b"]
     assert records[0]["body"].encode() == envelope("evt_a", priority="urgent")

@@ -18,8 +18,8 @@ from simulator.cstar.control import add_control_routes
 from simulator.cstar.faults import Faults
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.store import Store, Team, TicketChange
-from simulator.cstar.webhooks import DeliveryRecord, Signing, WebhookEmitter
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock, iso
+from simulator.cstar.webhooks import DeliveryRecord, Signing, WebhookEmitter, envelope
+from simulator.inboxops.clock import Clock, IdSource, ScaledClock
 from simulator.inboxops.ratelimit import RateLimiter
 
 log = logging.getLogger("simulator.cstar")
@@ -284,30 +284,17 @@ class CStarSimulator:
     def _envelope(
         self, team: Team, event: str, event_id: str, change: TicketChange
     ) -> dict[str, Any]:
-        ticket = self.store.webhook_ticket(change.ticket)
-        data: dict[str, Any] = {"ticket": ticket, "customer": change.customer}
-        if event == "ticket.updated":
-            data["changes"] = change.changes
-        if event == "ticket.message_added" and change.message is not None:
-            data["message"] = change.message
-        envelope: dict[str, Any] = {
-            "id": event_id,
-            "type": event,
-            "created_at": iso(self.clock.now()),
-            "team_id": team.id,
-            "data": data,
-        }
-        if self.settings.flat_payload:
-            customer = change.customer or {}
-            envelope.update(
-                ticket_id=ticket["id"],
-                ticket_title=ticket["title"],
-                ticket_status=ticket["status"],
-                ticket_priority=ticket["priority"],
-                customer_name=customer.get("name"),
-                customer_email=customer.get("email"),
-            )
-        return envelope
+        return envelope(
+            team.id,
+            event,
+            event_id,
+            self.clock.now(),
+            self.store.webhook_ticket(change.ticket),
+            change.customer,
+            changes=change.changes,
+            message=change.message,
+            flat=self.settings.flat_payload,
+        )
 
     @property
     def deliveries(self) -> list[DeliveryRecord]:

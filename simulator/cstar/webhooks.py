@@ -26,6 +26,44 @@ log = logging.getLogger("simulator.cstar.webhooks")
 USER_AGENT = "cStar-Webhooks/1.0"
 
 
+def envelope(
+    team_id: str,
+    event: str,
+    event_id: str,
+    created_at: datetime,
+    ticket: dict[str, Any],
+    customer: dict[str, Any] | None,
+    *,
+    changes: dict[str, Any] | None = None,
+    message: dict[str, Any] | None = None,
+    flat: bool = False,
+) -> dict[str, Any]:
+    """A delivery's envelope `{id, type, created_at, team_id, data}`; `flat` adds the flat copies."""
+    data: dict[str, Any] = {"ticket": ticket, "customer": customer}
+    if event == "ticket.updated":
+        data["changes"] = changes
+    if event == "ticket.message_added" and message is not None:
+        data["message"] = message
+    doc: dict[str, Any] = {
+        "id": event_id,
+        "type": event,
+        "created_at": iso(created_at),
+        "team_id": team_id,
+        "data": data,
+    }
+    if flat:
+        who = customer or {}
+        doc.update(
+            ticket_id=ticket["id"],
+            ticket_title=ticket.get("title"),
+            ticket_status=ticket.get("status"),
+            ticket_priority=ticket.get("priority"),
+            customer_name=who.get("name"),
+            customer_email=who.get("email"),
+        )
+    return doc
+
+
 @dataclass
 class Endpoint:
     """A webhook (`whk_…`) of one team; no events, `*` or `ticket.*` subscribe to many."""

@@ -31,6 +31,24 @@ EVENTS: tuple[str, ...] = (
 )
 
 
+def envelope(
+    event: str, event_id: str, workspace_id: str, created_at: datetime, ticket: dict[str, Any]
+) -> dict[str, Any]:
+    """A delivery's envelope: `{event, event_id, tenant_id, created_at, data}`, in that order."""
+    return {
+        "event": event,
+        "event_id": event_id,
+        "tenant_id": workspace_id,
+        "created_at": iso(created_at),
+        "data": ticket,
+    }
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """The body as InboxOps sends it: compact JSON, UTF-8."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 @dataclass
 class Endpoint:
     """A webhook endpoint of one workspace; an empty `events` list subscribes to every event."""
@@ -189,14 +207,7 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
                 "webhook deliveries need a running event loop; change tickets from async code "
                 "while endpoints are registered"
             ) from None
-        envelope = {
-            "event": event,
-            "event_id": event_id,
-            "tenant_id": workspace_id,
-            "created_at": iso(created_at),
-            "data": ticket,
-        }
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        body = encode(envelope(event, event_id, workspace_id, created_at, ticket))
         for ep in targets:
             delivery = Delivery(ep, event, event_id, str(ticket["id"]), body)
             self._enqueue(delivery)

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock, iso
+from simulator.inboxops.clock import Clock, IdSource, ScaledClock
 from simulator.inboxops.ratelimit import RateLimiter
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
@@ -22,7 +22,7 @@ from simulator.thena.journal import JournalEntry
 from simulator.thena.models import Org, Team
 from simulator.thena.seeds import realistic_ticket
 from simulator.thena.store import Store, TicketChange
-from simulator.thena.webhooks import DeliveryRecord, WebhookEmitter
+from simulator.thena.webhooks import DeliveryRecord, WebhookEmitter, envelope
 
 log = logging.getLogger("simulator.thena")
 
@@ -284,14 +284,14 @@ class ThenaSimulator:
 
     def _envelope(self, org: Org, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         actor = org.agents[0]
-        return {
-            "eventId": self._event_ids.uuid(),
-            "eventType": event,
-            "timestamp": iso(self.clock.now()),
-            "orgId": org.id,
-            "actor": {"id": actor.id, "type": "AGENT", "email": actor.email},
-            "payload": payload,
-        }
+        return envelope(
+            org.id,
+            event,
+            self._event_ids.uuid(),
+            self.clock.now(),
+            payload,
+            {"id": actor.id, "type": "AGENT", "email": actor.email},
+        )
 
     @property
     def deliveries(self) -> list[DeliveryRecord]:

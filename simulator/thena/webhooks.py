@@ -37,6 +37,27 @@ EVENTS: tuple[str, ...] = (
 )
 
 
+def envelope(
+    org_id: str,
+    event: str,
+    event_id: str,
+    timestamp: datetime,
+    payload: dict[str, Any],
+    actor: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A platform event `{eventId, eventType, timestamp, orgId, actor?, payload}`."""
+    doc: dict[str, Any] = {
+        "eventId": event_id,
+        "eventType": event,
+        "timestamp": iso(timestamp),
+        "orgId": org_id,
+    }
+    if actor is not None:
+        doc["actor"] = actor
+    doc["payload"] = payload
+    return doc
+
+
 @dataclass
 class Endpoint:
     """A webhook endpoint of one organisation; empty `events` subscribes to every event."""

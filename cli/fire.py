@@ -1,0 +1,282 @@
+"""`ticketwire fire`: build one signed delivery of a helpdesk and send it to a receiver.
+
+The body is the helpdesk's own envelope (the bundled simulators' envelope functions), with a
+fresh event id each time, and the ticket made of `id`, an update time of now, the fields of an
+optional JSON file, then each `--set`. It is signed with the helpdesk's configured webhook secret
+(`*_WEBHOOK_SECRETS`), else with the local `ticketwire up`'s, and sent to `--to`, else to that
+`up`'s receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from cli.localup import LocalUp, find_local_up
+from cli.replay import outcome, resign, webhook_url
+from simulator.cstar import webhooks as cstar_sim
+from simulator.inboxops import webhooks as inboxops_sim
+from simulator.inboxops.clock import iso
+from simulator.thena import webhooks as thena_sim
+from ticketwire.config import Settings
+from ticketwire.errors import ConfigError, MalformedEvent
+from ticketwire.vendors.registry import VENDORS, parser
+from ticketwire.vendors.thena.webhook import CANONICAL_TYPES
+
+#: The key of each helpdesk's tenant in its simulator's `GET /_sim`.
+_TENANT_KEY = {"inboxops": "workspace_id", "cstar": "team_id", "thena": "org_id"}
+#: Where each helpdesk's ticket says when it was last updated (the order key of its events).
+_UPDATED_KEY = {"inboxops": "updated_at", "cstar": "updated_at", "thena": "updatedAt"}
+#: Canonical names → Thena's own (`ticket.closed` is a status change to a closed status).
+_THENA_NAMES = {
+    **{v: k for k, v in CANONICAL_TYPES.items()},
+    "ticket.closed": "ticket:status:changed",
+}
+
+
+class FireError(Exception):
+    """A delivery that cannot be built or sent as asked; the message says what to do."""
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """`field=value` → (path, value); the value is JSON when it parses, else the text."""
+    name, sep, raw = item.partition("=")
+    if not sep or not name.strip():
+        raise FireError(f"--set {item!r}: expected field=value, e.g. priority=urgent")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip().split("."), value
+
+
+def apply_sets(ticket: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """`ticket` with each `--set` applied in order; `a.b=1` sets `b` inside the object `a`."""
+    out = copy.deepcopy(ticket)
+    for item in items:
+        path, value = parse_set(item)
+        holder = out
+        for part in path[:-1]:
+            inner = holder.get(part)
+            if not isinstance(inner, dict):
+                inner = holder[part] = {}
+            holder = inner
+        holder[path[-1]] = value
+    return out
+
+
+def vendor_event(vendor: str, event: str) -> str:
+    """The event name as `vendor` sends it (Thena names `ticket.updated` `ticket:updated`)."""
+    if vendor == "thena":
+        return _THENA_NAMES.get(event, event)
+    return event
+
+
+def new_event_id(vendor: str) -> str:
+    """A fresh event id in the helpdesk's own form."""
+    if vendor == "cstar":
+        return f"evt_{secrets.token_hex(12)}"
+    return str(uuid.uuid4())
+
+
+def build_body(
+    vendor: str,
+    event: str,
+    ticket: dict[str, Any],
+    *,
+    tenant: str,
+    event_id: str,
+    now: datetime,
+) -> bytes:
+    """The delivery body `vendor` would send for `event` on `ticket` (which has its `id`)."""
+    name = vendor_event(vendor, event)
+    if vendor == "inboxops":
+        doc = inboxops_sim.envelope(name, event_id, tenant, now, ticket)
+    elif vendor == "cstar":
+        doc = cstar_sim.envelope(tenant, name, event_id, now, ticket, None)
+    elif vendor == "thena":
+        doc = thena_sim.envelope(tenant, name, event_id, now, {"ticket": ticket})
+    else:
+        raise FireError(f"unknown helpdesk {vendor!r}; one of {', '.join(VENDORS)}")
+    body = inboxops_sim.encode(doc)
+    try:
+        parser(vendor)(body)
+    except MalformedEvent as exc:
+        raise FireError(f"the delivery would be refused: {exc}") from None
+    return body
+
+
+def ticket_from(
+    vendor: str, ticket_id: str | None, base: dict[str, Any], sets: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """The ticket to send: `id`, updated now, then `base` (a JSON file's fields), then `sets`."""
+    ticket: dict[str, Any] = {"id": ticket_id, _UPDATED_KEY[vendor]: iso(now)}
+    ticket.update(base)
+    if ticket_id is not None:
+        ticket["id"] = ticket_id
+    ticket = apply_sets(ticket, sets)
+    if not ticket.get("id"):
+        raise FireError("give the ticket: --ticket ID (or an `id` in the JSON file)")
+    ticket["id"] = str(ticket["id"])
+    return ticket
+
+
+def read_fields(path: Path) -> dict[str, Any]:
+    """A JSON file of ticket fields (e.g. the ticket as the helpdesk's API shows it)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FireError(f"{path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FireError(f"{path}: expected a JSON object of ticket fields")
+    return doc
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The secret to sign with and where it came from (for the message, never the secret)."""
+
+    secret: str
+    source: str
+    thena_mode: str = "token"
+    thena_header: str | None = None
+
+
+def choose_signer(vendor: str, settings: Settings, up: LocalUp | None, given: str | None) -> Signer:
+    """`--secret`, else the helpdesk's configured secret, else the local `up`'s."""
+    th = settings.thena
+    mode, header = (th.webhook_mode, th.webhook_header) if vendor == "thena" else ("token", None)
+    if given:
+        return Signer(given, "--secret", mode, header)
+    configured = {
+        "inboxops": settings.inboxops.webhook_secrets,
+        "cstar": settings.cstar.webhook_secrets,
+        "thena": th.webhook_secrets,
+    }[vendor]
+    if configured:
+        return Signer(configured[0].reveal(), f"{vendor.upper()}_WEBHOOK_SECRETS", mode, header)
+    if up is not None and up.webhook_secrets.get(vendor):
+        return Signer(up.webhook_secrets[vendor], f"the local `ticketwire up`'s {vendor} secret")
+    raise FireError(
+        f"no {vendor} webhook secret: set {vendor.upper()}_WEBHOOK_SECRETS, pass --secret, or "
+        "start `ticketwire up` here"
+    )
+
+
+async def simulator_tenant(vendor: str, up: LocalUp | None, timeout_s: float) -> str | None:
+    """The tenant id of the local `up`'s simulator of `vendor`, so fired tickets are its own."""
+    sim = up.simulators.get(vendor) if up else None
+    if not sim:
+        return None
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(f"{sim}/_sim") as r:
+            info = await r.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    if isinstance(info, dict) and isinstance(info.get("data"), dict):
+        info = info["data"]
+    value = info.get(_TENANT_KEY[vendor]) if isinstance(info, dict) else None
+    return str(value) if value else None
+
+
+async def send(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int, str]:
+    """POST the delivery; the receiver's status and answer."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(url, data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.text()
+
+
+@dataclass(frozen=True)
+class FireRequest:
+    """What `ticketwire fire` was asked for."""
+
+    vendor: str
+    event: str
+    ticket_id: str | None = None
+    sets: tuple[str, ...] = ()
+    file: Path | None = None
+    to: str | None = None
+    tenant: str | None = None
+    secret: str | None = None
+
+
+async def fire(
+    req: FireRequest, settings: Settings, up: LocalUp | None, timeout_s: float = 10.0
+) -> int:
+    """Build, sign and send one delivery; print the receiver's answer; 0 on a 2xx."""
+    now = datetime.now(UTC)
+    base = read_fields(req.file) if req.file else {}
+    ticket = ticket_from(req.vendor, req.ticket_id, base, req.sets, now)
+    if req.vendor == "thena" and req.event == "ticket.closed":
+        # Thena has no close event: a status change to a closed status is one.
+        ticket.setdefault("statusName", "Closed")
+    signer = choose_signer(req.vendor, settings, up, req.secret)
+    if req.to is None and up is None:
+        raise FireError("give --to URL (a receiver's /webhooks), or start `ticketwire up` here")
+    url = webhook_url(req.to or (up.receiver_url if up else ""), req.vendor)
+    configured = {"cstar": settings.cstar.team_id, "thena": settings.thena.org_id}
+    tenant = (
+        req.tenant
+        or await simulator_tenant(req.vendor, up, timeout_s)
+        or configured.get(req.vendor)
+    )
+    if not tenant:
+        what = {"inboxops": "workspace", "cstar": "team", "thena": "organisation"}[req.vendor]
+        raise FireError(f"give the {what} id: --tenant ID")
+    event_id = new_event_id(req.vendor)
+    body = build_body(req.vendor, req.event, ticket, tenant=tenant, event_id=event_id, now=now)
+    headers = {"Content-Type": "application/json", "User-Agent": "ticketwire-fire"}
+    headers.update(resign(req.vendor, body, signer.secret, signer.thena_mode, signer.thena_header))
+    print(
+        f"fire {req.vendor} {req.event} event={event_id} ticket={ticket['id']} → {url} "
+        f"(signed with {signer.source})",
+        file=sys.stderr,
+    )
+    try:
+        status, answer = await send(url, body, headers, timeout_s)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(
+            f"ticketwire fire: no answer from {url}: {exc or type(exc).__name__}", file=sys.stderr
+        )
+        return 1
+    print(f"{status} {answer}")
+    if outcome(status, answer) == "failed":
+        if status == 401:
+            print(
+                f"the receiver refused the signature: is {signer.source} the secret it expects "
+                f"({req.vendor.upper()}_WEBHOOK_SECRETS there)? Pass --secret with its secret.",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
+
+
+def run_fire(req: FireRequest) -> int:
+    """`ticketwire fire`: exit 0 on a 2xx, 1 on any other answer, 2 when it cannot be built."""
+    try:
+        settings = Settings.from_env(os.environ, role="check")
+    except ConfigError as exc:
+        print(f"ticketwire fire: configuration error: {exc}", file=sys.stderr)
+        return 2
+    up = find_local_up(settings.data_dir)
+    try:
+        return asyncio.run(fire(req, settings, up))
+    except FireError as exc:
+        print(f"ticketwire fire: {exc}", file=sys.stderr)
+        return 2
