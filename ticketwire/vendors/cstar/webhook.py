@@ -35,6 +35,8 @@ from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import Envelope, Ticket
+from ticketwire.vendors.ids import checked
+from ticketwire.vendors.strictjson import refuse_non_finite
 from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
 
 VENDOR = "cstar"
@@ -296,9 +298,15 @@ def _utc(moment: datetime) -> datetime:
 
 def _validate(body: bytes) -> Envelope:
     try:
-        return Envelope.model_validate_json(body)
+        env = Envelope.model_validate_json(body)
     except ValidationError as exc:
+        # A NaN or Infinity literal is reported as what it is (not JSON), wherever it stands.
+        refuse_non_finite(body)
         raise _malformed(exc) from None
+    refuse_non_finite(body)
+    # Ids are checked by their type; the event type also reaches Redis (a counter's name).
+    checked(env.type, "type")
+    return env
 
 
 def assignee_id(value: Any) -> str | None:
@@ -323,19 +331,25 @@ def tag_names(value: Any) -> list[str] | None:
     return names
 
 
+#: The flat-payload root keys that stand in for the ticket, by ticket field.
+_FLAT_KEYS: Mapping[str, str] = {
+    "id": "ticket_id",
+    "title": "ticket_title",
+    "status": "ticket_status",
+    "priority": "ticket_priority",
+}
+
+
 def _flat_ticket(env: Envelope) -> Ticket | None:
     extra = env.model_extra or {}
-    ticket_id = extra.get("ticket_id")
-    if not isinstance(ticket_id, str | int) or isinstance(ticket_id, bool):
+    if extra.get("ticket_id") is None:
         return None
-    return Ticket.model_validate(
-        {
-            "id": str(ticket_id),
-            "title": extra.get("ticket_title"),
-            "status": extra.get("ticket_status"),
-            "priority": extra.get("ticket_priority"),
-        }
-    )
+    try:
+        return Ticket.model_validate({name: extra.get(key) for name, key in _FLAT_KEYS.items()})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = _FLAT_KEYS.get(str(err["loc"][0]), "ticket_id") if err["loc"] else "ticket_id"
+        raise MalformedEvent(err["msg"], field=key) from None
 
 
 def _changes(value: Any) -> dict[str, Any] | None:
@@ -371,7 +385,8 @@ def _first(change: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 def _malformed(exc: ValidationError) -> MalformedEvent:
     err = exc.errors(include_url=False)[0]
     if err["type"] == "json_invalid":
-        return MalformedEvent(f"body is not valid JSON: {err['msg']}")
+        detail = err["msg"].removeprefix("Invalid JSON: ")
+        return MalformedEvent(f"body is not valid JSON: {detail}")
     field = ".".join(str(p) for p in err["loc"]) or None
     if err["type"] == "missing":
         return MalformedEvent("required field is missing", field=field)
