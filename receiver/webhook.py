@@ -51,7 +51,7 @@ class WebhookHandler:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
             log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
-            return _too_large(self.max_body_bytes)
+            return _unread_rest(request, _too_large(self.max_body_bytes))
         codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
         if codings and (len(codings) > 1 or codings[0].lower() not in _ACCEPTED_CODINGS):
             shown = ", ".join(codings)[:100]
@@ -67,17 +67,13 @@ class WebhookHandler:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             log.warning("rejected %s 413: body over the limit (chunked or decoded)", name)
-            return _too_large(self.max_body_bytes)
+            return _unread_rest(request, _too_large(self.max_body_bytes))
         except web.RequestPayloadError as exc:
             # Only the payload's coding or framing can be wrong here; the cause names which.
             problem = _payload_problem(exc)
             log.warning("rejected %s 400: unreadable body: %s", name, problem)
             answer = error(400, "malformed_body", f"the body could not be read as sent: {problem}")
-            # The rest of the body is unreadable too: end it here and close the connection after
-            # the answer, or aiohttp would read on and log the same error again as unhandled.
-            request.content.feed_eof()
-            answer.force_close()
-            return answer
+            return _unread_rest(request, answer, broken=True)
         except ConnectionResetError:
             log.info("%s: the sender closed the connection before the body arrived", name)
             return error(400, "malformed_body", "the connection closed before the body arrived")
@@ -161,6 +157,23 @@ def _answer(status: int, outcome: str, event_id: str, entry: str) -> web.Respons
         entry.encode(),
     )
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _unread_rest(
+    request: web.Request, answer: web.Response, *, broken: bool = False
+) -> web.Response:
+    """`answer`, after which the rest of the body is not read and the connection closes.
+
+    After an early answer aiohttp drains the unread body. It must not: when the rest is broken
+    (it would log the same error again as unhandled), or compressed (it would decode the rest of
+    a bomb, CPU spent on a refused request). A plain body is drained as usual, so the sender
+    reads the answer rather than a reset.
+    """
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").lower()
+    if broken or coding in DECODED_CODINGS:
+        request.content.feed_eof()
+        answer.force_close()
+    return answer
 
 
 def _replayable(value: str) -> bool:
