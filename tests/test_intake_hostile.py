@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import wait_for
 from tests.procs import BIN, Proc, free_port, spawn
+from tests.test_processes import _ready
 from tests.test_webhook_parsers_hostile import VENDORS, mutate
 from ticketwire.keys import Keys
 from ticketwire.stored import StoredDelivery
@@ -86,14 +87,6 @@ async def rx(receiver: Receiver) -> AsyncIterator[Receiver]:
     yield receiver
     async for key in receiver.redis.scan_iter(match=f"{receiver.keys.prefix}*", count=1000):
         await receiver.redis.delete(key)
-
-
-async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
-    try:
-        async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 def signature(vendor: str, body: bytes) -> dict[str, str]:
@@ -415,6 +408,27 @@ async def test_a_chunked_body_over_the_limit_is_413(rx):
     assert await stored(rx) == {}
 
 
+@pytest.mark.parametrize(
+    ("vendor", "header", "value"),
+    [
+        ("inboxops", inboxops.SIGNATURE_HEADER, b"\xff\xfe" * 32),
+        ("cstar", cstar.SIGNATURE_HEADER, b"t=\xc2\xb2,v1=" + b"a" * 64),
+        ("cstar", cstar.SIGNATURE_HEADER, b"t=" + b"9" * 5_000 + b",v1=" + b"a" * 64),
+        ("thena", thena.SIGNATURE_HEADER, b"sha256=\xff" + b"a" * 63),
+    ],
+    ids=["inboxops-not-utf8", "cstar-superscript-t", "cstar-5000-digit-t", "thena-not-utf8"],
+)
+async def test_signature_headers_of_any_bytes_are_401(rx, vendor, header, value):
+    body = body_of(document(vendor, 12))
+    head = (
+        f"POST /webhooks/{vendor} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    ).encode()
+    answer = await _raw(rx.port, head + header.encode() + b": " + value + b"\r\n\r\n", body)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+    assert b'"invalid_signature"' in answer
+
+
 # --- the whole class: randomised hostile requests, concurrent with valid ones -------------
 
 
@@ -439,7 +453,14 @@ def hostile_case(rng: random.Random, vendor: str, n: int) -> Case:
     framing = False
     if kind == 6:
         body = rng.choice(
-            [b"", b"\xef\xbb\xbf" + body, body.replace(b"{", b"{\x00", 1), b"\xff" * 9]
+            [
+                b"",
+                b"\xef\xbb\xbf" + body,
+                body.replace(b"{", b"{\x00", 1),
+                b"\xff" * 9,
+                body[:-1] + b', "zz": 1, "zz": {"zz": [1, 2]}}',  # a key given twice
+                body.decode().encode("utf-16"),
+            ]
         )
         decoded = body
     elif kind == 7:

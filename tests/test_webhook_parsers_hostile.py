@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from ticketwire.errors import MalformedEvent
+from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.webhook import CStarWebhook
+from ticketwire.vendors.cstar.webhook import sign as sign_cstar
 from ticketwire.vendors.ids import MAX_ID_CHARS, id_problem
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
 from ticketwire.vendors.thena.webhook import ThenaWebhook
@@ -369,3 +370,40 @@ def test_randomised_hostile_bodies_are_events_or_malformed(vendor: str) -> None:
         # Everything the receiver writes to Redis encodes.
         routing.ticket_key.encode()
     assert 0 < accepted < 1_500
+
+
+# --- signature headers: aiohttp keeps bytes that are not UTF-8 as lone surrogates -----------
+
+
+@pytest.mark.parametrize(
+    ("hook", "header"),
+    [
+        (INBOXOPS, "X-InboxOps-Signature"),
+        (CSTAR, "X-Signature"),
+        (THENA, "X-Thena-Signature"),
+        (ThenaWebhook("token", [Secret("s")]), "authorization"),
+    ],
+)
+@pytest.mark.parametrize(
+    "value",
+    ["tok\udcff\udcfe", "é" * 64, "sha256=" + "²" * 64, "t=²,v1=" + "a" * 64, "\u0000"],
+)
+def test_signature_headers_of_any_text_are_invalid_signatures(
+    hook: Any, header: str, value: str
+) -> None:
+    with pytest.raises(InvalidSignature):
+        hook.verify({header: value}, raw(VENDORS[hook.vendor][1]()))
+
+
+@pytest.mark.parametrize("t", ["²", "١٧٦٤٠٠٠٠٠٠", "9" * 5_000, "+1764000000", " 1764000000x"])
+def test_cstar_signature_time_is_ascii_digits_of_a_time(t: str) -> None:
+    with pytest.raises(InvalidSignature) as caught:
+        CSTAR.verify({"X-Signature": f"t={t},v1={'a' * 64}"}, b"{}")
+    assert "malformed" in caught.value.reason and t not in caught.value.reason
+
+
+def test_cstar_event_id_header_of_any_text_is_only_noted() -> None:
+    body = raw(cstar_doc())
+    hook = CStarWebhook([Secret("s")], now=lambda: 1_764_000_000)
+    headers = {"X-Signature": sign_cstar(body, "s", 1_764_000_000), "X-Event-ID": "evt\udcff"}
+    hook.verify(headers, body)

@@ -47,6 +47,8 @@ EVENT_ID_HEADER = "X-Event-ID"
 DEFAULT_TOLERANCE_S = 300.0
 _EXPECTED = "expected 't=<unix seconds>,v1=<hex>' or the legacy 'sha256=<hex>'"
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+#: Unix seconds have 10 digits until the year 2286; more than this is not a time.
+_MAX_T_DIGITS = 12
 
 log = logging.getLogger("ticketwire.receiver")
 
@@ -180,7 +182,9 @@ def _parse_signature(name: str, value: str) -> tuple[int | None, list[bytes]]:
         if not sep:
             raise InvalidSignature(f"malformed {name}: {_EXPECTED}")
         if key == "t":
-            if not item.isdigit() or timestamp is not None:
+            # ASCII digits only ("²" and "١" are digits to str.isdigit), and few enough of them.
+            digits = item.isascii() and item.isdigit() and len(item) <= _MAX_T_DIGITS
+            if not digits or timestamp is not None:
                 raise InvalidSignature(
                     f"malformed {name}: t must be one whole number of unix seconds; {_EXPECTED}"
                 )
@@ -206,7 +210,7 @@ def _digest(name: str, text: str) -> bytes:
 def _note_event_id(headers: Mapping[str, str], body: bytes) -> None:
     header_id = _header(headers, EVENT_ID_HEADER)
     # A byte search, not a second JSON parse: the receiver's hot path stays one parse per body.
-    if header_id and header_id.encode() not in body:
+    if header_id and header_id.encode("utf-8", "surrogateescape") not in body:
         log.warning(
             "cStar %s %r does not appear in the body; the envelope's id is used for dedupe",
             EVENT_ID_HEADER,

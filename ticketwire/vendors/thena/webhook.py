@@ -172,7 +172,8 @@ class ThenaWebhook:
             raise InvalidSignature(f"empty {self.header} header")
         # Compare digests, not the tokens: equal lengths, so the time taken reveals nothing about
         # the length of any active token.
-        given = hashlib.sha256(value.encode()).digest()
+        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates.
+        given = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
         matched = False
         for key in self._keys:
             # Every token is compared, so the time taken does not reveal which one matched.
