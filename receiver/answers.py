@@ -8,8 +8,8 @@ from aiohttp import web
 RETRY_AFTER_S = 5
 
 
-def error(status: int, error: str, detail: str, **headers: str) -> web.Response:
+def error(status: int, code: str, detail: str, **headers: str) -> web.Response:
     """A JSON error answer `{"error", "detail"}`; a 5xx always says when to retry."""
     if status >= 500:
         headers.setdefault("Retry-After", str(RETRY_AFTER_S))
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)

@@ -26,7 +26,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         # A bug, not the sender's fault: the delivery was not stored, so the sender must retry.
         log.exception(
-            "internal error %s %s: not stored, answered 500", request.method, request.path
+            "internal error %s %r: not stored, answered 500", request.method, request.path
         )
         return error(
             500,
@@ -50,7 +50,7 @@ class SenderErrors(logging.Filter):
         """Rewrite aiohttp's record of a 4xx refusal; leave every other record as it is."""
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, web.RequestPayloadError):
-            # A body aiohttp drains after an early answer (413 by Content-Length) was broken.
+            # A body aiohttp drained after an early answer was broken (bad chunk framing, say).
             exc = exc.__cause__
         if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
             problem = " ".join(str(exc.message).splitlines()[:1])[:200]

@@ -149,7 +149,7 @@ async def test_an_unexpected_error_is_a_logged_500_with_retry_after(
     assert resp.status == 500 and resp.headers["Retry-After"] == "5"
     assert (await resp.json())["error"] == "internal_error"
     assert "a bug" not in await resp.text()
-    assert "internal error POST /broken" in caplog.text and "RuntimeError: a bug" in caplog.text
+    assert "internal error POST '/broken'" in caplog.text and "RuntimeError: a bug" in caplog.text
     resp = await client.get("/unavailable")
     assert resp.status == 503 and resp.headers["Retry-After"] == "5"
     # Client errors pass through as they were.
