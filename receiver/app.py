@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from redis.asyncio import Redis
 
+from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
 from receiver.webhook import WebhookHandler
@@ -23,7 +25,8 @@ def create_app(
 ) -> web.Application:
     """Return the app with `/webhooks/<vendor>` per vendor, `/healthz` and `/readyz`."""
     # One byte over the limit is enough for aiohttp to refuse a chunked body that is too large.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard])
+    logging.getLogger("aiohttp.server").addFilter(sender_errors)
     intake = Intake(
         redis,
         Keys(settings.key_prefix),

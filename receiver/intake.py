@@ -5,6 +5,11 @@ requests queue up and go together in the next call. One Lua script per batch ded
 event id (SET ... EX within the script), appends new deliveries to their partition streams and
 bumps the counters: one round trip and one command for many events (two Redis operations per
 event inside it: SET NX for the dedupe window, XADD), with no pickling.
+
+One delivery never fails the others of its batch. Its keys and arguments are encoded when it is
+submitted, so one that cannot be encoded fails alone, before any batch is formed. Inside the
+script an XADD that fails releases its dedupe key and fails that delivery alone. If a batch call
+still fails, and Redis is not down, each of its deliveries is written again on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
@@ -40,8 +47,16 @@ local out = {}
 local accepted, duplicate = 0, 0
 for i = 1, (#KEYS - 1) / 2 do
   if redis.call('SET', KEYS[2 * i], '1', 'NX', 'EX', ttl) then
-    out[i] = redis.call('XADD', KEYS[2 * i + 1], '*', 'm', ARGV[a], 'b', ARGV[a + 1])
-    accepted = accepted + 1
+    -- pcall: a failing XADD (say, a stream key of the wrong type) fails this delivery alone,
+    -- and its dedupe key goes, so a retry is stored rather than answered as a duplicate.
+    local id = redis.pcall('XADD', KEYS[2 * i + 1], '*', 'm', ARGV[a], 'b', ARGV[a + 1])
+    if type(id) == 'table' and id.err then
+      redis.call('DEL', KEYS[2 * i])
+      out[i] = 'err:' .. id.err
+    else
+      out[i] = id
+      accepted = accepted + 1
+    end
   else
     out[i] = 'dup'
     duplicate = duplicate + 1
@@ -54,10 +69,20 @@ return out
 """
 
 
+#: Failures that mean Redis cannot take writes now: retrying deliveries one by one cannot help.
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+class UnstorableDelivery(ValueError):
+    """The delivery's routing facts cannot be written to Redis (they are not valid UTF-8)."""
+
+
 @dataclass
 class _Pending:
-    delivery: StoredDelivery | None
-    ignored: str | None
+    #: (dedupe key, stream key) and (meta, body), encoded; empty for an ignored-event count.
+    keys: tuple[bytes, ...]
+    args: tuple[bytes, ...]
+    ignored: bytes | None
     future: asyncio.Future[str]
 
 
@@ -104,21 +129,40 @@ class Intake:
         self._pending.clear()
 
     async def store(self, delivery: StoredDelivery) -> tuple[Outcome, str]:
-        """Store one delivery; return ("stored", entry id) or ("duplicate", "")."""
-        entry = await self._submit(delivery, None)
+        """Store one delivery; return ("stored", entry id) or ("duplicate", "").
+
+        Raises `UnstorableDelivery` when its routing facts cannot be encoded, a `RedisError` or
+        `OSError` when it was not stored.
+        """
+        try:
+            part = partition_of(delivery.ticket_key, self._partitions)
+            keys = (
+                self._keys.seen(delivery.vendor, delivery.event_id).encode(),
+                self._keys.stream(part).encode(),
+            )
+        except UnicodeEncodeError:
+            raise UnstorableDelivery(
+                "the event id, tenant or ticket id is not valid Unicode text"
+            ) from None
+        entry = await self._submit(
+            _Pending(keys, (delivery.meta(), delivery.body), None, _future())
+        )
         if entry == "dup":
             return "duplicate", ""
         return "stored", entry
 
     async def count_ignored(self, vendor: str, event_type: str) -> None:
         """Count a validly signed delivery of a type no rule engine step handles."""
-        await self._submit(None, f"ignored:{vendor}:{event_type}")
+        try:
+            name = f"ignored:{vendor}:{event_type}".encode()
+        except UnicodeEncodeError:
+            raise UnstorableDelivery("the event type is not valid Unicode text") from None
+        await self._submit(_Pending((), (), name, _future()))
 
-    async def _submit(self, delivery: StoredDelivery | None, ignored: str | None) -> str:
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(delivery, ignored, fut))
+    async def _submit(self, pending: _Pending) -> str:
+        self._pending.append(pending)
         self._wake.set()
-        return await fut
+        return await pending.future
 
     async def _run(self) -> None:
         # Up to `max_in_flight` batches travel to Redis at once, so requests arriving during a
@@ -144,32 +188,57 @@ class Intake:
 
     async def _commit(self, batch: list[_Pending], slots: asyncio.Semaphore) -> None:
         try:
-            results = await self._write(batch)
+            try:
+                results = await self._write(batch)
+            except _OUTAGES:
+                raise
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # Not an outage, so something in one delivery may be to blame: each goes alone,
+                # and only the one Redis refuses fails.
+                log.warning(
+                    "intake batch of %d failed; writing each alone", len(batch), exc_info=True
+                )
+                await asyncio.gather(*(self._commit_alone(p) for p in batch))
+                return
         except BaseException as exc:  # every waiter must learn it was not stored
-            error = exc if isinstance(exc, Exception) else ConnectionError("intake stopped")
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(error)
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         finally:
             slots.release()
+        self._settle(batch, results)
+
+    async def _commit_alone(self, p: _Pending) -> None:
+        try:
+            results = await self._write([p])
+        except BaseException as exc:
+            _fail([p], exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._settle([p], results)
+
+    def _settle(self, batch: list[_Pending], results: list[str]) -> None:
         self.batches += 1
         self.items += len(batch)
         for p, r in zip(batch, results, strict=True):
-            if not p.future.done():
+            if p.future.done():
+                continue
+            if r.startswith("err:"):
+                p.future.set_exception(ResponseError(r[4:]))
+            else:
                 p.future.set_result(r)
 
     async def _write(self, batch: list[_Pending]) -> list[str]:
-        keys: list[str] = [self._keys.stats]
+        keys: list[Any] = [self._keys.stats]
         ignored = [p.ignored for p in batch if p.ignored is not None]
         args: list[Any] = [self._ttl, len(ignored), *ignored]
-        stores = [p.delivery for p in batch if p.delivery is not None]
-        for d in stores:
-            part = partition_of(d.ticket_key, self._partitions)
-            keys += [self._keys.seen(d.vendor, d.event_id), self._keys.stream(part)]
-            args += (d.meta(), d.body)
+        for p in batch:
+            keys += p.keys
+            args += p.args
         try:
             raw = await self._redis.evalsha(self._sha or "", len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
@@ -177,4 +246,15 @@ class Intake:
             self._sha = await self._redis.script_load(_STORE_LUA)
             raw = await self._redis.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]
         ids = iter([r.decode() if isinstance(r, bytes) else str(r) for r in raw])
-        return [next(ids) if p.delivery is not None else "" for p in batch]
+        return [next(ids) if p.keys else "" for p in batch]
+
+
+def _future() -> asyncio.Future[str]:
+    return asyncio.get_running_loop().create_future()
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    error = exc if isinstance(exc, Exception) else ConnectionError("intake stopped")
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(error)

@@ -1,4 +1,13 @@
-"""`POST /webhooks/<vendor>`: check size and type, verify, parse, store, then answer."""
+"""`POST /webhooks/<vendor>`: check size, type and coding, verify, parse, store, then answer.
+
+Compressed deliveries: aiohttp decodes `Content-Encoding: gzip` and `deflate` request bodies as
+they are read, in bounded steps, and the size limit applies to the decoded body, so a small
+compressed bomb is refused with 413 after at most the limit has been decoded. The signature is
+checked over the decoded body, the JSON the vendor signed, and that is what is stored. Any other
+coding (`br`, `zstd`, `compress`, a list such as `identity, gzip`) is refused with 415 before the
+body is read (aiohttp answers `br` and `zstd` with 400 itself when their decoders are not
+installed); a body that is not valid data of its declared coding gets 400.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +15,11 @@ import json
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
-from receiver.intake import Intake
+from receiver.answers import error
+from receiver.intake import Intake, UnstorableDelivery
 from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.stored import StoredDelivery
@@ -17,12 +27,9 @@ from ticketwire.vendors import WebhookIntake
 
 log = logging.getLogger("ticketwire.receiver")
 
-#: How long a sender should wait before retrying when Redis cannot take the event.
-RETRY_AFTER_S = 5
-
-
-def _error(status: int, error: str, detail: str, **headers: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+#: Content codings aiohttp decodes while the body is read ("" and `identity` mean none).
+DECODED_CODINGS = ("gzip", "deflate")
+_ACCEPTED_CODINGS = frozenset({"", "identity", *DECODED_CODINGS})
 
 
 def _is_json(content_type: str) -> bool:
@@ -44,24 +51,47 @@ class WebhookHandler:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
             log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
-            return _too_large(self.max_body_bytes)
-        if not _is_json(request.content_type):
-            log.warning("rejected %s 415: content type %r", name, request.content_type)
-            return _error(
+            return _unread_rest(request, _too_large(self.max_body_bytes))
+        codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
+        if codings and (len(codings) > 1 or codings[0].lower() not in _ACCEPTED_CODINGS):
+            shown = ", ".join(codings)[:100]
+            log.warning("rejected %s 415: content encoding %r", name, shown)
+            return error(
                 415,
-                "unsupported_media_type",
-                f"expected Content-Type: application/json, got {request.content_type!r}",
+                "unsupported_content_encoding",
+                f"Content-Encoding {shown!r} is not accepted; send the body uncompressed, "
+                f"or compressed with one of: {', '.join(DECODED_CODINGS)}",
+                **{hdrs.ACCEPT_ENCODING: ", ".join(DECODED_CODINGS)},
             )
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            log.warning("rejected %s 413: chunked body over the limit", name)
-            return _too_large(self.max_body_bytes)
+            log.warning("rejected %s 413: body over the limit (chunked or decoded)", name)
+            return _unread_rest(request, _too_large(self.max_body_bytes))
+        except web.RequestPayloadError as exc:
+            # Only the payload's coding or framing can be wrong here; the cause names which.
+            problem = _payload_problem(exc)
+            log.warning("rejected %s 400: unreadable body: %s", name, problem)
+            answer = error(400, "malformed_body", f"the body could not be read as sent: {problem}")
+            return _unread_rest(request, answer, broken=True)
+        except ConnectionResetError:
+            log.info("%s: the sender closed the connection before the body arrived", name)
+            return error(400, "malformed_body", "the connection closed before the body arrived")
+        # Checked once the body is read (within the limit): a refused request whose body is
+        # left unread is drained by aiohttp after the answer, and a broken gzip body there would
+        # end in a reset instead of this answer.
+        if not _is_json(request.content_type):
+            log.warning("rejected %s 415: content type %r", name, request.content_type[:100])
+            return error(
+                415,
+                "unsupported_media_type",
+                f"expected Content-Type: application/json, got {request.content_type[:100]!r}",
+            )
         try:
             self.vendor.verify(request.headers, body)
         except InvalidSignature as exc:
             log.warning("rejected %s 401: %s", name, exc.reason)
-            return _error(401, "invalid_signature", exc.reason)
+            return error(401, "invalid_signature", exc.reason)
         try:
             event = self.vendor.inspect(body)
         except MalformedEvent as exc:
@@ -87,19 +117,23 @@ class WebhookHandler:
                 body=body,
                 received_ms=int(time.time() * 1000),
                 headers={
-                    h: request.headers[h]
+                    h: value
                     for h in self.vendor.replay_headers
-                    if h in request.headers
+                    if (value := request.headers.get(h)) is not None and _replayable(value)
                 },
             )
             outcome, entry = await self.intake.store(delivery)
+        except UnstorableDelivery as exc:
+            log.warning("rejected %s 400: %s", name, exc)
+            return web.json_response(
+                {"error": "malformed_event", "detail": str(exc), "field": None}, status=400
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             log.error("unavailable %s 503: could not store event=%s: %s", name, event.id, exc)
-            return _error(
+            return error(
                 503,
                 "storage_unavailable",
                 "the event could not be stored; it was not accepted, retry later",
-                **{"Retry-After": str(RETRY_AFTER_S)},
             )
         if outcome == "duplicate":
             log.info(
@@ -125,8 +159,43 @@ def _answer(status: int, outcome: str, event_id: str, entry: str) -> web.Respons
     return web.Response(body=body, status=status, content_type="application/json")
 
 
+def _unread_rest(
+    request: web.Request, answer: web.Response, *, broken: bool = False
+) -> web.Response:
+    """`answer`, after which the rest of the body is not read and the connection closes.
+
+    After an early answer aiohttp drains the unread body. It must not: when the rest is broken
+    (it would log the same error again as unhandled), or compressed (it would decode the rest of
+    a bomb, CPU spent on a refused request). A plain body is drained as usual, so the sender
+    reads the answer rather than a reset.
+    """
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "").lower()
+    if broken or coding in DECODED_CODINGS:
+        request.content.feed_eof()
+        answer.force_close()
+    return answer
+
+
+def _replayable(value: str) -> bool:
+    # aiohttp keeps bytes that are not UTF-8 as lone surrogates; a replay could not send them.
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _payload_problem(exc: BaseException) -> str:
+    # aiohttp's errors carry the words in `message`; str() adds the status and line breaks.
+    cause = exc.__cause__ or exc
+    text = getattr(cause, "message", None) or str(cause)
+    return " ".join(str(text).split())[:200]
+
+
 def _too_large(limit: int) -> web.Response:
-    return _error(
+    return error(
         413,
         "payload_too_large",
         f"body exceeds {limit} bytes (raise TICKETWIRE_MAX_BODY if deliveries are legitimately larger)",

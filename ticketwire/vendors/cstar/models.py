@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from ticketwire.vendors.ids import Id
+
 STATUSES: tuple[str, ...] = ("new", "open", "pending", "resolved", "closed")
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
 #: Priorities a payload may carry: one cStar article says `critical` where the API says `urgent`.
@@ -43,7 +45,8 @@ class Ticket(BaseModel):
 
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
-    id: str
+    #: A string or an exact integer (kept as its digits); a float is refused, not stringified.
+    id: Id
     prefixed_id: str | None = _alias("prefixed_id", "prefixedId")
     title: str | None = None
     status: str | None = None
@@ -75,8 +78,8 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
-    id: str
+    id: Id
     type: str
     created_at: datetime = Field(validation_alias=AliasChoices("created_at", "createdAt"))
-    team_id: str = Field(validation_alias=AliasChoices("team_id", "teamId"))
+    team_id: Id = Field(validation_alias=AliasChoices("team_id", "teamId"))
     data: EventData = Field(default_factory=EventData)

@@ -35,6 +35,8 @@ from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import Envelope, Ticket
+from ticketwire.vendors.ids import checked
+from ticketwire.vendors.strictjson import refuse_non_finite
 from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
 
 VENDOR = "cstar"
@@ -45,6 +47,8 @@ EVENT_ID_HEADER = "X-Event-ID"
 DEFAULT_TOLERANCE_S = 300.0
 _EXPECTED = "expected 't=<unix seconds>,v1=<hex>' or the legacy 'sha256=<hex>'"
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+#: Unix seconds have 10 digits until the year 2286; more than this is not a time.
+_MAX_T_DIGITS = 12
 
 log = logging.getLogger("ticketwire.receiver")
 
@@ -178,7 +182,9 @@ def _parse_signature(name: str, value: str) -> tuple[int | None, list[bytes]]:
         if not sep:
             raise InvalidSignature(f"malformed {name}: {_EXPECTED}")
         if key == "t":
-            if not item.isdigit() or timestamp is not None:
+            # ASCII digits only ("²" and "١" are digits to str.isdigit), and few enough of them.
+            digits = item.isascii() and item.isdigit() and len(item) <= _MAX_T_DIGITS
+            if not digits or timestamp is not None:
                 raise InvalidSignature(
                     f"malformed {name}: t must be one whole number of unix seconds; {_EXPECTED}"
                 )
@@ -204,7 +210,7 @@ def _digest(name: str, text: str) -> bytes:
 def _note_event_id(headers: Mapping[str, str], body: bytes) -> None:
     header_id = _header(headers, EVENT_ID_HEADER)
     # A byte search, not a second JSON parse: the receiver's hot path stays one parse per body.
-    if header_id and header_id.encode() not in body:
+    if header_id and header_id.encode("utf-8", "surrogateescape") not in body:
         log.warning(
             "cStar %s %r does not appear in the body; the envelope's id is used for dedupe",
             EVENT_ID_HEADER,
@@ -296,9 +302,15 @@ def _utc(moment: datetime) -> datetime:
 
 def _validate(body: bytes) -> Envelope:
     try:
-        return Envelope.model_validate_json(body)
+        env = Envelope.model_validate_json(body)
     except ValidationError as exc:
+        # A NaN or Infinity literal is reported as what it is (not JSON), wherever it stands.
+        refuse_non_finite(body)
         raise _malformed(exc) from None
+    refuse_non_finite(body)
+    # Ids are checked by their type; the event type also reaches Redis (a counter's name).
+    checked(env.type, "type")
+    return env
 
 
 def assignee_id(value: Any) -> str | None:
@@ -323,19 +335,25 @@ def tag_names(value: Any) -> list[str] | None:
     return names
 
 
+#: The flat-payload root keys that stand in for the ticket, by ticket field.
+_FLAT_KEYS: Mapping[str, str] = {
+    "id": "ticket_id",
+    "title": "ticket_title",
+    "status": "ticket_status",
+    "priority": "ticket_priority",
+}
+
+
 def _flat_ticket(env: Envelope) -> Ticket | None:
     extra = env.model_extra or {}
-    ticket_id = extra.get("ticket_id")
-    if not isinstance(ticket_id, str | int) or isinstance(ticket_id, bool):
+    if extra.get("ticket_id") is None:
         return None
-    return Ticket.model_validate(
-        {
-            "id": str(ticket_id),
-            "title": extra.get("ticket_title"),
-            "status": extra.get("ticket_status"),
-            "priority": extra.get("ticket_priority"),
-        }
-    )
+    try:
+        return Ticket.model_validate({name: extra.get(key) for name, key in _FLAT_KEYS.items()})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = _FLAT_KEYS.get(str(err["loc"][0]), "ticket_id") if err["loc"] else "ticket_id"
+        raise MalformedEvent(err["msg"], field=key) from None
 
 
 def _changes(value: Any) -> dict[str, Any] | None:
@@ -371,7 +389,8 @@ def _first(change: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 def _malformed(exc: ValidationError) -> MalformedEvent:
     err = exc.errors(include_url=False)[0]
     if err["type"] == "json_invalid":
-        return MalformedEvent(f"body is not valid JSON: {err['msg']}")
+        detail = err["msg"].removeprefix("Invalid JSON: ")
+        return MalformedEvent(f"body is not valid JSON: {detail}")
     field = ".".join(str(p) for p in err["loc"]) or None
     if err["type"] == "missing":
         return MalformedEvent("required field is missing", field=field)

@@ -19,7 +19,9 @@ from pydantic import ValidationError
 from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
+from ticketwire.vendors.ids import checked
 from ticketwire.vendors.inboxops.models import Envelope
+from ticketwire.vendors.strictjson import loads, refuse_non_finite
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 SIGNATURE_HEADER = "X-InboxOps-Signature"
@@ -87,7 +89,7 @@ def parse(body: bytes) -> Event:
     env = _validate(body)
     # Rules see the ticket exactly as InboxOps sent it (not re-serialised from the model), and
     # the Event is built from values just validated, so it is not validated a second time.
-    ticket: dict[str, Any] = json.loads(body)["data"]
+    ticket: dict[str, Any] = loads(body)["data"]
     return Event.model_construct(
         vendor=VENDOR,
         type=env.event,
@@ -168,15 +170,25 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _validate(body: bytes) -> Envelope:
     try:
-        return Envelope.model_validate_json(body)
+        env = Envelope.model_validate_json(body)
     except ValidationError as exc:
+        # A NaN or Infinity literal is reported as what it is (not JSON), wherever it stands.
+        refuse_non_finite(body)
         raise _malformed(exc) from None
+    refuse_non_finite(body)
+    # These become Redis keys (dedupe, partition) and log text.
+    checked(env.event, "event")
+    checked(env.event_id, "event_id")
+    checked(env.tenant_id, "tenant_id")
+    checked(env.data.id, "data.id")
+    return env
 
 
 def _malformed(exc: ValidationError) -> MalformedEvent:
     err = exc.errors(include_url=False)[0]
     if err["type"] == "json_invalid":
-        return MalformedEvent(f"body is not valid JSON: {err['msg']}")
+        detail = err["msg"].removeprefix("Invalid JSON: ")
+        return MalformedEvent(f"body is not valid JSON: {detail}")
     field = ".".join(str(p) for p in err["loc"]) or None
     if err["type"] == "missing":
         return MalformedEvent("required field is missing", field=field)

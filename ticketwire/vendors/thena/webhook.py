@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -52,6 +51,8 @@ from pydantic import ValidationError
 from ticketwire.errors import ConfigError, InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
+from ticketwire.vendors.ids import checked
+from ticketwire.vendors.strictjson import loads
 from ticketwire.vendors.thena.models import PlatformEvent, Ticket
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
@@ -171,7 +172,8 @@ class ThenaWebhook:
             raise InvalidSignature(f"empty {self.header} header")
         # Compare digests, not the tokens: equal lengths, so the time taken reveals nothing about
         # the length of any active token.
-        given = hashlib.sha256(value.encode()).digest()
+        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates.
+        given = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
         matched = False
         for key in self._keys:
             # Every token is compared, so the time taken does not reveal which one matched.
@@ -213,10 +215,7 @@ class ThenaWebhook:
 
 def parse(body: bytes) -> Event:
     """Parse a raw Thena delivery (flat or `message`-nested) into an `Event`."""
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise MalformedEvent(f"body is not valid JSON: {exc}") from None
+    doc = loads(body)
     if not isinstance(doc, dict):
         raise MalformedEvent("body must be a JSON object")
     doc, prefix = _unwrap(doc)
@@ -224,6 +223,10 @@ def parse(body: bytes) -> Event:
         env = PlatformEvent.model_validate(doc)
     except ValidationError as exc:
         raise _malformed(exc, prefix) from None
+    # These become Redis keys (dedupe, partition, counters) and log text.
+    checked(env.eventId, prefix + "eventId")
+    checked(env.eventType, prefix + "eventType")
+    checked(env.orgId, prefix + "orgId")
     created_at = _timestamp(env.timestamp, prefix + "timestamp")
     ticket, ticket_id = _ticket(env, prefix)
     # Changes compare what Thena sent, not the assignee id added for convenience.
@@ -316,10 +319,7 @@ def _unwrap(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
         return doc, ""
     message = doc["message"]
     if isinstance(message, str):
-        try:
-            message = json.loads(message)
-        except ValueError:
-            raise MalformedEvent("is a string but not JSON", field="message") from None
+        message = loads(message, field="message")
     if not isinstance(message, dict):
         raise MalformedEvent("must be an object holding the platform event", field="message")
     attributes = doc.get("messageAttributes")
@@ -353,12 +353,15 @@ def _timestamp(value: Any, field: str) -> datetime:
         raise MalformedEvent("must be ISO 8601 or unix seconds/milliseconds", field=field)
     text = value.strip() if isinstance(value, str) else None
     if text is None or _DIGITS.match(text):
-        number = float(value)
-        seconds = number / 1000 if abs(number) >= _MS_THRESHOLD else number
         try:
+            # float() itself overflows on an integer of some 310 digits or more.
+            number = float(value)
+            seconds = number / 1000 if abs(number) >= _MS_THRESHOLD else number
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            raise MalformedEvent(f"unix time {value!r} is out of range", field=field) from None
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown)} characters)"
+            raise MalformedEvent(f"unix time {shown} is out of range", field=field) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -381,6 +384,7 @@ def _ticket(env: PlatformEvent, prefix: str) -> tuple[dict[str, Any], str]:
             raise MalformedEvent("a ticket event must carry the ticket", field=field)
         if ticket_id is None:
             return {}, ""
+        checked(ticket_id, f"{prefix}payload.ticketId")
         return {"id": ticket_id}, ticket_id
     if not isinstance(raw, dict):
         raise MalformedEvent("must be an object", field=field)
@@ -388,6 +392,7 @@ def _ticket(env: PlatformEvent, prefix: str) -> tuple[dict[str, Any], str]:
         model = Ticket.model_validate(raw)
     except ValidationError as exc:
         raise _malformed(exc, field + ".") from None
+    checked(model.id, field + ".id")
     ticket = dict(raw)
     if "assignedAgentId" not in ticket and "assignedAgent" in ticket:
         agent = ticket["assignedAgent"]
