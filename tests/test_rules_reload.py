@@ -73,6 +73,15 @@ def test_the_fingerprint_names_the_files_contents(tmp_path: Path) -> None:
     assert loaded.describe() == f"rules {first} (1 rule)"
 
 
+def test_check_prints_the_fingerprint_workers_log(tmp_path: Path, capsys) -> None:
+    from cli.check import run_check
+
+    (tmp_path / "a.yml").write_text(TAG_RULE.format(tag="t1"))
+    assert run_check(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"1 rule(s) in {tmp_path}: OK, rules {rules_fingerprint(tmp_path)}\n")
+
+
 def worker_env(redis_url: str, keys: Keys, sim: InboxOpsSimulator, rules: Path) -> dict[str, str]:
     return {
         "REDIS_URL": redis_url,
