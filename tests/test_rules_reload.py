@@ -290,3 +290,34 @@ def test_rules_status_is_json_for_scripts(tmp_path: Path) -> None:
     assert WorkerRules.from_json("w1", entry.to_json()) == entry
     assert json.loads(entry.to_json())["refused"] == "its rule files are x"
     assert WorkerRules.from_json("w2", b"{").refused == "unreadable record"
+
+
+async def test_the_status_leaves_out_and_forgets_workers_that_died(redis, keys, tmp_path):
+    from workers.reload import FORGET_AFTER_S, RulesReloader, WorkerRules, _now_ms
+
+    (tmp_path / "a.yml").write_text(TAG_RULE.format(tag="t1"))
+    now = _now_ms()
+    old = WorkerRules("dead-long-ago", "abc", 1, now - int(FORGET_AFTER_S * 1000) - 1)
+    quiet = WorkerRules("dead-lately", "abc", 1, now - 60_000)
+    await redis.hset(keys.rules_workers, mapping={w.worker: w.to_json() for w in (old, quiet)})
+    reloader = RulesReloader(
+        redis,
+        keys,
+        tmp_path,
+        worker_id="alive",
+        running=load_rule_set(tmp_path),
+        apply=lambda router: None,
+    )
+    await reloader.start()
+    try:
+        await redis.zadd(keys.workers, {"alive": now + 60_000})
+        published, running = await rules_in_force(redis, keys)
+        assert published["fingerprint"] == rules_fingerprint(tmp_path)
+        assert published["by"] == "alive"
+        # Heartbeating, or recorded within the last half minute: shown; others left out.
+        assert [w.worker for w in running] == ["alive"]
+        await reloader._prune()
+        assert set(await redis.hkeys(keys.rules_workers)) == {b"alive", b"dead-lately"}
+    finally:
+        await reloader.stop()
+    assert await redis.hkeys(keys.rules_workers) == [b"dead-lately"]

@@ -40,6 +40,8 @@ log = logging.getLogger("ticketwire.worker")
 POLL_S = 1.0
 #: How often a worker re-records what it runs, so `ticketwire rules` can tell it is current.
 STATUS_EVERY_S = 10.0
+#: A worker's record not renewed for this long belongs to a worker that died; it is removed.
+FORGET_AFTER_S = 3600.0
 #: How often `ticketwire up` looks at the rules directory.
 WATCH_S = 0.25
 
@@ -106,6 +108,7 @@ class RulesReloader:
         # (published, files) last refused, so a refusal is logged once, not every second.
         self._refused_for: tuple[str, str] = ("", "")
         self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[bool]] = set()
         self._sighup = False
 
     async def start(self) -> None:
@@ -133,7 +136,10 @@ class RulesReloader:
             await cast("Awaitable[int]", self._redis.hdel(self._keys.rules_workers, self._id))
 
     def _on_sighup(self) -> None:
-        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        task = asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        # The loop keeps only a weak reference to a task; hold it until it is done.
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def reload(self, why: str) -> bool:
         """Check this worker's rule files; if they load, run them and publish them to every worker.
@@ -175,9 +181,12 @@ class RulesReloader:
                     await self._catch_up(wanted)
                 if time.monotonic() - last_status >= STATUS_EVERY_S:
                     await self._record()
+                    await self._prune()
                     last_status = time.monotonic()
             except (RedisError, OSError) as exc:
                 log.debug("rules: Redis unavailable (%s); the worker keeps its rules", exc)
+            except Exception:  # following the published rules must not stop on one failure
+                log.exception("rules: could not follow the published rules; trying again")
 
     async def _catch_up(self, wanted: str) -> None:
         """Another worker published `wanted`: switch to it if this worker's files are those."""
@@ -253,6 +262,19 @@ class RulesReloader:
     async def _record(self) -> None:
         status = self._status().to_json()
         await cast("Awaitable[int]", self._redis.hset(self._keys.rules_workers, self._id, status))
+
+    async def _prune(self) -> None:
+        """Forget the records of workers that died without removing theirs."""
+        recorded = await cast(
+            "Awaitable[dict[bytes, bytes]]", self._redis.hgetall(self._keys.rules_workers)
+        )
+        gone = [
+            _text(w)
+            for w, raw in recorded.items()
+            if WorkerRules.from_json(_text(w), raw).at_ms < _now_ms() - FORGET_AFTER_S * 1000
+        ]
+        if gone:
+            await cast("Awaitable[int]", self._redis.hdel(self._keys.rules_workers, *gone))
 
     def _status(self) -> WorkerRules:
         router = self.running.router
@@ -345,7 +367,10 @@ async def _watch(ctx: Mapping[str, Any]) -> None:
             tried = ""
         elif settled and files != tried:
             tried = files
-            await reloader.reload("a file in the rules directory changed")
+            try:
+                await reloader.reload("a file in the rules directory changed")
+            except Exception:  # the watcher must outlive one failed reload
+                log.exception("rules: reloading %s failed", reloader.rules_dir)
 
 
 def _now_ms() -> int:
