@@ -11,6 +11,7 @@ from receiver.app import create_app
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings
+from tests.test_loop_safety_e2e import score_router
 from ticketwire.engine import Context, Router, evaluate
 from ticketwire.logs import UnsignalledShutdown
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
@@ -42,19 +43,8 @@ def lines(caplog: pytest.LogCaptureFixture, part: str) -> list[str]:
 async def test_a_rules_own_line_is_logged_only_when_its_firing_goes_through(
     stack, redis, keys, sim, caplog
 ):
-    router = Router()
-
-    @router.on(
-        "ticket.updated",
-        vendor="inboxops",
-        when={"field": "custom_fields.score", "exists": True},
-        name="count-updates",
-    )
-    async def count_updates(ctx: Context) -> None:
-        score = ctx.ticket["custom_fields"]["score"] + 1
-        ctx.log.info("scoring %d", score)
-        ctx.update(custom_fields={"score": score})
-
+    # Its rule logs `scoring <n>` before writing score n.
+    router = score_router()
     caplog.set_level(logging.INFO, logger="ticketwire")
     ticket = sim.create_ticket(subject="count me", custom_fields={"score": 1})
     async with running_worker(stack, router):

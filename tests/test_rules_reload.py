@@ -19,9 +19,9 @@ from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, Proc, free_port, free_ports, spawn
 from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings
+from tests.test_processes import env_for
 from ticketwire.engine import Context, Router
 from ticketwire.engine.ruleset import load_rule_set, rules_fingerprint
-from ticketwire.keys import Keys
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
 from workers.reload import rules_in_force
 
@@ -82,20 +82,6 @@ def test_check_prints_the_fingerprint_workers_log(tmp_path: Path, capsys) -> Non
     assert out.endswith(f"1 rule(s) in {tmp_path}: OK, rules {rules_fingerprint(tmp_path)}\n")
 
 
-def worker_env(redis_url: str, keys: Keys, sim: InboxOpsSimulator, rules: Path) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "TICKETWIRE_KEY_PREFIX": keys.prefix,
-        "TICKETWIRE_PARTITIONS": "4",
-        "TICKETWIRE_LEASE_TTL": "2s",
-        "TICKETWIRE_HTTP_TIMEOUT": "2s",
-        "TICKETWIRE_RULES": str(rules),
-        "INBOXOPS_WEBHOOK_SECRETS": SECRET,
-        "INBOXOPS_API_URL": sim.url,
-        "INBOXOPS_API_KEY": sim.api_key,
-    }
-
-
 def rules_dir(root: Path, name: str, text: str) -> Path:
     d = root / name
     d.mkdir()
@@ -118,7 +104,7 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_rules(
             workers.append(
                 await spawn(
                     [str(BIN / "arq"), "workers.settings.WorkerSettings"],
-                    worker_env(redis_url, keys, sim, d),
+                    env_for(redis_url, keys, sim, d, free_port()),
                 )
             )
         old_fp = rules_fingerprint(dirs[0])
