@@ -99,6 +99,11 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_rules(
     settings = stack_settings(redis_url, keys, sim, dirs[0])
     await start_receiver(aiohttp_server, redis, sim, settings)
     workers: list[Proc] = []
+
+    async def rules_command(*args: str) -> Proc:
+        env = {"REDIS_URL": redis_url, "TICKETWIRE_KEY_PREFIX": keys.prefix}
+        return await spawn([str(BIN / "ticketwire"), "rules", *args], env)
+
     try:
         for d in dirs:
             workers.append(
@@ -131,6 +136,9 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_rules(
             ]
 
         await wait_for(lambda: all_on(new_fp), message="both workers record the new rules")
+        agreed = await rules_command()
+        assert await agreed.finish() == 0, agreed.output
+        assert "every live worker runs the published rules" in agreed.output
         first = sim.create_ticket(subject="reload me", priority="low")
         sim.change_ticket(first["id"], priority="urgent")
         await wait_for(lambda: new_tag in tags_of(sim, first["id"]), message="the new rule acts")
@@ -166,13 +174,16 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_rules(
             ]
 
         await wait_for(refusal_recorded, message="the refusal is recorded")
-        status = await spawn(
-            [str(BIN / "ticketwire"), "rules"],
-            {"REDIS_URL": redis_url, "TICKETWIRE_KEY_PREFIX": keys.prefix},
-        )
+        status = await rules_command()
         assert await status.finish() == 1, status.output
         assert f"published: rules {old_fp}" in status.output
         assert f"its rule files are {new_fp}, not the published {old_fp}" in status.output
+        assert "workers disagree: deploy the same rule files to every worker" in status.output
+        as_json = await rules_command("--json")
+        assert await as_json.finish() == 1, as_json.output
+        report = json.loads(as_json.output)
+        assert report["agreed"] is False and report["published"]["fingerprint"] == old_fp
+        assert sorted(w["fingerprint"] for w in report["workers"]) == sorted([old_fp, new_fp])
     finally:
         for w in workers:
             await w.stop(signal.SIGTERM)
