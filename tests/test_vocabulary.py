@@ -132,7 +132,8 @@ def test_an_action_only_one_helpdesk_has_names_all_that_lack_it():
         "neutral actions set_status,"
     )
     assert "for vendor" not in error.message
-    assert error.accepted == NEUTRAL_ACTIONS
+    assert error.message.endswith(", ".join(NEUTRAL_ACTIONS))
+    assert error.accepted == ()  # the message says what to use instead
 
 
 def test_an_action_no_helpdesk_has_speaks_for_none_of_them():
@@ -235,3 +236,16 @@ def test_changes_paths_are_checked_at_load():
         file="r.yml",
     )
     assert "changes.<field>.from" in error.message
+
+
+def test_a_helpdesks_explained_gap_keeps_its_explanation():
+    from ticketwire.engine.actions import ActionError, _unpinned_error
+
+    gap = ActionError("thena has no add_note: Thena documents no API that adds a note")
+    error = _unpinned_error("add_note", ["cstar", "inboxops"], {"thena": gap})
+    assert error.message.startswith(
+        "'add_note' works on cstar and inboxops only (thena has no add_note: Thena documents no "
+        "API that adds a note); a rule without vendor: runs on every helpdesk, so pin it with "
+        "vendor: cstar or vendor: inboxops (one copy of the rule for each)"
+    )
+    assert error.accepted == ()

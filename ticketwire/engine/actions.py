@@ -207,12 +207,14 @@ def _unpinned_error(name: str, fits: list[str], failures: dict[str, ActionError]
             f"unknown action {name!r}{suggest(name, action_names(None))} No helpdesk has it; a "
             f"rule without vendor: runs on every helpdesk and may use {neutral}; a helpdesk's own "
             f"actions need the rule pinned with vendor: {' | '.join(registered_vendors())}",
-            accepted=NEUTRAL_ACTIONS,
         )
+    # A helpdesk's known gap keeps its own explanation; the others lack it plainly.
+    plain = [v for v in lacking if failures[v].message.startswith("unknown action ")]
     problems = []
-    if lacking:
-        have = "has" if len(lacking) == 1 else "have"
-        problems.append(f"{_joined(lacking)} {have} no such action")
+    if plain:
+        have = "has" if len(plain) == 1 else "have"
+        problems.append(f"{_joined(plain)} {have} no such action")
+    problems += [failures[v].message for v in lacking if v not in plain]
     problems += [f"{_joined(vs)}: {message}" for message, vs in by_message.items()]
     works = f"works on {_joined(fits)} only" if fits else "works on no helpdesk"
     if fits:
@@ -226,7 +228,8 @@ def _unpinned_error(name: str, fits: list[str], failures: dict[str, ActionError]
     return ActionError(
         f"{name!r} {works} ({'; '.join(problems)}); a rule without vendor: runs on every "
         f"helpdesk, so {hint}",
-        accepted=only.accepted if only else NEUTRAL_ACTIONS if name not in NEUTRAL_ACTIONS else (),
+        # What to write instead is in the message; a list is an answer only to one bad value.
+        accepted=only.accepted if only else (),
         key=only.key if only else None,
     )
 
