@@ -173,12 +173,9 @@ class RulesReloader:
         while True:
             await asyncio.sleep(POLL_S)
             try:
-                raw = await cast(
-                    "Awaitable[bytes | None]", self._redis.hget(self._keys.rules, "fingerprint")
-                )
-                wanted = raw.decode() if isinstance(raw, bytes) else raw
+                wanted = await self._published()
                 if wanted and wanted != self.running.fingerprint:
-                    await self._catch_up(wanted)
+                    await self._catch_up()
                 if time.monotonic() - last_status >= STATUS_EVERY_S:
                     await self._record()
                     await self._prune()
@@ -188,10 +185,18 @@ class RulesReloader:
             except Exception:  # following the published rules must not stop on one failure
                 log.exception("rules: could not follow the published rules; trying again")
 
-    async def _catch_up(self, wanted: str) -> None:
-        """Another worker published `wanted`: switch to it if this worker's files are those."""
+    async def _published(self) -> str:
+        raw = await cast(
+            "Awaitable[bytes | None]", self._redis.hget(self._keys.rules, "fingerprint")
+        )
+        return _text(raw) if raw is not None else ""
+
+    async def _catch_up(self) -> None:
+        """Other rules were published: switch to them if this worker's files are those."""
         async with self._lock:
-            if wanted == self.running.fingerprint:
+            # Read again under the lock: a reload of this worker may have published meanwhile.
+            wanted = await self._published()
+            if not wanted or wanted == self.running.fingerprint:
                 return
             files = rules_fingerprint(self.rules_dir)
             if (wanted, files) == self._refused_for:
