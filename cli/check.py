@@ -6,17 +6,19 @@ import os
 import sys
 from pathlib import Path
 
-from ticketwire.engine import check_rules, render_table
+from ticketwire.engine import render_table
+from ticketwire.engine.ruleset import load_rule_set
 from ticketwire.vendors.inboxops.reminders import reminder_notes
 
 
 def run_check(directory: Path | None) -> int:
     """Validate `directory`; return 0 when every rule loads, 1 otherwise."""
     path = directory or Path(os.environ.get("TICKETWIRE_RULES") or "rules")
-    router, errors = check_rules(path)
-    if errors or router is None:
-        print(f"{len(errors)} error(s) in {path}:", file=sys.stderr)
-        for err in errors:
+    loaded = load_rule_set(path)
+    router = loaded.router
+    if not loaded.ok or router is None:
+        print(f"{len(loaded.errors)} error(s) in {path}:", file=sys.stderr)
+        for err in loaded.errors:
             print(f"  {err}", file=sys.stderr)
         return 1
     print(render_table(router))
@@ -25,5 +27,6 @@ def run_check(directory: Path | None) -> int:
         print("\nReminders:")
         for note in notes:
             print(f"  {note}")
-    print(f"\n{len(router.rules)} rule(s) in {path}: OK")
+    # The fingerprint workers log and `ticketwire rules` shows for exactly these files.
+    print(f"\n{len(router.rules)} rule(s) in {path}: OK, rules {loaded.fingerprint}")
     return 0

@@ -20,6 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = verbs.add_parser(
         "up",
         help="run the whole service locally (embedded Valkey and simulators when not configured)",
+        description="Run the receiver, one worker, an embedded Valkey (unless REDIS_URL is set) "
+        "and the InboxOps, cStar and Thena simulators (unless a helpdesk API is configured) in "
+        "one process. Rules are reloaded when a file in the rules directory changes; Ctrl-C "
+        "stops everything.",
+        epilog="environment: PORT (the receiver's port, default 8000), TICKETWIRE_RULES (rules "
+        "directory, default rules/), TICKETWIRE_DATA_DIR (where the embedded Valkey keeps its "
+        "data, default .ticketwire), REDIS_URL, and each helpdesk's variables (README, "
+        "Configuration).",
     )
     up.add_argument(
         "--simulator-port",
@@ -147,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_drop = dlq_verbs.add_parser("drop", help="delete one dead letter")
     dlq_drop.add_argument("id", help="dead-letter id, as `dlq list` prints it")
     dlq_drop.add_argument("--json", action="store_true", help="print JSON for scripts")
+    rules = verbs.add_parser(
+        "rules",
+        help="which rules are published and which each live worker runs; exit 1 if they differ",
+    )
+    rules.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 
 
@@ -209,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 as_json=args.json,
             )
         )
+    if args.verb == "rules":
+        from cli.rules import run_rules
+
+        sys.exit(run_rules(as_json=args.json))
     if args.verb == "simulate":
         from cli.simulate import run_simulate
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import logging
 import os
 import secrets
 import signal
@@ -30,6 +31,7 @@ from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
 from workers.app import stop_services, worker_options
+from workers.reload import watch_rules
 
 BANNER = """
 ticketwire is up.
@@ -79,7 +81,7 @@ async def _serve(settings: Settings, router: Router, simulator_port: int, seed_t
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stopping, sig, stop)
     async with contextlib.AsyncExitStack() as stack:
         redis_url = settings.redis_url or _start_valkey(settings, stack)
         settings = dataclasses.replace(settings, redis_url=redis_url)
@@ -118,6 +120,8 @@ async def _serve(settings: Settings, router: Router, simulator_port: int, seed_t
                 await worker_task
 
         stack.push_async_callback(stop_worker)
+        # A rule file saved while `up` runs is checked and, if it loads, in force for the next event.
+        await stack.enter_async_context(watch_rules(worker.ctx))
         # Only now that the receiver listens: simulators deliver in order per ticket, so an
         # early failed delivery would hold back every later one until its retry.
         try_it = _connect_simulators(settings, sims, base, seed_tickets)
@@ -135,6 +139,13 @@ async def _serve(settings: Settings, router: Router, simulator_port: int, seed_t
         print("\nstopping…", flush=True)
     print("stopped.", flush=True)
     return 0
+
+
+def _stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+    # arq names no signal here (`up` handles them), so say which one stops everything.
+    how = " (Ctrl-C)" if sig == signal.SIGINT else ""
+    logging.getLogger("ticketwire.up").info("shutdown on %s%s", sig.name, how)
+    stop.set()
 
 
 def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:

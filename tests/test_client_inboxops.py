@@ -595,7 +595,7 @@ async def test_slow_answer_beyond_the_timeout_is_unavailable(
     with pytest.raises(HelpdeskUnavailable) as caught:
         await client.get_ticket(made["id"])
     message = str(caught.value)
-    assert f"GET /tickets/{made['id']}" in message
+    assert f"GET /api/v1/tickets/{made['id']}" in message
     assert "no response within 0.1s" in message
 
 
@@ -608,7 +608,7 @@ async def test_closed_port_is_unavailable(session: aiohttp.ClientSession) -> Non
     with pytest.raises(HelpdeskUnavailable) as caught:
         await client.bulk("assign", ["1"], assignee_id=None)
     message = str(caught.value)
-    assert "POST /tickets/bulk" in message
+    assert "POST /api/v1/tickets/bulk" in message
     assert f"cannot connect to 127.0.0.1:{port}" in message
 
 
@@ -627,7 +627,7 @@ async def test_server_hanging_up_is_unavailable(session: aiohttp.ClientSession) 
         server.close()
         await server.wait_closed()
     message = str(caught.value)
-    assert "PATCH /tickets/42" in message
+    assert "PATCH /api/v1/tickets/42" in message
     assert "closed the connection" in message
 
 

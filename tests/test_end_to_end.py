@@ -243,10 +243,14 @@ async def test_steps_are_logged_one_line_each(
         sim.change_ticket(ticket["id"], subject="renamed")  # a change the rule skips
         sim.change_ticket(ticket["id"], priority="urgent")  # a change the rule acts on
         await wait_for(lambda: calls(sim, "POST", "/tickets/bulk"), message="write-back")
-        await wait_for(lambda: "api POST /tickets/bulk" in caplog.text, message="api log line")
+        await wait_for(
+            lambda: "api POST /api/v1/tickets/bulk" in caplog.text, message="api log line"
+        )
     text = caplog.text
     assert "received inboxops ticket.updated" in text
     assert "stored inboxops event=" in text
     assert "rule start-urgent skipped" in text and "condition false" in text
     assert "rule start-urgent fired" in text
-    assert f"api PATCH /tickets/{ticket['id']}" in text and "→ 200" in text
+    # Paths as InboxOps documents and logs them: "PATCH /api/v1/tickets/{id}".
+    assert f"api PATCH /api/v1/tickets/{ticket['id']}" in text and "→ 200" in text
+    assert "api PATCH /tickets/" not in text and "api POST /tickets/" not in text

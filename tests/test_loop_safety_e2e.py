@@ -78,7 +78,9 @@ def score_router() -> Router:
         name="count-updates",
     )
     async def count_updates(ctx: Context) -> None:
-        ctx.update(custom_fields={"score": ctx.ticket["custom_fields"]["score"] + 1})
+        score = ctx.ticket["custom_fields"]["score"] + 1
+        ctx.log.info("scoring %d", score)
+        ctx.update(custom_fields={"score": score})
 
     return router
 

@@ -112,7 +112,7 @@ async def test_procfile_processes_and_a_worker_killed_mid_write_back(
 
         await wait_for(drained, timeout=30, message="restarted worker drained the outbox")
         # The bulk that was in flight at the kill is sent again (at-least-once for that call)...
-        assert "api POST /tickets/bulk" in restarted.output
+        assert "api POST /api/v1/tickets/bulk" in restarted.output
         # The PATCH that had succeeded before the kill was not sent again.
         assert len(journal(sim, "PATCH", ticket["id"])) == 1
         assert sim.ticket(ticket["id"])["status"] == "in_progress"
@@ -234,7 +234,7 @@ async def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path):
                 async with http.post(url, json=json.loads(body)) as r:
                     assert r.status == 200, await r.text()
         await up.wait_output("rule urgent_unassigned.route_urgent fired")
-        await up.wait_output("api POST /tickets/bulk")
+        await up.wait_output("api POST /api/v1/tickets/bulk")
         await up.wait_output("rule cstar-on-call-tag fired")
         await up.wait_output("rule thena-follow-up fired")
         await wait_for(

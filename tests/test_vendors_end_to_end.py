@@ -84,7 +84,8 @@ def journal(sim: Any, method: str, part: str = "") -> list[Any]:
     return [e for e in sim.journal if e.method == method and part in e.path]
 
 
-async def test_the_same_neutral_rule_acts_on_all_three(three: Three, redis, keys):
+async def test_the_same_neutral_rule_acts_on_all_three(three: Three, redis, keys, caplog):
+    caplog.set_level("INFO", logger="ticketwire")
     io_t = three.io.create_ticket(subject="Cannot pay", priority="normal")
     three.io.change_ticket(io_t["id"], status="waiting", assignee_id=three.io.agents[0]["id"])
     cs_t = three.cs.create_ticket(title="Cannot pay", status="pending", priority="normal")
@@ -107,6 +108,10 @@ async def test_the_same_neutral_rule_acts_on_all_three(three: Three, redis, keys
         # The write-backs' own webhooks did not make the rule fire again anywhere.
         assert len(journal(three.cs, "PATCH", cs_t["id"])) == 1
         assert len(journal(three.th, "PATCH", th_t["id"])) == 1
+    # Each write-back's log line names the path the helpdesk received (`/api/v1/teams/…`).
+    for sim, ticket in ((three.io, io_t), (three.cs, cs_t), (three.th, th_t)):
+        [sent] = [e.path for e in journal(sim, "PATCH", ticket["id"])]
+        assert f"api PATCH {sent} " in caplog.text, sent
 
 
 async def test_thena_follow_up_ticket_is_created_once(three: Three, redis, keys):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ticketwire.engine import Router, compile_yaml, evaluate
+from ticketwire.engine.actions import NEUTRAL_ACTIONS
 from ticketwire.errors import RuleConfigError
 from ticketwire.vendors.inboxops.webhook import parse
 from ticketwire.vocabulary import (
@@ -117,8 +118,45 @@ def test_vendor_specific_action_unpinned_says_how_to_pin():
     _, [error] = _compile(
         "name: r\nevents: [ticket.updated]\nthen:\n  - update: {status: in_progress}\n"
     )
-    assert "works for inboxops but not for 'cstar'" in error.message
+    # Every helpdesk that refuses it, each with its own reason.
+    assert error.message.startswith("'update' works on inboxops only (cstar: update.status: ")
+    assert "; thena: update: unknown field 'status'" in error.message
     assert "pin it with vendor: inboxops" in error.message
+
+
+def test_an_action_only_one_helpdesk_has_names_all_that_lack_it():
+    _, [error] = _compile("name: r\nevents: [ticket.updated]\nthen:\n  - move_inbox: in_1\n")
+    assert error.message.startswith(
+        "'move_inbox' works on inboxops only (cstar and thena have no such action); a rule "
+        "without vendor: runs on every helpdesk, so pin it with vendor: inboxops, or use the "
+        "neutral actions set_status,"
+    )
+    assert "for vendor" not in error.message
+    assert error.message.endswith(", ".join(NEUTRAL_ACTIONS))
+    assert error.accepted == ()  # the message says what to use instead
+
+
+def test_an_action_no_helpdesk_has_speaks_for_none_of_them():
+    _, [error] = _compile("name: r\nevents: [ticket.updated]\nthen:\n  - add_tag: [vip]\n")
+    assert error.message.startswith(
+        "unknown action 'add_tag'; did you mean 'add_tags'? No helpdesk"
+    )
+    assert "vendor: cstar | inboxops | thena" in error.message
+    assert "'cstar'" not in error.message
+
+
+def test_a_value_no_helpdesk_takes_is_one_neutral_message():
+    _, [error] = _compile("name: r\nevents: [ticket.updated]\nthen:\n  - set_status: wating\n")
+    assert error.message == (
+        "set_status: 'wating' is not one of the accepted values; did you mean 'waiting'?"
+    )
+
+
+def test_a_pinned_rule_keeps_its_helpdesks_words():
+    _, [error] = _compile(
+        "name: r\nvendor: cstar\nevents: [ticket.updated]\nthen:\n  - move_inbox: in_1\n"
+    )
+    assert error.message.startswith("unknown action 'move_inbox' for vendor 'cstar'")
 
 
 def test_an_action_the_pinned_vendor_cannot_do_is_rejected_naming_it():
@@ -198,3 +236,16 @@ def test_changes_paths_are_checked_at_load():
         file="r.yml",
     )
     assert "changes.<field>.from" in error.message
+
+
+def test_a_helpdesks_explained_gap_keeps_its_explanation():
+    from ticketwire.engine.actions import ActionError, _unpinned_error
+
+    gap = ActionError("thena has no add_note: Thena documents no API that adds a note")
+    error = _unpinned_error("add_note", ["cstar", "inboxops"], {"thena": gap})
+    assert error.message.startswith(
+        "'add_note' works on cstar and inboxops only (thena has no add_note: Thena documents no "
+        "API that adds a note); a rule without vendor: runs on every helpdesk, so pin it with "
+        "vendor: cstar or vendor: inboxops (one copy of the rule for each)"
+    )
+    assert error.accepted == ()

@@ -38,6 +38,16 @@ class Keys:
         return f"{self.prefix}workers"
 
     @property
+    def rules(self) -> str:
+        """HASH: the rules every worker should run (`fingerprint`, `by`, `at`)."""
+        return f"{self.prefix}rules"
+
+    @property
+    def rules_workers(self) -> str:
+        """HASH: worker id → the rules it runs, as JSON (fingerprint, rule count, refusal)."""
+        return f"{self.prefix}rules:workers"
+
+    @property
     def meta(self) -> str:
         """Deployment facts every process must agree on (partition count)."""
         return f"{self.prefix}meta"

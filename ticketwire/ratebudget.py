@@ -39,8 +39,10 @@ for i = 2, #KEYS do
   local window = tonumber(ARGV[2 * i - 1]) + margin
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   if redis.call('ZCARD', KEYS[i]) >= limit then
+    -- The oldest entry leaves the window when now - window reaches it (the trim above is
+    -- inclusive), so that is the wait: never longer than the window itself.
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    wait = math.max(wait, tonumber(oldest[2]) + window - now + 1)
+    wait = math.max(wait, tonumber(oldest[2]) + window - now)
   end
 end
 if wait > 0 then return wait end

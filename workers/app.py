@@ -28,6 +28,7 @@ from workers.loopguard import LoopGuard
 from workers.outage import REDIS_DOWN, Outage
 from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
+from workers.reload import RulesReloader, start_reloader
 from workers.schedule import build_scheduler, cron_jobs
 from workers.ticketstate import TicketState
 
@@ -114,6 +115,8 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     wid = worker_id()
     redis = connect(settings.redis_url)
     session = aiohttp.ClientSession()
+    # arq's per-minute job exists only if the rules had time-based ones when the worker started.
+    scheduled_job = bool(cron_jobs(router))
     if router is None:
         router = load_rules(settings.rules_dir)
     vendors = vendor_runtimes(settings, session)
@@ -186,10 +189,16 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         settings.partitions,
         settings.worker_concurrency,
     )
+    ctx["reloader"] = await start_reloader(
+        ctx, settings, router, redis, keys, wid, order, scheduled_job=scheduled_job
+    )
 
 
 async def stop_services(ctx: dict[str, Any]) -> None:
     """arq on_shutdown: finish in-flight events, hand partitions over, close connections."""
+    reloader: RulesReloader | None = ctx.pop("reloader", None)
+    if reloader is not None:
+        await reloader.stop()
     consumer: Consumer | None = ctx.get("consumer")
     if consumer is not None:
         await consumer.stop()

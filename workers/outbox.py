@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -468,7 +469,7 @@ class Outbox:
         except BudgetSpent as exc:
             until = _now_ms() + int(exc.retry_after * 1000)
             spent[call.vendor] = until
-            log.info("api %s waits %.1fs: %s", _describe(o), exc.retry_after, exc)
+            log.info("api %s waits %.1fs: %s", self._describe(o), exc.retry_after, exc)
             self._stop(o, tickets, until, None)
             return
         except RateLimited as exc:
@@ -482,7 +483,7 @@ class Outbox:
             log.warning(
                 "api %s → 429 rate limited; %d ticket(s) wait %.0fs (Retry-After), "
                 "the account's budget is paused for every worker",
-                _describe(o),
+                self._describe(o),
                 len(o.covers),
                 exc.retry_after,
             )
@@ -497,7 +498,7 @@ class Outbox:
                 # alone, so only the ticket that is really refused is dead-lettered.
                 log.warning(
                     "api %s → %s; retrying its %d tickets one by one",
-                    _describe(o),
+                    self._describe(o),
                     exc,
                     len(o.covers),
                 )
@@ -518,7 +519,7 @@ class Outbox:
         except (RedisError, OSError, asyncio.CancelledError):
             raise  # infrastructure or shutdown: the claim expires and the calls are sent again
         except Exception as exc:
-            log.exception("internal error sending %s", call.describe())
+            log.exception("internal error sending %s", self._describe(o))
             await self._give_up(o, tickets, exc, "internal error")
             return
         self._done(o, tickets, result)
@@ -546,7 +547,7 @@ class Outbox:
             t.started = True
         log.info(
             "api %s → %d in %.0fms (rules: %s)",
-            _describe(o),
+            self._describe(o),
             result.status,
             result.elapsed_ms,
             ", ".join(o.call.rules) or "-",
@@ -573,7 +574,7 @@ class Outbox:
             t.not_before = now + int(delay * 1000)
         log.warning(
             "api %s → %s; %d ticket(s) retry with backoff (attempt %d of %d)",
-            _describe(o),
+            self._describe(o),
             exc,
             len(o.covers),
             max(len(tickets[k].work.calls[tickets[k].next].attempts) + 1 for k in o.covers),
@@ -618,7 +619,7 @@ class Outbox:
                 dead += 1
         log.warning(
             "api %s → %s; %d id(s) retried alone, %d dead-lettered",
-            _describe(o),
+            self._describe(o),
             exc,
             retried,
             dead,
@@ -657,6 +658,10 @@ class Outbox:
             keys=[k.wb_due, k.wb_owner, *(k.outbox(key) for key in tickets)], args=args
         )
 
+    def _describe(self, o: Outgoing) -> str:
+        """The call for a log line, with its path as sent (`/api/v1/tickets/42`, not `/tickets/42`)."""
+        return _describe(o, api_root(self._clients.get(o.call.vendor)))
+
     def _client(self, call: ApiCall) -> HelpdeskClient:
         try:
             return self._clients[call.vendor]
@@ -664,10 +669,17 @@ class Outbox:
             raise HelpdeskError(f"no {call.vendor} API configured for this worker") from None
 
 
-def _describe(o: Outgoing) -> str:
+def api_root(client: HelpdeskClient | None) -> str:
+    """The path a client's call paths are relative to (`/api/v1`, `/v1`, …); '' if none."""
+    # Planned calls keep paths relative to the API root; the helpdesk's logs show full ones.
+    base = getattr(client, "base_url", None)
+    return urlsplit(base).path.rstrip("/") if isinstance(base, str) else ""
+
+
+def _describe(o: Outgoing, root: str = "") -> str:
+    call = replace(o.call, path=root + o.call.path) if root else o.call
     if len(o.covers) <= 3:
-        return o.call.describe()
-    call = o.call
+        return call.describe()
     shown = {k: v for k, v in call.body.items() if not isinstance(v, list) or len(v) <= 5}
     return (
         f"{call.method} {call.path} {json.dumps(shown, sort_keys=True)} for {len(o.covers)} tickets"

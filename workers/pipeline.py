@@ -60,6 +60,15 @@ class Pipeline:
         self.read_fields = {name: router.read_fields(name) for name in vendors}
         self.counters: Counter[str] = Counter()
 
+    def use_rules(self, router: Router) -> None:
+        """Run `router`'s rules on the events handled from now on.
+
+        An event already being handled finishes with the rules it started with: `_handle` reads
+        the router once, so a swap never lands in the middle of an event.
+        """
+        self.read_fields = {name: router.read_fields(name) for name in self.vendors}
+        self.router = router
+
     async def handle(self, delivery: StoredDelivery) -> None:
         """Process one delivery; never returns before it is handled or dead-lettered.
 
@@ -99,6 +108,8 @@ class Pipeline:
         )
 
     async def _handle(self, delivery: StoredDelivery) -> None:
+        # One router for the whole event, whatever `use_rules` swaps in meanwhile.
+        router, read_fields = self.router, self.read_fields
         vendor = self.vendors.get(delivery.vendor)
         if vendor is None:
             log.error(
@@ -116,19 +127,27 @@ class Pipeline:
             self.counters["malformed"] += 1
             return
         rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
+        # The event still updates the ticket's last-seen state below: later events compare
+        # with it even when no rule acts on this one.
+        idle = (
+            ""
+            if router.rules_for(event.type, event.vendor)
+            else f": no rule listens to {event.type} on {event.vendor}"
+        )
         log.info(
-            "processing %s %s event=%s ticket=%s%s",
+            "processing %s %s event=%s ticket=%s%s%s",
             event.vendor,
             event.type,
             event.id,
             event.ticket_id,
             rerun,
+            idle,
         )
         prefetched = None
         if self.state is not None and event.ticket_id:
-            fields = self.read_fields.get(event.vendor)
+            fields = read_fields.get(event.vendor)
             if fields is None:
-                fields = self.read_fields[event.vendor] = self.router.read_fields(event.vendor)
+                fields = read_fields[event.vendor] = router.read_fields(event.vendor)
             redriven = delivery.redriven_from
             # A redriven event applied before (the state remembers its recent ones) is not
             # stale: it compares with the same earlier state as the first time.
@@ -165,10 +184,14 @@ class Pipeline:
         # Explaining why a rule was skipped costs more than deciding it; only do it when the
         # log will show the explanation.
         explain = log.isEnabledFor(logging.INFO)
+        # A rule's own log lines wait for the loop guard: a suppressed firing must not log as
+        # if it ran.
         decisions = await evaluate(
-            self.router, event, helpdesk=vendor.client, log=log, explain=explain
+            router, event, helpdesk=vendor.client, log=log, explain=explain, hold_log=True
         )
         for d in decisions:
+            if not (d.fired and d.actions):
+                d.emit_log()
             if d.error is not None:
                 # Kept as a dead letter so the event can be redriven once the rule is fixed.
                 await self._dead_letter(
@@ -179,7 +202,7 @@ class Pipeline:
         firing = [d for d in decisions if d.fired and d.actions]
         prints = [(d.rule.name, firing_print(d.actions, event)) for d in firing]
         # A disarmed rule re-arms on any event of its ticket, whether or not the rule runs on it.
-        rearm, broken = rearmed_by(self.router, event)
+        rearm, broken = rearmed_by(router, event)
         for name, why in broken:
             log.warning(
                 "rule %s rearm condition failed on ticket=%s: %s", name, event.ticket_id, why
@@ -200,12 +223,20 @@ class Pipeline:
                 "rule %s re-armed on ticket=%s: %s",
                 name,
                 event.ticket_id,
-                self.router.get(name).limits.rearm_text(),
+                router.get(name).limits.rearm_text(),
             )
+        held = {d.rule.name: d.withheld() for d in firing}
         for name, why in verdict.suppressed:
-            log.info("rule %s suppressed on ticket=%s: %s", name, event.ticket_id, why)
+            log.info(
+                "rule %s suppressed on ticket=%s: %s%s",
+                name,
+                event.ticket_id,
+                why,
+                held.get(name, ""),
+            )
         kept = [d for d in firing if d.rule.name in verdict.allowed]
         for d in kept:
+            d.emit_log()
             log.info(
                 "rule %s fired on ticket=%s: %s",
                 d.rule.name,

@@ -208,7 +208,8 @@ class Scheduler:
         catch_up_minutes: int = CATCH_UP_MINUTES,
         concurrency: int = TICKET_CONCURRENCY,
     ) -> None:
-        self.rules: list[Rule] = [r for r in router.rules if r.schedule is not None]
+        self.rules: list[Rule] = []
+        self.use_rules(router)
         self._redis = redis
         self._keys = keys
         self._clients = clients
@@ -224,6 +225,10 @@ class Scheduler:
         self._claim = redis.register_script(_CLAIM_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
         self._finish = redis.register_script(_FINISH_LUA)
+
+    def use_rules(self, router: Router) -> None:
+        """Run `router`'s scheduled rules from the next tick on (a run going on finishes)."""
+        self.rules = [r for r in router.rules if r.schedule is not None]
 
     async def tick(self, now: datetime) -> list[RunReport]:
         """Run every rule due at `now` (or missed shortly before), side by side; one report each."""
@@ -418,7 +423,12 @@ class Scheduler:
             report.errors += 1
             log.warning("scheduled rule %s: %s; skipped", rule.name, exc)
             return
-        decision = await run_rule(rule, event, helpdesk=client, log=log, explain=explain)
+        # The rule's own log lines wait for the loop guard, as for a webhook's event.
+        decision = await run_rule(
+            rule, event, helpdesk=client, log=log, explain=explain, hold_log=True
+        )
+        if not (decision.fired and decision.actions):
+            decision.emit_log()
         if decision.error is not None:
             report.errors += 1
             log.error(
@@ -444,9 +454,16 @@ class Scheduler:
         )
         for name, why in verdict.suppressed:
             report.suppressed += 1
-            log.info("scheduled rule %s suppressed on ticket=%s: %s", name, event.ticket_id, why)
+            log.info(
+                "scheduled rule %s suppressed on ticket=%s: %s%s",
+                name,
+                event.ticket_id,
+                why,
+                decision.withheld(),
+            )
         if rule.name not in verdict.allowed:
             return
+        decision.emit_log()
         log.info(
             "scheduled rule %s fired on ticket=%s (%s): %s",
             rule.name,

@@ -189,29 +189,61 @@ def make_action(vendor: str | None, name: str, value: Any, *, rule: str) -> Acti
         except ActionError as exc:
             failures[spec.vendor] = exc
     if failures:
-        if vendor is not None or not results:
+        if vendor is not None:
             raise next(iter(failures.values()))
-        # Valid for some helpdesks only: say which, and how to make the rule unambiguous.
-        err = next(iter(failures.values()))
-        bad = ", ".join(repr(v) for v in failures)
-        fits = sorted(results)
-        hint = (
-            f"pin it with vendor: {fits[0]}"
-            if len(fits) == 1
-            else (f"pin it with vendor: (one of {', '.join(fits)})")
-        )
-        if name not in NEUTRAL_ACTIONS:
-            hint += ", or use the neutral actions " + ", ".join(NEUTRAL_ACTIONS)
-        raise ActionError(
-            f"{name!r} works for {', '.join(fits)} but not for {bad} ({err.message}); "
-            f"a rule without vendor: runs on every helpdesk, so {hint}",
-            accepted=err.accepted,
-            key=err.key,
-        )
+        raise _unpinned_error(name, sorted(results), failures)
     canonical, params = next(iter(results.values()))
     if all(r == (canonical, params) for r in results.values()):
         return Action(name=canonical, params=params, rule=rule)
     return Action(name=name, params={"value": value}, rule=rule, variants=results)
+
+
+def _unpinned_error(name: str, fits: list[str], failures: dict[str, ActionError]) -> ActionError:
+    """Why an action of a rule without `vendor:` fails: on which helpdesks, and how to pin it."""
+    lacking = sorted(v for v in failures if name not in vendor_spec(v).actions)
+    refused = {v: failures[v] for v in sorted(failures) if v not in lacking}
+    by_message: dict[str, list[str]] = {}
+    for v, err in refused.items():
+        by_message.setdefault(err.message, []).append(v)
+    if not lacking and not fits and (len(by_message) == 1 or name in NEUTRAL_ACTIONS):
+        # A value no helpdesk takes; a neutral action's values are the same everywhere.
+        return next(iter(refused.values()))
+    neutral = "the neutral actions " + ", ".join(NEUTRAL_ACTIONS)
+    if not fits and not refused:
+        return ActionError(
+            f"unknown action {name!r}{suggest(name, action_names(None))} No helpdesk has it; a "
+            f"rule without vendor: runs on every helpdesk and may use {neutral}; a helpdesk's own "
+            f"actions need the rule pinned with vendor: {' | '.join(registered_vendors())}",
+        )
+    # A helpdesk's known gap keeps its own explanation; the others lack it plainly.
+    plain = [v for v in lacking if failures[v].message.startswith("unknown action ")]
+    problems = []
+    if plain:
+        have = "has" if len(plain) == 1 else "have"
+        problems.append(f"{_joined(plain)} {have} no such action")
+    problems += [failures[v].message for v in lacking if v not in plain]
+    problems += [f"{_joined(vs)}: {message}" for message, vs in by_message.items()]
+    works = f"works on {_joined(fits)} only" if fits else "works on no helpdesk"
+    if fits:
+        pin = " or ".join(f"vendor: {v}" for v in fits)
+        hint = f"pin it with {pin}" + (" (one copy of the rule for each)" if len(fits) > 1 else "")
+        if name not in NEUTRAL_ACTIONS:
+            hint += f", or use {neutral}"
+    else:
+        hint = "write a value every helpdesk accepts, or pin it with vendor:"
+    only = next(iter(refused.values())) if len(refused) == 1 and not lacking else None
+    return ActionError(
+        f"{name!r} {works} ({'; '.join(problems)}); a rule without vendor: runs on every "
+        f"helpdesk, so {hint}",
+        # What to write instead is in the message; a list is an answer only to one bad value.
+        accepted=only.accepted if only else (),
+        key=only.key if only else None,
+    )
+
+
+def _joined(names: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def field_schema(vendor: str | None) -> FieldSchema:

@@ -24,7 +24,49 @@ RULES_LOGGER = "ticketwire.rules"
 
 
 class RuleLog(logging.LoggerAdapter[logging.Logger]):
-    """A logger bound to one rule and one event: lines start with `rule <name> event <id>:`."""
+    """A logger bound to one rule and one event: lines start with `rule <name> event <id>:`.
+
+    With `hold=True` its lines are kept in `held` instead of emitted: the worker emits them once
+    the loop guard has let the firing through, so a suppressed firing does not log as if it ran.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, extra: Mapping[str, object], *, hold: bool = False
+    ) -> None:
+        super().__init__(logger, extra)
+        self.held: list[logging.LogRecord] | None = [] if hold else None
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """Emit the line, or keep it in `held` when holding."""
+        if self.held is None:
+            super().log(level, msg, *args, **kwargs)
+            return
+        if not self.isEnabledFor(level):
+            return
+        msg, options = self.process(msg, kwargs)
+        exc_info = options.get("exc_info")
+        if exc_info and not isinstance(exc_info, tuple | BaseException):
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        # One frame more than a direct call: the line names the rule's code, not this method.
+        path, line, func, stack = self.logger.findCaller(
+            bool(options.get("stack_info")), int(options.get("stacklevel", 1)) + 1
+        )
+        self.held.append(
+            self.logger.makeRecord(
+                self.logger.name,
+                level,
+                path,
+                line,
+                msg,
+                args,
+                exc_info or None,
+                func,
+                options.get("extra"),
+                stack,
+            )
+        )
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -49,6 +91,7 @@ class Context:
         rule: Rule | str,
         helpdesk: HelpdeskClient | None = None,
         log: logging.Logger | None = None,
+        hold_log: bool = False,
     ) -> None:
         self.event = event
         self.rule = rule if isinstance(rule, Rule) else None
@@ -59,6 +102,7 @@ class Context:
         self.log = RuleLog(
             log or logging.getLogger(RULES_LOGGER),
             {"rule": self.rule_name, "event_id": event.id, "ticket_id": event.ticket_id},
+            hold=hold_log,
         )
         self._vendor = (self.rule.vendor if self.rule else None) or event.vendor
         self._actions: list[Action] = []
@@ -68,6 +112,10 @@ class Context:
 
     def __len__(self) -> int:
         return len(self._actions)
+
+    def held_log(self) -> tuple[logging.LogRecord, ...]:
+        """The lines `log` held back (`hold_log=True`); empty when it emits at once."""
+        return tuple(self.log.held or ())
 
     @property
     def ticket_id(self) -> str:

@@ -25,10 +25,28 @@ class Decision:
     actions: tuple[Action, ...] = ()
     #: The exception when the rule failed (reason starts with `error:`).
     error: Exception | None = None
+    #: What the rule logged through `ctx.log`, held back until its firing is decided.
+    log_lines: tuple[logging.LogRecord, ...] = ()
 
     def describe(self) -> str:
         """One log line, e.g. `escalate: condition false: priority is 'low', ...`."""
         return f"{self.rule.name}: {self.reason}"
+
+    def withheld(self) -> str:
+        """How a suppression line mentions the held lines, e.g. `; the line it logged is …`."""
+        n = len(self.log_lines)
+        if n == 0:
+            return ""
+        return (
+            "; the line it logged is not shown"
+            if n == 1
+            else f"; the {n} lines it logged are not shown"
+        )
+
+    def emit_log(self) -> None:
+        """Emit the lines the rule logged and held back (see `run_rule(hold_log=True)`)."""
+        for record in self.log_lines:
+            logging.getLogger(record.name).handle(record)
 
 
 def _error_text(exc: Exception) -> str:
@@ -43,11 +61,14 @@ async def run_rule(
     helpdesk: HelpdeskClient | None = None,
     log: logging.Logger | None = None,
     explain: bool = True,
+    hold_log: bool = False,
 ) -> Decision:
     """Decide one rule for one event; a rule that raises yields an `error:` decision.
 
     With `explain=False` a skipped rule's reason is only `condition false`: conditions are then
-    evaluated without formatting the values they read, which is most of their cost.
+    evaluated without formatting the values they read, which is most of their cost. With
+    `hold_log=True` what a Python rule logs is kept on the decision (`log_lines`) for the caller
+    to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once.
     """
     verdict = None
     if rule.condition is not None:
@@ -60,18 +81,22 @@ async def run_rule(
             return Decision(rule, False, f"error: in condition: {_error_text(exc)}", error=exc)
         if not verdict.ok:
             return Decision(rule, False, f"condition false: {verdict.why}")
+    log_lines: tuple[logging.LogRecord, ...] = ()
     if rule.handler is None:
         actions = rule.actions
     else:
-        ctx = Context(event, rule=rule, helpdesk=helpdesk, log=log)
+        ctx = Context(event, rule=rule, helpdesk=helpdesk, log=log, hold_log=hold_log)
         try:
             await rule.handler(ctx)
         except Exception as exc:  # noqa: BLE001
             # Actions queued before the failure are discarded: half a rule is not applied.
-            return Decision(rule, False, f"error: {_error_text(exc)}", error=exc)
+            return Decision(
+                rule, False, f"error: {_error_text(exc)}", error=exc, log_lines=ctx.held_log()
+            )
         actions = tuple(ctx.actions)
+        log_lines = ctx.held_log()
     if not actions:
-        return Decision(rule, False, "no actions")
+        return Decision(rule, False, "no actions", log_lines=log_lines)
     # A rule without vendor: carries each vendor's reading of its actions; keep this event's.
     actions = tuple(a.for_vendor(event.vendor) for a in actions)
     count = f"{len(actions)} action{'s' if len(actions) != 1 else ''}"
@@ -79,7 +104,7 @@ async def run_rule(
     reason = f"fired: {count} ({names})"
     if verdict is not None:
         reason += f"; condition true: {verdict.why}"
-    return Decision(rule, True, reason, actions)
+    return Decision(rule, True, reason, actions, log_lines=log_lines)
 
 
 async def evaluate(
@@ -89,12 +114,13 @@ async def evaluate(
     helpdesk: HelpdeskClient | None = None,
     log: logging.Logger | None = None,
     explain: bool = True,
+    hold_log: bool = False,
 ) -> list[Decision]:
     """Decide every rule registered for the event's type and vendor, in order.
 
     One rule failing never stops the others; its decision records the error.
     """
     return [
-        await run_rule(rule, event, helpdesk=helpdesk, log=log, explain=explain)
+        await run_rule(rule, event, helpdesk=helpdesk, log=log, explain=explain, hold_log=hold_log)
         for rule in router.rules_for(event.type, event.vendor)
     ]

@@ -83,6 +83,8 @@ class CStarClient:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
         self._base = team_base(base_url or DEFAULT_BASE_URL, team_id)
+        # Messages name a call by its path as sent, as the helpdesk's own logs would.
+        self._root = URL(self._base).path.rstrip("/")
         self._key = api_key
         self._write = write
         self._timeout = timeout
@@ -283,7 +285,7 @@ class CStarClient:
             params=params,
             headers=headers,
             client_timeout=self._client_timeout,
-            label=f"cStar {method} {path}",
+            label=f"cStar {method} {self._root}{path}",
             request_id=request_id,
             budget=self.budget,
         )

@@ -82,6 +82,8 @@ class InboxOpsClient:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
         self._base = _api_base(base_url)
+        # Messages name a call by its path as sent, as the helpdesk's own logs would.
+        self._root = URL(self._base).path.rstrip("/")
         self._key = api_key
         self._timeout = timeout
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -237,7 +239,7 @@ class InboxOpsClient:
             params=params,
             headers=headers,
             client_timeout=self._client_timeout,
-            label=f"InboxOps {method} {path}",
+            label=f"InboxOps {method} {self._root}{path}",
             request_id=request_id,
             budget=self.budget,
         )

@@ -101,6 +101,8 @@ class ThenaClient:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
         self._base = _api_base(base_url)
+        # Messages name a call by its path as sent, as the helpdesk's own logs would.
+        self._root = URL(self._base).path.rstrip("/")
         self._auth = auth
         self._key = api_key
         self._org_id = org_id
@@ -297,7 +299,7 @@ class ThenaClient:
             params=params,
             headers=self._headers(request_id),
             client_timeout=self._client_timeout,
-            label=f"Thena {method} {path}",
+            label=f"Thena {method} {self._root}{path}",
             request_id=request_id,
             budget=self.budget,
         )
