@@ -63,7 +63,8 @@ class InboxOpsSimulator:
         self.store = Store(
             self.seed, self.clock.now, self.clock.monotonic, self.config.idempotency_ttl
         )
-        self._event_ids = IdSource(self.seed, "events")
+        event_seed = self.config.event_seed
+        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
         self._request_ids = IdSource(self.seed, "requests")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
