@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         "webhook secrets before starting",
     )
 
+    init = verbs.add_parser(
+        "init",
+        help="start a project: example rules with a test each, Procfile, .env.example, README",
+    )
+    init.add_argument(
+        "dir", nargs="?", type=Path, default=Path("."), help="where (default: this directory)"
+    )
+
     check = verbs.add_parser("check", help="validate a rules directory and list event → rules")
     check.add_argument(
         "dir", nargs="?", type=Path, help="rules directory (default: $TICKETWIRE_RULES or rules/)"
@@ -122,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 reset=args.reset,
             )
         )
+    if args.verb == "init":
+        from cli.init import run_init
+
+        sys.exit(run_init(args.dir))
     if args.verb == "check":
         from cli.check import run_check
 
