@@ -24,7 +24,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -39,6 +39,9 @@ from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
 from workers.app import stop_services, worker_options
+
+if TYPE_CHECKING:
+    from simulator.persist import Autosave
 
 BANNER = """
 ticketwire is up.
@@ -158,12 +161,12 @@ async def _serve(
             or settings.cstar.api_configured
             or settings.thena.api_configured
         )
-        sims: dict[str, Any] = {}
-        restored: dict[str, bool] = {}
+        local = LocalSimulators()
         if not real:
-            settings, sims, restored = await _start_simulators(
+            settings, local = await _start_simulators(
                 settings, stack, simulator_port, lock.data_dir
             )
+        sims = local.by_vendor
         if not settings.vendors_receiving():
             raise SystemExit(
                 "ticketwire up: set the webhook secrets of your helpdesk "
@@ -192,7 +195,9 @@ async def _serve(
         stack.push_async_callback(stop_worker)
         # Only now that the receiver listens: simulators deliver in order per ticket, so an
         # early failed delivery would hold back every later one until its retry.
-        try_it = _connect_simulators(settings, sims, restored, base, seed_tickets)
+        try_it = _connect_simulators(settings, local, base, seed_tickets)
+        # Kept at once: a new data directory has its tickets even if this run is killed.
+        local.save()
         lock.publish(
             LocalUp(
                 data_dir=str(lock.data_dir),
@@ -212,7 +217,7 @@ async def _serve(
                 redis=_safe_url(redis_url),
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
-                state=_describe_state(lock.data_dir, sims, restored),
+                state=_describe_state(lock.data_dir, local),
                 helpdesks=_describe(settings, sims, base),
                 try_it=try_it or "  (configure each helpdesk's webhook to the URL above)\n",
             ),
@@ -238,9 +243,23 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     return str(server.connection_url)
 
 
+@dataclasses.dataclass
+class LocalSimulators:
+    """This run's bundled simulators, which came back from the data directory, their saving."""
+
+    by_vendor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    restored: dict[str, bool] = dataclasses.field(default_factory=dict)
+    saves: list[Autosave] = dataclasses.field(default_factory=list)
+
+    def save(self) -> None:
+        """Save every simulator whose state changed since its last save."""
+        for autosave in self.saves:
+            autosave.save()
+
+
 async def _start_simulators(
     settings: Settings, stack: contextlib.AsyncExitStack, port: int, data_dir: Path
-) -> tuple[Settings, dict[str, Any], dict[str, bool]]:
+) -> tuple[Settings, LocalSimulators]:
     from simulator import persist
     from simulator.cstar import CStarSimulator, CStarSimulatorConfig
     from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
@@ -259,7 +278,7 @@ async def _start_simulators(
             snaps[vendor] = persist.read(path, persist.kind_of(cls))
         except persist.StateError as exc:
             raise Refused(_unusable_state(path, exc)) from None
-    sims: dict[str, Any] = {}
+    local = LocalSimulators(restored={vendor: snap is not None for vendor, snap in snaps.items()})
     for offset, (vendor, (cls, config)) in enumerate(kinds.items()):
         snap = snaps[vendor]
         path = data_dir / SIMULATORS_DIR / f"{vendor}.state"
@@ -282,8 +301,8 @@ async def _start_simulators(
         stack.push_async_callback(autosave.stop)
         await sim.start(host="127.0.0.1", port=port + offset)
         stack.push_async_callback(sim.stop)
-        sims[vendor] = sim
-    restored = {vendor: snap is not None for vendor, snap in snaps.items()}
+        local.by_vendor[vendor] = sim
+        local.saves.append(autosave)
 
     kept = _read_secrets(data_dir / SECRETS_FILE)
     chosen: dict[str, tuple[Secret, ...]] = {}
@@ -297,7 +316,7 @@ async def _start_simulators(
         chosen[vendor] = (Secret(value),)
     _write_secrets(data_dir / SECRETS_FILE, kept)
 
-    io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
+    io, cs, th = local.by_vendor["inboxops"], local.by_vendor["cstar"], local.by_vendor["thena"]
     settings = dataclasses.replace(
         settings,
         inboxops=InboxOpsSettings(
@@ -318,7 +337,7 @@ async def _start_simulators(
             api_key=Secret(th.api_key),
         ),
     )
-    return settings, sims, restored
+    return settings, local
 
 
 def _unusable_state(path: Path, exc: Exception) -> str:
@@ -365,9 +384,8 @@ def _write_secrets(path: Path, values: dict[str, str]) -> None:
     write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
-def _connect_simulators(
-    settings: Settings, sims: dict[str, Any], restored: dict[str, bool], base: str, n: int
-) -> str:
+def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n: int) -> str:
+    sims = local.by_vendor
     if not sims:
         return ""
     io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
@@ -375,11 +393,18 @@ def _connect_simulators(
     cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
     th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
     # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
-    for i in range(0 if any(restored.values()) else n):
+    seed: dict[str, Callable[[str, str], object]] = {
+        "inboxops": lambda subject, priority: io.create_ticket(subject=subject, priority=priority),
+        "cstar": lambda subject, priority: cs.create_ticket(title=subject, priority=priority),
+        "thena": lambda subject, _: th.create_ticket(
+            title=subject, requestorEmail="ana@example.com"
+        ),
+    }
+    for i in range(n):
         subject, priority = _SEED_TICKETS[i % len(_SEED_TICKETS)]
-        io.create_ticket(subject=subject, priority=priority)
-        cs.create_ticket(title=subject, priority=priority)
-        th.create_ticket(title=subject, requestorEmail="ana@example.com")
+        for vendor, create in seed.items():
+            if not local.restored[vendor]:
+                create(subject, priority)
     if not n:
         return ""
     # Each command must change something, also after a restart, once the rules have acted on
@@ -431,11 +456,11 @@ def _curl(url: str, ticket: str, change: dict[str, Any]) -> str:
     )
 
 
-def _describe_state(data_dir: Path, sims: dict[str, Any], restored: dict[str, bool]) -> str:
-    if not sims:
+def _describe_state(data_dir: Path, local: LocalSimulators) -> str:
+    if not local.by_vendor:
         return ""
-    counts = ", ".join(f"{vendor} {len(sim.tickets())}" for vendor, sim in sims.items())
-    how = "kept from the last run" if any(restored.values()) else "new"
+    counts = ", ".join(f"{vendor} {len(sim.tickets())}" for vendor, sim in local.by_vendor.items())
+    how = "kept from the last run" if any(local.restored.values()) else "new"
     return (
         f"  tickets    {how} ({counts}); `ticketwire up --reset` starts over\n"
         f"  secrets    {data_dir / SECRETS_FILE} (webhook secrets of the simulators)\n"
