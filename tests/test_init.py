@@ -9,6 +9,7 @@ directory, as a user of a published release would.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,11 +155,23 @@ def test_env_example_lists_every_variable_the_configuration_reads() -> None:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh venv with this source tree installed as a release is: `pip install .`."""
-    venv = tmp_path_factory.mktemp("release") / "venv"
+    root = tmp_path_factory.mktemp("release")
+    # A clean copy of the tree, as a checkout is: pip builds in the source directory, and a
+    # build/ left from an earlier build could slip stale files into the wheel.
+    source = root / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".ci", "build", "*.egg-info", "__pycache__", ".*_cache", "bench"
+        ),
+    )
+    venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
     done = subprocess.run(
         # Not compiling every dependency to bytecode keeps this around 20 s.
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-input", "--no-compile", str(ROOT)],
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-input", "--no-compile", str(source)],
         check=False,
         capture_output=True,
         text=True,
