@@ -407,11 +407,12 @@ def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n
                 create(subject, priority)
     if not n:
         return ""
-    # Each command must change something, also after a restart, once the rules have acted on
-    # the first tickets: pick a ticket it would change, or make one.
+    # Each command must make its rule act, also after a restart, once the rules have acted on
+    # the first tickets (and the loop guard remembers that for a while): pick a ticket the rule
+    # has not touched, or make one.
     io_id = _demo_ticket(
         io.tickets(),
-        lambda t: not (t["priority"] == "urgent" and t["assignee_id"] is None),
+        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
         lambda: io.create_ticket(subject=_SEED_TICKETS[0][0], priority="normal"),
         key="ticket_number",
     )

@@ -115,9 +115,9 @@ async def test_a_restart_keeps_tickets_tags_keys_and_secrets(tmp_path: Path) -> 
 
     second = await project.running()
     try:
-        assert "tickets    kept from the last run (inboxops 3, cstar 3, thena 3)" in second.output, (
-            second.output
-        )
+        assert (
+            "tickets    kept from the last run (inboxops 3, cstar 3, thena 3)" in second.output
+        ), second.output
         assert api_keys(second.output) == api_keys(first.output)
         again = find_local_up(project.data)
         assert again is not None and again.pid == second.proc.pid
