@@ -45,7 +45,7 @@ def plan_files(root: Traversable) -> list[tuple[str, Traversable]]:
 def run_init(directory: Path) -> int:
     """Write the project template into `directory`; return the exit status."""
     rules = directory / "rules"
-    if rules.is_dir() and any(rules.iterdir()):
+    if rules.exists() and not (rules.is_dir() and not any(rules.iterdir())):
         print(
             f"ticketwire init: {rules}/ already has files; init starts a new project and would "
             "add its example rules to yours. Choose an empty directory: ticketwire init DIR",
