@@ -197,6 +197,12 @@ async def test_a_release_install_inits_checks_and_runs_up_in_an_empty_directory(
     init = await spawn([str(installed / "ticketwire"), "init"], env, cwd=tmp_path)
     assert await init.finish() == 0, init.output
     assert "Started a ticketwire project in ." in init.output
+    # Everything came from the installed package, dotfiles and the linked rules included.
+    for name in (".env.example", ".gitignore", "Procfile", "README.md", "tests/ruletest.py"):
+        assert (tmp_path / name).is_file(), name
+    assert sorted(p.stem for p in (tmp_path / "rules").glob("*.*") if p.suffix != ".md") == (
+        shipped_rules()
+    )
     check = await spawn([str(installed / "ticketwire"), "check"], env, cwd=tmp_path)
     assert await check.finish() == 0, check.output
     assert "rule(s) in rules: OK" in check.output
