@@ -2,8 +2,9 @@
 
 `ticketwire up` keeps each simulator's tickets, tags, keys and ids in `TICKETWIRE_DATA_DIR`, as a
 real helpdesk would keep them. The store is saved whole, as it is in memory (pickled), so any
-field a store gains is kept without further work. The references a store holds to the
-simulator's clock are saved as names and bound to the new run's clock on load.
+field a store gains is kept without further work. What the simulator wires a store with (its
+clock's methods, callbacks into the simulator: the store's attributes that are functions) is
+not data: it is saved by name and taken from the new run's freshly built store on load.
 
 A snapshot records its format and the shape of every simulator class it holds (dataclass fields,
 the attributes of other objects); one written by another version of the code is refused with a
@@ -111,7 +112,7 @@ def restore(sim: Persistable, snap: Snapshot) -> None:
     if changed:
         raise StateError("it was written by another version of ticketwire (" + changed + ")")
     try:
-        store = _StoreUnpickler(io.BytesIO(snap.store), sim.clock).load()
+        store = _StoreUnpickler(io.BytesIO(snap.store), sim.clock, sim.store).load()
     except _UNREADABLE as exc:
         raise StateError(f"its store cannot be read ({type(exc).__name__}: {exc})") from None
     sim.store = store
@@ -120,7 +121,7 @@ def restore(sim: Persistable, snap: Snapshot) -> None:
 def dump(sim: Persistable) -> bytes:
     """The simulator's seed and store as snapshot bytes."""
     buf = io.BytesIO()
-    pickler = _StorePickler(buf, sim.clock)
+    pickler = _StorePickler(buf, sim.clock, sim.store)
     pickler.dump(sim.store)
     head = {
         "format": FORMAT,
@@ -204,15 +205,28 @@ def _shape(obj: object) -> tuple[str, ...]:
     return tuple(sorted(getattr(obj, "__dict__", {})))
 
 
-class _StorePickler(pickle.Pickler):
-    """Pickle a store: the clock's bound methods by name, and the shape of every own class."""
+def _wiring(store: object) -> dict[int, str]:
+    """id → name of the store's attributes that are functions: what the simulator wired it with."""
+    return {
+        id(value): name
+        for name, value in vars(store).items()
+        if isinstance(value, types.FunctionType | types.MethodType | functools.partial)
+    }
 
-    def __init__(self, file: io.BytesIO, clock: object) -> None:
+
+class _StorePickler(pickle.Pickler):
+    """Pickle a store: its wiring and the clock's methods by name, and every own class's shape."""
+
+    def __init__(self, file: io.BytesIO, clock: object, store: object) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._clock = clock
+        self._wiring = _wiring(store)
         self.shapes: dict[str, tuple[str, ...]] = {}
 
     def persistent_id(self, obj: Any) -> Any:
+        name = self._wiring.get(id(obj))
+        if name is not None:
+            return ("store", name)
         if type(obj) is types.MethodType and obj.__self__ is self._clock:
             return ("clock", obj.__name__)
         return None
@@ -227,16 +241,16 @@ class _StorePickler(pickle.Pickler):
 
 
 class _StoreUnpickler(pickle.Unpickler):
-    """Unpickle a store, binding the saved clock references to this run's clock."""
+    """Unpickle a store, wiring it as this run's fresh store and clock are."""
 
-    def __init__(self, file: io.BytesIO, clock: object) -> None:
+    def __init__(self, file: io.BytesIO, clock: object, fresh_store: object) -> None:
         super().__init__(file)
-        self._clock = clock
+        self._sources = {"clock": clock, "store": fresh_store}
 
     def persistent_load(self, pid: Any) -> Callable[..., Any]:
-        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "clock":
-            method: Callable[..., Any] = getattr(self._clock, pid[1])
-            return method
+        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] in self._sources:
+            wired: Callable[..., Any] = getattr(self._sources[pid[0]], pid[1])
+            return wired
         raise pickle.UnpicklingError(f"unknown reference {pid!r}")
 
 

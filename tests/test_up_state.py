@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from cli.localup import LocalUp, find_local_up
 from simulator import persist
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
-from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
+from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, ROOT, Proc, free_port, free_ports, spawn
@@ -281,6 +282,37 @@ def test_a_snapshot_brings_back_the_whole_store(
     later = again.create_ticket(**fields)["id"]
     assert later == sim.create_ticket(**fields)["id"]
     assert later not in made
+
+
+class _WiredStore:
+    """A store as the simulators build one: data, plus functions the simulator gives it."""
+
+    def __init__(self, now: Callable[[], Any], keep: Callable[[], bool]) -> None:
+        self._now = now
+        self._keep = keep
+        self.tickets: list[str] = []
+
+
+class _WiringSimulator:
+    def __init__(self, seed: int, keep: bool) -> None:
+        self.seed = seed
+        self.keep = keep
+        self.clock = ManualClock()
+        self.store = _WiredStore(self.clock.now, lambda: self.keep)
+
+
+def test_what_the_simulator_wires_a_store_with_comes_from_the_new_run(tmp_path: Path) -> None:
+    old = _WiringSimulator(seed=1, keep=False)
+    old.store.tickets.append("T-1")
+    persist.write_atomic(tmp_path / "sim.state", persist.dump(old))
+    snap = persist.read(tmp_path / "sim.state", persist.kind_of(_WiringSimulator))
+    assert snap is not None
+    new = _WiringSimulator(seed=1, keep=True)
+    persist.restore(new, snap)
+    assert new.store.tickets == ["T-1"]
+    # The callback (a closure over the simulator) and the clock are the new run's.
+    assert new.store._keep() is True
+    assert new.store._now.__self__ is new.clock
 
 
 def test_a_fresh_event_seed_gives_new_event_ids_over_the_same_store() -> None:
