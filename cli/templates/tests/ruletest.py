@@ -35,6 +35,13 @@ class Outcome:
     reasons: dict[str, str]
     #: The calls the worker would send, e.g. `PATCH /tickets/7 {"priority": "high"}`.
     calls: list[str]
+    #: Their bodies, in the same order.
+    bodies: list[dict[str, Any]]
+
+    def sent(self, field: str) -> Any:
+        """The value the calls send for `field` (the last one wins), or None if none sends it."""
+        values = [body[field] for body in self.bodies if field in body]
+        return values[-1] if values else None
 
 
 @cache
@@ -67,10 +74,12 @@ def selection(rule: str, run_at: str = NOW) -> dict[str, Any]:
 
 def _outcome(event: Event, decisions: list[Decision]) -> Outcome:
     fired = [d for d in decisions if d.fired]
+    calls = plan(event, fired).calls
     return Outcome(
         fired=[d.rule.name for d in fired],
         reasons={d.rule.name: d.reason for d in decisions},
-        calls=[call.describe() for call in plan(event, fired).calls],
+        calls=[call.describe() for call in calls],
+        bodies=[dict(call.body) for call in calls],
     )
 
 

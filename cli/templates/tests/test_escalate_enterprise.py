@@ -6,7 +6,7 @@ from ruletest import decide, inboxops
 def test_an_enterprise_ticket_goes_to_high_priority() -> None:
     out = decide("inboxops", inboxops(custom_fields={"plan": "enterprise"}, priority="low"))
     assert "escalate-enterprise" in out.fired
-    assert out.calls == ['PATCH /tickets/94f96301-e79c-47e8-b6de-3500ef550601 {"priority": "high"}']
+    assert out.sent("priority") == "high"
 
 
 def test_other_plans_and_test_tickets_are_left_alone() -> None:
@@ -15,3 +15,4 @@ def test_other_plans_and_test_tickets_are_left_alone() -> None:
     test = decide("inboxops", inboxops(custom_fields={"plan": "enterprise"}, subject="TEST me"))
     assert "escalate-enterprise" not in test.fired
     assert "subject matches" in test.reasons["escalate-enterprise"]
+    assert test.calls == []

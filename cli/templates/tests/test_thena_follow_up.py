@@ -6,13 +6,13 @@ from ruletest import decide, thena
 def test_closing_a_ticket_opens_a_follow_up() -> None:
     out = decide("thena", thena("ticket:status:changed", statusName="Closed"))
     assert out.fired == ["thena-follow-up"]
-    (call,) = out.calls
-    assert call.startswith("POST /tickets/bulk ")
-    assert '"title": "Follow-up: Cannot log in after password reset"' in call
-    assert '"requestorEmail": "ana@example.com"' in call
-    assert '"dueDate": "2025-03-10T09:00:00Z"' in call
+    (created,) = out.sent("tickets")
+    assert created["title"] == "Follow-up: Cannot log in after password reset"
+    assert created["requestorEmail"] == "ana@example.com"
+    assert created["dueDate"] == "2025-03-10T09:00:00Z"
 
 
 def test_other_status_changes_open_nothing() -> None:
     out = decide("thena", thena("ticket:status:changed", statusName="In progress"))
     assert out.fired == []
+    assert out.calls == []
