@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cli.localup import find_local_up
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
@@ -58,7 +60,21 @@ def run_dlq(
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", 2)
     if not settings.redis_url:
-        return _fail("set REDIS_URL to the Redis your workers use (redis://host:6379/0)", 2)
+        local = find_local_up(settings.data_dir)
+        if local is None:
+            return _fail(
+                "set REDIS_URL to the Redis your workers use (e.g. redis://host:6379/0); no "
+                f"`ticketwire up` runs in {settings.data_dir.resolve()} (TICKETWIRE_DATA_DIR) "
+                "whose Redis could be used",
+                2,
+            )
+        # Said on stderr: stdout stays the answer (`--json` included).
+        print(
+            f"ticketwire dlq: using the Redis of the `ticketwire up` running in {local.data_dir} "
+            f"({safe_url(local.redis_url)}); set REDIS_URL for another",
+            file=sys.stderr,
+        )
+        settings = dataclasses.replace(settings, redis_url=local.redis_url)
     if action == "list":
         if limit < 1:
             return _fail(f"--limit must be at least 1 (got {limit})", 2)

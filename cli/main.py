@@ -35,7 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=8081,
         help="first simulator port: InboxOps on it, cStar and Thena on the next two (default 8081)",
     )
-    up.add_argument("--seed-tickets", type=int, default=3, help="tickets to create (default 3)")
+    up.add_argument(
+        "--seed-tickets",
+        type=int,
+        default=3,
+        help="tickets the simulators start with in a new data directory (default 3)",
+    )
+    up.add_argument(
+        "--reset",
+        action="store_true",
+        help="start over: remove the data directory's Redis data, simulator tickets, keys and "
+        "webhook secrets before starting",
+    )
+
+    init = verbs.add_parser(
+        "init",
+        help="start a project: example rules with a test each, Procfile, .env.example, README",
+    )
+    init.add_argument(
+        "dir", nargs="?", type=Path, default=Path("."), help="where (default: this directory)"
+    )
 
     check = verbs.add_parser("check", help="validate a rules directory and list event → rules")
     check.add_argument(
@@ -169,7 +188,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.verb == "up":
         from cli.up import run_up
 
-        sys.exit(run_up(simulator_port=args.simulator_port, seed_tickets=args.seed_tickets))
+        sys.exit(
+            run_up(
+                simulator_port=args.simulator_port,
+                seed_tickets=args.seed_tickets,
+                reset=args.reset,
+            )
+        )
+    if args.verb == "init":
+        from cli.init import run_init
+
+        sys.exit(run_init(args.dir))
     if args.verb == "check":
         from cli.check import run_check
 

@@ -4,6 +4,11 @@ Redis: `REDIS_URL`, or an embedded Valkey with persistence in `TICKETWIRE_DATA_D
 Helpdesks: with no helpdesk API configured, the bundled InboxOps, cStar and Thena simulators,
 each delivering its webhooks to this receiver; otherwise only the configured helpdesks.
 The receiver and one worker run in this process.
+
+The data directory is this `up`'s own: one `up` at a time holds it (`cli.localup`), and the
+simulators keep their tickets, tags, keys and ids there across runs (`simulator.persist`), with
+the webhook secrets the receiver and they share (`secrets.env`), as a real helpdesk would.
+`--reset` starts it over.
 """
 
 from __future__ import annotations
@@ -15,14 +20,18 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from aiohttp import web
 from arq import Worker
 
+from cli.localup import AlreadyRunning, DataDirLock, LocalUp
 from receiver.app import create_app, vendor_intakes
 from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
 from ticketwire.engine import Router, check_rules
@@ -33,18 +42,38 @@ from ticketwire.secret import Secret
 from workers.app import stop_services, worker_options
 from workers.reload import watch_rules
 
+if TYPE_CHECKING:
+    from simulator.persist import Autosave
+
 BANNER = """
 ticketwire is up.
+  data       {data_dir}
   redis      {redis}
   rules      {rules} ({n_rules} rules)
-{helpdesks}
+{state}{helpdesks}
 Try it: make a ticket change in a simulator and watch a rule act in the log below:
 {try_it}
 Ctrl-C stops everything.
 """
 
 
-def run_up(*, simulator_port: int, seed_tickets: int) -> int:
+#: Files and directories of the data directory that `--reset` removes.
+VALKEY_DIR = "valkey"
+SIMULATORS_DIR = "simulators"
+SECRETS_FILE = "secrets.env"
+#: Webhook-secret variables `up` fills in for the simulators, by vendor.
+SECRET_VARS = {
+    "inboxops": "INBOXOPS_WEBHOOK_SECRETS",
+    "cstar": "CSTAR_WEBHOOK_SECRETS",
+    "thena": "THENA_WEBHOOK_SECRETS",
+}
+
+
+class Refused(Exception):
+    """`up` cannot start as configured; the message says why and what to do (exit 2)."""
+
+
+def run_up(*, simulator_port: int, seed_tickets: int, reset: bool = False) -> int:
     """Run until Ctrl-C; return the exit status."""
     try:
         settings = Settings.from_env(os.environ, role="up")
@@ -52,6 +81,14 @@ def run_up(*, simulator_port: int, seed_tickets: int) -> int:
         print(f"ticketwire up: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    if not settings.rules_dir.is_dir():
+        print(
+            f"ticketwire up: no rules directory {settings.rules_dir}/ here "
+            f"({Path.cwd()}). Run `ticketwire init` to start a project with example rules, "
+            "or point TICKETWIRE_RULES at your rules.",
+            file=sys.stderr,
+        )
+        return 1
     router, errors = check_rules(settings.rules_dir)
     if errors or router is None:
         print(f"ticketwire up: {len(errors)} error(s) in {settings.rules_dir}:", file=sys.stderr)
@@ -64,8 +101,19 @@ def run_up(*, simulator_port: int, seed_tickets: int) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
         pass
+    lock = DataDirLock(settings.data_dir.resolve())
     try:
-        return asyncio.run(_serve(settings, router, simulator_port, seed_tickets))
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"ticketwire up: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if reset:
+            _reset(lock.data_dir)
+        return asyncio.run(_serve(settings, router, simulator_port, seed_tickets, lock))
+    except Refused as exc:
+        print(f"ticketwire up: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
@@ -75,9 +123,33 @@ def run_up(*, simulator_port: int, seed_tickets: int) -> int:
             file=sys.stderr,
         )
         return 2
+    finally:
+        lock.release()
 
 
-async def _serve(settings: Settings, router: Router, simulator_port: int, seed_tickets: int) -> int:
+def _reset(data_dir: Path) -> None:
+    """Remove what `up` keeps in `data_dir`: Valkey's data, the simulators' state, the secrets."""
+    removed = []
+    for name in (VALKEY_DIR, SIMULATORS_DIR, SECRETS_FILE):
+        path = data_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    what = ", ".join(removed) if removed else "nothing to remove"
+    print(f"ticketwire up: --reset: starting over in {data_dir} ({what})", flush=True)
+
+
+async def _serve(
+    settings: Settings,
+    router: Router,
+    simulator_port: int,
+    seed_tickets: int,
+    lock: DataDirLock,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,9 +163,12 @@ async def _serve(settings: Settings, router: Router, simulator_port: int, seed_t
             or settings.cstar.api_configured
             or settings.thena.api_configured
         )
-        sims: dict[str, Any] = {}
+        local = LocalSimulators()
         if not real:
-            settings, sims = await _start_simulators(settings, stack, simulator_port)
+            settings, local = await _start_simulators(
+                settings, stack, simulator_port, lock.data_dir
+            )
+        sims = local.by_vendor
         if not settings.vendors_receiving():
             raise SystemExit(
                 "ticketwire up: set the webhook secrets of your helpdesk "
@@ -124,12 +199,29 @@ async def _serve(settings: Settings, router: Router, simulator_port: int, seed_t
         await stack.enter_async_context(watch_rules(worker.ctx))
         # Only now that the receiver listens: simulators deliver in order per ticket, so an
         # early failed delivery would hold back every later one until its retry.
-        try_it = _connect_simulators(settings, sims, base, seed_tickets)
+        try_it = _connect_simulators(settings, local, base, seed_tickets)
+        # Kept at once: a new data directory has its tickets even if this run is killed.
+        local.save()
+        lock.publish(
+            LocalUp(
+                data_dir=str(lock.data_dir),
+                pid=os.getpid(),
+                receiver_url=base,
+                redis_url=redis_url,
+                webhook_secrets={
+                    vendor: _vendor(settings, vendor).webhook_secrets[0].reveal()
+                    for vendor in settings.vendors_receiving()
+                },
+                simulators={vendor: sim.url for vendor, sim in sims.items()},
+            )
+        )
         print(
             BANNER.format(
+                data_dir=lock.data_dir,
                 redis=_safe_url(redis_url),
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
+                state=_describe_state(lock.data_dir, local),
                 helpdesks=_describe(settings, sims, base),
                 try_it=try_it or "  (configure each helpdesk's webhook to the URL above)\n",
             ),
@@ -162,76 +254,209 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     return str(server.connection_url)
 
 
+@dataclasses.dataclass
+class LocalSimulators:
+    """This run's bundled simulators, which came back from the data directory, their saving."""
+
+    by_vendor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    restored: dict[str, bool] = dataclasses.field(default_factory=dict)
+    saves: list[Autosave] = dataclasses.field(default_factory=list)
+
+    def save(self) -> None:
+        """Save every simulator whose state changed since its last save."""
+        for autosave in self.saves:
+            autosave.save()
+
+
 async def _start_simulators(
-    settings: Settings, stack: contextlib.AsyncExitStack, port: int
-) -> tuple[Settings, dict[str, Any]]:
+    settings: Settings, stack: contextlib.AsyncExitStack, port: int, data_dir: Path
+) -> tuple[Settings, LocalSimulators]:
+    from simulator import persist
     from simulator.cstar import CStarSimulator, CStarSimulatorConfig
     from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
     from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 
-    # A fresh seed each run: the embedded Valkey keeps its data between runs, and a simulator
-    # replaying last run's event ids would have every delivery dropped as a duplicate.
-    seed = secrets.randbits(32)
-    sims: dict[str, Any] = {
-        "inboxops": InboxOpsSimulator(SimulatorConfig(seed=seed)),
-        "cstar": CStarSimulator(CStarSimulatorConfig(seed=seed)),
-        "thena": ThenaSimulator(ThenaSimulatorConfig(seed=seed)),
+    kinds: dict[str, tuple[Any, Any]] = {
+        "inboxops": (InboxOpsSimulator, SimulatorConfig),
+        "cstar": (CStarSimulator, CStarSimulatorConfig),
+        "thena": (ThenaSimulator, ThenaSimulatorConfig),
     }
-    for offset, sim in enumerate(sims.values()):
+    # Read every snapshot before starting anything: a bad one stops `up` with nothing half-done.
+    snaps = {}
+    for vendor, (cls, _) in kinds.items():
+        path = data_dir / SIMULATORS_DIR / f"{vendor}.state"
+        try:
+            snaps[vendor] = persist.read(path, persist.kind_of(cls))
+        except persist.StateError as exc:
+            raise Refused(_unusable_state(path, exc)) from None
+    local = LocalSimulators(restored={vendor: snap is not None for vendor, snap in snaps.items()})
+    for offset, (vendor, (cls, config)) in enumerate(kinds.items()):
+        snap = snaps[vendor]
+        path = data_dir / SIMULATORS_DIR / f"{vendor}.state"
+        # The store (tickets, tags, keys, ids) comes back from the data directory; event ids
+        # get a fresh seed each run, or the receiver would drop deliveries as repeats of the
+        # last run's (its dedupe window outlives a restart).
+        sim = cls(
+            config(
+                seed=snap.seed if snap else secrets.randbits(32),
+                event_seed=secrets.randbits(32),
+            )
+        )
+        if snap is not None:
+            try:
+                persist.restore(sim, snap)
+            except persist.StateError as exc:
+                raise Refused(_unusable_state(path, exc)) from None
+        autosave = persist.Autosave(sim, path)
+        autosave.start()
+        stack.push_async_callback(autosave.stop)
         await sim.start(host="127.0.0.1", port=port + offset)
         stack.push_async_callback(sim.stop)
+        local.by_vendor[vendor] = sim
+        local.saves.append(autosave)
 
-    def secret(known: tuple[Secret, ...]) -> tuple[Secret, ...]:
-        return known or (Secret("whsec_" + secrets.token_hex(16)),)
+    kept = _read_secrets(data_dir / SECRETS_FILE)
+    chosen: dict[str, tuple[Secret, ...]] = {}
+    for vendor in kinds:
+        configured = _vendor(settings, vendor).webhook_secrets
+        if configured:
+            chosen[vendor] = configured
+            continue
+        value = kept.get(SECRET_VARS[vendor]) or "whsec_" + secrets.token_hex(16)
+        kept[SECRET_VARS[vendor]] = value
+        chosen[vendor] = (Secret(value),)
+    _write_secrets(data_dir / SECRETS_FILE, kept)
 
-    io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
+    io, cs, th = local.by_vendor["inboxops"], local.by_vendor["cstar"], local.by_vendor["thena"]
     settings = dataclasses.replace(
         settings,
         inboxops=InboxOpsSettings(
-            webhook_secrets=secret(settings.inboxops.webhook_secrets),
+            webhook_secrets=chosen["inboxops"],
             api_url=io.url,
             api_key=Secret(io.api_key),
         ),
         cstar=CStarSettings(
-            webhook_secrets=secret(settings.cstar.webhook_secrets),
+            webhook_secrets=chosen["cstar"],
             signature_tolerance_s=settings.cstar.signature_tolerance_s,
             api_url=cs.url,
             team_id=cs.team_id,
             api_key=Secret(cs.api_key),
         ),
         thena=ThenaSettings(
-            webhook_secrets=secret(settings.thena.webhook_secrets),
+            webhook_secrets=chosen["thena"],
             api_url=th.url,
             api_key=Secret(th.api_key),
         ),
     )
-    return settings, sims
+    return settings, local
 
 
-def _connect_simulators(settings: Settings, sims: dict[str, Any], base: str, n: int) -> str:
+def _unusable_state(path: Path, exc: Exception) -> str:
+    return (
+        f"cannot use the simulator state in {path}: {exc}. Start over with "
+        "`ticketwire up --reset` (new tickets, keys and webhook secrets), or give this run "
+        "another directory with TICKETWIRE_DATA_DIR=…"
+    )
+
+
+def _vendor(settings: Settings, vendor: str) -> InboxOpsSettings | CStarSettings | ThenaSettings:
+    by_name: dict[str, InboxOpsSettings | CStarSettings | ThenaSettings] = {
+        "inboxops": settings.inboxops,
+        "cstar": settings.cstar,
+        "thena": settings.thena,
+    }
+    return by_name[vendor]
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    """The `NAME=value` lines of the data directory's secrets file (none when it is missing)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#") and name.strip() in SECRET_VARS.values():
+            out[name.strip()] = value.strip()
+    return out
+
+
+def _write_secrets(path: Path, values: dict[str, str]) -> None:
+    """Write the simulators' webhook secrets (mode 0600), in the environment's own syntax."""
+    from simulator.persist import write_atomic
+
+    lines = [
+        "# Webhook secrets shared by the bundled simulators and the receiver of `ticketwire up`,",
+        "# kept for this data directory (`ticketwire up --reset` makes new ones). A variable set",
+        "# in the environment wins over its line here.",
+        *(f"{name}={values[name]}" for name in SECRET_VARS.values() if name in values),
+    ]
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n: int) -> str:
+    sims = local.by_vendor
     if not sims:
         return ""
     io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
     io.add_endpoint(f"{base}/inboxops", settings.inboxops.webhook_secrets[0].reveal())
     cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
     th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
-    created: dict[str, list[dict[str, Any]]] = {"inboxops": [], "cstar": [], "thena": []}
+    # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
+    seed: dict[str, Callable[[str, str], object]] = {
+        "inboxops": lambda subject, priority: io.create_ticket(subject=subject, priority=priority),
+        "cstar": lambda subject, priority: cs.create_ticket(title=subject, priority=priority),
+        "thena": lambda subject, _: th.create_ticket(
+            title=subject, requestorEmail="ana@example.com"
+        ),
+    }
     for i in range(n):
         subject, priority = _SEED_TICKETS[i % len(_SEED_TICKETS)]
-        created["inboxops"].append(io.create_ticket(subject=subject, priority=priority))
-        created["cstar"].append(cs.create_ticket(title=subject, priority=priority))
-        created["thena"].append(th.create_ticket(title=subject, requestorEmail="ana@example.com"))
+        for vendor, create in seed.items():
+            if not local.restored[vendor]:
+                create(subject, priority)
     if not n:
         return ""
-    cs_id, th_id = created["cstar"][0]["id"], created["thena"][0]["id"]
+    # Each command must make its rule act, also after a restart, once the rules have acted on
+    # the first tickets (and the loop guard remembers that for a while): pick a ticket the rule
+    # has not touched, or make one.
+    io_id = _demo_ticket(
+        io.tickets(),
+        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
+        lambda: io.create_ticket(subject=_SEED_TICKETS[0][0], priority="normal"),
+        key="ticket_number",
+    )
+    cs_id = _demo_ticket(
+        cs.tickets(),
+        lambda t: t["priority"] != "urgent",
+        lambda: cs.create_ticket(title=_SEED_TICKETS[0][0], priority="normal"),
+    )
+    th_id = _demo_ticket(
+        th.tickets(),
+        lambda t: t["status"] != "Closed",
+        lambda: th.create_ticket(title=_SEED_TICKETS[0][0], requestorEmail="ana@example.com"),
+    )
     return (
         f"\n  # InboxOps: an urgent, unassigned ticket is routed to the on-call agent\n"
-        f"  {_curl(io.url, '1', {'priority': 'urgent', 'assignee_id': None})}\n"
+        f"  {_curl(io.url, io_id, {'priority': 'urgent', 'assignee_id': None})}\n"
         f"\n  # cStar: an urgent ticket gets the on-call tag\n"
         f"  {_curl(cs.url, cs_id, {'priority': 'urgent'})}\n"
         f"\n  # Thena: closing a ticket opens a follow-up ticket\n"
         f"  {_curl(th.url, th_id, {'statusName': 'Closed'})}\n"
     )
+
+
+def _demo_ticket(
+    tickets: list[dict[str, Any]],
+    fits: Callable[[dict[str, Any]], bool],
+    create: Callable[[], dict[str, Any]],
+    *,
+    key: str = "id",
+) -> str:
+    """The id of the first ticket `fits`, or of a new one."""
+    ticket = next((t for t in tickets if fits(t)), None) or create()
+    return str(ticket[key])
 
 
 def _curl(url: str, ticket: str, change: dict[str, Any]) -> str:
@@ -243,15 +468,22 @@ def _curl(url: str, ticket: str, change: dict[str, Any]) -> str:
     )
 
 
+def _describe_state(data_dir: Path, local: LocalSimulators) -> str:
+    if not local.by_vendor:
+        return ""
+    counts = ", ".join(f"{vendor} {len(sim.tickets())}" for vendor, sim in local.by_vendor.items())
+    how = "kept from the last run" if any(local.restored.values()) else "new"
+    return (
+        f"  tickets    {how} ({counts}); `ticketwire up --reset` starts over\n"
+        f"  secrets    {data_dir / SECRETS_FILE} (webhook secrets of the simulators)\n"
+    )
+
+
 def _describe(settings: Settings, sims: dict[str, Any], base: str) -> str:
     lines = []
     for vendor in settings.vendors_receiving():
         sim = sims.get(vendor)
-        api = {
-            "inboxops": settings.inboxops.api_url,
-            "cstar": settings.cstar.api_url,
-            "thena": settings.thena.api_url,
-        }[vendor]
+        api = _vendor(settings, vendor).api_url
         where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else api
         lines.append(f"  {vendor:<9}  webhooks {base}/{vendor}\n             helpdesk {where}")
     return "\n".join(lines) + "\n"

@@ -357,10 +357,13 @@ async def test_unreachable_redis_names_the_url_without_its_password(cli, monkeyp
     assert "check REDIS_URL" in err and "hunter2" not in err
 
 
-async def test_missing_redis_url_says_what_to_set(cli, monkeypatch):
+async def test_missing_redis_url_says_what_to_set(cli, monkeypatch, tmp_path):
     monkeypatch.delenv("REDIS_URL")
+    # No `ticketwire up` runs there whose Redis could be used instead.
+    monkeypatch.setenv("TICKETWIRE_DATA_DIR", str(tmp_path))
     code, _, err = await cli("list")
     assert code == 2 and "set REDIS_URL" in err
+    assert f"no `ticketwire up` runs in {tmp_path.resolve()}" in err
 
 
 # ------------------------------------------------------------------------- redrive and drop

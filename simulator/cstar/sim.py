@@ -85,7 +85,8 @@ class CStarSimulator:
             prefix=cfg.ticket_prefix,
             first_number=cfg.first_ticket_number,
         )
-        self._event_ids = IdSource(self.seed, "events")
+        event_seed = self.config.event_seed
+        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
         self._request_ids = IdSource(self.seed, "requests")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 

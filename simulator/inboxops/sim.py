@@ -72,7 +72,8 @@ class InboxOpsSimulator:
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
-        self._event_ids = IdSource(self.seed, "events")
+        event_seed = self.config.event_seed
+        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
         self._request_ids = IdSource(self.seed, "requests")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 

@@ -23,6 +23,9 @@ class ThenaSimulatorConfig:
 
     #: Seed for ids, keys, event ids and fault choices; None picks one at random (kept on reset).
     seed: int | None = None
+    #: Seed of the webhook event ids alone (None: `seed`). A store kept across runs gets a new
+    #: one each run, so no event id of an earlier run comes again (receivers drop repeats).
+    event_seed: int | None = None
     #: Simulated start time; None means the real current time.
     epoch: datetime | None = None
     #: Real seconds per simulated second: 0.001 makes the 10 s first retry last 10 ms.

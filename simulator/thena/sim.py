@@ -60,7 +60,8 @@ class ThenaSimulator:
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock.now)
-        self._event_ids = IdSource(self.seed, "events")
+        event_seed = self.config.event_seed
+        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
     # ----------------------------------------------------------------- lifecycle
