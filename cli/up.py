@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from aiohttp import web
-from arq import Worker
 
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
 from receiver.app import create_app, vendor_intakes
@@ -39,7 +38,7 @@ from ticketwire.errors import ConfigError
 from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
-from workers.app import stop_services, worker_options
+from workers.arqhost import in_process_worker
 from workers.reload import watch_rules
 
 if TYPE_CHECKING:
@@ -182,19 +181,8 @@ async def _serve(
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", settings.port).start()
 
-        worker = Worker(**worker_options(settings, router), handle_signals=False)
-        worker_task = asyncio.create_task(worker.async_run())
-
-        async def stop_worker() -> None:
-            # Stop our consumer first (arq's close() cancels running jobs before on_shutdown).
-            await stop_services(worker.ctx)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker.close()
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker_task
-
-        stack.push_async_callback(stop_worker)
+        # The worker production runs: with an external REDIS_URL, it waits out an outage.
+        worker = await stack.enter_async_context(in_process_worker(settings, router))
         # A rule file saved while `up` runs is checked and, if it loads, in force for the next event.
         await stack.enter_async_context(watch_rules(worker.ctx))
         # Only now that the receiver listens: simulators deliver in order per ticket, so an

@@ -13,7 +13,7 @@ import re
 import shutil
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,21 @@ class Project:
         self.port = free_port()
         self.sim_port = free_ports(3)
 
-    async def up(self, *args: str, port: int | None = None, sim_port: int | None = None) -> Proc:
-        """Start `ticketwire up` here (not waiting for its banner)."""
-        env = {"PORT": str(port or self.port), "TICKETWIRE_DATA_DIR": str(self.data)}
+    async def up(
+        self,
+        *args: str,
+        port: int | None = None,
+        sim_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Proc:
+        """Start `ticketwire up` here (not waiting for its banner), `env` added to its own."""
+        env = {"PORT": str(port or self.port), "TICKETWIRE_DATA_DIR": str(self.data), **(env or {})}
         argv = [str(BIN / "ticketwire"), "up", "--simulator-port", str(sim_port or self.sim_port)]
         return await spawn([*argv, *args], env, cwd=self.dir)
 
-    async def running(self, *args: str) -> Proc:
+    async def running(self, *args: str, env: Mapping[str, str] | None = None) -> Proc:
         """Start `ticketwire up` and wait for its banner."""
-        proc = await self.up(*args)
+        proc = await self.up(*args, env=env)
         await proc.wait_output(BANNER_END, timeout=60)
         return proc
 
