@@ -10,6 +10,7 @@ import time
 
 from redis.exceptions import RedisError
 
+from cli.redisurl import NoRedis, with_redis
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
@@ -24,12 +25,12 @@ def run_rules(*, as_json: bool = False) -> int:
     except ConfigError as exc:
         print(f"ticketwire rules: configuration error: {exc}", file=sys.stderr)
         return 2
-    if not settings.redis_url:
-        print(
-            "ticketwire rules: set REDIS_URL to the Redis your workers use (redis://host:6379/0)",
-            file=sys.stderr,
-        )
+    try:
+        settings = with_redis(settings, "rules")
+    except NoRedis as exc:
+        print(f"ticketwire rules: {exc}", file=sys.stderr)
         return 2
+    assert settings.redis_url
     url = settings.redis_url
 
     async def read() -> tuple[dict[str, str], list[dict[str, object]]]:

@@ -26,11 +26,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from aiohttp import web
 
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
+from cli.redisurl import safe_url
 from receiver.app import create_app, vendor_intakes
 from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
 from ticketwire.engine import Router, check_rules
@@ -201,12 +201,13 @@ async def _serve(
                     for vendor in settings.vendors_receiving()
                 },
                 simulators={vendor: sim.url for vendor, sim in sims.items()},
+                key_prefix=settings.key_prefix,
             )
         )
         print(
             BANNER.format(
                 data_dir=lock.data_dir,
-                redis=_safe_url(redis_url),
+                redis=safe_url(redis_url),
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
                 state=_describe_state(lock.data_dir, local),
@@ -482,11 +483,3 @@ _SEED_TICKETS: list[tuple[str, str]] = [
     ("Invoice shows the wrong VAT number", "low"),
     ("Export to CSV times out", "high"),
 ]
-
-
-def _safe_url(url: str) -> str:
-    # Never print a password that may be part of REDIS_URL.
-    p = urlparse(url)
-    if p.password:
-        return url.replace(f":{p.password}@", ":****@")
-    return url
