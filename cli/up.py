@@ -392,6 +392,10 @@ def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n
     io.add_endpoint(f"{base}/inboxops", settings.inboxops.webhook_secrets[0].reveal())
     cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
     th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
+    # A kept store may hold reminders: those that fell due while `up` was stopped fire now that
+    # their webhooks have somewhere to go (not at the next request), and the timer is armed for
+    # the next one.
+    io.fire_due_reminders()
     # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
     seed: dict[str, Callable[[str, str], object]] = {
         "inboxops": lambda subject, priority: io.create_ticket(subject=subject, priority=priority),

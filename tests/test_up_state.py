@@ -13,7 +13,8 @@ import re
 import shutil
 import signal
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cli.localup import LocalUp, find_local_up
 from simulator import persist
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.inboxops.clock import iso
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, ROOT, Proc, free_port, free_ports, spawn
@@ -227,6 +229,49 @@ async def test_a_second_up_in_the_data_directory_is_refused(tmp_path: Path) -> N
     assert "set REDIS_URL" in dlq.output and f"no `ticketwire up` runs in {project.data}" in (
         dlq.output
     )
+
+
+@pytest.mark.slow
+async def test_reminders_kept_in_the_state_fire_on_time_without_a_request(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    # The InboxOps state a stopped `up` left: two tickets waiting on the customer, one whose
+    # reminder fell due while `up` was stopped, one whose reminder falls due soon after it starts.
+    kept = InboxOpsSimulator(SimulatorConfig(seed=21), clock=ManualClock())
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    overdue = kept.create_ticket(
+        subject="Due while stopped", status="waiting", remind_at="2025-01-06T10:00:00Z"
+    )
+    later = kept.create_ticket(subject="Due after start", status="waiting", remind_at=iso(soon))
+    persist.write_atomic(project.data / "simulators" / "inboxops.state", persist.dump(kept))
+
+    up = await project.running()
+    try:
+        # Nothing asks the InboxOps simulator anything until both reminders have fired.
+        for ticket in (overdue, later):
+            await up.wait_output(f"reminder of ticket {ticket['ticket_number']} fell due", 30)
+        info = find_local_up(project.data)
+        assert info is not None
+        io = info.simulators["inboxops"]
+        async with aiohttp.ClientSession() as http:
+
+            async def delivered() -> set[str]:
+                async with http.get(f"{io}/_sim/deliveries") as r:
+                    log = (await r.json())["data"]
+                return {d["ticket_id"] for d in log if d["succeeded"]}
+
+            # Their webhooks reached the receiver: the rules saw the reminders.
+            await wait_for(
+                lambda: _has(delivered(), {overdue["id"], later["id"]}), message="delivered"
+            )
+            async with http.get(f"{io}/_sim/tickets") as r:
+                statuses = {t["id"]: t["status"] for t in (await r.json())["data"]}
+        assert statuses[overdue["id"]] == statuses[later["id"]] == "open"
+    finally:
+        assert await up.stop(signal.SIGINT) == 0, up.output
+
+
+async def _has(found: Awaitable[set[str]], wanted: set[str]) -> bool:
+    return wanted <= await found
 
 
 async def test_an_unreadable_snapshot_stops_up_with_how_to_start_over(tmp_path: Path) -> None:
