@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cli.init import no_rules_dir
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
 from cli.redisurl import safe_url
 from receiver.app import create_app, vendor_intakes
@@ -81,12 +82,7 @@ def run_up(*, simulator_port: int, seed_tickets: int, reset: bool = False) -> in
         return 2
     setup_logging(settings.log_level)
     if not settings.rules_dir.is_dir():
-        print(
-            f"ticketwire up: no rules directory {settings.rules_dir}/ here "
-            f"({Path.cwd()}). Run `ticketwire init` to start a project with example rules, "
-            "or point TICKETWIRE_RULES at your rules.",
-            file=sys.stderr,
-        )
+        print(f"ticketwire up: {no_rules_dir(settings.rules_dir)}", file=sys.stderr)
         return 1
     router, errors = check_rules(settings.rules_dir)
     if errors or router is None:

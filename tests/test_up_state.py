@@ -299,6 +299,21 @@ async def test_up_without_rules_says_to_run_init(tmp_path: Path) -> None:
     assert "`ticketwire init`" in up.output
 
 
+@pytest.mark.parametrize("argv", [["check"], ["check", "elsewhere"]], ids=["default", "given"])
+async def test_check_without_rules_says_to_run_init_as_up_does(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check = await spawn([str(BIN / "ticketwire"), *argv], {}, cwd=empty)
+    assert await check.finish() == 1
+    missing = argv[1] if len(argv) > 1 else "rules"
+    assert check.output == (
+        f"ticketwire check: no rules directory {missing}/ here ({empty}). Run `ticketwire init` "
+        "to start a project with example rules, or point TICKETWIRE_RULES at your rules.\n"
+    )
+
+
 # ------------------------------------------------------------------------- snapshots in-process
 
 SIMULATORS: list[tuple[Any, Any, dict[str, Any]]] = [
