@@ -14,9 +14,8 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError
 
 from cli.progress import progress_bar
-from cli.redisurl import NoRedis, safe_url, with_redis
+from cli.redisurl import Unconfigured, command_settings, safe_url
 from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
@@ -105,13 +104,8 @@ async def _capture(
 def run_capture(out: Path | None, *, limit: int, since_s: float | None) -> int:
     """Write up to `limit` stored deliveries (newest last) to `out` or stdout."""
     try:
-        settings = Settings.from_env(os.environ, role="up")
-    except ConfigError as exc:
-        print(f"ticketwire capture: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        settings = with_redis(settings, "capture")
-    except NoRedis as exc:
+        settings = command_settings("capture", os.environ, role="up")
+    except Unconfigured as exc:
         print(f"ticketwire capture: {exc}", file=sys.stderr)
         return 2
     assert settings.redis_url

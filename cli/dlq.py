@@ -17,9 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cli.redisurl import NoRedis, safe_url, with_redis
+from cli.redisurl import Unconfigured, command_settings, safe_url
 from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
@@ -54,12 +53,8 @@ def run_dlq(
 ) -> int:
     """Run `ticketwire dlq ACTION`; return the exit status (0 ok, 1 failed, 2 misconfigured)."""
     try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        return _fail(f"configuration error: {exc}", 2)
-    try:
-        settings = with_redis(settings, "dlq")
-    except NoRedis as exc:
+        settings = command_settings("dlq", os.environ, role="check")
+    except Unconfigured as exc:
         return _fail(str(exc), 2)
     if action == "list":
         if limit < 1:

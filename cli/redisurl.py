@@ -9,23 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from cli.localup import find_local_up
-from ticketwire.config import Settings
+from ticketwire.config import Role, Settings
+from ticketwire.errors import ConfigError
 
 
-class NoRedis(Exception):
-    """Neither `REDIS_URL` nor a running local `up`; the message names both ways out."""
+class Unconfigured(Exception):
+    """A bad variable, or no Redis to use; the message says what to do."""
+
+
+def command_settings(command: str, environ: Mapping[str, str], *, role: Role) -> Settings:
+    """The settings `ticketwire COMMAND` runs with, its Redis included; `Unconfigured` if none."""
+    try:
+        settings = Settings.from_env(environ, role=role)
+    except ConfigError as exc:
+        raise Unconfigured(f"configuration error: {exc}") from None
+    return with_redis(settings, command)
 
 
 def with_redis(settings: Settings, command: str) -> Settings:
-    """`settings` with the Redis (and key prefix) `ticketwire COMMAND` uses; `NoRedis` if none."""
+    """`settings` with the Redis (and key prefix) `ticketwire COMMAND` uses; `Unconfigured` if none."""
     if settings.redis_url:
         return settings
     up = find_local_up(settings.data_dir)
     if up is None:
-        raise NoRedis(
+        raise Unconfigured(
             "set REDIS_URL to the Redis ticketwire stores into (e.g. redis://host:6379/0), or "
             "run this where a `ticketwire up` runs: no `ticketwire up` runs in "
             f"{settings.data_dir.resolve()} (TICKETWIRE_DATA_DIR)"

@@ -10,9 +10,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from cli.redisurl import NoRedis, with_redis
-from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
+from cli.redisurl import Unconfigured, command_settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from workers.reload import rules_in_force
@@ -21,13 +19,8 @@ from workers.reload import rules_in_force
 def run_rules(*, as_json: bool = False) -> int:
     """Print the rules in force; 0 when every live worker runs the published rules, else 1."""
     try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        print(f"ticketwire rules: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        settings = with_redis(settings, "rules")
-    except NoRedis as exc:
+        settings = command_settings("rules", os.environ, role="check")
+    except Unconfigured as exc:
         print(f"ticketwire rules: {exc}", file=sys.stderr)
         return 2
     assert settings.redis_url
