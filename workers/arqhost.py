@@ -6,6 +6,8 @@ failed. This subclass waits instead, at start and at every turn of the loop: it 
 Redis goes away, retries with a bounded backoff (at most 5 s between tries), and logs the
 outage's length when Redis answers again, then carries on where it was. The stream consumer and
 the outbox flusher ride out outages on their own; events stay stored in Redis meanwhile.
+`in_process_worker` runs the same worker inside another program's event loop (`ticketwire up`,
+the rules test harness).
 
 It overrides arq 0.28's loop turn (`_poll_iteration`) and reads some of its private state; arq
 is pinned to 0.28 in pyproject.toml, and tests/test_redis_outage.py fails if that changes.
