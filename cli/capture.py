@@ -8,17 +8,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from redis.exceptions import RedisError
 
-from cli.dlq import safe_url
-from cli.localup import find_local_up
 from cli.progress import progress_bar
+from cli.redisurl import Unconfigured, command_settings, safe_url
 from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
@@ -104,35 +101,15 @@ async def _capture(
     return len(kept), failed
 
 
-def redis_for_capture(settings: Settings) -> tuple[str | None, str]:
-    """`REDIS_URL`, else the running local `up`'s Redis; and a note saying which."""
-    if settings.redis_url:
-        return settings.redis_url, ""
-    up = find_local_up(settings.data_dir)
-    if up is None:
-        return None, ""
-    return up.redis_url, f"the Redis of the running `ticketwire up` in {settings.data_dir}"
-
-
 def run_capture(out: Path | None, *, limit: int, since_s: float | None) -> int:
     """Write up to `limit` stored deliveries (newest last) to `out` or stdout."""
     try:
-        settings = Settings.from_env(os.environ, role="up")
-    except ConfigError as exc:
-        print(f"ticketwire capture: configuration error: {exc}", file=sys.stderr)
+        settings = command_settings("capture", os.environ, role="up")
+    except Unconfigured as exc:
+        print(f"ticketwire capture: {exc}", file=sys.stderr)
         return 2
-    url, note = redis_for_capture(settings)
-    if not url:
-        print(
-            "ticketwire capture: set REDIS_URL to the Redis the receiver stores into (e.g. "
-            "redis://host:6379/0), or run it where a `ticketwire up` runs "
-            f"(TICKETWIRE_DATA_DIR, now {settings.data_dir})",
-            file=sys.stderr,
-        )
-        return 2
-    if note:
-        print(f"ticketwire capture: reading {note} ({safe_url(url)})", file=sys.stderr)
-    settings = replace(settings, redis_url=url)
+    assert settings.redis_url
+    url = settings.redis_url
     try:
         with open(out, "w", encoding="utf-8") if out else sys.stdout as fh:
             written, failed = asyncio.run(_capture(settings, fh, limit=limit, since_s=since_s))

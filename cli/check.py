@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from cli.init import no_rules_dir
 from ticketwire.engine import render_table
 from ticketwire.engine.ruleset import load_rule_set
 from ticketwire.vendors.inboxops.reminders import reminder_notes
@@ -14,6 +15,9 @@ from ticketwire.vendors.inboxops.reminders import reminder_notes
 def run_check(directory: Path | None) -> int:
     """Validate `directory`; return 0 when every rule loads, 1 otherwise."""
     path = directory or Path(os.environ.get("TICKETWIRE_RULES") or "rules")
+    if not path.is_dir():
+        print(f"ticketwire check: {no_rules_dir(path)}", file=sys.stderr)
+        return 1
     loaded = load_rule_set(path)
     router = loaded.router
     if not loaded.ok or router is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import sys
@@ -12,16 +11,14 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cli.localup import find_local_up
+from cli.redisurl import Unconfigured, command_settings, safe_url
 from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
@@ -56,25 +53,9 @@ def run_dlq(
 ) -> int:
     """Run `ticketwire dlq ACTION`; return the exit status (0 ok, 1 failed, 2 misconfigured)."""
     try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        return _fail(f"configuration error: {exc}", 2)
-    if not settings.redis_url:
-        local = find_local_up(settings.data_dir)
-        if local is None:
-            return _fail(
-                "set REDIS_URL to the Redis your workers use (e.g. redis://host:6379/0); no "
-                f"`ticketwire up` runs in {settings.data_dir.resolve()} (TICKETWIRE_DATA_DIR) "
-                "whose Redis could be used",
-                2,
-            )
-        # Said on stderr: stdout stays the answer (`--json` included).
-        print(
-            f"ticketwire dlq: using the Redis of the `ticketwire up` running in {local.data_dir} "
-            f"({safe_url(local.redis_url)}); set REDIS_URL for another",
-            file=sys.stderr,
-        )
-        settings = dataclasses.replace(settings, redis_url=local.redis_url)
+        settings = command_settings("dlq", os.environ, role="check")
+    except Unconfigured as exc:
+        return _fail(str(exc), 2)
     if action == "list":
         if limit < 1:
             return _fail(f"--limit must be at least 1 (got {limit})", 2)
@@ -120,21 +101,6 @@ def _run(settings: Settings, command: Command) -> int:
 def _fail(message: str, status: int) -> int:
     print(f"ticketwire dlq: {message}", file=sys.stderr)
     return status
-
-
-def safe_url(url: str) -> str:
-    """`url` with any password replaced by `****`, fit to print."""
-    p = urlparse(url)
-    if p.password is None:
-        return url
-    host = p.hostname or ""
-    if p.port is not None:
-        host = f"{host}:{p.port}"
-    user = f"{p.username}:****@" if p.username else ":****@"
-    return p._replace(netloc=user + host).geturl()
-
-
-# ------------------------------------------------------------------------------------ list
 
 
 async def _list(redis: Redis, keys: Keys, *, limit: int, as_json: bool) -> int:

@@ -42,6 +42,14 @@ def plan_files(root: Traversable) -> list[tuple[str, Traversable]]:
     return out
 
 
+def no_rules_dir(rules_dir: Path) -> str:
+    """What a command that needs rules says when there are none: start a project with init."""
+    return (
+        f"no rules directory {rules_dir}/ here ({Path.cwd()}). Run `ticketwire init` to start a "
+        "project with example rules, or point TICKETWIRE_RULES at your rules."
+    )
+
+
 def run_init(directory: Path) -> int:
     """Write the project template into `directory`; return the exit status."""
     rules = directory / "rules"

@@ -2,7 +2,7 @@
 
 `up` holds an exclusive lock on `<data dir>/up.lock` for as long as it runs and writes
 `<data dir>/up.json` (mode 0600: it holds the local webhook secrets) once it listens. Other
-commands (`replay`, `fire`, `dlq`, `capture`) read it to reach that `up` without flags. The lock,
+commands (`replay`, `fire`, `dlq`, `capture`, `rules`) read it to reach that `up` without flags. The lock,
 not the file, says whether an `up` runs: a file left by a killed `up` is ignored.
 """
 
@@ -33,6 +33,9 @@ class LocalUp:
     webhook_secrets: dict[str, str] = field(default_factory=dict)
     #: Vendor name → the bundled simulator's base URL (empty when real helpdesks are configured).
     simulators: dict[str, str] = field(default_factory=dict)
+    #: The key prefix of its Redis keys (`TICKETWIRE_KEY_PREFIX`); an older `up.json` has none,
+    #: and the `up` that wrote it used the default.
+    key_prefix: str = "tw:"
 
     def __repr__(self) -> str:
         # Never show the secrets.

@@ -10,8 +10,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from ticketwire.config import Settings
-from ticketwire.errors import ConfigError
+from cli.redisurl import Unconfigured, command_settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from workers.reload import rules_in_force
@@ -20,16 +19,11 @@ from workers.reload import rules_in_force
 def run_rules(*, as_json: bool = False) -> int:
     """Print the rules in force; 0 when every live worker runs the published rules, else 1."""
     try:
-        settings = Settings.from_env(os.environ, role="check")
-    except ConfigError as exc:
-        print(f"ticketwire rules: configuration error: {exc}", file=sys.stderr)
+        settings = command_settings("rules", os.environ, role="check")
+    except Unconfigured as exc:
+        print(f"ticketwire rules: {exc}", file=sys.stderr)
         return 2
-    if not settings.redis_url:
-        print(
-            "ticketwire rules: set REDIS_URL to the Redis your workers use (redis://host:6379/0)",
-            file=sys.stderr,
-        )
-        return 2
+    assert settings.redis_url
     url = settings.redis_url
 
     async def read() -> tuple[dict[str, str], list[dict[str, object]]]:

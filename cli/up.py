@@ -26,12 +26,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from aiohttp import web
-from arq import Worker
 
+from cli.init import no_rules_dir
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
+from cli.redisurl import safe_url
 from receiver.app import create_app, vendor_intakes
 from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
 from ticketwire.engine import Router, check_rules
@@ -39,7 +39,7 @@ from ticketwire.errors import ConfigError
 from ticketwire.logs import setup_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
-from workers.app import stop_services, worker_options
+from workers.arqhost import in_process_worker
 from workers.reload import watch_rules
 
 if TYPE_CHECKING:
@@ -82,12 +82,7 @@ def run_up(*, simulator_port: int, seed_tickets: int, reset: bool = False) -> in
         return 2
     setup_logging(settings.log_level)
     if not settings.rules_dir.is_dir():
-        print(
-            f"ticketwire up: no rules directory {settings.rules_dir}/ here "
-            f"({Path.cwd()}). Run `ticketwire init` to start a project with example rules, "
-            "or point TICKETWIRE_RULES at your rules.",
-            file=sys.stderr,
-        )
+        print(f"ticketwire up: {no_rules_dir(settings.rules_dir)}", file=sys.stderr)
         return 1
     router, errors = check_rules(settings.rules_dir)
     if errors or router is None:
@@ -182,19 +177,8 @@ async def _serve(
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", settings.port).start()
 
-        worker = Worker(**worker_options(settings, router), handle_signals=False)
-        worker_task = asyncio.create_task(worker.async_run())
-
-        async def stop_worker() -> None:
-            # Stop our consumer first (arq's close() cancels running jobs before on_shutdown).
-            await stop_services(worker.ctx)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker.close()
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker_task
-
-        stack.push_async_callback(stop_worker)
+        # The worker production runs: with an external REDIS_URL, it waits out an outage.
+        worker = await stack.enter_async_context(in_process_worker(settings, router))
         # A rule file saved while `up` runs is checked and, if it loads, in force for the next event.
         await stack.enter_async_context(watch_rules(worker.ctx))
         # Only now that the receiver listens: simulators deliver in order per ticket, so an
@@ -213,12 +197,13 @@ async def _serve(
                     for vendor in settings.vendors_receiving()
                 },
                 simulators={vendor: sim.url for vendor, sim in sims.items()},
+                key_prefix=settings.key_prefix,
             )
         )
         print(
             BANNER.format(
                 data_dir=lock.data_dir,
-                redis=_safe_url(redis_url),
+                redis=safe_url(redis_url),
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
                 state=_describe_state(lock.data_dir, local),
@@ -403,6 +388,10 @@ def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n
     io.add_endpoint(f"{base}/inboxops", settings.inboxops.webhook_secrets[0].reveal())
     cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
     th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
+    # A kept store may hold reminders: those that fell due while `up` was stopped fire now that
+    # their webhooks have somewhere to go (not at the next request), and the timer is armed for
+    # the next one.
+    io.fire_due_reminders()
     # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
     seed: dict[str, Callable[[str, str], object]] = {
         "inboxops": lambda subject, priority: io.create_ticket(subject=subject, priority=priority),
@@ -494,11 +483,3 @@ _SEED_TICKETS: list[tuple[str, str]] = [
     ("Invoice shows the wrong VAT number", "low"),
     ("Export to CSV times out", "high"),
 ]
-
-
-def _safe_url(url: str) -> str:
-    # Never print a password that may be part of REDIS_URL.
-    p = urlparse(url)
-    if p.password:
-        return url.replace(f":{p.password}@", ":****@")
-    return url

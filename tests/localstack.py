@@ -115,6 +115,7 @@ async def local_up(
             redis_url=redis_url,
             webhook_secrets=dict(UP_SECRETS),
             simulators=dict(simulators or {}),
+            key_prefix=keys.prefix,
         )
     )
     try:

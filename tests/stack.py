@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
@@ -12,13 +11,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from simulator.inboxops import InboxOpsSimulator
-from tests.conftest import wait_for
 from ticketwire.config import InboxOpsSettings, Settings
 from ticketwire.engine import Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
-from workers.app import stop_services, worker_options
-from workers.arqhost import Worker
+from workers.arqhost import Worker, in_process_worker
 
 SECRET = "whsec_end_to_end"
 
@@ -49,22 +46,8 @@ def stack_settings(
 async def running_worker(settings: Settings, router: Router | None = None) -> AsyncIterator[Worker]:
     """An arq worker with the ticketwire consumer, in this event loop, stopped cleanly after."""
     router = router or load_rules(settings.rules_dir)
-    opts = worker_options(settings, router)
-    worker = Worker(**{**opts, "poll_delay": 0.05}, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        # The consumer exists once on_startup has run.
-        await wait_for(lambda: "consumer" in worker.ctx or task.done(), message="worker start")
-        if task.done():
-            task.result()
+    async with in_process_worker(settings, router, started_within=10.0, poll_delay=0.05) as worker:
         yield worker
-    finally:
-        await stop_services(worker.ctx)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def settled(redis: Redis, keys: Keys, partitions: int = 4) -> bool:

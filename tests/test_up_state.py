@@ -13,7 +13,8 @@ import re
 import shutil
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cli.localup import LocalUp, find_local_up
 from simulator import persist
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.inboxops.clock import iso
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, ROOT, Proc, free_port, free_ports, spawn
@@ -42,15 +44,21 @@ class Project:
         self.port = free_port()
         self.sim_port = free_ports(3)
 
-    async def up(self, *args: str, port: int | None = None, sim_port: int | None = None) -> Proc:
-        """Start `ticketwire up` here (not waiting for its banner)."""
-        env = {"PORT": str(port or self.port), "TICKETWIRE_DATA_DIR": str(self.data)}
+    async def up(
+        self,
+        *args: str,
+        port: int | None = None,
+        sim_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Proc:
+        """Start `ticketwire up` here (not waiting for its banner), `env` added to its own."""
+        env = {"PORT": str(port or self.port), "TICKETWIRE_DATA_DIR": str(self.data), **(env or {})}
         argv = [str(BIN / "ticketwire"), "up", "--simulator-port", str(sim_port or self.sim_port)]
         return await spawn([*argv, *args], env, cwd=self.dir)
 
-    async def running(self, *args: str) -> Proc:
+    async def running(self, *args: str, env: Mapping[str, str] | None = None) -> Proc:
         """Start `ticketwire up` and wait for its banner."""
-        proc = await self.up(*args)
+        proc = await self.up(*args, env=env)
         await proc.wait_output(BANNER_END, timeout=60)
         return proc
 
@@ -223,6 +231,49 @@ async def test_a_second_up_in_the_data_directory_is_refused(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.slow
+async def test_reminders_kept_in_the_state_fire_on_time_without_a_request(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    # The InboxOps state a stopped `up` left: two tickets waiting on the customer, one whose
+    # reminder fell due while `up` was stopped, one whose reminder falls due soon after it starts.
+    kept = InboxOpsSimulator(SimulatorConfig(seed=21), clock=ManualClock())
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    overdue = kept.create_ticket(
+        subject="Due while stopped", status="waiting", remind_at="2025-01-06T10:00:00Z"
+    )
+    later = kept.create_ticket(subject="Due after start", status="waiting", remind_at=iso(soon))
+    persist.write_atomic(project.data / "simulators" / "inboxops.state", persist.dump(kept))
+
+    up = await project.running()
+    try:
+        # Nothing asks the InboxOps simulator anything until both reminders have fired.
+        for ticket in (overdue, later):
+            await up.wait_output(f"reminder of ticket {ticket['ticket_number']} fell due", 30)
+        info = find_local_up(project.data)
+        assert info is not None
+        io = info.simulators["inboxops"]
+        async with aiohttp.ClientSession() as http:
+
+            async def delivered() -> set[str]:
+                async with http.get(f"{io}/_sim/deliveries") as r:
+                    log = (await r.json())["data"]
+                return {d["ticket_id"] for d in log if d["succeeded"]}
+
+            # Their webhooks reached the receiver: the rules saw the reminders.
+            await wait_for(
+                lambda: _has(delivered(), {overdue["id"], later["id"]}), message="delivered"
+            )
+            async with http.get(f"{io}/_sim/tickets") as r:
+                statuses = {t["id"]: t["status"] for t in (await r.json())["data"]}
+        assert statuses[overdue["id"]] == statuses[later["id"]] == "open"
+    finally:
+        assert await up.stop(signal.SIGINT) == 0, up.output
+
+
+async def _has(found: Awaitable[set[str]], wanted: set[str]) -> bool:
+    return wanted <= await found
+
+
 async def test_an_unreadable_snapshot_stops_up_with_how_to_start_over(tmp_path: Path) -> None:
     project = Project(tmp_path)
     state = project.data / "simulators" / "cstar.state"
@@ -246,6 +297,21 @@ async def test_up_without_rules_says_to_run_init(tmp_path: Path) -> None:
     assert await up.finish() == 1
     assert "no rules directory rules/ here" in up.output
     assert "`ticketwire init`" in up.output
+
+
+@pytest.mark.parametrize("argv", [["check"], ["check", "elsewhere"]], ids=["default", "given"])
+async def test_check_without_rules_says_to_run_init_as_up_does(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check = await spawn([str(BIN / "ticketwire"), *argv], {}, cwd=empty)
+    assert await check.finish() == 1
+    missing = argv[1] if len(argv) > 1 else "rules"
+    assert check.output == (
+        f"ticketwire check: no rules directory {missing}/ here ({empty}). Run `ticketwire init` "
+        "to start a project with example rules, or point TICKETWIRE_RULES at your rules.\n"
+    )
 
 
 # ------------------------------------------------------------------------- snapshots in-process

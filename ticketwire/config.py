@@ -98,6 +98,8 @@ class Settings:
     dedupe_ttl_s: float = 72 * 3600.0
     retention_s: float = 72 * 3600.0
     key_prefix: str = "tw:"
+    #: Whether TICKETWIRE_KEY_PREFIX was set (else a command using a local `up`'s Redis takes its).
+    key_prefix_configured: bool = False
     partitions: int = 16
     worker_concurrency: int = 200
     lease_ttl_s: float = 15.0
@@ -184,6 +186,7 @@ class Settings:
             dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
             retention_s=env.duration("TICKETWIRE_RETENTION", 72 * 3600.0),
             key_prefix=env.text("TICKETWIRE_KEY_PREFIX") or "tw:",
+            key_prefix_configured=bool(env.text("TICKETWIRE_KEY_PREFIX")),
             partitions=env.integer("TICKETWIRE_PARTITIONS", 16, low=1, high=1024),
             worker_concurrency=env.integer("TICKETWIRE_CONCURRENCY", 200, low=1, high=10_000),
             lease_ttl_s=env.duration("TICKETWIRE_LEASE_TTL", 15.0),

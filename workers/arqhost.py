@@ -6,6 +6,8 @@ failed. This subclass waits instead, at start and at every turn of the loop: it 
 Redis goes away, retries with a bounded backoff (at most 5 s between tries), and logs the
 outage's length when Redis answers again, then carries on where it was. The stream consumer and
 the outbox flusher ride out outages on their own; events stay stored in Redis meanwhile.
+`in_process_worker` runs the same worker inside another program's event loop (`ticketwire up`,
+the rules test harness).
 
 It overrides arq 0.28's loop turn (`_poll_iteration`) and reads some of its private state; arq
 is pinned to 0.28 in pyproject.toml, and tests/test_redis_outage.py fails if that changes.
@@ -14,14 +16,20 @@ is pinned to 0.28 in pyproject.toml, and tests/test_redis_outage.py fails if tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from arq import worker as arq_worker
 from arq.connections import ArqRedis, create_pool
 
+from ticketwire.config import Settings
+from ticketwire.engine import Router
+from workers.app import stop_services, worker_options
 from workers.outage import REDIS_DOWN, Outage
 
 log = logging.getLogger("ticketwire.worker")
@@ -113,3 +121,46 @@ def create_worker(settings_cls: Any, **kwargs: Any) -> Worker:
 def install() -> None:
     """Have arq's command line build this worker (it has no option to choose the class)."""
     arq_worker.create_worker = create_worker
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(
+    settings: Settings,
+    router: Router | None = None,
+    *,
+    started_within: float | None = None,
+    **options: Any,
+) -> AsyncIterator[Worker]:
+    """This worker as a task of the running event loop (`ticketwire up`, tests), stopped on exit.
+
+    `options` override `worker_options`. With `started_within`, wait that many seconds for the
+    services to start and raise if they do not; without, return at once, as `up` does, so a
+    Redis that is still down is waited for in the background.
+    """
+    worker = Worker(**{**worker_options(settings, router), **options}, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        if started_within is not None:
+            await _started(worker, task, started_within)
+        yield worker
+    finally:
+        # Our services first: arq's close() cancels running jobs before its on_shutdown.
+        await stop_services(worker.ctx)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _started(worker: Worker, task: asyncio.Task[None], within: float) -> None:
+    """Return once the worker's services run (its consumer exists); raise if it stops or stalls."""
+    deadline = time.monotonic() + within
+    while "consumer" not in worker.ctx:
+        if task.done():
+            task.result()
+            raise RuntimeError("the worker stopped while starting")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not start within {within:g} s")
+        # The poll of a condition wait bounded by the deadline above.
+        await asyncio.sleep(0.02)

@@ -15,14 +15,12 @@ import logging
 import secrets
 import time
 import uuid
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
 from aiohttp import web
-from arq import Worker
 from redis.asyncio import Redis
 
 from receiver.app import create_app, vendor_intakes
@@ -31,7 +29,7 @@ from ticketwire.engine import Router, check_rules
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
-from workers.app import stop_services, worker_options
+from workers.arqhost import in_process_worker
 
 VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
 #: Log records kept to show when an expected effect does not come.
@@ -204,32 +202,9 @@ class Harness:
         )
 
     async def _start_worker(self, settings: Settings, router: Router) -> None:
-        worker = Worker(
-            **{**worker_options(settings, router), "poll_delay": 0.05}, handle_signals=False
+        await self._stack.enter_async_context(
+            in_process_worker(settings, router, started_within=10.0, poll_delay=0.05)
         )
-        task = asyncio.create_task(worker.async_run())
-
-        async def stop_worker() -> None:
-            # Our consumer first: arq's close() cancels running jobs before on_shutdown.
-            await stop_services(worker.ctx)
-            with contextlib.suppress(asyncio.CancelledError, Exception), warnings.catch_warnings():
-                # arq's close() calls a redis-py method deprecated since 5.0.1: not the user's.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                await worker.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-        self._stack.push_async_callback(stop_worker)
-        deadline = time.monotonic() + 10.0
-        while "consumer" not in worker.ctx:
-            if task.done():
-                task.result()
-                raise RuntimeError("the worker stopped while starting")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the worker did not start within 10 s")
-            # The poll of a condition wait bounded by the deadline above.
-            await asyncio.sleep(0.02)
 
     async def _drop_keys(self) -> None:
         if self._redis is None:
