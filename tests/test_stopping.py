@@ -39,7 +39,9 @@ async def test_a_task_that_loses_a_cancellation_is_stopped_all_the_same() -> Non
     assert lost == 1, "the first cancellation was lost, and the task still ended"
 
 
-async def test_a_slow_stop_says_what_it_waits_for(monkeypatch, caplog) -> None:
+async def test_a_slow_stop_says_what_it_waits_for(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(stoptask, "SLOW_STOP_S", 0.2)
     monkeypatch.setattr(stoptask, "RECANCEL_S", 0.05)
     release = asyncio.Event()
