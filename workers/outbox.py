@@ -20,7 +20,6 @@ holds a worker slot; later write-backs of the ticket queue behind it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -49,6 +48,7 @@ from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch
 from workers.deadletter import dead_letter
 from workers.outage import Outage
 from workers.scriptbatch import BatchedScript, batched
+from workers.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -301,9 +301,7 @@ class Outbox:
         """Stop the flusher; a flush in progress is cancelled and its claims expire."""
         if self._task is not None:
             self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, "the outbox flusher")
             self._task = None
 
     async def _run(self) -> None:

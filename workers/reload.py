@@ -33,6 +33,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import Router
 from ticketwire.engine.ruleset import RuleSet, load_rule_set, rules_fingerprint
 from ticketwire.keys import Keys
+from workers.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -128,9 +129,7 @@ class RulesReloader:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, "the rules follower")
             self._task = None
         with contextlib.suppress(RedisError, OSError):
             await cast("Awaitable[int]", self._redis.hdel(self._keys.rules_workers, self._id))
@@ -353,9 +352,7 @@ async def watch_rules(ctx: Mapping[str, Any]) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task, "the rules directory watcher")
 
 
 async def _watch(ctx: Mapping[str, Any]) -> None:
