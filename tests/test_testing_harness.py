@@ -57,6 +57,46 @@ async def test_a_missing_effect_fails_with_the_ticket_the_calls_and_the_log(tmp_
     assert "ticketwire's log:" in report and "waiting-is-high" in report
 
 
+async def test_the_seeded_tickets_are_the_same_in_every_run(tmp_path, redis_url):
+    # A fresh seed each run once made the first ticket already waiting with low priority in
+    # about one run in fifty: the test's change then changed nothing and its effect never came.
+    rules = rules_dir(tmp_path)
+    runs = []
+    for _ in range(2):
+        async with Harness(rules, redis_url, vendors=["inboxops", "cstar", "thena"]) as tw:
+            # Everything but the times the tickets were made.
+            runs.append(
+                {
+                    v: [{k: x for k, x in t.items() if not k.endswith(("_at", "At"))} for t in ts]
+                    for v, ts in ((v, tw.tickets(v)) for v in tw.vendors)
+                }
+            )
+    assert runs[0] == runs[1]
+
+
+async def test_a_change_that_changes_nothing_says_so_when_the_effect_does_not_come(
+    tmp_path, redis_url
+):
+    # Seed 171 makes the first InboxOps ticket waiting with low priority already.
+    async with Harness(rules_dir(tmp_path), redis_url, vendors=["inboxops"], seed=171) as tw:
+        ticket = tw.tickets("inboxops")[0]
+        assert (ticket["status"], ticket["priority"]) == ("waiting", "low")
+        tw.change("inboxops", ticket["id"], status="waiting", priority="low")
+        with pytest.raises(AssertionError) as failed:
+            await tw.effect("inboxops", ticket["id"], {"priority": "high"}, timeout=0.3)
+        assert "ticket.updated" not in str(failed.value)
+        assert (
+            "(none for the last change(status='waiting', priority='low'): the ticket had those"
+            " values already, so the helpdesk sent no webhook)" in str(failed.value)
+        )
+        # A change that does change the ticket sends its webhook, and the rule runs.
+        tw.change("inboxops", ticket["id"], priority="normal")
+        await tw.effect("inboxops", ticket["id"], {"priority": "high"})
+        with pytest.raises(AssertionError) as again:
+            await tw.effect("inboxops", ticket["id"], {"priority": "urgent"}, timeout=0.3)
+        assert "none for the last change" not in str(again.value)
+
+
 async def test_broken_rules_say_what_is_wrong(tmp_path, redis_url):
     broken = rules_dir(tmp_path, RULE.replace("equals", "equal"))
     with pytest.raises(RulesError, match="unknown operator 'equal'"):

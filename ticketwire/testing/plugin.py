@@ -3,7 +3,7 @@
 Nothing starts unless a test asks for the fixture: the plugin only adds its options, its marker
 and the fixtures. Options: `--ticketwire-rules DIR` (ini `ticketwire_rules`, default `rules`,
 relative to the rootdir). A test may say `@pytest.mark.ticketwire(vendors=[...],
-seed_tickets=N, rules="dir")`.
+seed_tickets=N, seed=N, rules="dir")`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Declare the marker, so `--strict-markers` accepts it."""
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(vendors=None, seed_tickets=3, rules=None): options of the ticketwire fixture",
+        f"{MARKER}(vendors=None, seed_tickets=3, seed=0, rules=None): options of the ticketwire fixture",
     )
 
 
@@ -80,6 +80,8 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     if vendors:
         out["vendors"] = tuple(vendors)
     out["seed_tickets"] = int(kwargs.pop("seed_tickets", 3))
+    if "seed" in kwargs:
+        out["seed"] = int(kwargs.pop("seed"))
     if kwargs:
         raise pytest.UsageError(f"@pytest.mark.{MARKER}: unknown options {sorted(kwargs)}")
     return out
