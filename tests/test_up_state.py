@@ -81,6 +81,14 @@ def inboxops_key(output: str) -> str:
     return key
 
 
+def valkey_runs(pid: int) -> bool:
+    """Whether `pid` is a live valkey-server (not a pid since reused by another program)."""
+    try:
+        return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 async def test_a_restart_keeps_tickets_tags_keys_and_secrets(tmp_path: Path) -> None:
     project = Project(tmp_path)
@@ -121,9 +129,17 @@ async def test_a_restart_keeps_tickets_tags_keys_and_secrets(tmp_path: Path) -> 
     # The killed `up` left its up.json; the lock, not the file, says nothing runs.
     assert (project.data / "up.json").exists()
     assert find_local_up(project.data) is None
+    # Its Valkey outlived it, on the data directory's files.
+    orphan = int((project.data / "valkey" / "valkey.pid").read_text())
+    assert valkey_runs(orphan)
 
     second = await project.running()
     try:
+        # The next `up` stops that Valkey before it starts its own on the same files.
+        assert f"stopping the Valkey (pid {orphan}) left by an `up` that was killed" in (
+            second.output
+        ), second.output
+        assert not valkey_runs(orphan)
         assert (
             "tickets    kept from the last run (inboxops 3, cstar 3, thena 3)" in second.output
         ), second.output
