@@ -47,6 +47,7 @@ async def test_a_slow_stop_says_what_it_waits_for(
     release = asyncio.Event()
 
     async def stubborn() -> None:
+        # The behaviour under test: a loop that swallows every cancellation while it idles.
         while not release.is_set():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(1)
