@@ -28,7 +28,7 @@ from bench.procs import ROOT, BenchError, Procs
 from bench.redisserver import server_binary, server_version
 from bench.report import build_rows, loadavg, machine_facts, render, write_json
 from bench.scenarios import FULL, QUICK, SCENARIOS, Bench, plan_json
-from bench.stacks import STACKS
+from bench.stacks import STACKS, TRACES_OFF
 
 SECRET = "whsec_bench_0123456789abcdef"
 TICKETS = 5_000
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": selected,
         "machine": machine_facts(server_version(binary), tool_version(tool)),
         "loadavg_start": loadavg(),
-        "stacks": {s.name: s.description for s in STACKS},
+        "stacks": {s.name: s.description for s in (*STACKS, TRACES_OFF)},
         "counting": {
             "ours": "processed = consumer-group acknowledged entries (XINFO GROUPS "
             "entries-read - pending, summed over partition streams)",
