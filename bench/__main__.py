@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker processes each stack runs in scenario 6 (default 1)",
     )
     parser.add_argument(
+        "--reps",
+        type=int,
+        help="runs of each scenario (default: 1 with --quick, else 3); stacks alternate order",
+    )
+    parser.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "aiohttp"),
         default="auto",
@@ -77,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: --workers must be at least 1", file=sys.stderr)
         return 2
     plan = dataclasses.replace(plan, ratelimit_workers=args.workers)
+    if args.reps is not None:
+        if args.reps < 1:
+            print("bench: --reps must be at least 1", file=sys.stderr)
+            return 2
+        plan = dataclasses.replace(plan, reps=args.reps)
     selected = args.scenario or sorted(SCENARIOS)
     stamp = datetime.now(UTC)
     out = args.out or ROOT / "bench" / "results" / f"bench-{stamp:%Y%m%dT%H%M%SZ}.json"
