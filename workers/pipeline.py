@@ -394,9 +394,17 @@ class Pipeline:
         """One `ru` record per rule considered, and the rules' hourly counts."""
         writer = self.trace
         assert writer is not None
-        held = {name: code for (name, _), code in zip(suppressed, reasons, strict=False)}
+        append = trace.records.append
+        held = dict(zip([name for name, _ in suppressed], reasons, strict=False))
         for d in decisions:
             name = d.rule.name
+            if not d.fired and d.error is None and d.reason != "paused":
+                # Most rules on most events: a condition false (or no actions), nothing counted.
+                outcome = (
+                    tc.RULE_NO_ACTIONS if d.reason == "no actions" else tc.RULE_CONDITION_FALSE
+                )
+                append((tc.RULE, name, outcome, d.leaves or [], None))
+                continue
             detail: Any = None
             if d.fired and d.actions:
                 if name in allowed:
@@ -410,11 +418,8 @@ class Pipeline:
             elif d.reason == "paused":
                 outcome, stat = tc.RULE_PAUSED, tc.STAT_PAUSED
             else:
-                outcome = (
-                    tc.RULE_NO_ACTIONS if d.reason == "no actions" else tc.RULE_CONDITION_FALSE
-                )
-                stat = ""
-            trace.records.append((tc.RULE, name, outcome, d.leaves or [], detail))
+                outcome, stat = tc.RULE_NO_ACTIONS, ""
+            append((tc.RULE, name, outcome, d.leaves or [], detail))
             if stat:
                 writer.rule_count(name, stat)
 
