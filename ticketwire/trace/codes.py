@@ -17,19 +17,30 @@ covering several), `c` the record: a compact JSON array whose first element is i
 
 - `["rx", vendor, account, type, ticket_id, received_ms, origin, deliveries, rules_fingerprint]`
   received by the worker; `origin` is `<partition>/<entry id>`, `deliveries` > 1 is a re-run.
-  Every event that reaches a worker passed dedupe as its first delivery.
+  Every event that reaches a worker passed dedupe as its first delivery. `rules_fingerprint`
+  is a digest of the rules' leaf descriptions, the field of `Keys.trace_rules` to read them from.
 - `["st", stale 0|1, this order key, last applied order key, last applied event id]` stale check.
-- `["ch", [[field, from, to], ...]]` the changes seen.
+  Order keys are decimal text: the helpdesk's sequence where it sends one, else `updated_at` in
+  µs since the epoch; "" when unknown (no event applied before).
+- `["ch", [[field, from, to], ...]]` the changes seen (a new ticket: only the fields rules read).
 - `["ru", rule, outcome, leaves, detail]` one rule considered; `outcome` is a `RULE_*` code,
-  `leaves` is `[[leaf index, ok 0|1, value seen], ...]` in the condition's order; `detail` is
+  `leaves` is `[[leaf index, ok 0|1, value seen], ...]` in the condition's order (leaves a short
+  circuit skipped are absent; a field that is missing has no value; a change leaf's value is
+  `[from, to]`; text longer than 200 characters is cut and ends in `…`); `detail` is
   the error text for `E`, `[reason code, *args]` (`SUPPRESS_*`) for `S`, else null. The leaves'
   descriptions are stored once per rules fingerprint in `Keys.trace_rules` (HASH fingerprint →
   JSON `{rule: [leaf description, ...]}`).
-- `["pl", [[call id, method, path, body, rules], ...]]` planned calls (id = `ApiCall.fingerprint()`).
+- `["pl", [[call id, method, path, body, rules], ...]]` planned calls (id = `ApiCall.fingerprint()`,
+  path relative to the API root, e.g. `/tickets/42`).
 - `["ca", call ids, method, path, status, latency ms, request id, tickets, event ids]` a sent
-  call, written to each covered ticket's timeline with the event ids whose calls it carried.
-- `["rt", call id, status or error text, retry at ms, attempt]` a retry scheduled.
-- `["dl", kind, letter id, reason]` a dead letter.
+  call, written to each covered ticket's timeline with the planned call ids and event ids it
+  carried (after coalescing and batching); path as sent (`/api/v1/tickets/42`); status is the
+  HTTP status, or the error's text when there was none (a timeout), or `partial: …`.
+- `["rt", call id, status or error text, retry at ms, attempt]` a retry scheduled (429, 5xx,
+  timeout; a bulk call refused is retried ticket by ticket at once).
+- `["dl", kind, letter id, reason]` a dead letter (`kind`: `call` or `event`).
+
+Records of a call (`ca`, `rt`, `dl` of a call) carry `e` = "" when the call carried several events.
 
 `Keys.trace_rulestats(hour)` — HASH `<rule>\\x1f<f|s|e|p>` → count per UTC hour `YYYYMMDDHH`,
 `EXPIRE` `RULESTATS_TTL_S`.

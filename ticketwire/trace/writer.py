@@ -1,7 +1,8 @@
 """The worker's trace writer: records buffered in memory, written by one script call per flush.
 
-Handling an event only appends small tuples to a buffer; a background task encodes what has
-gathered and writes it all in one call every `flush_s` (sooner when `batch` records wait). The
+Handling an event builds small tuples and encodes them once, as one text, into a buffer; a
+background task writes what has gathered in one call every `flush_s` (sooner when `batch`
+records wait). The
 buffer is bounded: while Redis is away the oldest records are dropped and counted, and handling
 never waits for, nor fails because of, a trace. Records still buffered when the process dies
 are lost.
@@ -30,10 +31,10 @@ log = logging.getLogger("ticketwire.trace")
 # timeline cap, rulestats TTL s. Keys are made here from the prefix: which tickets a flush
 # touches is only known in the blob.
 #
-# The records blob is one JSON text `[[ticket key, event id, [record, ...], outcome, fired], ...]`,
-# encoded in one call by the worker; each record's own text is cut out of it here (a small
-# scanner of JSON nesting and strings), so the worker never encodes a record on its own. A group
-# with an outcome also adds the event's deliveries list entry, made from its first record (`rx`).
+# The records blob is one JSON text `[[ticket key, event id, [record, ...], outcome, fired], ...]`:
+# the worker encodes each event's group once, in one call, and joins the groups; each record's own
+# text is cut out of it here (a small scanner of JSON nesting and strings). A group with an
+# outcome also adds the event's deliveries list entry, made from its first record (`rx`).
 # The entries blob is `[[[list values...], ...], [[hour, rule field, n], ...], [[fp, JSON], ...]]`.
 _FLUSH_LUA = """
 local s = ARGV[1]
@@ -168,9 +169,9 @@ class TraceWriter:
         self._flush_s = flush_s
         self._batch = batch
         self._max = buffer_max
-        # Per ticket and event, its records in order: `[ticket key, event id, [record, ...]]`.
-        self._groups: deque[list[Any]] = deque()
-        self._logs: deque[list[str]] = deque()
+        # Per ticket and event, its encoded group (see `_FLUSH_LUA`) and how many records it holds.
+        self._groups: deque[tuple[str, int]] = deque()
+        self._logs: deque[str] = deque()
         self._size = 0
         self._counts: Counter[tuple[str, str]] = Counter()
         self._rules: dict[str, str] = {}
@@ -188,13 +189,13 @@ class TraceWriter:
     def record(self, ticket_key: str, event_id: str, record: Sequence[Any]) -> None:
         """Add one record to a ticket's timeline (`record[0]` is its kind code)."""
         if ticket_key:
-            self._groups.append([ticket_key, event_id, (record,), "", ""])
+            self._groups.append((_encode((ticket_key, event_id, (record,), "", "")), 1))
             self._size += 1
             self._check()
 
     def log(self, fields: Mapping[str, str]) -> None:
         """Add one entry to the deliveries list (fields as in `ticketwire.trace.codes`)."""
-        self._logs.append([fields.get(name, "") for name in LOG_FIELDS])
+        self._logs.append(_encode([fields.get(name, "") for name in LOG_FIELDS]))
         self._size += 1
         self._check()
 
@@ -210,8 +211,11 @@ class TraceWriter:
 
         The entry's vendor, account, type and receive time are those of the `rx` record.
         """
-        self._groups.append([ticket_key, event_id, records, outcome, fired])
-        self._size += len(records) + 1
+        # Encoded at once: buffered text costs the garbage collector nothing, where buffered
+        # lists and tuples would be carried into its older generations and scanned again.
+        n = len(records) + 1
+        self._groups.append((_encode((ticket_key, event_id, records, outcome, fired)), n))
+        self._size += n
         self._check()
 
     def _check(self) -> None:
@@ -233,8 +237,7 @@ class TraceWriter:
         # The oldest go first: the newest records say most about what is happening now.
         while self._size > self._max and (self._groups or self._logs):
             if self._groups:
-                group = self._groups.popleft()
-                n = len(group[2]) + (1 if group[3] else 0)
+                n = self._groups.popleft()[1]
             else:
                 self._logs.popleft()
                 n = 1
@@ -320,15 +323,15 @@ class TraceWriter:
         hour = time.strftime(codes.HOUR_FORMAT, time.gmtime())
         sep = codes.RULE_SEP
         try:
-            # All records in one encoding call: the script cuts each record's text out of it.
-            records = _encode(list(groups))
+            # One text of all groups: the script cuts each record's text out of it.
+            records = "[" + ",".join([text for text, _ in groups]) + "]"
             entries = _encode(
                 [
-                    list(logs),
                     [[hour, f"{rule}{sep}{kind}", n] for (rule, kind), n in counts.items()],
                     list(rules.items()),
                 ]
             )
+            entries = "[[" + ",".join(logs) + "]," + entries[1:]
             await self._script(
                 args=[
                     records,
@@ -349,8 +352,8 @@ class TraceWriter:
 
     def _put_back(
         self,
-        groups: deque[list[Any]],
-        logs: deque[list[str]],
+        groups: deque[tuple[str, int]],
+        logs: deque[str],
         size: int,
         counts: Counter[tuple[str, str]],
         rules: dict[str, str],
