@@ -1,0 +1,1 @@
+"""Traces: compact records of what every delivery did, kept in Redis for a while."""
