@@ -121,3 +121,22 @@ class Keys:
     def arq_queue(self) -> str:
         """arq's queue for deferred work (retries after 429 and backoff)."""
         return f"{self.prefix}arq:queue"
+
+    # Traces (ticketwire/trace/codes.py describes the records).
+    @property
+    def trace_log(self) -> str:
+        """STREAM: one entry per delivery outcome, the searchable deliveries list."""
+        return f"{self.prefix}trace:log"
+
+    def trace_ticket(self, ticket_key: str) -> str:
+        """STREAM: one ticket's timeline, every trace record of its events in order."""
+        return f"{self.prefix}trace:t:{ticket_key}"
+
+    @property
+    def trace_rules(self) -> str:
+        """HASH rules fingerprint → JSON `{rule: [leaf description, ...]}`."""
+        return f"{self.prefix}trace:rules"
+
+    def trace_rulestats(self, hour: str) -> str:
+        """HASH `<rule>\\x1f<f|s|e|p>` → count in one UTC hour (`YYYYMMDDHH`)."""
+        return f"{self.prefix}trace:rulestats:{hour}"

@@ -1,1 +1,1 @@
-"""Traces: what each event did, stored compactly in Redis and rendered when read."""
+"""Traces: compact records of what every delivery did, kept in Redis for a while."""
