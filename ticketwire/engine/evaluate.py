@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ticketwire.engine.actions import Action
 from ticketwire.engine.context import Context
@@ -27,6 +27,8 @@ class Decision:
     error: Exception | None = None
     #: What the rule logged through `ctx.log`, held back until its firing is decided.
     log_lines: tuple[logging.LogRecord, ...] = ()
+    #: With `trace=True`: the condition's leaves as `Condition.trace` lists them (None: no trace).
+    leaves: list[list[Any]] | None = None
 
     def describe(self) -> str:
         """One log line, e.g. `escalate: condition false: priority is 'low', ...`."""
@@ -62,25 +64,34 @@ async def run_rule(
     log: logging.Logger | None = None,
     explain: bool = True,
     hold_log: bool = False,
+    trace: bool = False,
 ) -> Decision:
     """Decide one rule for one event; a rule that raises yields an `error:` decision.
 
     With `explain=False` a skipped rule's reason is only `condition false`: conditions are then
     evaluated without formatting the values they read, which is most of their cost. With
     `hold_log=True` what a Python rule logs is kept on the decision (`log_lines`) for the caller
-    to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once.
+    to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once. With
+    `trace=True` the decision keeps the condition's leaf results (`leaves`) for the trace.
     """
     verdict = None
+    leaves = None
     if rule.condition is not None:
         try:
-            if not explain and not rule.condition.holds(event):
+            if trace:
+                ok, leaves = rule.condition.trace(event)
+                if not (explain or ok):
+                    return Decision(rule, False, "condition false", leaves=leaves)
+            if not explain and not trace and not rule.condition.holds(event):
                 return Decision(rule, False, "condition false")
             verdict = rule.condition.check(event)
         # A rule's failure is recorded on its decision and must not stop the other rules.
         except Exception as exc:  # noqa: BLE001
-            return Decision(rule, False, f"error: in condition: {_error_text(exc)}", error=exc)
+            return Decision(
+                rule, False, f"error: in condition: {_error_text(exc)}", error=exc, leaves=leaves
+            )
         if not verdict.ok:
-            return Decision(rule, False, f"condition false: {verdict.why}")
+            return Decision(rule, False, f"condition false: {verdict.why}", leaves=leaves)
     log_lines: tuple[logging.LogRecord, ...] = ()
     if rule.handler is None:
         actions = rule.actions
@@ -91,12 +102,17 @@ async def run_rule(
         except Exception as exc:  # noqa: BLE001
             # Actions queued before the failure are discarded: half a rule is not applied.
             return Decision(
-                rule, False, f"error: {_error_text(exc)}", error=exc, log_lines=ctx.held_log()
+                rule,
+                False,
+                f"error: {_error_text(exc)}",
+                error=exc,
+                log_lines=ctx.held_log(),
+                leaves=leaves,
             )
         actions = tuple(ctx.actions)
         log_lines = ctx.held_log()
     if not actions:
-        return Decision(rule, False, "no actions", log_lines=log_lines)
+        return Decision(rule, False, "no actions", log_lines=log_lines, leaves=leaves)
     # A rule without vendor: carries each vendor's reading of its actions; keep this event's.
     actions = tuple(a.for_vendor(event.vendor) for a in actions)
     count = f"{len(actions)} action{'s' if len(actions) != 1 else ''}"
@@ -104,7 +120,7 @@ async def run_rule(
     reason = f"fired: {count} ({names})"
     if verdict is not None:
         reason += f"; condition true: {verdict.why}"
-    return Decision(rule, True, reason, actions, log_lines=log_lines)
+    return Decision(rule, True, reason, actions, log_lines=log_lines, leaves=leaves)
 
 
 async def evaluate(
@@ -115,12 +131,21 @@ async def evaluate(
     log: logging.Logger | None = None,
     explain: bool = True,
     hold_log: bool = False,
+    trace: bool = False,
 ) -> list[Decision]:
     """Decide every rule registered for the event's type and vendor, in order.
 
     One rule failing never stops the others; its decision records the error.
     """
     return [
-        await run_rule(rule, event, helpdesk=helpdesk, log=log, explain=explain, hold_log=hold_log)
+        await run_rule(
+            rule,
+            event,
+            helpdesk=helpdesk,
+            log=log,
+            explain=explain,
+            hold_log=hold_log,
+            trace=trace,
+        )
         for rule in router.rules_for(event.type, event.vendor)
     ]
