@@ -23,8 +23,6 @@ from ticketwire.vendors.registry import VENDORS
 #: Exit statuses: shown; nothing found (or Redis failed); misconfigured or misused; ambiguous
 #: key or event id; no traces kept at all.
 OK, NOT_FOUND, USAGE, AMBIGUOUS, OFF = 0, 1, 2, 3, 4
-#: Retention when the settings do not say (the documented default).
-DEFAULT_RETENTION_S = 72 * 3600.0
 
 Command = Callable[[TraceReader], Awaitable[int]]
 
@@ -48,7 +46,7 @@ def run_trace(
         settings = command_settings("trace", os.environ, role="check")
     except Unconfigured as exc:
         return _fail(str(exc), USAGE)
-    retention = _retention(settings)
+    retention = settings.trace_retention_s
     if retention <= 0:
         return _fail(
             "traces are off (TICKETWIRE_TRACE_RETENTION=0): nothing is recorded to show; set "
@@ -61,11 +59,6 @@ def run_trace(
     assert event_id is not None
     eid = event_id
     return _run(settings, lambda r: _event(r, eid, vendor, as_json, retention))
-
-
-def _retention(settings: Settings) -> float:
-    value = getattr(settings, "trace_retention_s", DEFAULT_RETENTION_S)
-    return float(value)
 
 
 def _kept(retention_s: float) -> str:
