@@ -351,8 +351,14 @@ class TraceReader:
             return list(reversed(page.rows))
         found: list[Delivery] = []
         read = 0
-        # The worker writes its row after the records; a minute before the first is ample.
-        low = str(max(0, records[0].at_ms - 60_000))
+        # Every row of the event (the worker's, duplicates answered at intake) comes after it
+        # was received: reading on from the receive time finds them.
+        received = [
+            int(r.values[4])
+            for r in records
+            if r.kind == codes.RECEIVED and len(r.values) > 4 and str(r.values[4]).isdigit()
+        ]
+        low = str(min([records[0].at_ms, *received]))
         key = self.keys.trace_log
         while read < self.scan_budget:
             want = min(CHUNK, self.scan_budget - read)
