@@ -384,6 +384,7 @@ class TraceReader:
     ) -> list[Delivery]:
         """The event's rows of the deliveries list, read forward from its first record."""
         flt = DeliveryFilter(vendor=vendor, event_id=event_id)
+        match = flt.raw_matcher()
         if not records:
             page = await self.deliveries(flt, limit=20)
             return list(reversed(page.rows))
@@ -401,10 +402,7 @@ class TraceReader:
         while read < self.scan_budget:
             want = min(CHUNK, self.scan_budget - read)
             chunk = await self.redis.xrange(key, low, "+", count=want)
-            for eid, fields in chunk:
-                d = Delivery.from_fields(eid, fields)
-                if flt.matches(d):
-                    found.append(d)
+            found += [Delivery.from_fields(eid, f) for eid, f in chunk if match(f)]
             read += len(chunk)
             if len(chunk) < want:
                 break
