@@ -480,3 +480,37 @@ async def test_a_flush_that_fails_keeps_its_records_for_the_next(keys):
     # Kept for the next flush, within the buffer's bound.
     assert writer.pending == 1 and writer.dropped == 0
     await away.aclose()
+
+
+async def test_records_with_any_text_are_stored_exactly(redis, keys):
+    # The script cuts each record out of one JSON text: quotes, backslashes, brackets, commas
+    # and other scripts inside strings must not confuse it.
+    nasty = ['a"b', "c\\", "]}", "[{,", 'x\\"]', "€ 日本 \U0001f600", "\ud800", "", "\n\t"]
+    writer = TraceWriter(redis, keys, retention_s=60)
+    records = [
+        ("rx", "inboxops", nasty[0], "t", nasty[1], 1_700_000_000_123, "1/2-0", 1, "fp"),
+        ("ru", "r", "C", [[0, 0, {"k": nasty}], [1, 1, []], [2, 1, {}]], None),
+        ("ch", [["f", None, 1.5], ["g", True, -3]]),
+    ]
+    key = 'inboxops:w:"]\\'
+    writer.event(key, 'e"1', records, "handled", "r\x1fs")
+    writer.record(key, "e,2", ("dl", "call", "1-0", nasty[4]))
+    assert await writer.flush() == 5
+    rows = await redis.xrange(keys.trace_ticket(key))
+    got = [(f[b"e"].decode(), json.loads(f[b"c"])) for _, f in rows]
+    assert got == [('e"1', json.loads(json.dumps(r))) for r in records] + [
+        ("e,2", ["dl", "call", "1-0", nasty[4]])
+    ]
+    [(_, entry)] = await redis.xrange(keys.trace_log)
+    assert {k.decode(): v.decode() for k, v in entry.items()} == {
+        "v": "inboxops",
+        "a": nasty[0],
+        "y": "t",
+        "e": 'e"1',
+        "k": key,
+        "o": "handled",
+        "s": "",
+        "f": "r\x1fs",
+        "x": "",
+        "r": "1700000000123",
+    }
