@@ -235,3 +235,29 @@ async def test_a_short_key_with_glob_characters_matches_only_itself(
     assert [r.event_id for r in (await TraceReader(redis, keys).ticket("cstar:a*")).records] == [
         "e1"
     ]
+
+
+async def test_a_timeline_shows_the_duplicates_intake_answered(redis: Redis, keys: Keys) -> None:
+    ticket = "cstar:team1:5"
+    now = int(time.time() * 1000)
+    rx = ["rx", "cstar", "team1", "ticket.updated", "5", now - 50, "0/1-0", 1, "fp"]
+    await write_records(redis, keys, ticket, ("e1", rx))
+    for outcome, status in (("handled", ""), ("duplicate", "200")):
+        await redis.xadd(
+            keys.trace_log,
+            {
+                "v": "cstar",
+                "y": "ticket.updated",
+                "e": "e1",
+                "k": ticket,
+                "o": outcome,
+                "s": status,
+            },
+        )
+    await redis.xadd(
+        keys.trace_log, {"v": "cstar", "e": "e9", "k": "cstar:team1:6", "o": "duplicate"}
+    )
+    timeline = await TraceReader(redis, keys).ticket("cstar:5")
+    assert [(d.event_id, d.outcome, d.status) for d in timeline.answered] == [
+        ("e1", "duplicate", 200)
+    ]

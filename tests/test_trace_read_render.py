@@ -230,3 +230,28 @@ def test_leaves_without_values_changes_and_negations() -> None:
         "tags is ['vip'] (needs not (tags contains 'vip')), "
         "priority: change unknown (no earlier state) (needs priority changed)"
     )
+
+
+def test_a_timeline_puts_intake_answers_between_the_records() -> None:
+    dup = Delivery(
+        f"{T + 5}-0",
+        "inboxops",
+        "w1",
+        "ticket.updated",
+        "e1",
+        "inboxops:w1:42",
+        "duplicate",
+        200,
+        (),
+        "",
+        T + 5,
+    )
+    later = rec("e2", "st", 0, "k3", "k2", "e1", at=T + 10)
+    lines = timeline_lines(Timeline("inboxops:w1:42", [RX, later], False, LEAVES, [dup]))
+    assert lines[1].startswith("  14:16:03.000  e1  received")
+    assert lines[2] == (
+        "  14:16:03.005  e1  duplicate delivery of inboxops ticket.updated: answered 200, "
+        "already stored within the dedupe window"
+    )
+    assert lines[3].startswith("  14:16:03.010  e2  stale check")
+    assert timeline_json(Timeline("k", [RX], False, LEAVES, [dup]))["answered"][0]["status"] == 200

@@ -255,11 +255,14 @@ class Timeline:
     #: True when older records exist than the ones returned (the limit cut them).
     truncated: bool = False
     leaves: RuleLeaves = field(default_factory=dict)
+    #: Deliveries answered at intake without reaching a worker (duplicates, refusals after
+    #: parsing), from the newest part of the deliveries list a page scan reaches.
+    answered: list[Delivery] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
         """True when the ticket has any trace stored."""
-        return bool(self.records)
+        return bool(self.records or self.answered)
 
 
 def id_ms(entry_id: str) -> int:
@@ -392,12 +395,7 @@ class TraceReader:
         read = 0
         # Every row of the event (the worker's, duplicates answered at intake) comes after it
         # was received: reading on from the receive time finds them.
-        received = [
-            int(r.values[4])
-            for r in records
-            if r.kind == codes.RECEIVED and len(r.values) > 4 and str(r.values[4]).isdigit()
-        ]
-        low = str(min([records[0].at_ms, *received]))
+        low = str(_first_ms(records))
         key = self.keys.trace_log
         while read < self.scan_budget:
             want = min(CHUNK, self.scan_budget - read)
@@ -420,7 +418,16 @@ class TraceReader:
         entries = await self.redis.xrevrange(tkey, count=count)
         truncated = len(entries) == count and await self.redis.xlen(tkey) > count
         records = [Record.from_fields(i, f) for i, f in reversed(entries)]
-        return Timeline(full, records, truncated, await self.leaves(records))
+        answered: list[Delivery] = []
+        if records:
+            # Only intake's rows: the worker's own are the `rx` records already shown.
+            page = await self.deliveries(
+                DeliveryFilter(ticket=full, since_ms=_first_ms(records)), limit=200
+            )
+            answered = [
+                d for d in reversed(page.rows) if d.outcome in (codes.DUPLICATE, codes.REFUSED)
+            ]
+        return Timeline(full, records, truncated, await self.leaves(records), answered)
 
     async def resolve_ticket(self, key: str) -> str:
         """The full ticket key `key` names; `key` itself when no stored timeline matches."""
@@ -466,6 +473,16 @@ class TraceReader:
                     if isinstance(descs, list)
                 }
         return out
+
+
+def _first_ms(records: list[Record]) -> int:
+    """When the earliest of `records`' events was received (or the first written)."""
+    received = [
+        int(r.values[4])
+        for r in records
+        if r.kind == codes.RECEIVED and len(r.values) > 4 and str(r.values[4]).isdigit()
+    ]
+    return min([records[0].at_ms, *received])
 
 
 def _glob(text: str) -> str:

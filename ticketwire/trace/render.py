@@ -403,8 +403,25 @@ def timeline_lines(timeline: Timeline) -> list[str]:
         lines[0] += " (older ones not shown; raise --limit)"
     if timeline.records:
         lines[0] += f", from {stamp(timeline.records[0].at_ms)[:10]}, times UTC"
-    lines += [f"  {x}" for x in record_lines(timeline.records, timeline.leaves, with_event=True)]
+    recorded = record_lines(timeline.records, timeline.leaves, with_event=True)
+    # Intake's answers (duplicates, refusals) between the records, by time.
+    timed = [(r.at_ms, 0, line) for r, line in zip(timeline.records, recorded, strict=True)]
+    timed += [
+        (d.at_ms, 1, f"{clock(d.at_ms)}  {d.event_id}  {answered_text(d)}")
+        for d in timeline.answered
+    ]
+    lines += [f"  {line}" for _, _, line in sorted(timed, key=lambda t: (t[0], t[1]))]
     return lines
+
+
+def answered_text(d: Delivery) -> str:
+    """A delivery intake answered without passing it on: a duplicate or a refusal."""
+    if d.outcome == codes.DUPLICATE:
+        return (
+            f"duplicate delivery of {d.vendor} {d.event_type}: answered {d.status}, already "
+            "stored within the dedupe window"
+        )
+    return f"delivery of {d.vendor} {d.event_type} refused: answered {d.status} {d.reason}"
 
 
 def timeline_json(timeline: Timeline) -> dict[str, Any]:
@@ -414,4 +431,5 @@ def timeline_json(timeline: Timeline) -> dict[str, Any]:
         "ticket": timeline.ticket,
         "truncated": timeline.truncated,
         "records": [record_json(r, ctx) for r in timeline.records],
+        "answered": [delivery_json(d) for d in timeline.answered],
     }
