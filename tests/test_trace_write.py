@@ -159,6 +159,13 @@ async def test_a_firing_event_leaves_every_record_and_no_secret(
     # Stale check: this event's order key is newer than the creation's, which it follows.
     created = next(d for d in sim.deliveries if d.event == "ticket.created").event_id
     assert st[1] == 0 and int(st[2]) > int(st[3]) and st[4] == created
+    # The new ticket's own record of changes keeps only the fields the rules read.
+    [new] = [c for e, c in records if e == created and c[0] == "ch"]
+    assert {f for f, _, _ in new[1] if not f.startswith("common.")} == {
+        "priority",
+        "status",
+        "subject",
+    }
     assert ["priority", "normal", "urgent"] in ch[1]
     assert ru1 == ["ru", "start-urgent-work", "F", [[0, 1, "urgent"], [1, 1, "open"]], None]
     # The short circuit stops at the regex: the second leaf was never evaluated.

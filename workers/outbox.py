@@ -510,6 +510,8 @@ class Outbox:
             self._stop(o, tickets, until, attempt)
             return
         except PartialFailure as exc:
+            # Sent and answered: traced with the answer, then each id is settled on its own.
+            self._trace_sent(o, tickets, f"partial: {exc}", started)
             self._partial(o, tickets, exc)
             return
         except ClientError as exc:

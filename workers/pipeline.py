@@ -300,8 +300,17 @@ class Pipeline:
         limits = limits_of(d.rule for d in firing)
         changes = field_changes(event) if prints or trace is not None else None
         if trace is not None and changes:
+            # A new ticket "changes" every field it has: only those the rules read are kept.
+            keep = read_fields.get(event.vendor, ()) if event.previous is None else None
             trace.records.append(
-                (tc.CHANGES, [[f, short(old), short(new)] for f, (old, new) in changes.items()])
+                (
+                    tc.CHANGES,
+                    [
+                        [f, short(old), short(new)]
+                        for f, (old, new) in changes.items()
+                        if keep is None or f in keep or f.startswith("common.")
+                    ],
+                )
             )
         verdict = await self.guard.check(
             event.ticket_key,
