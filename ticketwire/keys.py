@@ -121,3 +121,10 @@ class Keys:
     def arq_queue(self) -> str:
         """arq's queue for deferred work (retries after 429 and backoff)."""
         return f"{self.prefix}arq:queue"
+
+    # Rule pause (operations)
+
+    @property
+    def rules_paused(self) -> str:
+        """HASH rule name → JSON `{"by": …, "at": ms}`: rules every worker skips until resumed."""
+        return f"{self.prefix}rules:paused"
