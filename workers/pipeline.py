@@ -16,6 +16,7 @@ from ticketwire.engine.guard import firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
+from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import HelpdeskClient
 from workers.deadletter import dead_letter
@@ -79,6 +80,9 @@ class Pipeline:
         here (the entry stays unacknowledged if the worker stops meanwhile) and anything else
         unexpected is dead-lettered with the event, never dropped.
         """
+        set_log_context(
+            vendor=delivery.vendor, event_id=delivery.event_id, ticket=delivery.ticket_key
+        )
         delay = 0.1
         while True:
             try:
