@@ -241,3 +241,10 @@ async def test_filter_errors_exit_2_before_touching_redis(cli) -> None:  # noqa:
     assert "--filter: unknown filter key 'colour'" in err
     code, _, err = await cli("redrive", "--all", "--dry-run")
     assert code == 2 and "--dry-run goes with --filter" in err
+
+
+@pytest.mark.parametrize("ago", ["999999d", "9" * 400 + "w", "1" * 30 + "s"])
+def test_a_duration_further_back_than_the_epoch_means_from_the_start(ago: str) -> None:
+    flt = LetterFilter.parse(f"since={ago}", now_ms=NOW)
+    assert flt.since_ms == 0
+    assert flt.describe() == "since 1970-01-01 00:00:00 UTC"

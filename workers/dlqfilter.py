@@ -265,7 +265,9 @@ def _same_ticket(wanted: str, key: str) -> bool:
 def _instant(key: str, value: str, now_ms: int) -> int:
     m = _AGO.match(value.lower())
     if m:
-        return now_ms - int(float(m.group(1)) * _AGO_S[m.group(2)] * 1000)
+        ago_ms = float(m.group(1)) * _AGO_S[m.group(2)] * 1000
+        # Further back than the epoch (or too many digits for a float) means from the start.
+        return 0 if not ago_ms < now_ms else now_ms - int(ago_ms)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:

@@ -122,6 +122,12 @@ class RulesReloader:
 
     async def start(self) -> None:
         """Publish the rules this worker starts with, then follow what is published."""
+        # The handler goes in first: once the line below is logged, a SIGHUP must reload, not
+        # end the process with the signal's default action.
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+                self._sighup = True
         log.info("worker %s runs %s from %s", self._id, self.running.describe(), self.rules_dir)
         with contextlib.suppress(RedisError, OSError):
             await self._publish()
@@ -129,10 +135,6 @@ class RulesReloader:
         with contextlib.suppress(RedisError, OSError):
             await self._published()
         self._task = asyncio.create_task(self._follow())
-        if threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
-                self._sighup = True
 
     async def stop(self) -> None:
         """Stop following and remove this worker's record."""
