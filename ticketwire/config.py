@@ -124,6 +124,10 @@ class Settings:
     #: Most entries the deliveries list (`Keys.trace_log`) keeps, roughly.
     trace_max: int = 1_000_000
     data_dir: Path = Path(".ticketwire")
+    #: `text` (readable, the default) or `json` (one object per line) on stderr.
+    log_format: str = "text"
+    #: Signs the console's sessions; the console is off without it.
+    console_token: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -210,6 +214,8 @@ class Settings:
             trace_retention_s=env.duration("TICKETWIRE_TRACE_RETENTION", 72 * 3600.0, zero=True),
             trace_max=env.integer("TICKETWIRE_TRACE_MAX", 1_000_000, low=1, high=1_000_000_000),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
+            log_format=log_format_of(environ),
+            console_token=_secret_or_none(env.text("TICKETWIRE_CONSOLE_TOKEN")),
         )
         settings.require(role)
         return settings
@@ -249,6 +255,24 @@ class Settings:
         if self.thena.webhook_secrets:
             out.append("thena")
         return tuple(out)
+
+
+def log_format_of(environ: Mapping[str, str], *, strict: bool = True) -> str:
+    """TICKETWIRE_LOG_FORMAT, `text` or `json`; `strict=False` reads a bad value as `text`.
+
+    Read on its own too, so a process whose settings fail still writes its one error line in
+    the format asked for.
+    """
+    raw = environ.get("TICKETWIRE_LOG_FORMAT", "").strip().lower()
+    if raw == "json":
+        return "json"
+    if raw in ("", "text") or not strict:
+        return "text"
+    raise ConfigError("TICKETWIRE_LOG_FORMAT", "text or json", raw)
+
+
+def _secret_or_none(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
 
 
 class _Env:

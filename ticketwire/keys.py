@@ -140,3 +140,10 @@ class Keys:
     def trace_rulestats(self, hour: str) -> str:
         """HASH `<rule>\\x1f<f|s|e|p>` → count in one UTC hour (`YYYYMMDDHH`)."""
         return f"{self.prefix}trace:rulestats:{hour}"
+
+    # Rule pause (operations)
+
+    @property
+    def rules_paused(self) -> str:
+        """HASH rule name → JSON `{"by": …, "at": ms}`: rules every worker skips until resumed."""
+        return f"{self.prefix}rules:paused"

@@ -19,6 +19,7 @@ from ticketwire.engine.guard import firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
+from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.trace import codes as tc
 from ticketwire.trace.writer import TraceWriter, short
@@ -45,6 +46,9 @@ class VendorRuntime:
 
 class Pipeline:
     """Turn one stored delivery into rule decisions and queued write-backs."""
+
+    #: Rules skipped with the reason `paused`, as the rules follower last read them.
+    paused: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -99,6 +103,9 @@ class Pipeline:
         here (the entry stays unacknowledged if the worker stops meanwhile) and anything else
         unexpected is dead-lettered with the event, never dropped.
         """
+        set_log_context(
+            vendor=delivery.vendor, event_id=delivery.event_id, ticket=delivery.ticket_key
+        )
         delay = 0.1
         while True:
             # An attempt cut short by Redis is traced again in full by the next one.
@@ -275,6 +282,7 @@ class Pipeline:
             explain=explain,
             hold_log=True,
             trace=trace is not None,
+            paused=self.paused,
         )
         for d in decisions:
             if not (d.fired and d.actions):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ async def run_rule(
     explain: bool = True,
     hold_log: bool = False,
     trace: bool = False,
+    paused: bool = False,
 ) -> Decision:
     """Decide one rule for one event; a rule that raises yields an `error:` decision.
 
@@ -73,7 +75,10 @@ async def run_rule(
     `hold_log=True` what a Python rule logs is kept on the decision (`log_lines`) for the caller
     to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once. With
     `trace=True` the decision keeps the condition's leaf results (`leaves`) for the trace.
+    A `paused` rule (`ticketwire rules pause`) is skipped with the reason `paused`.
     """
+    if paused:
+        return Decision(rule, False, "paused")
     verdict = None
     leaves = None
     if rule.condition is not None:
@@ -132,10 +137,12 @@ async def evaluate(
     explain: bool = True,
     hold_log: bool = False,
     trace: bool = False,
+    paused: Collection[str] = (),
 ) -> list[Decision]:
     """Decide every rule registered for the event's type and vendor, in order.
 
-    One rule failing never stops the others; its decision records the error.
+    One rule failing never stops the others; its decision records the error. Rules named in
+    `paused` are skipped with the reason `paused`.
     """
     return [
         await run_rule(
@@ -146,6 +153,7 @@ async def evaluate(
             explain=explain,
             hold_log=hold_log,
             trace=trace,
+            paused=rule.name in paused,
         )
         for rule in router.rules_for(event.type, event.vendor)
     ]
