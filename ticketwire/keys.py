@@ -121,3 +121,10 @@ class Keys:
     def arq_queue(self) -> str:
         """arq's queue for deferred work (retries after 429 and backoff)."""
         return f"{self.prefix}arq:queue"
+
+    # Metrics and backlog.
+
+    @property
+    def budgets_paused(self) -> str:
+        """ZSET budget scope → until when (epoch ms) a 429 paused it: paused budgets in one read."""
+        return f"{self.prefix}budgets:paused"
