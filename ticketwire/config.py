@@ -120,6 +120,10 @@ class Settings:
     schedule_max_tickets: int = 10_000
     log_level: str = "INFO"
     data_dir: Path = Path(".ticketwire")
+    #: Port of a worker's own /metrics (None: the worker serves none).
+    metrics_port: int | None = None
+    #: /readyz answers 503 once the oldest unhandled event has waited longer than this.
+    ready_max_lag_s: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -204,6 +208,12 @@ class Settings:
             ),
             log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
+            metrics_port=(
+                env.integer("METRICS_PORT", 0, low=1, high=65535)
+                if env.text("METRICS_PORT")
+                else None
+            ),
+            ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0),
         )
         settings.require(role)
         return settings

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from ticketwire import metrics
 from ticketwire.errors import BudgetSpent
 from ticketwire.keys import Keys
 
@@ -183,10 +184,12 @@ class RateBudget:
                     f"next request in {wait:.1f}s",
                     retry_after=wait,
                 )
+            metrics.budget_waited(self.scope, wait)
             await asyncio.sleep(wait)
 
     async def pause(self, seconds: float) -> float:
         """Stop every worker using this budget for `seconds` (a 429's Retry-After)."""
+        metrics.budget_paused(self.scope)
         left = await self._pause(
             keys=[self._pause_key, self._paused_index],
             args=[max(1, int(seconds * 1000)), self.scope],

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
+from ticketwire import metrics
 from ticketwire.engine import Decision, Plan, Router, evaluate
 from ticketwire.engine.changes import field_changes
 from ticketwire.engine.guard import firing_print
@@ -92,6 +93,7 @@ class Pipeline:
                 delay = min(delay * 2, MAX_REDIS_BACKOFF_S)
             except Exception as exc:
                 log.exception("internal error handling event=%s", delivery.event_id)
+                metrics.event_done(delivery.vendor, "error", delivery.received_ms)
                 await self._dead_letter(delivery, f"internal error: {type(exc).__name__}: {exc}")
                 return
 
@@ -119,12 +121,14 @@ class Pipeline:
                 delivery.vendor,
             )
             self.counters["unconfigured"] += 1
+            metrics.event_done(delivery.vendor, "unconfigured", delivery.received_ms)
             return
         try:
             event = vendor.parse(delivery.body)
         except MalformedEvent as exc:  # verified at intake; only a changed parser gets here
             log.error("skipped event=%s entry=%s: %s", delivery.event_id, delivery.entry_id, exc)
             self.counters["malformed"] += 1
+            metrics.event_done(delivery.vendor, "malformed", delivery.received_ms)
             return
         rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
         # The event still updates the ticket's last-seen state below: later events compare
@@ -177,6 +181,7 @@ class Pipeline:
                     seen.stale_reason(event),
                 )
                 self.counters["stale"] += 1
+                metrics.event_stale(delivery.vendor, delivery.received_ms)
                 return
             else:
                 event = event.model_copy(update={"previous": seen.previous})
@@ -235,6 +240,7 @@ class Pipeline:
                 held.get(name, ""),
             )
         kept = [d for d in firing if d.rule.name in verdict.allowed]
+        metrics.decided(decisions, kept, verdict.suppressed)
         for d in kept:
             d.emit_log()
             log.info(
@@ -267,6 +273,7 @@ class Pipeline:
                     "ticket=%s needs no API call: already in the target state", event.ticket_id
                 )
         self.counters["processed"] += 1
+        metrics.event_handled(delivery.vendor, delivery.received_ms)
         self.counters["fired"] += len(kept)
 
 
