@@ -290,7 +290,7 @@ def budget_waited(scope: str, seconds: float) -> None:
 
 
 def budget_paused(scope: str) -> None:
-    """A 429 paused a budget for every worker."""
+    """A 429 answer paused a budget for every worker."""
     BUDGET_PAUSES.labels(scope.split(":", 1)[0]).inc()
 
 

@@ -189,7 +189,6 @@ class RateBudget:
 
     async def pause(self, seconds: float) -> float:
         """Stop every worker using this budget for `seconds` (a 429's Retry-After)."""
-        metrics.budget_paused(self.scope)
         left = await self._pause(
             keys=[self._pause_key, self._paused_index],
             args=[max(1, int(seconds * 1000)), self.scope],

@@ -67,6 +67,7 @@ async def exchange(
         ) from exc
     metrics.api_call(label, method, url, status, time.monotonic() - started)
     if status == 429 and budget is not None:
+        metrics.budget_paused(budget.scope)
         await budget.pause(retry_after_header(resp_headers) or DEFAULT_PAUSE_S)
     return Exchange(status, resp_headers, raw, (time.monotonic() - started) * 1000)
 
