@@ -18,13 +18,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from ticketwire.backlog import Backlog, read_backlog
 from ticketwire.keys import Keys
+
+# `_created` series double the output and no alert or panel reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: The text format /metrics answers in.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
