@@ -31,7 +31,8 @@ def readyz(
     """Build a handler answering 200 when Redis answers in time, else 503.
 
     With `keys`, it also reads the backlog and answers 503 when the oldest unhandled event has
-    waited longer than `max_lag_s`, with the figures, so an operator sees how far behind it is.
+    waited longer than `max_lag_s` (0: never), with the figures, so an operator sees how far
+    behind it is.
     """
 
     async def handler(request: web.Request) -> web.Response:
@@ -55,7 +56,7 @@ def readyz(
             "outbox_due": backlog.outbox_due,
             "dead_letters": backlog.dead_letters,
         }
-        if backlog.oldest_unhandled_s > max_lag_s:
+        if max_lag_s and backlog.oldest_unhandled_s > max_lag_s:
             # Try again once the excess could be worked off, within reason.
             wait = min(300, max(RETRY_AFTER_S, math.ceil(backlog.oldest_unhandled_s - max_lag_s)))
             return web.json_response(

@@ -122,7 +122,7 @@ class Settings:
     data_dir: Path = Path(".ticketwire")
     #: Port of a worker's own /metrics (None: the worker serves none).
     metrics_port: int | None = None
-    #: /readyz answers 503 once the oldest unhandled event has waited longer than this.
+    #: /readyz answers 503 once the oldest unhandled event has waited longer than this (0: never).
     ready_max_lag_s: float = 300.0
 
     @classmethod
@@ -213,7 +213,7 @@ class Settings:
                 if env.text("METRICS_PORT")
                 else None
             ),
-            ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0),
+            ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0, zero=True),
         )
         settings.require(role)
         return settings
