@@ -119,3 +119,21 @@ async def test_a_scrape_reads_the_backlog(redis: Redis, keys: Keys) -> None:
     assert "ticketwire_redis_up 1.0" in text
     assert "ticketwire_queue_depth 1.0" in text
     assert "ticketwire_dlq_depth 1.0" in text
+
+
+def test_a_fast_histogram_counts_each_value_in_the_bucket_prometheus_would() -> None:
+    hist = metrics.EVENT_SECONDS
+    cell = hist.child("unit-hist")
+    for v in (0.005, 0.0051, 0.3, 900, 901):
+        hist.observe(cell, v)
+    got = _samples(REGISTRY)
+    bucket = "ticketwire_event_latency_seconds_bucket"
+
+    def le(edge: str) -> float:
+        return got[(bucket, frozenset({("vendor", "unit-hist"), ("le", edge)}))]
+
+    # `le` is inclusive: 0.005 falls in the 0.005 bucket, 900 in the 900 one.
+    assert (le("0.005"), le("0.01"), le("0.5"), le("900.0"), le("+Inf")) == (1, 2, 3, 4, 5)
+    count = ("ticketwire_event_latency_seconds_count", frozenset({("vendor", "unit-hist")}))
+    total = ("ticketwire_event_latency_seconds_sum", frozenset({("vendor", "unit-hist")}))
+    assert got[count] == 5 and got[total] == pytest.approx(1801.3101)

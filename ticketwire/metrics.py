@@ -1,8 +1,9 @@
 """Every Prometheus metric ticketwire exports, and the one-line calls that move them.
 
 Labels are bounded: vendor, outcome, HTTP status, rule name (from the rules files), endpoint
-class, reason code. Never a ticket or event id. Hot-path calls look their labelled child up in a
-dict first: prometheus-client's `.labels()` costs several microseconds a call.
+class, reason code. Never a ticket or event id. What moves once per delivery or per event is a
+`FastCounter` / `FastHistogram` (a plain cell per label set, looked up once and cached, turned
+into metric families at scrape time); the rest are prometheus-client's own metrics.
 
 Counters and histograms are per process (a worker's, or the web process's; `ticketwire up` runs
 both in one). The backlog gauges are read from Redis when /metrics is scraped
@@ -15,6 +16,7 @@ import asyncio
 import json
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -26,7 +28,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
@@ -44,8 +51,76 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _INTAKE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _API_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+
+class FastCounter(Collector):
+    """A labelled counter for the hot path: a plain list cell per label set, read at scrape time.
+
+    prometheus-client's own children take a lock per increment (about a microsecond each);
+    these are only ever touched from the event loop's thread, so a list cell is enough.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self._doc = documentation
+        self._labelnames = tuple(labelnames)
+        self._cells: dict[tuple[str, ...], list[float]] = {}
+        REGISTRY.register(self)
+
+    def child(self, *labels: str) -> list[float]:
+        """The cell of one label set: add to `cell[0]`."""
+        cell = self._cells.get(labels)
+        if cell is None:
+            cell = self._cells[labels] = [0.0]
+        return cell
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self._doc, labels=self._labelnames)
+        for labels, cell in list(self._cells.items()):
+            family.add_metric(list(labels), cell[0])
+        yield family
+
+
+class FastHistogram(Collector):
+    """A labelled histogram for the hot path, like `FastCounter`: counts per bucket, summed late."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name = name
+        self._doc = documentation
+        self._labelnames = tuple(labelnames)
+        self.bounds = tuple(buckets)
+        # As Prometheus writes `le`: 0.005, 1.0, +Inf (the bounds here are all small numbers).
+        self._edges = [*(repr(float(b)) for b in self.bounds), "+Inf"]
+        self._cells: dict[tuple[str, ...], list[float]] = {}
+        REGISTRY.register(self)
+
+    def child(self, *labels: str) -> list[float]:
+        """Per bucket (the last one +Inf) its own count, then the sum: see `observe`."""
+        cell = self._cells.get(labels)
+        if cell is None:
+            cell = self._cells[labels] = [0.0] * (len(self.bounds) + 2)
+        return cell
+
+    def observe(self, cell: list[float], value: float) -> None:
+        """Count `value` in a child's cell."""
+        cell[bisect_left(self.bounds, value)] += 1
+        cell[-1] += value
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self._doc, labels=self._labelnames)
+        edges = self._edges
+        for labels, cell in list(self._cells.items()):
+            running, buckets = 0.0, []
+            for edge, n in zip(edges, cell[:-1], strict=True):
+                running += n
+                buckets.append((edge, running))
+            family.add_metric(list(labels), buckets, cell[-1])
+        yield family
+
+
 # --- intake (web process)
-DELIVERIES = Counter(
+DELIVERIES = FastCounter(
     "ticketwire_deliveries",
     "Webhook deliveries answered at intake, by vendor, outcome and HTTP status.",
     ["vendor", "outcome", "status"],
@@ -55,33 +130,33 @@ REFUSALS = Counter(
     "Deliveries refused at intake, by vendor and reason code.",
     ["vendor", "reason"],
 )
-INTAKE_SECONDS = Histogram(
+INTAKE_SECONDS = FastHistogram(
     "ticketwire_intake_seconds",
     "Time from a delivery's request to its answer, by vendor.",
     ["vendor"],
-    buckets=_INTAKE_BUCKETS,
+    _INTAKE_BUCKETS,
 )
 # --- events (workers)
-EVENTS = Counter(
+EVENTS = FastCounter(
     "ticketwire_events",
     "Events a worker finished with, by vendor and outcome (handled, stale, error, ...).",
     ["vendor", "outcome"],
 )
-STALE = Counter(
+STALE = FastCounter(
     "ticketwire_stale_events",
     "Events not acted on because a newer event of their ticket was applied.",
     ["vendor"],
 )
-EVENT_SECONDS = Histogram(
+EVENT_SECONDS = FastHistogram(
     "ticketwire_event_latency_seconds",
     "Time from an event's receipt at intake to a worker having handled it.",
     ["vendor"],
-    buckets=_LATENCY_BUCKETS,
+    _LATENCY_BUCKETS,
 )
-RULE_EVALUATIONS = Counter(
+RULE_EVALUATIONS = FastCounter(
     "ticketwire_rule_evaluations", "Times a rule was considered for an event.", ["rule"]
 )
-RULE_FIRINGS = Counter(
+RULE_FIRINGS = FastCounter(
     "ticketwire_rule_firings", "Rule firings that went ahead (after the loop guard).", ["rule"]
 )
 RULE_SUPPRESSIONS = Counter(
@@ -150,7 +225,7 @@ _SUPPRESSION_CODES = ("echo", "same", "once", "cooldown", "fuse", "paused")
 
 # --- hot-path calls: each looks its children up once per label set.
 
-_delivery: dict[tuple[str, int, bool], tuple[Any, Any]] = {}
+_delivery: dict[tuple[str, int, bool], tuple[list[float], list[float]]] = {}
 
 
 def delivery_answered(vendor: str, status: int, body: bytes | None, seconds: float) -> None:
@@ -158,15 +233,15 @@ def delivery_answered(vendor: str, status: int, body: bytes | None, seconds: flo
     # A look at the answer's start tells stored from ignored (both 202) without decoding it.
     ignored = status == 202 and body is not None and b'"ignored"' in body[:24]
     key = (vendor, status, ignored)
-    pair = _delivery.get(key)
-    if pair is None:
+    cells = _delivery.get(key)
+    if cells is None:
         outcome = _intake_outcome(status, ignored)
-        pair = _delivery[key] = (
-            DELIVERIES.labels(vendor, outcome, str(status)),
-            INTAKE_SECONDS.labels(vendor),
+        cells = _delivery[key] = (
+            DELIVERIES.child(vendor, outcome, str(status)),
+            INTAKE_SECONDS.child(vendor),
         )
-    pair[0].inc()
-    pair[1].observe(seconds)
+    cells[0][0] += 1
+    INTAKE_SECONDS.observe(cells[1], seconds)
     if status >= 300:
         REFUSALS.labels(vendor, _refusal_code(body)).inc()
 
@@ -189,23 +264,23 @@ def _refusal_code(body: bytes | None) -> str:
     return code if code in _REFUSAL_CODES else "other"
 
 
-_events: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+_events: dict[tuple[str, str], tuple[list[float], list[float], list[float]]] = {}
+_NOWHERE = [0.0]
 
 
 def event_done(vendor: str, outcome: str, received_ms: int) -> None:
     """A worker finished with an event (`handled`, `stale`, `malformed`, `unconfigured`, `error`)."""
-    children = _events.get((vendor, outcome))
-    if children is None:
-        children = _events[(vendor, outcome)] = (
-            EVENTS.labels(vendor, outcome),
-            EVENT_SECONDS.labels(vendor),
-            STALE.labels(vendor) if outcome == "stale" else None,
+    cells = _events.get((vendor, outcome))
+    if cells is None:
+        cells = _events[(vendor, outcome)] = (
+            EVENTS.child(vendor, outcome),
+            EVENT_SECONDS.child(vendor),
+            STALE.child(vendor) if outcome == "stale" else _NOWHERE,
         )
-    children[0].inc()
+    cells[0][0] += 1
+    cells[2][0] += 1
     if received_ms:
-        children[1].observe(max(0.0, time.time() - received_ms / 1000))
-    if children[2] is not None:
-        children[2].inc()
+        EVENT_SECONDS.observe(cells[1], max(0.0, time.time() - received_ms / 1000))
 
 
 def event_stale(vendor: str, received_ms: int) -> None:
@@ -218,7 +293,7 @@ def event_handled(vendor: str, received_ms: int) -> None:
     event_done(vendor, "handled", received_ms)
 
 
-_rules: dict[str, tuple[Any, Any]] = {}
+_rules: dict[str, tuple[list[float], list[float]]] = {}
 
 
 def decided(
@@ -227,16 +302,16 @@ def decided(
     """Count the rules considered for one event, those that fired, and those withheld."""
     for d in decisions:
         name = d.rule.name
-        pair = _rules.get(name)
-        if pair is None:
-            pair = _rules[name] = (RULE_EVALUATIONS.labels(name), RULE_FIRINGS.labels(name))
-        pair[0].inc()
+        cells = _rules.get(name)
+        if cells is None:
+            cells = _rules[name] = (RULE_EVALUATIONS.child(name), RULE_FIRINGS.child(name))
+        cells[0][0] += 1
         if d.error is not None:
             RULE_ERRORS.labels(name).inc()
-        elif not d.fired and str(d.reason).startswith("paused"):
+        elif d.reason == "paused" and not d.fired:
             RULE_SUPPRESSIONS.labels(name, "paused").inc()
     for d in kept:
-        _rules[d.rule.name][1].inc()
+        _rules[d.rule.name][1][0] += 1
     for name, why in suppressed:
         RULE_SUPPRESSIONS.labels(name, suppression_code(why)).inc()
 
