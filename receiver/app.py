@@ -11,9 +11,11 @@ from redis.asyncio import Redis
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
+from receiver.metrics import metrics_view, observed
 from receiver.webhook import WebhookHandler
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
+from ticketwire.metrics import Exposition
 from ticketwire.vendors import WebhookIntake
 from ticketwire.vendors.registry import intakes
 
@@ -23,7 +25,7 @@ intake_key = web.AppKey("intake", Intake)
 def create_app(
     settings: Settings, redis: Redis, vendors: Sequence[WebhookIntake]
 ) -> web.Application:
-    """Return the app with `/webhooks/<vendor>` per vendor, `/healthz` and `/readyz`."""
+    """Return the app with `/webhooks/<vendor>` per vendor, `/healthz`, `/readyz`, `/metrics`."""
     # One byte over the limit is enough for aiohttp to refuse a chunked body that is too large.
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard])
     logging.getLogger("aiohttp.server").addFilter(sender_errors)
@@ -45,9 +47,13 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     for vendor in vendors:
         handler = WebhookHandler(vendor, intake, max_body_bytes=settings.max_body_bytes)
-        app.router.add_post(f"/webhooks/{vendor.vendor}", handler.__call__)
+        app.router.add_post(f"/webhooks/{vendor.vendor}", observed(vendor.vendor, handler.__call__))
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz(redis))
+    keys, parts = Keys(settings.key_prefix), settings.partitions
+    app.router.add_get(
+        "/readyz", readyz(redis, keys=keys, partitions=parts, max_lag_s=settings.ready_max_lag_s)
+    )
+    app.router.add_get("/metrics", metrics_view(Exposition(redis, keys, parts)))
     return app
 
 

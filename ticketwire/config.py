@@ -128,6 +128,10 @@ class Settings:
     log_format: str = "text"
     #: Signs the console's sessions; the console is off without it.
     console_token: Secret | None = field(default=None, repr=False)
+    #: Port of a worker's own /metrics (None: the worker serves none).
+    metrics_port: int | None = None
+    #: /readyz answers 503 once the oldest unhandled event has waited longer than this (0: never).
+    ready_max_lag_s: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -216,6 +220,12 @@ class Settings:
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
             log_format=log_format_of(environ),
             console_token=_secret_or_none(env.text("TICKETWIRE_CONSOLE_TOKEN")),
+            metrics_port=(
+                env.integer("METRICS_PORT", 0, low=1, high=65535)
+                if env.text("METRICS_PORT")
+                else None
+            ),
+            ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0, zero=True),
         )
         settings.require(role)
         return settings

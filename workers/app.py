@@ -15,7 +15,7 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
-from ticketwire import logs
+from ticketwire import logs, metrics
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
@@ -25,6 +25,7 @@ from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
+from workers.metricsserver import start_metrics_server
 from workers.outage import REDIS_DOWN, Outage
 from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
@@ -113,6 +114,11 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     """arq on_startup: open connections, load rules, start the stream consumer."""
     assert settings.redis_url
     keys = Keys(settings.key_prefix)
+    if settings.metrics_port and "metrics_server" not in ctx:
+        # Up before everything else and kept across a start retried after a Redis outage.
+        ctx["metrics_server"] = await start_metrics_server(
+            settings.redis_url, keys, settings.partitions, settings.metrics_port
+        )
     wid = worker_id()
     redis = connect(settings.redis_url)
     session = aiohttp.ClientSession()
@@ -179,6 +185,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         raise
     outbox.start()
     trace.start()
+    metrics.track_consumer(consumer)
     ctx.update(
         trace=trace,
         tw_redis=redis,
@@ -209,6 +216,7 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         await reloader.stop()
     consumer: Consumer | None = ctx.get("consumer")
     if consumer is not None:
+        metrics.untrack_consumer(consumer)
         await consumer.stop()
     outbox: Outbox | None = ctx.get("outbox")
     if outbox is not None:
@@ -229,6 +237,8 @@ async def stop_services(ctx: dict[str, Any]) -> None:
         await ctx["session"].close()
     if "tw_redis" in ctx:
         await ctx["tw_redis"].aclose()
+    if "metrics_server" in ctx:
+        await ctx.pop("metrics_server").cleanup()
 
 
 async def _flush_stats(redis: Any, keys: Keys, pipeline: Pipeline) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError, ResponseError
 
+from ticketwire import metrics
 from ticketwire.errors import ConfigError
 from ticketwire.keys import GROUP, Keys
 from ticketwire.stored import StoredDelivery
@@ -691,6 +692,7 @@ class Consumer:
             return
         del self._parts[part.number]
         self._counts["lost"] += 1
+        metrics.lease_moved("lost")
         dropped = self._lanes.purge(lambda d: d.partition == part.number)
         for delivery in dropped:
             self._forget(delivery)
@@ -717,6 +719,7 @@ class Consumer:
             del self._parts[part.number]
             released.append(part.number)
         if released:
+            metrics.lease_moved("released", len(released))
             self._log.info("released partitions %s to other workers", _ranges(released))
 
     def _drained(self, p: int) -> bool:
@@ -734,6 +737,7 @@ class Consumer:
         for p in got:
             self._parts[p] = _Part(p, self._streams[p], valid_until=sent + self._ttl)
         self._changed.set()
+        metrics.lease_moved("acquired", len(got))
         self._log.info("acquired partitions %s", _ranges(got))
         # The group normally exists since start; this covers a stream deleted since.
         await self._create_groups(got)

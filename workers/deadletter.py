@@ -30,6 +30,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ticketwire import metrics
 from ticketwire.calls import ApiCall
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
@@ -275,6 +276,7 @@ async def dead_letter(
         pipe.xadd(keys.dlq, fields)  # type: ignore[arg-type]
         pipe.hincrby(keys.stats, "dead_letters", 1)
         entry, _ = await pipe.execute()
+    metrics.dead_lettered("call" if call is not None else "event")
     dlq_id = entry.decode() if isinstance(entry, bytes) else str(entry)
     if trace is not None:
         trace(("dl", fields["kind"], dlq_id, reason))

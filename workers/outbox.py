@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ticketwire import metrics
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import (
     BudgetSpent,
@@ -488,6 +489,7 @@ class Outbox:
         except BudgetSpent as exc:
             until = _now_ms() + int(exc.retry_after * 1000)
             spent[call.vendor] = until
+            metrics.api_retry(call.vendor, "budget")
             log.info("api %s waits %.1fs: %s", self._describe(o), exc.retry_after, exc)
             self._stop(o, tickets, until, None)
             return
@@ -499,6 +501,7 @@ class Outbox:
             if budget is not None:
                 await budget.pause(exc.retry_after)
             spent[call.vendor] = until
+            metrics.api_retry(call.vendor, "rate_limited")
             self._trace_sent(o, tickets, 429, started, request_id=exc.request_id, retry_at=until)
             log.warning(
                 "api %s → 429 rate limited; %d ticket(s) wait %.0fs (Retry-After), "
@@ -667,6 +670,7 @@ class Outbox:
         self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError, started: int = 0
     ) -> None:
         attempt = _attempt(exc)
+        metrics.api_retry(o.call.vendor, "unavailable")
         # Backoff counts from when the failure was known (after a timeout, the timeout's end),
         # not from when the request went out.
         now = attempt["at"]

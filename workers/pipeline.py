@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ticketwire import metrics
 from ticketwire.engine import Decision, Plan, Router, evaluate
 from ticketwire.engine.changes import field_changes
 from ticketwire.engine.guard import firing_print
@@ -126,6 +127,7 @@ class Pipeline:
                 delay = min(delay * 2, MAX_REDIS_BACKOFF_S)
             except Exception as exc:
                 log.exception("internal error handling event=%s", delivery.event_id)
+                metrics.event_done(delivery.vendor, "error", delivery.received_ms)
                 await self._dead_letter(
                     delivery, f"internal error: {type(exc).__name__}: {exc}", trace=trace
                 )
@@ -192,12 +194,14 @@ class Pipeline:
                 delivery.vendor,
             )
             self.counters["unconfigured"] += 1
+            metrics.event_done(delivery.vendor, "unconfigured", delivery.received_ms)
             return tc.UNCONFIGURED
         try:
             event = vendor.parse(delivery.body)
         except MalformedEvent as exc:  # verified at intake; only a changed parser gets here
             log.error("skipped event=%s entry=%s: %s", delivery.event_id, delivery.entry_id, exc)
             self.counters["malformed"] += 1
+            metrics.event_done(delivery.vendor, "malformed", delivery.received_ms)
             return tc.MALFORMED
         if trace is not None:
             trace.records.append(
@@ -265,6 +269,7 @@ class Pipeline:
                     seen.stale_reason(event),
                 )
                 self.counters["stale"] += 1
+                metrics.event_stale(delivery.vendor, delivery.received_ms)
                 return tc.STALE
             else:
                 event = event.model_copy(update={"previous": seen.previous})
@@ -347,6 +352,7 @@ class Pipeline:
                 held.get(name, ""),
             )
         kept = [d for d in firing if d.rule.name in verdict.allowed]
+        metrics.decided(decisions, kept, verdict.suppressed)
         for d in kept:
             d.emit_log()
             log.info(
@@ -388,6 +394,7 @@ class Pipeline:
                     "ticket=%s needs no API call: already in the target state", event.ticket_id
                 )
         self.counters["processed"] += 1
+        metrics.event_handled(delivery.vendor, delivery.received_ms)
         self.counters["fired"] += len(kept)
         return tc.HANDLED
 

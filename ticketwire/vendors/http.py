@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from ticketwire import metrics
 from ticketwire.errors import HelpdeskUnavailable
 from ticketwire.ratebudget import RateBudget
 
@@ -59,11 +60,14 @@ async def exchange(
             raw = await resp.read()
             status, resp_headers = resp.status, resp.headers
     except (TimeoutError, aiohttp.ClientError) as exc:
+        metrics.api_call(label, method, url, "error", time.monotonic() - started)
         raise HelpdeskUnavailable(
             f"{label} failed: {describe_failure(exc, client_timeout.total)} (request {request_id}); "
             "retry later"
         ) from exc
+    metrics.api_call(label, method, url, status, time.monotonic() - started)
     if status == 429 and budget is not None:
+        metrics.budget_paused(budget.scope)
         await budget.pause(retry_after_header(resp_headers) or DEFAULT_PAUSE_S)
     return Exchange(status, resp_headers, raw, (time.monotonic() - started) * 1000)
 
