@@ -140,3 +140,10 @@ class Keys:
     def trace_rulestats(self, hour: str) -> str:
         """HASH `<rule>\\x1f<f|s|e|p>` → count in one UTC hour (`YYYYMMDDHH`)."""
         return f"{self.prefix}trace:rulestats:{hour}"
+
+    # Metrics and backlog.
+
+    @property
+    def budgets_paused(self) -> str:
+        """ZSET budget scope → until when (epoch ms) a 429 paused it: paused budgets in one read."""
+        return f"{self.prefix}budgets:paused"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from ticketwire.errors import BudgetSpent
+from ticketwire.keys import Keys
 
 # KEYS: pause key, then one sorted set per limit. ARGV: request id, then (limit, window ms) pairs,
 # then margin ms. Returns 0 when the request was admitted (and logged on every limit), else the
@@ -53,7 +54,8 @@ end
 return 0
 """
 
-# KEYS: pause key. ARGV: pause ms. Pauses until now + ms unless already paused for longer.
+# KEYS: pause key, paused-budgets index. ARGV: pause ms, scope. Pauses until now + ms unless
+# already paused for longer; the index lets the backlog read every paused budget in one command.
 _PAUSE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,6 +63,8 @@ local until_ms = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ms > current then
   redis.call('SET', KEYS[1], until_ms, 'PX', tonumber(ARGV[1]) + 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZADD', KEYS[2], until_ms, ARGV[2])
 end
 return math.max(until_ms, current) - now
 """
@@ -135,6 +139,7 @@ class RateBudget:
         self.limits = tuple(limits)
         self._redis = redis
         self._pause_key = f"{prefix}budget:{scope}:paused"
+        self._paused_index = Keys(prefix).budgets_paused
         self._keys = [f"{prefix}budget:{scope}:{lim.describe()}" for lim in self.limits]
         self._max_wait_s = max_wait_s
         # Requests admitted at the edge of a window reach the helpdesk a little later or
@@ -182,5 +187,8 @@ class RateBudget:
 
     async def pause(self, seconds: float) -> float:
         """Stop every worker using this budget for `seconds` (a 429's Retry-After)."""
-        left = await self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
+        left = await self._pause(
+            keys=[self._pause_key, self._paused_index],
+            args=[max(1, int(seconds * 1000)), self.scope],
+        )
         return int(left) / 1000
