@@ -15,9 +15,6 @@ from ticketwire.trace.read import (
     AmbiguousTicket,
     DeliveryFilter,
     TraceReader,
-    log_key,
-    rules_key,
-    timeline_key,
 )
 
 BASE = 1_700_000_000_000
@@ -46,7 +43,7 @@ def log_fields(i: int) -> dict[str, str]:
 
 async def write_log(redis: Redis, keys: Keys, n: int) -> None:
     """Write `n` entries one ms apart from BASE, the i-th with stream id `BASE+i-0`."""
-    key = log_key(keys)
+    key = keys.trace_log
     for start in range(0, n, 5000):
         pipe = redis.pipeline(transaction=False)
         for i in range(start, min(n, start + 5000)):
@@ -59,7 +56,7 @@ async def write_records(
 ) -> None:
     """Append (event id, record) pairs to a ticket's timeline."""
     for event_id, record in records:
-        await redis.xadd(timeline_key(keys, ticket), {"e": event_id, "c": json.dumps(record)})
+        await redis.xadd(keys.trace_ticket(ticket), {"e": event_id, "c": json.dumps(record)})
 
 
 async def test_unfiltered_pages_walk_the_whole_log_newest_first(redis: Redis, keys: Keys) -> None:
@@ -160,7 +157,7 @@ async def test_a_filtered_page_of_50000_entries_is_fast(redis: Redis, keys: Keys
 async def test_event_lookup_follows_the_dedupe_key(redis: Redis, keys: Keys) -> None:
     ticket = "inboxops:w1:42"
     await redis.set(keys.seen("inboxops", "e1"), ticket)
-    await redis.hset(rules_key(keys), "fp1", json.dumps({"escalate": ["priority is 'high'"]}))
+    await redis.hset(keys.trace_rules, "fp1", json.dumps({"escalate": ["priority is 'high'"]}))
     await write_records(
         redis,
         keys,
@@ -172,7 +169,7 @@ async def test_event_lookup_follows_the_dedupe_key(redis: Redis, keys: Keys) -> 
         ("", ["ca", ["c2"], "PATCH", "/tickets/42", 200, 9, "r-2", ["42"], ["e0"]]),
     )
     await redis.xadd(
-        log_key(keys),
+        keys.trace_log,
         {"v": "inboxops", "e": "e1", "k": ticket, "o": "handled", "f": "escalate", "r": str(BASE)},
     )
     trace = await TraceReader(redis, keys).event("e1")
@@ -188,7 +185,7 @@ async def test_event_lookup_follows_the_dedupe_key(redis: Redis, keys: Keys) -> 
 
 async def test_event_lookup_of_a_refused_delivery_reads_the_log(redis: Redis, keys: Keys) -> None:
     await redis.xadd(
-        log_key(keys),
+        keys.trace_log,
         {"v": "cstar", "e": "bad1", "k": "", "o": "refused", "s": "401", "x": "invalid_signature"},
     )
     trace = await TraceReader(redis, keys).event("bad1")

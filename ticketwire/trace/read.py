@@ -15,31 +15,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
+from ticketwire.trace import codes
 from ticketwire.vendors.registry import VENDORS
 
 #: Most log entries one page reads, whatever the filter matches.
 SCAN_BUDGET = 5_000
 #: Entries read per XREVRANGE round trip while scanning.
 CHUNK = 500
-#: Fields of `trace:log` joined by this separator (the rules that fired).
-SEP = "\x1f"
 #: A timeline keeps at most this many records (the writer trims to about this many).
-TIMELINE_MAX = 1_000
-
-
-def log_key(keys: Keys) -> str:
-    """STREAM: one entry per delivery outcome, the searchable deliveries list."""
-    return f"{keys.prefix}trace:log"
-
-
-def timeline_key(keys: Keys, ticket_key: str) -> str:
-    """STREAM: every record of every event of one ticket, in order."""
-    return f"{keys.prefix}trace:t:{ticket_key}"
-
-
-def rules_key(keys: Keys) -> str:
-    """HASH: rules fingerprint → JSON `{rule: [leaf description, …]}`."""
-    return f"{keys.prefix}trace:rules"
+TIMELINE_MAX = codes.TICKET_MAX
 
 
 class AmbiguousTicket(LookupError):
@@ -126,23 +110,27 @@ class Delivery:
     def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Delivery:
         """Decode one `trace:log` entry as redis-py returns it."""
 
-        def get(name: bytes) -> str:
-            raw = fields.get(name)
+        def get(name: str) -> str:
+            raw = fields.get(name.encode())
             return raw.decode("utf-8", "replace") if raw is not None else ""
 
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        status, received, fired = get(b"s"), get(b"r"), get(b"f")
+        status, received, fired = (
+            get(codes.LOG_STATUS),
+            get(codes.LOG_RECEIVED),
+            get(codes.LOG_FIRED),
+        )
         return cls(
             id=eid,
-            vendor=get(b"v"),
-            account=get(b"a"),
-            event_type=get(b"y"),
-            event_id=get(b"e"),
-            ticket=get(b"k"),
-            outcome=get(b"o"),
+            vendor=get(codes.LOG_VENDOR),
+            account=get(codes.LOG_ACCOUNT),
+            event_type=get(codes.LOG_TYPE),
+            event_id=get(codes.LOG_EVENT),
+            ticket=get(codes.LOG_TICKET),
+            outcome=get(codes.LOG_OUTCOME),
             status=int(status) if status.isdigit() else None,
-            rules=tuple(fired.split(SEP)) if fired else (),
-            reason=get(b"x"),
+            rules=tuple(fired.split(codes.RULE_SEP)) if fired else (),
+            reason=get(codes.LOG_REASON),
             received_ms=int(received) if received.isdigit() else id_ms(eid),
         )
 
@@ -181,8 +169,8 @@ class Record:
     def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Record:
         """Decode one timeline entry; a record that is not a JSON array is kept as kind `?`."""
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        event = fields.get(b"e", b"").decode("utf-8", "replace")
-        raw = fields.get(b"c", b"").decode("utf-8", "replace")
+        event = fields.get(codes.TL_EVENT.encode(), b"").decode("utf-8", "replace")
+        raw = fields.get(codes.TL_RECORD.encode(), b"").decode("utf-8", "replace")
         try:
             parsed = json.loads(raw)
         except ValueError:
@@ -196,7 +184,7 @@ class Record:
         if self.event_id == event_id:
             return True
         return (
-            self.kind == "ca"
+            self.kind == codes.CALL
             and len(self.values) >= 8
             and isinstance(self.values[7], list)
             and event_id in self.values[7]
@@ -264,7 +252,7 @@ class TraceReader:
 
     async def enabled(self) -> bool:
         """True when any trace is stored (the deliveries list exists)."""
-        return bool(await self.redis.exists(log_key(self.keys)))
+        return bool(await self.redis.exists(self.keys.trace_log))
 
     async def deliveries(
         self, filter: DeliveryFilter, *, before: str | None = None, limit: int = 50
@@ -284,7 +272,7 @@ class TraceReader:
         scanned = 0
         last: str | None = None
         more = True
-        key = log_key(self.keys)
+        key = self.keys.trace_log
         while len(rows) < limit and scanned < self.scan_budget:
             # Unfiltered pages read exactly one more than they show, to know whether more exist.
             want = limit - len(rows) + 1 if plain else CHUNK
@@ -346,7 +334,7 @@ class TraceReader:
             if not ticket:
                 return EventTrace(event_id, vendor, "", [], page.rows)
         assert vendor is not None
-        entries = await self.redis.xrange(timeline_key(self.keys, ticket))
+        entries = await self.redis.xrange(self.keys.trace_ticket(ticket))
         records = [r for r in (Record.from_fields(i, f) for i, f in entries) if r.covers(event_id)]
         deliveries = await self._event_deliveries(event_id, vendor, records)
         if not records and not deliveries and not known:
@@ -365,7 +353,7 @@ class TraceReader:
         read = 0
         # The worker writes its row after the records; a minute before the first is ample.
         low = str(max(0, records[0].at_ms - 60_000))
-        key = log_key(self.keys)
+        key = self.keys.trace_log
         while read < self.scan_budget:
             want = min(CHUNK, self.scan_budget - read)
             chunk = await self.redis.xrange(key, low, "+", count=want)
@@ -385,7 +373,7 @@ class TraceReader:
         Raises `AmbiguousTicket` when a `vendor:ticket` key matches several tenants' tickets.
         """
         full = await self.resolve_ticket(key)
-        tkey = timeline_key(self.keys, full)
+        tkey = self.keys.trace_ticket(full)
         count = limit if limit is not None else TIMELINE_MAX
         entries = await self.redis.xrevrange(tkey, count=count)
         truncated = len(entries) == count and await self.redis.xlen(tkey) > count
@@ -395,10 +383,10 @@ class TraceReader:
     async def resolve_ticket(self, key: str) -> str:
         """The full ticket key `key` names; `key` itself when no stored timeline matches."""
         vendor, sep, rest = key.partition(":")
-        if not sep or ":" in rest or await self.redis.exists(timeline_key(self.keys, key)):
+        if not sep or ":" in rest or await self.redis.exists(self.keys.trace_ticket(key)):
             return key
-        pattern = timeline_key(self.keys, f"{_glob(vendor)}:*:{_glob(rest)}")
-        prefix = len(timeline_key(self.keys, ""))
+        pattern = self.keys.trace_ticket(f"{_glob(vendor)}:*:{_glob(rest)}")
+        prefix = len(self.keys.trace_ticket(""))
         found: set[str] = set()
         async for raw in self.redis.scan_iter(match=pattern, count=1000):
             name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -415,12 +403,12 @@ class TraceReader:
             {
                 r.values[7]
                 for r in records
-                if r.kind == "rx" and len(r.values) >= 8 and isinstance(r.values[7], str)
+                if r.kind == codes.RECEIVED and len(r.values) >= 8 and isinstance(r.values[7], str)
             }
         )
         if not prints:
             return {}
-        raw = await self.redis.hmget(rules_key(self.keys), prints)  # type: ignore[misc]
+        raw = await self.redis.hmget(self.keys.trace_rules, prints)  # type: ignore[misc]
         out: RuleLeaves = {}
         for fp, value in zip(prints, raw, strict=True):
             if value is None:
