@@ -35,6 +35,7 @@ from workers.deadletter import (
     redrive,
     redrive_all,
 )
+from workers.dlqfilter import FilterError, LetterFilter, drop_matching, matching, redrive_matching
 
 #: Widest a column of the list table gets before it is cut with "…".
 WHAT_WIDTH = 80
@@ -48,14 +49,29 @@ def run_dlq(
     *,
     letter_id: str | None = None,
     every: bool = False,
+    filter_text: str | None = None,
+    dry_run: bool = False,
     limit: int = 20,
     as_json: bool = False,
 ) -> int:
     """Run `ticketwire dlq ACTION`; return the exit status (0 ok, 1 failed, 2 misconfigured)."""
+    flt: LetterFilter | None = None
+    if filter_text is not None:
+        try:
+            flt = LetterFilter.parse(filter_text, now_ms=_now_ms())
+        except FilterError as exc:
+            return _fail(f"--filter: {exc}", 2)
+    if dry_run and flt is None:
+        return _fail("--dry-run goes with --filter", 2)
     try:
         settings = command_settings("dlq", os.environ, role="check")
     except Unconfigured as exc:
         return _fail(str(exc), 2)
+    if flt is not None:
+        chosen = flt
+        if action == "drop":
+            return _run(settings, lambda r, k, s: _drop_matching(r, k, chosen, dry_run, as_json))
+        return _run(settings, lambda r, k, s: _redrive_matching(r, k, s, chosen, dry_run, as_json))
     if action == "list":
         if limit < 1:
             return _fail(f"--limit must be at least 1 (got {limit})", 2)
@@ -365,6 +381,89 @@ def _redriven_json(r: Redriven) -> dict[str, Any]:
         "to": r.target,
         "also_removed": list(r.also_removed),
     }
+
+
+async def _redrive_matching(
+    redis: Redis, keys: Keys, settings: Settings, flt: LetterFilter, dry_run: bool, as_json: bool
+) -> int:
+    report = await redrive_matching(
+        redis, keys, flt, partitions=settings.partitions, dry_run=dry_run
+    )
+    status = 1 if report.failed else 0
+    if as_json:
+        doc: dict[str, Any] = {
+            "filter": flt.describe(),
+            "dry_run": dry_run,
+            "matched": len(report.matched),
+            "plan": [
+                {
+                    "id": p.letter.id,
+                    "kind": p.letter.kind,
+                    "ticket": p.letter.ticket_key,
+                    "event_id": p.letter.event_id,
+                    "action": p.action,
+                    "partition": p.partition,
+                    "also_removed": list(p.also),
+                    "says": p.text,
+                }
+                for p in report.previews
+            ],
+        }
+        if not dry_run:
+            doc["redriven"] = [_redriven_json(r) for r in report.redriven]
+            doc["skipped"] = [{"id": i, "why": w} for i, w in report.skipped]
+            doc["failed"] = [{"id": i, "why": w} for i, w in report.failed]
+        print(json.dumps(doc, indent=2))
+        return status
+    if not report.matched:
+        print(f"no dead letter matches {flt.describe()}")
+        return 0
+    if dry_run:
+        for p in report.previews:
+            print(f"{p.letter.id}: {p.text}")
+        n = sum(1 for p in report.previews if p.action in ("event", "call"))
+        print(
+            f"dry run: {len(report.matched)} letter(s) match {flt.describe()}; a redrive would "
+            f"put {n} back to work; nothing was changed"
+        )
+        return 0
+    for r in report.redriven:
+        print(describe_redriven(r))
+    for i, why in report.skipped:
+        print(f"skipped {i}: {why}")
+    for i, why in report.failed:
+        print(f"not redriven {i}: {why}", file=sys.stderr)
+    print(
+        f"redrove {len(report.redriven)} of {len(report.matched)} matching dead letter(s) "
+        f"({flt.describe()}); skipped {len(report.skipped)}; failed {len(report.failed)}"
+    )
+    return status
+
+
+async def _drop_matching(
+    redis: Redis, keys: Keys, flt: LetterFilter, dry_run: bool, as_json: bool
+) -> int:
+    if dry_run:
+        letters = await matching(redis, keys, flt)
+        if as_json:
+            now = _now_ms()
+            print(
+                json.dumps(
+                    {"dry_run": True, "would_drop": [summary_json(x, now) for x in letters]},
+                    indent=2,
+                )
+            )
+        else:
+            for x in letters:
+                print(f"would drop {x.id}: {x.what()} ticket {x.ticket_key} ({x.reason})")
+            print(f"dry run: {len(letters)} letter(s) match {flt.describe()}; none dropped")
+        return 0
+    dropped = await drop_matching(redis, keys, flt)
+    if as_json:
+        print(json.dumps({"dropped": dropped, "filter": flt.describe()}))
+    else:
+        print(f"dropped {dropped} dead letter(s) matching {flt.describe()}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------ drop

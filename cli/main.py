@@ -8,6 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+FILTER_HELP = (
+    "the letters to take: comma-separated key=value of vendor, kind (event|call), rule, ticket, "
+    "reason (a part of it), since and until (2h = two hours ago, or an ISO time), "
+    "e.g. 'kind=call,vendor=inboxops,since=2h'"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every verb."""
@@ -170,15 +176,39 @@ def build_parser() -> argparse.ArgumentParser:
     which = dlq_redrive.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="dead-letter id, as `dlq list` prints it")
     which.add_argument("--all", action="store_true", help="every dead letter, oldest first")
+    which.add_argument("--filter", metavar="FILTER", help=FILTER_HELP)
+    dlq_redrive.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what a redrive would do with each letter, and change nothing",
+    )
     dlq_redrive.add_argument("--json", action="store_true", help="print JSON for scripts")
-    dlq_drop = dlq_verbs.add_parser("drop", help="delete one dead letter")
-    dlq_drop.add_argument("id", help="dead-letter id, as `dlq list` prints it")
+    dlq_drop = dlq_verbs.add_parser(
+        "drop", help="delete one dead letter, or those a filter matches"
+    )
+    which_drop = dlq_drop.add_mutually_exclusive_group(required=True)
+    which_drop.add_argument("id", nargs="?", help="dead-letter id, as `dlq list` prints it")
+    which_drop.add_argument("--filter", metavar="FILTER", help=FILTER_HELP)
+    dlq_drop.add_argument(
+        "--dry-run", action="store_true", help="list the letters it would drop, and drop none"
+    )
     dlq_drop.add_argument("--json", action="store_true", help="print JSON for scripts")
     rules = verbs.add_parser(
         "rules",
         help="which rules are published and which each live worker runs; exit 1 if they differ",
     )
     rules.add_argument("--json", action="store_true", help="print JSON for scripts")
+    rules_verbs = rules.add_subparsers(dest="rules_verb", metavar="ACTION")
+    for action, text in (
+        ("pause", "skip a rule on every worker (reason `paused`) until resumed; no restart"),
+        ("resume", "run a paused rule again on every worker"),
+    ):
+        sub = rules_verbs.add_parser(action, help=text)
+        sub.add_argument("name", help="rule name, as `ticketwire check` lists it")
+        # SUPPRESS: `rules --json pause X` keeps the --json given before the action.
+        sub.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+        )
     return parser
 
 
@@ -247,13 +277,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.dlq_verb,
                 letter_id=getattr(args, "id", None),
                 every=getattr(args, "all", False),
+                filter_text=getattr(args, "filter", None),
+                dry_run=getattr(args, "dry_run", False),
                 limit=getattr(args, "limit", 20),
                 as_json=args.json,
             )
         )
     if args.verb == "rules":
-        from cli.rules import run_rules
+        from cli.rules import run_pause, run_rules
 
+        if args.rules_verb:
+            sys.exit(run_pause(args.rules_verb, args.name, as_json=args.json))
         sys.exit(run_rules(as_json=args.json))
     if args.verb == "simulate":
         from cli.simulate import run_simulate

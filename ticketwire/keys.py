@@ -147,3 +147,10 @@ class Keys:
     def budgets_paused(self) -> str:
         """ZSET budget scope → until when (epoch ms) a 429 paused it: paused budgets in one read."""
         return f"{self.prefix}budgets:paused"
+
+    # Rule pause (operations)
+
+    @property
+    def rules_paused(self) -> str:
+        """HASH rule name → JSON `{"by": …, "at": ms}`: rules every worker skips until resumed."""
+        return f"{self.prefix}rules:paused"

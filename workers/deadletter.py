@@ -371,14 +371,28 @@ async def redrive(
     (otherwise the stream is searched for them).
     """
     letter = await get_letter(redis, keys, letter_id)
+    why = not_redrivable(letter)
+    if why:
+        raise NotRedrivable(why)
     if letter.kind == KIND_CALL:
-        if letter.call is None:
-            raise NotRedrivable(
-                f"dead letter {letter.id} holds a call that cannot be read back (damaged); "
-                f"drop it with `ticketwire dlq drop {letter.id}`"
-            )
         return await _redrive_call(redis, keys, letter)
     return await _redrive_event(redis, keys, letter, partitions=partitions, siblings=siblings)
+
+
+def not_redrivable(letter: DeadLetter) -> str:
+    """Why a redrive of `letter` cannot work, with what to do instead; "" when it can."""
+    if letter.kind == KIND_CALL and letter.call is None:
+        return (
+            f"dead letter {letter.id} holds a call that cannot be read back (damaged); "
+            f"drop it with `ticketwire dlq drop {letter.id}`"
+        )
+    if letter.kind != KIND_CALL and letter.delivery is None:
+        return (
+            f"dead letter {letter.id} does not carry its event (written by an earlier version); "
+            f"capture event {letter.event_id} with `ticketwire capture` and send it again with "
+            f"`ticketwire replay`, then `ticketwire dlq drop {letter.id}`"
+        )
+    return ""
 
 
 async def _redrive_event(
@@ -390,11 +404,7 @@ async def _redrive_event(
     siblings: Sequence[str] | None,
 ) -> Redriven:
     if letter.delivery is None:
-        raise NotRedrivable(
-            f"dead letter {letter.id} does not carry its event (written by an earlier version); "
-            f"capture event {letter.event_id} with `ticketwire capture` and send it again with "
-            f"`ticketwire replay`, then `ticketwire dlq drop {letter.id}`"
-        )
+        raise NotRedrivable(not_redrivable(letter))
     count = await partition_count(redis, keys, partitions)
     stream = keys.stream(partition_of(letter.ticket_key, count))
     if siblings is None:
@@ -498,17 +508,53 @@ async def redrive_all(redis: Redis, keys: Keys, *, partitions: int) -> RedriveRe
 
     Letters written meanwhile (work that fails again) are left for the next run.
     """
-    report = RedriveReport()
+    return await redrive_letters(
+        redis, keys, await current_letters(redis, keys), partitions=partitions
+    )
+
+
+async def current_letters(redis: Redis, keys: Keys) -> list[DeadLetter]:
+    """Every letter present now, oldest first (letters written meanwhile are left out)."""
     newest = await redis.xrevrange(keys.dlq, count=1)
     if not newest:
-        return report
+        return []
     until = _text(newest[0][0])
-    letters = [letter async for letter in iter_letters(redis, keys, until=until)]
+    return [letter async for letter in iter_letters(redis, keys, until=until)]
+
+
+def delivery_groups(letters: Sequence[DeadLetter]) -> dict[tuple[str, str, str], list[str]]:
+    """The ids of the event letters of each delivery: one re-run of it covers them all."""
     groups: dict[tuple[str, str, str], list[str]] = {}
     for letter in letters:
         key = _delivery_key(letter)
         if key is not None:
             groups.setdefault(key, []).append(letter.id)
+    return groups
+
+
+def siblings_of(
+    letter: DeadLetter, groups: Mapping[tuple[str, str, str], Sequence[str]]
+) -> list[str]:
+    """The other letters of `letter`'s delivery in `groups` (none for a call letter)."""
+    key = _delivery_key(letter)
+    return [i for i in groups.get(key, ()) if i != letter.id] if key is not None else []
+
+
+async def redrive_letters(
+    redis: Redis,
+    keys: Keys,
+    letters: Sequence[DeadLetter],
+    *,
+    partitions: int,
+    every: Sequence[DeadLetter] | None = None,
+) -> RedriveReport:
+    """Redrive `letters` in the order given (oldest first keeps a ticket's work in order).
+
+    `every` holds the letters where those of the same delivery are looked up (default:
+    `letters`); they are removed with the one re-run that covers them.
+    """
+    report = RedriveReport()
+    groups = delivery_groups(every if every is not None else letters)
     done: set[str] = set()
     for letter in letters:
         if letter.id in done:
@@ -520,7 +566,7 @@ async def redrive_all(redis: Redis, keys: Keys, *, partitions: int) -> RedriveRe
                 keys,
                 letter.id,
                 partitions=partitions,
-                siblings=groups.get(key, []) if key is not None else None,
+                siblings=siblings_of(letter, groups) if key is not None else None,
             )
         except (LetterNotFound, LetterBusy) as exc:
             report.skipped.append((letter.id, str(exc)))

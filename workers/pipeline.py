@@ -41,6 +41,9 @@ class VendorRuntime:
 class Pipeline:
     """Turn one stored delivery into rule decisions and queued write-backs."""
 
+    #: Rules skipped with the reason `paused`, as the rules follower last read them.
+    paused: frozenset[str] = frozenset()
+
     def __init__(
         self,
         router: Router,
@@ -187,7 +190,13 @@ class Pipeline:
         # A rule's own log lines wait for the loop guard: a suppressed firing must not log as
         # if it ran.
         decisions = await evaluate(
-            router, event, helpdesk=vendor.client, log=log, explain=explain, hold_log=True
+            router,
+            event,
+            helpdesk=vendor.client,
+            log=log,
+            explain=explain,
+            hold_log=True,
+            paused=self.paused,
         )
         for d in decisions:
             if not (d.fired and d.actions):

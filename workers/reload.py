@@ -57,12 +57,15 @@ class WorkerRules:
     at_ms: int
     #: Why the worker does not run the published rules ('' when it does).
     refused: str = ""
+    #: The names of the rules it runs, in order (what `ticketwire rules pause` accepts).
+    names: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The recorded form."""
         return json.dumps(
             {"fingerprint": self.fingerprint, "rules": self.rules, "at": self.at_ms}
             | ({"refused": self.refused} if self.refused else {})
+            | {"names": list(self.names)}
         )
 
     @classmethod
@@ -76,6 +79,7 @@ class WorkerRules:
                 int(data["rules"]),
                 int(data["at"]),
                 str(data.get("refused", "")),
+                tuple(str(n) for n in data.get("names", ())),
             )
         except (ValueError, KeyError, TypeError):
             return cls(worker, "?", 0, 0, "unreadable record")
@@ -94,6 +98,7 @@ class RulesReloader:
         running: RuleSet,
         apply: Callable[[Router], None],
         scheduled_job: bool = True,
+        pause: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         assert running.router is not None, "a worker starts only with rules that load"
         self.rules_dir = rules_dir
@@ -102,6 +107,9 @@ class RulesReloader:
         self._keys = keys
         self._id = worker_id
         self._apply = apply
+        self._pause = pause
+        #: The rules paused in `tw:rules:paused` as last read (see `workers.pause`).
+        self.paused: frozenset[str] = frozenset()
         # A worker started with no time-based rule has no per-minute job to run new ones.
         self._scheduled_job = scheduled_job
         self._lock = asyncio.Lock()
@@ -117,6 +125,9 @@ class RulesReloader:
         log.info("worker %s runs %s from %s", self._id, self.running.describe(), self.rules_dir)
         with contextlib.suppress(RedisError, OSError):
             await self._publish()
+        # Paused rules are skipped from the first event on, not from the first poll.
+        with contextlib.suppress(RedisError, OSError):
+            await self._published()
         self._task = asyncio.create_task(self._follow())
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -185,10 +196,24 @@ class RulesReloader:
                 log.exception("rules: could not follow the published rules; trying again")
 
     async def _published(self) -> str:
-        raw = await cast(
-            "Awaitable[bytes | None]", self._redis.hget(self._keys.rules, "fingerprint")
-        )
+        """The published fingerprint; the paused rules, read in the same round trip, are applied."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._keys.rules, "fingerprint")
+            pipe.hkeys(self._keys.rules_paused)
+            raw, paused = await pipe.execute()
+        self._follow_pauses(frozenset(_text(n) for n in paused))
         return _text(raw) if raw is not None else ""
+
+    def _follow_pauses(self, paused: frozenset[str]) -> None:
+        if paused == self.paused:
+            return
+        for name in sorted(paused - self.paused):
+            log.info("rule %s paused: skipped from the next event on until resumed", name)
+        for name in sorted(self.paused - paused):
+            log.info("rule %s resumed: runs again from the next event on", name)
+        self.paused = paused
+        if self._pause is not None:
+            self._pause(paused)
 
     async def _catch_up(self) -> None:
         """Other rules were published: switch to them if this worker's files are those."""
@@ -288,6 +313,7 @@ class RulesReloader:
             len(router.rules) if router is not None else 0,
             _now_ms(),
             self._refused,
+            tuple(r.name for r in router.rules) if router is not None else (),
         )
 
 
@@ -311,6 +337,10 @@ async def start_reloader(
         ctx["pipeline"].use_rules(new)
         ctx["scheduler"].use_rules(new)
 
+    def pause(paused: frozenset[str]) -> None:
+        ctx["pipeline"].paused = paused
+        ctx["scheduler"].paused = paused
+
     reloader = RulesReloader(
         redis,
         keys,
@@ -319,6 +349,7 @@ async def start_reloader(
         running=RuleSet(router, (), rules_fingerprint(settings.rules_dir)),
         apply=apply,
         scheduled_job=scheduled_job,
+        pause=pause,
     )
     await reloader.start()
     return reloader

@@ -209,6 +209,8 @@ class Scheduler:
         concurrency: int = TICKET_CONCURRENCY,
     ) -> None:
         self.rules: list[Rule] = []
+        #: Rules skipped with the reason `paused` (set by the rules follower, `workers.reload`).
+        self.paused: frozenset[str] = frozenset()
         self.use_rules(router)
         self._redis = redis
         self._keys = keys
@@ -237,7 +239,9 @@ class Scheduler:
         for rule in self.rules:
             assert rule.schedule is not None
             due = rule.schedule.latest_due(minute, lookback_minutes=self._catch_up)
-            if due is not None:
+            if due is not None and rule.name in self.paused:
+                await self._skip_paused(rule, due)
+            elif due is not None:
                 runs.append(self.run(rule, due, now=minute))
         reports: list[RunReport] = []
         for rule_result in await asyncio.gather(*runs, return_exceptions=True):
@@ -248,6 +252,16 @@ class Scheduler:
                     raise rule_result
                 log.error("scheduled run failed: %s: %s", type(rule_result).__name__, rule_result)
         return reports
+
+    async def _skip_paused(self, rule: Rule, minute: datetime) -> None:
+        """Mark a paused rule's run skipped, so resuming it does not make the run up."""
+        state_key = self._keys.schedule_run(rule.name, run_minute(minute).strftime("%Y%m%dT%H%MZ"))
+        try:
+            first = await self._redis.set(state_key, "skipped", ex=RUN_STATE_TTL_S, nx=True)
+        except (RedisError, OSError):
+            return  # the next tick skips it again
+        if first:
+            log.info("scheduled rule %s: run of %s skipped: paused", rule.name, show_minute(minute))
 
     async def run(
         self, rule: Rule, minute: datetime, *, now: datetime | None = None

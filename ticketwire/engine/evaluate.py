@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,7 @@ async def run_rule(
     log: logging.Logger | None = None,
     explain: bool = True,
     hold_log: bool = False,
+    paused: bool = False,
 ) -> Decision:
     """Decide one rule for one event; a rule that raises yields an `error:` decision.
 
@@ -69,7 +71,10 @@ async def run_rule(
     evaluated without formatting the values they read, which is most of their cost. With
     `hold_log=True` what a Python rule logs is kept on the decision (`log_lines`) for the caller
     to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once.
+    A `paused` rule (`ticketwire rules pause`) is skipped with the reason `paused`.
     """
+    if paused:
+        return Decision(rule, False, "paused")
     verdict = None
     if rule.condition is not None:
         try:
@@ -115,12 +120,22 @@ async def evaluate(
     log: logging.Logger | None = None,
     explain: bool = True,
     hold_log: bool = False,
+    paused: Collection[str] = (),
 ) -> list[Decision]:
     """Decide every rule registered for the event's type and vendor, in order.
 
-    One rule failing never stops the others; its decision records the error.
+    One rule failing never stops the others; its decision records the error. Rules named in
+    `paused` are skipped with the reason `paused`.
     """
     return [
-        await run_rule(rule, event, helpdesk=helpdesk, log=log, explain=explain, hold_log=hold_log)
+        await run_rule(
+            rule,
+            event,
+            helpdesk=helpdesk,
+            log=log,
+            explain=explain,
+            hold_log=hold_log,
+            paused=rule.name in paused,
+        )
         for rule in router.rules_for(event.type, event.vendor)
     ]
