@@ -120,6 +120,8 @@ class Settings:
     schedule_max_tickets: int = 10_000
     log_level: str = "INFO"
     data_dir: Path = Path(".ticketwire")
+    #: Turns the web console on at `/console`; signs its session cookies. None: no console.
+    console_token: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -204,6 +206,7 @@ class Settings:
             ),
             log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
+            console_token=env.console_token("TICKETWIRE_CONSOLE_TOKEN"),
         )
         settings.require(role)
         return settings
@@ -318,6 +321,15 @@ class _Env:
             # Never echo a URL back: it may carry a password.
             raise ConfigError(name, f"a URL starting with {shown}")
         return raw
+
+    def console_token(self, name: str) -> Secret | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        # It is the only password of the console: a short one would be guessed.
+        if len(raw) < 16:
+            raise ConfigError(name, "a random token of at least 16 characters")
+        return Secret(raw)
 
     def secrets(self, name: str) -> tuple[Secret, ...]:
         raw = self.text(name)

@@ -154,3 +154,8 @@ class Keys:
     def rules_paused(self) -> str:
         """HASH rule name → JSON `{"by": …, "at": ms}`: rules every worker skips until resumed."""
         return f"{self.prefix}rules:paused"
+
+    # Console
+    def console_logout(self, session_id: str) -> str:
+        """Set at logout until the session's cookie would expire: the cookie is refused."""
+        return f"{self.prefix}console:logout:{session_id}"
