@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 
+from receiver.console.app import mount as mount_console
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
@@ -46,6 +47,7 @@ def create_app(
         app.router.add_post(f"/webhooks/{vendor.vendor}", handler.__call__)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz(redis))
+    mount_console(app, settings, redis)
     return app
 
 
