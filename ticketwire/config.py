@@ -119,6 +119,10 @@ class Settings:
     #: Most tickets one run of a scheduled rule lists; the rest wait for its next run.
     schedule_max_tickets: int = 10_000
     log_level: str = "INFO"
+    #: How long traces are kept (0: traces off, nothing recorded).
+    trace_retention_s: float = 72 * 3600.0
+    #: Most entries the deliveries list (`Keys.trace_log`) keeps, roughly.
+    trace_max: int = 1_000_000
     data_dir: Path = Path(".ticketwire")
     #: Turns the web console on at `/console`; signs its session cookies. None: no console.
     console_token: Secret | None = None
@@ -205,6 +209,8 @@ class Settings:
                 "TICKETWIRE_SCHEDULE_MAX_TICKETS", 10_000, low=1, high=10_000_000
             ),
             log_level=env.choice("TICKETWIRE_LOG_LEVEL", _LEVELS, "INFO"),
+            trace_retention_s=env.duration("TICKETWIRE_TRACE_RETENTION", 72 * 3600.0, zero=True),
+            trace_max=env.integer("TICKETWIRE_TRACE_MAX", 1_000_000, low=1, high=1_000_000_000),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
             console_token=env.console_token("TICKETWIRE_CONSOLE_TOKEN"),
         )

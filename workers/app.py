@@ -21,6 +21,7 @@ from ticketwire.keys import Keys
 from ticketwire.logs import setup_logging
 from ticketwire.ratebudget import RateBudget
 from ticketwire.redisconn import connect
+from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
@@ -124,6 +125,10 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     for vendor, (scope, limits) in registry.budget_scopes(settings).items():
         if vendor in clients:
             clients[vendor].budget = RateBudget(redis, keys.prefix, scope, limits)
+    # Traces are written in the background; with retention 0 nothing is recorded.
+    trace = TraceWriter(
+        redis, keys, retention_s=settings.trace_retention_s, log_max=settings.trace_max
+    )
     guard = LoopGuard(
         redis,
         keys,
@@ -150,9 +155,10 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         ),
         # What we wrote, so the webhook it causes is recognised as our own echo.
         on_written=guard.wrote,
+        trace=trace,
     )
     state = TicketState(redis, keys, ttl_s=settings.state_ttl_s)
-    pipeline = Pipeline(router, vendors, outbox, guard, state=state)
+    pipeline = Pipeline(router, vendors, outbox, guard, state=state, trace=trace)
     consumer = Consumer(
         redis,
         keys,
@@ -172,7 +178,9 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         await redis.aclose()
         raise
     outbox.start()
+    trace.start()
     ctx.update(
+        trace=trace,
         tw_redis=redis,
         tw_keys=keys,
         session=session,
@@ -205,6 +213,10 @@ async def stop_services(ctx: dict[str, Any]) -> None:
     outbox: Outbox | None = ctx.get("outbox")
     if outbox is not None:
         await outbox.stop()
+    trace: TraceWriter | None = ctx.get("trace")
+    if trace is not None:
+        # What the stopped consumer and flusher recorded last is written now.
+        await trace.stop()
     task: asyncio.Task[None] | None = ctx.get("stats_task")
     if task is not None:
         await stop_task(task, "the stats flusher")

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,11 +253,13 @@ async def dead_letter(
     attempts: list[dict[str, Any]] | None = None,
     delivery: StoredDelivery | None = None,
     rule: str = "",
+    trace: Callable[[Sequence[Any]], None] | None = None,
 ) -> str:
     """Append a dead letter to the DLQ stream and return its id.
 
     Pass `call` (with its `attempts`) for a write-back that failed, or `delivery` (and the failed
-    `rule`, if a rule raised) for an event that could not be handled.
+    `rule`, if a rule raised) for an event that could not be handled. `trace` is given the
+    letter's trace record (`dl`).
     """
     fields = letter_fields(
         reason=reason,
@@ -274,6 +276,8 @@ async def dead_letter(
         pipe.hincrby(keys.stats, "dead_letters", 1)
         entry, _ = await pipe.execute()
     dlq_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+    if trace is not None:
+        trace(("dl", fields["kind"], dlq_id, reason))
     log.error(
         "dead-lettered %s ticket=%s event=%s%s: %s (dlq id %s)",
         call.describe() if call else "event",

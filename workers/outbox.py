@@ -43,8 +43,19 @@ from ticketwire.errors import (
     RateLimited,
 )
 from ticketwire.keys import Keys
+from ticketwire.trace import codes as tc
+from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import HelpdeskClient
-from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, batch, coalesce, single
+from ticketwire.writeback import (
+    BatchSpec,
+    Outgoing,
+    Pending,
+    TicketWork,
+    _joined,
+    batch,
+    coalesce,
+    single,
+)
 from workers.deadletter import dead_letter
 from workers.outage import Outage
 from workers.scriptbatch import BatchedScript, batched
@@ -152,6 +163,9 @@ return push(k2, a2)
 #: A script's text with its keys and arguments (e.g. `LoopGuard.record_part`).
 ScriptPart = tuple[str, list[str], list[str | int]]
 
+#: Merged calls remembered with the events and planned calls they carry, for their traces.
+MERGED_MEMORY = 10_000
+
 #: Called with (ticket key, the ticket's own call) pairs about to be sent.
 Written = Callable[[Sequence[tuple[str, ApiCall]]], Awaitable[None]]
 
@@ -225,6 +239,7 @@ class Outbox:
         rank: Callable[[str], int] = lambda _rule: 0,
         policy: OutboxPolicy | None = None,
         on_written: Written | None = None,
+        trace: TraceWriter | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -234,6 +249,10 @@ class Outbox:
         self._rank = rank
         self.policy = policy or OutboxPolicy()
         self._on_written = on_written
+        #: Where sent calls, retries and dead letters are traced; None when traces are off.
+        self.trace = trace if trace is not None and trace.enabled else None
+        #: Merged call's event id → (event ids, planned call ids) it carries (traces only).
+        self._merged: dict[str, tuple[list[str], list[str]]] = {}
         #: Calls sent, counted here and added to the shared stats hash periodically.
         self.counters: Counter[str] = Counter()
         # Events in flight push in one write per loop turn (see `scriptbatch`).
@@ -358,6 +377,8 @@ class Outbox:
         for i in range(0, len(raw), 3):
             key = raw[i].decode()
             items = [Pending.from_json(x) for x in raw[i + 2]]
+            if self.trace is not None and len(items) > 1:
+                self._remember_merges(items)
             spec = self._specs.get(items[0].call.vendor) if items else None
             work = coalesce(key, items, rank=self._rank, spec=spec)
             for note in work.notes:
@@ -478,6 +499,7 @@ class Outbox:
             if budget is not None:
                 await budget.pause(exc.retry_after)
             spent[call.vendor] = until
+            self._trace_sent(o, tickets, 429, started, request_id=exc.request_id, retry_at=until)
             log.warning(
                 "api %s → 429 rate limited; %d ticket(s) wait %.0fs (Retry-After), "
                 "the account's budget is paused for every worker",
@@ -500,18 +522,23 @@ class Outbox:
                     exc,
                     len(o.covers),
                 )
+                self._trace_sent(
+                    o, tickets, exc.status, started, request_id=exc.request_id, retry_at=started
+                )
                 for key in o.covers:
                     t = tickets[key]
                     head = t.work.calls[t.next]
                     solo = Pending(head.call, (*head.attempts, _attempt(exc)), solo=True)
                     t.stopped, t.not_before = [solo, *t.work.calls[t.next + 1 :]], started
                 return
+            self._trace_sent(o, tickets, exc.status, started, request_id=exc.request_id)
             await self._give_up(o, tickets, exc, "not retried: the helpdesk refused it")
             return
         except (HelpdeskUnavailable, HelpdeskHTTPError) as exc:
-            self._retry_later(o, tickets, exc)
+            self._retry_later(o, tickets, exc, started)
             return
         except HelpdeskError as exc:
+            self._trace_sent(o, tickets, str(exc), started)
             await self._give_up(o, tickets, exc, "not retried")
             return
         except (RedisError, OSError, asyncio.CancelledError):
@@ -520,7 +547,90 @@ class Outbox:
             log.exception("internal error sending %s", self._describe(o))
             await self._give_up(o, tickets, exc, "internal error")
             return
+        self._trace_sent(
+            o,
+            tickets,
+            result.status,
+            started,
+            elapsed_ms=result.elapsed_ms,
+            request_id=result.request_id,
+        )
         self._done(o, tickets, result)
+
+    def _remember_merges(self, items: Sequence[Pending]) -> None:
+        """Note what each merge `coalesce` can make of these items carries (for `ca` records)."""
+        # Merged ids are digests of the events merged; every run of queued calls a merge could
+        # cover is noted, so the call sent can be traced back to the events and calls it carries.
+        head = items[:20]
+        carried = [self._carried(item.call) for item in head]
+        for i, first in enumerate(head):
+            acc = first.call.event_id
+            events, ids = list(carried[i][0]), list(carried[i][1])
+            for j in range(i + 1, len(head)):
+                acc = _joined(acc, head[j].call.event_id)
+                events += [e for e in carried[j][0] if e not in events]
+                ids += carried[j][1]
+                if acc.startswith("merged:") and acc not in self._merged:
+                    self._merged[acc] = (list(events), list(ids))
+        while len(self._merged) > MERGED_MEMORY:
+            del self._merged[next(iter(self._merged))]
+
+    def _carried(self, call: ApiCall) -> tuple[list[str], list[str]]:
+        """The events and planned call ids one queued call carries."""
+        found = self._merged.get(call.event_id)
+        if found is not None:
+            return found
+        return [call.event_id], [call.fingerprint()]
+
+    def _trace_sent(
+        self,
+        o: Outgoing,
+        tickets: dict[str, _Ticket],
+        status: int | str,
+        started: int,
+        *,
+        elapsed_ms: float | None = None,
+        request_id: str | None = None,
+        retry_at: int | None = None,
+    ) -> None:
+        """Trace a call that went out (`ca`) to each covered ticket, and its retries (`rt`)."""
+        writer = self.trace
+        if writer is None:
+            return
+        events: list[str] = []
+        ids: list[str] = []
+        heads = {}
+        for key in o.covers:
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            heads[key] = head
+            carried_events, carried_ids = self._carried(head.call)
+            events += [e for e in carried_events if e not in events]
+            ids += carried_ids
+        latency = round(elapsed_ms if elapsed_ms is not None else _now_ms() - started)
+        root = api_root(self._clients.get(o.call.vendor))
+        record = (
+            tc.CALL,
+            ids,
+            o.call.method,
+            root + o.call.path,
+            status,
+            latency,
+            request_id or "",
+            list(o.covers),
+            events,
+        )
+        event_id = events[0] if len(events) == 1 else ""
+        for key in o.covers:
+            writer.record(key, event_id, record)
+            if retry_at is not None:
+                head = heads[key]
+                own = self._carried(head.call)[0]
+                writer.record(
+                    key,
+                    own[0] if len(own) == 1 else "",
+                    (tc.RETRY, head.call.fingerprint(), status, retry_at, len(head.attempts) + 1),
+                )
 
     def _stop(
         self,
@@ -551,11 +661,15 @@ class Outbox:
             ", ".join(o.call.rules) or "-",
         )
 
-    def _retry_later(self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError) -> None:
+    def _retry_later(
+        self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError, started: int = 0
+    ) -> None:
         attempt = _attempt(exc)
         # Backoff counts from when the failure was known (after a timeout, the timeout's end),
         # not from when the request went out.
         now = attempt["at"]
+        if self.trace is not None:
+            self._trace_retries(o, tickets, exc, started or now, now)
         for key in o.covers:
             t = tickets[key]
             head = t.work.calls[t.next]
@@ -578,6 +692,29 @@ class Outbox:
             max(len(tickets[k].work.calls[tickets[k].next].attempts) + 1 for k in o.covers),
             self.policy.max_attempts,
         )
+
+    def _trace_retries(
+        self, o: Outgoing, tickets: dict[str, _Ticket], exc: HelpdeskError, started: int, now: int
+    ) -> None:
+        """Trace a failed call and, per ticket, its retry (or nothing: its dead letter follows)."""
+        status: int | str = exc.status if isinstance(exc, HelpdeskHTTPError) else str(exc)
+        request_id = exc.request_id if isinstance(exc, HelpdeskHTTPError) else None
+        self._trace_sent(o, tickets, status, started, request_id=request_id)
+        writer = self.trace
+        assert writer is not None
+        for key in o.covers:
+            t = tickets[key]
+            head = t.work.calls[t.next]
+            tries = len(head.attempts) + 1
+            if tries >= self.policy.max_attempts:
+                continue
+            own = self._carried(head.call)[0]
+            at = now + int(self.policy.backoff(tries) * 1000)
+            writer.record(
+                key,
+                own[0] if len(own) == 1 else "",
+                (tc.RETRY, head.call.fingerprint(), status, at, tries),
+            )
 
     def _partial(self, o: Outgoing, tickets: dict[str, _Ticket], exc: PartialFailure) -> None:
         by_id = {tickets[key].work.calls[tickets[key].next].call.ticket_id: key for key in o.covers}
@@ -645,6 +782,7 @@ class Outbox:
                 ticket_key=key,
                 call=item.call,
                 attempts=[dict(a) for a in item.attempts],
+                trace=self._trace_to(key, item.call),
             )
         k = self.keys
         args: list[str | int] = [owner]
@@ -655,6 +793,15 @@ class Outbox:
         await self._settle(
             keys=[k.wb_due, k.wb_owner, *(k.outbox(key) for key in tickets)], args=args
         )
+
+    def _trace_to(self, key: str, call: ApiCall) -> Callable[[Sequence[Any]], None] | None:
+        """Where a dead letter of this ticket's call is traced (None when traces are off)."""
+        writer = self.trace
+        if writer is None:
+            return None
+        events = self._carried(call)[0]
+        event_id = events[0] if len(events) == 1 else ""
+        return lambda record: writer.record(key, event_id, record)
 
     def _describe(self, o: Outgoing) -> str:
         """The call for a log line, with its path as sent (`/api/v1/tickets/42`, not `/tickets/42`)."""

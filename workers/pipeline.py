@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -17,6 +20,8 @@ from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
 from ticketwire.stored import StoredDelivery
+from ticketwire.trace import codes as tc
+from ticketwire.trace.writer import TraceWriter, short
 from ticketwire.vendors import HelpdeskClient
 from workers.deadletter import dead_letter
 from workers.loopguard import LoopGuard
@@ -52,6 +57,7 @@ class Pipeline:
         guard: LoopGuard,
         *,
         state: TicketState | None = None,
+        trace: TraceWriter | None = None,
     ) -> None:
         self.router = router
         self.vendors = vendors
@@ -62,6 +68,9 @@ class Pipeline:
         #: Per vendor, the fields its rules read: all the state keeps of a ticket.
         self.read_fields = {name: router.read_fields(name) for name in vendors}
         self.counters: Counter[str] = Counter()
+        #: Where each event's trace goes; None when traces are off (nothing is built then).
+        self.trace = trace if trace is not None and trace.enabled else None
+        self.rules_print = self._describe_rules(router)
 
     def use_rules(self, router: Router) -> None:
         """Run `router`'s rules on the events handled from now on.
@@ -70,7 +79,21 @@ class Pipeline:
         the router once, so a swap never lands in the middle of an event.
         """
         self.read_fields = {name: router.read_fields(name) for name in self.vendors}
+        self.rules_print = self._describe_rules(router)
         self.router = router
+
+    def _describe_rules(self, router: Router) -> str:
+        """Store the rules' leaf descriptions for traces; return their fingerprint ("" if off)."""
+        if self.trace is None:
+            return ""
+        texts = {
+            r.name: (r.condition.leaf_texts() if r.condition is not None else [])
+            for r in router.rules
+        }
+        canon = json.dumps(texts, sort_keys=True, separators=(",", ":"))
+        fingerprint = hashlib.sha256(canon.encode()).hexdigest()[:16]
+        self.trace.rules(fingerprint, texts)
+        return fingerprint
 
     async def handle(self, delivery: StoredDelivery) -> None:
         """Process one delivery; never returns before it is handled or dead-lettered.
@@ -81,8 +104,12 @@ class Pipeline:
         """
         delay = 0.1
         while True:
+            # An attempt cut short by Redis is traced again in full by the next one.
+            trace = _EventTrace() if self.trace is not None else None
             try:
-                await self._handle(delivery)
+                outcome = await self._handle(delivery, trace)
+                if trace is not None:
+                    self._traced(delivery, trace, outcome)
                 return
             except (RedisError, OSError) as exc:
                 log.warning(
@@ -95,10 +122,21 @@ class Pipeline:
                 delay = min(delay * 2, MAX_REDIS_BACKOFF_S)
             except Exception as exc:
                 log.exception("internal error handling event=%s", delivery.event_id)
-                await self._dead_letter(delivery, f"internal error: {type(exc).__name__}: {exc}")
+                await self._dead_letter(
+                    delivery, f"internal error: {type(exc).__name__}: {exc}", trace=trace
+                )
+                if trace is not None:
+                    self._traced(delivery, trace, tc.ERROR)
                 return
 
-    async def _dead_letter(self, delivery: StoredDelivery, reason: str, *, rule: str = "") -> None:
+    async def _dead_letter(
+        self,
+        delivery: StoredDelivery,
+        reason: str,
+        *,
+        rule: str = "",
+        trace: _EventTrace | None = None,
+    ) -> None:
         # The letter carries the delivery itself, so a redrive can re-add it once fixed.
         await dead_letter(
             self.outbox.redis,
@@ -108,9 +146,34 @@ class Pipeline:
             event_id=delivery.event_id,
             delivery=delivery,
             rule=rule,
+            trace=trace.records.append if trace is not None else None,
         )
 
-    async def _handle(self, delivery: StoredDelivery) -> None:
+    def _traced(self, delivery: StoredDelivery, trace: _EventTrace, outcome: str) -> None:
+        """Hand an event's records and its deliveries-list entry to the trace writer."""
+        writer = self.trace
+        if writer is None:
+            return
+        key, event_id = delivery.ticket_key, delivery.event_id
+        if key:
+            for record in trace.records:
+                writer.record(key, event_id, record)
+        writer.log(
+            {
+                "v": delivery.vendor,
+                "a": trace.account,
+                "y": delivery.event_type,
+                "e": event_id,
+                "k": key,
+                "o": outcome,
+                "s": "",
+                "f": tc.RULE_SEP.join(trace.fired),
+                "x": "",
+                "r": str(delivery.received_ms),
+            }
+        )
+
+    async def _handle(self, delivery: StoredDelivery, trace: _EventTrace | None = None) -> str:
         # One router for the whole event, whatever `use_rules` swaps in meanwhile.
         router, read_fields = self.router, self.read_fields
         vendor = self.vendors.get(delivery.vendor)
@@ -122,13 +185,28 @@ class Pipeline:
                 delivery.vendor,
             )
             self.counters["unconfigured"] += 1
-            return
+            return tc.UNCONFIGURED
         try:
             event = vendor.parse(delivery.body)
         except MalformedEvent as exc:  # verified at intake; only a changed parser gets here
             log.error("skipped event=%s entry=%s: %s", delivery.event_id, delivery.entry_id, exc)
             self.counters["malformed"] += 1
-            return
+            return tc.MALFORMED
+        if trace is not None:
+            trace.account = event.tenant
+            trace.records.append(
+                (
+                    tc.RECEIVED,
+                    event.vendor,
+                    event.tenant,
+                    event.type,
+                    event.ticket_id,
+                    delivery.received_ms,
+                    f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else "",
+                    delivery.deliveries,
+                    self.rules_print,
+                )
+            )
         rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
         # The event still updates the ticket's last-seen state below: later events compare
         # with it even when no rule acts on this one.
@@ -161,6 +239,7 @@ class Pipeline:
                 # The loop guard's reads ride along: a firing event needs no round trip for them.
                 guard_keys=self.guard.prefetch_keys(event.ticket_key),
                 guard_since_ms=self.guard.fuse_since_ms(),
+                trace=trace.records.append if trace is not None else None,
             )
             if seen.stale and redriven:
                 # Redriven by hand after a fix, from further back than the state remembers: it
@@ -180,7 +259,7 @@ class Pipeline:
                     seen.stale_reason(event),
                 )
                 self.counters["stale"] += 1
-                return
+                return tc.STALE
             else:
                 event = event.model_copy(update={"previous": seen.previous})
                 prefetched = seen.prefetched
@@ -197,6 +276,7 @@ class Pipeline:
             explain=explain,
             hold_log=True,
             paused=self.paused,
+            trace=trace is not None,
         )
         for d in decisions:
             if not (d.fired and d.actions):
@@ -204,7 +284,10 @@ class Pipeline:
             if d.error is not None:
                 # Kept as a dead letter so the event can be redriven once the rule is fixed.
                 await self._dead_letter(
-                    delivery, f"rule {d.rule.name} failed: {d.reason}", rule=d.rule.name
+                    delivery,
+                    f"rule {d.rule.name} failed: {d.reason}",
+                    rule=d.rule.name,
+                    trace=trace,
                 )
             elif not d.fired:
                 log.info("rule %s skipped on ticket=%s: %s", d.rule.name, event.ticket_id, d.reason)
@@ -217,13 +300,18 @@ class Pipeline:
                 "rule %s rearm condition failed on ticket=%s: %s", name, event.ticket_id, why
             )
         limits = limits_of(d.rule for d in firing)
+        changes = field_changes(event) if prints or trace is not None else None
+        if trace is not None and changes:
+            trace.records.append(
+                (tc.CHANGES, [[f, short(old), short(new)] for f, (old, new) in changes.items()])
+            )
         verdict = await self.guard.check(
             event.ticket_key,
             prints,
             event_id=event.id,
             limits=limits,
             rearm=rearm,
-            changes=field_changes(event) if prints else None,
+            changes=changes if prints else None,
             vendor=event.vendor,
             prefetched=prefetched,
         )
@@ -255,6 +343,15 @@ class Pipeline:
         plan = vendor.plan(event, kept)
         for note in plan.notes:
             log.info("plan ticket=%s: %s", event.ticket_id, note)
+        if trace is not None:
+            self._trace_rules(trace, decisions, verdict.allowed, verdict.suppressed, verdict.codes)
+            if plan.calls:
+                trace.records.append(
+                    (
+                        tc.PLANNED,
+                        [[c.fingerprint(), c.method, c.path, c.body, c.rules] for c in plan.calls],
+                    )
+                )
         record = self.guard.record_part(
             event.ticket_key,
             [p for p in prints if p[0] in verdict.allowed],
@@ -277,6 +374,53 @@ class Pipeline:
                 )
         self.counters["processed"] += 1
         self.counters["fired"] += len(kept)
+        return tc.HANDLED
+
+    def _trace_rules(
+        self,
+        trace: _EventTrace,
+        decisions: Sequence[Decision],
+        allowed: Sequence[str],
+        suppressed: Sequence[tuple[str, str]],
+        reasons: Sequence[list[Any]],
+    ) -> None:
+        """One `ru` record per rule considered, and the rules' hourly counts."""
+        writer = self.trace
+        assert writer is not None
+        held = {name: code for (name, _), code in zip(suppressed, reasons, strict=False)}
+        for d in decisions:
+            name = d.rule.name
+            detail: Any = None
+            if d.fired and d.actions:
+                if name in allowed:
+                    outcome, stat = tc.RULE_FIRED, tc.STAT_FIRED
+                    trace.fired.append(name)
+                else:
+                    outcome, stat = tc.RULE_SUPPRESSED, tc.STAT_SUPPRESSED
+                    detail = held.get(name)
+            elif d.error is not None:
+                outcome, stat, detail = tc.RULE_ERROR, tc.STAT_ERROR, d.reason
+            elif d.reason == "paused":
+                outcome, stat = tc.RULE_PAUSED, tc.STAT_PAUSED
+            else:
+                outcome = (
+                    tc.RULE_NO_ACTIONS if d.reason == "no actions" else tc.RULE_CONDITION_FALSE
+                )
+                stat = ""
+            trace.records.append((tc.RULE, name, outcome, d.leaves or [], detail))
+            if stat:
+                writer.rule_count(name, stat)
+
+
+class _EventTrace:
+    """One event's trace records, gathered while it is handled and written when it is done."""
+
+    __slots__ = ("account", "fired", "records")
+
+    def __init__(self) -> None:
+        self.account = ""
+        self.fired: list[str] = []
+        self.records: list[Any] = []
 
 
 def _show(name: str, params: object) -> str:

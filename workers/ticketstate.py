@@ -14,7 +14,8 @@ a crash, or a dead letter redriven), which is never stale and changes nothing. T
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -120,7 +121,8 @@ table.insert(set, 'ids')
 table.insert(set, cjson.encode(ids))
 redis.call('HSET', key, unpack(set))
 redis.call('PEXPIRE', key, ttl)
-return {'applied', cp, cu, id, cq, guard()}
+-- The state before this event, for its trace (the values above are the ones just applied).
+return {'applied', cp, cu, id, cq, guard(), {cur[1] or '', cur[2] or '', cur[3] or ''}}
 """
 
 
@@ -157,13 +159,15 @@ class TicketState:
         record_stale: bool = True,
         guard_keys: Sequence[str] = (),
         guard_since_ms: int = 0,
+        trace: Callable[[Sequence[Any]], None] | None = None,
     ) -> Observation:
         """Apply `event` to its ticket's state unless it is stale; say what was kept before it.
 
         `fields` are what `Router.read_fields()` returns; only their values are kept. A stale
         event is added to the stale stream unless `record_stale` is false (it is acted on anyway).
         With `guard_keys` (`LoopGuard.prefetch_keys`), the loop guard's state of the ticket is
-        read in the same call and returned as `Observation.prefetched`.
+        read in the same call and returned as `Observation.prefetched`. `trace` is given the
+        stale check's trace record (`st`: both order keys and the last applied event).
         """
         us = micros(event.updated_at)
         seq = event.sequence
@@ -185,8 +189,21 @@ class TicketState:
                 guard_since_ms,
             ],
         )
-        status, before, applied_us, applied_id, applied_seq, guard = (res + [None] * 6)[:6]
+        status, before, applied_us, applied_id, applied_seq, guard, was = (res + [None] * 7)[:7]
         stale = _text(status) == "stale"
+        if trace is not None:
+            # Order keys as compared: the sequence where the helpdesk sends one, else updated_at
+            # in µs since the epoch (decimal text).
+            last_id, last_q, last_u = was or (applied_id, applied_seq, applied_us)
+            trace(
+                (
+                    "st",
+                    1 if stale else 0,
+                    str(seq) if seq is not None else ("" if us is None else str(us)),
+                    _text(last_q) or _text(last_u),
+                    _text(last_id),
+                )
+            )
         before_text = _text(before)
         previous = json.loads(before_text) if before_text else None
         return Observation(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ticketwire.engine.changes import Change, change_of, top_field
@@ -30,6 +31,8 @@ from ticketwire.vocabulary import COMMON_FIELDS, NEUTRAL_PRIORITIES, NEUTRAL_STA
 #: Fields of the event itself that a condition may read as `event.<name>`.
 EVENT_FIELDS: tuple[str, ...] = ("vendor", "type", "id", "tenant", "created_at", "ticket_id")
 COMBINATORS: tuple[str, ...] = ("all", "any", "not")
+#: Longest text a trace keeps of a value a condition read.
+TRACE_TEXT_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,36 @@ class Condition(ABC):
     def fields(self) -> frozenset[str]:
         """Ticket fields (top level) and `common.*` paths this condition reads."""
         return frozenset()
+
+    def trace(self, event: Event) -> tuple[bool, list[list[Any]]]:
+        """Evaluate like `holds`, listing each leaf evaluated as `[index, ok 0|1, value seen]`.
+
+        Indexes count the leaves in `leaf_texts()` order; leaves a short circuit skipped are not
+        listed, and a leaf that read nothing has no value. No text is formatted.
+        """
+        out: list[list[Any]] = []
+        return self._trace(event, out, 0), out
+
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        ok = self.holds(event)
+        out.append([index, 1 if ok else 0])
+        return ok
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """How many leaves the condition has."""
+        return 1
+
+    def leaf_texts(self) -> list[str]:
+        """Each leaf's description, in the order `trace` numbers them."""
+        return [self.describe()]
+
+
+def _seen(value: Any) -> Any:
+    # A long text (a description matched by a regex) is cut: the trace is a summary.
+    if isinstance(value, str) and len(value) > TRACE_TEXT_MAX:
+        return value[:TRACE_TEXT_MAX] + "…"
+    return value
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,17 @@ class Leaf(Condition):
             return bool(self.op.test(resolve(event, self.path), self.operand, event.created_at))
         except Incomparable:
             return False
+
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        actual = resolve(event, self.path)
+        try:
+            ok = bool(self.op.test(actual, self.operand, event.created_at))
+        except Incomparable:
+            ok = False
+        out.append(
+            [index, 1 if ok else 0] if actual is MISSING else [index, 1 if ok else 0, _seen(actual)]
+        )
+        return ok
 
     def describe(self) -> str:
         """E.g. `priority in ['high', 'urgent']`."""
@@ -149,6 +193,15 @@ class ChangeLeaf(Condition):
         """Compare without formatting values (same outcome as `check().ok`)."""
         change = change_of(event, self.path)
         return change.known and self._test(change)
+
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        change = change_of(event, self.path)
+        if not change.known:
+            out.append([index, 0])
+            return False
+        ok = self._test(change)
+        out.append([index, 1 if ok else 0, [_seen(change.old), _seen(change.new)]])
+        return ok
 
     def _test(self, change: Change) -> bool:
         if self.op == "not_changed":
@@ -203,6 +256,22 @@ class All(Condition):
         """Stop at the first failing child."""
         return all(child.holds(event) for child in self.children)
 
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        for child in self.children:
+            if not child._trace(event, out, index):
+                return False
+            index += child.leaf_count
+        return True
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """How many leaves the children have."""
+        return sum(c.leaf_count for c in self.children)
+
+    def leaf_texts(self) -> list[str]:
+        """The children's leaves, in order."""
+        return [t for c in self.children for t in c.leaf_texts()]
+
     def describe(self) -> str:
         """E.g. `all(a, b)`."""
         return f"all({', '.join(c.describe() for c in self.children)})"
@@ -236,6 +305,22 @@ class AnyOf(Condition):
         """Stop at the first child that holds."""
         return any(child.holds(event) for child in self.children)
 
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        for child in self.children:
+            if child._trace(event, out, index):
+                return True
+            index += child.leaf_count
+        return False
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """How many leaves the children have."""
+        return sum(c.leaf_count for c in self.children)
+
+    def leaf_texts(self) -> list[str]:
+        """The children's leaves, in order."""
+        return [t for c in self.children for t in c.leaf_texts()]
+
     def describe(self) -> str:
         """E.g. `any(a, b)`."""
         return f"any({', '.join(c.describe() for c in self.children)})"
@@ -262,6 +347,19 @@ class Not(Condition):
     def holds(self, event: Event) -> bool:
         """Invert the child."""
         return not self.child.holds(event)
+
+    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        # The leaves show what they read; the inversion is in the rule's description.
+        return not self.child._trace(event, out, index)
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """The child's leaves."""
+        return self.child.leaf_count
+
+    def leaf_texts(self) -> list[str]:
+        """The child's leaves, each marked as inverted."""
+        return [f"not ({t})" for t in self.child.leaf_texts()]
 
     def describe(self) -> str:
         """E.g. `not (subject matches '(?i)test')`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ticketwire.engine.actions import Action
 from ticketwire.engine.context import Context
@@ -28,6 +28,8 @@ class Decision:
     error: Exception | None = None
     #: What the rule logged through `ctx.log`, held back until its firing is decided.
     log_lines: tuple[logging.LogRecord, ...] = ()
+    #: With `trace=True`: the condition's leaves as `Condition.trace` lists them (None: no trace).
+    leaves: list[list[Any]] | None = None
 
     def describe(self) -> str:
         """One log line, e.g. `escalate: condition false: priority is 'low', ...`."""
@@ -64,6 +66,7 @@ async def run_rule(
     explain: bool = True,
     hold_log: bool = False,
     paused: bool = False,
+    trace: bool = False,
 ) -> Decision:
     """Decide one rule for one event; a rule that raises yields an `error:` decision.
 
@@ -71,21 +74,29 @@ async def run_rule(
     evaluated without formatting the values they read, which is most of their cost. With
     `hold_log=True` what a Python rule logs is kept on the decision (`log_lines`) for the caller
     to emit (`Decision.emit_log`) once the loop guard has decided, instead of at once.
-    A `paused` rule (`ticketwire rules pause`) is skipped with the reason `paused`.
+    A `paused` rule (`ticketwire rules pause`) is skipped with the reason `paused`. With
+    `trace=True` the decision keeps the condition's leaf results (`leaves`) for the trace.
     """
     if paused:
         return Decision(rule, False, "paused")
     verdict = None
+    leaves = None
     if rule.condition is not None:
         try:
-            if not explain and not rule.condition.holds(event):
+            if trace:
+                ok, leaves = rule.condition.trace(event)
+                if not (explain or ok):
+                    return Decision(rule, False, "condition false", leaves=leaves)
+            if not explain and not trace and not rule.condition.holds(event):
                 return Decision(rule, False, "condition false")
             verdict = rule.condition.check(event)
         # A rule's failure is recorded on its decision and must not stop the other rules.
         except Exception as exc:  # noqa: BLE001
-            return Decision(rule, False, f"error: in condition: {_error_text(exc)}", error=exc)
+            return Decision(
+                rule, False, f"error: in condition: {_error_text(exc)}", error=exc, leaves=leaves
+            )
         if not verdict.ok:
-            return Decision(rule, False, f"condition false: {verdict.why}")
+            return Decision(rule, False, f"condition false: {verdict.why}", leaves=leaves)
     log_lines: tuple[logging.LogRecord, ...] = ()
     if rule.handler is None:
         actions = rule.actions
@@ -96,12 +107,17 @@ async def run_rule(
         except Exception as exc:  # noqa: BLE001
             # Actions queued before the failure are discarded: half a rule is not applied.
             return Decision(
-                rule, False, f"error: {_error_text(exc)}", error=exc, log_lines=ctx.held_log()
+                rule,
+                False,
+                f"error: {_error_text(exc)}",
+                error=exc,
+                log_lines=ctx.held_log(),
+                leaves=leaves,
             )
         actions = tuple(ctx.actions)
         log_lines = ctx.held_log()
     if not actions:
-        return Decision(rule, False, "no actions", log_lines=log_lines)
+        return Decision(rule, False, "no actions", log_lines=log_lines, leaves=leaves)
     # A rule without vendor: carries each vendor's reading of its actions; keep this event's.
     actions = tuple(a.for_vendor(event.vendor) for a in actions)
     count = f"{len(actions)} action{'s' if len(actions) != 1 else ''}"
@@ -109,7 +125,7 @@ async def run_rule(
     reason = f"fired: {count} ({names})"
     if verdict is not None:
         reason += f"; condition true: {verdict.why}"
-    return Decision(rule, True, reason, actions, log_lines=log_lines)
+    return Decision(rule, True, reason, actions, log_lines=log_lines, leaves=leaves)
 
 
 async def evaluate(
@@ -121,6 +137,7 @@ async def evaluate(
     explain: bool = True,
     hold_log: bool = False,
     paused: Collection[str] = (),
+    trace: bool = False,
 ) -> list[Decision]:
     """Decide every rule registered for the event's type and vendor, in order.
 
@@ -136,6 +153,7 @@ async def evaluate(
             explain=explain,
             hold_log=hold_log,
             paused=rule.name in paused,
+            trace=trace,
         )
         for rule in router.rules_for(event.type, event.vendor)
     ]

@@ -58,6 +58,8 @@ class Verdict:
     suppressed: tuple[tuple[str, str], ...]
     rearmed: tuple[str, ...] = ()
     echo: EchoMatch | None = None
+    #: Per suppressed rule, in the same order: `[reason code, *args]` (`ticketwire.trace.codes`).
+    codes: tuple[list[Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,9 @@ def decide(
     used = sum(1 for e in state.fuse_events if e != event_id)
     allowed: list[str] = []
     suppressed: list[tuple[str, str]] = []
+    codes: list[list[Any]] = []
     for name, fp in fired:
-        why = _why_not(
+        found = _why_not(
             name,
             fp,
             state.last.get(name),
@@ -178,7 +181,9 @@ def decide(
             now_ms=now_ms,
             event_id=event_id,
         )
+        why, code = found if found is not None else (None, [])
         if why is None and used >= policy.fuse_limit:
+            code = ["fuse", used, policy.fuse_window_ms // 1000, policy.fuse_limit]
             why = (
                 f"loop fuse: {used} rule firings on this ticket in the last "
                 f"{human_duration(policy.fuse_window_ms / 1000)} (limit {policy.fuse_limit}, "
@@ -186,10 +191,11 @@ def decide(
             )
         if why is not None:
             suppressed.append((name, why))
+            codes.append(code)
             continue
         used += 1
         allowed.append(name)
-    return Verdict(tuple(allowed), tuple(suppressed), tuple(rearmed), echo)
+    return Verdict(tuple(allowed), tuple(suppressed), tuple(rearmed), echo, tuple(codes))
 
 
 def _why_not(
@@ -203,24 +209,27 @@ def _why_not(
     policy: GuardPolicy,
     now_ms: int,
     event_id: str,
-) -> str | None:
-    """The reason this rule may not fire (fuse aside), or None."""
+) -> tuple[str, list[Any]] | None:
+    """The reason this rule may not fire (fuse aside) and its trace code, or None."""
     if (last is not None and last.event_id == event_id) or (
         mem is not None and mem.event_id == event_id
     ):
         return None
     if echo is not None and name in echo.rules:
-        return echo.reason()
+        return echo.reason(), ["echo", list(echo.fields), echo.age_ms, list(echo.rules)]
     if last is not None and last.fingerprint == fp and now_ms - last.at_ms < policy.echo_window_ms:
         ago = (now_ms - last.at_ms) / 1000
-        return f"echo: same actions as its own firing {ago:.1f}s ago on this ticket"
+        why = f"echo: same actions as its own firing {ago:.1f}s ago on this ticket"
+        return why, ["same", now_ms - last.at_ms]
     if limits is None or mem is None:
         return None
     if limits.once_per_ticket and not mem.rearmed:
         fired = f"fired at {_iso(mem.at_ms)} (event {mem.event_id})"
+        code = ["once", mem.at_ms, mem.event_id, 0 if limits.rearm is None else 1]
         if limits.rearm is None:
-            return f"once_per_ticket: {fired}; it has no rearm: condition, so it stays disarmed"
-        return f"once_per_ticket: {fired}; re-arms when {limits.rearm_text()}"
+            why = f"once_per_ticket: {fired}; it has no rearm: condition, so it stays disarmed"
+            return why, code
+        return f"once_per_ticket: {fired}; re-arms when {limits.rearm_text()}", code
     cooldown = limits.cooldown_s
     if cooldown is not None and now_ms - mem.at_ms < cooldown * 1000:
         if mem.rearmed and not limits.once_per_ticket:
@@ -229,7 +238,8 @@ def _why_not(
         why = f"cooldown: fired {since} ago, cooldown {human_duration(cooldown)}"
         if limits.rearm is not None and not limits.once_per_ticket:
             why += f" (or until {limits.rearm_text()})"
-        return why
+        code = ["cooldown", mem.at_ms, cooldown, 0 if limits.rearm is None else 1]
+        return why, code
     return None
 
 
