@@ -193,6 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="list the letters it would drop, and drop none"
     )
     dlq_drop.add_argument("--json", action="store_true", help="print JSON for scripts")
+    trace = verbs.add_parser(
+        "trace",
+        help="what one event did (by its event id), or a ticket's timeline across events",
+        description="Show the trace of one event, by the helpdesk's event id: its deliveries, "
+        "the stale check, changes seen, every rule considered with the values its condition "
+        "saw, suppressions, planned and sent calls, retries and dead letters. With --ticket, "
+        "show every record of every event of one ticket, in order.",
+        epilog="exit status: 0 shown, 1 nothing found (or Redis failed), 2 misconfigured or "
+        "misused, 3 ambiguous (name the --vendor, or the full ticket key), 4 no traces are kept "
+        "(TICKETWIRE_TRACE_RETENTION=0).",
+    )
+    trace.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="the helpdesk's event id")
+    trace.add_argument("--vendor", help="the event's helpdesk, when its id is known for several")
+    trace.add_argument(
+        "--ticket",
+        metavar="KEY",
+        help="a ticket's timeline: vendor:tenant:ticket as `dlq list` prints it, or "
+        "vendor:ticket when only one account has that ticket",
+    )
+    trace.add_argument(
+        "--limit", type=int, help="with --ticket: the newest N records (default: all kept)"
+    )
+    trace.add_argument("--json", action="store_true", help="print JSON for scripts")
     rules = verbs.add_parser(
         "rules",
         help="which rules are published and which each live worker runs; exit 1 if they differ",
@@ -280,6 +303,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 filter_text=getattr(args, "filter", None),
                 dry_run=getattr(args, "dry_run", False),
                 limit=getattr(args, "limit", 20),
+                as_json=args.json,
+            )
+        )
+    if args.verb == "trace":
+        from cli.trace import run_trace
+
+        sys.exit(
+            run_trace(
+                args.event_id,
+                vendor=args.vendor,
+                ticket=args.ticket,
+                limit=args.limit,
                 as_json=args.json,
             )
         )

@@ -33,6 +33,8 @@ def create_app(
         Keys(settings.key_prefix),
         partitions=settings.partitions,
         dedupe_ttl_s=settings.dedupe_ttl_s,
+        trace_retention_s=settings.trace_retention_s,
+        trace_max=settings.trace_max,
     )
     app[intake_key] = intake
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from receiver.refusals import RefusalLog
 from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
 
@@ -32,26 +34,30 @@ log = logging.getLogger("ticketwire.receiver")
 
 Outcome = Literal["stored", "duplicate"]
 
-# KEYS[1] = stats hash, then (seen key, stream key) per delivery.
-# ARGV[1] = dedupe TTL seconds, ARGV[2] = number of ignored-event counters that follow,
-# then the counter names, then 2 values per delivery (see StoredDelivery.to_fields).
+# KEYS[1] = stats hash, KEYS[2] = the deliveries list (trace log), then (seen key, stream key)
+# per delivery. ARGV[1] = dedupe TTL seconds, ARGV[2] = oldest trace id kept (epoch ms; 0: traces
+# off), ARGV[3] = most trace entries kept, ARGV[4] = number of ignored-event counters that follow,
+# then the counter names, then 3 values per delivery: meta, body (see StoredDelivery.to_fields)
+# and the ticket key, which the dedupe key holds so a trace lookup by event id finds the ticket.
 _STORE_LUA = """
 local ttl = tonumber(ARGV[1])
-local n_ignored = tonumber(ARGV[2])
-local a = 3
+local minid = ARGV[2]
+local n_ignored = tonumber(ARGV[4])
+local a = 5
 for _ = 1, n_ignored do
   redis.call('HINCRBY', KEYS[1], ARGV[a], 1)
   a = a + 1
 end
 local out = {}
 local accepted, duplicate = 0, 0
-for i = 1, (#KEYS - 1) / 2 do
-  if redis.call('SET', KEYS[2 * i], '1', 'NX', 'EX', ttl) then
+for i = 1, (#KEYS - 2) / 2 do
+  local seen, stream = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  if redis.call('SET', seen, ARGV[a + 2], 'NX', 'EX', ttl) then
     -- pcall: a failing XADD (say, a stream key of the wrong type) fails this delivery alone,
     -- and its dedupe key goes, so a retry is stored rather than answered as a duplicate.
-    local id = redis.pcall('XADD', KEYS[2 * i + 1], '*', 'm', ARGV[a], 'b', ARGV[a + 1])
+    local id = redis.pcall('XADD', stream, '*', 'm', ARGV[a], 'b', ARGV[a + 1])
     if type(id) == 'table' and id.err then
-      redis.call('DEL', KEYS[2 * i])
+      redis.call('DEL', seen)
       out[i] = 'err:' .. id.err
     else
       out[i] = id
@@ -60,11 +66,26 @@ for i = 1, (#KEYS - 1) / 2 do
   else
     out[i] = 'dup'
     duplicate = duplicate + 1
+    if minid ~= '0' then
+      -- The duplicate's deliveries-list entry; only duplicates pay for decoding the facts.
+      local m = cjson.decode(ARGV[a])
+      local vendor, key = m[1], m[4]
+      local account = ''
+      if string.sub(key, 1, #vendor + 1) == vendor .. ':' then
+        account = string.match(string.sub(key, #vendor + 2), '^(.*):[^:]*$') or ''
+      end
+      redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', 'v', vendor, 'a', account,
+        'y', m[3], 'e', m[2], 'k', key, 'o', 'duplicate', 's', '200', 'f', '', 'x', '',
+        'r', string.format('%.0f', m[5]))
+    end
   end
-  a = a + 2
+  a = a + 3
 end
 if accepted > 0 then redis.call('HINCRBY', KEYS[1], 'accepted', accepted) end
-if duplicate > 0 then redis.call('HINCRBY', KEYS[1], 'duplicate', duplicate) end
+if duplicate > 0 then
+  redis.call('HINCRBY', KEYS[1], 'duplicate', duplicate)
+  if minid ~= '0' then redis.pcall('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3]) end
+end
 return out
 """
 
@@ -79,7 +100,8 @@ class UnstorableDelivery(ValueError):
 
 @dataclass
 class _Pending:
-    #: (dedupe key, stream key) and (meta, body), encoded; empty for an ignored-event count.
+    #: (dedupe key, stream key) and (meta, body, ticket key), encoded; empty for an ignored-event
+    #: count.
     keys: tuple[bytes, ...]
     args: tuple[bytes, ...]
     ignored: bytes | None
@@ -98,11 +120,19 @@ class Intake:
         dedupe_ttl_s: float,
         max_batch: int = 256,
         max_in_flight: int = 2,
+        trace_retention_s: float = 72 * 3600.0,
+        trace_max: int = 1_000_000,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._partitions = partitions
         self._ttl = max(1, int(dedupe_ttl_s))
+        self._trace_ms = int(trace_retention_s * 1000)
+        self._trace_max = trace_max
+        #: Refused deliveries' entries in the deliveries list, written in the background.
+        self.refusals = RefusalLog(
+            redis, keys, retention_s=trace_retention_s, max_entries=trace_max
+        )
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[_Pending] = []
@@ -116,9 +146,11 @@ class Intake:
         """Load the script and start the batching task."""
         self._sha = await self._redis.script_load(_STORE_LUA)
         self._task = asyncio.create_task(self._run(), name="ticketwire-intake")
+        self.refusals.start()
 
     async def close(self) -> None:
         """Stop batching; requests still waiting get an error rather than a false 2xx."""
+        await self.refusals.close()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,12 +172,13 @@ class Intake:
                 self._keys.seen(delivery.vendor, delivery.event_id).encode(),
                 self._keys.stream(part).encode(),
             )
+            ticket = delivery.ticket_key.encode()
         except UnicodeEncodeError:
             raise UnstorableDelivery(
                 "the event id, tenant or ticket id is not valid Unicode text"
             ) from None
         entry = await self._submit(
-            _Pending(keys, (delivery.meta(), delivery.body), None, _future())
+            _Pending(keys, (delivery.meta(), delivery.body, ticket), None, _future())
         )
         if entry == "dup":
             return "duplicate", ""
@@ -233,9 +266,11 @@ class Intake:
                 p.future.set_result(r)
 
     async def _write(self, batch: list[_Pending]) -> list[str]:
-        keys: list[Any] = [self._keys.stats]
+        keys: list[Any] = [self._keys.stats, self._keys.trace_log]
         ignored = [p.ignored for p in batch if p.ignored is not None]
-        args: list[Any] = [self._ttl, len(ignored), *ignored]
+        # The oldest id a duplicate's trace entry keeps in the list; 0 turns those entries off.
+        minid = int(time.time() * 1000) - self._trace_ms if self._trace_ms > 0 else 0
+        args: list[Any] = [self._ttl, minid, self._trace_max, len(ignored), *ignored]
         for p in batch:
             keys += p.keys
             args += p.args

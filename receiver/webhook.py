@@ -51,11 +51,13 @@ class WebhookHandler:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
             log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
+            self._refused(413, "payload_too_large")
             return _unread_rest(request, _too_large(self.max_body_bytes))
         codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
         if codings and (len(codings) > 1 or codings[0].lower() not in _ACCEPTED_CODINGS):
             shown = ", ".join(codings)[:100]
             log.warning("rejected %s 415: content encoding %r", name, shown)
+            self._refused(415, "unsupported_content_encoding")
             return error(
                 415,
                 "unsupported_content_encoding",
@@ -67,21 +69,25 @@ class WebhookHandler:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             log.warning("rejected %s 413: body over the limit (chunked or decoded)", name)
+            self._refused(413, "payload_too_large")
             return _unread_rest(request, _too_large(self.max_body_bytes))
         except web.RequestPayloadError as exc:
             # Only the payload's coding or framing can be wrong here; the cause names which.
             problem = _payload_problem(exc)
             log.warning("rejected %s 400: unreadable body: %s", name, problem)
+            self._refused(400, "malformed_body")
             answer = error(400, "malformed_body", f"the body could not be read as sent: {problem}")
             return _unread_rest(request, answer, broken=True)
         except ConnectionResetError:
             log.info("%s: the sender closed the connection before the body arrived", name)
+            self._refused(400, "malformed_body")
             return error(400, "malformed_body", "the connection closed before the body arrived")
         # Checked once the body is read (within the limit): a refused request whose body is
         # left unread is drained by aiohttp after the answer, and a broken gzip body there would
         # end in a reset instead of this answer.
         if not _is_json(request.content_type):
             log.warning("rejected %s 415: content type %r", name, request.content_type[:100])
+            self._refused(415, "unsupported_media_type")
             return error(
                 415,
                 "unsupported_media_type",
@@ -91,11 +97,13 @@ class WebhookHandler:
             self.vendor.verify(request.headers, body)
         except InvalidSignature as exc:
             log.warning("rejected %s 401: %s", name, exc.reason)
+            self._refused(401, "invalid_signature")
             return error(401, "invalid_signature", exc.reason)
         try:
             event = self.vendor.inspect(body)
         except MalformedEvent as exc:
             log.warning("rejected %s 400: %s", name, exc)
+            self._refused(400, "malformed_event")
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
@@ -125,11 +133,14 @@ class WebhookHandler:
             outcome, entry = await self.intake.store(delivery)
         except UnstorableDelivery as exc:
             log.warning("rejected %s 400: %s", name, exc)
+            self._refused(400, "malformed_event", event.id, event.type, event.ticket_key)
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": None}, status=400
             )
         except (RedisError, OSError, TimeoutError) as exc:
             log.error("unavailable %s 503: could not store event=%s: %s", name, event.id, exc)
+            # Redis is likely away, so this entry is likely dropped; it is noted all the same.
+            self._refused(503, "storage_unavailable", event.id, event.type, event.ticket_key)
             return error(
                 503,
                 "storage_unavailable",
@@ -146,6 +157,22 @@ class WebhookHandler:
             return _answer(200, "duplicate", event.id, "")
         log.info("stored %s event=%s as %s", name, event.id, entry)
         return _answer(202, "stored", event.id, entry)
+
+    def _refused(
+        self, status: int, reason: str, event_id: str = "", event_type: str = "", ticket: str = ""
+    ) -> None:
+        """Note a refusal in the deliveries list: what is known of it, never body or headers.
+
+        Only facts of a verified, parsed delivery are noted: an unverified body is anyone's.
+        """
+        self.intake.refusals.note(
+            self.vendor.vendor,
+            status,
+            reason,
+            event_id=event_id,
+            event_type=event_type,
+            ticket_key=ticket,
+        )
 
 
 def _answer(status: int, outcome: str, event_id: str, entry: str) -> web.Response:

@@ -207,3 +207,26 @@ def test_deliveries_event_and_timeline() -> None:
     assert "(older ones not shown; raise --limit)" in tl[0]
     assert tl[2] == "  14:16:03.000  e1  rule escalate: fired — priority is 'high'"
     assert timeline_json(timeline)["truncated"] is True
+
+
+def test_leaves_without_values_changes_and_negations() -> None:
+    leaves = {
+        "fp1": {
+            "r": [
+                "assignee == null",
+                "status changed_to 'closed'",
+                "not (tags contains 'vip')",
+                "priority changed",
+            ]
+        }
+    }
+    ctx = Context([RX], leaves)
+    r = rec(
+        "e1", "ru", "r", "C", [[0, 0], [1, 0, ["open", "pending"]], [2, 0, ["vip"]], [3, 0]], None
+    )
+    assert record_text(r, ctx) == (
+        "rule r: condition false — assignee is missing (needs assignee == null), "
+        "status went 'open' → 'pending' (needs status changed_to 'closed'), "
+        "tags is ['vip'] (needs not (tags contains 'vip')), "
+        "priority: change unknown (no earlier state) (needs priority changed)"
+    )

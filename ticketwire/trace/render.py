@@ -165,13 +165,33 @@ def _changes(rec: Record, ctx: Context) -> str:
     return "changes: " + "; ".join(f"{f}: {show(a)} → {show(b)}" for f, a, b in changes)
 
 
-def _leaf(index: int, value: Any, descs: list[str] | None, *, ok: bool) -> str:
-    seen = show(value)
+def _leaf(leaf: list[Any], descs: list[str] | None) -> str:
+    """One leaf as `[index, ok, value seen]` shows it; a leaf that read nothing has no value."""
+    index, ok = int(leaf[0]), bool(leaf[1])
+    has_value = len(leaf) > 2
+    value: Any = leaf[2] if has_value else None
     if descs is None or not 0 <= index < len(descs):
-        return f"leaf {index} saw {seen}"
+        return f"leaf {index} saw {show(value)}" if has_value else f"leaf {index} read nothing"
     desc = descs[index]
-    field = desc.split(" ", 1)[0]
-    return f"{field} is {seen}" if ok else f"{field} is {seen} (needs {desc})"
+    field, op = _field_and_op(desc)
+    if op in ("changed", "not_changed", "changed_to", "changed_from"):
+        if not has_value:
+            seen = f"{field}: change unknown (no earlier state)"
+        else:
+            old, new = value
+            seen = f"{field} went {show(old)} → {show(new)}"
+    else:
+        seen = f"{field} is {show(value)}" if has_value else f"{field} is missing"
+    return seen if ok else f"{seen} (needs {desc})"
+
+
+def _field_and_op(desc: str) -> tuple[str, str]:
+    # `not (status == 'x')` reads the same field as `status == 'x'`.
+    inner = desc
+    while inner.startswith("not (") and inner.endswith(")"):
+        inner = inner[5:-1]
+    parts = inner.split(" ", 2)
+    return parts[0], parts[1] if len(parts) > 1 else ""
 
 
 def _rule(rec: Record, ctx: Context) -> str:
@@ -196,7 +216,7 @@ def _rule(rec: Record, ctx: Context) -> str:
         shown = list(leaves or ())
     if not shown:
         return head
-    parts = [_leaf(int(i), v, descs, ok=bool(ok)) for i, ok, v in shown]
+    parts = [_leaf(x, descs) for x in shown]
     return f"{head} — " + ", ".join(parts) + unknown
 
 

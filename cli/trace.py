@@ -1,0 +1,163 @@
+"""`ticketwire trace`: one event's trace by its event id, or a ticket's timeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cli.redisurl import Unconfigured, command_settings, safe_url
+from ticketwire.config import Settings
+from ticketwire.keys import Keys
+from ticketwire.redisconn import connect
+from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
+from ticketwire.trace.render import event_json, event_lines, timeline_json, timeline_lines
+from ticketwire.vendors.registry import VENDORS
+
+#: Exit statuses: shown; nothing found (or Redis failed); misconfigured or misused; ambiguous
+#: key or event id; no traces kept at all.
+OK, NOT_FOUND, USAGE, AMBIGUOUS, OFF = 0, 1, 2, 3, 4
+
+Command = Callable[[TraceReader], Awaitable[int]]
+
+
+def run_trace(
+    event_id: str | None,
+    *,
+    vendor: str | None = None,
+    ticket: str | None = None,
+    limit: int | None = None,
+    as_json: bool = False,
+) -> int:
+    """Run `ticketwire trace`; return the exit status (see OK … OFF)."""
+    if (event_id is None) == (ticket is None):
+        return _fail("give either an EVENT_ID or --ticket KEY", USAGE)
+    if vendor is not None and vendor not in VENDORS:
+        return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(VENDORS)}", USAGE)
+    if limit is not None and limit < 1:
+        return _fail(f"--limit must be at least 1 (got {limit})", USAGE)
+    try:
+        settings = command_settings("trace", os.environ, role="check")
+    except Unconfigured as exc:
+        return _fail(str(exc), USAGE)
+    retention = settings.trace_retention_s
+    if retention <= 0:
+        return _fail(
+            "traces are off (TICKETWIRE_TRACE_RETENTION=0): nothing is recorded to show; set "
+            "it (e.g. 72h) for the receiver and workers, then new deliveries are traced",
+            OFF,
+        )
+    if ticket is not None:
+        key = ticket
+        return _run(settings, lambda r: _ticket(r, key, limit, as_json, retention))
+    assert event_id is not None
+    eid = event_id
+    return _run(settings, lambda r: _event(r, eid, vendor, as_json, retention))
+
+
+def _kept(retention_s: float) -> str:
+    hours = retention_s / 3600
+    shown = f"{hours:g} h" if hours >= 1 else f"{retention_s:g} s"
+    return f"traces are kept {shown} (TICKETWIRE_TRACE_RETENTION)"
+
+
+async def _event(
+    reader: TraceReader, event_id: str, vendor: str | None, as_json: bool, retention: float
+) -> int:
+    try:
+        trace = await reader.event(event_id, vendor)
+    except AmbiguousEvent as exc:
+        return _fail(
+            f"event id {event_id} is known for {', '.join(exc.vendors)}; say which with "
+            f"--vendor {exc.vendors[0]}",
+            AMBIGUOUS,
+        )
+    if trace is None:
+        if not await reader.enabled():
+            return _none_stored(reader, retention)
+        where = vendor or ", ".join(VENDORS)
+        return _fail(
+            f"no trace of event {event_id} ({where}): it was never received here, or it is older "
+            f"than the traces kept ({_kept(retention)})",
+            NOT_FOUND,
+        )
+    if as_json:
+        print(json.dumps(event_json(trace), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(event_lines(trace)))
+    return OK
+
+
+async def _ticket(
+    reader: TraceReader, key: str, limit: int | None, as_json: bool, retention: float
+) -> int:
+    if key.count(":") < 1:
+        return _fail(
+            f"ticket key {key!r} names no vendor: use vendor:tenant:ticket as `dlq list` prints "
+            "it, or vendor:ticket",
+            USAGE,
+        )
+    try:
+        timeline = await reader.ticket(key, limit=limit)
+    except AmbiguousTicket as exc:
+        return _fail(
+            f"{key} matches {len(exc.candidates)} tickets of different accounts: "
+            f"{', '.join(exc.candidates)}; give the full key",
+            AMBIGUOUS,
+        )
+    if not timeline.found:
+        if not await reader.enabled():
+            return _none_stored(reader, retention)
+        return _fail(
+            f"no trace of ticket {key}: no event of it was handled here recently "
+            f"({_kept(retention)})",
+            NOT_FOUND,
+        )
+    if as_json:
+        print(json.dumps(timeline_json(timeline), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(timeline_lines(timeline)))
+    return OK
+
+
+def _none_stored(reader: TraceReader, retention: float) -> int:
+    return _fail(
+        f"no traces are stored under key prefix {reader.keys.prefix!r}: traces are off where the "
+        "receiver and workers run (TICKETWIRE_TRACE_RETENTION=0), or nothing was received in "
+        f"the time they are kept ({_kept(retention)})",
+        OFF,
+    )
+
+
+def _run(settings: Settings, command: Command) -> int:
+    assert settings.redis_url
+    url = settings.redis_url
+
+    async def go() -> int:
+        redis = connect(url)
+        try:
+            return await command(TraceReader(redis, Keys(settings.key_prefix)))
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        return _fail(
+            f"cannot reach Redis at {safe_url(url)} ({exc}); check REDIS_URL and that Redis is "
+            "running and reachable from here",
+            NOT_FOUND,
+        )
+    except RedisError as exc:
+        return _fail(f"Redis at {safe_url(url)} answered with an error: {exc}", NOT_FOUND)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"ticketwire trace: {message}", file=sys.stderr)
+    return status

@@ -1,0 +1,124 @@
+"""Refused deliveries into the deliveries list, written in the background, never in the answer's way.
+
+A refusal is noted in a bounded buffer (no await, nothing that can fail), and a background task
+writes what is buffered in one pipelined round trip. When Redis is away the batch is dropped:
+a trace of a refusal is worth less than answering the next request, and a refused delivery's
+answer never waits for, or fails because of, its trace. Bodies and headers are never noted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ticketwire.keys import Keys
+from ticketwire.trace import codes
+
+log = logging.getLogger("ticketwire.receiver")
+
+#: Refusals held while a write is in flight; beyond it the oldest are dropped.
+BUFFER = 1000
+
+Entry = dict[str, str]
+
+
+class RefusalLog:
+    """Note refused deliveries; a background task writes them to `Keys.trace_log`."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, retention_s: float, max_entries: int) -> None:
+        self._redis = redis
+        self._key = keys.trace_log
+        self._retention_ms = int(retention_s * 1000)
+        self._max = max_entries
+        self._buffer: deque[Entry] = deque(maxlen=BUFFER)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: Entries written, and dropped (buffer full or Redis away), since start.
+        self.written = 0
+        self.dropped = 0
+
+    @property
+    def enabled(self) -> bool:
+        """False when traces are off (retention 0)."""
+        return self._retention_ms > 0
+
+    def start(self) -> None:
+        """Start the background writer."""
+        if self.enabled:
+            self._task = asyncio.create_task(self._run(), name="ticketwire-refusals")
+
+    async def close(self) -> None:
+        """Stop writing; what is still buffered is lost, as any trace of a process that stops."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def note(
+        self,
+        vendor: str,
+        status: int,
+        reason: str,
+        *,
+        event_id: str = "",
+        event_type: str = "",
+        ticket_key: str = "",
+    ) -> None:
+        """Buffer one refused delivery's entry: what is known of it, never its body."""
+        if not self.enabled:
+            return
+        if len(self._buffer) == BUFFER:
+            self.dropped += 1
+        self._buffer.append(
+            {
+                codes.LOG_VENDOR: vendor,
+                codes.LOG_ACCOUNT: _account(vendor, ticket_key),
+                codes.LOG_TYPE: event_type,
+                codes.LOG_EVENT: event_id,
+                codes.LOG_TICKET: ticket_key,
+                codes.LOG_OUTCOME: codes.REFUSED,
+                codes.LOG_STATUS: str(status),
+                codes.LOG_FIRED: "",
+                codes.LOG_REASON: reason,
+                codes.LOG_RECEIVED: str(int(time.time() * 1000)),
+            }
+        )
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                batch = list(self._buffer)
+                self._buffer.clear()
+                try:
+                    await self._write(batch)
+                    self.written += len(batch)
+                except (RedisError, OSError, TimeoutError, ValueError) as exc:
+                    # Redis away or refusing: the traces go, intake goes on.
+                    self.dropped += len(batch)
+                    log.debug("dropped %d refusal trace(s): %s", len(batch), exc)
+
+    async def _write(self, batch: list[Entry]) -> None:
+        oldest = int(time.time() * 1000) - self._retention_ms
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in batch:
+            # Values from the wire may hold lone surrogates; the trace keeps a readable stand-in.
+            fields = {k: v.encode("utf-8", "replace") for k, v in entry.items()}
+            pipe.xadd(self._key, fields, minid=oldest, approximate=True)  # type: ignore[arg-type]
+        pipe.xtrim(self._key, maxlen=self._max, approximate=True)
+        await pipe.execute()
+
+
+def _account(vendor: str, ticket_key: str) -> str:
+    """The tenant part of `vendor:tenant:ticket` ("" when unknown)."""
+    if not ticket_key.startswith(vendor + ":"):
+        return ""
+    return ticket_key[len(vendor) + 1 :].rpartition(":")[0]
