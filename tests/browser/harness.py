@@ -94,7 +94,7 @@ async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
 async def running_stack(
     redis: Redis, redis_url: str, keys: Keys, tmp_path: Path, *, worker: bool = True
 ) -> AsyncIterator[Stack]:
-    """Simulator, a receiver process with the console on, and a worker process."""
+    """Simulator, a receiver process with the console on, and a worker process (unless not)."""
     sim = InboxOpsSimulator(SimulatorConfig(seed=12, rate_limit_per_minute=None))
     await sim.start()
     procs: list[Proc] = []
@@ -115,10 +115,12 @@ async def running_stack(
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
             await wait_for(lambda: _ready(http, f"{base}/readyz"), message="receiver ready")
-        work = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
-        procs.append(work)
-        await work.wait_output("runs rules")
-        await wait_for(lambda: known_rules(redis, keys), message="the worker records its rules")
+        work = web
+        if worker:
+            work = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
+            procs.append(work)
+            await work.wait_output("runs rules")
+            await wait_for(lambda: known_rules(redis, keys), message="the worker records its rules")
         sim.add_endpoint(f"{base}/webhooks/inboxops", SECRET)
         yield Stack(base, sim, redis, keys, web, work, tag)
     finally:

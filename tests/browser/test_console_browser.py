@@ -115,6 +115,15 @@ async def test_the_list_a_filter_a_trace_and_a_timeline(
             assert "→ 200" in timeline
             await shoot(page, "5-timeline")
 
+            # Live counters: complete without scripts, refreshed by the page's own script.
+            await page.goto("/console/live")
+            assert "Dead letters" in await page.inner_text(".cards")
+            assert "accepted" in await page.inner_text("#counters")
+            await page.wait_for_function(
+                "() => document.getElementById('rate-in').textContent.endsWith('/s')"
+            )
+            await shoot(page, "11-live")
+
 
 async def test_pausing_a_rule_makes_the_worker_skip_it(
     redis: Redis, redis_url: str, keys: Keys, tmp_path: Path
