@@ -133,7 +133,14 @@ async def running_stack(
 async def browser_page(base: str) -> AsyncIterator[Page]:
     """A fresh headless Chromium page (its own cookies) on the console's origin."""
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # Paint holding keeps the previous page on screen during a same-site navigation,
+            # which would count in the next page's first paint; one renderer process for the
+            # test's pages, so a process start does not either.
+            args=["--disable-features=PaintHolding", "--disable-site-isolation-trials"],
+        )
         try:
             context = await browser.new_context(
                 base_url=base, viewport={"width": 1360, "height": 860}
