@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -307,3 +311,40 @@ async def test_bad_cookies_and_bodies_never_fail(client: TestClient) -> None:
         allow_redirects=False,
     )
     assert r.status == 409
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr.decode()[:200]}")
+    return cert, key
+
+
+async def test_over_https_the_cookie_is_secure(
+    aiohttp_server: Any, redis: Redis, keys: Keys, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    s = settings(keys, console_token=Secret(TOKEN))
+    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    server = await aiohttp_server(app, ssl=ctx)
+    url = f"https://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(
+            f"{url}/console/login",
+            data={"token": TOKEN},
+            headers={"Origin": url},
+            ssl=False,
+            allow_redirects=False,
+        )
+        assert r.status == 303
+        assert "Secure" in r.headers["Set-Cookie"]
