@@ -28,7 +28,7 @@ from bench.procs import ROOT, BenchError, Procs
 from bench.redisserver import server_binary, server_version
 from bench.report import build_rows, loadavg, machine_facts, render, write_json
 from bench.scenarios import FULL, QUICK, SCENARIOS, Bench, plan_json
-from bench.stacks import STACKS
+from bench.stacks import STACKS, TRACES_OFF
 
 SECRET = "whsec_bench_0123456789abcdef"
 TICKETS = 5_000
@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker processes each stack runs in scenario 6 (default 1)",
     )
     parser.add_argument(
+        "--reps",
+        type=int,
+        help="runs of each scenario (default: 1 with --quick, else 3); stacks alternate order",
+    )
+    parser.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "aiohttp"),
         default="auto",
@@ -77,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: --workers must be at least 1", file=sys.stderr)
         return 2
     plan = dataclasses.replace(plan, ratelimit_workers=args.workers)
+    if args.reps is not None:
+        if args.reps < 1:
+            print("bench: --reps must be at least 1", file=sys.stderr)
+            return 2
+        plan = dataclasses.replace(plan, reps=args.reps)
     selected = args.scenario or sorted(SCENARIOS)
     stamp = datetime.now(UTC)
     out = args.out or ROOT / "bench" / "results" / f"bench-{stamp:%Y%m%dT%H%M%SZ}.json"
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": selected,
         "machine": machine_facts(server_version(binary), tool_version(tool)),
         "loadavg_start": loadavg(),
-        "stacks": {s.name: s.description for s in STACKS},
+        "stacks": {s.name: s.description for s in (*STACKS, TRACES_OFF)},
         "counting": {
             "ours": "processed = consumer-group acknowledged entries (XINFO GROUPS "
             "entries-read - pending, summed over partition streams)",

@@ -43,7 +43,7 @@ from bench.procs import (
     wait_until,
 )
 from bench.redisserver import start_redis
-from bench.stacks import OUR_PREFIX, STACKS, Setup, Stack
+from bench.stacks import OUR_PREFIX, STACKS, TRACES_OFF, Setup, Stack
 
 Run = dict[str, Any]
 #: The header each vendor's signature travels in (the first token of a bodies-file line).
@@ -294,8 +294,11 @@ class Bench:
     def _record(self, scenario: str, run: Run) -> None:
         self.runs.setdefault(scenario, []).append(run)
 
-    def _order(self, rep: int) -> tuple[Stack, ...]:
-        return STACKS if rep % 2 == 0 else tuple(reversed(STACKS))
+    def _order(self, rep: int, *, traces_off: bool = False) -> tuple[Stack, ...]:
+        # With `traces_off`, ours also runs with traces off, between ours and the baseline, so
+        # the two configurations of ours alternate which goes first from one rep to the next.
+        stacks = (STACKS[0], TRACES_OFF, *STACKS[1:]) if traces_off else STACKS
+        return stacks if rep % 2 == 0 else tuple(reversed(stacks))
 
     @contextlib.contextmanager
     def _redis(
@@ -486,7 +489,7 @@ class Bench:
         )
         for scenario, warm, seconds, tickets, rate in variants:
             for rep in range(plan.reps):
-                for stack in self._order(rep):
+                for stack in self._order(rep, traces_off=scenario == "3"):
                     with self._redis() as setup:
                         run = self._box_run(stack, setup, warm, seconds, tickets, rate)
                     run.update(
@@ -570,7 +573,7 @@ class Bench:
         """A stored backlog, then one worker started cold: events/s until the backlog is empty."""
         n, bound = self.plan.drain_events, self.plan.drain_bound_s
         for rep in range(self.plan.reps):
-            for stack in self._order(rep):
+            for stack in self._order(rep, traces_off=True):
                 with self._redis() as setup:
                     run = self._drain_run(stack, setup, n, bound)
                 run.update(stack=stack.name, rep=rep)

@@ -384,4 +384,17 @@ class Baseline(Stack):
             await pool.aclose()
 
 
+class OursTracesOff(Ours):
+    """The product with traces off (`TICKETWIRE_TRACE_RETENTION=0`): what traces cost the worker."""
+
+    name = "ours-traces-off"
+    description = "as ours, with TICKETWIRE_TRACE_RETENTION=0"
+
+    def worker_env(self, setup: Setup) -> dict[str, str]:
+        """Ours' worker environment with traces off."""
+        return {**super().worker_env(setup), "TICKETWIRE_TRACE_RETENTION": "0"}
+
+
 STACKS: tuple[Stack, ...] = (Ours(), Baseline())
+#: Run beside STACKS in scenarios 3 and 4: worker CPU per event with traces off and on.
+TRACES_OFF = OursTracesOff()

@@ -155,20 +155,23 @@ class Pipeline:
         if writer is None:
             return
         key, event_id = delivery.ticket_key, delivery.event_id
-        if key:
-            for record in trace.records:
-                writer.record(key, event_id, record)
+        fired = tc.RULE_SEP.join(trace.fired)
+        records = trace.records
+        if key and records and records[0][0] == tc.RECEIVED:
+            # The entry is made from the `rx` record where the records are written.
+            writer.event(key, event_id, records, outcome, fired)
+            return
+        for record in records:
+            writer.record(key, event_id, record)
         writer.log(
             {
                 "v": delivery.vendor,
-                "a": trace.account,
+                "a": "",
                 "y": delivery.event_type,
                 "e": event_id,
                 "k": key,
                 "o": outcome,
-                "s": "",
-                "f": tc.RULE_SEP.join(trace.fired),
-                "x": "",
+                "f": fired,
                 "r": str(delivery.received_ms),
             }
         )
@@ -193,7 +196,6 @@ class Pipeline:
             self.counters["malformed"] += 1
             return tc.MALFORMED
         if trace is not None:
-            trace.account = event.tenant
             trace.records.append(
                 (
                     tc.RECEIVED,
@@ -415,10 +417,9 @@ class Pipeline:
 class _EventTrace:
     """One event's trace records, gathered while it is handled and written when it is done."""
 
-    __slots__ = ("account", "fired", "records")
+    __slots__ = ("fired", "records")
 
     def __init__(self) -> None:
-        self.account = ""
         self.fired: list[str] = []
         self.records: list[Any] = []
 
