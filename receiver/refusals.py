@@ -42,6 +42,7 @@ class RefusalLog:
         #: Entries written, and dropped (buffer full or Redis away), since start.
         self.written = 0
         self.dropped = 0
+        self._failing = False
 
     @property
     def enabled(self) -> bool:
@@ -100,11 +101,22 @@ class RefusalLog:
                 self._buffer.clear()
                 try:
                     await self._write(batch)
-                    self.written += len(batch)
                 except (RedisError, OSError, TimeoutError, ValueError) as exc:
-                    # Redis away or refusing: the traces go, intake goes on.
+                    # Redis away or refusing: the traces go, intake goes on. Said once per
+                    # outage, not per refusal: a flood of refusals must not flood the log.
                     self.dropped += len(batch)
-                    log.debug("dropped %d refusal trace(s): %s", len(batch), exc)
+                    if not self._failing:
+                        self._failing = True
+                        log.warning(
+                            "refusal traces dropped: cannot write them (%s); refusals are "
+                            "answered as before",
+                            exc,
+                        )
+                    continue
+                self.written += len(batch)
+                if self._failing:
+                    self._failing = False
+                    log.info("refusal traces written again (%d dropped meanwhile)", self.dropped)
 
     async def _write(self, batch: list[Entry]) -> None:
         oldest = int(time.time() * 1000) - self._retention_ms

@@ -9,6 +9,7 @@ the page says how far it got (`scanned_to_ms`) and where the next one starts (`n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,41 @@ class DeliveryFilter:
         if self.rule is not None and self.rule not in d.rules:
             return False
         return self.ticket is None or ticket_matches(self.ticket, d.ticket)
+
+    def raw_matcher(self) -> Callable[[dict[bytes, bytes]], bool]:
+        """`matches` on an entry's raw fields, so a scan decodes only the rows it keeps."""
+        exact = [
+            (name.encode(), value.encode())
+            for name, value in (
+                (codes.LOG_VENDOR, self.vendor),
+                (codes.LOG_TYPE, self.event_type),
+                (codes.LOG_OUTCOME, self.outcome),
+                (codes.LOG_EVENT, self.event_id),
+            )
+            if value is not None
+        ]
+        fired, sep = codes.LOG_FIRED.encode(), codes.RULE_SEP.encode()
+        rule = self.rule.encode() if self.rule is not None else None
+        ticket_field = codes.LOG_TICKET.encode()
+        ticket = self.ticket.encode() if self.ticket is not None else None
+        head, tail = b"", b""
+        if self.ticket is not None:
+            vendor, colon, rest = self.ticket.partition(":")
+            if colon and ":" not in rest:  # the `vendor:ticket` short form
+                head, tail = f"{vendor}:".encode(), f":{rest}".encode()
+
+        def match(fields: dict[bytes, bytes]) -> bool:
+            for name, value in exact:
+                if fields.get(name) != value:
+                    return False
+            if rule is not None and rule not in fields.get(fired, b"").split(sep):
+                return False
+            if ticket is None:
+                return True
+            raw = fields.get(ticket_field, b"")
+            return raw == ticket or bool(head and raw.startswith(head) and raw.endswith(tail))
+
+        return match
 
 
 def ticket_matches(wanted: str, ticket_key: str) -> bool:
@@ -268,6 +304,7 @@ class TraceReader:
             high = "(" + before
         low = "-" if filter.since_ms is None else str(filter.since_ms)
         plain = filter == DeliveryFilter(since_ms=filter.since_ms, until_ms=filter.until_ms)
+        match = filter.raw_matcher()
         rows: list[Delivery] = []
         scanned = 0
         last: str | None = None
@@ -281,13 +318,14 @@ class TraceReader:
             more = len(chunk) == want
             for i, (eid, fields) in enumerate(chunk):
                 scanned += 1
-                d = Delivery.from_fields(eid, fields)
-                last = d.id
-                if filter.matches(d):
-                    rows.append(d)
+                if match(fields):
+                    rows.append(Delivery.from_fields(eid, fields))
                     if len(rows) == limit:
                         more = more or i < len(chunk) - 1
                         break
+            if chunk:
+                # The cursor is the last row shown when the page filled, else the last read.
+                last = rows[-1].id if len(rows) == limit else as_id(chunk[-1][0])
             if not more or last is None:
                 break
             high = "(" + last
@@ -351,8 +389,14 @@ class TraceReader:
             return list(reversed(page.rows))
         found: list[Delivery] = []
         read = 0
-        # The worker writes its row after the records; a minute before the first is ample.
-        low = str(max(0, records[0].at_ms - 60_000))
+        # Every row of the event (the worker's, duplicates answered at intake) comes after it
+        # was received: reading on from the receive time finds them.
+        received = [
+            int(r.values[4])
+            for r in records
+            if r.kind == codes.RECEIVED and len(r.values) > 4 and str(r.values[4]).isdigit()
+        ]
+        low = str(min([records[0].at_ms, *received]))
         key = self.keys.trace_log
         while read < self.scan_budget:
             want = min(CHUNK, self.scan_budget - read)

@@ -154,8 +154,8 @@ def _stale(rec: Record, ctx: Context) -> str:
         return f"stale check: order key {mine}; first event applied for this ticket"
     against = f"last applied {last}" + (f" (event {last_event})" if last_event else "")
     if int(stale):
-        return f"stale: order key {mine} is not newer than {against}; not acted on"
-    return f"stale check: order key {mine} is newer than {against}; applied"
+        return f"stale: order key {mine} is older than {against}; not acted on"
+    return f"stale check: order key {mine}, {against}: not older, applied"
 
 
 def _changes(rec: Record, ctx: Context) -> str:
