@@ -37,7 +37,7 @@ from receiver.app import create_app, vendor_intakes
 from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
 from ticketwire.engine import Router, check_rules
 from ticketwire.errors import ConfigError
-from ticketwire.logs import setup_logging
+from ticketwire.logs import configure_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
 from workers.arqhost import in_process_worker
@@ -85,7 +85,7 @@ def run_up(*, simulator_port: int, seed_tickets: int, reset: bool = False) -> in
     except ConfigError as exc:
         print(f"ticketwire up: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    configure_logging(settings)
     if not settings.rules_dir.is_dir():
         print(f"ticketwire up: {no_rules_dir(settings.rules_dir)}", file=sys.stderr)
         return 1
@@ -171,6 +171,8 @@ async def _serve(
                 settings, stack, simulator_port, lock.data_dir
             )
         sims = local.by_vendor
+        # Again with the simulators' keys and secrets, so they are kept out of the log too.
+        configure_logging(settings)
         if not settings.vendors_receiving():
             raise SystemExit(
                 "ticketwire up: set the webhook secrets of your helpdesk "

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 
 from aiohttp import web
 
 from receiver.app import create_app, vendor_intakes
-from ticketwire.config import Settings
+from ticketwire.config import Settings, log_format_of
 from ticketwire.errors import ConfigError
-from ticketwire.logs import setup_logging
+from ticketwire.logs import configure_logging, exit_misconfigured
 from ticketwire.redisconn import connect
 
 
@@ -20,8 +19,10 @@ def main() -> None:
     try:
         settings = Settings.from_env(os.environ, role="web")
     except ConfigError as exc:
-        sys.exit(f"ticketwire web: configuration error: {exc}")
-    setup_logging(settings.log_level)
+        exit_misconfigured(
+            f"ticketwire web: configuration error: {exc}", log_format_of(os.environ, strict=False)
+        )
+    configure_logging(settings)
     try:
         import uvloop
 

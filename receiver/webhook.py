@@ -22,6 +22,7 @@ from receiver.answers import error
 from receiver.intake import Intake, UnstorableDelivery
 from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import WebhookIntake
 
@@ -48,6 +49,7 @@ class WebhookHandler:
 
     async def __call__(self, request: web.Request) -> web.Response:
         name = self.vendor.vendor
+        set_log_context(vendor=name, event_id=None, ticket=None)
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
             log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
@@ -107,6 +109,7 @@ class WebhookHandler:
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
+        set_log_context(event_id=event.id, ticket=event.ticket_key)
         try:
             if event.type not in self.stored_types:
                 await self.intake.count_ignored(name, event.type)

@@ -155,6 +155,11 @@ async def test_dry_run_says_what_a_redrive_would_do_and_changes_nothing(
     assert [(x["id"], x["action"], x["partition"], x["also_removed"]) for x in doc["plan"]] == [
         (b, "event", p, [a])
     ]
+    # A letter another process is redriving right now is left, and the dry run says so.
+    await redis.set(keys.dlq_claim(c), "someone", px=60_000)
+    code, out, _ = await cli("redrive", "--filter", "kind=call", "--dry-run")
+    assert out.splitlines()[0] == f"{c}: left: another process is redriving it right now"
+    await redis.delete(keys.dlq_claim(c))
     code, out, _ = await cli("drop", "--filter", "kind=call", "--dry-run")
     assert f"would drop {c}" in out and "none dropped" in out
     # Nothing moved: letters, partition streams and the outbox are as they were.

@@ -124,8 +124,10 @@ class Settings:
     #: Most entries the deliveries list (`Keys.trace_log`) keeps, roughly.
     trace_max: int = 1_000_000
     data_dir: Path = Path(".ticketwire")
+    #: `text` (readable, the default) or `json` (one object per line) on stderr.
+    log_format: str = "text"
     #: Turns the web console on at `/console`; signs its session cookies. None: no console.
-    console_token: Secret | None = None
+    console_token: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -212,6 +214,7 @@ class Settings:
             trace_retention_s=env.duration("TICKETWIRE_TRACE_RETENTION", 72 * 3600.0, zero=True),
             trace_max=env.integer("TICKETWIRE_TRACE_MAX", 1_000_000, low=1, high=1_000_000_000),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
+            log_format=log_format_of(environ),
             console_token=env.console_token("TICKETWIRE_CONSOLE_TOKEN"),
         )
         settings.require(role)
@@ -252,6 +255,20 @@ class Settings:
         if self.thena.webhook_secrets:
             out.append("thena")
         return tuple(out)
+
+
+def log_format_of(environ: Mapping[str, str], *, strict: bool = True) -> str:
+    """TICKETWIRE_LOG_FORMAT, `text` or `json`; `strict=False` reads a bad value as `text`.
+
+    Read on its own too, so a process whose settings fail still writes its one error line in
+    the format asked for.
+    """
+    raw = environ.get("TICKETWIRE_LOG_FORMAT", "").strip().lower()
+    if raw == "json":
+        return "json"
+    if raw in ("", "text") or not strict:
+        return "text"
+    raise ConfigError("TICKETWIRE_LOG_FORMAT", "text or json", raw)
 
 
 class _Env:

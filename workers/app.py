@@ -15,10 +15,10 @@ from arq import Retry, func
 from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
+from ticketwire import logs
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
-from ticketwire.logs import setup_logging
 from ticketwire.ratebudget import RateBudget
 from ticketwire.redisconn import connect
 from ticketwire.trace.writer import TraceWriter
@@ -86,7 +86,7 @@ def worker_options(
 
     async def startup(ctx: dict[str, Any]) -> None:
         if configure_logging:
-            setup_logging(settings.log_level)
+            logs.configure_logging(settings)
         await start_services(ctx, settings, router)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

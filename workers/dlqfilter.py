@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -137,7 +137,7 @@ class Preview:
 
     letter: DeadLetter
     #: `event` re-added to a partition, `call` re-queued, `covered` by another letter's re-run,
-    #: or `no` (not redrivable).
+    #: `busy` (another process is redriving it), or `no` (not redrivable).
     action: str
     #: One English line: `re-add event X to partition P …`, `re-queue call … on ticket T`, ….
     text: str
@@ -178,7 +178,14 @@ async def redrive_matching(
     every = await current_letters(redis, keys)
     chosen = [x for x in every if flt.matches(x)]
     count = await partition_count(redis, keys, partitions)
-    out = RedriveReport(dry_run, chosen, preview(chosen, every, partitions=count))
+    busy: set[str] = set()
+    if chosen:
+        async with redis.pipeline(transaction=False) as pipe:
+            for x in chosen:
+                pipe.exists(keys.dlq_claim(x.id))
+            claimed = await pipe.execute()
+        busy = {x.id for x, held in zip(chosen, claimed, strict=True) if held}
+    out = RedriveReport(dry_run, chosen, preview(chosen, every, partitions=count, busy=busy))
     if not dry_run:
         done = await redrive_letters(redis, keys, chosen, partitions=partitions, every=every)
         out.redriven, out.skipped, out.failed = done.redriven, done.skipped, done.failed
@@ -186,9 +193,16 @@ async def redrive_matching(
 
 
 def preview(
-    chosen: Sequence[DeadLetter], every: Sequence[DeadLetter], *, partitions: int
+    chosen: Sequence[DeadLetter],
+    every: Sequence[DeadLetter],
+    *,
+    partitions: int,
+    busy: Collection[str] = (),
 ) -> list[Preview]:
-    """What redriving `chosen` (in order) would do, letter by letter; changes nothing."""
+    """What redriving `chosen` (in order) would do, letter by letter; changes nothing.
+
+    `busy` names letters another process is redriving right now (a redrive leaves them).
+    """
     groups: Mapping[tuple[str, str, str], Sequence[str]] = delivery_groups(every)
     covered: dict[str, str] = {}
     out: list[Preview] = []
@@ -200,6 +214,8 @@ def preview(
             )
         elif why:
             out.append(Preview(x, "no", f"not redrivable: {why}"))
+        elif x.id in busy:
+            out.append(Preview(x, "busy", "left: another process is redriving it right now"))
         elif x.kind == KIND_CALL:
             assert x.call is not None
             out.append(

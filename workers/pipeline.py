@@ -19,6 +19,7 @@ from ticketwire.engine.guard import firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import MalformedEvent
 from ticketwire.event import Event
+from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.trace import codes as tc
 from ticketwire.trace.writer import TraceWriter, short
@@ -102,6 +103,9 @@ class Pipeline:
         here (the entry stays unacknowledged if the worker stops meanwhile) and anything else
         unexpected is dead-lettered with the event, never dropped.
         """
+        set_log_context(
+            vendor=delivery.vendor, event_id=delivery.event_id, ticket=delivery.ticket_key
+        )
         delay = 0.1
         while True:
             # An attempt cut short by Redis is traced again in full by the next one.

@@ -7,13 +7,14 @@ file with a typo stops the worker before it takes any event, with a message sayi
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
-from ticketwire.config import Settings
+import arq.cli
+
+from ticketwire.config import Settings, log_format_of
 from ticketwire.engine import check_rules
 from ticketwire.errors import ConfigError
-from ticketwire.logs import setup_logging
+from ticketwire.logs import arq_log_config, configure_logging, exit_misconfigured
 from workers import arqhost
 from workers.app import worker_options
 
@@ -22,14 +23,22 @@ def _load() -> dict[str, Any]:
     try:
         settings = Settings.from_env(os.environ, role="worker")
     except ConfigError as exc:
-        sys.exit(f"ticketwire worker: configuration error: {exc}")
-    setup_logging(settings.log_level)
+        exit_misconfigured(
+            f"ticketwire worker: configuration error: {exc}",
+            log_format_of(os.environ, strict=False),
+        )
+    configure_logging(settings)
     router, errors = check_rules(settings.rules_dir)
     if errors or router is None:
         lines = "\n".join(f"  {e}" for e in errors)
-        sys.exit(f"ticketwire worker: {len(errors)} error(s) in {settings.rules_dir}:\n{lines}")
-    # arq's CLI replaces the logging configuration after importing this module, so the worker
-    # sets its own up again when it starts.
+        exit_misconfigured(
+            f"ticketwire worker: {len(errors)} error(s) in {settings.rules_dir}:\n{lines}",
+            settings.log_format,
+        )
+    # arq's CLI configures logging after importing this module: with this, only arq's level,
+    # so its start-up lines go through the handler above. The worker sets logging up again
+    # when it starts, in case arq was given a logging configuration of its own.
+    arq.cli.default_log_config = arq_log_config  # type: ignore[attr-defined]
     return worker_options(settings, router, configure_logging=True)
 
 
