@@ -152,7 +152,7 @@ async def test_the_deliveries_page_paints_fast_with_50000_events(
         assert server < BUDGET_MS, report
     print("\n".join(report))
     best_plain = min(f["paint"] for f in plain)
-    # The 50,000 events cost the first page no more than a tenth of a second over the smallest
-    # console page; and the page paints within the budget (scaled by contention, if any).
-    assert best_plain < base + 100, report
+    # The page paints within the budget, and its 50,000 events cost it less than half the budget
+    # over the smallest console page (both scaled by contention, if any).
     assert best_plain < BUDGET_MS * load, report
+    assert best_plain - base < BUDGET_MS / 2 * load, report
