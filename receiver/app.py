@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 
+from receiver.console.app import mount as mount_console
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
@@ -54,6 +55,7 @@ def create_app(
         "/readyz", readyz(redis, keys=keys, partitions=parts, max_lag_s=settings.ready_max_lag_s)
     )
     app.router.add_get("/metrics", metrics_view(Exposition(redis, keys, parts)))
+    mount_console(app, settings, redis)
     return app
 
 

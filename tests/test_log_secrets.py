@@ -139,7 +139,7 @@ def test_every_configured_secret_is_replaced() -> None:
             "CSTAR_TEAM_ID": "team",
             "THENA_WEBHOOK_SECRETS": "thena-token-6",
             "THENA_API_KEY": "thena-key-7",
-            "TICKETWIRE_CONSOLE_TOKEN": "console-8",
+            "TICKETWIRE_CONSOLE_TOKEN": "console-token-8-long",
         },
         role="worker",
     )
@@ -153,7 +153,7 @@ def test_every_configured_secret_is_replaced() -> None:
             "sk_test_5",
             "thena-token-6",
             "thena-key-7",
-            "console-8",
+            "console-token-8-long",
             "redis-pass-55",
         ]
     )

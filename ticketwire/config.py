@@ -126,7 +126,7 @@ class Settings:
     data_dir: Path = Path(".ticketwire")
     #: `text` (readable, the default) or `json` (one object per line) on stderr.
     log_format: str = "text"
-    #: Signs the console's sessions; the console is off without it.
+    #: Turns the web console on at `/console`; signs its session cookies. None: no console.
     console_token: Secret | None = field(default=None, repr=False)
     #: Port of a worker's own /metrics (None: the worker serves none).
     metrics_port: int | None = None
@@ -219,7 +219,7 @@ class Settings:
             trace_max=env.integer("TICKETWIRE_TRACE_MAX", 1_000_000, low=1, high=1_000_000_000),
             data_dir=Path(env.text("TICKETWIRE_DATA_DIR") or ".ticketwire"),
             log_format=log_format_of(environ),
-            console_token=_secret_or_none(env.text("TICKETWIRE_CONSOLE_TOKEN")),
+            console_token=env.console_token("TICKETWIRE_CONSOLE_TOKEN"),
             metrics_port=(
                 env.integer("METRICS_PORT", 0, low=1, high=65535)
                 if env.text("METRICS_PORT")
@@ -279,10 +279,6 @@ def log_format_of(environ: Mapping[str, str], *, strict: bool = True) -> str:
     if raw in ("", "text") or not strict:
         return "text"
     raise ConfigError("TICKETWIRE_LOG_FORMAT", "text or json", raw)
-
-
-def _secret_or_none(value: str | None) -> Secret | None:
-    return Secret(value) if value else None
 
 
 class _Env:
@@ -358,6 +354,15 @@ class _Env:
             # Never echo a URL back: it may carry a password.
             raise ConfigError(name, f"a URL starting with {shown}")
         return raw
+
+    def console_token(self, name: str) -> Secret | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        # It is the only password of the console: a short one would be guessed.
+        if len(raw) < 16:
+            raise ConfigError(name, "a random token of at least 16 characters")
+        return Secret(raw)
 
     def secrets(self, name: str) -> tuple[Secret, ...]:
         raw = self.text(name)

@@ -154,3 +154,8 @@ class Keys:
     def budgets_paused(self) -> str:
         """ZSET budget scope → until when (epoch ms) a 429 paused it: paused budgets in one read."""
         return f"{self.prefix}budgets:paused"
+
+    # Console
+    def console_logout(self, session_id: str) -> str:
+        """Set at logout until the session's cookie would expire: the cookie is refused."""
+        return f"{self.prefix}console:logout:{session_id}"

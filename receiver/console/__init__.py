@@ -1,0 +1,1 @@
+"""The web console at `/console`: deliveries, traces, timelines, rules, dead letters, counters."""

@@ -1,0 +1,1 @@
+"""One module per console page: read what it shows, render it, and its actions."""

@@ -1,0 +1,1 @@
+"""The web console driven in a real browser (Debian's Chromium through Playwright)."""
