@@ -13,7 +13,9 @@ Traces are stored as codes and values and rendered as English only when read.
 
 `Keys.trace_ticket(key)` — STREAM, one ticket's timeline, `MAXLEN ~ TICKET_MAX` and `EXPIRE`
 retention after each write. Fields: `e` the event id the record belongs to ("" for a call
-covering several), `c` the record: a compact JSON array whose first element is its kind:
+covering several), `c` the record: a compact JSON array whose first element is its kind. An
+event's own records, written when it has been handled, share one entry: its `c` is the array of
+them, in order (one entry per event keeps Redis's work per event small). The records:
 
 - `["rx", vendor, account, type, ticket_id, received_ms, origin, deliveries, rules_fingerprint]`
   received by the worker; `origin` is `<partition>/<entry id>`, `deliveries` > 1 is a re-run.

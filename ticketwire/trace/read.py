@@ -202,8 +202,11 @@ class Record:
         return id_ms(self.id)
 
     @classmethod
-    def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Record:
-        """Decode one timeline entry; a record that is not a JSON array is kept as kind `?`."""
+    def from_fields(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> list[Record]:
+        """Decode one timeline entry: one record, or an event's records written as one array.
+
+        A record that is not a JSON array with its kind first is kept as kind `?`.
+        """
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         event = fields.get(codes.TL_EVENT.encode(), b"").decode("utf-8", "replace")
         raw = fields.get(codes.TL_RECORD.encode(), b"").decode("utf-8", "replace")
@@ -211,9 +214,16 @@ class Record:
             parsed = json.loads(raw)
         except ValueError:
             parsed = None
-        if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], str):
-            return cls(eid, event, "?", [raw])
-        return cls(eid, event, parsed[0], parsed[1:])
+        if not isinstance(parsed, list) or not parsed:
+            return [cls(eid, event, "?", [raw])]
+        if isinstance(parsed[0], str):
+            return [cls(eid, event, parsed[0], parsed[1:])]
+        return [
+            cls(eid, event, r[0], r[1:])
+            if isinstance(r, list) and r and isinstance(r[0], str)
+            else cls(eid, event, "?", [json.dumps(r)])
+            for r in parsed
+        ]
 
     def covers(self, event_id: str) -> bool:
         """True when the record is about `event_id` (its own, or a call that carried it)."""
@@ -376,7 +386,7 @@ class TraceReader:
                 return EventTrace(event_id, vendor, "", [], page.rows)
         assert vendor is not None
         entries = await self.redis.xrange(self.keys.trace_ticket(ticket))
-        records = [r for r in (Record.from_fields(i, f) for i, f in entries) if r.covers(event_id)]
+        records = [r for i, f in entries for r in Record.from_fields(i, f) if r.covers(event_id)]
         deliveries = await self._event_deliveries(event_id, vendor, records)
         if not records and not deliveries and not known:
             return None
@@ -417,7 +427,10 @@ class TraceReader:
         count = limit if limit is not None else TIMELINE_MAX
         entries = await self.redis.xrevrange(tkey, count=count)
         truncated = len(entries) == count and await self.redis.xlen(tkey) > count
-        records = [Record.from_fields(i, f) for i, f in reversed(entries)]
+        records = [r for i, f in reversed(entries) for r in Record.from_fields(i, f)]
+        if limit is not None and len(records) > limit:
+            # An event's records share one entry: the limit counts records, the newest kept.
+            records, truncated = records[-limit:], True
         answered: list[Delivery] = []
         if records:
             # Only intake's rows: the worker's own are the `rx` records already shown.
