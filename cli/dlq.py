@@ -27,6 +27,7 @@ from workers.deadletter import (
     DeadLetter,
     DeadLetterError,
     Redriven,
+    RedriveReport,
     count_letters,
     drop,
     get_letter,
@@ -35,7 +36,14 @@ from workers.deadletter import (
     redrive,
     redrive_all,
 )
-from workers.dlqfilter import FilterError, LetterFilter, drop_matching, matching, redrive_matching
+from workers.dlqfilter import (
+    FilterError,
+    FilterRedrive,
+    LetterFilter,
+    drop_matching,
+    matching,
+    redrive_matching,
+)
 
 #: Widest a column of the list table gets before it is cut with "…".
 WHAT_WIDTH = 80
@@ -337,12 +345,7 @@ async def _redrive_all(redis: Redis, keys: Keys, settings: Settings, *, as_json:
         }
         print(json.dumps(doc, indent=2))
         return status
-    for r in report.redriven:
-        print(describe_redriven(r))
-    for i, why in report.skipped:
-        print(f"skipped {i}: {why}")
-    for i, why in report.failed:
-        print(f"not redriven {i}: {why}", file=sys.stderr)
+    _print_outcomes(report)
     events = sum(1 for r in report.redriven if r.letter.kind != KIND_CALL)
     calls = len(report.redriven) - events
     merged = sum(len(r.also_removed) for r in report.redriven)
@@ -427,12 +430,7 @@ async def _redrive_matching(
             f"put {n} back to work; nothing was changed"
         )
         return 0
-    for r in report.redriven:
-        print(describe_redriven(r))
-    for i, why in report.skipped:
-        print(f"skipped {i}: {why}")
-    for i, why in report.failed:
-        print(f"not redriven {i}: {why}", file=sys.stderr)
+    _print_outcomes(report)
     print(
         f"redrove {len(report.redriven)} of {len(report.matched)} matching dead letter(s) "
         f"({flt.describe()}); skipped {len(report.skipped)}; failed {len(report.failed)}"
@@ -484,3 +482,13 @@ async def _drop(redis: Redis, keys: Keys, letter_id: str, *, as_json: bool) -> i
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _print_outcomes(report: RedriveReport | FilterRedrive) -> None:
+    """One line per letter redriven, skipped or not redriven (those on stderr)."""
+    for r in report.redriven:
+        print(describe_redriven(r))
+    for i, why in report.skipped:
+        print(f"skipped {i}: {why}")
+    for i, why in report.failed:
+        print(f"not redriven {i}: {why}", file=sys.stderr)

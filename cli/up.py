@@ -51,7 +51,7 @@ ticketwire is up.
   data       {data_dir}
   redis      {redis}
   rules      {rules} ({n_rules} rules)
-{state}{helpdesks}
+{state}{helpdesks}{observe}
 Try it: make a ticket change in a simulator and watch a rule act in the log below:
 {try_it}
 Ctrl-C stops everything.
@@ -217,6 +217,7 @@ async def _serve(
                 n_rules=len(router.rules),
                 state=_describe_state(lock.data_dir, local),
                 helpdesks=_describe(settings, sims, base),
+                observe=_observe(settings),
                 try_it=try_it or "  (configure each helpdesk's webhook to the URL above)\n",
             ),
             flush=True,
@@ -537,6 +538,21 @@ def _describe(settings: Settings, sims: dict[str, Any], base: str) -> str:
         where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else api
         lines.append(f"  {vendor:<9}  webhooks {base}/{vendor}\n             helpdesk {where}")
     return "\n".join(lines) + "\n"
+
+
+def _observe(settings: Settings) -> str:
+    """Where to see what it does: metrics, traces, the console (or how to turn it on)."""
+    root = f"http://127.0.0.1:{settings.port}"
+    console = (
+        f"{root}/console"
+        if settings.console_token is not None
+        else "off: set TICKETWIRE_CONSOLE_TOKEN (16+ characters) to serve it at /console"
+    )
+    return (
+        f"  metrics    {root}/metrics\n"
+        f"  traces     ticketwire trace EVENT_ID, ticketwire trace --ticket VENDOR:TICKET\n"
+        f"  console    {console}\n"
+    )
 
 
 _SEED_TICKETS: list[tuple[str, str]] = [

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 
 from ticketwire.backlog import Backlog, read_backlog
 from ticketwire.keys import Keys
+from ticketwire.trace import codes as trace_codes
 
 # `_created` series double the output and no alert or panel reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -208,18 +209,7 @@ LEASE_MOVES = Counter(
 )
 
 # Label values the intake may report; anything else is counted as `other`.
-_REFUSAL_CODES = frozenset(
-    {
-        "invalid_signature",
-        "malformed_event",
-        "payload_too_large",
-        "unsupported_media_type",
-        "unsupported_content_encoding",
-        "storage_unavailable",
-        "malformed_body",
-        "internal_error",
-    }
-)
+_REFUSAL_CODES = frozenset({*trace_codes.REFUSALS, "internal_error"})
 _SUPPRESSION_CODES = ("echo", "same", "once", "cooldown", "fuse", "paused")
 
 

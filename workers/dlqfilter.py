@@ -147,7 +147,7 @@ class Preview:
 
 
 @dataclass
-class RedriveReport:
+class FilterRedrive:
     """A redrive by filter: the letters matched, what it does with each, and what it did."""
 
     dry_run: bool
@@ -169,7 +169,7 @@ async def matching(redis: Redis, keys: Keys, flt: LetterFilter) -> list[DeadLett
 
 async def redrive_matching(
     redis: Redis, keys: Keys, flt: LetterFilter, *, partitions: int, dry_run: bool
-) -> RedriveReport:
+) -> FilterRedrive:
     """Redrive the matching letters oldest first, or with `dry_run` only say what that would do.
 
     Letters of the same delivery that the filter left out go with the re-run that covers them
@@ -185,7 +185,7 @@ async def redrive_matching(
                 pipe.exists(keys.dlq_claim(x.id))
             claimed = await pipe.execute()
         busy = {x.id for x, held in zip(chosen, claimed, strict=True) if held}
-    out = RedriveReport(dry_run, chosen, preview(chosen, every, partitions=count, busy=busy))
+    out = FilterRedrive(dry_run, chosen, preview(chosen, every, partitions=count, busy=busy))
     if not dry_run:
         done = await redrive_letters(redis, keys, chosen, partitions=partitions, every=every)
         out.redriven, out.skipped, out.failed = done.redriven, done.skipped, done.failed
