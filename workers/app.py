@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -207,6 +208,10 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     ctx["reloader"] = await start_reloader(
         ctx, settings, router, redis, keys, wid, order, scheduled_job=scheduled_job
     )
+    # What start-up made (modules, rules, clients) lives as long as the process: kept out of
+    # the collector's full passes, which otherwise scan it again and again while events are
+    # handled (bench scenario 4, worker CPU per event: 197 → 171 µs, traces on 248 → 189 µs).
+    gc.freeze()
 
 
 async def stop_services(ctx: dict[str, Any]) -> None:
