@@ -19,6 +19,7 @@ from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, Proc, free_port, spawn
 from tests.stack import outbox_empty, settled
+from tests.test_processes import write_rule
 from ticketwire.keys import Keys
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
 
@@ -48,26 +49,6 @@ def env_for(redis_url: str, keys: Keys, sim: InboxOpsSimulator, rules: Path, por
         "INBOXOPS_API_URL": sim.url,
         "INBOXOPS_API_KEY": sim.api_key,
     }
-
-
-def write_rule(tmp_path: Path, tag_id: str) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "start.yml").write_text(
-        f"""
-name: start-urgent
-vendor: inboxops
-events: [ticket.updated]
-if:
-  all:
-    - {{field: priority, equals: urgent}}
-    - {{field: status, equals: open}}
-then:
-  - update: {{status: in_progress}}
-  - add_tags: ["{tag_id}"]
-"""
-    )
-    return d
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
