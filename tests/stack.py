@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from simulator.inboxops import InboxOpsSimulator
+from tests.conftest import wait_for
 from ticketwire.config import InboxOpsSettings, Settings
 from ticketwire.engine import Router, load_rules
 from ticketwire.keys import Keys
@@ -66,3 +67,16 @@ async def outbox_empty(redis: Redis, keys: Keys) -> bool:
     async for _ in redis.scan_iter(match=f"{keys.prefix}outbox:*"):
         return False
     return True
+
+
+async def quiet(sim: InboxOpsSimulator, redis: Redis, keys: Keys) -> None:
+    """Wait until every delivery (also those our write-backs caused) is handled and sent."""
+    for _ in range(50):
+        before = len(sim.deliveries)
+        await sim.wait_deliveries_idle()
+        await wait_for(lambda: settled(redis, keys), message="deliveries handled")
+        await wait_for(lambda: outbox_empty(redis, keys), message="write-backs sent")
+        await sim.wait_deliveries_idle()
+        if len(sim.deliveries) == before:
+            return
+    raise AssertionError("deliveries never stopped: a loop")

