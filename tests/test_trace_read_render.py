@@ -129,7 +129,12 @@ def test_planned_and_sent_calls() -> None:
         'PATCH /tickets/42 {"status": "pending"} → 200 in 84 ms, request id r-1, '
         "batched with 3 other tickets, carried events e1, e2"
     )
-    coalesced = rec("", "ca", ["c1", "c2"], "PATCH", "/tickets/42", 200, 5, "", ["42"], ["e1"])
+    # Older records list the tickets; newer ones count them.
+    batched = rec("e1", "ca", ["c1"], "POST", "/tickets/bulk", 200, 9, "", 2, ["e1"])
+    assert text(batched) == (
+        "POST /tickets/bulk → 200 in 9 ms, batched with 1 other ticket, carried event e1"
+    )
+    coalesced = rec("", "ca", ["c1", "c2"], "PATCH", "/tickets/42", 200, 5, "", 1, ["e1"])
     assert text(coalesced) == (
         "PATCH /tickets/42 → 200 in 5 ms, coalesced from 2 planned calls, carried event e1"
     )

@@ -170,7 +170,7 @@ async def test_a_firing_event_leaves_every_record_and_no_secret(
         ["start-urgent-work"],
     )
     assert ca[1] == [call_id] and ca[2:5] == ["PATCH", f"/api/v1/tickets/{ticket['id']}", 200]
-    assert ca[6] and ca[7] == [key] and ca[8] == [fired]
+    assert ca[6] and ca[7] == 1 and ca[8] == [fired]
     # The leaf descriptions are stored once for the rules' fingerprint.
     leaves = json.loads(await redis.hget(keys.trace_rules, rx[8]))
     assert leaves["start-urgent-work"] == ["priority equals 'urgent'", "status equals 'open'"]
@@ -226,15 +226,15 @@ async def test_a_batched_call_is_traced_on_every_ticket_it_covers(
         [(ea, ca)] = await wait_records(redis, keys, ka, codes.CALL)
         [(eb, cb)] = await wait_records(redis, keys, kb, codes.CALL)
     assert [e.path for e in sim.journal if e.method == "POST"] == ["/api/v1/tickets/bulk"]
-    assert ca == cb and ea == eb == ""
-    assert ca[2:5] == ["POST", "/api/v1/tickets/bulk", 200]
-    assert sorted(ca[7]) == sorted([ka, kb])
+    # Each ticket's record names the call, how many tickets it covered, and only that ticket's
+    # own planned call and event.
+    assert ca[2:5] == cb[2:5] == ["POST", "/api/v1/tickets/bulk", 200]
+    assert ca[7] == cb[7] == 2
     updates = {d.event_id for d in sim.deliveries if d.event == "ticket.updated"}
-    assert set(ca[8]) <= updates and len(ca[8]) == 2
-    # Each planned call is named in the call that carried it.
-    planned = [c[1][0][0] for _, c in kinds(await timeline(redis, keys, ka), "pl")]
-    planned += [c[1][0][0] for _, c in kinds(await timeline(redis, keys, kb), "pl")]
-    assert sorted(ca[1]) == sorted(planned)
+    assert ca[8] == [ea] and cb[8] == [eb] and {ea, eb} <= updates and ea != eb
+    [pa] = [c[1][0][0] for _, c in kinds(await timeline(redis, keys, ka), "pl")]
+    [pb] = [c[1][0][0] for _, c in kinds(await timeline(redis, keys, kb), "pl")]
+    assert ca[1] == [pa] and cb[1] == [pb]
 
 
 async def test_a_coalesced_call_names_both_events_it_carries(

@@ -602,38 +602,32 @@ class Outbox:
         writer = self.trace
         if writer is None:
             return
-        events: list[str] = []
-        ids: list[str] = []
-        heads = {}
+        latency = round(elapsed_ms if elapsed_ms is not None else _now_ms() - started)
+        url = api_root(self._clients.get(o.call.vendor)) + o.call.path
+        batched = len(o.covers)
+        # Each ticket's record names only its own planned calls and events, and how many tickets
+        # the call covered: a bulk call's records stay linear in its size, not quadratic.
         for key in o.covers:
             t = tickets[key]
             head = t.work.calls[t.next]
-            heads[key] = head
-            carried_events, carried_ids = self._carried(head.call)
-            events += [e for e in carried_events if e not in events]
-            ids += carried_ids
-        latency = round(elapsed_ms if elapsed_ms is not None else _now_ms() - started)
-        root = api_root(self._clients.get(o.call.vendor))
-        record = (
-            tc.CALL,
-            ids,
-            o.call.method,
-            root + o.call.path,
-            status,
-            latency,
-            request_id or "",
-            list(o.covers),
-            events,
-        )
-        event_id = events[0] if len(events) == 1 else ""
-        for key in o.covers:
+            events, ids = self._carried(head.call)
+            event_id = events[0] if len(events) == 1 else ""
+            record = (
+                tc.CALL,
+                list(ids),
+                o.call.method,
+                url,
+                status,
+                latency,
+                request_id or "",
+                batched,
+                list(events),
+            )
             writer.record(key, event_id, record)
             if retry_at is not None:
-                head = heads[key]
-                own = self._carried(head.call)[0]
                 writer.record(
                     key,
-                    own[0] if len(own) == 1 else "",
+                    event_id,
                     (tc.RETRY, head.call.fingerprint(), status, retry_at, len(head.attempts) + 1),
                 )
 

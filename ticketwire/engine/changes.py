@@ -166,6 +166,9 @@ def field_changes(event: Event) -> dict[str, tuple[Any, Any]] | None:
     `common.<field>` for the neutral view. Without the vendor's word, only the fields the state
     store kept (those rules read) can be compared; a created ticket lists every non-null field.
     """
+    previous = event.previous
+    if event.changes is None and previous is not None:
+        return _against_previous(event, previous)
     out: dict[str, tuple[Any, Any]] = {}
 
     def note(name: str, old: Any, new: Any) -> None:
@@ -185,13 +188,6 @@ def field_changes(event: Event) -> dict[str, tuple[Any, Any]] | None:
             for name in COMMON_FIELDS:
                 note(f"common.{name}", before.get(name), event.common.get(name))
         return out
-    previous = event.previous
-    if previous is not None:
-        for key, old in (previous.get("ticket") or {}).items():
-            note(key, old, event.ticket.get(key))
-        for name, old in (previous.get("common") or {}).items():
-            note(f"common.{name}", old, event.common.get(name))
-        return out
     if event.type == CREATED:
         for key, new in event.ticket.items():
             note(key, None, new)
@@ -199,6 +195,25 @@ def field_changes(event: Event) -> dict[str, tuple[Any, Any]] | None:
             note(f"common.{name}", None, event.common.get(name))
         return out
     return None
+
+
+def _against_previous(event: Event, previous: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Changes against the state the store kept; the common case, so it avoids a closure."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for source, current, prefix in (
+        (previous.get("ticket"), event.ticket, ""),
+        (previous.get("common"), event.common, "common."),
+    ):
+        for key, old in (source or {}).items():
+            new = current.get(key)
+            if old is new:
+                # The same object (most fields, most events): nothing to compare.
+                continue
+            old = None if old is MISSING else old
+            new = None if new is MISSING else new
+            if not same(old, new):
+                out[prefix + key] = (old, new)
+    return out
 
 
 def changed(event: Event, field: str, *, from_: Any = ANY, to: Any = ANY) -> bool:

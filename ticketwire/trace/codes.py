@@ -35,9 +35,11 @@ them, in order (one entry per event keeps Redis's work per event small). The rec
 - `["pl", [[call id, method, path, body, rules], ...]]` planned calls (id = `ApiCall.fingerprint()`,
   path relative to the API root, e.g. `/tickets/42`).
 - `["ca", call ids, method, path, status, latency ms, request id, tickets, event ids]` a sent
-  call, written to each covered ticket's timeline with the planned call ids and event ids it
-  carried (after coalescing and batching); path as sent (`/api/v1/tickets/42`); status is the
-  HTTP status, or the error's text when there was none (a timeout), or `partial: …`.
+  call, written to each covered ticket's timeline with that ticket's own planned call ids and
+  the events they came from (after coalescing); `tickets` is how many tickets the call covered
+  (batching; older records hold the list of ticket keys instead); path as sent
+  (`/api/v1/tickets/42`); status is the HTTP status, or the error's text when there was none (a
+  timeout), or `partial: …`.
 - `["rt", call id, status or error text, retry at ms, attempt]` a retry scheduled (429, 5xx,
   timeout; a bulk call refused is retried ticket by ticket at once).
 - `["dl", kind, letter id, reason]` a dead letter (`kind`: `call` or `event`).

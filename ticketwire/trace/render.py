@@ -274,8 +274,10 @@ def _call(rec: Record, ctx: Context) -> str:
     text = f"{method} {path}{_body(body)} → {status} in {latency} ms"
     if request_id:
         text += f", request id {request_id}"
-    if len(tickets) > 1:
-        text += f", batched with {len(tickets) - 1} other ticket{'s' * (len(tickets) > 2)}"
+    # Records hold the number of tickets the call covered; older ones held the ticket keys.
+    covered = tickets if isinstance(tickets, int) else len(tickets)
+    if covered > 1:
+        text += f", batched with {covered - 1} other ticket{'s' * (covered > 2)}"
     if len(call_ids) > 1:
         text += f", coalesced from {len(call_ids)} planned calls"
     if events:
