@@ -17,12 +17,8 @@ from ticketwire.errors import (
     ServerError,
     Unauthorized,
 )
-from ticketwire.vendors.inboxops.problems import (
-    DEFAULT_RETRY_AFTER,
-    SNIPPET_CHARS,
-    error_from_response,
-    parse_retry_after,
-)
+from ticketwire.vendors.inboxops.problems import error_from_response
+from ticketwire.vendors.problems import DEFAULT_RETRY_AFTER, SNIPPET_CHARS, parse_retry_after
 
 PROBLEM = {"Content-Type": "application/problem+json"}
 TYPE = "https://docs.inboxops.app/api/problems/"

@@ -86,6 +86,16 @@ def retry_after_header(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header `name` in any letter case, or None when it is absent."""
+    value = headers.get(name)
+    if value is None:
+        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
 def describe_failure(exc: BaseException, timeout_s: float | None) -> str:
     """Say in words why a request got no answer."""
     if isinstance(exc, TimeoutError):

@@ -14,27 +14,24 @@ A 429 waits for `Retry-After` when the header is there, else `retryAfter` in the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ticketwire.errors import (
-    ClientError,
-    Forbidden,
-    HelpdeskHTTPError,
-    NotFound,
-    RateLimited,
-    ServerError,
-    Unauthorized,
+from ticketwire.errors import HelpdeskHTTPError
+from ticketwire.vendors.http import header
+from ticketwire.vendors.problems import (
+    DEFAULT_RETRY_AFTER,
+    advised,
+    decode,
+    header_retry_after,
+    http_error,
+    parse_retry_after,
+    scalar_text,
+    unreadable_detail,
 )
-from ticketwire.vendors.inboxops.problems import parse_retry_after
 
-#: Seconds to wait after a 429 that says nothing about when to come back.
-DEFAULT_RETRY_AFTER = 60.0
-SNIPPET_CHARS = 200
-BODY_CHARS = 2000
 #: Error codes of a bulk item (or a response) that a later retry may fix.
 TRANSIENT_CODES = re.compile(r"rate|server|internal|unavailable|timeout|api_error", re.IGNORECASE)
 
@@ -79,50 +76,43 @@ def error_from_response(
     now: datetime | None = None,
 ) -> HelpdeskHTTPError:
     """Build the error for a non-2xx answer; `request_id` is used when the answer names none."""
-    text = body.decode("utf-8", errors="replace")
-    doc = _json_object(text)
+    text, doc = decode(body)
     error = doc.get("error") if doc is not None else None
     code: str | None = None
     detail: str | None = None
     rid: str | None = None
     if isinstance(error, Mapping):
-        code = _str(error.get("code")) or _str(error.get("type"))
-        detail = _str(error.get("message")) or _str(error.get("type"))
-        param = _str(error.get("param"))
+        code = scalar_text(error.get("code")) or scalar_text(error.get("type"))
+        detail = scalar_text(error.get("message")) or scalar_text(error.get("type"))
+        param = scalar_text(error.get("param"))
         if param and detail and not detail.startswith(param):
             detail = f"{param}: {detail}"
-        rid = _str(error.get("request_id")) or _str(error.get("requestId"))
+        rid = scalar_text(error.get("request_id")) or scalar_text(error.get("requestId"))
     elif doc is not None and (error is not None or "message" in doc):
-        code = _str(doc.get("code")) if isinstance(doc.get("code"), str) else None
-        detail = _str(doc.get("message")) or _str(error)
+        code = scalar_text(doc.get("code")) if isinstance(doc.get("code"), str) else None
+        detail = scalar_text(doc.get("message")) or scalar_text(error)
     else:
-        kind = _header(headers, "Content-Type") or "no content type"
-        snippet = _snippet(text)
-        detail = f"unexpected {kind} response: {snippet}" if snippet else "empty response body"
+        detail = unreadable_detail(headers, text)
     meta = doc.get("meta") if doc is not None else None
     if rid is None and isinstance(meta, Mapping):
-        rid = _str(meta.get("requestId")) or _str(meta.get("request_id"))
-    rid = rid or _header(headers, "X-Request-Id") or request_id
-    detail = _advise(status, code, detail)
-    kept = text[:BODY_CHARS] or None
-    if status == 429:
-        retry_after = retry_after_of(headers, doc, now=now)
-        detail = f"{detail}; retry after {retry_after:g}s"
-        return RateLimited(
-            status, retry_after=retry_after, code=code, detail=detail, request_id=rid, body=kept
-        )
-    return _class_for(status)(status, code=code, detail=detail, request_id=rid, body=kept)
+        rid = scalar_text(meta.get("requestId")) or scalar_text(meta.get("request_id"))
+    return http_error(
+        status,
+        text,
+        code=code,
+        detail=_advise(status, code, detail),
+        request_id=rid or header(headers, "X-Request-Id") or request_id,
+        retry_after=lambda: retry_after_of(headers, doc, now=now),
+    )
 
 
 def retry_after_of(
     headers: Mapping[str, str], doc: Mapping[str, Any] | None, *, now: datetime | None = None
 ) -> float:
     """Seconds to wait after a 429: header, then body `retryAfter`, then the message, then 60."""
-    header = _header(headers, "Retry-After")
-    if header is not None:
-        parsed = parse_retry_after(header, now=now)
-        if parsed is not None:
-            return parsed
+    parsed = header_retry_after(headers, now=now)
+    if parsed is not None:
+        return parsed
     if doc is None:
         return DEFAULT_RETRY_AFTER
     error = doc.get("error")
@@ -154,55 +144,11 @@ def _seconds(value: Any, now: datetime | None) -> float | None:
     return None
 
 
-def _class_for(status: int) -> type[HelpdeskHTTPError]:
-    exact: dict[int, type[HelpdeskHTTPError]] = {
-        401: Unauthorized,
-        403: Forbidden,
-        404: NotFound,
-    }
-    if status in exact:
-        return exact[status]
-    if 400 <= status < 500:
-        return ClientError
-    if status >= 500:
-        return ServerError
-    return HelpdeskHTTPError
-
-
 def _advise(status: int, code: str | None, detail: str | None) -> str:
-    if status >= 500:
-        advice = _SERVER_ADVICE
-    elif 300 <= status < 400:
-        advice = "cStar redirected the request; set CSTAR_API_URL to the final origin"
-    else:
-        advice = _ADVICE_BY_CODE.get((code or "").lower()) or _ADVICE_BY_STATUS.get(status, "")
-    parts = [p for p in (detail, advice) if p]
-    return "; ".join(parts) or f"HTTP {status}"
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value or None
-
-
-def _str(value: Any) -> str | None:
-    if value is None or isinstance(value, Mapping | list):
-        return None
-    text = value if isinstance(value, str) else str(value)
-    return text or None
-
-
-def _snippet(text: str) -> str:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+    return advised(
+        status,
+        detail,
+        server=_SERVER_ADVICE,
+        redirect="cStar redirected the request; set CSTAR_API_URL to the final origin",
+        other=_ADVICE_BY_CODE.get((code or "").lower()) or _ADVICE_BY_STATUS.get(status, ""),
+    )

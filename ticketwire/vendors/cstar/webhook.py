@@ -35,6 +35,7 @@ from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import Envelope, Ticket
+from ticketwire.vendors.http import header
 from ticketwire.vendors.ids import checked
 from ticketwire.vendors.strictjson import refuse_non_finite
 from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
@@ -164,7 +165,7 @@ class CStarWebhook:
 
 def _signature_header(headers: Mapping[str, str]) -> tuple[str, str | None]:
     for name in (SIGNATURE_HEADER, OLD_SIGNATURE_HEADER):
-        value = _header(headers, name)
+        value = header(headers, name)
         if value:
             return name, value
     return SIGNATURE_HEADER, None
@@ -208,7 +209,7 @@ def _digest(name: str, text: str) -> bytes:
 
 
 def _note_event_id(headers: Mapping[str, str], body: bytes) -> None:
-    header_id = _header(headers, EVENT_ID_HEADER)
+    header_id = header(headers, EVENT_ID_HEADER)
     # A byte search, not a second JSON parse: the receiver's hot path stays one parse per body.
     if header_id and header_id.encode("utf-8", "surrogateescape") not in body:
         log.warning(
@@ -216,15 +217,6 @@ def _note_event_id(headers: Mapping[str, str], body: bytes) -> None:
             EVENT_ID_HEADER,
             header_id,
         )
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value or None
 
 
 # ---- parsing ----

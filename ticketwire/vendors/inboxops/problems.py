@@ -11,29 +11,21 @@ Three body shapes are understood:
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
-from ticketwire.errors import (
-    ClientError,
-    Forbidden,
-    HelpdeskHTTPError,
-    NotFound,
-    RateLimited,
-    ServerError,
-    Unauthorized,
+from ticketwire.errors import HelpdeskHTTPError
+from ticketwire.vendors.http import header
+from ticketwire.vendors.problems import (
+    DEFAULT_RETRY_AFTER,
+    advised,
+    decode,
+    header_retry_after,
+    http_error,
+    parse_retry_after,
+    unreadable_detail,
 )
-
-#: Seconds to wait after a 429 that says nothing about when to come back.
-DEFAULT_RETRY_AFTER = 60.0
-#: Longest body excerpt quoted in an error message.
-SNIPPET_CHARS = 200
-#: Longest body text kept on the error for logs and the dead-letter list.
-BODY_CHARS = 2000
 
 _ADVICE: dict[int, str] = {
     400: "fix the request: InboxOps rejected a parameter or body field",
@@ -63,8 +55,7 @@ def error_from_response(
     `request_id` is the correlation id the request carried; it is used when the response names
     none. `now` anchors an HTTP-date `Retry-After` (default: the current time).
     """
-    text = body.decode("utf-8", errors="replace")
-    doc = _json_object(text)
+    text, doc = decode(body)
     title: str | None = None
     detail: str | None = None
     code: str | None = None
@@ -82,78 +73,38 @@ def error_from_response(
         )
         instance_id = _last_segment(_str(doc.get("instance")))
     else:
-        kind = _header(headers, "Content-Type") or "no content type"
-        snippet = _snippet(text)
-        detail = f"unexpected {kind} response: {snippet}" if snippet else "empty response body"
+        detail = unreadable_detail(headers, text)
 
-    rid = _header(headers, "X-Request-Id") or instance_id or request_id
-    detail = _advise(status, code, detail)
-    kept = text[:BODY_CHARS] or None
-    if status == 429:
-        retry_after = _retry_after(headers, doc, now)
-        detail = f"{detail}; retry after {retry_after:g}s"
-        return RateLimited(
-            status, retry_after=retry_after, code=code, detail=detail, request_id=rid, body=kept
-        )
-    cls = _class_for(status)
-    return cls(status, code=code, detail=detail, request_id=rid, body=kept)
-
-
-def parse_retry_after(value: str, *, now: datetime | None = None) -> float | None:
-    """Read a `Retry-After` value: delta-seconds or an HTTP-date; None if it is neither."""
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        # A negative or non-finite delay is as good as none; fall back to the next source.
-        return seconds if 0 <= seconds < float("inf") else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _class_for(status: int) -> type[HelpdeskHTTPError]:
-    exact: dict[int, type[HelpdeskHTTPError]] = {
-        401: Unauthorized,
-        403: Forbidden,
-        404: NotFound,
-    }
-    if status in exact:
-        return exact[status]
-    if 400 <= status < 500:
-        return ClientError
-    if status >= 500:
-        return ServerError
-    return HelpdeskHTTPError
+    return http_error(
+        status,
+        text,
+        code=code,
+        detail=_advise(status, code, detail),
+        request_id=header(headers, "X-Request-Id") or instance_id or request_id,
+        retry_after=lambda: _retry_after(headers, doc, now),
+    )
 
 
 def _advise(status: int, code: str | None, detail: str | None) -> str:
     if status == 403:
-        advice = _SCOPE_ADVICE if code == "insufficient_scope" else _FORBIDDEN_ADVICE
-    elif status >= 500:
-        advice = _SERVER_ADVICE
-    elif 300 <= status < 400:
-        advice = "InboxOps redirected the request; set the base URL to the app's final origin"
+        other = _SCOPE_ADVICE if code == "insufficient_scope" else _FORBIDDEN_ADVICE
     else:
-        advice = _ADVICE.get(status, "")
-    parts = [p for p in (detail, advice) if p]
-    return "; ".join(parts) or f"HTTP {status}"
+        other = _ADVICE.get(status, "")
+    return advised(
+        status,
+        detail,
+        server=_SERVER_ADVICE,
+        redirect="InboxOps redirected the request; set the base URL to the app's final origin",
+        other=other,
+    )
 
 
 def _retry_after(
     headers: Mapping[str, str], doc: dict[str, Any] | None, now: datetime | None
 ) -> float:
-    header = _header(headers, "Retry-After")
-    if header is not None:
-        parsed = parse_retry_after(header, now=now)
-        if parsed is not None:
-            return parsed
+    parsed = header_retry_after(headers, now=now)
+    if parsed is not None:
+        return parsed
     if doc is not None:
         for key in ("retryAfter", "retry_after"):
             value = doc.get(key)
@@ -197,23 +148,6 @@ def _is_problem(doc: Mapping[str, Any]) -> bool:
     return any(k in doc for k in ("type", "title", "detail", "code"))
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value or None
-
-
 def _last_segment(uri: str | None) -> str | None:
     if not uri:
         return None
@@ -226,8 +160,3 @@ def _str(value: Any) -> str | None:
         return None
     text = value if isinstance(value, str) else str(value)
     return text or None
-
-
-def _snippet(text: str) -> str:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"

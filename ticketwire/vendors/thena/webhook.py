@@ -51,6 +51,7 @@ from pydantic import ValidationError
 from ticketwire.errors import ConfigError, InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
+from ticketwire.vendors.http import header
 from ticketwire.vendors.ids import checked
 from ticketwire.vendors.strictjson import loads
 from ticketwire.vendors.thena.models import PlatformEvent, Ticket
@@ -149,7 +150,7 @@ class ThenaWebhook:
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Raise `InvalidSignature` unless the delivery carries an active token or signature."""
-        value = _header(headers, self.header)
+        value = header(headers, self.header)
         if value is None:
             raise InvalidSignature(f"missing {self.header} header")
         if self.mode == "token":
@@ -303,15 +304,6 @@ def is_closed(ticket: Mapping[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        # Plain dicts are case-sensitive; aiohttp's multidicts are not.
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value
 
 
 def _unwrap(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
