@@ -8,21 +8,16 @@ the error type whether to retry, defer or dead-letter.
 from __future__ import annotations
 
 import html
-import json
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
-from ticketwire.ratebudget import RateBudget
+from ticketwire.errors import ConfigError, HelpdeskHTTPError
 from ticketwire.secret import Secret
-from ticketwire.vendors.http import exchange
+from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
 from ticketwire.vendors.inboxops.problems import error_from_response
 
@@ -56,16 +51,16 @@ LIST_FILTERS: tuple[str, ...] = (
 #: The filters InboxOps documents as comma-separated lists; every other one takes one value.
 LIST_VALUED: frozenset[str] = frozenset({"status", "tag_ids"})
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-
-class InboxOpsClient:
+class InboxOpsClient(ApiClient):
     """Async client for one InboxOps workspace (the API key identifies the workspace)."""
 
-    #: The account's shared request budget; None sends without one.
-    budget: RateBudget | None = None
-
     vendor = VENDOR
+    helpdesk = "InboxOps"
+    # A 2xx that is not JSON leaves unknown whether the request was applied; InboxOps field
+    # writes are idempotent, so a retry is safe (a note may be left twice: InboxOps documents no
+    # idempotency for messages).
+    url_setting = "the base URL"
 
     def __init__(
         self,
@@ -78,16 +73,8 @@ class InboxOpsClient:
     ) -> None:
         if not api_key.reveal().startswith(KEY_PREFIX):
             raise ConfigError("INBOXOPS_API_KEY", "a key starting with 'ixk_' from Settings → API")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
-        self._session = session
-        self._base = _api_base(base_url)
-        # Messages name a call by its path as sent, as the helpdesk's own logs would.
-        self._root = URL(self._base).path.rstrip("/")
         self._key = api_key
-        self._timeout = timeout
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._user_agent = user_agent
+        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -95,16 +82,36 @@ class InboxOpsClient:
             f"timeout={self._timeout!r})"
         )
 
-    @property
-    def base_url(self) -> str:
+    def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://app.inboxops.app/api/v1`."""
-        return self._base
+        base = http_base(
+            base_url,
+            lambda: ConfigError(
+                "INBOXOPS_API_URL",
+                "the InboxOps app origin, e.g. https://app.inboxops.app",
+                base_url,
+            ),
+        )
+        return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        """The bearer API key, then the common headers."""
+        return {
+            "Authorization": f"Bearer {self._key.reveal()}",
+            **self._common_headers(request_id),
+        }
+
+    def _error(
+        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
+    ) -> HelpdeskHTTPError:
+        """An InboxOps problem-details (or legacy) error body read into the error tree."""
+        return error_from_response(status, headers, raw, request_id=request_id)
 
     async def get_ticket(self, ticket_id: str, *, include: Sequence[str] = ()) -> dict[str, Any]:
         """Fetch one ticket by id or ticket number; `include` adds e.g. `tags`, `contact`."""
         params = {"include": _join(include)} if include else None
-        result = await self._request("GET", _ticket_path(ticket_id), params=params)
-        return _data_object(result, "GET", _ticket_path(ticket_id))
+        result = await self._request("GET", ticket_path(ticket_id), params=params)
+        return data_object(result, "GET", ticket_path(ticket_id))
 
     async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (`assignee_id=None` unassigns); return the updated ticket."""
@@ -115,9 +122,9 @@ class InboxOpsClient:
             )
         if not fields:
             raise ValueError("update_ticket needs at least one field to change")
-        path = _ticket_path(ticket_id)
+        path = ticket_path(ticket_id)
         result = await self._request("PATCH", path, json=_jsonable(fields))
-        return _data_object(result, "PATCH", path)
+        return data_object(result, "PATCH", path)
 
     async def bulk(
         self, operation: str, ticket_ids: Sequence[str], **params: Any
@@ -126,7 +133,7 @@ class InboxOpsClient:
         `tags_removed` for remove_tags (InboxOps sends each only for its operation)."""
         body = bulk_body(operation, ticket_ids, **params)
         result = await self._request("POST", "/tickets/bulk", json=body)
-        return _data_object(result, "POST", "/tickets/bulk")
+        return data_object(result, "POST", "/tickets/bulk")
 
     async def list_messages(
         self, ticket_id: str, *, types: Sequence[str] = ()
@@ -140,14 +147,9 @@ class InboxOpsClient:
             raise ValueError(
                 f"unknown message type {', '.join(unknown)}; accepted: {', '.join(MESSAGE_TYPES)}"
             )
-        path = _ticket_path(ticket_id) + "/messages"
+        path = ticket_path(ticket_id) + "/messages"
         params = {"types": _join(types)} if types else None
-        result = await self._request("GET", path, params=params)
-        body = result.body
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise _unexpected(result, "GET", path, "a JSON object with a 'data' list")
-        messages: list[dict[str, Any]] = body["data"]
-        return messages
+        return data_list(await self._request("GET", path, params=params), "GET", path)
 
     async def add_note(
         self, ticket_id: str, body_text: str, *, body_html: str | None = None
@@ -158,8 +160,8 @@ class InboxOpsClient:
         body = note_body(body_text)
         if body_html is not None:
             body["body_html"] = body_html
-        path = _ticket_path(ticket_id) + "/messages"
-        return _data_object(await self._request("POST", path, json=body), "POST", path)
+        path = ticket_path(ticket_id) + "/messages"
+        return data_object(await self._request("POST", path, json=body), "POST", path)
 
     def list_tickets(self, *, per_page: int = 100, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Iterate over every matching ticket, page by page from page 1.
@@ -179,12 +181,7 @@ class InboxOpsClient:
 
     async def send(self, call: ApiCall) -> ApiResult:
         """Send a planned call as-is; its path is relative to `/api/v1`."""
-        if call.vendor != VENDOR:
-            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
-        if not call.path.startswith("/"):
-            raise ValueError(f"call path must start with '/': {call.describe()}")
-        method = call.method.upper()
-        body = call.body if method in _BODY_METHODS else None
+        method, body = self._planned(call)
         return await self._request(method, call.path, json=body)
 
     async def _iterate(
@@ -209,51 +206,9 @@ class InboxOpsClient:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         query = {**params, "page": str(page), "per_page": str(per_page)}
         result = await self._request("GET", "/tickets", params=query)
-        body = result.body
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
-        meta = body.get("meta")
-        return body["data"], meta if isinstance(meta, dict) else {}
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-    ) -> ApiResult:
-        """Do one HTTP exchange: the only place this client touches the network."""
-        request_id = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {self._key.reveal()}",
-            "Accept": "application/json",
-            "User-Agent": self._user_agent,
-            "X-Request-Id": request_id,
-        }
-        answer = await exchange(
-            self._session,
-            method,
-            self._base + path,
-            json=json,
-            params=params,
-            headers=headers,
-            client_timeout=self._client_timeout,
-            label=f"InboxOps {method} {self._root}{path}",
-            request_id=request_id,
-            budget=self.budget,
-        )
-        status, resp_headers, raw = answer.status, answer.headers, answer.raw
-        elapsed_ms = answer.elapsed_ms
-        if not 200 <= status < 300:
-            raise error_from_response(status, resp_headers, raw, request_id=request_id)
-        return ApiResult(
-            status=status,
-            body=_parse_body(raw, status, resp_headers, request_id),
-            request_id=resp_headers.get("X-Request-Id") or request_id,
-            elapsed_ms=elapsed_ms,
-            headers=dict(resp_headers),
-        )
+        items = data_list(result, "GET", "/tickets")
+        meta = result.body.get("meta")
+        return items, meta if isinstance(meta, dict) else {}
 
 
 def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
@@ -352,61 +307,6 @@ def _join(values: Sequence[Any]) -> str:
 
 def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
-
-
-def _api_base(base_url: str) -> str:
-    url = URL(base_url.strip())
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            "INBOXOPS_API_URL", "the InboxOps app origin, e.g. https://app.inboxops.app", base_url
-        )
-    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
-    return base if base.endswith(API_PREFIX) else base + API_PREFIX
-
-
-def _ticket_path(ticket_id: str) -> str:
-    text = str(ticket_id)
-    if not text:
-        raise ValueError("ticket id is empty")
-    return "/tickets/" + quote(text, safe="")
-
-
-def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        pass
-    # A 2xx that is not JSON is usually a proxy or login page in front of the API. Whether the
-    # request was applied is unknown; InboxOps field writes are idempotent, so a retry is safe
-    # (a note may be left twice: InboxOps documents no idempotency for messages).
-    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
-    kind = headers.get("Content-Type") or "no content type"
-    raise ServerError(
-        status,
-        detail=f"expected a JSON body, got {kind}: {snippet!r}; check the base URL, then retry",
-        request_id=headers.get("X-Request-Id") or request_id,
-    )
-
-
-def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
-    body = result.body
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        data: dict[str, Any] = body["data"]
-        return data
-    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
-
-
-def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
-    shown = repr(result.body)
-    if len(shown) > 200:
-        shown = shown[:199] + "…"
-    return HelpdeskHTTPError(
-        result.status,
-        detail=f"{method} {path}: expected {wanted}, got {shown}",
-        request_id=result.request_id,
-    )
 
 
 def _int(value: Any) -> int | None:

@@ -1,0 +1,198 @@
+"""What every helpdesk API client does alike: send one request, decode the answer, name errors.
+
+A vendor's client supplies its API root, its auth headers, its error reader and its operations;
+`ApiClient` does the exchange, the timeout, the JSON decoding and the checks of the body's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ticketwire.calls import ApiCall, ApiResult
+from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
+from ticketwire.ratebudget import RateBudget
+from ticketwire.vendors.http import Exchange, exchange, header
+from ticketwire.vendors.problems import SNIPPET_CHARS, flat
+
+#: Methods whose planned call sends its body.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ApiClient(ABC):
+    """One helpdesk API root: one request per call, no retries and no sleeping."""
+
+    #: The account's shared request budget; None sends without one.
+    budget: RateBudget | None = None
+    #: The vendor planned calls name, e.g. `inboxops`.
+    vendor: str
+    #: How messages name the helpdesk, e.g. `InboxOps`.
+    helpdesk: str
+    #: What to check when a 2xx answer is not JSON, e.g. `THENA_API_URL`.
+    url_setting: str
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        timeout: float,
+        user_agent: str,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+        self._session = session
+        self._base = self._api_base(base_url)
+        # Messages name a call by its path as sent, as the helpdesk's own logs would.
+        self._root = URL(self._base).path.rstrip("/")
+        self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._user_agent = user_agent
+
+    @property
+    def base_url(self) -> str:
+        """The API root every path is relative to."""
+        return self._base
+
+    @abstractmethod
+    def _api_base(self, base_url: str) -> str:
+        """The API root from the configured URL; raise `ConfigError` when it cannot be one."""
+
+    @abstractmethod
+    def _headers(self, request_id: str) -> dict[str, str]:
+        """Every request's headers: the helpdesk's auth and `common_headers`, in its order."""
+
+    @abstractmethod
+    def _error(
+        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
+    ) -> HelpdeskHTTPError:
+        """The error a non-2xx answer raises, read from the helpdesk's own error body."""
+
+    def _common_headers(self, request_id: str) -> dict[str, str]:
+        """The headers every helpdesk gets besides its auth."""
+        return {
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+            "X-Request-Id": request_id,
+        }
+
+    def _planned(self, call: ApiCall) -> tuple[str, dict[str, Any] | None]:
+        """The method and the body to send of a planned call, checked to be this helpdesk's."""
+        if call.vendor != self.vendor:
+            raise ValueError(f"call is for {call.vendor!r}, not {self.vendor!r}: {call.describe()}")
+        if not call.path.startswith("/"):
+            raise ValueError(f"call path must start with '/': {call.describe()}")
+        method = call.method.upper()
+        return method, call.body if method in BODY_METHODS else None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ApiResult:
+        """Do one HTTP exchange: the only place a client touches the network."""
+        request_id = str(uuid.uuid4())
+        answer = await exchange(
+            self._session,
+            method,
+            self._base + path,
+            json=json,
+            params=params,
+            headers={**self._headers(request_id), **(extra_headers or {})},
+            client_timeout=self._client_timeout,
+            label=f"{self.helpdesk} {method} {self._root}{path}",
+            request_id=request_id,
+            budget=self.budget,
+        )
+        if not 200 <= answer.status < 300:
+            raise self._error(answer.status, answer.headers, answer.raw, request_id)
+        rid = header(answer.headers, "X-Request-Id") or request_id
+        return self._result(answer, self._decode(answer, rid), rid)
+
+    def _decode(self, answer: Exchange, request_id: str) -> Any:
+        """The JSON of a 2xx answer (None when empty); a `ServerError` when it is not JSON."""
+        if not answer.raw.strip():
+            return None
+        try:
+            return json.loads(answer.raw)
+        except ValueError:
+            pass
+        # A 2xx that is not JSON is usually a proxy or login page in front of the API. Whether
+        # a retry is safe is each helpdesk's to say (idempotent writes or keys).
+        shown = flat(answer.raw.decode("utf-8", errors="replace"))[:SNIPPET_CHARS]
+        kind = header(answer.headers, "Content-Type") or "no content type"
+        raise ServerError(
+            answer.status,
+            detail=(
+                f"expected a JSON body, got {kind}: {shown!r}; check {self.url_setting}, then retry"
+            ),
+            request_id=request_id,
+        )
+
+    def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
+        """What a 2xx answer returns; a helpdesk may first check its envelope or read its id."""
+        return ApiResult(
+            status=answer.status,
+            body=body,
+            request_id=request_id,
+            elapsed_ms=answer.elapsed_ms,
+            headers=dict(answer.headers),
+        )
+
+
+def http_base(base_url: str, bad: Callable[[], ConfigError]) -> str:
+    """`base_url` without query, fragment or trailing slash; `bad()` is raised unless it is an
+    http(s) URL with a host."""
+    url = URL(base_url.strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        raise bad()
+    return str(url.with_query(None).with_fragment(None)).rstrip("/")
+
+
+def ticket_path(ticket_id: str) -> str:
+    """`/tickets/<id>`, the id quoted as one path segment."""
+    text = str(ticket_id)
+    if not text:
+        raise ValueError("ticket id is empty")
+    return "/tickets/" + quote(text, safe="")
+
+
+def data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
+    """The `data` object of an answer's JSON body."""
+    body = result.body
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        data: dict[str, Any] = body["data"]
+        return data
+    raise unexpected(result, method, path, "a JSON object with a 'data' object")
+
+
+def data_list(result: ApiResult, method: str, path: str) -> list[dict[str, Any]]:
+    """The `data` list of an answer's JSON body."""
+    body = result.body
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise unexpected(result, method, path, "a JSON object with a 'data' list")
+    items: list[dict[str, Any]] = body["data"]
+    return items
+
+
+def unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
+    """The error of a 2xx answer whose body is not the shape the call expects."""
+    shown = repr(result.body)
+    if len(shown) > SNIPPET_CHARS:
+        shown = shown[: SNIPPET_CHARS - 1] + "…"
+    return HelpdeskHTTPError(
+        result.status,
+        detail=f"{method} {path}: expected {wanted}, got {shown}",
+        request_id=result.request_id,
+    )
