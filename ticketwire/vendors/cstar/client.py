@@ -19,18 +19,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.engine.notes import is_note_call
-from ticketwire.errors import (
-    ConfigError,
-    HelpdeskHTTPError,
-    PartialFailure,
-    ServerError,
-)
-from ticketwire.ratebudget import RateBudget
+from ticketwire.errors import ConfigError, HelpdeskHTTPError, PartialFailure
 from ticketwire.secret import Secret
+from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
 from ticketwire.vendors.cstar.models import (
     BULK_ACTIONS,
     BULK_RESOURCES,
@@ -39,7 +33,7 @@ from ticketwire.vendors.cstar.models import (
     PATCH_FIELDS,
 )
 from ticketwire.vendors.cstar.problems import error_from_response, is_transient
-from ticketwire.vendors.http import exchange
+from ticketwire.vendors.http import Exchange
 
 VENDOR = "cstar"
 DEFAULT_BASE_URL = "https://www.cstar.help"
@@ -50,17 +44,16 @@ LIST_FILTERS: tuple[str, ...] = ("status", "priority", "assignedTo", "customerId
 MERGE_TAGS = "__merge_tags__"
 MERGE_METADATA = "__merge_metadata__"
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _READ_ONLY = "a secret key (sk_live_… or sk_test_…); publishable keys (pk_…) are read-only"
 
 
-class CStarClient:
+class CStarClient(ApiClient):
     """Async client for one cStar team."""
 
-    #: The account's shared request budget; None sends without one.
-    budget: RateBudget | None = None
-
     vendor = VENDOR
+    helpdesk = "cStar"
+    # Writes carry an Idempotency-Key, so a retry after a 2xx that is not JSON is safe.
+    url_setting = "CSTAR_API_URL"
 
     def __init__(
         self,
@@ -79,17 +72,10 @@ class CStarClient:
         if write and key.startswith("pk_"):
             # Refused before any call: every write would answer 403 anyway.
             raise ConfigError("CSTAR_API_KEY", _READ_ONLY)
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
-        self._session = session
-        self._base = team_base(base_url or DEFAULT_BASE_URL, team_id)
-        # Messages name a call by its path as sent, as the helpdesk's own logs would.
-        self._root = URL(self._base).path.rstrip("/")
+        self._team_id = team_id
         self._key = api_key
         self._write = write
-        self._timeout = timeout
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._user_agent = user_agent
+        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -97,16 +83,32 @@ class CStarClient:
             f"timeout={self._timeout!r}, write={self._write})"
         )
 
-    @property
-    def base_url(self) -> str:
+    def _api_base(self, base_url: str) -> str:
         """The team's API root every path is relative to, e.g. `…/api/v1/teams/<uuid>`."""
-        return self._base
+        return team_base(base_url or DEFAULT_BASE_URL, self._team_id)
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        """The bearer secret key, then the common headers."""
+        return {
+            "Authorization": f"Bearer {self._key.reveal()}",
+            **self._common_headers(request_id),
+        }
+
+    def _error(
+        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
+    ) -> HelpdeskHTTPError:
+        """A cStar error envelope read into the error tree."""
+        return error_from_response(status, headers, raw, request_id=request_id)
+
+    def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
+        """The answer, named by the request id cStar puts in its `meta` when there is one."""
+        return super()._result(answer, body, _response_id(body) or request_id)
 
     # ------------------------------------------------------------------ tickets
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket (with its messages, as cStar inlines them)."""
-        path = _ticket_path(ticket_id)
+        path = ticket_path(ticket_id)
         return _data_object(await self._request("GET", path), "GET", path)
 
     async def update_ticket(
@@ -120,7 +122,7 @@ class CStarClient:
             )
         if not fields:
             raise ValueError("update_ticket needs at least one field to change")
-        path = _ticket_path(ticket_id)
+        path = ticket_path(ticket_id)
         result = await self._request(
             "PATCH", path, json=fields, idempotency_key=idempotency_key or _fresh_key()
         )
@@ -171,12 +173,7 @@ class CStarClient:
 
         A bulk call whose result lists failed ids raises `PartialFailure` naming them.
         """
-        if call.vendor != VENDOR:
-            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
-        if not call.path.startswith("/"):
-            raise ValueError(f"call path must start with '/': {call.describe()}")
-        method = call.method.upper()
-        body: dict[str, Any] | None = call.body if method in _BODY_METHODS else None
+        method, body = self._planned(call)
         key = idempotency_key(call) if body is not None else None
         if (
             method == "PATCH"
@@ -251,10 +248,7 @@ class CStarClient:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         query = {**params, "page": str(page), "pageSize": str(page_size)}
         result = await self._request("GET", "/tickets", params=query)
-        body = result.body
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
-        return body["data"], pagination_of(body)
+        return data_list(result, "GET", "/tickets"), pagination_of(result.body)
 
     async def _request(
         self,
@@ -263,43 +257,16 @@ class CStarClient:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ApiResult:
-        """Do one HTTP exchange: the only place this client touches the network."""
+        """Do one HTTP exchange, refused before sending a write with `write=False`."""
         if method not in ("GET", "HEAD") and not self._write:
             raise ValueError(f"this client was built with write=False; cannot {method} {path}")
-        request_id = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {self._key.reveal()}",
-            "Accept": "application/json",
-            "User-Agent": self._user_agent,
-            "X-Request-Id": request_id,
-        }
         if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
-        answer = await exchange(
-            self._session,
-            method,
-            self._base + path,
-            json=json,
-            params=params,
-            headers=headers,
-            client_timeout=self._client_timeout,
-            label=f"cStar {method} {self._root}{path}",
-            request_id=request_id,
-            budget=self.budget,
-        )
-        status, resp_headers, raw = answer.status, answer.headers, answer.raw
-        elapsed_ms = answer.elapsed_ms
-        if not 200 <= status < 300:
-            raise error_from_response(status, resp_headers, raw, request_id=request_id)
-        body = _parse_body(raw, status, resp_headers, request_id)
-        return ApiResult(
-            status=status,
-            body=body,
-            request_id=_response_id(body) or resp_headers.get("X-Request-Id") or request_id,
-            elapsed_ms=elapsed_ms,
-            headers=dict(resp_headers),
+            extra_headers = {**(extra_headers or {}), "Idempotency-Key": idempotency_key}
+        return await super()._request(
+            method, path, json=json, params=params, extra_headers=extra_headers
         )
 
 
@@ -310,10 +277,9 @@ def team_base(base_url: str, team_id: str) -> str:
     """The team's API root from an origin (or a URL already ending in `/api/v1[/teams/<id>]`)."""
     if not team_id or "/" in team_id:
         raise ConfigError("CSTAR_TEAM_ID", "the UUID of your cStar team", team_id or None)
-    url = URL(base_url.strip())
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError("CSTAR_API_URL", f"the cStar origin, e.g. {DEFAULT_BASE_URL}")
-    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
+    base = http_base(
+        base_url, lambda: ConfigError("CSTAR_API_URL", f"the cStar origin, e.g. {DEFAULT_BASE_URL}")
+    )
     team_path = f"{API_PREFIX}/teams/{quote(team_id, safe='')}"
     if base.endswith(team_path):
         return base
@@ -452,31 +418,6 @@ def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
-def _ticket_path(ticket_id: str) -> str:
-    text = str(ticket_id)
-    if not text:
-        raise ValueError("ticket id is empty")
-    return "/tickets/" + quote(text, safe="")
-
-
-def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        pass
-    # A 2xx that is not JSON is usually a proxy or login page in front of the API; writes carry
-    # an Idempotency-Key, so a retry is safe.
-    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
-    kind = headers.get("Content-Type") or "no content type"
-    raise ServerError(
-        status,
-        detail=f"expected a JSON body, got {kind}: {snippet!r}; check CSTAR_API_URL, then retry",
-        request_id=headers.get("X-Request-Id") or request_id,
-    )
-
-
 def _response_id(body: Any) -> str | None:
     meta = body.get("meta") if isinstance(body, dict) else None
     value = meta.get("requestId") if isinstance(meta, dict) else None
@@ -485,24 +426,15 @@ def _response_id(body: Any) -> str | None:
 
 def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
     body = result.body
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        data: dict[str, Any] = body["data"]
-        return data
     # Older pages answer the object itself, without the envelope.
-    if isinstance(body, dict) and "success" not in body and ("id" in body or "object" in body):
+    if (
+        isinstance(body, dict)
+        and not isinstance(body.get("data"), dict)
+        and "success" not in body
+        and ("id" in body or "object" in body)
+    ):
         return body
-    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
-
-
-def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
-    shown = repr(result.body)
-    if len(shown) > 200:
-        shown = shown[:199] + "…"
-    return HelpdeskHTTPError(
-        result.status,
-        detail=f"{method} {path}: expected {wanted}, got {shown}",
-        request_id=result.request_id,
-    )
+    return data_object(result, method, path)
 
 
 def _int(value: Any) -> int | None:
