@@ -17,26 +17,23 @@ the first ticket Thena refuses, false goes on and reports the refused ones at th
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.errors import (
-    ClientError,
-    ConfigError,
-    HelpdeskHTTPError,
-    PartialFailure,
-    ServerError,
-)
-from ticketwire.ratebudget import RateBudget
+from ticketwire.errors import ClientError, ConfigError, HelpdeskHTTPError, PartialFailure
 from ticketwire.secret import Secret
-from ticketwire.vendors.http import exchange
+from ticketwire.vendors.client import (
+    ApiClient,
+    data_list,
+    data_object,
+    http_base,
+    ticket_path,
+    unexpected,
+)
+from ticketwire.vendors.http import Exchange
 from ticketwire.vendors.thena.models import (
     BULK_CREATE_FIELDS,
     BULK_UPDATE_FIELDS,
@@ -59,20 +56,18 @@ LIST_FILTERS: Mapping[str, str] = {
 }
 #: Keys a list answer's `data` object may hold the tickets under (the docs do not say).
 _LIST_KEYS = ("tickets", "items", "results", "data")
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 BULK_PATH = "/tickets/bulk"
 #: Answers that refuse one ticket of a bulk create, not the whole call (with stopOnError false
 #: the next ticket is still sent).
 _TICKET_REFUSALS = frozenset({400, 404, 409, 422})
 
 
-class ThenaClient:
+class ThenaClient(ApiClient):
     """Async client for one Thena organisation."""
 
-    #: The account's shared request budget; None sends without one.
-    budget: RateBudget | None = None
-
     vendor = VENDOR
+    helpdesk = "Thena"
+    url_setting = "THENA_API_URL"
 
     def __init__(
         self,
@@ -97,18 +92,10 @@ class ThenaClient:
             raise ConfigError(
                 "THENA_ORG_ID", "your Thena organisation id (required with THENA_AUTH=bearer)"
             )
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
-        self._session = session
-        self._base = _api_base(base_url)
-        # Messages name a call by its path as sent, as the helpdesk's own logs would.
-        self._root = URL(self._base).path.rstrip("/")
         self._auth = auth
         self._key = api_key
         self._org_id = org_id
-        self._timeout = timeout
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._user_agent = user_agent
+        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -116,21 +103,26 @@ class ThenaClient:
             f"org_id={self._org_id!r}, timeout={self._timeout!r})"
         )
 
-    @property
-    def base_url(self) -> str:
+    def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://platform.thena.ai/v1`."""
-        return self._base
+        base = http_base(
+            base_url,
+            lambda: ConfigError(
+                "THENA_API_URL", "the Thena API origin, e.g. https://platform.thena.ai"
+            ),
+        )
+        return base if base.endswith(API_PREFIX) else base + API_PREFIX
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket."""
-        path = _ticket_path(ticket_id)
-        return _data_object(await self._request("GET", path), "GET", path)
+        path = ticket_path(ticket_id)
+        return data_object(await self._request("GET", path), "GET", path)
 
     async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (both an id and a name are sent as given; Thena uses the id)."""
         _check_fields("update_ticket", fields, UPDATE_FIELDS)
-        path = _ticket_path(ticket_id)
-        return _data_object(await self._request("PATCH", path, json=fields), "PATCH", path)
+        path = ticket_path(ticket_id)
+        return data_object(await self._request("PATCH", path, json=fields), "PATCH", path)
 
     async def bulk_update(self, ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]:
         """`PATCH /tickets/bulk`; return `{updated: [{id, title}], skipped: [{id, reason}]}`.
@@ -139,14 +131,14 @@ class ThenaClient:
         """
         body = bulk_update_body(ticket_ids, **fields)
         result = await self._request("PATCH", BULK_PATH, json=body)
-        return _data_object(result, "PATCH", BULK_PATH)
+        return data_object(result, "PATCH", BULK_PATH)
 
     async def create_ticket(self, **fields: Any) -> dict[str, Any]:
         """`POST /tickets`: create one ticket; return it."""
         if not fields:
             raise ValueError("create_ticket needs at least a title")
         result = await self._request("POST", "/tickets", json=fields)
-        return _data_object(result, "POST", "/tickets")
+        return data_object(result, "POST", "/tickets")
 
     async def create_tickets(
         self, tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
@@ -158,11 +150,7 @@ class ThenaClient:
         (`send()` of a planned bulk create does not have that problem, see the module doc).
         """
         body = bulk_create_body(tickets, stop_on_error=stop_on_error)
-        result = await self._request("POST", BULK_PATH, json=body)
-        data = result.body.get("data") if isinstance(result.body, dict) else None
-        if not isinstance(data, list):
-            raise _unexpected(result, "POST", BULK_PATH, "a JSON object with a 'data' list")
-        return data
+        return data_list(await self._request("POST", BULK_PATH, json=body), "POST", BULK_PATH)
 
     def list_tickets(self, *, limit: int = 50, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Iterate over every matching ticket, page by page from page 0.
@@ -180,12 +168,7 @@ class ThenaClient:
 
     async def send(self, call: ApiCall) -> ApiResult:
         """Send a planned call (path relative to `/v1`), checking bulk answers id by id."""
-        if call.vendor != VENDOR:
-            raise ValueError(f"call is for {call.vendor!r}, not {VENDOR!r}: {call.describe()}")
-        if not call.path.startswith("/"):
-            raise ValueError(f"call path must start with '/': {call.describe()}")
-        method = call.method.upper()
-        body = call.body if method in _BODY_METHODS else None
+        method, body = self._planned(call)
         if call.path == BULK_PATH and method == "POST":
             return await self._create_each(call.body)
         result = await self._request(method, call.path, json=body)
@@ -224,7 +207,7 @@ class ThenaClient:
                 refused.append((where, exc))
                 continue
             elapsed += result.elapsed_ms
-            made = _data_object(result, "POST", "/tickets")
+            made = data_object(result, "POST", "/tickets")
             created.append({"id": made.get("id"), "title": made.get("title")})
         if refused:
             raise _refusal(refused[0][1], refused, created, len(tickets), stopped=False)
@@ -264,15 +247,12 @@ class ThenaClient:
         if isinstance(data, dict):
             data = next((data[k] for k in _LIST_KEYS if isinstance(data.get(k), list)), None)
         if not isinstance(data, list):
-            raise _unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
+            raise unexpected(result, "GET", "/tickets", "a JSON object with a 'data' list")
         return data
 
     def _headers(self, request_id: str) -> dict[str, str]:
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": self._user_agent,
-            "X-Request-Id": request_id,
-        }
+        """The common headers, then the key or token and the organisation as configured."""
+        headers = self._common_headers(request_id)
         if self._auth == "bearer":
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         else:
@@ -281,49 +261,23 @@ class ThenaClient:
             headers["x-org-id"] = self._org_id
         return headers
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-    ) -> ApiResult:
-        """Do one HTTP exchange: the only place this client touches the network."""
-        request_id = str(uuid.uuid4())
-        answer = await exchange(
-            self._session,
-            method,
-            self._base + path,
-            json=json,
-            params=params,
-            headers=self._headers(request_id),
-            client_timeout=self._client_timeout,
-            label=f"Thena {method} {self._root}{path}",
-            request_id=request_id,
-            budget=self.budget,
-        )
-        status, resp_headers, raw = answer.status, answer.headers, answer.raw
-        elapsed_ms = answer.elapsed_ms
-        if not 200 <= status < 300:
-            raise error_from_response(status, resp_headers, raw, request_id=request_id)
-        rid = resp_headers.get("X-Request-Id") or request_id
-        body = _parse_body(raw, status, resp_headers, rid)
+    def _error(
+        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
+    ) -> HelpdeskHTTPError:
+        """Whatever error body Thena sent, read leniently into the error tree."""
+        return error_from_response(status, headers, raw, request_id=request_id)
+
+    def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
+        """The answer, unless its envelope says `status: false`."""
         if isinstance(body, dict) and body.get("status") is False:
             # The envelope says it failed even though the HTTP status does not.
             raise ClientError(
-                status,
+                answer.status,
                 detail=f"Thena answered status=false: {body.get('message') or 'no message'}",
-                request_id=rid,
-                body=raw.decode("utf-8", "replace")[:2000],
+                request_id=request_id,
+                body=answer.raw.decode("utf-8", "replace")[:2000],
             )
-        return ApiResult(
-            status=status,
-            body=body,
-            request_id=rid,
-            elapsed_ms=elapsed_ms,
-            headers=dict(resp_headers),
-        )
+        return super()._result(answer, body, request_id)
 
 
 def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
@@ -386,7 +340,7 @@ def check_bulk_update(result: ApiResult, body: Mapping[str, Any]) -> None:
     updated = data.get("updated") if isinstance(data, dict) else None
     skipped = data.get("skipped") if isinstance(data, dict) else None
     if not isinstance(updated, list) and not isinstance(skipped, list):
-        raise _unexpected(
+        raise unexpected(
             result, "PATCH", BULK_PATH, "a 'data' object with 'updated' and 'skipped' lists"
         )
     done = [str(u.get("id")) for u in updated or () if isinstance(u, dict)]
@@ -445,54 +399,3 @@ def _check_fields(what: str, fields: Mapping[str, Any], accepted: Sequence[str])
         )
     if not fields:
         raise ValueError(f"{what} needs at least one field to change")
-
-
-def _api_base(base_url: str) -> str:
-    url = URL(base_url.strip())
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError("THENA_API_URL", "the Thena API origin, e.g. https://platform.thena.ai")
-    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
-    return base if base.endswith(API_PREFIX) else base + API_PREFIX
-
-
-def _ticket_path(ticket_id: str) -> str:
-    text = str(ticket_id)
-    if not text:
-        raise ValueError("ticket id is empty")
-    return "/tickets/" + quote(text, safe="")
-
-
-def _parse_body(raw: bytes, status: int, headers: Mapping[str, str], request_id: str) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        pass
-    # A 2xx that is not JSON is usually a proxy or login page in front of the API.
-    snippet = " ".join(raw.decode("utf-8", errors="replace").split())[:200]
-    kind = headers.get("Content-Type") or "no content type"
-    raise ServerError(
-        status,
-        detail=f"expected a JSON body, got {kind}: {snippet!r}; check THENA_API_URL, then retry",
-        request_id=request_id,
-    )
-
-
-def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
-    body = result.body
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        data: dict[str, Any] = body["data"]
-        return data
-    raise _unexpected(result, method, path, "a JSON object with a 'data' object")
-
-
-def _unexpected(result: ApiResult, method: str, path: str, wanted: str) -> HelpdeskHTTPError:
-    shown = repr(result.body)
-    if len(shown) > 200:
-        shown = shown[:199] + "…"
-    return HelpdeskHTTPError(
-        result.status,
-        detail=f"{method} {path}: expected {wanted}, got {shown}",
-        request_id=result.request_id,
-    )
