@@ -10,7 +10,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -19,11 +19,27 @@ from yarl import URL
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
 from ticketwire.ratebudget import RateBudget
+from ticketwire.secret import Secret
 from ticketwire.vendors.http import Exchange, exchange, header
 from ticketwire.vendors.problems import SNIPPET_CHARS, flat
 
 #: Methods whose planned call sends its body.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ErrorReader(Protocol):
+    """A helpdesk's reading of a non-2xx answer into the error tree."""
+
+    def __call__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        request_id: str | None = None,
+    ) -> HelpdeskHTTPError:
+        """The error for `status`; `request_id` is used when the answer names none."""
+        ...
 
 
 class ApiClient(ABC):
@@ -37,11 +53,14 @@ class ApiClient(ABC):
     helpdesk: str
     #: What to check when a 2xx answer is not JSON, e.g. `THENA_API_URL`.
     url_setting: str
+    #: The helpdesk's error reader, its `problems.error_from_response`.
+    read_error: ErrorReader
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         base_url: str,
+        api_key: Secret,
         *,
         timeout: float,
         user_agent: str,
@@ -49,6 +68,7 @@ class ApiClient(ABC):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
+        self._key = api_key
         self._base = self._api_base(base_url)
         # Messages name a call by its path as sent, as the helpdesk's own logs would.
         self._root = URL(self._base).path.rstrip("/")
@@ -65,15 +85,9 @@ class ApiClient(ABC):
     def _api_base(self, base_url: str) -> str:
         """The API root from the configured URL; raise `ConfigError` when it cannot be one."""
 
-    @abstractmethod
     def _headers(self, request_id: str) -> dict[str, str]:
-        """Every request's headers: the helpdesk's auth and `common_headers`, in its order."""
-
-    @abstractmethod
-    def _error(
-        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
-    ) -> HelpdeskHTTPError:
-        """The error a non-2xx answer raises, read from the helpdesk's own error body."""
+        """Every request's headers: the API key as a bearer token, then `_common_headers`."""
+        return {"Authorization": f"Bearer {self._key.reveal()}", **self._common_headers(request_id)}
 
     def _common_headers(self, request_id: str) -> dict[str, str]:
         """The headers every helpdesk gets besides its auth."""
@@ -116,7 +130,7 @@ class ApiClient(ABC):
             budget=self.budget,
         )
         if not 200 <= answer.status < 300:
-            raise self._error(answer.status, answer.headers, answer.raw, request_id)
+            raise self.read_error(answer.status, answer.headers, answer.raw, request_id=request_id)
         rid = header(answer.headers, "X-Request-Id") or request_id
         return self._result(answer, self._decode(answer, rid), rid)
 
@@ -151,13 +165,14 @@ class ApiClient(ABC):
         )
 
 
-def http_base(base_url: str, bad: Callable[[], ConfigError]) -> str:
-    """`base_url` without query, fragment or trailing slash; `bad()` is raised unless it is an
-    http(s) URL with a host."""
+def http_base(base_url: str, bad: Callable[[], ConfigError], *, prefix: str = "") -> str:
+    """`base_url` without query, fragment or trailing slash, ending in `prefix`; `bad()` is raised
+    unless it is an http(s) URL with a host."""
     url = URL(base_url.strip())
     if url.scheme not in ("http", "https") or not url.host:
         raise bad()
-    return str(url.with_query(None).with_fragment(None)).rstrip("/")
+    base = str(url.with_query(None).with_fragment(None)).rstrip("/")
+    return base if base.endswith(prefix) else base + prefix
 
 
 def ticket_path(ticket_id: str) -> str:

@@ -22,7 +22,7 @@ import aiohttp
 
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.engine.notes import is_note_call
-from ticketwire.errors import ConfigError, HelpdeskHTTPError, PartialFailure
+from ticketwire.errors import ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
 from ticketwire.vendors.cstar.models import (
@@ -54,6 +54,7 @@ class CStarClient(ApiClient):
     helpdesk = "cStar"
     # Writes carry an Idempotency-Key, so a retry after a 2xx that is not JSON is safe.
     url_setting = "CSTAR_API_URL"
+    read_error = staticmethod(error_from_response)
 
     def __init__(
         self,
@@ -73,9 +74,8 @@ class CStarClient(ApiClient):
             # Refused before any call: every write would answer 403 anyway.
             raise ConfigError("CSTAR_API_KEY", _READ_ONLY)
         self._team_id = team_id
-        self._key = api_key
         self._write = write
-        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
+        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -86,19 +86,6 @@ class CStarClient(ApiClient):
     def _api_base(self, base_url: str) -> str:
         """The team's API root every path is relative to, e.g. `…/api/v1/teams/<uuid>`."""
         return team_base(base_url or DEFAULT_BASE_URL, self._team_id)
-
-    def _headers(self, request_id: str) -> dict[str, str]:
-        """The bearer secret key, then the common headers."""
-        return {
-            "Authorization": f"Bearer {self._key.reveal()}",
-            **self._common_headers(request_id),
-        }
-
-    def _error(
-        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
-    ) -> HelpdeskHTTPError:
-        """A cStar error envelope read into the error tree."""
-        return error_from_response(status, headers, raw, request_id=request_id)
 
     def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
         """The answer, named by the request id cStar puts in its `meta` when there is one."""

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.errors import ConfigError, HelpdeskHTTPError
+from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
@@ -61,6 +61,7 @@ class InboxOpsClient(ApiClient):
     # writes are idempotent, so a retry is safe (a note may be left twice: InboxOps documents no
     # idempotency for messages).
     url_setting = "the base URL"
+    read_error = staticmethod(error_from_response)
 
     def __init__(
         self,
@@ -73,8 +74,7 @@ class InboxOpsClient(ApiClient):
     ) -> None:
         if not api_key.reveal().startswith(KEY_PREFIX):
             raise ConfigError("INBOXOPS_API_KEY", "a key starting with 'ixk_' from Settings → API")
-        self._key = api_key
-        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
+        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -84,28 +84,15 @@ class InboxOpsClient(ApiClient):
 
     def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://app.inboxops.app/api/v1`."""
-        base = http_base(
+        return http_base(
             base_url,
             lambda: ConfigError(
                 "INBOXOPS_API_URL",
                 "the InboxOps app origin, e.g. https://app.inboxops.app",
                 base_url,
             ),
+            prefix=API_PREFIX,
         )
-        return base if base.endswith(API_PREFIX) else base + API_PREFIX
-
-    def _headers(self, request_id: str) -> dict[str, str]:
-        """The bearer API key, then the common headers."""
-        return {
-            "Authorization": f"Bearer {self._key.reveal()}",
-            **self._common_headers(request_id),
-        }
-
-    def _error(
-        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
-    ) -> HelpdeskHTTPError:
-        """An InboxOps problem-details (or legacy) error body read into the error tree."""
-        return error_from_response(status, headers, raw, request_id=request_id)
 
     async def get_ticket(self, ticket_id: str, *, include: Sequence[str] = ()) -> dict[str, Any]:
         """Fetch one ticket by id or ticket number; `include` adds e.g. `tags`, `contact`."""

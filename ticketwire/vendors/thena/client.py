@@ -23,7 +23,7 @@ from typing import Any, Literal
 import aiohttp
 
 from ticketwire.calls import ApiCall, ApiResult
-from ticketwire.errors import ClientError, ConfigError, HelpdeskHTTPError, PartialFailure
+from ticketwire.errors import ClientError, ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
     ApiClient,
@@ -68,6 +68,7 @@ class ThenaClient(ApiClient):
     vendor = VENDOR
     helpdesk = "Thena"
     url_setting = "THENA_API_URL"
+    read_error = staticmethod(error_from_response)
 
     def __init__(
         self,
@@ -93,9 +94,8 @@ class ThenaClient(ApiClient):
                 "THENA_ORG_ID", "your Thena organisation id (required with THENA_AUTH=bearer)"
             )
         self._auth = auth
-        self._key = api_key
         self._org_id = org_id
-        super().__init__(session, base_url, timeout=timeout, user_agent=user_agent)
+        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
     def __repr__(self) -> str:
         return (
@@ -105,13 +105,13 @@ class ThenaClient(ApiClient):
 
     def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://platform.thena.ai/v1`."""
-        base = http_base(
+        return http_base(
             base_url,
             lambda: ConfigError(
                 "THENA_API_URL", "the Thena API origin, e.g. https://platform.thena.ai"
             ),
+            prefix=API_PREFIX,
         )
-        return base if base.endswith(API_PREFIX) else base + API_PREFIX
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket."""
@@ -260,12 +260,6 @@ class ThenaClient(ApiClient):
         if self._org_id:
             headers["x-org-id"] = self._org_id
         return headers
-
-    def _error(
-        self, status: int, headers: Mapping[str, str], raw: bytes, request_id: str
-    ) -> HelpdeskHTTPError:
-        """Whatever error body Thena sent, read leniently into the error tree."""
-        return error_from_response(status, headers, raw, request_id=request_id)
 
     def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
         """The answer, unless its envelope says `status: false`."""
