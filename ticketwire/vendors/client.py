@@ -76,6 +76,14 @@ class ApiClient(ABC):
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._shown())
+        return f"{type(self).__name__}({shown})"
+
+    def _shown(self) -> list[tuple[str, object]]:
+        """What `repr` shows, in order; the key shows as its `Secret` does, hidden."""
+        return [("base_url", self._base), ("api_key", self._key), ("timeout", self._timeout)]
+
     @property
     def base_url(self) -> str:
         """The API root every path is relative to."""

@@ -77,11 +77,9 @@ class CStarClient(ApiClient):
         self._write = write
         super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
-    def __repr__(self) -> str:
-        return (
-            f"CStarClient(base_url={self._base!r}, api_key={self._key!r}, "
-            f"timeout={self._timeout!r}, write={self._write})"
-        )
+    def _shown(self) -> list[tuple[str, object]]:
+        """The common fields, then whether the client may write."""
+        return [*super()._shown(), ("write", self._write)]
 
     def _api_base(self, base_url: str) -> str:
         """The team's API root every path is relative to, e.g. `…/api/v1/teams/<uuid>`."""

@@ -76,12 +76,6 @@ class InboxOpsClient(ApiClient):
             raise ConfigError("INBOXOPS_API_KEY", "a key starting with 'ixk_' from Settings → API")
         super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
-    def __repr__(self) -> str:
-        return (
-            f"InboxOpsClient(base_url={self._base!r}, api_key={self._key!r}, "
-            f"timeout={self._timeout!r})"
-        )
-
     def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://app.inboxops.app/api/v1`."""
         return http_base(

@@ -97,11 +97,15 @@ class ThenaClient(ApiClient):
         self._org_id = org_id
         super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
-    def __repr__(self) -> str:
-        return (
-            f"ThenaClient(base_url={self._base!r}, auth={self._auth!r}, api_key={self._key!r}, "
-            f"org_id={self._org_id!r}, timeout={self._timeout!r})"
-        )
+    def _shown(self) -> list[tuple[str, object]]:
+        """The root, the auth scheme, the key, the organisation and the timeout."""
+        return [
+            ("base_url", self._base),
+            ("auth", self._auth),
+            ("api_key", self._key),
+            ("org_id", self._org_id),
+            ("timeout", self._timeout),
+        ]
 
     def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://platform.thena.ai/v1`."""
