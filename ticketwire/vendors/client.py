@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -25,6 +25,9 @@ from ticketwire.vendors.problems import SNIPPET_CHARS, flat
 
 #: Methods whose planned call sends its body.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+#: One page of a numbered listing: its items and its paging information.
+Page = tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 class ErrorReader(Protocol):
@@ -105,6 +108,16 @@ class ApiClient(ABC):
             "X-Request-Id": request_id,
         }
 
+    def _check_patch(self, fields: Mapping[str, Any], accepted: Sequence[str]) -> None:
+        """Refuse a ticket PATCH of fields the helpdesk does not take, or of none."""
+        unknown = sorted(set(fields) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"{self.helpdesk} cannot PATCH {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+            )
+        if not fields:
+            raise ValueError("update_ticket needs at least one field to change")
+
     def _planned(self, call: ApiCall) -> tuple[str, dict[str, Any] | None]:
         """The method and the body to send of a planned call, checked to be this helpdesk's."""
         if call.vendor != self.vendor:
@@ -171,6 +184,36 @@ class ApiClient(ABC):
             elapsed_ms=answer.elapsed_ms,
             headers=dict(answer.headers),
         )
+
+
+async def numbered_pages(
+    fetch: Callable[[int], Awaitable[Page]],
+    is_last: Callable[[int, Page, int], bool],
+) -> AsyncIterator[dict[str, Any]]:
+    """Every item of pages 1, 2, … until `is_last(page, (items, info), seen so far)` says so."""
+    page, seen = 1, 0
+    while True:
+        items, info = await fetch(page)
+        for item in items:
+            yield item
+        seen += len(items)
+        if is_last(page, (items, info), seen):
+            return
+        page += 1
+
+
+def id_list(ids: Sequence[str], *, name: str, empty: str) -> list[str]:
+    """`ids` as strings; a single string (`name` says which argument) or no id is refused."""
+    if isinstance(ids, str | bytes):
+        raise TypeError(f"{name} must be a sequence of ids, not a single string")
+    if not ids:
+        raise ValueError(empty)
+    return [str(i) for i in ids]
+
+
+def int_or_none(value: Any) -> int | None:
+    """`value` when it is a JSON integer (not a boolean), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def http_base(base_url: str, bad: Callable[[], ConfigError], *, prefix: str = "") -> str:

@@ -24,7 +24,17 @@ from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.engine.notes import is_note_call
 from ticketwire.errors import ConfigError, PartialFailure
 from ticketwire.secret import Secret
-from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
+from ticketwire.vendors.client import (
+    ApiClient,
+    Page,
+    data_list,
+    data_object,
+    http_base,
+    id_list,
+    int_or_none,
+    numbered_pages,
+    ticket_path,
+)
 from ticketwire.vendors.cstar.models import (
     BULK_ACTIONS,
     BULK_RESOURCES,
@@ -100,13 +110,7 @@ class CStarClient(ApiClient):
         self, ticket_id: str, *, idempotency_key: str | None = None, **fields: Any
     ) -> dict[str, Any]:
         """PATCH the given fields (`assignedTo=None` unassigns; `tags` replaces the list)."""
-        unknown = sorted(set(fields) - set(PATCH_FIELDS))
-        if unknown:
-            raise ValueError(
-                f"cStar cannot PATCH {', '.join(unknown)}; accepted: {', '.join(PATCH_FIELDS)}"
-            )
-        if not fields:
-            raise ValueError("update_ticket needs at least one field to change")
+        self._check_patch(fields, PATCH_FIELDS)
         path = ticket_path(ticket_id)
         result = await self._request(
             "PATCH", path, json=fields, idempotency_key=idempotency_key or _fresh_key()
@@ -205,32 +209,24 @@ class CStarClient(ApiClient):
 
     # ------------------------------------------------------------------ transport
 
-    async def _iterate(
-        self, page_size: int, params: dict[str, str]
-    ) -> AsyncIterator[dict[str, Any]]:
-        page, seen = 1, 0
-        while True:
-            items, info = await self._page(page, page_size, params)
-            for item in items:
-                yield item
-            seen += len(items)
-            size = _int(info.get("pageSize")) or page_size
-            total = _int(info.get("total"))
-            pages = _int(info.get("totalPages"))
+    def _iterate(self, page_size: int, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        def is_last(page: int, answer: Page, seen: int) -> bool:
+            items, info = answer
+            size = int_or_none(info.get("pageSize")) or page_size
+            total = int_or_none(info.get("total"))
+            pages = int_or_none(info.get("totalPages"))
             more = info.get("hasMore")
-            if (
+            return (
                 not items
                 or more is False
                 or (pages is not None and page >= pages)
                 or (total is not None and seen >= total)
                 or (more is None and len(items) < size)
-            ):
-                return
-            page += 1
+            )
 
-    async def _page(
-        self, page: int, page_size: int, params: Mapping[str, str]
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return numbered_pages(lambda page: self._page(page, page_size, params), is_last)
+
+    async def _page(self, page: int, page_size: int, params: Mapping[str, str]) -> Page:
         query = {**params, "page": str(page), "pageSize": str(page_size)}
         result = await self._request("GET", "/tickets", params=query)
         return data_list(result, "GET", "/tickets"), pagination_of(result.body)
@@ -322,15 +318,12 @@ def bulk_body(
         raise ValueError(
             f"unknown bulk resource {resource!r}; accepted: {', '.join(BULK_RESOURCES)}"
         )
-    if isinstance(ids, str | bytes):
-        raise TypeError("ids must be a sequence of ids, not a single string")
-    if not ids:
-        raise ValueError("bulk needs at least one id")
-    if len(ids) > MAX_BULK_IDS:
+    sent = id_list(ids, name="ids", empty="bulk needs at least one id")
+    if len(sent) > MAX_BULK_IDS:
         raise ValueError(f"cStar takes at most {MAX_BULK_IDS} ids per bulk call, got {len(ids)}")
     if action == "update" and not data:
         raise ValueError("a bulk update needs data, e.g. {'status': 'closed'}")
-    body: dict[str, Any] = {"action": action, "resource": resource, "ids": [str(i) for i in ids]}
+    body: dict[str, Any] = {"action": action, "resource": resource, "ids": sent}
     if data:
         body["data"] = dict(data)
     return body
@@ -346,7 +339,7 @@ def bulk_outcome(result: ApiResult, ids: Sequence[str]) -> dict[str, Any]:
     the call carried several ids: sent alone, its own answer says what became of it.
     """
     data = _data_object(result, "POST", "/bulk")
-    failed_count = _int(data.get("failed")) or 0
+    failed_count = int_or_none(data.get("failed")) or 0
     listed = data.get("errors")
     errors: list[Any] = listed if isinstance(listed, list) else []
     failed: dict[str, str] = {}
@@ -420,7 +413,3 @@ def _data_object(result: ApiResult, method: str, path: str) -> dict[str, Any]:
     ):
         return body
     return data_object(result, method, path)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -17,7 +17,17 @@ import aiohttp
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
-from ticketwire.vendors.client import ApiClient, data_list, data_object, http_base, ticket_path
+from ticketwire.vendors.client import (
+    ApiClient,
+    Page,
+    data_list,
+    data_object,
+    http_base,
+    id_list,
+    int_or_none,
+    numbered_pages,
+    ticket_path,
+)
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
 from ticketwire.vendors.inboxops.problems import error_from_response
 
@@ -96,13 +106,7 @@ class InboxOpsClient(ApiClient):
 
     async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (`assignee_id=None` unassigns); return the updated ticket."""
-        unknown = sorted(set(fields) - set(PATCH_FIELDS))
-        if unknown:
-            raise ValueError(
-                f"InboxOps cannot PATCH {', '.join(unknown)}; accepted: {', '.join(PATCH_FIELDS)}"
-            )
-        if not fields:
-            raise ValueError("update_ticket needs at least one field to change")
+        self._check_patch(fields, PATCH_FIELDS)
         path = ticket_path(ticket_id)
         result = await self._request("PATCH", path, json=_jsonable(fields))
         return data_object(result, "PATCH", path)
@@ -165,26 +169,18 @@ class InboxOpsClient(ApiClient):
         method, body = self._planned(call)
         return await self._request(method, call.path, json=body)
 
-    async def _iterate(
-        self, per_page: int, params: dict[str, str]
-    ) -> AsyncIterator[dict[str, Any]]:
-        page, seen = 1, 0
-        while True:
-            items, meta = await self._page(page, per_page, params)
-            for item in items:
-                yield item
-            seen += len(items)
+    def _iterate(self, per_page: int, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        def is_last(page: int, answer: Page, seen: int) -> bool:
+            items, meta = answer
             # The server may cap per_page below what was asked; a page is "short" only
             # against the size the server says it used.
-            size = _int(meta.get("per_page")) or per_page
-            total = _int(meta.get("total"))
-            if not items or len(items) < size or (total is not None and seen >= total):
-                return
-            page += 1
+            size = int_or_none(meta.get("per_page")) or per_page
+            total = int_or_none(meta.get("total"))
+            return not items or len(items) < size or (total is not None and seen >= total)
 
-    async def _page(
-        self, page: int, per_page: int, params: Mapping[str, str]
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return numbered_pages(lambda page: self._page(page, per_page, params), is_last)
+
+    async def _page(self, page: int, per_page: int, params: Mapping[str, str]) -> Page:
         query = {**params, "page": str(page), "per_page": str(per_page)}
         result = await self._request("GET", "/tickets", params=query)
         items = data_list(result, "GET", "/tickets")
@@ -227,11 +223,8 @@ def bulk_body(operation: str, ticket_ids: Sequence[str], **params: Any) -> dict[
         raise ValueError(
             f"unknown bulk operation {operation!r}; accepted: {', '.join(BULK_OPERATIONS)}"
         )
-    if isinstance(ticket_ids, str | bytes):
-        raise TypeError("ticket_ids must be a sequence of ids, not a single string")
-    if not ticket_ids:
-        raise ValueError("bulk needs at least one ticket id")
-    return {"operation": operation, "ticket_ids": [str(t) for t in ticket_ids], **_jsonable(params)}
+    ids = id_list(ticket_ids, name="ticket_ids", empty="bulk needs at least one ticket id")
+    return {"operation": operation, "ticket_ids": ids, **_jsonable(params)}
 
 
 def note_body(text: str) -> dict[str, Any]:
@@ -288,7 +281,3 @@ def _join(values: Sequence[Any]) -> str:
 
 def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in fields.items()}
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

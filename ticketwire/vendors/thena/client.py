@@ -30,6 +30,7 @@ from ticketwire.vendors.client import (
     data_list,
     data_object,
     http_base,
+    id_list,
     ticket_path,
     unexpected,
 )
@@ -302,12 +303,9 @@ def list_params(filters: Mapping[str, Any]) -> dict[str, str]:
 
 def bulk_update_body(ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]:
     """Build the `PATCH /tickets/bulk` body, checking the ids and the fields."""
-    if isinstance(ticket_ids, str | bytes):
-        raise TypeError("ticket_ids must be a sequence of ids, not a single string")
-    if not ticket_ids:
-        raise ValueError("bulk_update needs at least one ticket id")
+    ids = id_list(ticket_ids, name="ticket_ids", empty="bulk_update needs at least one ticket id")
     _check_fields("bulk_update", fields, BULK_UPDATE_FIELDS)
-    return {"ticketIds": [str(t) for t in ticket_ids], **fields}
+    return {"ticketIds": ids, **fields}
 
 
 def bulk_create_body(
