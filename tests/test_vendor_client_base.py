@@ -100,24 +100,18 @@ class Probe(ApiClient):
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The HTTP session the clients share."""
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-def serve(aiohttp_server: Any, session: aiohttp.ClientSession) -> Serve:
+async def serve(aiohttp_server: Any) -> AsyncIterator[Serve]:
     """Start a server answering `method path` with `handler`; return a Probe client on it."""
+    async with aiohttp.ClientSession() as session:
 
-    async def start(method: str, path: str, handler: Handler, **kw: Any) -> Probe:
-        app = web.Application()
-        app.router.add_route(method, path, handler)
-        server: TestServer = await aiohttp_server(app)
-        options = {"timeout": 5.0, "user_agent": "probe/1", **kw}
-        return Probe(session, str(server.make_url("/")), Secret("k-1"), **options)
+        async def start(method: str, path: str, handler: Handler, **kw: Any) -> Probe:
+            app = web.Application()
+            app.router.add_route(method, path, handler)
+            server: TestServer = await aiohttp_server(app)
+            options = {"timeout": 5.0, "user_agent": "probe/1", **kw}
+            return Probe(session, str(server.make_url("/")), Secret("k-1"), **options)
 
-    return start
+        yield start
 
 
 def answer(status: int, body: str, content_type: str, **headers: str) -> Handler:
@@ -279,22 +273,24 @@ def test_ticket_path_quotes_one_segment() -> None:
         ticket_path("")
 
 
-async def test_configuration_is_checked_before_any_request(
-    session: aiohttp.ClientSession,
-) -> None:
-    with pytest.raises(ValueError, match="timeout must be positive"):
-        Probe(session, "https://h.example", Secret("k"), timeout=0, user_agent="p")
-    with pytest.raises(ConfigError, match="PROBE_API_URL"):
-        Probe(session, "ftp://h.example", Secret("k"), timeout=1, user_agent="p")
-    client = Probe(session, "https://h.example/v1/?q=1#f", Secret("k"), timeout=1, user_agent="p")
+async def test_configuration_is_checked_before_any_request() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match="timeout must be positive"):
+            Probe(session, "https://h.example", Secret("k"), timeout=0, user_agent="p")
+        with pytest.raises(ConfigError, match="PROBE_API_URL"):
+            Probe(session, "ftp://h.example", Secret("k"), timeout=1, user_agent="p")
+        client = Probe(
+            session, "https://h.example/v1/?q=1#f", Secret("k"), timeout=1, user_agent="p"
+        )
     assert client.base_url == "https://h.example/v1"
     assert repr(client) == (
         "Probe(base_url='https://h.example/v1', api_key=Secret('**********'), timeout=1)"
     )
 
 
-async def test_planned_calls_must_be_this_helpdesks(session: aiohttp.ClientSession) -> None:
-    client = Probe(session, "https://h.example", Secret("k"), timeout=1, user_agent="p")
+async def test_planned_calls_must_be_this_helpdesks() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = Probe(session, "https://h.example", Secret("k"), timeout=1, user_agent="p")
     assert client._planned(ApiCall("probe", "get", "/x", {"a": 1}, "1")) == ("GET", None)
     assert client._planned(ApiCall("probe", "PATCH", "/x", {"a": 1}, "1")) == ("PATCH", {"a": 1})
     with pytest.raises(ValueError, match="not 'probe'"):
