@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,10 @@ class Settings:
 
             found = bundle(name).settings()
         return found
+
+    def with_vendor(self, name: str, account: object) -> Settings:
+        """These settings with vendor `name`'s account settings replaced by `account`."""
+        return dataclasses.replace(self, vendors={**self.vendors, name: account})
 
     def vendors_receiving(self) -> tuple[str, ...]:
         """Vendors whose webhooks the receiver accepts (those with secrets configured)."""
