@@ -31,11 +31,10 @@ from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.settings import CStarSettings
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
-from ticketwire.vendors.registry import bundle
+from ticketwire.vendors.registry import VENDORS, bundle
 from ticketwire.vendors.thena.settings import ThenaSettings
 from workers.arqhost import in_process_worker
 
-VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
 #: The simulators' seed unless a test gives one: the same seeded tickets and ids in every run, so
 #: a test that passes once passes always (a fresh seed each run made a seeded ticket's fields,
 #: and so what a change of it does, vary between runs).
