@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -109,6 +110,15 @@ class Vendor(Generic[S]):
             values = value if isinstance(value, tuple) else (value,)
             out.extend(v for v in values if isinstance(v, Secret))
         return out
+
+
+def lazy(module: str, name: str) -> Callable[[], Any]:
+    """A factory returning `module.name`, importing the module only when first called."""
+
+    def load() -> Any:
+        return getattr(importlib.import_module(module), name)
+
+    return load
 
 
 def key_digest(key: Secret) -> str:

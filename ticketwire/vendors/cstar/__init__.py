@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.errors import ConfigError
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, no_notes
+from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy, no_notes
 from ticketwire.vendors.cstar.settings import CStarSettings, read, require
 from ticketwire.vendors.cstar.vocabulary import VOCABULARY
 
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
     from ticketwire.config import Role
     from ticketwire.engine.select import VendorSelect
-    from ticketwire.event import Event
     from ticketwire.ratebudget import Limit
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
     from ticketwire.writeback import BatchSpec
@@ -39,12 +38,6 @@ def _client(
     from ticketwire.vendors.cstar.client import CStarClient
 
     return CStarClient(session, account.api_url, account.team_id, account.api_key, timeout=timeout)
-
-
-def _parser() -> Callable[[bytes], Event]:
-    from ticketwire.vendors.cstar.webhook import parse
-
-    return parse
 
 
 def _batching(account: CStarSettings) -> BatchSpec:
@@ -105,12 +98,6 @@ def _listed() -> ListedView:
     return _listed_view
 
 
-def _common_view() -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from ticketwire.vendors.cstar.webhook import common_view
-
-    return common_view
-
-
 def _require(account: CStarSettings, role: Role) -> None:
     require(account)
 
@@ -134,14 +121,14 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     need_api=_need_api,
     intake=_intake,
     client=_client,
-    parser=_parser,
+    parser=lazy("ticketwire.vendors.cstar.webhook", "parse"),
     actions="ticketwire.vendors.cstar.actions",
     batching=_batching,
     budget=_budget,
     echo=_echo,
     select=_select,
     listed=_listed,
-    common_view=_common_view,
+    common_view=lazy("ticketwire.vendors.cstar.webhook", "common_view"),
     vocabulary=VOCABULARY,
     # The team id is the tenant of cStar's webhooks.
     tenant=lambda account: account.team_id,

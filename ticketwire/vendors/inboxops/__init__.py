@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest
+from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings, need_api, read
 from ticketwire.vendors.inboxops.vocabulary import VOCABULARY
 
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from ticketwire.config import Role
     from ticketwire.engine.router import Rule
     from ticketwire.engine.select import VendorSelect
-    from ticketwire.event import Event
     from ticketwire.ratebudget import Limit
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
     from ticketwire.writeback import BatchSpec
@@ -39,12 +38,6 @@ def _client(
     from ticketwire.vendors.inboxops.client import InboxOpsClient
 
     return InboxOpsClient(session, account.api_url, account.api_key, timeout=timeout)
-
-
-def _parser() -> Callable[[bytes], Event]:
-    from ticketwire.vendors.inboxops.webhook import parse_stored
-
-    return parse_stored
 
 
 def _batching(account: InboxOpsSettings) -> BatchSpec:
@@ -114,12 +107,6 @@ def _listed() -> ListedView:
     return _listed_view
 
 
-def _common_view() -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from ticketwire.vendors.inboxops.webhook import common_view
-
-    return common_view
-
-
 def _require(account: InboxOpsSettings, role: Role) -> None:
     """Nothing InboxOps needs beyond what `need_api` says."""
 
@@ -143,14 +130,14 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     need_api=need_api,
     intake=_intake,
     client=_client,
-    parser=_parser,
+    parser=lazy("ticketwire.vendors.inboxops.webhook", "parse_stored"),
     actions="ticketwire.vendors.inboxops.actions",
     batching=_batching,
     budget=_budget,
     echo=_echo,
     select=_select,
     listed=_listed,
-    common_view=_common_view,
+    common_view=lazy("ticketwire.vendors.inboxops.webhook", "common_view"),
     vocabulary=VOCABULARY,
     tenant=lambda account: None,
     rule_notes=_rule_notes,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.errors import ConfigError
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, no_notes
+from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy, no_notes
 from ticketwire.vendors.thena.settings import ThenaSettings, read
 from ticketwire.vendors.thena.vocabulary import VOCABULARY
 
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
     from ticketwire.config import Role
     from ticketwire.engine.select import VendorSelect
-    from ticketwire.event import Event
     from ticketwire.ratebudget import Limit
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
     from ticketwire.writeback import BatchSpec
@@ -48,12 +47,6 @@ def _client(
         org_id=account.org_id,
         timeout=timeout,
     )
-
-
-def _parser() -> Callable[[bytes], Event]:
-    from ticketwire.vendors.thena.webhook import parse
-
-    return parse
 
 
 def _batching(account: ThenaSettings) -> BatchSpec:
@@ -101,12 +94,6 @@ def _listed() -> ListedView:
     return _listed_view
 
 
-def _common_view() -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    from ticketwire.vendors.thena.webhook import common_view
-
-    return common_view
-
-
 def _require(account: ThenaSettings, role: Role) -> None:
     """Thena's settings are checked as they are read."""
 
@@ -129,14 +116,14 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     need_api=_need_api,
     intake=_intake,
     client=_client,
-    parser=_parser,
+    parser=lazy("ticketwire.vendors.thena.webhook", "parse"),
     actions="ticketwire.vendors.thena.actions",
     batching=_batching,
     budget=_budget,
     echo=_echo,
     select=_select,
     listed=_listed,
-    common_view=_common_view,
+    common_view=lazy("ticketwire.vendors.thena.webhook", "common_view"),
     vocabulary=VOCABULARY,
     # The organisation id is the tenant of Thena's events.
     tenant=lambda account: account.org_id,
