@@ -31,10 +31,12 @@ class Env:
         self._env = environ
 
     def text(self, name: str) -> str | None:
+        """The stripped value of `name`, or None when unset or blank."""
         value = self._env.get(name, "").strip()
         return value or None
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        """`name` as an integer within [low, high], or `default` when unset."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -47,6 +49,7 @@ class Env:
         return value
 
     def duration(self, name: str, default: float, *, zero: bool = False) -> float:
+        """`name` as seconds, written like 300ms, 30s, 15m, 72h or 3d; 0 only when `zero`."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -57,6 +60,7 @@ class Env:
         return float(m.group(1)) * _UNITS[m.group(2)]
 
     def limits(self, name: str, default: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        """`name` as rate limits (`100/min`, `write=1000/h`); `none` or `off`: no limits."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -70,6 +74,7 @@ class Env:
             ) from None
 
     def size(self, name: str, default: int) -> int:
+        """`name` as bytes, bare or with a unit (256KiB, 1MiB)."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -80,6 +85,7 @@ class Env:
         return int(m.group(1)) * _SIZE_UNITS[unit]
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """`name` upper-cased, one of `choices`, or `default` when unset."""
         raw = self.text(name)
         if raw is None:
             return default
@@ -88,6 +94,7 @@ class Env:
         return raw.upper()
 
     def url(self, name: str, *, schemes: tuple[str, ...]) -> str | None:
+        """`name` as a URL with one of `schemes`, or None when unset."""
         raw = self.text(name)
         if raw is None:
             return None
@@ -99,6 +106,7 @@ class Env:
         return raw
 
     def console_token(self, name: str) -> Secret | None:
+        """`name` as the console token (at least 16 characters), or None when unset."""
         raw = self.text(name)
         if raw is None:
             return None
@@ -108,6 +116,7 @@ class Env:
         return Secret(raw)
 
     def secrets(self, name: str) -> tuple[Secret, ...]:
+        """`name` as comma-separated secrets, or none when unset."""
         raw = self.text(name)
         if raw is None:
             return ()
