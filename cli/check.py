@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 from cli.init import no_rules_dir
+from ticketwire.config import rules_dir_of
 from ticketwire.engine import render_table
 from ticketwire.engine.ruleset import load_rule_set
-from ticketwire.vendors.inboxops.reminders import reminder_notes
+from ticketwire.vendors.registry import active
 
 
 def run_check(directory: Path | None) -> int:
     """Validate `directory`; return 0 when every rule loads, 1 otherwise."""
-    path = directory or Path(os.environ.get("TICKETWIRE_RULES") or "rules")
+    path = directory or rules_dir_of(os.environ)
     if not path.is_dir():
         print(f"ticketwire check: {no_rules_dir(path)}", file=sys.stderr)
         return 1
@@ -26,7 +27,7 @@ def run_check(directory: Path | None) -> int:
             print(f"  {err}", file=sys.stderr)
         return 1
     print(render_table(router))
-    notes = reminder_notes(router.rules)
+    notes = [note for v in active().vendors for note in v.rule_notes(router.rules)]
     if notes:
         print("\nReminders:")
         for note in notes:

@@ -32,7 +32,8 @@ from simulator.inboxops.clock import iso
 from simulator.thena import webhooks as thena_sim
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError, MalformedEvent
-from ticketwire.vendors.registry import VENDORS, parser
+from ticketwire.vendors.registry import VENDORS, active, bundle, parser
+from ticketwire.vendors.thena import VENDOR as THENA
 from ticketwire.vendors.thena.webhook import CANONICAL_TYPES
 
 #: The key of each helpdesk's tenant in its simulator's `GET /_sim`.
@@ -156,15 +157,11 @@ class Signer:
 
 def choose_signer(vendor: str, settings: Settings, up: LocalUp | None, given: str | None) -> Signer:
     """`--secret`, else the helpdesk's configured secret, else the local `up`'s."""
-    th = settings.thena
+    th = THENA.of(settings)
     mode, header = (th.webhook_mode, th.webhook_header) if vendor == "thena" else ("token", None)
     if given:
         return Signer(given, "--secret", mode, header)
-    configured = {
-        "inboxops": settings.inboxops.webhook_secrets,
-        "cstar": settings.cstar.webhook_secrets,
-        "thena": th.webhook_secrets,
-    }[vendor]
+    configured = bundle(vendor).webhook_secrets(settings.vendor(vendor))
     if configured:
         return Signer(configured[0].reveal(), f"{vendor.upper()}_WEBHOOK_SECRETS", mode, header)
     if up is not None and up.webhook_secrets.get(vendor):
@@ -230,7 +227,7 @@ async def fire(
     if req.to is None and up is None:
         raise FireError("give --to URL (a receiver's /webhooks), or start `ticketwire up` here")
     url = webhook_url(req.to or (up.receiver_url if up else ""), req.vendor)
-    configured = {"cstar": settings.cstar.team_id, "thena": settings.thena.org_id}
+    configured = {v.name: v.tenant(settings.vendor(v.name)) for v in active().vendors}
     tenant = (
         req.tenant
         or await simulator_tenant(req.vendor, up, timeout_s)

@@ -262,8 +262,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run_capture(args.out, limit=args.limit, since_s=args.since))
     if args.verb == "dry-run":
         from cli.dryrun import run_dry_run
+        from ticketwire.config import rules_dir_of
 
-        rules = args.rules or Path(os.environ.get("TICKETWIRE_RULES") or "rules")
+        rules = args.rules or rules_dir_of(os.environ)
         sys.exit(run_dry_run(args.files, rules, args.vendor))
     if args.verb == "replay":
         from cli.replay import run_replay

@@ -34,12 +34,19 @@ from cli.init import no_rules_dir
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
 from cli.redisurl import safe_url
 from receiver.app import create_app, vendor_intakes
-from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.engine import Router, check_rules
 from ticketwire.errors import ConfigError
 from ticketwire.logs import configure_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
+from ticketwire.vendors.cstar import VENDOR as CSTAR
+from ticketwire.vendors.cstar.settings import CStarSettings
+from ticketwire.vendors.inboxops import VENDOR as INBOXOPS
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
+from ticketwire.vendors.registry import active, spoken_list
+from ticketwire.vendors.thena import VENDOR as THENA
+from ticketwire.vendors.thena.settings import ThenaSettings
 from workers.arqhost import in_process_worker
 from workers.reload import watch_rules
 
@@ -161,9 +168,9 @@ async def _serve(
         settings = dataclasses.replace(settings, redis_url=redis_url)
         base = f"http://127.0.0.1:{settings.port}/webhooks"
         real = (
-            settings.inboxops.api_url
-            or settings.cstar.api_configured
-            or settings.thena.api_configured
+            INBOXOPS.of(settings).api_url
+            or CSTAR.of(settings).api_configured
+            or THENA.of(settings).api_configured
         )
         local = LocalSimulators()
         if not real:
@@ -174,9 +181,9 @@ async def _serve(
         # Again with the simulators' keys and secrets, so they are kept out of the log too.
         configure_logging(settings)
         if not settings.vendors_receiving():
+            variables = spoken_list(tuple(v.webhook_variable for v in active().vendors))
             raise SystemExit(
-                "ticketwire up: set the webhook secrets of your helpdesk "
-                "(INBOXOPS_WEBHOOK_SECRETS, CSTAR_WEBHOOK_SECRETS or THENA_WEBHOOK_SECRETS)"
+                f"ticketwire up: set the webhook secrets of your helpdesk ({variables})"
             )
         redis = connect(redis_url)
         stack.push_async_callback(redis.aclose)
@@ -202,7 +209,7 @@ async def _serve(
                 receiver_url=base,
                 redis_url=redis_url,
                 webhook_secrets={
-                    vendor: _vendor(settings, vendor).webhook_secrets[0].reveal()
+                    vendor: _webhook_secrets(settings, vendor)[0].reveal()
                     for vendor in settings.vendors_receiving()
                 },
                 simulators={vendor: sim.url for vendor, sim in sims.items()},
@@ -365,7 +372,7 @@ async def _start_simulators(
     kept = _read_secrets(data_dir / SECRETS_FILE)
     chosen: dict[str, tuple[Secret, ...]] = {}
     for vendor in kinds:
-        configured = _vendor(settings, vendor).webhook_secrets
+        configured = _webhook_secrets(settings, vendor)
         if configured:
             chosen[vendor] = configured
             continue
@@ -375,26 +382,26 @@ async def _start_simulators(
     _write_secrets(data_dir / SECRETS_FILE, kept)
 
     io, cs, th = local.by_vendor["inboxops"], local.by_vendor["cstar"], local.by_vendor["thena"]
-    settings = dataclasses.replace(
-        settings,
-        inboxops=InboxOpsSettings(
+    simulated: dict[str, object] = {
+        INBOXOPS.name: InboxOpsSettings(
             webhook_secrets=chosen["inboxops"],
             api_url=io.url,
             api_key=Secret(io.api_key),
         ),
-        cstar=CStarSettings(
+        CSTAR.name: CStarSettings(
             webhook_secrets=chosen["cstar"],
-            signature_tolerance_s=settings.cstar.signature_tolerance_s,
+            signature_tolerance_s=CSTAR.of(settings).signature_tolerance_s,
             api_url=cs.url,
             team_id=cs.team_id,
             api_key=Secret(cs.api_key),
         ),
-        thena=ThenaSettings(
+        THENA.name: ThenaSettings(
             webhook_secrets=chosen["thena"],
             api_url=th.url,
             api_key=Secret(th.api_key),
         ),
-    )
+    }
+    settings = dataclasses.replace(settings, vendors={**settings.vendors, **simulated})
     return settings, local
 
 
@@ -406,13 +413,8 @@ def _unusable_state(path: Path, exc: Exception) -> str:
     )
 
 
-def _vendor(settings: Settings, vendor: str) -> InboxOpsSettings | CStarSettings | ThenaSettings:
-    by_name: dict[str, InboxOpsSettings | CStarSettings | ThenaSettings] = {
-        "inboxops": settings.inboxops,
-        "cstar": settings.cstar,
-        "thena": settings.thena,
-    }
-    return by_name[vendor]
+def _webhook_secrets(settings: Settings, vendor: str) -> tuple[Secret, ...]:
+    return active().get(vendor).webhook_secrets(settings.vendor(vendor))
 
 
 def _read_secrets(path: Path) -> dict[str, str]:
@@ -447,9 +449,9 @@ def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n
     if not sims:
         return ""
     io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
-    io.add_endpoint(f"{base}/inboxops", settings.inboxops.webhook_secrets[0].reveal())
-    cs.add_endpoint(f"{base}/cstar", settings.cstar.webhook_secrets[0].reveal())
-    th.add_endpoint(f"{base}/thena", settings.thena.webhook_secrets[0].reveal())
+    io.add_endpoint(f"{base}/inboxops", _webhook_secrets(settings, "inboxops")[0].reveal())
+    cs.add_endpoint(f"{base}/cstar", _webhook_secrets(settings, "cstar")[0].reveal())
+    th.add_endpoint(f"{base}/thena", _webhook_secrets(settings, "thena")[0].reveal())
     # A kept store may hold reminders: those that fell due while `up` was stopped fire now that
     # their webhooks have somewhere to go (not at the next request), and the timer is armed for
     # the next one.
@@ -534,7 +536,11 @@ def _describe(settings: Settings, sims: dict[str, Any], base: str) -> str:
     lines = []
     for vendor in settings.vendors_receiving():
         sim = sims.get(vendor)
-        api = _vendor(settings, vendor).api_url
+        api = {
+            INBOXOPS.name: INBOXOPS.of(settings).api_url,
+            CSTAR.name: CSTAR.of(settings).api_url,
+            THENA.name: THENA.of(settings).api_url,
+        }[vendor]
         where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else api
         lines.append(f"  {vendor:<9}  webhooks {base}/{vendor}\n             helpdesk {where}")
     return "\n".join(lines) + "\n"

@@ -16,9 +16,12 @@ from redis.asyncio import Redis
 from cli.localup import DataDirLock, LocalUp
 from receiver.app import create_app, vendor_intakes
 from tests.procs import ROOT
-from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.settings import CStarSettings
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
+from ticketwire.vendors.thena.settings import ThenaSettings
 
 #: The local up's secrets: every delivery signed otherwise is refused with 401.
 UP_SECRETS = {"inboxops": "whsec_up_io", "cstar": "whsec_up_cs", "thena": "tok_up_th"}
@@ -30,9 +33,11 @@ def receiver_settings(keys: Keys, secrets: Mapping[str, str], redis_url: str) ->
         redis_url=redis_url,
         key_prefix=keys.prefix,
         partitions=4,
-        inboxops=InboxOpsSettings(webhook_secrets=(Secret(secrets["inboxops"]),)),
-        cstar=CStarSettings(webhook_secrets=(Secret(secrets["cstar"]),)),
-        thena=ThenaSettings(webhook_secrets=(Secret(secrets["thena"]),)),
+        vendors={
+            "inboxops": InboxOpsSettings(webhook_secrets=(Secret(secrets["inboxops"]),)),
+            "cstar": CStarSettings(webhook_secrets=(Secret(secrets["cstar"]),)),
+            "thena": ThenaSettings(webhook_secrets=(Secret(secrets["thena"]),)),
+        },
     )
 
 

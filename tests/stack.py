@@ -12,10 +12,11 @@ from redis.asyncio import Redis
 
 from simulator.inboxops import InboxOpsSimulator
 from tests.conftest import wait_for
-from ticketwire.config import InboxOpsSettings, Settings
+from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from workers.arqhost import Worker, in_process_worker
 
 SECRET = "whsec_end_to_end"
@@ -34,11 +35,13 @@ def stack_settings(
         http_timeout_s=3.0,
         backoff_s=0.05,
         max_attempts=3,
-        inboxops=InboxOpsSettings(
-            webhook_secrets=(Secret(SECRET),),
-            api_url=sim.url,
-            api_key=Secret(sim.api_key),
-        ),
+        vendors={
+            "inboxops": InboxOpsSettings(
+                webhook_secrets=(Secret(SECRET),),
+                api_url=sim.url,
+                api_key=Secret(sim.api_key),
+            ),
+        },
     )
     return dataclasses.replace(base, **overrides)
 

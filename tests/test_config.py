@@ -21,8 +21,11 @@ def test_defaults_and_values():
     s = Settings.from_env(BASE, role="worker")
     assert s.port == 8000
     assert s.rules_dir == Path("rules")
-    assert [x.reveal() for x in s.inboxops.webhook_secrets] == ["whsec_a", "whsec_b"]
-    assert s.inboxops.api_key is not None and s.inboxops.api_key.reveal() == "ixk_live_abc"
+    assert [x.reveal() for x in s.vendor("inboxops").webhook_secrets] == ["whsec_a", "whsec_b"]
+    assert (
+        s.vendor("inboxops").api_key is not None
+        and s.vendor("inboxops").api_key.reveal() == "ixk_live_abc"
+    )
     assert s.max_body_bytes == 256 * 1024
     assert s.dedupe_ttl_s == 72 * 3600
     assert s.state_ttl_s == 7 * 86400
@@ -86,7 +89,7 @@ def test_each_process_names_what_it_cannot_run_without(role, missing):
 
 def test_up_needs_nothing():
     s = Settings.from_env({}, role="up")
-    assert s.redis_url is None and s.inboxops.api_url is None
+    assert s.redis_url is None and s.vendor("inboxops").api_url is None
 
 
 def test_secrets_and_passwords_are_not_in_reprs_or_errors():
@@ -112,9 +115,13 @@ def test_cstar_and_thena_variables():
     }
     s = Settings.from_env(env, role="worker")
     assert s.vendors_receiving() == ("cstar", "thena")
-    assert s.cstar.api_configured and s.cstar.signature_tolerance_s == 120
-    assert s.thena.webhook_mode == "hmac" and s.thena.auth == "bearer" and s.thena.org_id == "org_1"
-    assert "sk_test_abc" not in repr(s) and "jwt" not in repr(s.thena)
+    assert s.vendor("cstar").api_configured and s.vendor("cstar").signature_tolerance_s == 120
+    assert (
+        s.vendor("thena").webhook_mode == "hmac"
+        and s.vendor("thena").auth == "bearer"
+        and s.vendor("thena").org_id == "org_1"
+    )
+    assert "sk_test_abc" not in repr(s) and "jwt" not in repr(s.vendor("thena"))
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from receiver.app import create_app
-from ticketwire.config import InboxOpsSettings, Settings
+from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
 
 TOKEN = "console-token-for-tests-0123456789"
@@ -30,13 +31,13 @@ def settings(keys: Keys, **overrides: Any) -> Settings:
     return Settings(
         key_prefix=keys.prefix,
         partitions=4,
-        inboxops=InboxOpsSettings(webhook_secrets=(Secret("whsec_console_tests"),)),
+        vendors={"inboxops": InboxOpsSettings(webhook_secrets=(Secret("whsec_console_tests"),))},
         **overrides,
     )
 
 
 async def client_for(aiohttp_client: Any, s: Settings, redis: Redis) -> TestClient:
-    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
     client: TestClient = await aiohttp_client(app)
     return client
 
@@ -335,7 +336,7 @@ async def test_over_https_the_cookie_is_secure(
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     s = settings(keys, console_token=Secret(TOKEN))
-    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
     server = await aiohttp_server(app, ssl=ctx)
     url = f"https://127.0.0.1:{server.port}"
     async with aiohttp.ClientSession() as http:

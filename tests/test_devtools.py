@@ -10,8 +10,8 @@ from cli.dryrun import _dry_run
 from cli.replay import _replay
 from receiver.app import create_app
 from tests.test_receiver import envelope, post, settings
-from ticketwire.config import InboxOpsSettings
 from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, InboxOpsWebhook
 
 RULE = """
@@ -26,7 +26,7 @@ then:
 
 async def store_two(aiohttp_client, redis, keys):
     s = settings(keys)
-    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
     client = await aiohttp_client(app)
     await post(client, envelope("evt_a", priority="urgent"))
     await post(client, envelope("evt_b", priority="low"))
@@ -95,15 +95,17 @@ async def test_replay_resends_and_resigns(
     cap = tmp_path / "cap.jsonl"
     cap.write_text(out.getvalue())
     # Same deployment: the original signatures verify and the dedupe window answers 200.
-    same = await aiohttp_server(create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)]))
+    same = await aiohttp_server(
+        create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
+    )
     assert await _replay([cap], str(same.make_url("/webhooks")), None, 5.0) == 0
     # Another environment with its own secret and key space: re-signed, stored anew.
     other_keys = replace(keys, prefix=keys.prefix + "other:")
-    other = replace(
-        settings(other_keys), inboxops=InboxOpsSettings(webhook_secrets=(Secret("whsec_dev"),))
+    other = settings(other_keys).with_vendor(
+        "inboxops", InboxOpsSettings(webhook_secrets=(Secret("whsec_dev"),))
     )
     server = await aiohttp_server(
-        create_app(other, redis, [InboxOpsWebhook(other.inboxops.webhook_secrets)])
+        create_app(other, redis, [InboxOpsWebhook(other.vendor("inboxops").webhook_secrets)])
     )
     url = str(server.make_url("/webhooks/inboxops"))
     assert await _replay([cap], url, None, 5.0) == 1  # wrong secret: 401s

@@ -34,7 +34,9 @@ def write_rules(tmp_path: Path, text: str) -> Path:
 
 
 async def start_receiver(aiohttp_server: Any, settings: Settings, redis: Redis, sim) -> str:
-    app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
+    app = create_app(
+        settings, redis, [InboxOpsWebhook(settings.vendor("inboxops").webhook_secrets)]
+    )
     server = await aiohttp_server(app)
     url = str(server.make_url("/webhooks/inboxops"))
     sim.add_endpoint(url, SECRET)

@@ -13,9 +13,11 @@ from cli.fire import FireError, FireRequest, apply_sets, build_body, fire, parse
 from cli.localup import LocalUp, find_local_up
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.localstack import LocalStack, local_up, receiver_settings, serve, stored
-from ticketwire.config import InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.secret import Secret
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.registry import parser
+from ticketwire.vendors.thena.settings import ThenaSettings
 
 
 @pytest.fixture
@@ -129,7 +131,9 @@ async def test_thena_fires_with_the_up_token_and_the_closed_status(up, redis, ke
 
 
 async def test_the_configured_secret_wins_and_a_401_says_what_to_check(up, capsys):
-    configured = Settings(inboxops=InboxOpsSettings(webhook_secrets=(Secret("whsec_prod"),)))
+    configured = Settings(
+        vendors={"inboxops": InboxOpsSettings(webhook_secrets=(Secret("whsec_prod"),))}
+    )
     req = FireRequest("inboxops", "ticket.updated", "42", tenant="ws_1")
     assert await fire(req, configured, local(up)) == 1
     out, err = capsys.readouterr()
@@ -188,14 +192,15 @@ async def test_thena_in_hmac_mode_is_signed_in_the_configured_header(
     thena = ThenaSettings(
         webhook_secrets=(Secret("th_hmac"),), webhook_mode="hmac", webhook_header="X-Sig"
     )
-    receiver = replace(
-        receiver_settings(hmac_keys, {"inboxops": "a", "cstar": "b", "thena": "c"}, redis_url),
-        thena=thena,
-    )
+    receiver = receiver_settings(
+        hmac_keys, {"inboxops": "a", "cstar": "b", "thena": "c"}, redis_url
+    ).with_vendor("thena", thena)
     url = await serve(aiohttp_server, receiver, redis)
     req = FireRequest("thena", "ticket.updated", "th_1", ("priorityName=High",), to=url, tenant="o")
     # The same settings on both sides, as one deployment's environment would give them.
-    assert await fire(req, Settings(thena=thena), None) == 0
-    token_mode = Settings(thena=replace(thena, webhook_mode="token", webhook_header=None))
+    assert await fire(req, Settings(vendors={"thena": thena}), None) == 0
+    token_mode = Settings(
+        vendors={"thena": replace(thena, webhook_mode="token", webhook_header=None)}
+    )
     assert await fire(req, token_mode, None) == 1
     assert len(await stored(redis, hmac_keys)) == 1

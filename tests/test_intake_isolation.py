@@ -38,7 +38,7 @@ async def make_client(
     aiohttp_client: Any, redis: Redis, keys: Keys, vendor: Any = None
 ) -> TestClient:
     s = settings(keys)
-    app = create_app(s, redis, [vendor or InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [vendor or InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
     client: TestClient = await aiohttp_client(app)
     return client
 
@@ -80,7 +80,7 @@ async def test_a_delivery_a_parser_let_through_is_400_and_its_batch_is_stored(
 ):
     s = settings(keys)
     client = await make_client(
-        aiohttp_client, redis, keys, LenientInboxOps(s.inboxops.webhook_secrets)
+        aiohttp_client, redis, keys, LenientInboxOps(s.vendor("inboxops").webhook_secrets)
     )
     bodies = [envelope("lenient-1")] + [envelope(f"evt_{i}", id=f"t-{i}") for i in range(40)]
     answers = await asyncio.gather(*(post(client, b) for b in bodies))
@@ -134,7 +134,7 @@ async def test_an_unexpected_error_is_a_logged_500_with_retry_after(
     aiohttp_client, redis, keys, caplog
 ):
     s = settings(keys)
-    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
 
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a bug")

@@ -30,7 +30,9 @@ async def stack(aiohttp_server, redis, redis_url, keys, sim, tmp_path):
     rules = tmp_path / "rules"
     rules.mkdir()
     settings = stack_settings(redis_url, keys, sim, rules)
-    app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
+    app = create_app(
+        settings, redis, [InboxOpsWebhook(settings.vendor("inboxops").webhook_secrets)]
+    )
     server = await aiohttp_server(app)
     sim.add_endpoint(str(server.make_url("/webhooks/inboxops")), SECRET)
     return settings

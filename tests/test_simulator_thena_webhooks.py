@@ -19,11 +19,12 @@ from redis.asyncio import Redis
 from receiver.app import create_app, vendor_intakes
 from simulator.thena import ManualClock, ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
-from ticketwire.config import Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.errors import InvalidSignature
 from ticketwire.event import Event
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.thena.settings import ThenaSettings
 from ticketwire.vendors.thena.webhook import ThenaWebhook, sign
 
 TOKEN = "thena-webhook-token"
@@ -453,7 +454,7 @@ async def test_the_receiver_stores_thena_events(
     settings = Settings(
         key_prefix=keys.prefix,
         partitions=2,
-        thena=ThenaSettings(webhook_secrets=(Secret(TOKEN),)),
+        vendors={"thena": ThenaSettings(webhook_secrets=(Secret(TOKEN),))},
     )
     app = create_app(settings, redis, vendor_intakes(settings))
     server = await aiohttp_server(app)

@@ -83,7 +83,9 @@ def rules_dir(tmp_path: Path, text: str) -> Path:
 async def start_receiver(
     aiohttp_server: Any, settings: Settings, redis: Redis, sim: InboxOpsSimulator
 ) -> None:
-    app = create_app(settings, redis, [InboxOpsWebhook(settings.inboxops.webhook_secrets)])
+    app = create_app(
+        settings, redis, [InboxOpsWebhook(settings.vendor("inboxops").webhook_secrets)]
+    )
     server = await aiohttp_server(app)
     sim.add_endpoint(str(server.make_url("/webhooks/inboxops")), SECRET)
 

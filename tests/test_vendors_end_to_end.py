@@ -22,11 +22,14 @@ from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import running_worker, settled
-from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from ticketwire.vendors import registry
+from ticketwire.vendors.cstar.settings import CStarSettings
 from ticketwire.vendors.cstar.webhook import sign as cstar_sign
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
+from ticketwire.vendors.thena.settings import ThenaSettings
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 IO_SECRET, CS_SECRET, TH_TOKEN = "whsec_io", "whsec_cs", "thena-token"
@@ -59,16 +62,18 @@ async def three(aiohttp_server, redis: Redis, redis_url: str, keys: Keys) -> Asy
         http_timeout_s=3.0,
         backoff_s=0.05,
         max_attempts=3,
-        inboxops=InboxOpsSettings((Secret(IO_SECRET),), io.url, Secret(io.api_key)),
-        cstar=CStarSettings(
-            webhook_secrets=(Secret(CS_SECRET),),
-            api_url=cs.url,
-            team_id=cs.team_id,
-            api_key=Secret(cs.api_key),
-        ),
-        thena=ThenaSettings(
-            webhook_secrets=(Secret(TH_TOKEN),), api_url=th.url, api_key=Secret(th.api_key)
-        ),
+        vendors={
+            "inboxops": InboxOpsSettings((Secret(IO_SECRET),), io.url, Secret(io.api_key)),
+            "cstar": CStarSettings(
+                webhook_secrets=(Secret(CS_SECRET),),
+                api_url=cs.url,
+                team_id=cs.team_id,
+                api_key=Secret(cs.api_key),
+            ),
+            "thena": ThenaSettings(
+                webhook_secrets=(Secret(TH_TOKEN),), api_url=th.url, api_key=Secret(th.api_key)
+            ),
+        },
     )
     server = await aiohttp_server(create_app(settings, redis, registry.intakes(settings)))
     url = str(server.make_url("/webhooks"))

@@ -215,10 +215,10 @@ def configure_logging(settings: Settings) -> None:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret value in `settings`, to keep out of logs."""
     out: list[str] = []
-    for vendor in (settings.inboxops, settings.cstar, settings.thena):
-        out.extend(s.reveal() for s in vendor.webhook_secrets)
-        if vendor.api_key is not None:
-            out.append(vendor.api_key.reveal())
+    from ticketwire.vendors.registry import active
+
+    for vendor in active().vendors:
+        out.extend(s.reveal() for s in vendor.secrets(settings.vendor(vendor.name)))
     if settings.console_token is not None:
         out.append(settings.console_token.reveal())
     if settings.redis_url:

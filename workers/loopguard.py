@@ -37,20 +37,24 @@ from ticketwire.engine.guard import (
 )
 from ticketwire.engine.limits import FiringLimits
 from ticketwire.keys import Keys
-from ticketwire.vendors.cstar import echo as cstar_echo
-from ticketwire.vendors.inboxops import echo as inboxops_echo
-from ticketwire.vendors.thena import echo as thena_echo
+from ticketwire.vendors.bundle import Echo
+from ticketwire.vendors.registry import active
 
-__all__ = ["ECHO_VENDORS", "LoopGuard", "Verdict", "fingerprint"]
+__all__ = ["LoopGuard", "Verdict", "echo_of", "fingerprint"]
 
-WrittenFields = Callable[[ApiCall], dict[str, Any]]
+_ECHOES: dict[str, Echo] = {}
 
-#: Per vendor: which ticket fields a call sets, and the bookkeeping fields a change ignores.
-ECHO_VENDORS: Mapping[str, tuple[WrittenFields, frozenset[str]]] = {
-    "inboxops": (inboxops_echo.written_fields, inboxops_echo.BOOKKEEPING),
-    "cstar": (cstar_echo.written_fields, cstar_echo.BOOKKEEPING),
-    "thena": (thena_echo.written_fields, thena_echo.BOOKKEEPING),
-}
+
+def echo_of(vendor: str) -> Echo | None:
+    """Which ticket fields `vendor`'s calls set, and the bookkeeping a change ignores."""
+    found = _ECHOES.get(vendor)
+    if found is None:
+        registry = active()
+        if vendor not in registry.names:
+            return None
+        found = _ECHOES[vendor] = registry.get(vendor).echo()
+    return found
+
 
 #: Writes of one field kept per ticket (older ones are dropped, as are those past the window).
 WRITES_PER_FIELD = 8
@@ -270,8 +274,8 @@ class LoopGuard:
                 mem = Memory.decode(text, rearmed=flag is not None) if text else None
                 if mem is not None:
                     memory[name] = mem
-        spec = ECHO_VENDORS.get(vendor) if vendor is not None else None
-        ignore = spec[1] if spec is not None else frozenset()
+        echo = echo_of(vendor) if vendor is not None else None
+        ignore = echo.bookkeeping if echo is not None else frozenset()
         return decide(
             fired,
             GuardState(last=last, fuse_events=fuse_events, memory=memory, writes=writes),
@@ -361,11 +365,11 @@ class LoopGuard:
         now = self._now_ms()
         per_ticket: dict[str, list[str]] = {}
         for ticket_key, call in writes:
-            spec = ECHO_VENDORS.get(call.vendor)
-            if spec is None:
+            echo = echo_of(call.vendor)
+            if echo is None:
                 continue
             args = per_ticket.setdefault(ticket_key, [])
-            for path, value in spec[0](call).items():
+            for path, value in echo.written_fields(call).items():
                 body = json.dumps(
                     {"v": value, "r": list(call.rules)},
                     sort_keys=True,

@@ -41,6 +41,7 @@ from ticketwire.errors import HelpdeskError
 from ticketwire.keys import Keys
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import HelpdeskClient
+from ticketwire.vendors.registry import active
 from workers.loopguard import LoopGuard
 from workers.outbox import Outbox
 
@@ -139,7 +140,7 @@ class RunReport:
 class Tenants:
     """The tenant id scheduled events carry, so their ticket keys match the webhooks' ones.
 
-    Configured where the settings name it (cStar's team, Thena's organisation); otherwise read
+    Configured where a vendor's settings name it (its bundle's `tenant`); otherwise read
     from the newest stored delivery of the vendor, and remembered once found.
     """
 
@@ -532,7 +533,7 @@ def build_scheduler(
         redis,
         keys,
         partitions=settings.partitions,
-        known={"cstar": settings.cstar.team_id, "thena": settings.thena.org_id},
+        known={v.name: v.tenant(settings.vendor(v.name)) for v in active().vendors},
     )
     return Scheduler(
         router,

@@ -21,12 +21,6 @@ from ticketwire.event import PROCESSED_EVENTS, Event
 if TYPE_CHECKING:
     from ticketwire.engine.evaluate import Decision
 
-#: Vendors shipped with ticketwire, imported on first use so the engine never imports them eagerly.
-_BUILTIN_VENDORS: dict[str, str] = {
-    "inboxops": "ticketwire.vendors.inboxops.actions",
-    "cstar": "ticketwire.vendors.cstar.actions",
-    "thena": "ticketwire.vendors.thena.actions",
-}
 _REGISTRY: dict[str, VendorSpec] = {}
 #: Actions with one meaning on every helpdesk (see `ticketwire.vocabulary`).
 NEUTRAL_ACTIONS: tuple[str, ...] = (
@@ -123,8 +117,15 @@ def register_vendor_actions(vendor: str, spec: VendorSpec) -> None:
     _REGISTRY[vendor] = spec
 
 
+def _action_modules() -> dict[str, str]:
+    """Each registry vendor's actions module, imported on first use so the engine stays light."""
+    from ticketwire.vendors.registry import active
+
+    return {v.name: v.actions for v in active().vendors}
+
+
 def _load_builtins() -> None:
-    for vendor, module in _BUILTIN_VENDORS.items():
+    for vendor, module in _action_modules().items():
         if vendor not in _REGISTRY:
             importlib.import_module(module)
 
@@ -137,8 +138,10 @@ def registered_vendors() -> tuple[str, ...]:
 
 def vendor_spec(vendor: str) -> VendorSpec:
     """Return the vocabulary of `vendor`, or raise `RuleConfigError` naming the known ones."""
-    if vendor not in _REGISTRY and vendor in _BUILTIN_VENDORS:
-        importlib.import_module(_BUILTIN_VENDORS[vendor])
+    if vendor not in _REGISTRY:
+        module = _action_modules().get(vendor)
+        if module is not None:
+            importlib.import_module(module)
     if vendor not in _REGISTRY:
         raise unknown("vendor", vendor, registered_vendors(), None)
     return _REGISTRY[vendor]

@@ -13,7 +13,6 @@ same way as the worker's Redis script, so a dry run sees what a worker would.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -108,17 +107,18 @@ def _now(event: Event, path: tuple[str, ...]) -> Any:
     return _walk(event.ticket, path)
 
 
-_COMMON_VIEWS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]] | None] = {}
+_COMMON_VIEWS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
 
 def _common_view(vendor: str) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
-    """The vendor's neutral view of a ticket dict (`common_view` of its webhook module)."""
+    """The vendor's neutral view of a ticket dict (None for a vendor not registered)."""
     if vendor not in _COMMON_VIEWS:
-        try:
-            module = importlib.import_module(f"ticketwire.vendors.{vendor}.webhook")
-        except ImportError:
-            module = None
-        _COMMON_VIEWS[vendor] = getattr(module, "common_view", None)
+        from ticketwire.vendors.registry import active
+
+        registry = active()
+        if vendor not in registry.names:
+            return None
+        _COMMON_VIEWS[vendor] = registry.get(vendor).common_view()
     return _COMMON_VIEWS[vendor]
 
 

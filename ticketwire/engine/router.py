@@ -20,6 +20,7 @@ from ticketwire.engine.schedule import Schedule, ScheduleError, parse_cron, pars
 from ticketwire.engine.select import Selection, compile_select, vendor_select
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import PROCESSED_EVENTS, Event
+from ticketwire.vendors.registry import names, spoken_list
 
 if TYPE_CHECKING:
     from ticketwire.engine.context import Context
@@ -105,7 +106,7 @@ class Rule:
             )
         if self.vendor is None:
             raise fail(
-                "a scheduled rule needs a vendor (inboxops, cstar or thena): it lists "
+                f"a scheduled rule needs a vendor ({spoken_list(names())}): it lists "
                 "tickets through that helpdesk's API"
             )
         if self.select is not None and self.select.vendor != self.vendor:

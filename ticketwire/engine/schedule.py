@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from ticketwire.engine.nodes import Node, suggest
 from ticketwire.engine.select import Selection, check_select
 from ticketwire.errors import RuleConfigError
+from ticketwire.vendors.registry import names, spoken_list
 
 #: Rule keys (YAML) of time-based rules.
 SCHEDULE_KEYS: tuple[str, ...] = ("schedule", "every", "select")
@@ -321,7 +322,7 @@ def yaml_schedule(
         if "vendor" not in node.value:
             issues.append(
                 RuleConfigError(
-                    "a scheduled rule needs vendor: (inboxops, cstar or thena): it lists "
+                    f"a scheduled rule needs vendor: ({spoken_list(names())}): it lists "
                     "tickets through that helpdesk's API",
                     line=node.key_line(key),
                 )

@@ -25,7 +25,7 @@ from ticketwire.event import Event
 
 #: The event type of the events a scheduled run builds from listed tickets.
 SCHEDULED_EVENT = "ticket.scheduled"
-#: InboxOps accepts at most this many distinct custom-field filters in one list request.
+#: Most distinct custom-field filters one list request takes, unless a vendor says otherwise.
 MAX_CUSTOM_FIELD_FILTERS = 10
 _CUSTOM_PREFIX = "custom_field_"
 #: Paging is ticketwire's job: it lists every matching ticket up to the configured cap.
@@ -58,6 +58,9 @@ class VendorSelect:
     listing: Mapping[str, str] = field(default_factory=dict)
     #: Ticket fields the list API leaves out of the tickets it returns.
     unlisted: frozenset[str] = frozenset()
+    #: How the helpdesk's name is written in messages (the vendor name when empty).
+    title: str = ""
+    max_custom_fields: int = MAX_CUSTOM_FIELD_FILTERS
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -66,58 +69,9 @@ class VendorSelect:
         return (*names, "custom_field_<key>", "custom_fields") if self.custom_fields else names
 
 
-def _vendor_selects() -> dict[str, VendorSelect]:
-    from ticketwire.vendors.cstar.models import PRIORITIES as CS_PRIORITIES
-    from ticketwire.vendors.cstar.models import STATUSES as CS_STATUSES
-    from ticketwire.vendors.inboxops.models import PRIORITIES as IO_PRIORITIES
-    from ticketwire.vendors.inboxops.models import STATUSES as IO_STATUSES
-    from ticketwire.vendors.thena.models import DATE_RANGES
-
-    def keys(*items: SelectKey) -> dict[str, SelectKey]:
-        return {
-            k.name: SelectKey(k.name, k.kind, k.wire or k.name, k.values, k.many) for k in items
-        }
-
-    inboxops = keys(
-        SelectKey("status", "enum", values=IO_STATUSES, many=True),
-        SelectKey("priority", "enum", values=IO_PRIORITIES),
-        SelectKey("inbox_id", "text"),
-        SelectKey("assignee_id", "text"),
-        SelectKey("tag_ids", "text", many=True),
-        SelectKey("query", "text"),
-        SelectKey("q", "text"),
-        SelectKey("created_after", "instant"),
-        SelectKey("created_before", "instant"),
-        SelectKey("updated_after", "instant"),
-        SelectKey("updated_before", "instant"),
-    )
-    cstar = keys(
-        SelectKey("status", "enum", values=CS_STATUSES),
-        SelectKey("priority", "enum", values=CS_PRIORITIES),
-        SelectKey("assignedTo", "text"),
-        SelectKey("customerId", "text"),
-        SelectKey("search", "text"),
-    )
-    thena = keys(
-        SelectKey("teamId", "text"),
-        SelectKey("team_id", "text", wire="teamId"),
-        SelectKey("dateRange", "enum", values=DATE_RANGES),
-        SelectKey("date_range", "enum", wire="dateRange", values=DATE_RANGES),
-    )
-    return {
-        # Oldest first: a ticket created while the run pages cannot shift the pages still to come.
-        # Only "Ticket with custom_fields (GET by id, POST create 201, PATCH 200)": the list
-        # answer's tickets carry no custom_fields.
-        "inboxops": VendorSelect(
-            "inboxops",
-            inboxops,
-            custom_fields=True,
-            listing={"sort": "created_at", "order": "asc"},
-            unlisted=frozenset({"custom_fields"}),
-        ),
-        "cstar": VendorSelect("cstar", cstar),
-        "thena": VendorSelect("thena", thena),
-    }
+def select_keys(*items: SelectKey) -> dict[str, SelectKey]:
+    """Keys by name, each with its wire name filled in (its own name unless an alias)."""
+    return {k.name: SelectKey(k.name, k.kind, k.wire or k.name, k.values, k.many) for k in items}
 
 
 _SELECTS: dict[str, VendorSelect] = {}
@@ -125,12 +79,15 @@ _SELECTS: dict[str, VendorSelect] = {}
 
 def vendor_select(vendor: str) -> VendorSelect:
     """The list filters of `vendor`; raise `RuleConfigError` for a vendor without a list API."""
-    if not _SELECTS:
-        _SELECTS.update(_vendor_selects())
-    try:
-        return _SELECTS[vendor]
-    except KeyError:
-        raise unknown("vendor for a scheduled rule", vendor, sorted(_SELECTS), None) from None
+    found = _SELECTS.get(vendor)
+    if found is None:
+        from ticketwire.vendors.registry import active
+
+        registry = active()
+        if vendor not in registry.names:
+            raise unknown("vendor for a scheduled rule", vendor, sorted(registry.names), None)
+        found = _SELECTS[vendor] = registry.get(vendor).select()
+    return found
 
 
 @dataclass(frozen=True)
@@ -208,10 +165,11 @@ def check_select(
             _add_key(spec, values, custom, key, item, node.key_line(key))
         except RuleConfigError as exc:
             found.append(exc)
-    if len(custom) > MAX_CUSTOM_FIELD_FILTERS:
+    if len(custom) > spec.max_custom_fields:
         found.append(
             RuleConfigError(
-                f"select: InboxOps takes at most {MAX_CUSTOM_FIELD_FILTERS} custom field filters "
+                f"select: {spec.title or vendor} takes at most {spec.max_custom_fields} custom "
+                "field filters "
                 f"in one request, got {len(custom)}; move the rest into if:",
                 line=node.line,
             )
@@ -348,45 +306,9 @@ def listed_event(
 
 
 def _ticket_view(vendor: str, item: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from ticketwire.vocabulary import neutral_priority, neutral_status
+    from ticketwire.vendors.registry import active
 
-    if vendor == "inboxops":
-        ticket = dict(item)
-        return ticket, {
-            "status": neutral_status(vendor, ticket.get("status")),
-            "priority": neutral_priority(vendor, ticket.get("priority")),
-            "assignee": ticket.get("assignee_id"),
-            # InboxOps tickets carry no tags, in webhooks and lists alike.
-            "tags": None,
-            "subject": ticket.get("subject"),
-        }
-    if vendor == "cstar":
-        from pydantic import ValidationError
-
-        from ticketwire.vendors.cstar.models import Ticket as CStarTicket
-        from ticketwire.vendors.cstar.webhook import assignee_id, tag_names
-
-        try:
-            model = CStarTicket.model_validate(dict(item))
-        except ValidationError as exc:
-            raise ValueError(
-                f"a listed cStar ticket is unreadable: {exc.errors()[0]['msg']}"
-            ) from None
-        # The list answers camelCase; webhooks, and so rules, use the snake_case names.
-        ticket = model.model_dump(mode="json", exclude_unset=True)
-        return ticket, {
-            "status": neutral_status(vendor, model.status),
-            "priority": neutral_priority(vendor, model.priority),
-            "assignee": assignee_id(model.assigned_to),
-            "tags": tag_names(model.tags),
-            "subject": model.title,
-        }
-    if vendor == "thena":
-        from ticketwire.vendors.thena.webhook import common_view
-
-        ticket = dict(item)
-        if "assignedAgentId" not in ticket and "assignedAgent" in ticket:
-            agent = ticket["assignedAgent"]
-            ticket["assignedAgentId"] = agent.get("id") if isinstance(agent, Mapping) else None
-        return ticket, common_view(ticket)
-    raise ValueError(f"no scheduled rules for vendor {vendor!r}")
+    registry = active()
+    if vendor not in registry.names:
+        raise ValueError(f"no scheduled rules for vendor {vendor!r}")
+    return registry.get(vendor).listed()(item)

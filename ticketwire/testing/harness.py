@@ -24,14 +24,17 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from receiver.app import create_app, vendor_intakes
-from ticketwire.config import CStarSettings, InboxOpsSettings, Settings, ThenaSettings
+from ticketwire.config import Settings
 from ticketwire.engine import Router, check_rules
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.settings import CStarSettings
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings
+from ticketwire.vendors.registry import VENDORS, bundle
+from ticketwire.vendors.thena.settings import ThenaSettings
 from workers.arqhost import in_process_worker
 
-VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
 #: The simulators' seed unless a test gives one: the same seeded tickets and ids in every run, so
 #: a test that passes once passes always (a fresh seed each run made a seeded ticket's fields,
 #: and so what a change of it does, vary between runs).
@@ -141,13 +144,9 @@ class Harness:
         self.receiver_url = f"http://127.0.0.1:{port}/webhooks"
         self.settings = dataclasses.replace(settings, port=port)
         await self._start_worker(self.settings, router)
-        secrets_of = {
-            "inboxops": settings.inboxops.webhook_secrets,
-            "cstar": settings.cstar.webhook_secrets,
-            "thena": settings.thena.webhook_secrets,
-        }
         for vendor, sim in self.sims.items():
-            sim.add_endpoint(f"{self.receiver_url}/{vendor}", secrets_of[vendor][0].reveal())
+            secrets_of = bundle(vendor).webhook_secrets(settings.vendor(vendor))
+            sim.add_endpoint(f"{self.receiver_url}/{vendor}", secrets_of[0].reveal())
             sim.seed_tickets(self.seed_tickets)
         await self.settle()
 
@@ -189,24 +188,26 @@ class Harness:
             max_attempts=3,
             # Tests wait for write-backs: send them nearly at once, still coalesced.
             coalesce_window_s=0.05,
-            inboxops=InboxOpsSettings(
-                webhook_secrets=secret(), api_url=io.url, api_key=Secret(io.api_key)
-            )
-            if io
-            else InboxOpsSettings(),
-            cstar=CStarSettings(
-                webhook_secrets=secret(),
-                api_url=cs.url,
-                team_id=cs.team_id,
-                api_key=Secret(cs.api_key),
-            )
-            if cs
-            else CStarSettings(),
-            thena=ThenaSettings(
-                webhook_secrets=secret(), api_url=th.url, api_key=Secret(th.api_key)
-            )
-            if th
-            else ThenaSettings(),
+            vendors={
+                "inboxops": InboxOpsSettings(
+                    webhook_secrets=secret(), api_url=io.url, api_key=Secret(io.api_key)
+                )
+                if io
+                else InboxOpsSettings(),
+                "cstar": CStarSettings(
+                    webhook_secrets=secret(),
+                    api_url=cs.url,
+                    team_id=cs.team_id,
+                    api_key=Secret(cs.api_key),
+                )
+                if cs
+                else CStarSettings(),
+                "thena": ThenaSettings(
+                    webhook_secrets=secret(), api_url=th.url, api_key=Secret(th.api_key)
+                )
+                if th
+                else ThenaSettings(),
+            },
         )
 
     async def _start_worker(self, settings: Settings, router: Router) -> None:

@@ -1,119 +1,153 @@
-"""Every helpdesk ticketwire speaks, built from settings: the one place processes look vendors up."""
+"""Every helpdesk ticketwire speaks, built from settings: the one place processes look vendors up.
+
+`BUILTIN` lists each shipped vendor's bundle once; everything else is derived from the active
+`Registry` (the built-in one unless `installed()` swaps in another, e.g. with one more vendor).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from ticketwire.config import Settings
-from ticketwire.event import Event
-from ticketwire.ratebudget import Limit
 from ticketwire.vendors import HelpdeskClient, WebhookIntake
-from ticketwire.writeback import BatchSpec
+from ticketwire.vendors.bundle import Vendor
+from ticketwire.vendors.cstar import VENDOR as CSTAR
+from ticketwire.vendors.inboxops import VENDOR as INBOXOPS
+from ticketwire.vendors.thena import VENDOR as THENA
 
-VENDORS: tuple[str, ...] = ("inboxops", "cstar", "thena")
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ticketwire.config import Settings
+    from ticketwire.event import Event
+    from ticketwire.ratebudget import Limit
+    from ticketwire.writeback import BatchSpec
+
+#: The vendors shipped with ticketwire, in the order help texts and defaults name them.
+BUILTIN: tuple[Vendor[Any], ...] = (
+    INBOXOPS,
+    CSTAR,
+    THENA,
+)
+VENDORS: tuple[str, ...] = tuple(v.name for v in BUILTIN)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A set of vendor bundles, and what processes build from them."""
+
+    vendors: tuple[Vendor[Any], ...]
+
+    def __post_init__(self) -> None:
+        seen = [v.name for v in self.vendors]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"vendor names must be unique: {', '.join(seen)}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every vendor's name, in registry order."""
+        return tuple(v.name for v in self.vendors)
+
+    def get(self, name: str) -> Vendor[Any]:
+        """The bundle of `name`; raise `KeyError` naming the known vendors."""
+        for v in self.vendors:
+            if v.name == name:
+                return v
+        raise KeyError(f"unknown vendor {name!r} (known: {', '.join(self.names)})")
+
+    def parser(self, vendor: str) -> Callable[[bytes], Event]:
+        """The pure parser workers use on stored bodies."""
+        return self.get(vendor).parser()
+
+    def intakes(self, settings: Settings) -> list[WebhookIntake]:
+        """The webhook verifier/parser of every vendor whose secrets are configured."""
+        out = (v.intake(settings.vendor(v.name)) for v in self.vendors)
+        return [i for i in out if i is not None]
+
+    def clients(
+        self, settings: Settings, session: aiohttp.ClientSession
+    ) -> dict[str, HelpdeskClient]:
+        """An API client for every vendor whose API is configured."""
+        out: dict[str, HelpdeskClient] = {}
+        for v in self.vendors:
+            client = v.client(settings.vendor(v.name), session, settings.http_timeout_s)
+            if client is not None:
+                out[v.name] = client
+        return out
+
+    def batch_specs(self, settings: Settings) -> dict[str, BatchSpec]:
+        """How each vendor's write-backs combine into bulk calls, with the configured sizes."""
+        return {v.name: v.batching(settings.vendor(v.name)) for v in self.vendors}
+
+    def budget_scopes(self, settings: Settings) -> dict[str, tuple[str, tuple[Limit, ...]]]:
+        """Each configured API's budget scope (vendor and account) and limits.
+
+        The account is the workspace, team or organisation the API key acts for; where only the
+        key identifies it, a digest of the key stands in (never the key itself).
+        """
+        out: dict[str, tuple[str, tuple[Limit, ...]]] = {}
+        for v in self.vendors:
+            scope = v.budget(settings.vendor(v.name))
+            if scope is not None:
+                out[v.name] = scope
+        return out
+
+
+_ACTIVE: list[Registry] = [Registry(BUILTIN)]
+
+
+def active() -> Registry:
+    """The registry processes use now."""
+    return _ACTIVE[-1]
+
+
+@contextmanager
+def installed(registry: Registry) -> Iterator[Registry]:
+    """Use `registry` instead of the active one until the block ends."""
+    _ACTIVE.append(registry)
+    try:
+        yield registry
+    finally:
+        _ACTIVE.remove(registry)
+
+
+def names() -> tuple[str, ...]:
+    """Names of the active registry's vendors."""
+    return active().names
+
+
+def bundle(name: str) -> Vendor[Any]:
+    """The bundle of vendor `name` in the active registry; raise `KeyError` when unknown."""
+    return active().get(name)
+
+
+def spoken_list(items: tuple[str, ...]) -> str:
+    """`a, b or c`: the vendor names for a help or error text."""
+    return items[0] if len(items) < 2 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def parser(vendor: str) -> Callable[[bytes], Event]:
-    """The pure parser workers use on stored bodies (`parse_stored` where a vendor has one)."""
-    if vendor not in VENDORS:
-        raise KeyError(f"unknown vendor {vendor!r} (known: {', '.join(VENDORS)})")
-    module = importlib.import_module(f"ticketwire.vendors.{vendor}.webhook")
-    parse: Callable[[bytes], Event] = getattr(module, "parse_stored", module.parse)
-    return parse
+    """The pure parser workers use on stored bodies, of the active registry's `vendor`."""
+    return active().parser(vendor)
 
 
 def intakes(settings: Settings) -> list[WebhookIntake]:
-    """The webhook verifier/parser of every vendor whose secrets are configured."""
-    out: list[WebhookIntake] = []
-    if settings.inboxops.webhook_secrets:
-        from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
-
-        out.append(InboxOpsWebhook(settings.inboxops.webhook_secrets))
-    if settings.cstar.webhook_secrets:
-        from ticketwire.vendors.cstar.webhook import CStarWebhook
-
-        out.append(
-            CStarWebhook(
-                settings.cstar.webhook_secrets,
-                tolerance_s=settings.cstar.signature_tolerance_s,
-            )
-        )
-    if settings.thena.webhook_secrets:
-        from ticketwire.vendors.thena.webhook import ThenaWebhook
-
-        out.append(
-            ThenaWebhook(
-                settings.thena.webhook_mode,
-                settings.thena.webhook_secrets,
-                header=settings.thena.webhook_header,
-            )
-        )
-    return out
+    """The webhook verifier/parser of every configured vendor of the active registry."""
+    return active().intakes(settings)
 
 
 def clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, HelpdeskClient]:
-    """An API client for every vendor whose API is configured."""
-    out: dict[str, HelpdeskClient] = {}
-    timeout = settings.http_timeout_s
-    io = settings.inboxops
-    if io.api_url and io.api_key:
-        from ticketwire.vendors.inboxops.client import InboxOpsClient
-
-        out["inboxops"] = InboxOpsClient(session, io.api_url, io.api_key, timeout=timeout)
-    cs = settings.cstar
-    if cs.team_id and cs.api_key:
-        from ticketwire.vendors.cstar.client import CStarClient
-
-        out["cstar"] = CStarClient(session, cs.api_url, cs.team_id, cs.api_key, timeout=timeout)
-    th = settings.thena
-    if th.api_key:
-        from ticketwire.vendors.thena.client import ThenaClient
-
-        out["thena"] = ThenaClient(
-            session,
-            th.api_url,
-            auth=th.auth,
-            api_key=th.api_key,
-            org_id=th.org_id,
-            timeout=timeout,
-        )
-    return out
+    """An API client for every configured vendor of the active registry."""
+    return active().clients(settings, session)
 
 
 def batch_specs(settings: Settings) -> dict[str, BatchSpec]:
-    """How each vendor's write-backs combine into bulk calls, with the configured sizes."""
-    from ticketwire.vendors.cstar import batching as cstar
-    from ticketwire.vendors.inboxops import batching as inboxops
-    from ticketwire.vendors.thena import batching as thena
-
-    return {
-        "inboxops": inboxops.spec(settings.inboxops.bulk_max),
-        "cstar": cstar.spec(),
-        "thena": thena.spec(settings.thena.bulk_max),
-    }
+    """Each vendor's bulk-call batching, with the configured sizes."""
+    return active().batch_specs(settings)
 
 
 def budget_scopes(settings: Settings) -> dict[str, tuple[str, tuple[Limit, ...]]]:
-    """Each configured API's budget scope (vendor and account) and limits.
-
-    The account is the workspace, team or organisation the API key acts for; where only the key
-    identifies it, a digest of the key stands in (never the key itself).
-    """
-    out: dict[str, tuple[str, tuple[Limit, ...]]] = {}
-    io, cs, th = settings.inboxops, settings.cstar, settings.thena
-    if io.api_key:
-        out["inboxops"] = (f"inboxops:{_digest(io.api_key.reveal())}", io.rate_limits)
-    if cs.api_key and cs.team_id:
-        out["cstar"] = (f"cstar:{cs.team_id}:{_digest(cs.api_key.reveal())}", cs.rate_limits)
-    if th.api_key:
-        account = th.org_id or _digest(th.api_key.reveal())
-        out["thena"] = (f"thena:{account}", th.rate_limits)
-    return out
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+    """Each configured API's budget scope and limits."""
+    return active().budget_scopes(settings)

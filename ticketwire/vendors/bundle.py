@@ -1,0 +1,131 @@
+"""`Vendor`: everything one helpdesk contributes to ticketwire, in one value its package exports.
+
+`S` is the vendor's settings type and describes ONE account of the helpdesk (a workspace, team
+or organisation); every factory takes that account's settings. Factories import the vendor's
+heavier modules when called, so a process pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ticketwire.secret import Secret
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ticketwire.calls import ApiCall
+    from ticketwire.config import Role, Settings
+    from ticketwire.engine.router import Rule
+    from ticketwire.engine.select import VendorSelect
+    from ticketwire.envread import Env
+    from ticketwire.event import Event
+    from ticketwire.ratebudget import Limit
+    from ticketwire.vendors import HelpdeskClient, WebhookIntake
+    from ticketwire.vocabulary import Vocabulary
+    from ticketwire.writeback import BatchSpec
+
+S = TypeVar("S")
+#: Which ticket fields a call sets (the loop guard's echo expansion).
+WrittenFields = Callable[["ApiCall"], dict[str, Any]]
+#: A ticket as the vendor's list API returns it → (ticket as rules read it, its common view).
+ListedView = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Echo:
+    """How the loop guard recognises the vendor's own writes coming back as webhooks."""
+
+    written_fields: WrittenFields
+    #: Ticket fields every write changes, which a change never counts.
+    bookkeeping: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Vendor(Generic[S]):
+    """One helpdesk: its name, settings, intake, client, vocabulary and rule support."""
+
+    name: str
+    #: How people write the helpdesk's name, e.g. `InboxOps`.
+    title: str
+    #: The settings of one account; constructed with no arguments, the defaults.
+    settings: type[S]
+    #: Read one account's settings from the environment; raise `ConfigError` naming a variable.
+    read: Callable[[Env], S]
+    #: Variable holding the webhook secrets, and what to put there (for a receiver without any).
+    webhook_variable: str
+    webhook_hint: str
+    #: The account's webhook secrets; none: the receiver does not accept its webhooks.
+    webhook_secrets: Callable[[S], tuple[Secret, ...]]
+    #: Whether the account's API is configured well enough for a worker to call it.
+    calls_api: Callable[[S], bool]
+    #: Raise `ConfigError` when the settings cannot work together for `role`.
+    require: Callable[[S, Role], None]
+    #: Raise `ConfigError` naming what a worker needs to call this API (when none is configured).
+    need_api: Callable[[S], None]
+    #: The webhook verifier/parser, or None when the account's webhooks are not configured.
+    intake: Callable[[S], WebhookIntake | None]
+    #: The API client (settings, session, timeout in seconds), or None when not configured.
+    client: Callable[[S, aiohttp.ClientSession, float], HelpdeskClient | None]
+    #: The pure parser workers use on stored bodies.
+    parser: Callable[[], Callable[[bytes], Event]]
+    #: Module that registers the vendor's `VendorSpec` (its actions) when imported.
+    actions: str
+    #: How write-backs combine into bulk calls, with the configured sizes.
+    batching: Callable[[S], BatchSpec]
+    #: The API's budget scope (vendor and account) and limits, or None when not configured.
+    budget: Callable[[S], tuple[str, tuple[Limit, ...]] | None]
+    #: The loop guard's view of the vendor's writes.
+    echo: Callable[[], Echo]
+    #: The `select:` keys of scheduled rules (the list API's filters).
+    select: Callable[[], VendorSelect]
+    #: A listed ticket as rules read it, and its common view.
+    listed: Callable[[], ListedView]
+    #: The neutral view of a ticket dict as webhooks carry it (what changed in `common.*`).
+    common_view: Callable[[], Callable[[Mapping[str, Any]], dict[str, Any]]]
+    #: Status and priority values against the neutral vocabulary.
+    vocabulary: Vocabulary
+    #: The tenant id of scheduled events when the settings name it, else None (found later).
+    tenant: Callable[[S], str | None]
+    #: Lines `ticketwire check` prints about the vendor's rules (e.g. what a reminder will do).
+    rule_notes: Callable[[Iterable[Rule]], list[str]]
+
+    def of(self, settings: Settings) -> S:
+        """This vendor's account settings out of `Settings` (typed)."""
+        value = settings.vendor(self.name)
+        if not isinstance(value, self.settings):
+            raise TypeError(f"settings of {self.name} are a {type(value).__name__}")
+        return value
+
+    def secrets(self, account: S) -> list[Secret]:
+        """Every secret in the account's settings, to keep out of logs."""
+        out: list[Secret] = []
+        for f in dataclasses.fields(account):  # type: ignore[arg-type]
+            value = getattr(account, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            out.extend(v for v in values if isinstance(v, Secret))
+        return out
+
+
+def lazy(module: str, name: str) -> Callable[[], Any]:
+    """A factory returning `module.name`, importing the module only when first called."""
+
+    def load() -> Any:
+        return getattr(importlib.import_module(module), name)
+
+    return load
+
+
+def key_digest(key: Secret) -> str:
+    """A short digest of an API key, standing in for an account only the key identifies."""
+    return hashlib.sha256(key.reveal().encode()).hexdigest()[:12]
+
+
+def no_notes(rules: Iterable[Rule]) -> list[str]:
+    """`rule_notes` of a vendor with nothing to say about its rules."""
+    return []
