@@ -17,8 +17,9 @@ backoff, spent budget), and the ticket is released. Nothing sleeps while it wait
 holds a worker slot; later write-backs of the ticket queue behind it.
 
 The parts: `workers.outboxqueue` (the Redis side: lists, due set, claims), `workers.flusher`
-(claim, coalesce, batch, send, settle), `workers.retrypolicy` (when a failed call goes again or
-is given up) and `workers.calltrace` (the trace records of what was sent).
+(claim, coalesce, batch, settle), `workers.sender` (send one call, read its answer for each
+ticket), `workers.retrypolicy` (when a failed call goes again or is given up), `workers.calltrace`
+(the trace records of what was sent) and `workers.outboxpolicy` (the settings).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec
 from workers.calltrace import CallTrace
-from workers.flusher import Flusher, Written
+from workers.flusher import Flusher
 from workers.outboxpolicy import OutboxPolicy
 from workers.outboxqueue import OutboxQueue, ScriptPart
+from workers.sender import Written
 
 __all__ = ["Outbox", "OutboxPolicy"]
 
