@@ -180,6 +180,7 @@ class Sender:
         request_id: str | None = None,
         retry_at: int | None = None,
     ) -> None:
+        """Trace the call to each ticket it covers, when traces are on."""
         if self._trace is not None:
             self._trace.sent(
                 o.call,
