@@ -1,20 +1,23 @@
-"""arq jobs of the worker: a Redis outage during a deferred drain is retried, never dropped."""
+"""arq jobs of the worker: arq accepts the worker even when no rule is scheduled."""
 
 from __future__ import annotations
 
-import pytest
-from arq import Retry
-from redis.asyncio import Redis
+from arq import Worker
 
-from tests.procs import free_port
-from ticketwire.keys import Keys
-from workers.app import drain_outbox
-from workers.outbox import Outbox
+from ticketwire.config import Settings
+from ticketwire.engine import Context, Router
+from workers.app import ping, worker_options
 
 
-async def test_drain_job_asks_arq_to_retry_when_redis_is_down():
-    dead = Redis(port=free_port(), socket_connect_timeout=0.5)
-    outbox = Outbox(dead, Keys("t:"), {}, owner="w1")
-    with pytest.raises(Retry):
-        await drain_outbox({"outbox": outbox, "job_try": 1}, "inboxops:ws:t1")
-    await dead.aclose()
+async def test_a_worker_without_scheduled_rules_still_has_a_job_for_arq():
+    plain = Router()
+
+    @plain.on("ticket.created", vendor="inboxops")
+    async def on_created(ctx: Context) -> None:
+        pass
+
+    options = worker_options(Settings(redis_url="redis://localhost:6379/0"), plain)
+    assert options["cron_jobs"] == []
+    worker = Worker(**options, handle_signals=False)
+    assert list(worker.functions) == ["ping"]
+    assert await ping({}) == "pong"

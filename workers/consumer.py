@@ -2,7 +2,7 @@
 
 One process reads every partition it owns with a single blocking XREADGROUP on a connection of its
 own, runs deliveries through per-ticket lanes (`workers.lanes`) and acknowledges them in batches.
-Ownership comes from `workers.partitions`. A worker that takes a partition first takes over the
+Ownership comes from `workers.ownership`. A worker that takes a partition first takes over the
 entries its previous owner left pending (XAUTOCLAIM) and runs them before anything new, so a crash
 costs a re-run, never a loss, and never reorders a ticket.
 """
@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from ticketwire import metrics
 from ticketwire.errors import ConfigError
 from ticketwire.keys import GROUP, Keys
 from ticketwire.stored import StoredDelivery
 from workers.lanes import Lanes
-from workers.outage import Outage, backoff
-from workers.partitions import Leases, share
+from workers.outage import TRANSIENT, Outage, backoff
+from workers.ownership import Ownership, Part, PartState, ranges
 
 Handler = Callable[[StoredDelivery], Awaitable[None]]
 
@@ -36,29 +34,7 @@ CALL_TIMEOUT_S = 5.0
 #: Field of `Keys.meta` that records the deployment's partition count.
 META_PARTITIONS = "partitions"
 
-_TRANSIENT = (RedisError, OSError, TimeoutError)
 _log = logging.getLogger(__name__)
-
-
-class _State(enum.Enum):
-    CLAIMING = "claiming"  # taking over pending entries; nothing new is read yet
-    READING = "reading"
-    RELEASING = "releasing"  # owned elsewhere now: finish what is buffered, then give it back
-
-
-@dataclasses.dataclass(eq=False)
-class _Part:
-    number: int
-    stream: str
-    #: Monotonic time until which the lease is surely ours (counted from when renewal was sent).
-    valid_until: float
-    state: _State = _State.CLAIMING
-    #: XAUTOCLAIM cursor while pending entries are being taken over; None once done.
-    cursor: str | None = "0-0"
-    claimed: int = 0
-    #: Claiming again after a failed read, to pick up entries the lost reply carried.
-    reread: bool = False
-    trimmed_at: float = float("-inf")
 
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -147,12 +123,10 @@ class Consumer:
         self._trim_interval = trim_interval
         self._tick_s = min(lease_ttl / 3, trim_interval)
         self._log = log or _log
-        self._leases = Leases(redis, keys, worker_id, ttl_ms=self._ttl_ms)
         self._lanes: Lanes[StoredDelivery] = Lanes(self._handle, concurrency=concurrency)
         self._streams = [keys.stream(p) for p in range(partitions)]
         self._index = {s.encode(): p for p, s in enumerate(self._streams)}
 
-        self._parts: dict[int, _Part] = {}
         #: Entry ids buffered or running, per partition, in read order.
         self._known: dict[int, dict[str, None]] = {p: {} for p in range(partitions)}
         self._buffered = 0
@@ -163,7 +137,6 @@ class Consumer:
         self._inflight: frozenset[int] = frozenset()
         self._reader: Redis | None = None
         self._reader_id: int | None = None
-        self._live = 0
 
         self._capacity = asyncio.Event()
         self._changed = asyncio.Event()
@@ -171,6 +144,21 @@ class Consumer:
         self._ack_ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._own = Ownership(
+            redis,
+            keys,
+            worker_id,
+            partitions=partitions,
+            ttl=lease_ttl,
+            call_timeout_s=CALL_TIMEOUT_S,
+            log=self._log,
+            lost=self._lost,
+            drained=self._drained,
+            before_release=self._flush_acks,
+            # The group normally exists since start; this covers a stream deleted since.
+            acquired=self._create_groups,
+            changed=self._changed.set,
+        )
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._counts = dict.fromkeys(
@@ -200,7 +188,7 @@ class Consumer:
     @property
     def owned(self) -> frozenset[int]:
         """Partitions whose lease this worker holds right now."""
-        return frozenset(self._parts)
+        return frozenset(self._own.parts)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -208,11 +196,11 @@ class Consumer:
         busy = self._lanes.busy
         return {
             **self._counts,
-            "partitions_owned": len(self._parts),
+            "partitions_owned": len(self._own.parts),
             "buffered": self._buffered - busy,
             "in_flight": busy,
             "unacked": sum(map(len, self._acks.values())) + sum(map(len, self._flushing.values())),
-            "workers_live": self._live,
+            "workers_live": self._own.live,
             "redis_errors": self._errors,
         }
 
@@ -228,7 +216,7 @@ class Consumer:
         self._reader = self._dedicated_client()
         try:
             await self._tick()
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             self._errors += 1
             self._log.warning("first ownership round failed (%s); retrying in the background", exc)
         self._tasks = [
@@ -285,32 +273,20 @@ class Consumer:
             task.cancel()
         try:
             await self._flush_acks()
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             self._log.error(
                 "stop: could not acknowledge %s (%s); they will run again",
                 self.stats["unacked"],
                 exc,
             )
-        released = sorted(self._parts)
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT_S):
-                await self._leases.release_all(released)
-        except _TRANSIENT as exc:
-            self._log.warning(
-                "stop: could not release partitions (%s); they free up in %.1fs", exc, self._ttl
-            )
-            released = []
-        self._parts.clear()
-        with contextlib.suppress(*_TRANSIENT):
-            async with asyncio.timeout(CALL_TIMEOUT_S):
-                await self._leases.deregister()
+        released = await self._own.leave()
         if self._reader is not None:
-            with contextlib.suppress(*_TRANSIENT):
+            with contextlib.suppress(*TRANSIENT):
                 await self._reader.aclose()
         self._log.info(
             "consumer %s stopped: released partitions %s; %s",
             self._id,
-            _ranges(released) or "none",
+            ranges(released) or "none",
             _show(self._counts),
         )
 
@@ -373,8 +349,8 @@ class Consumer:
                 self._reader_id = None
                 delay = self._failure("reading partitions", exc, backoff(failures))
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    with contextlib.suppress(*_TRANSIENT):
-                        await self._create_groups(self._parts)
+                    with contextlib.suppress(*TRANSIENT):
+                        await self._create_groups(self._own.parts)
                 await self._pause(delay)
 
     async def _read_step(self) -> None:
@@ -383,17 +359,14 @@ class Consumer:
             self._capacity.clear()
             await self._capacity.wait()
             return
-        now = time.monotonic()
-        for part in list(self._parts.values()):
-            if now >= part.valid_until:
-                # Never claim or read on a lease that may have passed to someone else.
-                self._drop(part, "its lease was not renewed in time")
-        parts = list(self._parts.values())
-        claiming = next((p for p in parts if p.state is _State.CLAIMING), None)
+        # Never claim or read on a lease that may have passed to someone else.
+        self._own.expire(time.monotonic())
+        parts = list(self._own.parts.values())
+        claiming = next((p for p in parts if p.state is PartState.CLAIMING), None)
         if claiming is not None:
             await self._claim_page(claiming, min(free, self._batch))
             return
-        reading = [p for p in parts if p.state is _State.READING]
+        reading = [p for p in parts if p.state is PartState.READING]
         if not reading:
             self._changed.clear()
             await self._changed.wait()
@@ -411,16 +384,16 @@ class Consumer:
             reply = await reader.xreadgroup(
                 GROUP, self._id, {p.stream: ">" for p in reading}, count=count, block=self._block_ms
             )
-        except _TRANSIENT:
+        except TRANSIENT:
             # The reply may have carried entries that are now ours but unseen: read the pending
             # list again before anything new, which keeps each ticket in order.
             for part in reading:
-                if self._parts.get(part.number) is part and part.state is _State.READING:
-                    part.state, part.cursor, part.reread = _State.CLAIMING, "0-0", True
+                if self._own.holds(part) and part.state is PartState.READING:
+                    part.state, part.cursor, part.reread = PartState.CLAIMING, "0-0", True
             raise
         finally:
             self._inflight = frozenset()
-            if any(p.state is _State.RELEASING for p in reading):
+            if any(p.state is PartState.RELEASING for p in reading):
                 self._wake.set()
         if reply:
             self._dispatch(reply)
@@ -430,7 +403,7 @@ class Consumer:
         debug = self._log.isEnabledFor(logging.DEBUG)
         for stream, entries in reply:
             p = self._index[stream]
-            part = self._parts.get(p)
+            part = self._own.parts.get(p)
             if part is None or now >= part.valid_until:
                 self._stranded(p, len(entries))
                 continue
@@ -445,11 +418,11 @@ class Consumer:
             p,
             n,
         )
-        part = self._parts.get(p)
+        part = self._own.parts.get(p)
         if part is not None:
-            self._drop(part, "its lease ran out during a read")
+            self._own.drop(part, "its lease ran out during a read")
 
-    async def _claim_page(self, part: _Part, count: int) -> None:
+    async def _claim_page(self, part: Part, count: int) -> None:
         reader = self._reader
         assert reader is not None and part.cursor is not None
         self._inflight = frozenset((part.number,))
@@ -461,7 +434,7 @@ class Consumer:
             pending, claim = await pipe.execute()
         finally:
             self._inflight = frozenset()
-        if self._parts.get(part.number) is not part or time.monotonic() >= part.valid_until:
+        if not self._own.holds(part) or time.monotonic() >= part.valid_until:
             return
         delivered = {row["message_id"]: int(row["times_delivered"]) for row in pending}
         # Entries already buffered, running or awaiting acknowledgement here are not taken twice.
@@ -481,8 +454,8 @@ class Consumer:
             part.cursor = cursor
             return
         part.cursor = None
-        if part.state is _State.CLAIMING:
-            part.state = _State.READING
+        if part.state is PartState.CLAIMING:
+            part.state = PartState.READING
         if part.reread:
             if part.claimed:
                 self._log.info(
@@ -568,8 +541,8 @@ class Consumer:
         if self._cap - self._buffered >= self._refill:
             self._capacity.set()
         if not known:
-            part = self._parts.get(delivery.partition)
-            if part is not None and part.state is _State.RELEASING:
+            part = self._own.parts.get(delivery.partition)
+            if part is not None and part.state is PartState.RELEASING:
                 self._wake.set()
         if not self._buffered:
             self._idle.set()
@@ -630,7 +603,7 @@ class Consumer:
             not self._buffered
             and not self._acks
             and not self._flushing
-            and all(p.cursor is None for p in self._parts.values())
+            and all(p.cursor is None for p in self._own.parts.values())
         )
 
     # ----------------------------------------------------------------- ownership
@@ -653,106 +626,38 @@ class Consumer:
                     await self._wake.wait()
 
     async def _tick(self) -> None:
-        now = time.monotonic()
-        for part in list(self._parts.values()):
-            if now >= part.valid_until:
-                self._drop(part, "its lease was not renewed in time")
-        held = list(self._parts.values())
-        sent = time.monotonic()
-        async with asyncio.timeout(CALL_TIMEOUT_S):
-            live, renewed = await self._leases.beat([p.number for p in held])
-        for part, ok in zip(held, renewed, strict=True):
-            if self._parts.get(part.number) is not part:
-                continue
-            if ok:
-                part.valid_until = sent + self._ttl
-            else:
-                self._drop(part, "its lease expired or another worker holds it")
-        self._live = len(set(live) | {self._id})
-        desired = share(self._id, live, self._partitions)
-        unblock = False
-        for part in self._parts.values():
-            if part.number not in desired and part.state is not _State.RELEASING:
-                part.state = _State.RELEASING
-                unblock = True
-            elif part.number in desired and part.state is _State.RELEASING:
-                part.state = _State.READING if part.cursor is None else _State.CLAIMING
-                self._changed.set()
-        await self._release_drained()
-        if not self._stopping:
-            unblock = await self._acquire(desired) or unblock
-        if unblock:
+        if await self._own.tick(acquire=not self._stopping):
             await self._unblock_reader()
         await self._maintain_due()
 
-    def _drop(self, part: _Part, why: str) -> None:
+    def _lost(self, p: int, why: str) -> None:
         # The lease is no longer surely ours: running handlers finish, nothing buffered starts,
         # and what was read stays pending for whoever holds the partition next.
-        if self._parts.get(part.number) is not part:
-            return
-        del self._parts[part.number]
         self._counts["lost"] += 1
-        metrics.lease_moved("lost")
-        dropped = self._lanes.purge(lambda d: d.partition == part.number)
+        dropped = self._lanes.purge(lambda d: d.partition == p)
         for delivery in dropped:
             self._forget(delivery)
         self._counts["dropped"] += len(dropped)
         self._log.warning(
             "partition %d lost: %s; %d buffered entries left pending for its new owner",
-            part.number,
+            p,
             why,
             len(dropped),
         )
 
-    async def _release_drained(self) -> None:
-        released = []
-        for part in list(self._parts.values()):
-            if part.state is not _State.RELEASING or not self._drained(part.number):
-                continue
-            await self._flush_acks()
-            if self._parts.get(part.number) is not part or not self._drained(part.number):
-                continue
-            if part.state is not _State.RELEASING:
-                continue
-            async with asyncio.timeout(CALL_TIMEOUT_S):
-                await self._leases.release(part.number)
-            del self._parts[part.number]
-            released.append(part.number)
-        if released:
-            metrics.lease_moved("released", len(released))
-            self._log.info("released partitions %s to other workers", _ranges(released))
-
     def _drained(self, p: int) -> bool:
         return not self._known[p] and p not in self._inflight
-
-    async def _acquire(self, desired: Collection[int]) -> bool:
-        wanted = [p for p in desired if p not in self._parts]
-        if not wanted:
-            return False
-        sent = time.monotonic()
-        async with asyncio.timeout(CALL_TIMEOUT_S):
-            got = await self._leases.acquire(wanted)
-        if not got:
-            return False
-        for p in got:
-            self._parts[p] = _Part(p, self._streams[p], valid_until=sent + self._ttl)
-        self._changed.set()
-        metrics.lease_moved("acquired", len(got))
-        self._log.info("acquired partitions %s", _ranges(got))
-        # The group normally exists since start; this covers a stream deleted since.
-        await self._create_groups(got)
-        return True
 
     async def _unblock_reader(self) -> None:
         # Wake the blocked read so it picks up the new set of partitions now, not after block_ms.
         if not self._inflight or self._reader_id is None:
             return
-        with contextlib.suppress(*_TRANSIENT):
+        with contextlib.suppress(*TRANSIENT):
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 await self._redis.client_unblock(self._reader_id)
 
     def _failure(self, what: str, exc: Exception, delay: float) -> float:
-        if isinstance(exc, _TRANSIENT):
+        if isinstance(exc, TRANSIENT):
             self._errors += 1
             # Once per outage, however long it lasts; each retry only at debug level.
             self._outage.failed(exc)
@@ -772,14 +677,14 @@ class Consumer:
         now = time.monotonic()
         due = [
             p
-            for p in self._parts.values()
-            if p.state is _State.READING and now - p.trimmed_at >= self._trim_interval
+            for p in self._own.parts.values()
+            if p.state is PartState.READING and now - p.trimmed_at >= self._trim_interval
         ]
         if not due:
             return
         for part in due:
             part.trimmed_at = now
-        strays: list[tuple[_Part, list[bytes]]] = []
+        strays: list[tuple[Part, list[bytes]]] = []
         async with asyncio.timeout(CALL_TIMEOUT_S):
             pipe = self._redis.pipeline(transaction=False)
             pipe.time()
@@ -788,7 +693,7 @@ class Consumer:
                 pipe.xinfo_groups(part.stream)
             (sec, usec), *replies = await pipe.execute()
             now_ms = sec * 1000 + usec // 1000
-            trims: list[tuple[_Part, str]] = []
+            trims: list[tuple[Part, str]] = []
             for part, summary, groups in zip(due, replies[::2], replies[1::2], strict=True):
                 last = next(
                     (g["last-delivered-id"] for g in groups if g["name"] == GROUP.encode()), None
@@ -814,7 +719,7 @@ class Consumer:
         for part, others in strays:
             await self._take_strays(part, others)
 
-    async def _take_strays(self, part: _Part, consumers: list[bytes]) -> None:
+    async def _take_strays(self, part: Part, consumers: list[bytes]) -> None:
         # Entries pending with another consumer while this worker holds the lease were read by a
         # worker after it had lost the partition (a stalled event loop, a lost renewal). Nobody
         # else will ever run them; they run here, late.
@@ -829,7 +734,7 @@ class Consumer:
                 entries = await self._redis.xclaim(
                     part.stream, GROUP, self._id, self._ttl_ms, list(delivered)
                 )
-            if self._parts.get(part.number) is not part:
+            if not self._own.holds(part):
                 return
             debug = self._log.isEnabledFor(logging.DEBUG)
             taken = 0
@@ -845,22 +750,6 @@ class Consumer:
                 taken,
                 name.decode(errors="replace"),
             )
-
-
-def _ranges(numbers: Iterable[int]) -> str:
-    """Render partitions compactly: [0, 1, 2, 5] -> '0-2,5'."""
-    out: list[str] = []
-    run: list[int] = []
-    for n in sorted(numbers):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [n]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
 
 
 def _show(counts: dict[str, int]) -> str:

@@ -36,6 +36,7 @@ from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
 from workers.consumer import META_PARTITIONS
+from workers.outboxqueue import requeue
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -464,9 +465,6 @@ def _same_delivery(a: DeadLetter, b: DeadLetter) -> bool:
 
 
 async def _redrive_call(redis: Redis, keys: Keys, letter: DeadLetter) -> Redriven:
-    # Imported here: the outbox imports this module to write letters.
-    from workers.outbox import requeue
-
     assert letter.call is not None
     owner = uuid.uuid4().hex
     claim = _claim_key(keys, letter.id)

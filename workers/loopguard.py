@@ -27,11 +27,11 @@ from redis.asyncio import Redis
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import Write
 from ticketwire.engine.guard import (
+    Clearance,
     GuardPolicy,
     GuardState,
     LastFiring,
     Memory,
-    Verdict,
     decide,
     fingerprint,
 )
@@ -40,7 +40,7 @@ from ticketwire.keys import Keys
 from ticketwire.vendors.bundle import Echo
 from ticketwire.vendors.registry import active
 
-__all__ = ["LoopGuard", "Verdict", "echo_of", "fingerprint"]
+__all__ = ["Clearance", "LoopGuard", "echo_of", "fingerprint"]
 
 _ECHOES: dict[str, Echo] = {}
 
@@ -212,7 +212,7 @@ class LoopGuard:
         changes: Mapping[str, tuple[Any, Any]] | None = None,
         vendor: str | None = None,
         prefetched: Sequence[Any] | None = None,
-    ) -> Verdict:
+    ) -> Clearance:
         """Split `(rule, fingerprint)` pairs into allowed and suppressed-with-reason.
 
         `limits` gives the rules' once_per_ticket/cooldown, `rearm` the rules whose rearm
@@ -226,7 +226,7 @@ class LoopGuard:
         # Known changes, even none (a note's echo changes nothing), are compared with our writes.
         want_writes = bool(fired) and changes is not None
         if not fired and not limited:
-            return Verdict((), ())
+            return Clearance((), ())
         now = self._now_ms()
         keys = self._keys
         fields = [f for n in limited for f in (n, n + _REARMED)]

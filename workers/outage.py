@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: Longest pause between retries while Redis is unreachable.
@@ -16,6 +17,9 @@ MAX_BACKOFF_S = 5.0
 #: covers the builtin ones), a server still loading its data after a restart
 #: (`BusyLoadingError` is a redis `ConnectionError`).
 REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What a Redis call may raise that a later try can outlive: any Redis error (a script or
+#: server error included), a lost connection, a timeout.
+TRANSIENT: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 def backoff(failures: int) -> float:

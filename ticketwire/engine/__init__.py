@@ -19,9 +19,9 @@ from ticketwire.engine.actions import (
     vendor_spec,
 )
 from ticketwire.engine.conditions import (
+    CheckResult,
     Condition,
     FieldSchema,
-    Verdict,
     compile_condition,
 )
 from ticketwire.engine.context import Context
@@ -41,6 +41,7 @@ __all__ = [
     "Action",
     "ActionError",
     "ActionSpec",
+    "CheckResult",
     "Condition",
     "Context",
     "Decision",
@@ -51,7 +52,6 @@ __all__ = [
     "Router",
     "Rule",
     "VendorSpec",
-    "Verdict",
     "action_names",
     "check_rules",
     "compile_condition",

@@ -1,6 +1,6 @@
 """Rule conditions: a small AST compiled once at load, evaluated purely against an event.
 
-Every check returns a `Verdict` whose `why` names the field, its actual value and what the rule
+Every check returns a `CheckResult` whose `why` names the field, its actual value and what the rule
 needed, so a skipped rule can always say why it was skipped.
 """
 
@@ -36,7 +36,7 @@ TRACE_TEXT_MAX = 200
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CheckResult:
     """The outcome of a condition: whether it holds, and a human explanation."""
 
     ok: bool
@@ -49,7 +49,7 @@ class Condition(ABC):
     """A compiled, pure test of an event."""
 
     @abstractmethod
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Evaluate against `event`, explaining the result."""
 
     def holds(self, event: Event) -> bool:
@@ -116,7 +116,7 @@ class Leaf(Condition):
     op: Operator
     operand: Any
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Compare the field's actual value with the operand."""
         actual = resolve(event, self.path)
         needs = self.op.needs(self.operand, event.created_at)
@@ -124,11 +124,11 @@ class Leaf(Condition):
             ok = self.op.test(actual, self.operand, event.created_at)
         except Incomparable as exc:
             fact = f"{self.field} is {show(actual)}"
-            return Verdict(False, f"{fact}, {exc.why}; rule needs {needs}", fact)
+            return CheckResult(False, f"{fact}, {exc.why}; rule needs {needs}", fact)
         fact = f"{self.field} is {show(actual)}"
         if ok:
-            return Verdict(True, fact, fact)
-        return Verdict(False, f"{fact}, rule needs {needs}", fact)
+            return CheckResult(True, fact, fact)
+        return CheckResult(False, f"{fact}, rule needs {needs}", fact)
 
     def holds(self, event: Event) -> bool:
         """Compare without formatting values (same outcome as `check().ok`)."""
@@ -173,12 +173,12 @@ class ChangeLeaf(Condition):
     #: True for `changed` and `not_changed`; the accepted values for `changed_from/_to`.
     operand: Any
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Compare the field's earlier and current values, explaining in words."""
         change = change_of(event, self.path)
         if not change.known:
             fact = f"{self.field}: {change.why}"
-            return Verdict(False, fact, fact)
+            return CheckResult(False, fact, fact)
         if change.changed:
             fact = f"{self.field} changed from {show(change.old)} to {show(change.new)}"
             if change.created:
@@ -186,8 +186,8 @@ class ChangeLeaf(Condition):
         else:
             fact = f"{self.field} did not change (still {show(change.new)})"
         if self._test(change):
-            return Verdict(True, fact, fact)
-        return Verdict(False, f"{fact}, rule needs {self._needs()}", fact)
+            return CheckResult(True, fact, fact)
+        return CheckResult(False, f"{fact}, rule needs {self._needs()}", fact)
 
     def holds(self, event: Event) -> bool:
         """Compare without formatting values (same outcome as `check().ok`)."""
@@ -243,14 +243,14 @@ class All(Condition):
 
     children: tuple[Condition, ...]
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Evaluate every child so that all failures are explained at once."""
-        verdicts = [child.check(event) for child in self.children]
-        failed = [v.why for v in verdicts if not v.ok]
-        fact = "; ".join(v.fact for v in verdicts)
+        results = [child.check(event) for child in self.children]
+        failed = [v.why for v in results if not v.ok]
+        fact = "; ".join(v.fact for v in results)
         if failed:
-            return Verdict(False, "; ".join(failed), fact)
-        return Verdict(True, "; ".join(v.why for v in verdicts), fact)
+            return CheckResult(False, "; ".join(failed), fact)
+        return CheckResult(True, "; ".join(v.why for v in results), fact)
 
     def holds(self, event: Event) -> bool:
         """Stop at the first failing child."""
@@ -287,18 +287,18 @@ class AnyOf(Condition):
 
     children: tuple[Condition, ...]
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Stop at the first child that holds."""
-        verdicts = []
+        results = []
         for child in self.children:
-            verdict = child.check(event)
-            if verdict.ok:
-                return verdict
-            verdicts.append(verdict)
-        return Verdict(
+            result = child.check(event)
+            if result.ok:
+                return result
+            results.append(result)
+        return CheckResult(
             False,
-            "none of the alternatives holds: " + " | ".join(v.why for v in verdicts),
-            "; ".join(v.fact for v in verdicts),
+            "none of the alternatives holds: " + " | ".join(v.why for v in results),
+            "; ".join(v.fact for v in results),
         )
 
     def holds(self, event: Event) -> bool:
@@ -336,13 +336,13 @@ class Not(Condition):
 
     child: Condition
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Invert the child, explaining with the child's own reason."""
-        verdict = self.child.check(event)
-        if verdict.ok:
-            why = f"{verdict.fact}; rule needs not ({self.child.describe()})"
-            return Verdict(False, why, verdict.fact)
-        return Verdict(True, verdict.fact, verdict.fact)
+        result = self.child.check(event)
+        if result.ok:
+            why = f"{result.fact}; rule needs not ({self.child.describe()})"
+            return CheckResult(False, why, result.fact)
+        return CheckResult(True, result.fact, result.fact)
 
     def holds(self, event: Event) -> bool:
         """Invert the child."""
@@ -377,14 +377,14 @@ class Predicate(Condition):
     fn: Callable[[Event], object]
     label: str
 
-    def check(self, event: Event) -> Verdict:
+    def check(self, event: Event) -> CheckResult:
         """Call the function; its exceptions propagate to the caller."""
         result = self.fn(event)
         if result:
             why = f"when={self.label} is true"
-            return Verdict(True, why, why)
+            return CheckResult(True, why, why)
         why = f"when={self.label} returned {result!r}"
-        return Verdict(False, why, why)
+        return CheckResult(False, why, why)
 
     def describe(self) -> str:
         """E.g. `when=is_vip`."""

@@ -51,7 +51,7 @@ def firing_print(actions: Iterable[Action], event: Event) -> str:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Clearance:
     """Which fired rules may act, why the others may not, and which rules this event re-armed."""
 
     allowed: tuple[str, ...]
@@ -141,7 +141,7 @@ def decide(
     rearm: Sequence[str] = (),
     changes: Mapping[str, tuple[Any, Any]] | None = None,
     ignore: frozenset[str] = frozenset(),
-) -> Verdict:
+) -> Clearance:
     """Split `(rule, fingerprint)` pairs into allowed and suppressed-with-reason.
 
     `rearm` names the rules whose rearm condition holds on this event; `changes` is what the
@@ -195,7 +195,7 @@ def decide(
             continue
         used += 1
         allowed.append(name)
-    return Verdict(tuple(allowed), tuple(suppressed), tuple(rearmed), echo, tuple(codes))
+    return Clearance(tuple(allowed), tuple(suppressed), tuple(rearmed), echo, tuple(codes))
 
 
 def _why_not(
@@ -265,7 +265,7 @@ class MemoryGuard:
         now_ms: int,
         limits: Mapping[str, FiringLimits] | None = None,
         rearm: Sequence[str] = (),
-    ) -> Verdict:
+    ) -> Clearance:
         """Decide, then remember the allowed firings and re-arms as the worker would."""
         fuse_start = now_ms - self.policy.fuse_window_ms
         fuse = {k: at for k, at in self._fuse.get(ticket_key, {}).items() if at > fuse_start}
@@ -273,7 +273,7 @@ class MemoryGuard:
         last = {k: v for k, v in self._last.get(ticket_key, {}).items() if v.at_ms > echo_start}
         memory = self._memory.setdefault(ticket_key, {})
         state = GuardState(last=last, fuse_events=[e for e, _ in fuse], memory=memory)
-        verdict = decide(
+        clearance = decide(
             fired,
             state,
             policy=self.policy,
@@ -282,15 +282,15 @@ class MemoryGuard:
             limits=limits,
             rearm=rearm,
         )
-        for name in verdict.rearmed:
+        for name in clearance.rearmed:
             mem = memory[name]
             memory[name] = Memory(mem.at_ms, mem.event_id, True)
         prints = dict(fired)
-        for name in verdict.allowed:
+        for name in clearance.allowed:
             last[name] = LastFiring(prints[name], now_ms, event_id)
             fuse.setdefault((event_id, name), now_ms)
             if limits and name in limits:
                 memory[name] = Memory(now_ms, event_id)
         self._last[ticket_key] = last
         self._fuse[ticket_key] = fuse
-        return verdict
+        return clearance

@@ -1,0 +1,33 @@
+"""When a failed write-back goes again, and when it is given up for a dead letter (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ticketwire.errors import HelpdeskHTTPError, RateLimited
+from workers.outboxpolicy import OutboxPolicy
+
+
+def next_try(policy: OutboxPolicy, attempts: int, now: int) -> int | None:
+    """When (ms) a call that failed `attempts` times goes again; None once it is given up."""
+    if attempts >= policy.max_attempts:
+        return None
+    return now + int(policy.backoff(attempts) * 1000)
+
+
+def gave_up(attempts: int) -> str:
+    """Why a call that kept failing is dead-lettered."""
+    return f"gave up after {attempts} attempts"
+
+
+def attempt_record(exc: BaseException, at: int) -> dict[str, Any]:
+    """What a failed attempt leaves on its call (and on its dead letter): when, what, the answer."""
+    out: dict[str, Any] = {"at": at, "error": str(exc), "kind": type(exc).__name__}
+    if isinstance(exc, HelpdeskHTTPError):
+        out["status"] = exc.status
+        out["request_id"] = exc.request_id
+        if exc.body:
+            out["body"] = exc.body[:500]
+    if isinstance(exc, RateLimited):
+        out["retry_after"] = exc.retry_after
+    return out
