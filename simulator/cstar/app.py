@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.common.clock import iso
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
 from simulator.cstar.store import ApiKey, Team
-from simulator.inboxops.clock import iso
 
 if TYPE_CHECKING:
     from simulator.cstar.sim import CStarSimulator

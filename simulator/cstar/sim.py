@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.common.clock import Clock, IdSource, ScaledClock
+from simulator.common.ratelimit import RateLimiter
 from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
 from simulator.cstar.control import add_control_routes
@@ -19,8 +21,6 @@ from simulator.cstar.faults import Faults
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.store import Store, Team, TicketChange
 from simulator.cstar.webhooks import DeliveryRecord, Signing, WebhookEmitter, envelope
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock
-from simulator.inboxops.ratelimit import RateLimiter
 
 log = logging.getLogger("simulator.cstar")
 

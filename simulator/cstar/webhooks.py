@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
+from simulator.common.clock import Clock, iso
+from simulator.common.delivery import DeliveryRun, OrderedDelivery
 from simulator.cstar.faults import Faults
-from simulator.delivery import DeliveryRun, OrderedDelivery
-from simulator.inboxops.clock import Clock, iso
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
 from ticketwire.vendors.cstar.webhook import sign, sign_legacy

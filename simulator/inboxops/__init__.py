@@ -156,8 +156,8 @@ Determinism and reset
   unless `keep_endpoints=False`.
 """
 
+from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.inboxops.app import SIM_KEY
-from simulator.inboxops.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.faults import Faults, ScriptedFailure, WebhookFaults
 from simulator.inboxops.journal import JournalEntry

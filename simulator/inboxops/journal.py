@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from simulator.inboxops.clock import iso
+from simulator.common.clock import iso
 
 
 @dataclass(frozen=True)

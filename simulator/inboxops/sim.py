@@ -12,15 +12,15 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.common.clock import Clock, IdSource, ScaledClock
+from simulator.common.ratelimit import RateLimiter
 from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock
 from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.control import add_control_routes
 from simulator.inboxops.faults import Faults
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import MESSAGE_TYPES
 from simulator.inboxops.models import Workspace
-from simulator.inboxops.ratelimit import RateLimiter
 from simulator.inboxops.reminders import ReminderTimer
 from simulator.inboxops.seeds import realistic_ticket
 from simulator.inboxops.store import Store, TicketChange

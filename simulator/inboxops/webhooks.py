@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from simulator.delivery import DeliveryRun, OrderedDelivery
-from simulator.inboxops.clock import Clock, IdSource, iso
+from simulator.common.clock import Clock, IdSource, iso
+from simulator.common.delivery import DeliveryRun, OrderedDelivery
 from simulator.inboxops.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign

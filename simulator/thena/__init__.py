@@ -110,7 +110,7 @@ Determinism and reset
   `keep_endpoints=False`.
 """
 
-from simulator.inboxops.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.thena.app import SIM_KEY
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.faults import Faults, ScriptedFailure, WebhookFaults

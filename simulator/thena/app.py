@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import iso
+from simulator.common.clock import iso
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
 from simulator.thena.problems import ApiError, bad_request, render

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from simulator.inboxops.clock import iso
+from simulator.common.clock import iso
 
 #: Request headers whose values are credentials; the journal keeps only their first characters.
 MASKED = ("authorization", "x-api-key")

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock
-from simulator.inboxops.ratelimit import RateLimiter
+from simulator.common.clock import Clock, IdSource, ScaledClock
+from simulator.common.ratelimit import RateLimiter
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.control import add_control_routes

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from simulator.delivery import DeliveryRun, OrderedDelivery
-from simulator.inboxops.clock import Clock, IdSource, iso
+from simulator.common.clock import Clock, IdSource, iso
+from simulator.common.delivery import DeliveryRun, OrderedDelivery
 from simulator.thena.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
