@@ -1,0 +1,200 @@
+"""`SimulatorBase`: the seed, clock, faults, journal, emitter and HTTP life cycle every simulator has.
+
+A vendor's simulator builds its store, limiter and emitter, and says how its settings and faults
+are made; this base serves it, stops it, resets it to its seeded state and keeps its journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from simulator.common.clock import Clock, IdSource, ScaledClock
+from simulator.common.delivery import OrderedDelivery
+
+
+class BaseConfig(Protocol):
+    """The config fields every simulator reads the same way."""
+
+    @property
+    def seed(self) -> int | None: ...
+
+    @property
+    def event_seed(self) -> int | None: ...
+
+    @property
+    def epoch(self) -> datetime | None: ...
+
+    @property
+    def time_scale(self) -> float: ...
+
+    @property
+    def journal_limit(self) -> int | None: ...
+
+
+class SeededFaults(Protocol):
+    """What the base does with a simulator's faults: clear them and reseed their randomness."""
+
+    rng: random.Random
+
+    def clear(self) -> None:
+        """Drop every scripted answer and webhook fault."""
+        ...
+
+
+class SimulatorBase(ABC):
+    """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator."""
+
+    config: BaseConfig
+    settings: Any
+    faults: SeededFaults
+    emitter: OrderedDelivery[Any]
+    store: Any
+
+    def __init__(self, config: BaseConfig, clock: Clock | None) -> None:
+        self.config = config
+        #: The seed in use (picked at random when the config has none; reset keeps it).
+        self.seed: int = (
+            config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
+        )
+        self.clock: Clock = clock or ScaledClock(config.time_scale, config.epoch)
+        self.settings = self._new_settings()
+        self.faults = self._new_faults(random.Random(f"{self.seed}:faults"))
+        self._journal: deque[Any] = deque(maxlen=config.journal_limit)
+        self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @abstractmethod
+    def _new_settings(self) -> Any:
+        """The runtime settings as the config gives them."""
+
+    @abstractmethod
+    def _new_faults(self, rng: random.Random) -> SeededFaults:
+        """No faults, drawing on `rng`."""
+
+    @abstractmethod
+    def _build(self) -> None:
+        """The seeded store and id sources of a fresh generation."""
+
+    @abstractmethod
+    def _app(self) -> web.Application:
+        """The aiohttp app serving this simulator."""
+
+    @abstractmethod
+    def _reset_limits(self) -> None:
+        """Forget every rate limit count."""
+
+    def _event_ids_seed(self) -> int:
+        event_seed = self.config.event_seed
+        return self.seed if event_seed is None else event_seed
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running; call stop() first")
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}"
+
+    async def close_background(self) -> None:
+        """Cancel what runs in the background: pending deliveries (the logs stay readable)."""
+        await self.emitter.close()
+
+    async def stop(self) -> None:
+        """Stop serving and cancel pending deliveries (the logs stay readable)."""
+        await self.close_background()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self, *, keep_endpoints: bool = True) -> None:
+        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
+
+        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
+        """
+        self.emitter.reset(keep_endpoints=keep_endpoints)
+        if not keep_endpoints:
+            self._endpoint_ids = IdSource(self.seed, "endpoints")
+        self.clock.reset()
+        self._reset_limits()
+        self.faults.clear()
+        self.faults.rng.seed(f"{self.seed}:faults")
+        self.settings = self._new_settings()
+        self._journal.clear()
+        self._build()
+
+    # ----------------------------------------------------------------- deliveries and journal
+
+    @property
+    def deliveries(self) -> list[Any]:
+        """Every delivery attempt so far, oldest first."""
+        return list(self.emitter.log)
+
+    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until no delivery is queued, in flight, held or waiting to retry."""
+        await self.emitter.wait_idle(timeout)
+
+    @property
+    def journal(self) -> list[Any]:
+        """Every API request so far, oldest first."""
+        return list(self._journal)
+
+    def record(self, entry: Any) -> None:
+        """Append a journal entry (the middleware calls this)."""
+        self._journal.append(entry)
+
+
+def build_app(
+    sim: SimulatorBase,
+    key: web.AppKey[Any],
+    middleware: Any,
+    *routes: Callable[[web.Application], None],
+) -> web.Application:
+    """An aiohttp app serving `sim` as `app[key]` behind `middleware`, with `routes` added;
+    cleanup cancels what the simulator runs in the background."""
+    app = web.Application(middlewares=[middleware])
+    app[key] = sim
+    for add in routes:
+        add(app)
+
+    async def _close(_: web.Application) -> None:
+        await sim.close_background()
+
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def serve_until_cancelled(
+    sim: Any,
+    host: str,
+    port: int,
+    seed_tickets: int,
+    webhook: tuple[str, str] | None,
+    banner: Callable[[str | None], None],
+) -> None:
+    """Serve `sim` until cancelled: seed tickets quietly, register the `(url, secret)` endpoint if
+    given, log where everything is with `banner` (given the endpoint's id), then wait."""
+    await sim.start(host=host, port=port)
+    try:
+        if seed_tickets:
+            sim.seed_tickets(seed_tickets, emit=False)
+        endpoint = sim.add_endpoint(*webhook) if webhook is not None else None
+        banner(endpoint)
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
