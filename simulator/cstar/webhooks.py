@@ -3,26 +3,28 @@ simulated clock, per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from simulator.common.clock import Clock, iso
-from simulator.common.delivery import DeliveryRun, OrderedDelivery
+from simulator.common.webhooks import (
+    Answer,
+    Signed,
+    WebhookEmitterBase,
+    check_endpoint,
+    require_loop,
+)
+from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.cstar.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
 from ticketwire.vendors.cstar.webhook import sign, sign_legacy
 
-log = logging.getLogger("simulator.cstar.webhooks")
 USER_AGENT = "cStar-Webhooks/1.0"
 
 
@@ -128,17 +130,10 @@ class DeliveryRecord:
 
 
 @dataclass
-class Delivery:
-    """One event on its way to one endpoint; `event_id` and `body` never change across retries."""
+class Delivery(SharedDelivery[Endpoint]):
+    """A delivery that also carries the API request which caused it."""
 
-    endpoint: Endpoint
-    event: str
-    event_id: str
-    ticket_id: str
-    body: bytes
-    request_id: str
-    attempts: int = 0
-    duplicate: bool = False
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,8 +144,13 @@ class Signing:
     header: str
 
 
-class WebhookEmitter(OrderedDelivery[Delivery]):
+class WebhookEmitter(WebhookEmitterBase[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
+
+    user_agent = USER_AGENT
+    endpoints: dict[str, Endpoint]
+    log: deque[DeliveryRecord]
+    _faults: Faults
 
     def __init__(
         self,
@@ -164,23 +164,16 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         log_limit: int | None,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._clock = clock
-        self._faults = faults
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._schedule = retry_schedule
-        self._flush_after = reorder_flush_after
+        super().__init__(
+            clock=clock,
+            faults=faults,
+            timeout=timeout,
+            retry_schedule=retry_schedule,
+            reorder_flush_after=reorder_flush_after,
+            log_limit=log_limit,
+        )
         self._signing = signing
         self._wall = wall
-        self.endpoints: dict[str, Endpoint] = {}
-        self.log: deque[DeliveryRecord] = deque(maxlen=log_limit)
-        self._session: aiohttp.ClientSession | None = None
-        self._run = DeliveryRun()
-        self._idle: asyncio.Event | None = None
-
-    @property
-    def max_attempts(self) -> int:
-        """The first attempt plus one per retry of the schedule."""
-        return 1 + len(self._schedule)
 
     # ------------------------------------------------------------- endpoints
 
@@ -193,10 +186,7 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         events: list[str] | tuple[str, ...] | None = None,
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url must start with http:// or https:// (got {url!r})")
-        if not secret:
-            raise ValueError("webhook secret must not be empty")
+        check_endpoint(url, secret)
         for event in events or ():
             if event != "*" and not event.endswith(".*") and event not in TICKET_EVENTS:
                 raise ValueError(
@@ -224,27 +214,13 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         ]
         if not targets:
             return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "webhook deliveries need a running event loop; change tickets from async code "
-                "while endpoints are registered"
-            ) from None
+        require_loop()
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         for ep in targets:
-            delivery = Delivery(ep, event, event_id, ticket_id, body, request_id)
-            self._enqueue(delivery)
-            if self._faults.take_duplicate():
-                self._enqueue(replace(delivery, duplicate=True))
+            self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
-    def _retry_delay(self, attempts: int) -> float:
-        return float(self._schedule[attempts - 1])
-
-    async def _attempt(self, d: Delivery) -> bool:
-        d.attempts += 1
+    def _sign(self, d: Delivery, bad: bool) -> Signed:
         secret = d.endpoint.secret.reveal()
-        bad = self._faults.take_bad_signature()
         if bad:
             secret += "-not-the-secret"
         signing = self._signing()
@@ -256,8 +232,6 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         else:
             signature = sign_legacy(d.body, secret)
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
             signing.header: signature,
             "X-Event-Type": d.event,
             "X-Event-ID": d.event_id,
@@ -266,53 +240,34 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
             "X-Delivery-Attempt": str(d.attempts),
             "x-cstar-request-id": d.request_id,
         }
-        sent_at = self._clock.now()
-        status: int | None = None
-        error: str | None = None
-        snippet = ""
-        try:
-            session = self._client()
-            async with session.post(
-                d.endpoint.url, data=d.body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                snippet = (await resp.content.read(200)).decode("utf-8", "replace")
-        except TimeoutError:
-            error = f"no response within the {self._timeout.total:g}s budget"
-        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a failed attempt
-            error = f"{type(exc).__name__}: {exc}"
-        ok = status is not None and 200 <= status < 300
-        last = not ok and d.attempts >= self.max_attempts
-        self.log.append(
-            DeliveryRecord(
-                endpoint_id=d.endpoint.id,
-                event=d.event,
-                event_id=d.event_id,
-                ticket_id=d.ticket_id,
-                attempt=d.attempts,
-                status=status,
-                error=error,
-                succeeded=ok,
-                delivered_at=sent_at,
-                signed_at=signed_at if signing.mode == "v1" else None,
-                failed=last,
-                duplicate=d.duplicate,
-                bad_signature=bad,
-                stale_timestamp=stale_by != 0,
-                response_snippet=snippet,
-            )
-        )
-        if last:
-            log.warning(
-                "webhook %s %s to %s failed after %d attempts",
-                d.event,
-                d.event_id,
-                d.endpoint.url,
-                d.attempts,
-            )
-        return ok
+        return Signed(headers, signed_at if signing.mode == "v1" else None, stale_by != 0)
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+    def _timeout_error(self) -> str:
+        return f"no response within the {self._timeout.total:g}s budget"
+
+    def _record(
+        self,
+        d: Delivery,
+        answer: Answer,
+        sent_at: datetime,
+        last: bool,
+        bad: bool,
+        signed: Signed,
+    ) -> DeliveryRecord:
+        return DeliveryRecord(
+            endpoint_id=d.endpoint.id,
+            event=d.event,
+            event_id=d.event_id,
+            ticket_id=d.ticket_id,
+            attempt=d.attempts,
+            status=answer.status,
+            error=answer.error,
+            succeeded=answer.ok,
+            delivered_at=sent_at,
+            signed_at=signed.signed_at,
+            failed=last,
+            duplicate=d.duplicate,
+            bad_signature=bad,
+            stale_timestamp=signed.stale,
+            response_snippet=answer.snippet,
+        )
