@@ -157,10 +157,11 @@ Determinism and reset
 """
 
 from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.common.faults import WebhookFaults
 from simulator.common.webhooks import DeliveryRecord
 from simulator.inboxops.app import SIM_KEY
 from simulator.inboxops.config import Settings, SimulatorConfig
-from simulator.inboxops.faults import Faults, ScriptedFailure, WebhookFaults
+from simulator.inboxops.faults import Faults, ScriptedFailure
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.problems import ApiError
 from simulator.inboxops.sim import InboxOpsSimulator, create_app, run_simulator
