@@ -18,6 +18,7 @@ from aiohttp import web
 
 from simulator.common.clock import Clock, IdSource, ScaledClock
 from simulator.common.delivery import OrderedDelivery
+from simulator.common.ratelimit import RateLimiter
 
 
 class BaseConfig(Protocol):
@@ -37,6 +38,13 @@ class BaseConfig(Protocol):
 
     @property
     def journal_limit(self) -> int | None: ...
+
+
+class LimitedConfig(BaseConfig, Protocol):
+    """A config with one rate limit window for every tenant."""
+
+    @property
+    def rate_limit_window_seconds(self) -> float: ...
 
 
 class SeededFaults(Protocol):
@@ -157,6 +165,31 @@ class SimulatorBase(ABC):
     def record(self, entry: Any) -> None:
         """Append a journal entry (the middleware calls this)."""
         self._journal.append(entry)
+
+
+class MinuteLimited(SimulatorBase):
+    """A simulator whose tenants share one per-minute limit, switched by a setting."""
+
+    def __init__(self, config: LimitedConfig, clock: Clock | None) -> None:
+        super().__init__(config, clock)
+        self.limiter = RateLimiter(self.clock.monotonic, config.rate_limit_window_seconds)
+
+    def _reset_limits(self) -> None:
+        self.limiter.reset()
+
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        """Change the per-tenant limit; 0 or None switches it off. Counts start over."""
+        if per_minute is not None and per_minute < 0:
+            raise ValueError("per_minute must be >= 0 or None")
+        self.settings.rate_limit_per_minute = per_minute
+        self.limiter.reset()
+
+
+def webhook_target(url: str | None, secret: str | None, what: str) -> tuple[str, str] | None:
+    """The `(url, secret)` endpoint to register at start, if any; a url needs its `what`."""
+    if url and not secret:
+        raise ValueError(f"a webhook {what} is required with a webhook url")
+    return (url, secret) if url and secret else None
 
 
 def build_app(

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase, build_app, serve_until_cancelled
+from simulator.common.base import SimulatorBase, build_app, serve_until_cancelled, webhook_target
 from simulator.common.clock import Clock, IdSource
 from simulator.common.ratelimit import RateLimiter
 from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
@@ -299,8 +299,7 @@ async def run_simulator(
     seed_tickets: int = 0,
 ) -> None:
     """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
-    if webhook_url and not webhook_secret:
-        raise ValueError("a webhook secret is required with a webhook url")
+    webhook = webhook_target(webhook_url, webhook_secret, "secret")
     sim = CStarSimulator(cfg)
 
     def banner(endpoint: str | None) -> None:
@@ -311,5 +310,4 @@ async def run_simulator(
         log.info("secret key (simulator only): %s", sim.api_key)
         log.info("publishable key (simulator only): %s", sim.publishable_key)
 
-    webhook = (webhook_url, webhook_secret) if webhook_url and webhook_secret else None
     await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)

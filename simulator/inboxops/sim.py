@@ -10,9 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase, build_app, serve_until_cancelled
+from simulator.common.base import MinuteLimited, build_app, serve_until_cancelled, webhook_target
 from simulator.common.clock import Clock, IdSource
-from simulator.common.ratelimit import RateLimiter
 from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.control import add_control_routes
@@ -27,7 +26,7 @@ from simulator.inboxops.webhooks import WebhookEmitter
 log = logging.getLogger("simulator.inboxops")
 
 
-class InboxOpsSimulator(SimulatorBase):
+class InboxOpsSimulator(MinuteLimited):
     """A local InboxOps: the `/api/v1` ticket API, webhooks to registered endpoints, fault knobs."""
 
     config: SimulatorConfig
@@ -41,7 +40,6 @@ class InboxOpsSimulator(SimulatorBase):
     ) -> None:
         super().__init__(config or SimulatorConfig(), clock)
         cfg = self.config
-        self.limiter = RateLimiter(self.clock.monotonic, cfg.rate_limit_window_seconds)
         self.emitter = WebhookEmitter(
             clock=self.clock,
             faults=self.faults,
@@ -77,9 +75,6 @@ class InboxOpsSimulator(SimulatorBase):
 
     def _app(self) -> web.Application:
         return create_app(self)
-
-    def _reset_limits(self) -> None:
-        self.limiter.reset()
 
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""
@@ -287,13 +282,6 @@ class InboxOpsSimulator(SimulatorBase):
         """A fresh X-Request-Id for a request that did not bring a valid one."""
         return self._request_ids.uuid()
 
-    def set_rate_limit(self, per_minute: int | None) -> None:
-        """Change the per-workspace limit; 0 or None switches it off. Counts start over."""
-        if per_minute is not None and per_minute < 0:
-            raise ValueError("per_minute must be >= 0 or None")
-        self.settings.rate_limit_per_minute = per_minute
-        self.limiter.reset()
-
 
 def create_app(sim: InboxOpsSimulator | SimulatorConfig | None = None) -> web.Application:
     """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
@@ -312,8 +300,7 @@ async def run_simulator(
     seed_tickets: int = 0,
 ) -> None:
     """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
-    if webhook_url and not webhook_secret:
-        raise ValueError("a webhook secret is required with a webhook url")
+    webhook = webhook_target(webhook_url, webhook_secret, "secret")
     sim = InboxOpsSimulator(cfg)
 
     def banner(endpoint: str | None) -> None:
@@ -323,5 +310,4 @@ async def run_simulator(
         log.info("API key (simulator only): %s", sim.api_key)
         log.info("read-only key (simulator only): %s", sim.read_only_key)
 
-    webhook = (webhook_url, webhook_secret) if webhook_url and webhook_secret else None
     await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)

@@ -10,9 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase, build_app, serve_until_cancelled
+from simulator.common.base import MinuteLimited, build_app, serve_until_cancelled, webhook_target
 from simulator.common.clock import Clock, IdSource
-from simulator.common.ratelimit import RateLimiter
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.control import add_control_routes
@@ -25,7 +24,7 @@ from simulator.thena.webhooks import WebhookEmitter, envelope
 log = logging.getLogger("simulator.thena")
 
 
-class ThenaSimulator(SimulatorBase):
+class ThenaSimulator(MinuteLimited):
     """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults."""
 
     config: ThenaSimulatorConfig
@@ -39,7 +38,6 @@ class ThenaSimulator(SimulatorBase):
     ) -> None:
         super().__init__(config or ThenaSimulatorConfig(), clock)
         cfg = self.config
-        self.limiter = RateLimiter(self.clock.monotonic, cfg.rate_limit_window_seconds)
         self.emitter = WebhookEmitter(
             clock=self.clock,
             faults=self.faults,
@@ -64,9 +62,6 @@ class ThenaSimulator(SimulatorBase):
 
     def _app(self) -> web.Application:
         return create_app(self)
-
-    def _reset_limits(self) -> None:
-        self.limiter.reset()
 
     # ----------------------------------------------------------------- identities
 
@@ -260,15 +255,6 @@ class ThenaSimulator(SimulatorBase):
             {"id": actor.id, "type": "AGENT", "email": actor.email},
         )
 
-    # ----------------------------------------------------------------- journal and limits
-
-    def set_rate_limit(self, per_minute: int | None) -> None:
-        """Change the per-organisation limit; 0 or None switches it off. Counts start over."""
-        if per_minute is not None and per_minute < 0:
-            raise ValueError("per_minute must be >= 0 or None")
-        self.settings.rate_limit_per_minute = per_minute
-        self.limiter.reset()
-
 
 def create_app(sim: ThenaSimulator | ThenaSimulatorConfig | None = None) -> web.Application:
     """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
@@ -290,8 +276,7 @@ async def run_simulator(
 
     The endpoint gets `webhook_secret` as its static token (`Authorization: Bearer <token>`).
     """
-    if webhook_url and not webhook_secret:
-        raise ValueError("a webhook token is required with a webhook url")
+    webhook = webhook_target(webhook_url, webhook_secret, "token")
     sim = ThenaSimulator(cfg)
 
     def banner(endpoint: str | None) -> None:
@@ -301,5 +286,4 @@ async def run_simulator(
         log.info("API key (simulator only): %s", sim.api_key)
         log.info("organisation id: %s", sim.org_id)
 
-    webhook = (webhook_url, webhook_secret) if webhook_url and webhook_secret else None
     await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)
