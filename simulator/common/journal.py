@@ -1,0 +1,33 @@
+"""The request journal's common part: what every simulator records of an API request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from simulator.common.clock import iso
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API request and the status it got; `at` is simulated time."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    #: The parsed JSON body, or None when there was none or it was not JSON.
+    body: Any
+    status: int
+    at: datetime
+
+    def request_json(self) -> dict[str, Any]:
+        """The fields every simulator's journal shows first, in JSON form."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "status": self.status,
+            "at": iso(self.at),
+        }
