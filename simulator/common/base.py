@@ -6,11 +6,9 @@ are made; this base serves it, stops it, resets it to its seeded state and keeps
 
 from __future__ import annotations
 
-import asyncio
 import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -66,7 +64,7 @@ class SimulatorBase(ABC):
     emitter: OrderedDelivery[Any]
     store: Any
 
-    def __init__(self, config: BaseConfig, clock: Clock | None) -> None:
+    def __init__(self, config: BaseConfig, clock: Clock | None = None) -> None:
         self.config = config
         #: The seed in use (picked at random when the config has none; reset keeps it).
         self.seed: int = (
@@ -95,6 +93,10 @@ class SimulatorBase(ABC):
     @abstractmethod
     def _app(self) -> web.Application:
         """The aiohttp app serving this simulator."""
+
+    @abstractmethod
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start."""
 
     @abstractmethod
     def _reset_limits(self) -> None:
@@ -170,7 +172,7 @@ class SimulatorBase(ABC):
 class MinuteLimited(SimulatorBase):
     """A simulator whose tenants share one per-minute limit, switched by a setting."""
 
-    def __init__(self, config: LimitedConfig, clock: Clock | None) -> None:
+    def __init__(self, config: LimitedConfig, clock: Clock | None = None) -> None:
         super().__init__(config, clock)
         self.limiter = RateLimiter(self.clock.monotonic, config.rate_limit_window_seconds)
 
@@ -183,51 +185,3 @@ class MinuteLimited(SimulatorBase):
             raise ValueError("per_minute must be >= 0 or None")
         self.settings.rate_limit_per_minute = per_minute
         self.limiter.reset()
-
-
-def webhook_target(url: str | None, secret: str | None, what: str) -> tuple[str, str] | None:
-    """The `(url, secret)` endpoint to register at start, if any; a url needs its `what`."""
-    if url and not secret:
-        raise ValueError(f"a webhook {what} is required with a webhook url")
-    return (url, secret) if url and secret else None
-
-
-def build_app(
-    sim: SimulatorBase,
-    key: web.AppKey[Any],
-    middleware: Any,
-    *routes: Callable[[web.Application], None],
-) -> web.Application:
-    """An aiohttp app serving `sim` as `app[key]` behind `middleware`, with `routes` added;
-    cleanup cancels what the simulator runs in the background."""
-    app = web.Application(middlewares=[middleware])
-    app[key] = sim
-    for add in routes:
-        add(app)
-
-    async def _close(_: web.Application) -> None:
-        await sim.close_background()
-
-    app.on_cleanup.append(_close)
-    return app
-
-
-async def serve_until_cancelled(
-    sim: Any,
-    host: str,
-    port: int,
-    seed_tickets: int,
-    webhook: tuple[str, str] | None,
-    banner: Callable[[str | None], None],
-) -> None:
-    """Serve `sim` until cancelled: seed tickets quietly, register the `(url, secret)` endpoint if
-    given, log where everything is with `banner` (given the endpoint's id), then wait."""
-    await sim.start(host=host, port=port)
-    try:
-        if seed_tickets:
-            sim.seed_tickets(seed_tickets, emit=False)
-        endpoint = sim.add_endpoint(*webhook) if webhook is not None else None
-        banner(endpoint)
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()

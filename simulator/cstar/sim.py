@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase, build_app, serve_until_cancelled, webhook_target
+from simulator.common.base import SimulatorBase
 from simulator.common.clock import Clock, IdSource
 from simulator.common.ratelimit import RateLimiter
+from simulator.common.serving import app_factory, runner
 from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
 from simulator.cstar.control import add_control_routes
@@ -90,6 +91,15 @@ class CStarSimulator(SimulatorBase):
 
     def _app(self) -> web.Application:
         return create_app(self)
+
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start."""
+        if endpoint is not None:
+            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
+        log.info("cStar simulator at %s (controls at %s/_sim)", self.api_base, self.url)
+        log.info("team id: %s", self.team_id)
+        log.info("secret key (simulator only): %s", self.api_key)
+        log.info("publishable key (simulator only): %s", self.publishable_key)
 
     def _reset_limits(self) -> None:
         self._limiter = None
@@ -282,32 +292,5 @@ class CStarSimulator(SimulatorBase):
         return self._limiter[1]
 
 
-def create_app(sim: CStarSimulator | CStarSimulatorConfig | None = None) -> web.Application:
-    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
-    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
-    if not isinstance(sim, CStarSimulator):
-        sim = CStarSimulator(sim)
-    return build_app(sim, SIM_KEY, middleware, add_api_routes, add_control_routes)
-
-
-async def run_simulator(
-    cfg: CStarSimulatorConfig,
-    host: str = "127.0.0.1",
-    port: int = 8026,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    seed_tickets: int = 0,
-) -> None:
-    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
-    webhook = webhook_target(webhook_url, webhook_secret, "secret")
-    sim = CStarSimulator(cfg)
-
-    def banner(endpoint: str | None) -> None:
-        if endpoint is not None:
-            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
-        log.info("cStar simulator at %s (controls at %s/_sim)", sim.api_base, sim.url)
-        log.info("team id: %s", sim.team_id)
-        log.info("secret key (simulator only): %s", sim.api_key)
-        log.info("publishable key (simulator only): %s", sim.publishable_key)
-
-    await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)
+create_app = app_factory(CStarSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+run_simulator = runner(CStarSimulator, 8026, "secret")

@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited, build_app, serve_until_cancelled, webhook_target
+from simulator.common.base import MinuteLimited
 from simulator.common.clock import Clock, IdSource
+from simulator.common.serving import app_factory, runner
 from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.control import add_control_routes
@@ -75,6 +76,14 @@ class InboxOpsSimulator(MinuteLimited):
 
     def _app(self) -> web.Application:
         return create_app(self)
+
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start."""
+        if endpoint is not None:
+            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
+        log.info("InboxOps simulator at %s/api/v1 (controls at %s/_sim)", self.url, self.url)
+        log.info("API key (simulator only): %s", self.api_key)
+        log.info("read-only key (simulator only): %s", self.read_only_key)
 
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""
@@ -283,31 +292,5 @@ class InboxOpsSimulator(MinuteLimited):
         return self._request_ids.uuid()
 
 
-def create_app(sim: InboxOpsSimulator | SimulatorConfig | None = None) -> web.Application:
-    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
-    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
-    if not isinstance(sim, InboxOpsSimulator):
-        sim = InboxOpsSimulator(sim)
-    return build_app(sim, SIM_KEY, middleware, add_api_routes, add_control_routes)
-
-
-async def run_simulator(
-    cfg: SimulatorConfig,
-    host: str = "127.0.0.1",
-    port: int = 8025,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    seed_tickets: int = 0,
-) -> None:
-    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
-    webhook = webhook_target(webhook_url, webhook_secret, "secret")
-    sim = InboxOpsSimulator(cfg)
-
-    def banner(endpoint: str | None) -> None:
-        if endpoint is not None:
-            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
-        log.info("InboxOps simulator at %s/api/v1 (controls at %s/_sim)", sim.url, sim.url)
-        log.info("API key (simulator only): %s", sim.api_key)
-        log.info("read-only key (simulator only): %s", sim.read_only_key)
-
-    await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)
+create_app = app_factory(InboxOpsSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+run_simulator = runner(InboxOpsSimulator, 8025, "secret")

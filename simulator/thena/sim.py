@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited, build_app, serve_until_cancelled, webhook_target
+from simulator.common.base import MinuteLimited
 from simulator.common.clock import Clock, IdSource
+from simulator.common.serving import app_factory, runner
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.control import add_control_routes
@@ -62,6 +63,17 @@ class ThenaSimulator(MinuteLimited):
 
     def _app(self) -> web.Application:
         return create_app(self)
+
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start.
+
+        `run_simulator`'s endpoint gets its secret as a static token (`Authorization: Bearer`).
+        """
+        if endpoint is not None:
+            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
+        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", self.url, self.url)
+        log.info("API key (simulator only): %s", self.api_key)
+        log.info("organisation id: %s", self.org_id)
 
     # ----------------------------------------------------------------- identities
 
@@ -256,34 +268,5 @@ class ThenaSimulator(MinuteLimited):
         )
 
 
-def create_app(sim: ThenaSimulator | ThenaSimulatorConfig | None = None) -> web.Application:
-    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
-    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
-    if not isinstance(sim, ThenaSimulator):
-        sim = ThenaSimulator(sim)
-    return build_app(sim, SIM_KEY, middleware, add_api_routes, add_control_routes)
-
-
-async def run_simulator(
-    cfg: ThenaSimulatorConfig,
-    host: str = "127.0.0.1",
-    port: int = 8026,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    seed_tickets: int = 0,
-) -> None:
-    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given.
-
-    The endpoint gets `webhook_secret` as its static token (`Authorization: Bearer <token>`).
-    """
-    webhook = webhook_target(webhook_url, webhook_secret, "token")
-    sim = ThenaSimulator(cfg)
-
-    def banner(endpoint: str | None) -> None:
-        if endpoint is not None:
-            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
-        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", sim.url, sim.url)
-        log.info("API key (simulator only): %s", sim.api_key)
-        log.info("organisation id: %s", sim.org_id)
-
-    await serve_until_cancelled(sim, host, port, seed_tickets, webhook, banner)
+create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+run_simulator = runner(ThenaSimulator, 8026, "token")
