@@ -10,7 +10,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
@@ -37,6 +37,15 @@ class BaseConfig(Protocol):
     @property
     def journal_limit(self) -> int | None: ...
 
+    @property
+    def webhook_timeout(self) -> float: ...
+
+    @property
+    def reorder_flush_after(self) -> float: ...
+
+    @property
+    def delivery_log_limit(self) -> int | None: ...
+
 
 class LimitedConfig(BaseConfig, Protocol):
     """A config with one rate limit window for every tenant."""
@@ -58,6 +67,9 @@ class SeededFaults(Protocol):
 class SimulatorBase(ABC):
     """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator."""
 
+    #: The vendor's settings class (built `from_config`) and faults class (built from a seeded rng).
+    settings_type: ClassVar[type[Any]]
+    faults_type: ClassVar[type[Any]]
     config: BaseConfig
     settings: Any
     faults: SeededFaults
@@ -72,19 +84,26 @@ class SimulatorBase(ABC):
         )
         self.clock: Clock = clock or ScaledClock(config.time_scale, config.epoch)
         self.settings = self._new_settings()
-        self.faults = self._new_faults(random.Random(f"{self.seed}:faults"))
+        self.faults = self.faults_type(random.Random(f"{self.seed}:faults"))
         self._journal: deque[Any] = deque(maxlen=config.journal_limit)
         self._endpoint_ids = IdSource(self.seed, "endpoints")
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    @abstractmethod
     def _new_settings(self) -> Any:
         """The runtime settings as the config gives them."""
+        return self.settings_type.from_config(self.config)
 
-    @abstractmethod
-    def _new_faults(self, rng: random.Random) -> SeededFaults:
-        """No faults, drawing on `rng`."""
+    def _emitter_options(self) -> dict[str, Any]:
+        """What every vendor's webhook emitter is built with."""
+        cfg = self.config
+        return {
+            "clock": self.clock,
+            "faults": self.faults,
+            "timeout": cfg.webhook_timeout,
+            "reorder_flush_after": cfg.reorder_flush_after,
+            "log_limit": cfg.delivery_log_limit,
+        }
 
     @abstractmethod
     def _build(self) -> None:

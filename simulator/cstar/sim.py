@@ -44,6 +44,8 @@ _CUSTOMERS = (
 class CStarSimulator(SimulatorBase):
     """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
 
+    settings_type = Settings
+    faults_type = Faults
     config: CStarSimulatorConfig
     settings: Settings
     faults: Faults
@@ -57,23 +59,13 @@ class CStarSimulator(SimulatorBase):
         cfg = self.config
         self._limiter: tuple[float, RateLimiter] | None = None
         self.emitter = WebhookEmitter(
-            clock=self.clock,
-            faults=self.faults,
-            timeout=cfg.webhook_timeout,
+            **self._emitter_options(),
             retry_schedule=tuple(cfg.webhook_retry_schedule),
-            reorder_flush_after=cfg.reorder_flush_after,
             signing=lambda: Signing(
                 self.settings.webhook_signature, self.settings.webhook_signature_header
             ),
-            log_limit=cfg.delivery_log_limit,
         )
         self._build()
-
-    def _new_settings(self) -> Settings:
-        return Settings.from_config(self.config)
-
-    def _new_faults(self, rng: random.Random) -> Faults:
-        return Faults(rng)
 
     def _build(self) -> None:
         cfg = self.config

@@ -30,6 +30,8 @@ log = logging.getLogger("simulator.inboxops")
 class InboxOpsSimulator(MinuteLimited):
     """A local InboxOps: the `/api/v1` ticket API, webhooks to registered endpoints, fault knobs."""
 
+    settings_type = Settings
+    faults_type = Faults
     config: SimulatorConfig
     settings: Settings
     faults: Faults
@@ -42,25 +44,15 @@ class InboxOpsSimulator(MinuteLimited):
         super().__init__(config or SimulatorConfig(), clock)
         cfg = self.config
         self.emitter = WebhookEmitter(
-            clock=self.clock,
-            faults=self.faults,
-            timeout=cfg.webhook_timeout,
+            **self._emitter_options(),
             max_attempts=cfg.webhook_max_attempts,
             retry_base=cfg.webhook_retry_base,
-            reorder_flush_after=cfg.reorder_flush_after,
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
-            log_limit=cfg.delivery_log_limit,
         )
         self.reminders = ReminderTimer(
             self.clock, lambda: self.store.next_reminder(), self.fire_due_reminders
         )
         self._build()
-
-    def _new_settings(self) -> Settings:
-        return Settings.from_config(self.config)
-
-    def _new_faults(self, rng: random.Random) -> Faults:
-        return Faults(rng)
 
     def _build(self) -> None:
         self.store = Store(

@@ -28,6 +28,8 @@ log = logging.getLogger("simulator.thena")
 class ThenaSimulator(MinuteLimited):
     """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults."""
 
+    settings_type = Settings
+    faults_type = Faults
     config: ThenaSimulatorConfig
     settings: Settings
     faults: Faults
@@ -40,21 +42,11 @@ class ThenaSimulator(MinuteLimited):
         super().__init__(config or ThenaSimulatorConfig(), clock)
         cfg = self.config
         self.emitter = WebhookEmitter(
-            clock=self.clock,
-            faults=self.faults,
-            timeout=cfg.webhook_timeout,
+            **self._emitter_options(),
             retry_schedule=cfg.webhook_retry_schedule,
-            reorder_flush_after=cfg.reorder_flush_after,
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
-            log_limit=cfg.delivery_log_limit,
         )
         self._build()
-
-    def _new_settings(self) -> Settings:
-        return Settings.from_config(self.config)
-
-    def _new_faults(self, rng: random.Random) -> Faults:
-        return Faults(rng)
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock.now)
