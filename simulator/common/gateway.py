@@ -85,3 +85,20 @@ async def answer(
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return render(internal())
+
+
+def stored_object(
+    request: web.Request, key: web.RequestKey[object], invalid: Callable[[str, str], Exception]
+) -> dict[str, Any]:
+    """The JSON object body `read_json` kept, or the vendor's 400."""
+    body = stored_json(request, key, invalid, "a JSON object body is required")
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object")
+    return body
+
+
+def not_allowed(exc: web.HTTPException, request: web.Request) -> tuple[str, dict[str, str] | None]:
+    """The message of a 405 and its `Allow` header (None when aiohttp names no method)."""
+    allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+    message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    return message, {"Allow": allowed} if allowed else None

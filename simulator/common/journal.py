@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aiohttp import web
+
 from simulator.common.clock import iso
 
 
@@ -31,3 +33,15 @@ class Request:
             "status": self.status,
             "at": iso(self.at),
         }
+
+
+def request_fields(request: web.Request, body: Any, status: int, at: datetime) -> dict[str, Any]:
+    """The `Request` fields of a journal entry for `request`, answered `status` at `at`."""
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "body": body,
+        "status": status,
+        "at": at,
+    }

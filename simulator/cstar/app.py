@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from simulator.common.clock import iso
-from simulator.common.gateway import Handler, answer, play_scripted, read_json, stored_json
+from simulator.common.gateway import (
+    Handler,
+    answer,
+    not_allowed,
+    play_scripted,
+    read_json,
+    stored_object,
+)
+from simulator.common.journal import request_fields
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
 from simulator.cstar.store import ApiKey, Team
@@ -51,21 +59,13 @@ def ok(
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    body = stored_json(request, BODY, invalid, "a JSON object body is required")
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object")
-    return body
+    return stored_object(request, BODY, invalid)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = not_allowed(exc, request)
+        return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "route_not_found", f"no route for {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
@@ -98,12 +98,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             headers["Authorization"] = headers["Authorization"][:15] + "…"
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 team_id=seen["team"],
                 headers=headers,

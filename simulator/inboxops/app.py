@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.common.gateway import Handler, answer, play_scripted, read_json, stored_json
+from simulator.common.gateway import (
+    Handler,
+    answer,
+    not_allowed,
+    play_scripted,
+    read_json,
+    stored_object,
+)
+from simulator.common.journal import request_fields
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import parse_types
@@ -42,21 +50,13 @@ def ok(payload: Any, status: int = 200) -> web.Response:
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    body = stored_json(request, BODY, bad_request, "a JSON object body is required")
-    if not isinstance(body, dict):
-        raise bad_request("body", "must be a JSON object")
-    return body
+    return stored_object(request, BODY, bad_request)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = not_allowed(exc, request)
+        return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "not_found", f"no route for {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
@@ -94,12 +94,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             headers["Authorization"] = headers["Authorization"][:11] + "…"
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 workspace_id=workspace_id[0],
                 headers=headers,

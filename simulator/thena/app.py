@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from simulator.common.clock import iso
-from simulator.common.gateway import Handler, answer, play_scripted, read_json, stored_json
+from simulator.common.gateway import (
+    Handler,
+    answer,
+    not_allowed,
+    play_scripted,
+    read_json,
+    stored_json,
+)
+from simulator.common.journal import request_fields
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
 from simulator.thena.problems import ApiError, bad_request, render
@@ -40,12 +48,8 @@ def json_body(request: web.Request) -> Any:
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = not_allowed(exc, request)
+        return ApiError(405, message, headers=allow)
     if exc.status == 404:
         return ApiError(404, f"Cannot {request.method} {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
@@ -75,12 +79,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     if is_api:
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 org_id=org_id[0],
                 headers=masked(dict(request.headers)),
             )
