@@ -20,6 +20,7 @@ from simulator.common.webhooks import (
     require_loop,
 )
 from simulator.common.webhooks import Delivery as SharedDelivery
+from simulator.common.webhooks import DeliveryRecord as SharedRecord
 from simulator.cstar.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
@@ -99,33 +100,25 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class DeliveryRecord:
-    """One delivery attempt as the log keeps it."""
+class DeliveryRecord(SharedRecord):
+    """One delivery attempt as the log keeps it, with what its signature said about time."""
 
-    endpoint_id: str
-    event: str
-    event_id: str
-    ticket_id: str
-    attempt: int
-    #: HTTP status of the answer, or None when there was none (see `error`).
-    status: int | None
-    error: str | None
-    succeeded: bool
-    #: Simulated time the attempt was sent.
-    delivered_at: datetime
     #: The `t` the attempt was signed with (real unix seconds; None for legacy signatures).
     signed_at: int | None = None
-    #: True on the last attempt of a delivery that never succeeded.
-    failed: bool = False
-    duplicate: bool = False
-    bad_signature: bool = False
     stale_timestamp: bool = False
-    response_snippet: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/deliveries`."""
-        out = {k: v for k, v in vars(self).items() if k != "delivered_at"}
-        out["delivered_at"] = iso(self.delivered_at)
+        """JSON form for `GET /_sim/deliveries` (cStar's key order: `delivered_at` last)."""
+        shared = super().to_json()
+        delivered_at = shared.pop("delivered_at")
+        out: dict[str, Any] = {}
+        for key, value in shared.items():
+            out[key] = value
+            if key == "succeeded":
+                out["signed_at"] = self.signed_at
+            elif key == "bad_signature":
+                out["stale_timestamp"] = self.stale_timestamp
+        out["delivered_at"] = delivered_at
         return out
 
 
