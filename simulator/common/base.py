@@ -17,6 +17,7 @@ from aiohttp import web
 from simulator.common.clock import Clock, IdSource, ScaledClock
 from simulator.common.delivery import OrderedDelivery
 from simulator.common.ratelimit import RateLimiter
+from simulator.common.webhooks import EmitterOptions, SharedFaults
 
 
 class BaseConfig(Protocol):
@@ -54,8 +55,8 @@ class LimitedConfig(BaseConfig, Protocol):
     def rate_limit_window_seconds(self) -> float: ...
 
 
-class SeededFaults(Protocol):
-    """What the base does with a simulator's faults: clear them and reseed their randomness."""
+class SeededFaults(SharedFaults, Protocol):
+    """What the base and the emitter do with a simulator's faults (clear, reseed, draw)."""
 
     rng: random.Random
 
@@ -94,16 +95,16 @@ class SimulatorBase(ABC):
         """The runtime settings as the config gives them."""
         return self.settings_type.from_config(self.config)
 
-    def _emitter_options(self) -> dict[str, Any]:
+    def _emitter_options(self) -> EmitterOptions:
         """What every vendor's webhook emitter is built with."""
         cfg = self.config
-        return {
-            "clock": self.clock,
-            "faults": self.faults,
-            "timeout": cfg.webhook_timeout,
-            "reorder_flush_after": cfg.reorder_flush_after,
-            "log_limit": cfg.delivery_log_limit,
-        }
+        return EmitterOptions(
+            clock=self.clock,
+            faults=self.faults,
+            timeout=cfg.webhook_timeout,
+            reorder_flush_after=cfg.reorder_flush_after,
+            log_limit=cfg.delivery_log_limit,
+        )
 
     @abstractmethod
     def _build(self) -> None:

@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import aiohttp
 
@@ -126,6 +126,19 @@ class SharedFaults(Protocol):
 D = TypeVar("D", bound=Delivery[Any])
 
 
+class EmitterOptions(TypedDict):
+    """What every emitter is built with besides its retry schedule and its signing."""
+
+    clock: Clock
+    faults: SharedFaults
+    #: Per-attempt timeout, in real seconds.
+    timeout: float
+    #: A partly filled reorder group is sent anyway after this many real seconds.
+    reorder_flush_after: float
+    #: Most recent attempts kept in the log (None = all).
+    log_limit: int | None
+
+
 def check_endpoint(url: str, secret: str, what: str = "webhook secret") -> None:
     """Refuse an endpoint without an http(s) url or without a secret."""
     if not url.startswith(("http://", "https://")):
@@ -152,22 +165,15 @@ class WebhookEmitterBase(OrderedDelivery[D]):
     _faults: SharedFaults
 
     def __init__(
-        self,
-        *,
-        clock: Clock,
-        faults: SharedFaults,
-        timeout: float,
-        retry_schedule: tuple[float, ...],
-        reorder_flush_after: float,
-        log_limit: int | None,
+        self, *, retry_schedule: tuple[float, ...], **options: Unpack[EmitterOptions]
     ) -> None:
-        self._clock = clock
-        self._faults = faults
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = options["clock"]
+        self._faults = options["faults"]
+        self._timeout = aiohttp.ClientTimeout(total=options["timeout"])
         self._schedule = retry_schedule
-        self._flush_after = reorder_flush_after
+        self._flush_after = options["reorder_flush_after"]
         self.endpoints: dict[str, Any] = {}
-        self.log: deque[Any] = deque(maxlen=log_limit)
+        self.log: deque[Any] = deque(maxlen=options["log_limit"])
         self._session: aiohttp.ClientSession | None = None
         self._run = DeliveryRun()
         self._idle: asyncio.Event | None = None

@@ -9,11 +9,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
-from simulator.common.clock import Clock, iso
+from simulator.common.clock import iso
 from simulator.common.webhooks import (
     Answer,
+    EmitterOptions,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
@@ -148,23 +149,12 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def __init__(
         self,
         *,
-        clock: Clock,
-        faults: Faults,
-        timeout: float,
         retry_schedule: tuple[float, ...],
-        reorder_flush_after: float,
         signing: Callable[[], Signing],
-        log_limit: int | None,
         wall: Callable[[], float] = time.time,
+        **options: Unpack[EmitterOptions],
     ) -> None:
-        super().__init__(
-            clock=clock,
-            faults=faults,
-            timeout=timeout,
-            retry_schedule=retry_schedule,
-            reorder_flush_after=reorder_flush_after,
-            log_limit=log_limit,
-        )
+        super().__init__(retry_schedule=retry_schedule, **options)
         self._signing = signing
         self._wall = wall
 

@@ -8,18 +8,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from simulator.common.clock import Clock, IdSource, iso
+from simulator.common.clock import IdSource, iso
 from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import (
     DeliveryRecord,
+    EmitterOptions,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
     require_loop,
 )
-from simulator.inboxops.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
 
@@ -95,23 +95,12 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def __init__(
         self,
         *,
-        clock: Clock,
-        faults: Faults,
-        timeout: float,
         max_attempts: int,
         retry_base: float,
-        reorder_flush_after: float,
         signature_prefix: Callable[[], bool],
-        log_limit: int | None,
+        **options: Unpack[EmitterOptions],
     ) -> None:
-        super().__init__(
-            clock=clock,
-            faults=faults,
-            timeout=timeout,
-            retry_schedule=retry_schedule(max_attempts, retry_base),
-            reorder_flush_after=reorder_flush_after,
-            log_limit=log_limit,
-        )
+        super().__init__(retry_schedule=retry_schedule(max_attempts, retry_base), **options)
         self._prefix = signature_prefix
 
     # ------------------------------------------------------------- endpoints
