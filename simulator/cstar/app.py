@@ -11,15 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.common import gateway
 from simulator.common.clock import iso
-from simulator.common.gateway import (
-    Handler,
-    answer,
-    not_allowed,
-    play_scripted,
-    read_json,
-    stored_object,
-)
 from simulator.common.journal import request_fields
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
@@ -59,12 +52,12 @@ def ok(
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    return stored_object(request, BODY, invalid)
+    return gateway.stored_object(request, BODY, invalid)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        message, allow = not_allowed(exc, request)
+        message, allow = gateway.not_allowed(exc, request)
         return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "route_not_found", f"no route for {request.path}")
@@ -72,15 +65,15 @@ def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     request_id = sim.next_request_id()
     request[REQUEST_ID] = request_id
     is_api = request.path.startswith(API + "/")
     seen: dict[str, Any] = {"team": None, "replayed": False, "limit_headers": {}}
-    body = await read_json(request, BODY) if is_api else None
-    resp = await answer(
+    body = await gateway.read_json(request, BODY) if is_api else None
+    resp = await gateway.answer(
         request,
         handler,
         partial(_api, request, handler, sim, seen) if is_api else None,
@@ -151,9 +144,9 @@ def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: CStarSimulator, seen: dict[str, Any]
+    request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    scripted = await play_scripted(sim.faults, request)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
         raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
     match_error = request.match_info.http_exception

@@ -237,20 +237,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         bad: bool,
         signed: Signed,
     ) -> DeliveryRecord:
+        shared = super()._record(d, answer, sent_at, last, bad, signed)
         return DeliveryRecord(
-            endpoint_id=d.endpoint.id,
-            event=d.event,
-            event_id=d.event_id,
-            ticket_id=d.ticket_id,
-            attempt=d.attempts,
-            status=answer.status,
-            error=answer.error,
-            succeeded=answer.ok,
-            delivered_at=sent_at,
-            signed_at=signed.signed_at,
-            failed=last,
-            duplicate=d.duplicate,
-            bad_signature=bad,
-            stale_timestamp=signed.stale,
-            response_snippet=answer.snippet,
+            **vars(shared), signed_at=signed.signed_at, stale_timestamp=signed.stale
         )

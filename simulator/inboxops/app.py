@@ -11,14 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.common.gateway import (
-    Handler,
-    answer,
-    not_allowed,
-    play_scripted,
-    read_json,
-    stored_object,
-)
+from simulator.common import gateway
 from simulator.common.journal import request_fields
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
@@ -50,12 +43,12 @@ def ok(payload: Any, status: int = 200) -> web.Response:
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    return stored_object(request, BODY, bad_request)
+    return gateway.stored_object(request, BODY, bad_request)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        message, allow = not_allowed(exc, request)
+        message, allow = gateway.not_allowed(exc, request)
         return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "not_found", f"no route for {request.path}")
@@ -63,7 +56,7 @@ def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     given = request.headers.get("X-Request-Id", "")
@@ -72,12 +65,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     workspace_id: list[str | None] = [None]
     # Reminders due by now fire before the request sees the tickets.
     sim.fire_due_reminders()
-    body = await read_json(request, BODY) if is_api else None
+    body = await gateway.read_json(request, BODY) if is_api else None
 
     def _render(err: ApiError) -> web.StreamResponse:
         return render(err, request_id, legacy=sim.settings.legacy_errors)
 
-    resp = await answer(
+    resp = await gateway.answer(
         request,
         handler,
         partial(_api, request, handler, sim, workspace_id) if is_api else None,
@@ -105,9 +98,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: InboxOpsSimulator, workspace_id: list[str | None]
+    request: web.Request,
+    handler: gateway.Handler,
+    sim: InboxOpsSimulator,
+    workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    scripted = await play_scripted(sim.faults, request)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
         raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
     match_error = request.match_info.http_exception

@@ -10,15 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.common import gateway
 from simulator.common.clock import iso
-from simulator.common.gateway import (
-    Handler,
-    answer,
-    not_allowed,
-    play_scripted,
-    read_json,
-    stored_json,
-)
 from simulator.common.journal import request_fields
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
@@ -43,12 +36,12 @@ def ok(sim: ThenaSimulator, data: Any, status: int = 200) -> web.Response:
 
 def json_body(request: web.Request) -> Any:
     """The parsed JSON body, or 400."""
-    return stored_json(request, BODY, bad_request, "a JSON body is required")
+    return gateway.stored_json(request, BODY, bad_request, "a JSON body is required")
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        message, allow = not_allowed(exc, request)
+        message, allow = gateway.not_allowed(exc, request)
         return ApiError(405, message, headers=allow)
     if exc.status == 404:
         return ApiError(404, f"Cannot {request.method} {request.path}")
@@ -56,17 +49,17 @@ def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     is_api = request.path == API or request.path.startswith(API + "/")
     org_id: list[str | None] = [None]
-    body = await read_json(request, BODY) if is_api else None
+    body = await gateway.read_json(request, BODY) if is_api else None
 
     def _render(err: ApiError) -> web.StreamResponse:
         return render(err, error_format=sim.settings.error_format, timestamp=iso(sim.clock.now()))
 
-    resp = await answer(
+    resp = await gateway.answer(
         request,
         handler,
         partial(_api, request, handler, sim, org_id) if is_api else None,
@@ -101,9 +94,9 @@ def _scripted_error(
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: ThenaSimulator, org_id: list[str | None]
+    request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    scripted = await play_scripted(sim.faults, request)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
         raise _scripted_error(sim, scripted.status, scripted.retry_after, scripted.reset_after)
     match_error = request.match_info.http_exception
