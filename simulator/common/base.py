@@ -1,8 +1,4 @@
-"""`SimulatorBase`: the seed, clock, faults, journal, emitter and HTTP life cycle every simulator has.
-
-A vendor's simulator builds its store, limiter and emitter, and says how its settings and faults
-are made; this base serves it, stops it, resets it to its seeded state and keeps its journal.
-"""
+"""`SimulatorBase`: the seed, clock, faults, journal and serve/stop/reset life cycle of a simulator."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The `/_sim` control routes every simulator has: reset, journal, deliveries, endpoints, tickets,
-faults, seeding. A vendor's `ControlStyle` says how answers and errors look in its API."""
+"""The `/_sim` control routes every simulator has, answering in each vendor's style."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Fault injection every simulator shares: scripted API answers and the webhook fault knobs.
-
-A vendor's faults say which paths a glob may be written relative to, what extra knobs they have
-and what `POST /_sim/faults` accepts beyond `clear`, `webhooks` and `fail_next`.
-"""
+"""Fault injection every simulator shares: scripted API answers and the webhook fault knobs."""
 
 from __future__ import annotations
 
@@ -67,8 +63,9 @@ class WebhookFaults:
 
 
 class Rule(Protocol):
-    """What the faults do with a scripted answer."""
+    """What the faults do with a scripted answer (a dataclass)."""
 
+    __dataclass_fields__: ClassVar[dict[str, Any]]
     remaining: int
 
     def matches(self, method: str, path: str) -> bool:
@@ -77,8 +74,9 @@ class Rule(Protocol):
 
 
 class Knobs(Protocol):
-    """The webhook knobs every simulator has."""
+    """The webhook knobs every simulator has (a dataclass)."""
 
+    __dataclass_fields__: ClassVar[dict[str, Any]]
     duplicate: float
     duplicate_next: int
     bad_signature_next: int
@@ -153,8 +151,8 @@ class FaultsBase(ABC, Generic[S, W]):
     def to_json(self) -> dict[str, Any]:
         """The current knobs, as `GET /_sim/faults` shows them."""
         return {
-            "webhooks": asdict(self.webhooks),  # type: ignore[call-overload]
-            "fail_next": [asdict(s) for s in self.scripted],  # type: ignore[call-overload]
+            "webhooks": asdict(self.webhooks),
+            "fail_next": [asdict(s) for s in self.scripted],
         }
 
     def _set_knob(self, name: str, value: Any) -> None:
@@ -178,7 +176,7 @@ class FaultsBase(ABC, Generic[S, W]):
         hooks = body.get("webhooks") or {}
         if not isinstance(hooks, dict):
             raise TypeError("webhooks must be an object")
-        names = [f.name for f in dataclasses.fields(self.webhooks)]  # type: ignore[arg-type]
+        names = [f.name for f in dataclasses.fields(self.webhooks)]
         for name, value in hooks.items():
             if name not in names:
                 raise ValueError(f"unknown webhook fault {name!r}; use " + ", ".join(names))

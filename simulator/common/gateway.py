@@ -1,5 +1,4 @@
-"""What every simulator's request middleware does the same way: read the JSON body once, play
-scripted faults, turn routing errors and crashes into the vendor's error answers."""
+"""The request middleware's shared steps: JSON body, scripted faults, routing and error answers."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The webhook emitter every simulator shares: queueing, the HTTP attempt, retries, the delivery log.
-
-A vendor's emitter supplies its endpoints, its envelope, how an attempt is signed (`_sign`) and
-its retry schedule; this base posts each attempt, records it and logs a delivery that gave up.
-"""
+"""The webhook emitter base: queueing, posting and recording attempts, retries, the delivery log."""
 
 from __future__ import annotations
 
