@@ -26,9 +26,9 @@ import aiohttp
 
 from cli.localup import LocalUp, find_local_up
 from cli.replay import outcome, resign, webhook_url
+from simulator.common.clock import iso
 from simulator.cstar import webhooks as cstar_sim
 from simulator.inboxops import webhooks as inboxops_sim
-from simulator.inboxops.clock import iso
 from simulator.thena import webhooks as thena_sim
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError, MalformedEvent

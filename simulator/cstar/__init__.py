@@ -123,6 +123,7 @@ Determinism and reset
   unless `keep_endpoints=False`.
 """
 
+from simulator.common.clock import Clock, ManualClock, ScaledClock
 from simulator.cstar.app import SIM_KEY
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
 from simulator.cstar.faults import Faults, ScriptedFailure, WebhookFaults
@@ -130,7 +131,6 @@ from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError
 from simulator.cstar.sim import CStarSimulator, create_app, run_simulator
 from simulator.cstar.webhooks import DeliveryRecord, Endpoint
-from simulator.inboxops.clock import Clock, ManualClock, ScaledClock
 
 __all__ = [
     "SIM_KEY",

@@ -4,19 +4,19 @@ rendering and the journal."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.common import gateway
+from simulator.common.clock import iso
+from simulator.common.journal import request_fields
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
 from simulator.cstar.store import ApiKey, Team
-from simulator.inboxops.clock import iso
 
 if TYPE_CHECKING:
     from simulator.cstar.sim import CStarSimulator
@@ -30,9 +30,6 @@ SIM_KEY: web.AppKey[CStarSimulator] = web.AppKey("cstar_simulator")
 TEAM: web.RequestKey[Team] = web.RequestKey("cstar_team")
 BODY: web.RequestKey[object] = web.RequestKey("cstar_json")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("cstar_request_id")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_NO_BODY = object()
-_INVALID = object()
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -55,64 +52,37 @@ def ok(
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    body = request.get(BODY, _NO_BODY)
-    if body is _NO_BODY:
-        raise invalid("body", "a JSON object body is required")
-    if body is _INVALID:
-        raise invalid("body", "is not valid JSON")
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object")
-    return body
+    return gateway.stored_object(request, BODY, invalid)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = gateway.not_allowed(exc, request)
+        return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "route_not_found", f"no route for {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     request_id = sim.next_request_id()
     request[REQUEST_ID] = request_id
     is_api = request.path.startswith(API + "/")
     seen: dict[str, Any] = {"team": None, "replayed": False, "limit_headers": {}}
-    body: Any = None
-    if is_api and request.can_read_body:
-        raw = await request.read()
-        if raw:
-            try:
-                body = json.loads(raw)
-                request[BODY] = body
-            except ValueError:
-                request[BODY] = _INVALID
-    try:
-        if is_api:
-            resp = await _api(request, handler, sim, seen)
-        else:
-            match_error = request.match_info.http_exception
-            if match_error is not None:
-                raise _routing_error(match_error, request)
-            resp = await handler(request)
-    except ApiError as err:
-        resp = _render(sim, err, request_id)
-    except web.HTTPException as exc:
-        resp = _render(sim, _routing_error(exc, request), request_id)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        resp = _render(
-            sim, ApiError(500, "internal_error", "the simulator failed; see its log"), request_id
-        )
+    body = await gateway.read_json(request, BODY) if is_api else None
+    resp = await gateway.answer(
+        request,
+        handler,
+        partial(_api, request, handler, sim, seen) if is_api else None,
+        ApiError,
+        partial(_render, sim, request_id=request_id),
+        _routing_error,
+        lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
+        log,
+    )
     resp.headers["X-Request-Id"] = request_id
     resp.headers.update(seen["limit_headers"])
     if is_api:
@@ -121,12 +91,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             headers["Authorization"] = headers["Authorization"][:15] + "…"
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 team_id=seen["team"],
                 headers=headers,
@@ -136,7 +101,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     return resp
 
 
-def _render(sim: CStarSimulator, err: ApiError, request_id: str) -> web.Response:
+def _render(sim: CStarSimulator, err: ApiError, *, request_id: str) -> web.Response:
     return render(
         err,
         request_id,
@@ -179,14 +144,11 @@ def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: CStarSimulator, seen: dict[str, Any]
+    request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    scripted = sim.faults.take_scripted(request.method, request.path)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
-        if scripted.delay > 0:
-            await asyncio.sleep(scripted.delay)
-        if scripted.status >= 400:
-            raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+        raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
     match_error = request.match_info.http_exception
     if match_error is not None:
         raise _routing_error(match_error, request)

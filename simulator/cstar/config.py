@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
+from simulator.common.config import ClockConfig, one_of, positive_timeout
 from ticketwire.errors import ConfigError
 
 Pagination = Literal["meta", "top"]
@@ -76,18 +76,9 @@ PRESETS: dict[str, RateLimit] = {
 
 
 @dataclass(frozen=True)
-class CStarSimulatorConfig:
+class CStarSimulatorConfig(ClockConfig):
     """Everything fixed when the simulator is built; `Settings` holds what may change later."""
 
-    #: Seed for ids, keys, event ids and fault choices; None picks one at random (kept on reset).
-    seed: int | None = None
-    #: Seed of the webhook event ids alone (None: `seed`). A store kept across runs gets a new
-    #: one each run, so no event id of an earlier run comes again (receivers drop repeats).
-    event_seed: int | None = None
-    #: Simulated start time; None means the real current time.
-    epoch: datetime | None = None
-    #: Real seconds per simulated second: 1e-5 makes the 24 h retry wait last under a second.
-    time_scale: float = 1.0
     #: `"120/minute"` (default), `"1000/hour"`, `"N/unit"`, an int per minute, or None (off).
     rate_limit: str | int | None = "120/minute"
     #: Errors as the older `{error: {code: "UNAUTHORIZED", message}}` instead of the envelope.
@@ -129,11 +120,9 @@ class CStarSimulatorConfig:
     agents: tuple[str, ...] = field(default=("agt_ava", "agt_ben", "agt_cho"))
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
+        super().__post_init__()
         RateLimit.parse(self.rate_limit)
-        if self.pagination not in ("meta", "top"):
-            raise ConfigError("pagination", "'meta' or 'top'", self.pagination)
+        one_of("pagination", self.pagination, ("meta", "top"))
         if self.publishable_write_code not in ("insufficient_permissions", "publishable_key_write"):
             raise ConfigError(
                 "publishable_write_code",
@@ -149,12 +138,10 @@ class CStarSimulatorConfig:
             raise ConfigError("max_bulk_ids", "an integer >= 1", repr(self.max_bulk_ids))
         if not 1 <= self.default_page_size <= self.max_page_size:
             raise ConfigError("default_page_size", "1 <= default_page_size <= max_page_size")
-        if self.webhook_timeout <= 0:
-            raise ConfigError("webhook_timeout", "a number of seconds > 0")
+        positive_timeout("webhook_timeout", self.webhook_timeout)
         if any(d < 0 for d in self.webhook_retry_schedule):
             raise ConfigError("webhook_retry_schedule", "waits of >= 0 seconds")
-        if self.webhook_signature not in ("v1", "legacy"):
-            raise ConfigError("webhook_signature", "'v1' or 'legacy'", self.webhook_signature)
+        one_of("webhook_signature", self.webhook_signature, ("v1", "legacy"))
         if self.webhook_signature_header not in SIGNATURE_HEADERS:
             raise ConfigError(
                 "webhook_signature_header",

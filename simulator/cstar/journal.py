@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from simulator.inboxops.clock import iso
+from simulator.common.journal import Request
 
 
 @dataclass(frozen=True)
-class JournalEntry:
+class JournalEntry(Request):
     """One API request and the status it got; `at` is simulated time."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    #: The parsed JSON body, or None when there was none or it was not JSON.
-    body: Any
-    status: int
-    at: datetime
     request_id: str
     #: Team of the API key, when the key was known.
     team_id: str | None
@@ -31,12 +23,7 @@ class JournalEntry:
     def to_json(self) -> dict[str, Any]:
         """JSON form for `GET /_sim/journal`."""
         return {
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "body": self.body,
-            "status": self.status,
-            "at": iso(self.at),
+            **self.request_json(),
             "request_id": self.request_id,
             "team_id": self.team_id,
             "headers": self.headers,

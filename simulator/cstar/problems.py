@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import iso
+from simulator.common.clock import iso
 
 DOC_URL = "https://www.cstar.help/developers/errors"
 #: `doc_url` by status where the bulk page shows one: its 401 and 403 link to the API

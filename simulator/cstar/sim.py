@@ -3,24 +3,23 @@ serves them over HTTP, and offers the Python API tests use."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
+from simulator.common.base import SimulatorBase
+from simulator.common.clock import Clock, IdSource
+from simulator.common.ratelimit import RateLimiter
+from simulator.common.serving import app_factory, runner
 from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
 from simulator.cstar.control import add_control_routes
 from simulator.cstar.faults import Faults
-from simulator.cstar.journal import JournalEntry
 from simulator.cstar.store import Store, Team, TicketChange
-from simulator.cstar.webhooks import DeliveryRecord, Signing, WebhookEmitter, envelope
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock
-from simulator.inboxops.ratelimit import RateLimiter
+from simulator.cstar.webhooks import Signing, WebhookEmitter, envelope
 
 log = logging.getLogger("simulator.cstar")
 
@@ -42,37 +41,30 @@ _CUSTOMERS = (
 )
 
 
-class CStarSimulator:
+class CStarSimulator(SimulatorBase):
     """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
+
+    settings_type = Settings
+    faults_type = Faults
+    config: CStarSimulatorConfig
+    settings: Settings
+    faults: Faults
+    emitter: WebhookEmitter
+    store: Store
 
     def __init__(
         self, config: CStarSimulatorConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        self.config = config or CStarSimulatorConfig()
+        super().__init__(config or CStarSimulatorConfig(), clock)
         cfg = self.config
-        #: The seed in use (picked at random when the config has none; reset keeps it).
-        self.seed: int = (
-            cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32)
-        )
-        self.clock: Clock = clock or ScaledClock(cfg.time_scale, cfg.epoch)
-        self.settings = Settings.from_config(cfg)
-        self.faults = Faults(random.Random(f"{self.seed}:faults"))
         self._limiter: tuple[float, RateLimiter] | None = None
         self.emitter = WebhookEmitter(
-            clock=self.clock,
-            faults=self.faults,
-            timeout=cfg.webhook_timeout,
+            **self._emitter_options(),
             retry_schedule=tuple(cfg.webhook_retry_schedule),
-            reorder_flush_after=cfg.reorder_flush_after,
             signing=lambda: Signing(
                 self.settings.webhook_signature, self.settings.webhook_signature_header
             ),
-            log_limit=cfg.delivery_log_limit,
         )
-        self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
-        self._endpoint_ids = IdSource(self.seed, "endpoints")
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self._build()
 
     def _build(self) -> None:
@@ -85,48 +77,24 @@ class CStarSimulator:
             prefix=cfg.ticket_prefix,
             first_number=cfg.first_ticket_number,
         )
-        event_seed = self.config.event_seed
-        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
+        self._event_ids = IdSource(self._event_ids_seed(), "events")
         self._request_ids = IdSource(self.seed, "requests")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
-    # ----------------------------------------------------------------- lifecycle
+    def _app(self) -> web.Application:
+        return create_app(self)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already running; call stop() first")
-        runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{bound_port}"
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start."""
+        if endpoint is not None:
+            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
+        log.info("cStar simulator at %s (controls at %s/_sim)", self.api_base, self.url)
+        log.info("team id: %s", self.team_id)
+        log.info("secret key (simulator only): %s", self.api_key)
+        log.info("publishable key (simulator only): %s", self.publishable_key)
 
-    async def stop(self) -> None:
-        """Stop serving and cancel pending deliveries (the logs stay readable)."""
-        await self.emitter.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def reset(self, *, keep_endpoints: bool = True) -> None:
-        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
-
-        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
-        """
-        self.emitter.reset(keep_endpoints=keep_endpoints)
-        if not keep_endpoints:
-            self._endpoint_ids = IdSource(self.seed, "endpoints")
-        self.clock.reset()
+    def _reset_limits(self) -> None:
         self._limiter = None
-        self.faults.clear()
-        self.faults.rng.seed(f"{self.seed}:faults")
-        self.settings = Settings.from_config(self.config)
-        self._journal.clear()
-        self._build()
 
     # ----------------------------------------------------------------- identities
 
@@ -297,25 +265,7 @@ class CStarSimulator:
             flat=self.settings.flat_payload,
         )
 
-    @property
-    def deliveries(self) -> list[DeliveryRecord]:
-        """Every delivery attempt so far, oldest first."""
-        return list(self.emitter.log)
-
-    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Wait until no delivery is queued, in flight, held or waiting to retry."""
-        await self.emitter.wait_idle(timeout)
-
     # ----------------------------------------------------------------- journal and limits
-
-    @property
-    def journal(self) -> list[JournalEntry]:
-        """Every /api/v1 request so far, oldest first."""
-        return list(self._journal)
-
-    def record(self, entry: JournalEntry) -> None:
-        """Append a journal entry (the middleware calls this)."""
-        self._journal.append(entry)
 
     def next_request_id(self) -> str:
         """A fresh `req_…` id."""
@@ -334,47 +284,5 @@ class CStarSimulator:
         return self._limiter[1]
 
 
-def create_app(sim: CStarSimulator | CStarSimulatorConfig | None = None) -> web.Application:
-    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
-    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
-    if not isinstance(sim, CStarSimulator):
-        sim = CStarSimulator(sim)
-    app = web.Application(middlewares=[middleware])
-    app[SIM_KEY] = sim
-    add_api_routes(app)
-    add_control_routes(app)
-    emitter = sim.emitter
-
-    async def _close(_: web.Application) -> None:
-        await emitter.close()
-
-    app.on_cleanup.append(_close)
-    return app
-
-
-async def run_simulator(
-    cfg: CStarSimulatorConfig,
-    host: str = "127.0.0.1",
-    port: int = 8026,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    seed_tickets: int = 0,
-) -> None:
-    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given."""
-    if webhook_url and not webhook_secret:
-        raise ValueError("a webhook secret is required with a webhook url")
-    sim = CStarSimulator(cfg)
-    await sim.start(host=host, port=port)
-    try:
-        if seed_tickets:
-            sim.seed_tickets(seed_tickets, emit=False)
-        if webhook_url and webhook_secret:
-            endpoint = sim.add_endpoint(webhook_url, webhook_secret)
-            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
-        log.info("cStar simulator at %s (controls at %s/_sim)", sim.api_base, sim.url)
-        log.info("team id: %s", sim.team_id)
-        log.info("secret key (simulator only): %s", sim.api_key)
-        log.info("publishable key (simulator only): %s", sim.publishable_key)
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()
+create_app = app_factory(CStarSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+run_simulator = runner(CStarSimulator, 8026, "secret")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from simulator.common.clock import IdSource, iso
 from simulator.cstar.problems import ApiError, invalid, missing, not_found
-from simulator.inboxops.clock import IdSource, iso
 from ticketwire.vendors.cstar.models import BULK_ACTIONS, BULK_RESOURCES, PRIORITIES, STATUSES
 
 CREATE_FIELDS = frozenset(

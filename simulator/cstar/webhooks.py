@@ -3,26 +3,30 @@ simulated clock, per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
-import aiohttp
-
+from simulator.common.clock import iso
+from simulator.common.webhooks import (
+    Answer,
+    EmitterOptions,
+    Signed,
+    WebhookEmitterBase,
+    check_endpoint,
+    require_loop,
+)
+from simulator.common.webhooks import Delivery as SharedDelivery
+from simulator.common.webhooks import DeliveryRecord as SharedRecord
 from simulator.cstar.faults import Faults
-from simulator.delivery import DeliveryRun, OrderedDelivery
-from simulator.inboxops.clock import Clock, iso
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
 from ticketwire.vendors.cstar.webhook import sign, sign_legacy
 
-log = logging.getLogger("simulator.cstar.webhooks")
 USER_AGENT = "cStar-Webhooks/1.0"
 
 
@@ -97,48 +101,33 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class DeliveryRecord:
-    """One delivery attempt as the log keeps it."""
+class DeliveryRecord(SharedRecord):
+    """One delivery attempt as the log keeps it, with what its signature said about time."""
 
-    endpoint_id: str
-    event: str
-    event_id: str
-    ticket_id: str
-    attempt: int
-    #: HTTP status of the answer, or None when there was none (see `error`).
-    status: int | None
-    error: str | None
-    succeeded: bool
-    #: Simulated time the attempt was sent.
-    delivered_at: datetime
     #: The `t` the attempt was signed with (real unix seconds; None for legacy signatures).
     signed_at: int | None = None
-    #: True on the last attempt of a delivery that never succeeded.
-    failed: bool = False
-    duplicate: bool = False
-    bad_signature: bool = False
     stale_timestamp: bool = False
-    response_snippet: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/deliveries`."""
-        out = {k: v for k, v in vars(self).items() if k != "delivered_at"}
-        out["delivered_at"] = iso(self.delivered_at)
+        """JSON form for `GET /_sim/deliveries` (cStar's key order: `delivered_at` last)."""
+        shared = super().to_json()
+        delivered_at = shared.pop("delivered_at")
+        out: dict[str, Any] = {}
+        for key, value in shared.items():
+            out[key] = value
+            if key == "succeeded":
+                out["signed_at"] = self.signed_at
+            elif key == "bad_signature":
+                out["stale_timestamp"] = self.stale_timestamp
+        out["delivered_at"] = delivered_at
         return out
 
 
 @dataclass
-class Delivery:
-    """One event on its way to one endpoint; `event_id` and `body` never change across retries."""
+class Delivery(SharedDelivery[Endpoint]):
+    """A delivery that also carries the API request which caused it."""
 
-    endpoint: Endpoint
-    event: str
-    event_id: str
-    ticket_id: str
-    body: bytes
-    request_id: str
-    attempts: int = 0
-    duplicate: bool = False
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,38 +138,25 @@ class Signing:
     header: str
 
 
-class WebhookEmitter(OrderedDelivery[Delivery]):
+class WebhookEmitter(WebhookEmitterBase[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
+
+    user_agent = USER_AGENT
+    endpoints: dict[str, Endpoint]
+    log: deque[DeliveryRecord]
+    _faults: Faults
 
     def __init__(
         self,
         *,
-        clock: Clock,
-        faults: Faults,
-        timeout: float,
         retry_schedule: tuple[float, ...],
-        reorder_flush_after: float,
         signing: Callable[[], Signing],
-        log_limit: int | None,
         wall: Callable[[], float] = time.time,
+        **options: Unpack[EmitterOptions],
     ) -> None:
-        self._clock = clock
-        self._faults = faults
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._schedule = retry_schedule
-        self._flush_after = reorder_flush_after
+        super().__init__(retry_schedule=retry_schedule, **options)
         self._signing = signing
         self._wall = wall
-        self.endpoints: dict[str, Endpoint] = {}
-        self.log: deque[DeliveryRecord] = deque(maxlen=log_limit)
-        self._session: aiohttp.ClientSession | None = None
-        self._run = DeliveryRun()
-        self._idle: asyncio.Event | None = None
-
-    @property
-    def max_attempts(self) -> int:
-        """The first attempt plus one per retry of the schedule."""
-        return 1 + len(self._schedule)
 
     # ------------------------------------------------------------- endpoints
 
@@ -193,10 +169,7 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         events: list[str] | tuple[str, ...] | None = None,
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url must start with http:// or https:// (got {url!r})")
-        if not secret:
-            raise ValueError("webhook secret must not be empty")
+        check_endpoint(url, secret)
         for event in events or ():
             if event != "*" and not event.endswith(".*") and event not in TICKET_EVENTS:
                 raise ValueError(
@@ -224,27 +197,13 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         ]
         if not targets:
             return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "webhook deliveries need a running event loop; change tickets from async code "
-                "while endpoints are registered"
-            ) from None
+        require_loop()
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         for ep in targets:
-            delivery = Delivery(ep, event, event_id, ticket_id, body, request_id)
-            self._enqueue(delivery)
-            if self._faults.take_duplicate():
-                self._enqueue(replace(delivery, duplicate=True))
+            self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
-    def _retry_delay(self, attempts: int) -> float:
-        return float(self._schedule[attempts - 1])
-
-    async def _attempt(self, d: Delivery) -> bool:
-        d.attempts += 1
+    def _sign(self, d: Delivery, bad: bool) -> Signed:
         secret = d.endpoint.secret.reveal()
-        bad = self._faults.take_bad_signature()
         if bad:
             secret += "-not-the-secret"
         signing = self._signing()
@@ -256,8 +215,6 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
         else:
             signature = sign_legacy(d.body, secret)
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
             signing.header: signature,
             "X-Event-Type": d.event,
             "X-Event-ID": d.event_id,
@@ -266,53 +223,21 @@ class WebhookEmitter(OrderedDelivery[Delivery]):
             "X-Delivery-Attempt": str(d.attempts),
             "x-cstar-request-id": d.request_id,
         }
-        sent_at = self._clock.now()
-        status: int | None = None
-        error: str | None = None
-        snippet = ""
-        try:
-            session = self._client()
-            async with session.post(
-                d.endpoint.url, data=d.body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                snippet = (await resp.content.read(200)).decode("utf-8", "replace")
-        except TimeoutError:
-            error = f"no response within the {self._timeout.total:g}s budget"
-        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a failed attempt
-            error = f"{type(exc).__name__}: {exc}"
-        ok = status is not None and 200 <= status < 300
-        last = not ok and d.attempts >= self.max_attempts
-        self.log.append(
-            DeliveryRecord(
-                endpoint_id=d.endpoint.id,
-                event=d.event,
-                event_id=d.event_id,
-                ticket_id=d.ticket_id,
-                attempt=d.attempts,
-                status=status,
-                error=error,
-                succeeded=ok,
-                delivered_at=sent_at,
-                signed_at=signed_at if signing.mode == "v1" else None,
-                failed=last,
-                duplicate=d.duplicate,
-                bad_signature=bad,
-                stale_timestamp=stale_by != 0,
-                response_snippet=snippet,
-            )
-        )
-        if last:
-            log.warning(
-                "webhook %s %s to %s failed after %d attempts",
-                d.event,
-                d.event_id,
-                d.endpoint.url,
-                d.attempts,
-            )
-        return ok
+        return Signed(headers, signed_at if signing.mode == "v1" else None, stale_by != 0)
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+    def _timeout_error(self) -> str:
+        return f"no response within the {self._timeout.total:g}s budget"
+
+    def _record(
+        self,
+        d: Delivery,
+        answer: Answer,
+        sent_at: datetime,
+        last: bool,
+        bad: bool,
+        signed: Signed,
+    ) -> DeliveryRecord:
+        shared = super()._record(d, answer, sent_at, last, bad, signed)
+        return DeliveryRecord(
+            **vars(shared), signed_at=signed.signed_at, stale_timestamp=signed.stale
+        )

@@ -156,14 +156,16 @@ Determinism and reset
   unless `keep_endpoints=False`.
 """
 
+from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.common.faults import WebhookFaults
+from simulator.common.webhooks import DeliveryRecord
 from simulator.inboxops.app import SIM_KEY
-from simulator.inboxops.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.inboxops.config import Settings, SimulatorConfig
-from simulator.inboxops.faults import Faults, ScriptedFailure, WebhookFaults
+from simulator.inboxops.faults import Faults, ScriptedFailure
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.problems import ApiError
 from simulator.inboxops.sim import InboxOpsSimulator, create_app, run_simulator
-from simulator.inboxops.webhooks import DeliveryRecord, Endpoint
+from simulator.inboxops.webhooks import Endpoint
 
 __all__ = [
     "SIM_KEY",

@@ -3,16 +3,16 @@ faults, routing errors, auth, rate limit, error rendering and the journal."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.common import gateway
+from simulator.common.journal import request_fields
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import parse_types
@@ -32,10 +32,7 @@ SIM_KEY: web.AppKey[InboxOpsSimulator] = web.AppKey("inboxops_simulator")
 WORKSPACE: web.RequestKey[Workspace] = web.RequestKey("inboxops_workspace")
 BODY: web.RequestKey[object] = web.RequestKey("inboxops_json")
 NOTES: web.RequestKey[tuple[str, ...]] = web.RequestKey("inboxops_notes")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_NO_BODY = object()
-_INVALID = object()
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -46,65 +43,43 @@ def ok(payload: Any, status: int = 200) -> web.Response:
 
 def json_body(request: web.Request) -> dict[str, Any]:
     """The parsed JSON object body, or 400."""
-    body = request.get(BODY, _NO_BODY)
-    if body is _NO_BODY:
-        raise bad_request("body", "a JSON object body is required")
-    if body is _INVALID:
-        raise bad_request("body", "is not valid JSON")
-    if not isinstance(body, dict):
-        raise bad_request("body", "must be a JSON object")
-    return body
+    return gateway.stored_object(request, BODY, bad_request)
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = gateway.not_allowed(exc, request)
+        return ApiError(405, "method_not_allowed", message, headers=allow)
     if exc.status == 404:
         return ApiError(404, "not_found", f"no route for {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else sim.next_request_id()
     is_api = request.path == API or request.path.startswith(API + "/")
     workspace_id: list[str | None] = [None]
-    body: Any = None
     # Reminders due by now fire before the request sees the tickets.
     sim.fire_due_reminders()
-    if is_api and request.can_read_body:
-        raw = await request.read()
-        if raw:
-            try:
-                body = json.loads(raw)
-                request[BODY] = body
-            except ValueError:
-                request[BODY] = _INVALID
-    try:
-        if is_api:
-            resp = await _api(request, handler, sim, workspace_id)
-        else:
-            match_error = request.match_info.http_exception
-            if match_error is not None:
-                raise _routing_error(match_error, request)
-            resp = await handler(request)
-    except ApiError as err:
-        resp = render(err, request_id, legacy=sim.settings.legacy_errors)
-    except web.HTTPException as exc:
-        resp = render(_routing_error(exc, request), request_id, legacy=sim.settings.legacy_errors)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        failure = ApiError(500, "internal_error", "the simulator failed; see its log")
-        resp = render(failure, request_id, legacy=sim.settings.legacy_errors)
+    body = await gateway.read_json(request, BODY) if is_api else None
+
+    def _render(err: ApiError) -> web.StreamResponse:
+        return render(err, request_id, legacy=sim.settings.legacy_errors)
+
+    resp = await gateway.answer(
+        request,
+        handler,
+        partial(_api, request, handler, sim, workspace_id) if is_api else None,
+        ApiError,
+        _render,
+        _routing_error,
+        lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
+        log,
+    )
     resp.headers["X-Request-Id"] = request_id
     if is_api:
         headers = dict(request.headers)
@@ -112,12 +87,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             headers["Authorization"] = headers["Authorization"][:11] + "…"
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 workspace_id=workspace_id[0],
                 headers=headers,
@@ -128,14 +98,14 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: InboxOpsSimulator, workspace_id: list[str | None]
+    request: web.Request,
+    handler: gateway.Handler,
+    sim: InboxOpsSimulator,
+    workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    scripted = sim.faults.take_scripted(request.method, request.path)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
-        if scripted.delay > 0:
-            await asyncio.sleep(scripted.delay)
-        if scripted.status >= 400:
-            raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+        raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
     match_error = request.match_info.http_exception
     if match_error is not None:
         raise _routing_error(match_error, request)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
+from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout
 from ticketwire.errors import ConfigError
 
 Window = Literal["fixed", "sliding"]
@@ -14,18 +14,9 @@ LeftReminder = Literal["clear", "keep"]
 
 
 @dataclass(frozen=True)
-class SimulatorConfig:
+class SimulatorConfig(ClockConfig):
     """Everything fixed when the simulator is built; `Settings` holds what may change later."""
 
-    #: Seed for ids, event ids, keys and fault choices; None picks one at random (kept on reset).
-    seed: int | None = None
-    #: Seed of the webhook event ids alone (None: `seed`). A store kept across runs gets a new
-    #: one each run, so no event id of an earlier run comes again (receivers drop repeats).
-    event_seed: int | None = None
-    #: Simulated start time; None means the real current time.
-    epoch: datetime | None = None
-    #: Real seconds per simulated second: 0.001 makes a one-minute retry wait last 60 ms.
-    time_scale: float = 1.0
     #: Requests per workspace per window; 0 or None switches the limit off.
     rate_limit_per_minute: int | None = 100
     rate_limit_window: Window = "fixed"
@@ -62,24 +53,16 @@ class SimulatorConfig:
     message_updates_ticket: bool = True
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
-        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 0:
-            raise ConfigError("rate_limit_per_minute", "an integer >= 0 or None")
-        if self.rate_limit_window not in ("fixed", "sliding"):
-            raise ConfigError("rate_limit_window", "'fixed' or 'sliding'", self.rate_limit_window)
-        if self.bulk_unknown_ids not in ("skip", "404"):
-            raise ConfigError("bulk_unknown_ids", "'skip' or '404'", self.bulk_unknown_ids)
-        if self.reminder_leaving_waiting not in ("clear", "keep"):
-            raise ConfigError(
-                "reminder_leaving_waiting", "'clear' or 'keep'", self.reminder_leaving_waiting
-            )
+        super().__post_init__()
+        per_minute("rate_limit_per_minute", self.rate_limit_per_minute)
+        one_of("rate_limit_window", self.rate_limit_window, ("fixed", "sliding"))
+        one_of("bulk_unknown_ids", self.bulk_unknown_ids, ("skip", "404"))
+        one_of("reminder_leaving_waiting", self.reminder_leaving_waiting, ("clear", "keep"))
         if self.max_bulk_ids < 1:
             raise ConfigError("max_bulk_ids", "an integer >= 1", repr(self.max_bulk_ids))
         if not 1 <= self.default_per_page <= self.max_per_page:
             raise ConfigError("default_per_page", "1 <= default_per_page <= max_per_page")
-        if self.webhook_timeout <= 0:
-            raise ConfigError("webhook_timeout", "a number of seconds > 0")
+        positive_timeout("webhook_timeout", self.webhook_timeout)
         if self.webhook_max_attempts < 1:
             raise ConfigError("webhook_max_attempts", "an integer >= 1")
 

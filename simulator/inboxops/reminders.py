@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
-from simulator.inboxops.clock import Clock
+from simulator.common.clock import Clock
 
 
 class ReminderTimer:

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.common.clock import iso, parse_iso
 from simulator.inboxops import fulltext
-from simulator.inboxops.clock import iso, parse_iso
 from simulator.inboxops.models import FieldDef, TicketRecord, Workspace
 from simulator.inboxops.problems import bad_request
 from simulator.inboxops.store import PRIORITY_RANK, as_uuid, field_value, is_uuid

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from simulator.inboxops.clock import IdSource
+from simulator.common.clock import IdSource
 from simulator.inboxops.models import (
     Agent,
     FieldDef,

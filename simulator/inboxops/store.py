@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from simulator.inboxops.clock import IdSource, iso, parse_iso
+from simulator.common.clock import IdSource, iso, parse_iso
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
     DIRECTIONS,

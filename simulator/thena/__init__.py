@@ -110,14 +110,16 @@ Determinism and reset
   `keep_endpoints=False`.
 """
 
-from simulator.inboxops.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
+from simulator.common.faults import WebhookFaults
+from simulator.common.webhooks import DeliveryRecord
 from simulator.thena.app import SIM_KEY
 from simulator.thena.config import Settings, ThenaSimulatorConfig
-from simulator.thena.faults import Faults, ScriptedFailure, WebhookFaults
+from simulator.thena.faults import Faults, ScriptedFailure
 from simulator.thena.journal import JournalEntry
 from simulator.thena.problems import ApiError
 from simulator.thena.sim import ThenaSimulator, create_app, run_simulator
-from simulator.thena.webhooks import DeliveryRecord, Endpoint
+from simulator.thena.webhooks import Endpoint
 
 __all__ = [
     "SIM_KEY",

@@ -3,16 +3,16 @@ auth, rate limit, error rendering and the journal."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import iso
+from simulator.common import gateway
+from simulator.common.clock import iso
+from simulator.common.journal import request_fields
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
 from simulator.thena.problems import ApiError, bad_request, render
@@ -25,9 +25,6 @@ API = "/v1"
 SIM_KEY: web.AppKey[ThenaSimulator] = web.AppKey("thena_simulator")
 ORG: web.RequestKey[Org] = web.RequestKey("thena_org")
 BODY: web.RequestKey[object] = web.RequestKey("thena_json")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_NO_BODY = object()
-_INVALID = object()
 _dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -39,74 +36,43 @@ def ok(sim: ThenaSimulator, data: Any, status: int = 200) -> web.Response:
 
 def json_body(request: web.Request) -> Any:
     """The parsed JSON body, or 400."""
-    body = request.get(BODY, _NO_BODY)
-    if body is _NO_BODY:
-        raise bad_request("body", "a JSON body is required")
-    if body is _INVALID:
-        raise bad_request("body", "is not valid JSON")
-    return body
+    return gateway.stored_json(request, BODY, bad_request, "a JSON body is required")
 
 
 def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
     if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return ApiError(
-            405,
-            f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
-            headers={"Allow": allowed} if allowed else None,
-        )
+        message, allow = gateway.not_allowed(exc, request)
+        return ApiError(405, message, headers=allow)
     if exc.status == 404:
         return ApiError(404, f"Cannot {request.method} {request.path}")
     return ApiError.for_status(exc.status, exc.text or None)
 
 
 @web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     is_api = request.path == API or request.path.startswith(API + "/")
     org_id: list[str | None] = [None]
-    body: Any = None
-    if is_api and request.can_read_body:
-        raw = await request.read()
-        if raw:
-            try:
-                body = json.loads(raw)
-                request[BODY] = body
-            except ValueError:
-                request[BODY] = _INVALID
-    try:
-        if is_api:
-            resp = await _api(request, handler, sim, org_id)
-        else:
-            match_error = request.match_info.http_exception
-            if match_error is not None:
-                raise _routing_error(match_error, request)
-            resp = await handler(request)
-    except ApiError as err:
-        resp = render(err, error_format=sim.settings.error_format, timestamp=iso(sim.clock.now()))
-    except web.HTTPException as exc:
-        resp = render(
-            _routing_error(exc, request),
-            error_format=sim.settings.error_format,
-            timestamp=iso(sim.clock.now()),
-        )
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        resp = render(
-            ApiError(500, "the simulator failed; see its log"),
-            error_format=sim.settings.error_format,
-            timestamp=iso(sim.clock.now()),
-        )
+    body = await gateway.read_json(request, BODY) if is_api else None
+
+    def _render(err: ApiError) -> web.StreamResponse:
+        return render(err, error_format=sim.settings.error_format, timestamp=iso(sim.clock.now()))
+
+    resp = await gateway.answer(
+        request,
+        handler,
+        partial(_api, request, handler, sim, org_id) if is_api else None,
+        ApiError,
+        _render,
+        _routing_error,
+        lambda: ApiError(500, "the simulator failed; see its log"),
+        log,
+    )
     if is_api:
         sim.record(
             JournalEntry(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                body=body,
-                status=resp.status,
-                at=sim.clock.now(),
+                **request_fields(request, body, resp.status, sim.clock.now()),
                 org_id=org_id[0],
                 headers=masked(dict(request.headers)),
             )
@@ -128,14 +94,11 @@ def _scripted_error(
 
 
 async def _api(
-    request: web.Request, handler: Handler, sim: ThenaSimulator, org_id: list[str | None]
+    request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    scripted = sim.faults.take_scripted(request.method, request.path)
+    scripted = await gateway.play_scripted(sim.faults, request)
     if scripted is not None:
-        if scripted.delay > 0:
-            await asyncio.sleep(scripted.delay)
-        if scripted.status >= 400:
-            raise _scripted_error(sim, scripted.status, scripted.retry_after, scripted.reset_after)
+        raise _scripted_error(sim, scripted.status, scripted.retry_after, scripted.reset_after)
     match_error = request.match_info.http_exception
     if match_error is not None:
         raise _routing_error(match_error, request)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
+from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout
 from ticketwire.errors import ConfigError
 
 Window = Literal["fixed", "sliding"]
@@ -18,18 +18,9 @@ RETRY_SCHEDULE: tuple[float, ...] = (10.0, 20.0, 30.0, 50.0, 80.0)
 
 
 @dataclass(frozen=True)
-class ThenaSimulatorConfig:
+class ThenaSimulatorConfig(ClockConfig):
     """Everything fixed when the simulator is built; `Settings` holds what may change later."""
 
-    #: Seed for ids, keys, event ids and fault choices; None picks one at random (kept on reset).
-    seed: int | None = None
-    #: Seed of the webhook event ids alone (None: `seed`). A store kept across runs gets a new
-    #: one each run, so no event id of an earlier run comes again (receivers drop repeats).
-    event_seed: int | None = None
-    #: Simulated start time; None means the real current time.
-    epoch: datetime | None = None
-    #: Real seconds per simulated second: 0.001 makes the 10 s first retry last 10 ms.
-    time_scale: float = 1.0
     #: Requests per organisation per window; 0 or None switches the limit off.
     rate_limit_per_minute: int | None = 100
     rate_limit_window: Window = "fixed"
@@ -69,26 +60,18 @@ class ThenaSimulatorConfig:
     delivery_log_limit: int | None = 100_000
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
-        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 0:
-            raise ConfigError("rate_limit_per_minute", "an integer >= 0 or None")
-        if self.rate_limit_window not in ("fixed", "sliding"):
-            raise ConfigError("rate_limit_window", "'fixed' or 'sliding'", self.rate_limit_window)
-        if self.auth_schemes not in ("both", "api-key", "bearer"):
-            raise ConfigError("auth_schemes", "'both', 'api-key' or 'bearer'", self.auth_schemes)
-        if self.missing_org_status not in (400, 401):
-            raise ConfigError("missing_org_status", "400 or 401", repr(self.missing_org_status))
-        if self.error_format not in ("nest", "envelope"):
-            raise ConfigError("error_format", "'nest' or 'envelope'", self.error_format)
-        if self.list_shape not in ("list", "object"):
-            raise ConfigError("list_shape", "'list' or 'object'", self.list_shape)
+        super().__post_init__()
+        per_minute("rate_limit_per_minute", self.rate_limit_per_minute)
+        one_of("rate_limit_window", self.rate_limit_window, ("fixed", "sliding"))
+        one_of("auth_schemes", self.auth_schemes, ("both", "api-key", "bearer"))
+        one_of("missing_org_status", self.missing_org_status, (400, 401))
+        one_of("error_format", self.error_format, ("nest", "envelope"))
+        one_of("list_shape", self.list_shape, ("list", "object"))
         if not 1 <= self.default_limit <= self.max_limit:
             raise ConfigError("default_limit", "1 <= default_limit <= max_limit")
         if self.max_bulk_tickets < 1 or self.max_bulk_ids < 1:
             raise ConfigError("max_bulk_tickets", "max_bulk_tickets and max_bulk_ids >= 1")
-        if self.webhook_timeout <= 0:
-            raise ConfigError("webhook_timeout", "a number of seconds > 0")
+        positive_timeout("webhook_timeout", self.webhook_timeout)
         if any(wait < 0 for wait in self.webhook_retry_schedule):
             raise ConfigError("webhook_retry_schedule", "waits >= 0 simulated seconds")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from simulator.common.control import Controls, ControlStyle, check_settings, control_routes
 from simulator.thena.app import SIM_KEY, ok
 from simulator.thena.problems import ApiError, bad_request
 
@@ -32,17 +32,34 @@ SETTINGS_CHOICES: dict[str, tuple[Any, ...]] = {
 ENDPOINT_KEYS = frozenset({"url", "secret", "events", "mode", "header", "scheme", "nested"})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise bad_request("body", "is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise bad_request("body", "must be a JSON object")
-    return body
+class _Controls(Controls):
+    def endpoint_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - ENDPOINT_KEYS)
+        if unknown:
+            known = ", ".join(sorted(ENDPOINT_KEYS))
+            raise bad_request(unknown[0], f"unknown key; known: {known}")
+        return {
+            "mode": str(body.get("mode", "token")),
+            "header": body.get("header"),
+            "scheme": str(body.get("scheme", "bearer")),
+            "nested": bool(body.get("nested", False)),
+        }
+
+
+def _deliveries(request: web.Request, records: list[dict[str, Any]], pending: int) -> web.Response:
+    return ok(request.app[SIM_KEY], {"deliveries": records, "pending": pending})
+
+
+CONTROLS = _Controls(
+    ControlStyle(
+        key=SIM_KEY,
+        answer=lambda request, data, status: ok(request.app[SIM_KEY], data, status),
+        invalid=bad_request,
+        refused=lambda message: ApiError(400, message),
+        pending=lambda message: ApiError(409, message),
+        deliveries=_deliveries,
+    )
+)
 
 
 async def info(request: web.Request) -> web.Response:
@@ -71,119 +88,9 @@ async def info(request: web.Request) -> web.Response:
             ],
             "agents": sim.agents,
             "types": sim.types,
-            "routes": sorted(
-                f"{r.method} {r.resource.canonical}"
-                for r in request.app.router.routes()
-                if r.resource is not None
-                and r.resource.canonical.startswith("/_sim")
-                and r.method != "HEAD"
-            ),
+            "routes": control_routes(request.app),
         },
     )
-
-
-async def reset(request: web.Request) -> web.Response:
-    """Back to the seeded initial state; `{"keep_endpoints": false}` also drops endpoints."""
-    body = await _body(request)
-    sim = request.app[SIM_KEY]
-    sim.reset(keep_endpoints=bool(body.get("keep_endpoints", True)))
-    return ok(sim, {"reset": True})
-
-
-async def journal(request: web.Request) -> web.Response:
-    """Every /v1 request so far."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, [e.to_json() for e in sim.journal])
-
-
-async def deliveries(request: web.Request) -> web.Response:
-    """The webhook delivery log, plus how many deliveries are still pending."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        sim, {"deliveries": [d.to_json() for d in sim.deliveries], "pending": sim.emitter.pending}
-    )
-
-
-async def wait_idle(request: web.Request) -> web.Response:
-    """Wait until no delivery is pending (`{"timeout": seconds}`, default 10)."""
-    body = await _body(request)
-    sim = request.app[SIM_KEY]
-    try:
-        await sim.wait_deliveries_idle(float(body.get("timeout", 10.0)))
-    except TimeoutError as exc:
-        raise ApiError(409, str(exc)) from None
-    return ok(sim, {"pending": 0})
-
-
-async def list_endpoints(request: web.Request) -> web.Response:
-    """Registered webhook endpoints (secrets not shown)."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, [e.to_json() for e in sim.emitter.endpoints.values()])
-
-
-async def add_endpoint(request: web.Request) -> web.Response:
-    """Register `{url, secret, events?, mode?, header?, scheme?, nested?}` (default org)."""
-    sim = request.app[SIM_KEY]
-    body = await _body(request)
-    unknown = sorted(set(body) - ENDPOINT_KEYS)
-    if unknown:
-        raise bad_request(unknown[0], f"unknown key; known: {', '.join(sorted(ENDPOINT_KEYS))}")
-    for name in ("url", "secret"):
-        if not isinstance(body.get(name), str):
-            raise bad_request(name, "is required and must be a string")
-    events = body.get("events")
-    if events is not None and not (
-        isinstance(events, list) and all(isinstance(e, str) for e in events)
-    ):
-        raise bad_request("events", "must be an array of event names")
-    try:
-        endpoint_id = sim.add_endpoint(
-            body["url"],
-            body["secret"],
-            events,
-            mode=str(body.get("mode", "token")),
-            header=body.get("header"),
-            scheme=str(body.get("scheme", "bearer")),
-            nested=bool(body.get("nested", False)),
-        )
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    return ok(sim, sim.emitter.endpoints[endpoint_id].to_json(), 201)
-
-
-async def list_tickets(request: web.Request) -> web.Response:
-    """All tickets of the default organisation, oldest first."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, sim.tickets())
-
-
-async def create_ticket(request: web.Request) -> web.Response:
-    """Create a ticket as an agent would (may also set tags); emits `ticket:created`."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, sim.create_ticket(**await _body(request)), 201)
-
-
-async def change_ticket(request: web.Request) -> web.Response:
-    """An agent's edit with PATCH fields (plus tags); emits webhooks; answers the ticket."""
-    sim = request.app[SIM_KEY]
-    body = await _body(request)
-    return ok(sim, sim.change_ticket(request.match_info["id"], **body))
-
-
-async def get_faults(request: web.Request) -> web.Response:
-    """The current fault knobs."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, sim.faults.to_json())
-
-
-async def set_faults(request: web.Request) -> web.Response:
-    """Set knobs: `{clear?, webhooks?: {duplicate, …}, fail_next?: {method, path, status, …}}`."""
-    sim = request.app[SIM_KEY]
-    try:
-        sim.faults.apply_json(await _body(request))
-    except (ValueError, TypeError) as exc:
-        raise ApiError(400, str(exc)) from None
-    return ok(sim, sim.faults.to_json())
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -195,16 +102,8 @@ async def get_settings(request: web.Request) -> web.Response:
 async def set_settings(request: web.Request) -> web.Response:
     """Flip runtime switches, e.g. `{"auth_schemes": "bearer", "rate_limit_per_minute": 5}`."""
     sim = request.app[SIM_KEY]
-    body = await _body(request)
-    for name, value in body.items():
-        types = SETTINGS_TYPES.get(name)
-        if types is None:
-            raise bad_request(name, f"unknown setting; known: {', '.join(SETTINGS_TYPES)}")
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            raise bad_request(name, f"has the wrong type (got {value!r})")
-        choices = SETTINGS_CHOICES.get(name)
-        if choices and value not in choices:
-            raise bad_request(name, f"must be one of {', '.join(map(str, choices))}")
+    body = await CONTROLS.body(request)
+    check_settings(body, SETTINGS_TYPES, SETTINGS_CHOICES, bad_request)
     for name, value in body.items():
         setattr(sim.settings, name, value)
     if "rate_limit_per_minute" in body:
@@ -212,32 +111,6 @@ async def set_settings(request: web.Request) -> web.Response:
     return ok(sim, vars(sim.settings))
 
 
-async def seed(request: web.Request) -> web.Response:
-    """Create `{"tickets": N}` realistic tickets (`"emit": false` to skip their webhooks)."""
-    sim = request.app[SIM_KEY]
-    body = await _body(request)
-    count = body.get("tickets", 10)
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 100_000:
-        raise bad_request("tickets", "must be an integer between 0 and 100000")
-    created = sim.seed_tickets(count, emit=bool(body.get("emit", True)))
-    return ok(sim, {"created": len(created), "ticket_ids": [t["id"] for t in created]}, 201)
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    r = app.router
-    r.add_get("/_sim", info)
-    r.add_post("/_sim/reset", reset)
-    r.add_get("/_sim/journal", journal)
-    r.add_get("/_sim/deliveries", deliveries)
-    r.add_post("/_sim/deliveries/wait", wait_idle)
-    r.add_get("/_sim/endpoints", list_endpoints)
-    r.add_post("/_sim/endpoints", add_endpoint)
-    r.add_get("/_sim/tickets", list_tickets)
-    r.add_post("/_sim/tickets", create_ticket)
-    r.add_post("/_sim/tickets/{id}/change", change_ticket)
-    r.add_get("/_sim/faults", get_faults)
-    r.add_post("/_sim/faults", set_faults)
-    r.add_get("/_sim/settings", get_settings)
-    r.add_post("/_sim/settings", set_settings)
-    r.add_post("/_sim/seed", seed)
+    CONTROLS.add_routes(app, info, get_settings, set_settings)

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from simulator.inboxops.clock import iso
+from simulator.common.journal import Request
 
 #: Request headers whose values are credentials; the journal keeps only their first characters.
 MASKED = ("authorization", "x-api-key")
 
 
 @dataclass(frozen=True)
-class JournalEntry:
+class JournalEntry(Request):
     """One API request and the status it got; `at` is simulated time."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    #: The parsed JSON body, or None when there was none or it was not JSON.
-    body: Any
-    status: int
-    at: datetime
     #: Organisation of the credential, when it was known.
     org_id: str | None
     #: Request headers, with credential values masked.
@@ -31,12 +23,7 @@ class JournalEntry:
     def to_json(self) -> dict[str, Any]:
         """JSON form for `GET /_sim/journal`."""
         return {
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "body": self.body,
-            "status": self.status,
-            "at": iso(self.at),
+            **self.request_json(),
             "org_id": self.org_id,
             "headers": self.headers,
         }

@@ -7,7 +7,7 @@ import hashlib
 import random
 from typing import Any
 
-from simulator.inboxops.clock import IdSource
+from simulator.common.clock import IdSource
 from simulator.thena.models import Agent, Org, Priority, Status, Team, TicketType
 
 #: (name, display name, is_default) of every team's statuses, in order.

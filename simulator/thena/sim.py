@@ -3,104 +3,69 @@ serves them over HTTP, and offers the Python API tests use."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from simulator.inboxops.clock import Clock, IdSource, ScaledClock
-from simulator.inboxops.ratelimit import RateLimiter
+from simulator.common.base import MinuteLimited
+from simulator.common.clock import Clock, IdSource
+from simulator.common.serving import app_factory, runner
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.control import add_control_routes
 from simulator.thena.faults import Faults
-from simulator.thena.journal import JournalEntry
 from simulator.thena.models import Org, Team
 from simulator.thena.seeds import realistic_ticket
 from simulator.thena.store import Store, TicketChange
-from simulator.thena.webhooks import DeliveryRecord, WebhookEmitter, envelope
+from simulator.thena.webhooks import WebhookEmitter, envelope
 
 log = logging.getLogger("simulator.thena")
 
 
-class ThenaSimulator:
+class ThenaSimulator(MinuteLimited):
     """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults."""
+
+    settings_type = Settings
+    faults_type = Faults
+    config: ThenaSimulatorConfig
+    settings: Settings
+    faults: Faults
+    emitter: WebhookEmitter
+    store: Store
 
     def __init__(
         self, config: ThenaSimulatorConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        self.config = config or ThenaSimulatorConfig()
+        super().__init__(config or ThenaSimulatorConfig(), clock)
         cfg = self.config
-        #: The seed in use (picked at random when the config has none; reset keeps it).
-        self.seed: int = (
-            cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**32)
-        )
-        self.clock: Clock = clock or ScaledClock(cfg.time_scale, cfg.epoch)
-        self.settings = Settings.from_config(cfg)
-        self.faults = Faults(random.Random(f"{self.seed}:faults"))
-        self.limiter = RateLimiter(self.clock.monotonic, cfg.rate_limit_window_seconds)
         self.emitter = WebhookEmitter(
-            clock=self.clock,
-            faults=self.faults,
-            timeout=cfg.webhook_timeout,
+            **self._emitter_options(),
             retry_schedule=cfg.webhook_retry_schedule,
-            reorder_flush_after=cfg.reorder_flush_after,
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
-            log_limit=cfg.delivery_log_limit,
         )
-        self._journal: deque[JournalEntry] = deque(maxlen=cfg.journal_limit)
-        self._endpoint_ids = IdSource(self.seed, "endpoints")
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self._build()
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock.now)
-        event_seed = self.config.event_seed
-        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
+        self._event_ids = IdSource(self._event_ids_seed(), "events")
         self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
-    # ----------------------------------------------------------------- lifecycle
+    def _app(self) -> web.Application:
+        return create_app(self)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on `host:port` (0 picks a free port); `self.url` tells where."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already running; call stop() first")
-        runner = web.AppRunner(create_app(self), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{bound_port}"
+    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
+        """Log where the simulator serves, its keys, and the endpoint registered at start.
 
-    async def stop(self) -> None:
-        """Stop serving and cancel pending deliveries (the logs stay readable)."""
-        await self.emitter.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def reset(self, *, keep_endpoints: bool = True) -> None:
-        """Back to the seeded initial state: same keys and ids, no tickets, logs and faults cleared.
-
-        Endpoints stay registered (with their ids) unless `keep_endpoints` is False.
+        `run_simulator`'s endpoint gets its secret as a static token (`Authorization: Bearer`).
         """
-        self.emitter.reset(keep_endpoints=keep_endpoints)
-        if not keep_endpoints:
-            self._endpoint_ids = IdSource(self.seed, "endpoints")
-        self.clock.reset()
-        self.limiter.reset()
-        self.faults.clear()
-        self.faults.rng.seed(f"{self.seed}:faults")
-        self.settings = Settings.from_config(self.config)
-        self._journal.clear()
-        self._build()
+        if endpoint is not None:
+            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
+        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", self.url, self.url)
+        log.info("API key (simulator only): %s", self.api_key)
+        log.info("organisation id: %s", self.org_id)
 
     # ----------------------------------------------------------------- identities
 
@@ -294,77 +259,6 @@ class ThenaSimulator:
             {"id": actor.id, "type": "AGENT", "email": actor.email},
         )
 
-    @property
-    def deliveries(self) -> list[DeliveryRecord]:
-        """Every delivery attempt so far, oldest first."""
-        return list(self.emitter.log)
 
-    async def wait_deliveries_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Wait until no delivery is queued, in flight, held or waiting to retry."""
-        await self.emitter.wait_idle(timeout)
-
-    # ----------------------------------------------------------------- journal and limits
-
-    @property
-    def journal(self) -> list[JournalEntry]:
-        """Every /v1 request so far, oldest first."""
-        return list(self._journal)
-
-    def record(self, entry: JournalEntry) -> None:
-        """Append a journal entry (the middleware calls this)."""
-        self._journal.append(entry)
-
-    def set_rate_limit(self, per_minute: int | None) -> None:
-        """Change the per-organisation limit; 0 or None switches it off. Counts start over."""
-        if per_minute is not None and per_minute < 0:
-            raise ValueError("per_minute must be >= 0 or None")
-        self.settings.rate_limit_per_minute = per_minute
-        self.limiter.reset()
-
-
-def create_app(sim: ThenaSimulator | ThenaSimulatorConfig | None = None) -> web.Application:
-    """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
-    `aiohttp_server`. The simulator is `app[SIM_KEY]`; cleanup cancels pending deliveries."""
-    if not isinstance(sim, ThenaSimulator):
-        sim = ThenaSimulator(sim)
-    app = web.Application(middlewares=[middleware])
-    app[SIM_KEY] = sim
-    add_api_routes(app)
-    add_control_routes(app)
-    emitter = sim.emitter
-
-    async def _close(_: web.Application) -> None:
-        await emitter.close()
-
-    app.on_cleanup.append(_close)
-    return app
-
-
-async def run_simulator(
-    cfg: ThenaSimulatorConfig,
-    host: str = "127.0.0.1",
-    port: int = 8026,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    seed_tickets: int = 0,
-) -> None:
-    """Run a simulator until cancelled: seed tickets quietly, then register the endpoint if given.
-
-    The endpoint gets `webhook_secret` as its static token (`Authorization: Bearer <token>`).
-    """
-    if webhook_url and not webhook_secret:
-        raise ValueError("a webhook token is required with a webhook url")
-    sim = ThenaSimulator(cfg)
-    await sim.start(host=host, port=port)
-    try:
-        if seed_tickets:
-            sim.seed_tickets(seed_tickets, emit=False)
-        if webhook_url and webhook_secret:
-            endpoint = sim.add_endpoint(webhook_url, webhook_secret)
-            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
-        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", sim.url, sim.url)
-        log.info("API key (simulator only): %s", sim.api_key)
-        log.info("organisation id: %s", sim.org_id)
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()
+create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+run_simulator = runner(ThenaSimulator, 8026, "token")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from simulator.inboxops.clock import IdSource, iso, parse_iso
+from simulator.common.clock import IdSource, iso, parse_iso
 from simulator.thena.models import Credential, Org, Team
 from simulator.thena.problems import ApiError, bad_request, not_found
 from simulator.thena.seeds import build_org, named_uid, uid

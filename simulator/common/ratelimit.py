@@ -1,4 +1,4 @@
-"""Per-workspace request limits on simulated time: a fixed or a sliding window (pure, no I/O)."""
+"""Per-tenant request limits on simulated time: a fixed or a sliding window (pure, no I/O)."""
 
 from __future__ import annotations
 

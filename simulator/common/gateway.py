@@ -1,0 +1,103 @@
+"""The request middleware's shared steps: JSON body, scripted faults, routing and error answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from simulator.common.faults import FaultsBase
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: What the body key holds when the body was not JSON.
+INVALID = object()
+_NO_BODY = object()
+
+
+async def read_json(request: web.Request, key: web.RequestKey[object]) -> Any:
+    """The request's JSON body (None when it has none or it is not JSON), kept under `key`."""
+    body: Any = None
+    if request.can_read_body:
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+                request[key] = body
+            except ValueError:
+                request[key] = INVALID
+    return body
+
+
+def stored_json(
+    request: web.Request,
+    key: web.RequestKey[object],
+    invalid: Callable[[str, str], Exception],
+    required: str,
+) -> Any:
+    """The body `read_json` kept, or the vendor's 400 saying it is `required` or not JSON."""
+    body = request.get(key, _NO_BODY)
+    if body is _NO_BODY:
+        raise invalid("body", required)
+    if body is INVALID:
+        raise invalid("body", "is not valid JSON")
+    return body
+
+
+async def play_scripted(faults: FaultsBase[Any, Any], request: web.Request) -> Any | None:
+    """Play the scripted answer matching this request: wait its delay, and return it when it
+    answers with an error (the vendor raises that error), None otherwise."""
+    scripted = faults.take_scripted(request.method, request.path)
+    if scripted is None:
+        return None
+    if scripted.delay > 0:
+        await asyncio.sleep(scripted.delay)
+    return scripted if scripted.status >= 400 else None
+
+
+async def answer(
+    request: web.Request,
+    handler: Handler,
+    api: Callable[[], Awaitable[web.StreamResponse]] | None,
+    error: type[Exception],
+    render: Callable[[Any], web.StreamResponse],
+    routing_error: Callable[[web.HTTPException, web.Request], Exception],
+    internal: Callable[[], Exception],
+    log: logging.Logger,
+) -> web.StreamResponse:
+    """Serve one request: through `api` when it is an API request, else the plain handler; an
+    `error` (or a routing error, or a crash as `internal`) is answered as `render` says."""
+    try:
+        if api is not None:
+            return await api()
+        match_error = request.match_info.http_exception
+        if match_error is not None:
+            raise routing_error(match_error, request)
+        return await handler(request)
+    except error as err:
+        return render(err)
+    except web.HTTPException as exc:
+        return render(routing_error(exc, request))
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return render(internal())
+
+
+def stored_object(
+    request: web.Request, key: web.RequestKey[object], invalid: Callable[[str, str], Exception]
+) -> dict[str, Any]:
+    """The JSON object body `read_json` kept, or the vendor's 400."""
+    body = stored_json(request, key, invalid, "a JSON object body is required")
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object")
+    return body
+
+
+def not_allowed(exc: web.HTTPException, request: web.Request) -> tuple[str, dict[str, str] | None]:
+    """The message of a 405 and its `Allow` header (None when aiohttp names no method)."""
+    allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+    message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    return message, {"Allow": allowed} if allowed else None

@@ -1,0 +1,47 @@
+"""The request journal's common part: what every simulator records of an API request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from simulator.common.clock import iso
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API request and the status it got; `at` is simulated time."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    #: The parsed JSON body, or None when there was none or it was not JSON.
+    body: Any
+    status: int
+    at: datetime
+
+    def request_json(self) -> dict[str, Any]:
+        """The fields every simulator's journal shows first, in JSON form."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "status": self.status,
+            "at": iso(self.at),
+        }
+
+
+def request_fields(request: web.Request, body: Any, status: int, at: datetime) -> dict[str, Any]:
+    """The `Request` fields of a journal entry for `request`, answered `status` at `at`."""
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "body": body,
+        "status": status,
+        "at": at,
+    }
