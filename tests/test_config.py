@@ -137,3 +137,12 @@ def test_vendor_variables_are_checked(extra, variable, expects):
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"REDIS_URL": "redis://x", **extra}, role="up")
     assert info.value.variable == variable and expects in str(info.value)
+
+
+def test_the_platform_process_name_is_read_here_and_names_the_worker():
+    from workers.app import worker_id
+
+    s = Settings.from_env({**BASE, "DYNO": "worker.3"}, role="worker")
+    assert s.dyno == "worker.3"
+    assert worker_id(s.dyno).startswith("worker.3-")
+    assert Settings.from_env(BASE, role="worker").dyno is None

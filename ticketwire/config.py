@@ -65,6 +65,8 @@ class Settings:
     metrics_port: int | None = None
     #: /readyz answers 503 once the oldest unhandled event has waited longer than this (0: never).
     ready_max_lag_s: float = 300.0
+    #: DYNO, the platform's name for this process (None when unset): part of a worker's id.
+    dyno: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -115,6 +117,7 @@ class Settings:
                 else None
             ),
             ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0, zero=True),
+            dyno=dyno_of(environ),
         )
         settings.require(role)
         return settings

@@ -41,9 +41,9 @@ log = logging.getLogger("ticketwire.worker")
 STATS_FLUSH_S = 1.0
 
 
-def worker_id() -> str:
+def worker_id(dyno: str | None = None) -> str:
     """A readable, unique id: the PaaS dyno name or host, the pid, and a random suffix."""
-    base = os.environ.get("DYNO") or socket.gethostname()
+    base = dyno or socket.gethostname()
     return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
@@ -54,7 +54,7 @@ def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[
         vendor: VendorRuntime(
             parse=registry.parser(vendor), plan=plan, client=configured.get(vendor)
         )
-        for vendor in registry.VENDORS
+        for vendor in registry.names()
     }
 
 
@@ -115,7 +115,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         ctx["metrics_server"] = await start_metrics_server(
             settings.redis_url, keys, settings.partitions, settings.metrics_port
         )
-    wid = worker_id()
+    wid = worker_id(settings.dyno)
     redis = connect(settings.redis_url)
     session = aiohttp.ClientSession()
     # arq's per-minute job exists only if the rules had time-based ones when the worker started.

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from simulator.inboxops import ManualClock, SimulatorConfig
-from tests.test_simulator_api import Api, assert_problem, running
-from tests.test_simulator_webhooks import Receiver, receiver  # noqa: F401 (fixture)
-from tests.test_simulator_webhooks import running as running_with_hooks
+from tests.test_simulator_inboxops_api import Api, assert_problem, running
+from tests.test_simulator_inboxops_webhooks import Receiver, receiver  # noqa: F401 (fixture)
+from tests.test_simulator_inboxops_webhooks import running as running_with_hooks
 from ticketwire.errors import HelpdeskHTTPError
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.client import InboxOpsClient

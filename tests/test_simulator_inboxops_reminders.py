@@ -9,7 +9,7 @@ from typing import Any
 from simulator.common.clock import iso
 from simulator.inboxops import ManualClock
 from tests.conftest import wait_for
-from tests.test_simulator_webhooks import Client, Receiver, receiver, running
+from tests.test_simulator_inboxops_webhooks import Client, Receiver, receiver, running
 
 __all__ = ["receiver"]  # the fixture, imported for the tests below
 
