@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import pytest
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
 
+from cli.dryrun import parse_capture
 from receiver.app import create_app
 from tests.acmedesk import VENDOR
 from tests.acmedesk.settings import AcmeDeskSettings
@@ -22,12 +24,15 @@ from ticketwire.config import Settings
 from ticketwire.engine import actions, changes, select
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.trace.read import TraceReader
 from ticketwire.vendors import registry
 from ticketwire.vendors.registry import BUILTIN, Registry
 from ticketwire.vocabulary import _CACHE as VOCABULARY_CACHE
 from workers import loopguard
+from workers.dlqfilter import FilterError, LetterFilter
 
 SECRET = "whsec_acme"
+NOW = "2026-12-03T09:00:00Z"
 RULE = """\
 name: acme-urgent-in-progress
 vendor: acmedesk
@@ -121,6 +126,9 @@ async def test_a_signed_update_is_written_back_through_acmes_api_once(
         {"status": "doing"},
         200,
     )
+    # Traces of the event are found without naming the vendor: every registry vendor is looked up.
+    trace = await TraceReader(redis, keys).event(acme.sim.deliveries[1].event_id)
+    assert trace is not None and trace.ticket == f"acmedesk:{acme.sim.desk}:{ticket['id']}"
 
 
 async def test_a_forged_signature_gets_401_and_is_not_stored(
@@ -136,3 +144,13 @@ async def test_a_forged_signature_gets_401_and_is_not_stored(
     await acme.sim.wait_deliveries_idle()
     assert [d.status for d in acme.sim.deliveries] == [401, 202]
     assert await stored(redis, keys) == 1
+
+
+def test_vendor_names_are_the_registrys_when_checked(with_acmedesk: Registry) -> None:
+    assert LetterFilter.parse("vendor=acmedesk", now_ms=0).vendor == "acmedesk"
+    with pytest.raises(FilterError, match="inboxops, cstar, thena, acmedesk"):
+        LetterFilter.parse("vendor=nodesk", now_ms=0)
+    ticket = {"id": "AC-1", "desk": "d", "status": "todo", "priority": "P1", "updated_at": NOW}
+    body = {"id": "e1", "type": "ticket.updated", "occurred_at": NOW, "ticket": ticket}
+    event = parse_capture({"vendor": "acmedesk", "body": json.dumps(body)}, None)
+    assert (event.ticket_key, event.common["priority"]) == ("acmedesk:d:AC-1", "urgent")
