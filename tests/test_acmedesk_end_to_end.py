@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +18,14 @@ from tests.acmedesk import VENDOR
 from tests.acmedesk.settings import AcmeDeskSettings
 from tests.acmedesk.simulator import AcmeDeskSimulator, AcmeDeskSimulatorConfig
 from tests.conftest import wait_for
+from tests.extra_vendor import extra_vendor
 from tests.stack import running_worker, settled
 from ticketwire.config import Settings
-from ticketwire.engine import actions, changes, select
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from ticketwire.trace.read import TraceReader
 from ticketwire.vendors import registry
-from ticketwire.vendors.registry import BUILTIN, Registry
-from ticketwire.vocabulary import _CACHE as VOCABULARY_CACHE
-from workers import loopguard
+from ticketwire.vendors.registry import Registry
 from workers.dlqfilter import FilterError, LetterFilter
 
 SECRET = "whsec_acme"
@@ -51,21 +48,9 @@ class Acme:
 
 @pytest.fixture
 def with_acmedesk() -> Iterator[Registry]:
-    """The built-in vendors plus Acme Desk, active for one test; nothing of Acme is kept after."""
-    try:
-        with registry.installed(Registry((*BUILTIN, VENDOR))) as extended:
-            yield extended
-    finally:
-        # Imported again, the actions module registers them again for the next test.
-        sys.modules.pop(VENDOR.actions, None)
-        for cache in (
-            actions._REGISTRY,
-            select._SELECTS,
-            changes._COMMON_VIEWS,
-            loopguard._ECHOES,
-            VOCABULARY_CACHE,
-        ):
-            cache.pop(VENDOR.name, None)
+    """The built-in vendors plus Acme Desk, active for one test."""
+    with extra_vendor(VENDOR) as extended:
+        yield extended
 
 
 @pytest.fixture
