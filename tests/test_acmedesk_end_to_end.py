@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
@@ -111,6 +112,10 @@ async def test_a_signed_update_is_written_back_through_acmes_api_once(
         {"status": "doing"},
         200,
     )
+    async with aiohttp.ClientSession() as session:
+        client = VENDOR.client(VENDOR.of(acme.settings), session, 3.0)
+        assert client is not None
+        assert (await client.get_ticket(ticket["id"]))["status"] == "doing"
     # Traces of the event are found without naming the vendor: every registry vendor is looked up.
     trace = await TraceReader(redis, keys).event(acme.sim.deliveries[1].event_id)
     assert trace is not None and trace.ticket == f"acmedesk:{acme.sim.desk}:{ticket['id']}"

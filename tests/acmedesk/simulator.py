@@ -156,6 +156,9 @@ class AcmeDeskSimulator(SimulatorBase):
 
     def create_ticket(self, **fields: Any) -> dict[str, Any]:
         """Create a ticket as an agent would; emits `ticket.created`."""
+        return self._create(fields, emit=True)
+
+    def _create(self, fields: dict[str, Any], *, emit: bool) -> dict[str, Any]:
         now = iso(self.clock.now())
         ticket = {
             "subject": "",
@@ -169,7 +172,8 @@ class AcmeDeskSimulator(SimulatorBase):
         }
         _check_fields(ticket)
         self.store[ticket["id"]] = ticket
-        self._publish("ticket.created", ticket)
+        if emit:
+            self._publish("ticket.created", ticket)
         return dict(ticket)
 
     def change_ticket(self, ticket_id: str, /, **fields: Any) -> dict[str, Any]:
@@ -190,8 +194,8 @@ class AcmeDeskSimulator(SimulatorBase):
         return [dict(t) for t in self.store.values()]
 
     def seed_tickets(self, count: int, *, emit: bool = True) -> list[dict[str, Any]]:
-        """`count` plain tickets."""
-        return [self.create_ticket(subject=f"Ticket {n + 1}") for n in range(count)]
+        """`count` plain tickets; `emit` sends their `ticket.created`."""
+        return [self._create({"subject": f"Ticket {n + 1}"}, emit=emit) for n in range(count)]
 
     def _record(self, ticket_id: str) -> dict[str, Any]:
         try:
