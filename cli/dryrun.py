@@ -20,14 +20,16 @@ from ticketwire.engine.guard import GuardPolicy, MemoryGuard, firing_print
 from ticketwire.engine.limits import limits_of, rearmed_by
 from ticketwire.errors import ConfigError, MalformedEvent
 from ticketwire.event import Event
-from ticketwire.vendors.registry import VENDORS, parser
+from ticketwire.vendors import registry
+from ticketwire.vendors.registry import parser
 
 
 def parse_capture(record: dict[str, Any], default_vendor: str | None) -> Event:
     """Parse a capture record's body with its vendor's parser."""
     vendor = record.get("vendor") or default_vendor
-    if vendor not in VENDORS:
-        raise MalformedEvent(f"unknown vendor {vendor!r}; pass --vendor ({', '.join(VENDORS)})")
+    known = registry.names()
+    if vendor not in known:
+        raise MalformedEvent(f"unknown vendor {vendor!r}; pass --vendor ({', '.join(known)})")
     return parser(vendor)(record["body"].encode("utf-8"))
 
 

@@ -18,7 +18,7 @@ from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
 from ticketwire.trace.render import event_json, event_lines, timeline_json, timeline_lines
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 
 #: Exit statuses: shown; nothing found (or Redis failed); misconfigured or misused; ambiguous
 #: key or event id; no traces kept at all.
@@ -38,8 +38,9 @@ def run_trace(
     """Run `ticketwire trace`; return the exit status (see OK … OFF)."""
     if (event_id is None) == (ticket is None):
         return _fail("give either an EVENT_ID or --ticket KEY", USAGE)
-    if vendor is not None and vendor not in VENDORS:
-        return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(VENDORS)}", USAGE)
+    known = registry.names()
+    if vendor is not None and vendor not in known:
+        return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(known)}", USAGE)
     if limit is not None and limit < 1:
         return _fail(f"--limit must be at least 1 (got {limit})", USAGE)
     try:
@@ -81,7 +82,7 @@ async def _event(
     if trace is None:
         if not await reader.enabled():
             return _none_stored(reader, retention)
-        where = vendor or ", ".join(VENDORS)
+        where = vendor or ", ".join(registry.names())
         return _fail(
             f"no trace of event {event_id} ({where}): it was never received here, or it is older "
             f"than the traces kept ({_kept(retention)})",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,8 @@ import aiohttp
 import pytest
 
 from receiver.app import vendor_intakes
+from tests.extra_vendor import extra_vendor
 from ticketwire.config import Settings
-from ticketwire.engine import actions, changes, select
 from ticketwire.engine.actions import registered_vendors, vendor_spec
 from ticketwire.engine.ruleset import load_rule_set
 from ticketwire.engine.select import SelectKey, VendorSelect, select_keys, vendor_select
@@ -26,7 +25,6 @@ from ticketwire.secret import Secret
 from ticketwire.vendors import registry
 from ticketwire.vendors.bundle import Echo, Vendor, no_notes
 from ticketwire.vendors.registry import BUILTIN, VENDORS, Registry
-from ticketwire.vocabulary import _CACHE as VOCABULARY_CACHE
 from ticketwire.vocabulary import (
     NEUTRAL_PRIORITIES,
     NEUTRAL_STATUSES,
@@ -35,7 +33,6 @@ from ticketwire.vocabulary import (
     vendor_status,
 )
 from ticketwire.writeback import BatchSpec
-from workers import loopguard
 from workers.loopguard import echo_of
 
 ALL_ENV = {
@@ -204,19 +201,8 @@ def with_acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regis
     modules.mkdir()
     (modules / "acme_actions.py").write_text(ACTIONS_MODULE)
     monkeypatch.syspath_prepend(str(modules))
-    try:
-        with registry.installed(Registry((*BUILTIN, ACME))) as extended:
-            yield extended
-    finally:
-        sys.modules.pop("acme_actions", None)
-        for cache in (
-            actions._REGISTRY,
-            select._SELECTS,
-            changes._COMMON_VIEWS,
-            loopguard._ECHOES,
-            VOCABULARY_CACHE,
-        ):
-            cache.pop("acme", None)
+    with extra_vendor(ACME) as extended:
+        yield extended
 
 
 async def test_one_more_vendor_is_picked_up_everywhere(with_acme: Registry) -> None:

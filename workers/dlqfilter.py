@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 from workers.deadletter import (
     KIND_CALL,
     KIND_EVENT,
@@ -82,8 +82,9 @@ class LetterFilter:
                 f"an empty filter; give at least one of {', '.join(KEYS)} (e.g. kind=call,since=2h)"
             )
         vendor = found.get("vendor")
-        if vendor is not None and vendor.lower() not in VENDORS:
-            raise FilterError(f"vendor={vendor}: expected one of {', '.join(VENDORS)}")
+        known = registry.names()
+        if vendor is not None and vendor.lower() not in known:
+            raise FilterError(f"vendor={vendor}: expected one of {', '.join(known)}")
         kind = found.get("kind")
         if kind is not None and kind.lower() not in (KIND_EVENT, KIND_CALL):
             raise FilterError(f"kind={kind}: expected {KIND_EVENT} or {KIND_CALL}")

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
 from ticketwire.trace import codes
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 
 #: Most log entries one page reads, whatever the filter matches.
 SCAN_BUDGET = 5_000
@@ -357,7 +357,7 @@ class TraceReader:
         The dedupe key holds the ticket key, so the ticket's timeline is found in one read;
         raises `AmbiguousEvent` when `vendor` is None and several vendors know the id.
         """
-        vendors = [vendor] if vendor else list(VENDORS)
+        vendors = [vendor] if vendor else list(registry.names())
         values = await self.redis.mget([self.keys.seen(v, event_id) for v in vendors])
         known = [
             (v, raw.decode("utf-8", "replace"))

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from receiver.console.context import console_key
 from receiver.console.forms import text_field
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 from workers.deadletter import KIND_CALL, KIND_EVENT
 from workers.dlqfilter import (
     KEYS,
@@ -96,7 +96,7 @@ async def page(request: web.Request) -> web.Response:
         described=_described(query.filter),
         errors=query.errors,
         done=done_counts(request.query),
-        vendors=VENDORS,
+        vendors=registry.names(),
         kinds=(KIND_EVENT, KIND_CALL),
         shown=SHOWN,
     )

@@ -12,7 +12,7 @@ from receiver.console.context import console_key
 from receiver.console.forms import cursor, parse_time, text_field
 from ticketwire.trace import codes
 from ticketwire.trace.read import DeliveryFilter, TraceReader
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 
 #: Rows per page.
 PAGE_SIZE = 50
@@ -36,7 +36,7 @@ def parse_query(query: Mapping[str, str], now_ms: int) -> DeliveryQuery:
     values = {name: text_field(query, name) for name in FIELDS}
     errors: list[str] = []
     vendor = values["vendor"] or None
-    if vendor is not None and vendor not in VENDORS:
+    if vendor is not None and vendor not in registry.names():
         errors.append(f"Unknown vendor {vendor!r}.")
         vendor = None
     outcome = values["outcome"] or None
@@ -83,7 +83,7 @@ async def page(request: web.Request) -> web.Response:
         values=query.values,
         kept=kept,
         errors=query.errors,
-        vendors=VENDORS,
+        vendors=registry.names(),
         outcomes=codes.OUTCOMES,
         filtered=bool(kept),
     )

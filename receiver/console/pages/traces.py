@@ -10,7 +10,7 @@ from receiver.console.context import console_key
 from receiver.console.forms import MAX_FIELD, text_field
 from ticketwire.trace import codes, render
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, Record, RuleLeaves, TraceReader
-from ticketwire.vendors.registry import VENDORS
+from ticketwire.vendors import registry
 
 #: Most timeline records one page shows (the newest).
 TIMELINE_SHOWN = 1000
@@ -49,7 +49,7 @@ async def event_page(request: web.Request) -> web.Response:
     console = request.app[console_key]
     event_id = request.match_info["event_id"]
     vendor = text_field(request.query, "vendor") or None
-    if _bad(event_id) or (vendor is not None and vendor not in VENDORS):
+    if _bad(event_id) or (vendor is not None and vendor not in registry.names()):
         return console.refuse(request, 400, "That is not an event id and vendor.")
     reader = TraceReader(console.redis, console.keys)
     try:
