@@ -66,6 +66,18 @@ class Registry:
         out = (v.intake(settings.vendor(v.name)) for v in self.vendors)
         return [i for i in out if i is not None]
 
+    def account_intakes(
+        self, settings: Settings, *, default: bool = True
+    ) -> dict[str, dict[str, WebhookIntake]]:
+        """Per vendor, the webhook seam of each account whose secrets are configured."""
+        out: dict[str, dict[str, WebhookIntake]] = {}
+        for v in self.vendors:
+            for name, account in v.accounts(settings).items():
+                seam = v.intake(account) if default or name != "default" else None
+                if seam is not None:
+                    out.setdefault(v.name, {})[name] = seam
+        return out
+
     def clients(
         self, settings: Settings, session: aiohttp.ClientSession
     ) -> dict[str, HelpdeskClient]:
@@ -136,6 +148,13 @@ def parser(vendor: str) -> Callable[[bytes], Event]:
 def intakes(settings: Settings) -> list[WebhookIntake]:
     """The webhook verifier/parser of every configured vendor of the active registry."""
     return active().intakes(settings)
+
+
+def account_intakes(
+    settings: Settings, *, default: bool = True
+) -> dict[str, dict[str, WebhookIntake]]:
+    """Per configured vendor of the active registry, each receiving account's webhook seam."""
+    return active().account_intakes(settings, default=default)
 
 
 def clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, HelpdeskClient]:
