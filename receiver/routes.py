@@ -11,7 +11,7 @@ from receiver.answers import error
 from receiver.intake import Intake
 from receiver.metrics import Handler, observed
 from receiver.webhook import WebhookHandler
-from ticketwire.accounts import DEFAULT
+from ticketwire.accountkey import DEFAULT
 from ticketwire.vendors import WebhookIntake
 
 log = logging.getLogger("ticketwire.receiver")

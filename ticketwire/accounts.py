@@ -25,12 +25,11 @@ from pydantic import (
     ValidationError,
 )
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.vendors.bundle import Vendor
 
-#: The account the single-account variables (INBOXOPS_*, ...) configure, and `/webhooks/<vendor>`.
-DEFAULT = "default"
 ACCOUNT_PATTERN = r"^[a-z0-9-]{1,32}$"
 AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_PATTERN)]
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ticketwire.accounts import DEFAULT, load
+from ticketwire.accountkey import DEFAULT
+from ticketwire.accounts import load
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
