@@ -140,3 +140,24 @@ async def test_a_429_pauses_only_its_own_account(
         assert await redis.exists(f"{keys.prefix}budget:{scope_a}:paused")
         assert not await redis.exists(f"{keys.prefix}budget:{scope_b}:paused")
         assert a.ticket(tickets["brand-a"]["id"])["status"] == "open"
+
+
+async def test_a_rule_pinned_to_one_account_runs_on_its_events_only(
+    aiohttp_server, redis, redis_url, keys, sims, tmp_path
+):
+    a, b = sims["brand-a"], sims["brand-b"]
+    pinned = START.replace("events:", "accounts: [brand-b]\nevents:")
+    settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, pinned)
+    tickets = {name: sim.create_ticket(subject=name, priority="low") for name, sim in sims.items()}
+    async with running_worker(settings):
+        for name, sim in sims.items():
+            sim.change_ticket(tickets[name]["id"], priority="urgent")
+        await wait_for(
+            lambda: b.ticket(tickets["brand-b"]["id"])["status"] == "in_progress",
+            message="brand-b's ticket updated",
+        )
+        for s in sims.values():
+            await s.wait_deliveries_idle()
+        await wait_for(lambda: settled(redis, keys), message="all deliveries handled")
+    assert a.ticket(tickets["brand-a"]["id"])["status"] == "open"
+    assert patched(a) == []

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 #: The account the single-account variables (INBOXOPS_*, ...) configure, and `/webhooks/<vendor>`.
 DEFAULT = "default"
+#: An account's name: what a route, a rule's `accounts:` and the accounts file may name.
+ACCOUNT_PATTERN = r"^[a-z0-9-]{1,32}$"
+ACCOUNT_NAME = re.compile(ACCOUNT_PATTERN)
 
 
 def account_key(vendor: str, account: str) -> str:

@@ -25,12 +25,11 @@ from pydantic import (
     ValidationError,
 )
 
-from ticketwire.accountkey import DEFAULT
+from ticketwire.accountkey import ACCOUNT_PATTERN, DEFAULT
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.vendors.bundle import Vendor
 
-ACCOUNT_PATTERN = r"^[a-z0-9-]{1,32}$"
 AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_PATTERN)]
 
 
@@ -55,24 +54,39 @@ def load(
     path: Path, environ: Mapping[str, str], vendors: tuple[Vendor[Any], ...]
 ) -> dict[str, dict[str, object]]:
     """Every account of the file, read and checked; raise `ConfigError` naming what is wrong."""
-    parsed = _parse(path, _document(path))
-    known = {v.name: v for v in vendors}
+    env = Env(environ)
     out: dict[str, dict[str, object]] = {}
-    for vendor_name, accounts in parsed.root.items():
-        vendor = known.get(vendor_name)
-        if vendor is None:
-            raise ConfigError(f"{path}: {vendor_name}", f"a helpdesk name: {', '.join(known)}")
-        if DEFAULT in accounts and any(Env(environ).text(v) for v in vendor.variables):
-            set_ = [v for v in vendor.variables if Env(environ).text(v)]
+    for vendor, accounts in _by_vendor(path, vendors):
+        set_ = [v for v in vendor.variables if env.text(v)]
+        if DEFAULT in accounts and set_:
             raise ConfigError(
-                f"{path}: {vendor_name}.{DEFAULT}",
+                f"{path}: {vendor.name}.{DEFAULT}",
                 f"no `{DEFAULT}` account while {', '.join(set_)} "
                 f"{'is' if len(set_) == 1 else 'are'} set: those variables form the "
                 f"{DEFAULT} account; give this one another name or unset them",
             )
-        out[vendor_name] = {
+        out[vendor.name] = {
             name: _account(path, vendor, name, fields, environ) for name, fields in accounts.items()
         }
+    return out
+
+
+def names(path: Path, vendors: tuple[Vendor[Any], ...]) -> dict[str, frozenset[str]]:
+    """The account names the file gives each vendor, its values left unread (no secrets needed)."""
+    return {vendor.name: frozenset(accounts) for vendor, accounts in _by_vendor(path, vendors)}
+
+
+def _by_vendor(
+    path: Path, vendors: tuple[Vendor[Any], ...]
+) -> list[tuple[Vendor[Any], dict[str, dict[str, Any]]]]:
+    """The file's accounts under each vendor's bundle; raise `ConfigError` for an unknown one."""
+    known = {v.name: v for v in vendors}
+    out = []
+    for vendor_name, accounts in _parse(path, _document(path)).root.items():
+        vendor = known.get(vendor_name)
+        if vendor is None:
+            raise ConfigError(f"{path}: {vendor_name}", f"a helpdesk name: {', '.join(known)}")
+        out.append((vendor, accounts))
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from ticketwire.accountkey import DEFAULT
-from ticketwire.accounts import load
+from ticketwire.accounts import load, names
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
@@ -194,6 +194,19 @@ def accounts_of(environ: Mapping[str, str]) -> dict[str, dict[str, object]]:
     if path is None:
         return {}
     return load(Path(path), environ, active().vendors)
+
+
+def account_names_of(environ: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Every vendor's account names: `default`, and those TICKETWIRE_ACCOUNTS' file gives it."""
+    from ticketwire.vendors.registry import active
+
+    vendors = active().vendors
+    out = {v.name: frozenset({DEFAULT}) for v in vendors}
+    path = Env(environ).text("TICKETWIRE_ACCOUNTS")
+    if path is not None:
+        for vendor, found in names(Path(path), vendors).items():
+            out[vendor] |= found
+    return out
 
 
 def rules_dir_of(environ: Mapping[str, str]) -> Path:

@@ -231,7 +231,7 @@ class Pipeline:
         # with it even when no rule acts on this one.
         idle = (
             ""
-            if router.rules_for(event.type, event.vendor)
+            if router.rules_for(event.type, event.vendor, event.account)
             else f": no rule listens to {event.type} on {event.vendor}"
         )
         log.info(

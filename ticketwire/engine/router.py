@@ -67,6 +67,8 @@ class Rule:
     select: Selection | None = None
     #: Fields a Python rule's handler reads (`reads=`), kept so `ctx.changed()` can compare them.
     reads: frozenset[str] = frozenset()
+    #: The helpdesk accounts whose events the rule runs on (None: every account).
+    accounts: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         file, line = split_source(self.source)
@@ -140,9 +142,13 @@ class Rule:
         doc = inspect.getdoc(self.handler) if self.handler else None
         return doc.splitlines()[0] if doc else ""
 
-    def matches(self, event_type: str, vendor: str | None = None) -> bool:
-        """True when this rule runs for `event_type` from `vendor`."""
+    def matches(
+        self, event_type: str, vendor: str | None = None, account: str | None = None
+    ) -> bool:
+        """True when this rule runs for `event_type` from `vendor`'s `account`."""
         if event_type not in self.events:
+            return False
+        if account is not None and self.accounts is not None and account not in self.accounts:
             return False
         return self.vendor is None or vendor is None or self.vendor == vendor
 
@@ -247,9 +253,11 @@ class Router:
             known = ", ".join(self._by_name) or "none"
             raise KeyError(f"no rule named {name!r} (known: {known})") from None
 
-    def rules_for(self, event_type: str, vendor: str | None = None) -> list[Rule]:
-        """Rules that run for `event_type` from `vendor`, in registration order."""
-        return [rule for rule in self._rules if rule.matches(event_type, vendor)]
+    def rules_for(
+        self, event_type: str, vendor: str | None = None, account: str | None = None
+    ) -> list[Rule]:
+        """Rules that run for `event_type` from `vendor`'s `account`, in registration order."""
+        return [rule for rule in self._rules if rule.matches(event_type, vendor, account)]
 
     def read_fields(self, vendor: str | None = None) -> frozenset[str]:
         """Top-level ticket fields and `common.*` paths rules read: what the state store keeps.
