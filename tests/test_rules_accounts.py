@@ -107,3 +107,20 @@ def test_check_reports_a_bad_accounts_file(tmp_path):
     done = _check(_rules(tmp_path, PINNED), TICKETWIRE_ACCOUNTS=str(accounts))
     assert done.returncode == 1
     assert "zendesk: expected a helpdesk name" in done.stderr
+
+
+def test_a_python_rule_may_be_pinned_to_accounts():
+    from ticketwire.engine import Router
+
+    router = Router()
+
+    @router.on("ticket.updated", vendor="inboxops", accounts=["brand-a"])
+    async def pinned(ctx):  # type: ignore[no-untyped-def]
+        """Runs on brand-a's events only."""
+
+    assert [r.name for r in router.rules_for("ticket.updated", "inboxops", "brand-a")] == [
+        "test_rules_accounts.pinned"
+    ]
+    assert router.rules_for("ticket.updated", "inboxops", "default") == []
+    with pytest.raises(RuleConfigError, match="accounts: expects account names"):
+        router.on("ticket.updated", accounts=["Brand A"])(pinned)

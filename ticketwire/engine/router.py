@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ticketwire.accountkey import ACCOUNT_NAME
 from ticketwire.engine.actions import Action, field_schema, known_events, vendor_spec
 from ticketwire.engine.conditions import Condition, FieldSchema, compile_reads, compile_when
 from ticketwire.engine.limits import NO_LIMITS, FiringLimits, firing_limits
@@ -95,6 +96,13 @@ class Rule:
             if event_type not in allowed:
                 bad = unknown("event type", event_type, allowed, line)
                 raise located(bad, file=file, rule=self.name)
+        if self.accounts is not None:
+            wrong = sorted(repr(a) for a in self.accounts if not ACCOUNT_NAME.match(str(a)))
+            if wrong or not self.accounts:
+                raise fail(
+                    "accounts: expects account names of 1 to 32 lowercase letters, digits or "
+                    f"'-' (got {', '.join(wrong) or 'none'})"
+                )
         if self.handler is None and not self.actions:
             raise fail("a rule needs actions (then:) or a handler function")
         if self.handler is not None and not inspect.iscoroutinefunction(self.handler):
@@ -286,6 +294,7 @@ class Router:
         cooldown: str | timedelta | None = None,
         rearm: When = None,
         reads: Iterable[str] = (),
+        accounts: Iterable[str] | None = None,
     ) -> Callable[[H], H]:
         """Register the decorated `async def rule(ctx)` for `events`; sugar over `add()`.
 
@@ -296,6 +305,7 @@ class Router:
         how often the rule fires on one ticket, as the YAML keys of the same names do.
         `reads` names the fields the handler compares with `ctx.changed()` (e.g. `["status",
         "common.priority"]`), so their earlier values are kept; `when` fields are kept anyway.
+        `accounts` names the helpdesk accounts whose events the rule runs on (default: all).
         """
 
         def register(fn: H) -> H:
@@ -329,6 +339,7 @@ class Router:
                     options=options,
                     limits=limits,
                     reads=read_fields,
+                    accounts=None if accounts is None else frozenset(accounts),
                 )
             )
             return fn
