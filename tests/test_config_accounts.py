@@ -195,3 +195,12 @@ def test_a_referenced_secret_is_never_echoed(tmp_path):
         tmp_path, "a.toml", '[inboxops.a]\napi_key = {env = "K"}\n', K="very-secret-value"
     )
     assert "very-secret-value" not in message
+
+
+def test_every_account_s_secrets_are_kept_out_of_logs(tmp_path):
+    from ticketwire.logs import secret_values
+
+    values = secret_values(_settings(tmp_path, "a.toml", TOML))
+    assert {"whsec_default", "ixk_default", "whsec_a", "ixk_a", "whsec_b_new", "sk_test_eu"} <= set(
+        values
+    )
