@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from receiver.app import create_app, vendor_intakes
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
-from tests.stack import running_worker, settled
+from tests.stack import running_worker, settled, stack_settings
+from tests.test_end_to_end import ESCALATE
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
@@ -21,17 +22,9 @@ from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 
 SECRETS = {"brand-a": "whsec_brand_a_e2e", "brand-b": "whsec_brand_b_e2e"}
 
-START = """
-name: start-urgent
-vendor: inboxops
-events: [ticket.updated]
-if:
-  all:
-    - {field: priority, equals: urgent}
-    - {field: status, equals: open}
-then:
-  - update: {status: in_progress}
-"""
+#: The shared escalation rule, without its tag (tag ids differ between the two workspaces).
+START = ESCALATE.replace('  - add_tags: ["{tag}"]\n', "")
+assert "add_tags" not in START
 
 
 @pytest.fixture
@@ -62,15 +55,13 @@ async def stack(
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "rules.yml").write_text(rules)
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix=keys.prefix,
-        rules_dir=rules_dir,
-        partitions=4,
-        lease_ttl_s=2.0,
-        http_timeout_s=3.0,
-        backoff_s=0.05,
-        max_attempts=3,
+    # No default account: every event comes through a named account's route.
+    settings = stack_settings(
+        redis_url,
+        keys,
+        sims["brand-a"],
+        rules_dir,
+        vendors={},
         named_accounts={
             "inboxops": {
                 name: InboxOpsSettings(
