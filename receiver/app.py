@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -12,21 +12,28 @@ from receiver.console.app import mount as mount_console
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
-from receiver.metrics import metrics_view, observed
-from receiver.webhook import WebhookHandler
+from receiver.metrics import metrics_view
+from receiver.routes import mount_webhooks
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.metrics import Exposition
 from ticketwire.vendors import WebhookIntake
-from ticketwire.vendors.registry import intakes
+from ticketwire.vendors.registry import account_intakes, intakes
 
 intake_key = web.AppKey("intake", Intake)
 
 
 def create_app(
-    settings: Settings, redis: Redis, vendors: Sequence[WebhookIntake]
+    settings: Settings,
+    redis: Redis,
+    vendors: Sequence[WebhookIntake],
+    accounts: Mapping[str, Mapping[str, WebhookIntake]] | None = None,
 ) -> web.Application:
-    """Return the app with `/webhooks/<vendor>` per vendor, `/healthz`, `/readyz`, `/metrics`."""
+    """Return the app with the webhook routes, `/healthz`, `/readyz` and `/metrics`.
+
+    `vendors` receive as their default account, `/webhooks/<vendor>`; `accounts` are the other
+    accounts by vendor and name (None: those configured in `settings`).
+    """
     # One byte over the limit is enough for aiohttp to refuse a chunked body that is too large.
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard])
     logging.getLogger("aiohttp.server").addFilter(sender_errors)
@@ -46,9 +53,11 @@ def create_app(
         await intake.close()
 
     app.cleanup_ctx.append(lifecycle)
-    for vendor in vendors:
-        handler = WebhookHandler(vendor, intake, max_body_bytes=settings.max_body_bytes)
-        app.router.add_post(f"/webhooks/{vendor.vendor}", observed(vendor.vendor, handler.__call__))
+    named = account_intakes(settings, default=False) if accounts is None else accounts
+    routes: dict[str, dict[str, WebhookIntake]] = {v.vendor: {"default": v} for v in vendors}
+    for vendor, by_name in named.items():
+        routes.setdefault(vendor, {}).update(by_name)
+    mount_webhooks(app, intake, routes, max_body_bytes=settings.max_body_bytes)
     app.router.add_get("/healthz", healthz)
     keys, parts = Keys(settings.key_prefix), settings.partitions
     app.router.add_get(

@@ -169,7 +169,7 @@ class Intake:
         try:
             part = partition_of(delivery.ticket_key, self._partitions)
             keys = (
-                self._keys.seen(delivery.vendor, delivery.event_id).encode(),
+                self._keys.seen(delivery.vendor, delivery.event_id, delivery.account).encode(),
                 self._keys.stream(part).encode(),
             )
             ticket = delivery.ticket_key.encode()

@@ -1,4 +1,4 @@
-"""`POST /webhooks/<vendor>`: check size, type and coding, verify, parse, store, then answer.
+"""`POST /webhooks/<vendor>[/<account>]`: check size, type and coding, verify, parse, store, then answer.
 
 Compressed deliveries: aiohttp decodes `Content-Encoding: gzip` and `deflate` request bodies as
 they are read, in bounded steps, and the size limit applies to the decoded body, so a small
@@ -40,16 +40,26 @@ def _is_json(content_type: str) -> bool:
 class WebhookHandler:
     """Handle one vendor's deliveries; the vendor seam does the signature and envelope."""
 
-    def __init__(self, vendor: WebhookIntake, intake: Intake, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        vendor: WebhookIntake,
+        intake: Intake,
+        *,
+        max_body_bytes: int,
+        account: str = "default",
+    ) -> None:
         self.vendor = vendor
+        self.account = account
+        #: How logs name the route: the vendor, and the account when it is not the default.
+        self.label = vendor.vendor if account == "default" else f"{vendor.vendor}/{account}"
         self.intake = intake
         self.max_body_bytes = max_body_bytes
         # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
         self.stored_types = frozenset(known_events(vendor.vendor))
 
     async def __call__(self, request: web.Request) -> web.Response:
-        name = self.vendor.vendor
-        set_log_context(vendor=name, event_id=None, ticket=None)
+        name = self.label
+        set_log_context(vendor=self.vendor.vendor, event_id=None, ticket=None)
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
             log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
@@ -112,7 +122,7 @@ class WebhookHandler:
         set_log_context(event_id=event.id, ticket=event.ticket_key)
         try:
             if event.type not in self.stored_types:
-                await self.intake.count_ignored(name, event.type)
+                await self.intake.count_ignored(self.vendor.vendor, event.type)
                 log.info("ignored %s %s event=%s: not a ticket event", name, event.type, event.id)
                 return web.json_response(
                     {"status": "ignored", "event_id": event.id, "event": event.type}, status=202
@@ -121,7 +131,7 @@ class WebhookHandler:
                 "received %s %s event=%s ticket=%s", name, event.type, event.id, event.ticket_id
             )
             delivery = StoredDelivery(
-                vendor=name,
+                vendor=self.vendor.vendor,
                 event_id=event.id,
                 event_type=event.type,
                 ticket_key=event.ticket_key,
@@ -132,6 +142,7 @@ class WebhookHandler:
                     for h in self.vendor.replay_headers
                     if (value := request.headers.get(h)) is not None and _replayable(value)
                 },
+                account=self.account,
             )
             outcome, entry = await self.intake.store(delivery)
         except UnstorableDelivery as exc:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ticketwire.accountkey import DEFAULT, account_key
+
 
 @dataclass(frozen=True)
 class ApiCall:
@@ -23,6 +25,13 @@ class ApiCall:
     event_id: str = ""
     #: Stream entry the event was read from, `<partition>/<entry id>`; "" when unknown.
     origin: str = ""
+    #: The helpdesk account of the event that planned the call: whose client sends it.
+    account: str = DEFAULT
+
+    @property
+    def account_key(self) -> str:
+        """The worker's name of the call's account: its client, budget and bulk spec."""
+        return account_key(self.vendor, self.account)
 
     def fingerprint(self) -> str:
         """Stable digest of method, path and body: the same change hashes the same."""
@@ -37,6 +46,8 @@ class ApiCall:
 
     def to_json(self) -> str:
         """Serialise for the outbox and the dead-letter list."""
+        # The default account is left out: such calls keep the form earlier versions wrote.
+        extra = {} if self.account == DEFAULT else {"account": self.account}
         return json.dumps(
             {
                 "vendor": self.vendor,
@@ -47,6 +58,7 @@ class ApiCall:
                 "rules": list(self.rules),
                 "event_id": self.event_id,
                 "origin": self.origin,
+                **extra,
             },
             separators=(",", ":"),
         )
@@ -64,6 +76,7 @@ class ApiCall:
             rules=tuple(d.get("rules", ())),
             event_id=d.get("event_id", ""),
             origin=d.get("origin", ""),
+            account=d.get("account", DEFAULT),
         )
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ticketwire.accountkey import DEFAULT
+from ticketwire.accounts import load, names
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
@@ -27,6 +29,8 @@ class Settings:
     rules_dir: Path = Path("rules")
     #: Each helpdesk's account settings by vendor name; a vendor missing here has its defaults.
     vendors: Mapping[str, object] = field(default_factory=dict)
+    #: The accounts file's accounts by vendor, then by name (a `default` one replaces `vendors`').
+    named_accounts: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     max_body_bytes: int = 256 * 1024
     dedupe_ttl_s: float = 72 * 3600.0
     retention_s: float = 72 * 3600.0
@@ -79,12 +83,17 @@ class Settings:
 
         env = Env(environ)
         redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
-        vendors = {v.name: v.read(env) for v in active().vendors}
+        vendors: dict[str, object] = {v.name: v.read(env) for v in active().vendors}
+        named = accounts_of(environ)
+        for name, accounts in named.items():
+            if DEFAULT in accounts:
+                vendors[name] = accounts.pop(DEFAULT)
         settings = cls(
             redis_url=redis_url,
             port=env.integer("PORT", 8000, low=1, high=65535),
             rules_dir=rules_dir_of(environ),
             vendors=vendors,
+            named_accounts=named,
             max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
             dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
             retention_s=env.duration("TICKETWIRE_RETENTION", 72 * 3600.0),
@@ -144,7 +153,8 @@ class Settings:
             )
         for v in bundles:
             v.require(self.vendor(v.name), role)
-        if role == "worker" and not any(v.calls_api(self.vendor(v.name)) for v in bundles):
+        calling = (v.calls_api(a) for v in bundles for a in self.accounts(v.name).values())
+        if role == "worker" and not any(calling):
             # With no API configured, the first helpdesk of the registry is the one asked for.
             bundles[0].need_api(self.vendor(bundles[0].name))
 
@@ -157,6 +167,10 @@ class Settings:
             found = bundle(name).settings()
         return found
 
+    def accounts(self, name: str) -> Mapping[str, object]:
+        """Every account's settings of vendor `name` by account name, `default` first."""
+        return {DEFAULT: self.vendor(name), **self.named_accounts.get(name, {})}
+
     def with_vendor(self, name: str, account: object) -> Settings:
         """These settings with vendor `name`'s account settings replaced by `account`."""
         return dataclasses.replace(self, vendors={**self.vendors, name: account})
@@ -165,7 +179,34 @@ class Settings:
         """Vendors whose webhooks the receiver accepts (those with secrets configured)."""
         from ticketwire.vendors.registry import active
 
-        return tuple(v.name for v in active().vendors if v.webhook_secrets(self.vendor(v.name)))
+        return tuple(
+            v.name
+            for v in active().vendors
+            if any(v.webhook_secrets(a) for a in self.accounts(v.name).values())
+        )
+
+
+def accounts_of(environ: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """The accounts of the file TICKETWIRE_ACCOUNTS names, by vendor and name (none if unset)."""
+    from ticketwire.vendors.registry import active
+
+    path = Env(environ).text("TICKETWIRE_ACCOUNTS")
+    if path is None:
+        return {}
+    return load(Path(path), environ, active().vendors)
+
+
+def account_names_of(environ: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Every vendor's account names: `default`, and those TICKETWIRE_ACCOUNTS' file gives it."""
+    from ticketwire.vendors.registry import active
+
+    vendors = active().vendors
+    out = {v.name: frozenset({DEFAULT}) for v in vendors}
+    path = Env(environ).text("TICKETWIRE_ACCOUNTS")
+    if path is not None:
+        for vendor, found in names(Path(path), vendors).items():
+            out[vendor] |= found
+    return out
 
 
 def rules_dir_of(environ: Mapping[str, str]) -> Path:

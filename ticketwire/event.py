@@ -45,6 +45,8 @@ class Event(BaseModel):
     #: The last-seen values of the fields rules read, `{"ticket": {...}, "common": {...}}`, from
     #: the event applied before this one; None when no earlier event of the ticket was seen.
     previous: dict[str, Any] | None = None
+    #: The helpdesk account the delivery came to (`/webhooks/<vendor>/<account>`).
+    account: str = "default"
 
     @property
     def ticket_key(self) -> str:

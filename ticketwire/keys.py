@@ -20,8 +20,11 @@ class Keys:
 
     prefix: str = "tw:"
 
-    def seen(self, vendor: str, event_id: str) -> str:
-        """Dedupe marker of one delivery, kept for the dedupe window."""
+    def seen(self, vendor: str, event_id: str, account: str = "default") -> str:
+        """Dedupe marker of one delivery, kept for the dedupe window; per vendor and account."""
+        if account != "default":
+            # `@` is in no vendor name: no default account's marker can equal this one.
+            return f"{self.prefix}seen:{vendor}@{account}:{event_id}"
         return f"{self.prefix}seen:{vendor}:{event_id}"
 
     def stream(self, partition: int) -> str:

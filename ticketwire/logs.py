@@ -218,7 +218,8 @@ def secret_values(settings: Settings) -> list[str]:
     from ticketwire.vendors.registry import active
 
     for vendor in active().vendors:
-        out.extend(s.reveal() for s in vendor.secrets(settings.vendor(vendor.name)))
+        for account in settings.accounts(vendor.name).values():
+            out.extend(s.reveal() for s in vendor.secrets(account))
     if settings.console_token is not None:
         out.append(settings.console_token.reveal())
     if settings.redis_url:

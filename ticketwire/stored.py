@@ -25,6 +25,8 @@ class StoredDelivery:
     deliveries: int = 1
     #: The dead letter this entry was re-added from by `ticketwire dlq redrive` ("" otherwise).
     redriven_from: str = ""
+    #: The helpdesk account whose route received it (`/webhooks/<vendor>/<account>`).
+    account: str = "default"
 
     def meta(self) -> bytes:
         """The routing facts as one compact JSON array, stored beside the raw body."""
@@ -36,6 +38,9 @@ class StoredDelivery:
             self.received_ms,
             self.headers,
         ]
+        if self.account != "default":
+            # Only then: the default account's entries stay as earlier versions wrote them.
+            facts.append(self.account)
         return json.dumps(facts, separators=(",", ":")).encode()
 
     def to_fields(self) -> dict[str, bytes]:
@@ -51,6 +56,7 @@ class StoredDelivery:
         cls, entry_id: bytes | str, fields: dict[bytes, bytes], *, partition: int = -1
     ) -> StoredDelivery:
         """Decode a stream entry read with redis-py (bytes keys and values)."""
+        rest: list[str] = []
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         meta = fields.get(b"m")
         if meta is None:  # the one-field-per-fact layout of earlier versions
@@ -59,7 +65,7 @@ class StoredDelivery:
             )
             received, headers = int(fields[b"t"]), json.loads(fields.get(b"h", b"{}"))
         else:
-            vendor, event_id, event_type, ticket_key, received, headers = json.loads(meta)
+            vendor, event_id, event_type, ticket_key, received, headers, *rest = json.loads(meta)
         return cls(
             vendor=vendor,
             event_id=event_id,
@@ -71,4 +77,5 @@ class StoredDelivery:
             entry_id=eid,
             partition=partition,
             redriven_from=fields[b"r"].decode() if b"r" in fields else "",
+            account=rest[0] if rest else "default",
         )

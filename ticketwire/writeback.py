@@ -214,18 +214,18 @@ def batch(
     convertible: dict[tuple[str, str], list[tuple[str, ApiCall, ApiCall]]] = {}
     for ticket_key, item in round_calls:
         call: ApiCall = item.call
-        spec = specs.get(call.vendor)
+        spec = specs.get(call.account_key)
         if spec is None or item.solo:
             alone.append(Outgoing(call, (ticket_key,)))
             continue
         found = spec.bulk_ids(call)
         if found is not None and len(found[1]) == 1:
-            groups.setdefault((call.vendor, found[0]), []).append((ticket_key, call))
+            groups.setdefault((call.account_key, found[0]), []).append((ticket_key, call))
             continue
         bulk = spec.as_bulk(call) if found is None else None
         key = spec.bulk_ids(bulk) if bulk is not None else None
         if bulk is not None and key is not None:
-            convertible.setdefault((call.vendor, key[0]), []).append((ticket_key, call, bulk))
+            convertible.setdefault((call.account_key, key[0]), []).append((ticket_key, call, bulk))
             continue
         alone.append(Outgoing(call, (ticket_key,)))
     for gkey, candidates in convertible.items():
@@ -234,13 +234,13 @@ def batch(
         else:
             alone.extend(Outgoing(orig, (t,)) for t, orig, _ in candidates)
     out: list[Outgoing] = []
-    for (vendor, _), grouped in groups.items():
+    for (owner, _), grouped in groups.items():
         members = grouped
         if len(members) == 1:
             ticket_key, call = members[0]
             out.append(Outgoing(call, (ticket_key,)))
             continue
-        spec = specs[vendor]
+        spec = specs[owner]
         for start in range(0, len(members), spec.max_ids):
             chunk = members[start : start + spec.max_ids]
             ids = [c.ticket_id for _, c in chunk]

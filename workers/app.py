@@ -17,6 +17,7 @@ from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from ticketwire import logs, metrics
+from ticketwire.accountkey import DEFAULT, account_key
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
@@ -51,10 +52,17 @@ def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[
     """Each vendor's parser and planner, with its API client where one is configured."""
     configured = registry.clients(settings, session)
     return {
-        vendor: VendorRuntime(
-            parse=registry.parser(vendor), plan=plan, client=configured.get(vendor)
+        v.name: VendorRuntime(
+            parse=registry.parser(v.name),
+            plan=plan,
+            client=configured.get(v.name),
+            accounts={
+                name: configured[key]
+                for name in settings.accounts(v.name)
+                if name != DEFAULT and (key := account_key(v.name, name)) in configured
+            },
         )
-        for vendor in registry.names()
+        for v in registry.active().vendors
     }
 
 
@@ -123,10 +131,16 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     if router is None:
         router = load_rules(settings.rules_dir)
     vendors = vendor_runtimes(settings, session)
+    # Every account's client by account key (`vendor`, `vendor@account`): each write-back goes
+    # through its event's account, under that account's own budget.
     clients = {name: v.client for name, v in vendors.items() if v.client is not None}
-    for vendor, (scope, limits) in registry.budget_scopes(settings).items():
-        if vendor in clients:
-            clients[vendor].budget = RateBudget(redis, keys.prefix, scope, limits)
+    for name, v in vendors.items():
+        clients.update({account_key(name, a): c for a, c in v.accounts.items()})
+    for key, (scope, limits) in registry.budget_scopes(settings).items():
+        if key in clients:
+            clients[key].budget = RateBudget(redis, keys.prefix, scope, limits)
+    # Scheduled rules list tickets of each vendor's default account only.
+    defaults = {name: v.client for name, v in vendors.items() if v.client is not None}
     # Traces are written in the background; with retention 0 nothing is recorded.
     trace = TraceWriter(
         redis, keys, retention_s=settings.trace_retention_s, log_max=settings.trace_max
@@ -191,7 +205,9 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         pipeline=pipeline,
         consumer=consumer,
         stats_task=asyncio.create_task(_flush_stats(redis, keys, pipeline)),
-        scheduler=build_scheduler(settings, router, redis, keys, clients, outbox, guard, owner=wid),
+        scheduler=build_scheduler(
+            settings, router, redis, keys, defaults, outbox, guard, owner=wid
+        ),
     )
     log.info(
         "worker %s started: %d rules, %d partitions, concurrency %d",

@@ -84,7 +84,7 @@ class CallTrace:
         """Trace a call that went out (`ca`) to each covered ticket, and its retries (`rt`)."""
         writer = self._writer
         latency = round(elapsed_ms if elapsed_ms is not None else now_ms() - started)
-        url = api_root(self._clients.get(call.vendor)) + call.path
+        url = api_root(self._clients.get(call.account_key)) + call.path
         batched = len(heads)
         # Each ticket's record names only its own planned calls and events, and how many tickets
         # the call covered: a bulk call's records stay linear in its size, not quadratic.

@@ -108,7 +108,7 @@ class Flusher:
         for key, score, items in claimed:
             if self._trace is not None and len(items) > 1:
                 self._trace.remember_merges(items)
-            spec = self._specs.get(items[0].call.vendor) if items else None
+            spec = self._specs.get(items[0].call.account_key) if items else None
             work = coalesce(key, items, rank=self._rank, spec=spec)
             for note in work.notes:
                 log.info("write-back ticket=%s: %s", key, note)
@@ -183,7 +183,7 @@ class Flusher:
 
     def _ready(self, o: Outgoing, tickets: dict[str, ClaimedTicket], now: int) -> bool:
         """Send now, or wait for more tickets to join: full, or one of its tickets is due."""
-        spec = self._specs.get(o.call.vendor)
+        spec = self._specs.get(o.call.account_key)
         if spec is not None and len(o.covers) >= spec.max_ids:
             return True
         return any(tickets[key].score <= now or tickets[key].started for key in o.covers)

@@ -7,13 +7,14 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from ticketwire import metrics
+from ticketwire.accountkey import DEFAULT
 from ticketwire.engine import Decision, Plan, Router, evaluate
 from ticketwire.engine.changes import field_changes
 from ticketwire.engine.guard import firing_print
@@ -43,6 +44,12 @@ class VendorRuntime:
     parse: Callable[[bytes], Event]
     plan: Callable[[Event, Sequence[Decision]], Plan]
     client: HelpdeskClient | None
+    #: The API clients of the vendor's other accounts, by account name.
+    accounts: Mapping[str, HelpdeskClient] = field(default_factory=dict)
+
+    def client_of(self, account: str) -> HelpdeskClient | None:
+        """The API client of `account` (None when this worker has none for it)."""
+        return self.client if account == DEFAULT else self.accounts.get(account)
 
 
 class Pipeline:
@@ -198,6 +205,8 @@ class Pipeline:
             return tc.UNCONFIGURED
         try:
             event = vendor.parse(delivery.body)
+            if delivery.account != DEFAULT:
+                event = event.model_copy(update={"account": delivery.account})
         except MalformedEvent as exc:  # verified at intake; only a changed parser gets here
             log.error("skipped event=%s entry=%s: %s", delivery.event_id, delivery.entry_id, exc)
             self.counters["malformed"] += 1
@@ -222,7 +231,7 @@ class Pipeline:
         # with it even when no rule acts on this one.
         idle = (
             ""
-            if router.rules_for(event.type, event.vendor)
+            if router.rules_for(event.type, event.vendor, event.account)
             else f": no rule listens to {event.type} on {event.vendor}"
         )
         log.info(
@@ -282,7 +291,7 @@ class Pipeline:
         decisions = await evaluate(
             router,
             event,
-            helpdesk=vendor.client,
+            helpdesk=vendor.client_of(event.account),
             log=log,
             explain=explain,
             hold_log=True,
@@ -383,7 +392,7 @@ class Pipeline:
         if plan.calls:
             # Where the call came from, so a dead letter can show the event while it is kept.
             origin = f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else ""
-            calls = [replace(c, origin=origin) for c in plan.calls] if origin else plan.calls
+            calls = [replace(c, origin=origin, account=event.account) for c in plan.calls]
             # The firings are recorded in the same call that queues their write-backs.
             await self.outbox.submit(event.ticket_key, event.id, calls, also=record)
         else:

@@ -79,8 +79,8 @@ class Sender:
         """Send a call; mark each covered ticket done, stopped for later, or given up on."""
         call = o.call
         started = now_ms()
-        if spent.get(call.vendor, 0) > started:
-            self._stop(o, tickets, int(spent[call.vendor]), None)
+        if spent.get(call.account_key, 0) > started:
+            self._stop(o, tickets, int(spent[call.account_key]), None)
             return
         try:
             client = self._client(call)
@@ -93,7 +93,7 @@ class Sender:
             result = await client.send(call)
         except BudgetSpent as exc:
             until = now_ms() + int(exc.retry_after * 1000)
-            spent[call.vendor] = until
+            spent[call.account_key] = until
             metrics.api_retry(call.vendor, "budget")
             log.info("api %s waits %.1fs: %s", self._describe(o), exc.retry_after, exc)
             self._stop(o, tickets, until, None)
@@ -105,7 +105,7 @@ class Sender:
             budget = getattr(self._client(call), "budget", None)
             if budget is not None:
                 await budget.pause(exc.retry_after)
-            spent[call.vendor] = until
+            spent[call.account_key] = until
             metrics.api_retry(call.vendor, "rate_limited")
             self._trace_sent(o, tickets, 429, started, request_id=exc.request_id, retry_at=until)
             log.warning(
@@ -273,7 +273,7 @@ class Sender:
             t = tickets[key]
             head = t.work.calls[t.next]
             ticket_id = head.call.ticket_id
-            spec = self._specs.get(head.call.vendor)
+            spec = self._specs.get(head.call.account_key)
             own = Pending(single(head.call, ticket_id, spec), (*head.attempts, attempt), True)
             reason = exc.failed.get(ticket_id, "")
             # Each id on its own answer: one id's permanent refusal must not dead-letter another
@@ -308,13 +308,14 @@ class Sender:
 
     def _describe(self, o: Outgoing) -> str:
         """The call for a log line, with its path as sent (`/api/v1/tickets/42`, not `/tickets/42`)."""
-        return _describe(o, api_root(self._clients.get(o.call.vendor)))
+        return _describe(o, api_root(self._clients.get(o.call.account_key)))
 
     def _client(self, call: ApiCall) -> HelpdeskClient:
         try:
-            return self._clients[call.vendor]
+            return self._clients[call.account_key]
         except KeyError:
-            raise HelpdeskError(f"no {call.vendor} API configured for this worker") from None
+            what = call.vendor if call.account == "default" else f"{call.vendor} {call.account}"
+            raise HelpdeskError(f"no {what} API configured for this worker") from None
 
 
 def _describe(o: Outgoing, root: str = "") -> str:

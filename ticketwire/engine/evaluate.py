@@ -155,5 +155,5 @@ async def evaluate(
             trace=trace,
             paused=rule.name in paused,
         )
-        for rule in router.rules_for(event.type, event.vendor)
+        for rule in router.rules_for(event.type, event.vendor, event.account)
     ]

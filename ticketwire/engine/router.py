@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ticketwire.accountkey import ACCOUNT_NAME
 from ticketwire.engine.actions import Action, field_schema, known_events, vendor_spec
 from ticketwire.engine.conditions import Condition, FieldSchema, compile_reads, compile_when
 from ticketwire.engine.limits import NO_LIMITS, FiringLimits, firing_limits
@@ -67,6 +68,8 @@ class Rule:
     select: Selection | None = None
     #: Fields a Python rule's handler reads (`reads=`), kept so `ctx.changed()` can compare them.
     reads: frozenset[str] = frozenset()
+    #: The helpdesk accounts whose events the rule runs on (None: every account).
+    accounts: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         file, line = split_source(self.source)
@@ -93,6 +96,13 @@ class Rule:
             if event_type not in allowed:
                 bad = unknown("event type", event_type, allowed, line)
                 raise located(bad, file=file, rule=self.name)
+        if self.accounts is not None:
+            wrong = sorted(repr(a) for a in self.accounts if not ACCOUNT_NAME.match(str(a)))
+            if wrong or not self.accounts:
+                raise fail(
+                    "accounts: expects account names of 1 to 32 lowercase letters, digits or "
+                    f"'-' (got {', '.join(wrong) or 'none'})"
+                )
         if self.handler is None and not self.actions:
             raise fail("a rule needs actions (then:) or a handler function")
         if self.handler is not None and not inspect.iscoroutinefunction(self.handler):
@@ -140,9 +150,13 @@ class Rule:
         doc = inspect.getdoc(self.handler) if self.handler else None
         return doc.splitlines()[0] if doc else ""
 
-    def matches(self, event_type: str, vendor: str | None = None) -> bool:
-        """True when this rule runs for `event_type` from `vendor`."""
+    def matches(
+        self, event_type: str, vendor: str | None = None, account: str | None = None
+    ) -> bool:
+        """True when this rule runs for `event_type` from `vendor`'s `account`."""
         if event_type not in self.events:
+            return False
+        if account is not None and self.accounts is not None and account not in self.accounts:
             return False
         return self.vendor is None or vendor is None or self.vendor == vendor
 
@@ -247,9 +261,11 @@ class Router:
             known = ", ".join(self._by_name) or "none"
             raise KeyError(f"no rule named {name!r} (known: {known})") from None
 
-    def rules_for(self, event_type: str, vendor: str | None = None) -> list[Rule]:
-        """Rules that run for `event_type` from `vendor`, in registration order."""
-        return [rule for rule in self._rules if rule.matches(event_type, vendor)]
+    def rules_for(
+        self, event_type: str, vendor: str | None = None, account: str | None = None
+    ) -> list[Rule]:
+        """Rules that run for `event_type` from `vendor`'s `account`, in registration order."""
+        return [rule for rule in self._rules if rule.matches(event_type, vendor, account)]
 
     def read_fields(self, vendor: str | None = None) -> frozenset[str]:
         """Top-level ticket fields and `common.*` paths rules read: what the state store keeps.
@@ -278,6 +294,7 @@ class Router:
         cooldown: str | timedelta | None = None,
         rearm: When = None,
         reads: Iterable[str] = (),
+        accounts: Iterable[str] | None = None,
     ) -> Callable[[H], H]:
         """Register the decorated `async def rule(ctx)` for `events`; sugar over `add()`.
 
@@ -288,6 +305,7 @@ class Router:
         how often the rule fires on one ticket, as the YAML keys of the same names do.
         `reads` names the fields the handler compares with `ctx.changed()` (e.g. `["status",
         "common.priority"]`), so their earlier values are kept; `when` fields are kept anyway.
+        `accounts` names the helpdesk accounts whose events the rule runs on (default: all).
         """
 
         def register(fn: H) -> H:
@@ -321,6 +339,7 @@ class Router:
                     options=options,
                     limits=limits,
                     reads=read_fields,
+                    accounts=None if accounts is None else frozenset(accounts),
                 )
             )
             return fn

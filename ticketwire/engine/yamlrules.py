@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from ticketwire.accountkey import ACCOUNT_NAME
 from ticketwire.engine.actions import (
     Action,
     ActionError,
@@ -36,6 +37,7 @@ RULE_KEYS: tuple[str, ...] = (
     "event",
     "on",
     "vendor",
+    "accounts",
     "description",
     "if",
     "then",
@@ -214,6 +216,7 @@ def compile_rule(node: Node, *, file: str) -> tuple[Rule | None, list[RuleConfig
     condition = _condition(node, schema, issues)
     actions = _collect(issues, _actions, node, vendor, name or "<unnamed>", issues)
     limits = limits_from_yaml(node, schema, issues)
+    accounts = _collect(issues, _accounts, node, scheduled)
     rule = None
     if not issues and name and (events or schedule) and actions and limits is not None:
         try:
@@ -228,6 +231,7 @@ def compile_rule(node: Node, *, file: str) -> tuple[Rule | None, list[RuleConfig
                 limits=limits,
                 schedule=schedule,
                 select=select,
+                accounts=accounts,
             )
         except RuleConfigError as exc:
             issues.append(exc)
@@ -325,6 +329,32 @@ def _vendor(node: Node) -> str | None:
     except RuleConfigError as exc:
         raise RuleConfigError(exc.message, line=value.line, accepted=exc.accepted) from None
     return value.value
+
+
+def _accounts(node: Node, scheduled: bool) -> frozenset[str] | None:
+    """`accounts: [name, ...]`: the helpdesk accounts whose events the rule runs on."""
+    if "accounts" not in node.value:
+        return None
+    value = node.value["accounts"]
+    if scheduled:
+        raise RuleConfigError(
+            "accounts: applies to event rules; a scheduled rule lists the default account's "
+            "tickets",
+            line=value.line,
+        )
+    items = value.value if value.is_list else None
+    if not items:
+        raise RuleConfigError(
+            "accounts: expects a list of account names, e.g. [default, brand-a]", line=value.line
+        )
+    for item in items:
+        if not (isinstance(item.value, str) and ACCOUNT_NAME.match(item.value)):
+            raise RuleConfigError(
+                "accounts: account names are 1 to 32 lowercase letters, digits or '-', "
+                f"got {item.value!r}",
+                line=item.line,
+            )
+    return frozenset(item.value for item in items)
 
 
 def _description(node: Node) -> str | None:

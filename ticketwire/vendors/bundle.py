@@ -94,13 +94,25 @@ class Vendor(Generic[S]):
     tenant: Callable[[S], str | None]
     #: Lines `ticketwire check` prints about the vendor's rules (e.g. what a reminder will do).
     rule_notes: Callable[[Iterable[Rule]], list[str]]
+    #: The variables `read` takes; an accounts file names each without `<NAME>_`, in lower case.
+    variables: tuple[str, ...] = ()
+    #: Those holding secrets, which an accounts file may only take from the environment.
+    secret_variables: frozenset[str] = frozenset()
 
-    def of(self, settings: Settings) -> S:
-        """This vendor's account settings out of `Settings` (typed)."""
-        value = settings.vendor(self.name)
+    def of(self, settings: Settings, account: str = "default") -> S:
+        """This vendor's settings of `account` out of `Settings` (typed); `KeyError` if unknown."""
+        value = settings.accounts(self.name)[account]
         if not isinstance(value, self.settings):
             raise TypeError(f"settings of {self.name} are a {type(value).__name__}")
         return value
+
+    def accounts(self, settings: Settings) -> dict[str, S]:
+        """Every account's settings of this vendor, `default` first (typed)."""
+        return {name: self.of(settings, name) for name in settings.accounts(self.name)}
+
+    def field_of(self, variable: str) -> str:
+        """The accounts file's name for `variable`, e.g. `api_key` for `INBOXOPS_API_KEY`."""
+        return variable.removeprefix(f"{self.name.upper()}_").lower()
 
     def secrets(self, account: S) -> list[Secret]:
         """Every secret in the account's settings, to keep out of logs."""

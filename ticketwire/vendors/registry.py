@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ticketwire.accountkey import account_key
 from ticketwire.vendors import HelpdeskClient, WebhookIntake
 from ticketwire.vendors.bundle import Vendor
 from ticketwire.vendors.cstar import VENDOR as CSTAR
@@ -66,32 +67,50 @@ class Registry:
         out = (v.intake(settings.vendor(v.name)) for v in self.vendors)
         return [i for i in out if i is not None]
 
+    def account_intakes(
+        self, settings: Settings, *, default: bool = True
+    ) -> dict[str, dict[str, WebhookIntake]]:
+        """Per vendor, the webhook seam of each account whose secrets are configured."""
+        out: dict[str, dict[str, WebhookIntake]] = {}
+        for v in self.vendors:
+            for name, account in v.accounts(settings).items():
+                seam = v.intake(account) if default or name != "default" else None
+                if seam is not None:
+                    out.setdefault(v.name, {})[name] = seam
+        return out
+
+    def accounts(self, settings: Settings) -> Iterator[tuple[str, Vendor[Any], Any]]:
+        """Every account of every vendor: its key (`vendor`, `vendor@account`), bundle, settings."""
+        for v in self.vendors:
+            for name, account in v.accounts(settings).items():
+                yield account_key(v.name, name), v, account
+
     def clients(
         self, settings: Settings, session: aiohttp.ClientSession
     ) -> dict[str, HelpdeskClient]:
-        """An API client for every vendor whose API is configured."""
+        """An API client for every account whose API is configured, by account key."""
         out: dict[str, HelpdeskClient] = {}
-        for v in self.vendors:
-            client = v.client(settings.vendor(v.name), session, settings.http_timeout_s)
+        for key, v, account in self.accounts(settings):
+            client = v.client(account, session, settings.http_timeout_s)
             if client is not None:
-                out[v.name] = client
+                out[key] = client
         return out
 
     def batch_specs(self, settings: Settings) -> dict[str, BatchSpec]:
-        """How each vendor's write-backs combine into bulk calls, with the configured sizes."""
-        return {v.name: v.batching(settings.vendor(v.name)) for v in self.vendors}
+        """How each account's write-backs combine into bulk calls, with its sizes, by account key."""
+        return {key: v.batching(account) for key, v, account in self.accounts(settings)}
 
     def budget_scopes(self, settings: Settings) -> dict[str, tuple[str, tuple[Limit, ...]]]:
-        """Each configured API's budget scope (vendor and account) and limits.
+        """Each configured API's budget scope (vendor and account) and limits, by account key.
 
         The account is the workspace, team or organisation the API key acts for; where only the
         key identifies it, a digest of the key stands in (never the key itself).
         """
         out: dict[str, tuple[str, tuple[Limit, ...]]] = {}
-        for v in self.vendors:
-            scope = v.budget(settings.vendor(v.name))
+        for key, v, account in self.accounts(settings):
+            scope = v.budget(account)
             if scope is not None:
-                out[v.name] = scope
+                out[key] = scope
         return out
 
 
@@ -136,6 +155,13 @@ def parser(vendor: str) -> Callable[[bytes], Event]:
 def intakes(settings: Settings) -> list[WebhookIntake]:
     """The webhook verifier/parser of every configured vendor of the active registry."""
     return active().intakes(settings)
+
+
+def account_intakes(
+    settings: Settings, *, default: bool = True
+) -> dict[str, dict[str, WebhookIntake]]:
+    """Per configured vendor of the active registry, each receiving account's webhook seam."""
+    return active().account_intakes(settings, default=default)
 
 
 def clients(settings: Settings, session: aiohttp.ClientSession) -> dict[str, HelpdeskClient]:

@@ -133,4 +133,13 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     # The team id is the tenant of cStar's webhooks.
     tenant=lambda account: account.team_id,
     rule_notes=no_notes,
+    variables=(
+        "CSTAR_WEBHOOK_SECRETS",
+        "CSTAR_SIGNATURE_TOLERANCE",
+        "CSTAR_API_URL",
+        "CSTAR_TEAM_ID",
+        "CSTAR_API_KEY",
+        "CSTAR_RATE_LIMIT",
+    ),
+    secret_variables=frozenset({"CSTAR_WEBHOOK_SECRETS", "CSTAR_API_KEY"}),
 )

@@ -141,4 +141,12 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     vocabulary=VOCABULARY,
     tenant=lambda account: None,
     rule_notes=_rule_notes,
+    variables=(
+        "INBOXOPS_WEBHOOK_SECRETS",
+        "INBOXOPS_API_URL",
+        "INBOXOPS_API_KEY",
+        "INBOXOPS_RATE_LIMIT",
+        "INBOXOPS_BULK_MAX",
+    ),
+    secret_variables=frozenset({"INBOXOPS_WEBHOOK_SECRETS", "INBOXOPS_API_KEY"}),
 )

@@ -128,4 +128,16 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     # The organisation id is the tenant of Thena's events.
     tenant=lambda account: account.org_id,
     rule_notes=no_notes,
+    variables=(
+        "THENA_WEBHOOK_SECRETS",
+        "THENA_WEBHOOK_MODE",
+        "THENA_WEBHOOK_HEADER",
+        "THENA_API_URL",
+        "THENA_AUTH",
+        "THENA_API_KEY",
+        "THENA_ORG_ID",
+        "THENA_RATE_LIMIT",
+        "THENA_BULK_MAX",
+    ),
+    secret_variables=frozenset({"THENA_WEBHOOK_SECRETS", "THENA_API_KEY"}),
 )
