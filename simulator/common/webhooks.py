@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from abc import abstractmethod
 from collections import deque
@@ -24,6 +25,15 @@ class Target(Protocol):
 
     @property
     def url(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> str:
+        """The workspace, team or organisation the endpoint belongs to."""
+        ...
+
+    def wants(self, event: str) -> bool:
+        """True when this endpoint receives `event`."""
+        ...
 
 
 E = TypeVar("E", bound=Target)
@@ -143,6 +153,11 @@ def check_endpoint(url: str, secret: str, what: str = "webhook secret") -> None:
         raise ValueError(f"{what} must not be empty")
 
 
+def compact(doc: dict[str, Any]) -> bytes:
+    """A webhook body as every vendor sends it: compact JSON, UTF-8."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def require_loop() -> None:
     """Raise unless an event loop runs: deliveries are tasks of it."""
     try:
@@ -182,6 +197,15 @@ class WebhookEmitterBase(OrderedDelivery[D]):
 
     def _retry_delay(self, attempts: int) -> float:
         return float(self._schedule[attempts - 1])
+
+    def _targets(self, tenant_id: str, event: str) -> list[Any]:
+        """The tenant's endpoints that receive `event`; a loop must run when there are any."""
+        targets = [
+            ep for ep in self.endpoints.values() if ep.tenant_id == tenant_id and ep.wants(event)
+        ]
+        if targets:
+            require_loop()
+        return targets
 
     def _queue(self, delivery: D) -> None:
         """Queue a delivery, twice when the duplicate fault says so."""

@@ -3,7 +3,6 @@ simulated clock, per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    compact,
 )
 from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import DeliveryRecord as SharedRecord
@@ -78,6 +77,11 @@ class Endpoint:
     secret: Secret
     events: tuple[str, ...] = ()
     enabled: bool = True
+
+    @property
+    def tenant_id(self) -> str:
+        """The team the endpoint belongs to."""
+        return self.team_id
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
@@ -192,14 +196,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         request_id: str,
     ) -> None:
         """Queue `envelope` for every endpoint that wants `event`; never sends inline."""
-        targets = [
-            ep for ep in self.endpoints.values() if ep.team_id == team_id and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
-        for ep in targets:
+        body = compact(envelope)
+        for ep in self._targets(team_id, event):
             self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

@@ -3,7 +3,6 @@ per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    compact,
 )
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
@@ -46,9 +45,8 @@ def envelope(
     }
 
 
-def encode(doc: dict[str, Any]) -> bytes:
-    """The body as InboxOps sends it: compact JSON, UTF-8."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+#: The body as InboxOps sends it: the shared compact JSON.
+encode = compact
 
 
 @dataclass
@@ -61,6 +59,11 @@ class Endpoint:
     secret: Secret
     events: tuple[str, ...] = ()
     enabled: bool = True
+
+    @property
+    def tenant_id(self) -> str:
+        """The workspace the endpoint belongs to."""
+        return self.workspace_id
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
@@ -137,16 +140,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         ticket: dict[str, Any],
     ) -> None:
         """Queue `event` for every endpoint that wants it; returns at once (never sends inline)."""
-        targets = [
-            ep
-            for ep in self.endpoints.values()
-            if ep.workspace_id == workspace_id and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        body = encode(envelope(event, event_id, workspace_id, created_at, ticket))
-        for ep in targets:
+        body = compact(envelope(event, event_id, workspace_id, created_at, ticket))
+        for ep in self._targets(workspace_id, event):
             self._queue(Delivery(ep, event, event_id, str(ticket["id"]), body))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

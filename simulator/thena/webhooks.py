@@ -4,7 +4,6 @@ per-ticket ordering, fault knobs, and a delivery log."""
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    compact,
 )
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
@@ -77,6 +76,11 @@ class Endpoint:
     #: Wrap the event as `{"message": {...}}` (the app-framework shape).
     nested: bool = False
     enabled: bool = True
+
+    @property
+    def tenant_id(self) -> str:
+        """The organisation the endpoint belongs to."""
+        return self.org_id
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event` (patterns may use `*`)."""
@@ -162,17 +166,9 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def emit(self, envelope: dict[str, Any], ticket_id: str) -> None:
         """Queue a platform event for every endpoint that wants it; never sends inline."""
         event = str(envelope["eventType"])
-        targets = [
-            ep
-            for ep in self.endpoints.values()
-            if ep.org_id == envelope["orgId"] and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        flat = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        flat = compact(envelope)
         nested = b'{"message":' + flat + b"}"
-        for ep in targets:
+        for ep in self._targets(str(envelope["orgId"]), event):
             body = nested if ep.nested else flat
             self._queue(Delivery(ep, event, str(envelope["eventId"]), ticket_id, body))
 
