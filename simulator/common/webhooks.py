@@ -7,6 +7,7 @@ import json
 import logging
 from abc import abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
@@ -25,11 +26,6 @@ class Target(Protocol):
 
     @property
     def url(self) -> str: ...
-
-    @property
-    def tenant_id(self) -> str:
-        """The workspace, team or organisation the endpoint belongs to."""
-        ...
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
@@ -198,11 +194,9 @@ class WebhookEmitterBase(OrderedDelivery[D]):
     def _retry_delay(self, attempts: int) -> float:
         return float(self._schedule[attempts - 1])
 
-    def _targets(self, tenant_id: str, event: str) -> list[Any]:
-        """The tenant's endpoints that receive `event`; a loop must run when there are any."""
-        targets = [
-            ep for ep in self.endpoints.values() if ep.tenant_id == tenant_id and ep.wants(event)
-        ]
+    def _targets(self, event: str, owned: Callable[[Any], bool]) -> list[Any]:
+        """The `owned` endpoints that receive `event`; a loop must run when there are any."""
+        targets = [ep for ep in self.endpoints.values() if owned(ep) and ep.wants(event)]
         if targets:
             require_loop()
         return targets

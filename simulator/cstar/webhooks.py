@@ -78,11 +78,6 @@ class Endpoint:
     events: tuple[str, ...] = ()
     enabled: bool = True
 
-    @property
-    def tenant_id(self) -> str:
-        """The team the endpoint belongs to."""
-        return self.team_id
-
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
         if not self.enabled:
@@ -197,7 +192,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> None:
         """Queue `envelope` for every endpoint that wants `event`; never sends inline."""
         body = compact(envelope)
-        for ep in self._targets(team_id, event):
+        for ep in self._targets(event, lambda ep: ep.team_id == team_id):
             self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

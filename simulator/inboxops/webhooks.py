@@ -60,11 +60,6 @@ class Endpoint:
     events: tuple[str, ...] = ()
     enabled: bool = True
 
-    @property
-    def tenant_id(self) -> str:
-        """The workspace the endpoint belongs to."""
-        return self.workspace_id
-
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
         return self.enabled and (not self.events or event in self.events)
@@ -141,7 +136,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> None:
         """Queue `event` for every endpoint that wants it; returns at once (never sends inline)."""
         body = compact(envelope(event, event_id, workspace_id, created_at, ticket))
-        for ep in self._targets(workspace_id, event):
+        for ep in self._targets(event, lambda ep: ep.workspace_id == workspace_id):
             self._queue(Delivery(ep, event, event_id, str(ticket["id"]), body))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

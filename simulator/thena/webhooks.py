@@ -77,11 +77,6 @@ class Endpoint:
     nested: bool = False
     enabled: bool = True
 
-    @property
-    def tenant_id(self) -> str:
-        """The organisation the endpoint belongs to."""
-        return self.org_id
-
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event` (patterns may use `*`)."""
         return self.enabled and (
@@ -168,7 +163,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         event = str(envelope["eventType"])
         flat = compact(envelope)
         nested = b'{"message":' + flat + b"}"
-        for ep in self._targets(str(envelope["orgId"]), event):
+        for ep in self._targets(event, lambda ep: ep.org_id == envelope["orgId"]):
             body = nested if ep.nested else flat
             self._queue(Delivery(ep, event, str(envelope["eventId"]), ticket_id, body))
 
