@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -61,6 +61,10 @@ def check_settings(
 
 class Controls:
     """The shared `/_sim` handlers of one simulator, answering in its style."""
+
+    #: The runtime switches `POST /_sim/settings` may flip, with their types and choices.
+    settings_types: ClassVar[Mapping[str, tuple[type, ...]]] = {}
+    settings_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
 
     def __init__(self, style: ControlStyle) -> None:
         self.style = style
@@ -175,14 +179,33 @@ class Controls:
         ids = [t["id"] for t in created]
         return self.answer(request, {"created": len(created), "ticket_ids": ids}, 201)
 
+    async def get_settings(self, request: web.Request) -> web.Response:
+        """The runtime switches."""
+        return self.answer(request, vars(request.app[self.style.key].settings))
+
+    async def set_settings(self, request: web.Request) -> web.Response:
+        """Flip runtime switches, each checked against `settings_types` and `settings_choices`."""
+        sim = request.app[self.style.key]
+        body = await self.body(request)
+        check_settings(body, self.settings_types, self.settings_choices, self.style.invalid)
+        for name, value in body.items():
+            setattr(sim.settings, name, value)
+        self.settings_set(sim, body)
+        return self.answer(request, vars(sim.settings))
+
+    def settings_set(self, sim: Any, body: dict[str, Any]) -> None:
+        """What the vendor does once `body`'s switches are set (nothing by default)."""
+        return
+
     def add_routes(
         self,
         app: web.Application,
         info: Callable[[web.Request], Any],
-        get_settings: Callable[[web.Request], Any],
-        set_settings: Callable[[web.Request], Any],
+        get_settings: Callable[[web.Request], Any] | None = None,
+        set_settings: Callable[[web.Request], Any] | None = None,
     ) -> None:
-        """Register the shared /_sim routes with the vendor's info and settings handlers."""
+        """Register the shared /_sim routes with the vendor's info handler, and its settings
+        handlers where it has its own."""
         r = app.router
         r.add_get("/_sim", info)
         r.add_post("/_sim/reset", self.reset)
@@ -196,6 +219,6 @@ class Controls:
         r.add_post("/_sim/tickets/{id}/change", self.change_ticket)
         r.add_get("/_sim/faults", self.get_faults)
         r.add_post("/_sim/faults", self.set_faults)
-        r.add_get("/_sim/settings", get_settings)
-        r.add_post("/_sim/settings", set_settings)
+        r.add_get("/_sim/settings", get_settings or self.get_settings)
+        r.add_post("/_sim/settings", set_settings or self.set_settings)
         r.add_post("/_sim/seed", self.seed)

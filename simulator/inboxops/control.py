@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, check_settings, control_routes
+from simulator.common.control import Controls, ControlStyle, control_routes
 from simulator.inboxops.app import SIM_KEY, ok
 from simulator.inboxops.problems import ApiError, bad_request
 from simulator.inboxops.store import INCLUDES
@@ -29,6 +29,9 @@ SETTINGS_CHOICES: dict[str, tuple[str, ...]] = {
 
 
 class _Controls(Controls):
+    settings_types = SETTINGS_TYPES
+    settings_choices = SETTINGS_CHOICES
+
     async def list_tickets(self, request: web.Request) -> web.Response:
         """All tickets of the default workspace, by number (`?include=` as on the API)."""
         sim = request.app[SIM_KEY]
@@ -85,22 +88,7 @@ async def add_message(request: web.Request) -> web.Response:
     return ok({"data": sim.add_message(request.match_info["id"], **body)}, 201)
 
 
-async def get_settings(request: web.Request) -> web.Response:
-    """The runtime switches."""
-    return ok({"data": vars(request.app[SIM_KEY].settings)})
-
-
-async def set_settings(request: web.Request) -> web.Response:
-    """Flip runtime switches, e.g. `{"legacy_errors": true, "rate_limit_per_minute": 5}`."""
-    sim = request.app[SIM_KEY]
-    body = await CONTROLS.body(request)
-    check_settings(body, SETTINGS_TYPES, SETTINGS_CHOICES, bad_request)
-    for name, value in body.items():
-        setattr(sim.settings, name, value)
-    return ok({"data": vars(sim.settings)})
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app, info)
     app.router.add_post("/_sim/tickets/{id}/messages", add_message)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, check_settings, control_routes
+from simulator.common.control import Controls, ControlStyle, control_routes
 from simulator.thena.app import SIM_KEY, ok
 from simulator.thena.problems import ApiError, bad_request
 
@@ -33,6 +33,13 @@ ENDPOINT_KEYS = frozenset({"url", "secret", "events", "mode", "header", "scheme"
 
 
 class _Controls(Controls):
+    settings_types = SETTINGS_TYPES
+    settings_choices = SETTINGS_CHOICES
+
+    def settings_set(self, sim: Any, body: dict[str, Any]) -> None:
+        if "rate_limit_per_minute" in body:
+            sim.limiter.reset()
+
     def endpoint_options(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - ENDPOINT_KEYS)
         if unknown:
@@ -93,24 +100,6 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
-async def get_settings(request: web.Request) -> web.Response:
-    """The runtime switches."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, vars(sim.settings))
-
-
-async def set_settings(request: web.Request) -> web.Response:
-    """Flip runtime switches, e.g. `{"auth_schemes": "bearer", "rate_limit_per_minute": 5}`."""
-    sim = request.app[SIM_KEY]
-    body = await CONTROLS.body(request)
-    check_settings(body, SETTINGS_TYPES, SETTINGS_CHOICES, bad_request)
-    for name, value in body.items():
-        setattr(sim.settings, name, value)
-    if "rate_limit_per_minute" in body:
-        sim.limiter.reset()
-    return ok(sim, vars(sim.settings))
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app, info)
