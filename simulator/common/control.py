@@ -28,6 +28,8 @@ class ControlStyle:
     pending: Callable[[str], Exception]
     #: The answer of `GET /_sim/deliveries`: the records and how many are pending.
     deliveries: Callable[[web.Request, list[dict[str, Any]], int], web.Response]
+    #: The simulator's attributes `GET /_sim` shows, in order, before the control routes.
+    info: tuple[str, ...] = ()
 
 
 def control_routes(app: web.Application) -> list[str]:
@@ -85,6 +87,12 @@ class Controls:
     def answer(self, request: web.Request, data: Any, status: int = 200) -> web.Response:
         """A success answer in the simulator's style."""
         return self.style.answer(request, data, status)
+
+    async def info(self, request: web.Request) -> web.Response:
+        """Keys, ids, reference data and the list of control routes."""
+        sim = request.app[self.style.key]
+        data = {name: getattr(sim, name) for name in self.style.info}
+        return self.answer(request, {**data, "routes": control_routes(request.app)})
 
     async def reset(self, request: web.Request) -> web.Response:
         """Back to the seeded initial state; `{"keep_endpoints": false}` also drops endpoints."""
@@ -200,14 +208,13 @@ class Controls:
     def add_routes(
         self,
         app: web.Application,
-        info: Callable[[web.Request], Any],
         get_settings: Callable[[web.Request], Any] | None = None,
         set_settings: Callable[[web.Request], Any] | None = None,
     ) -> None:
-        """Register the shared /_sim routes with the vendor's info handler, and its settings
-        handlers where it has its own."""
+        """Register the shared /_sim routes, with the vendor's settings handlers where it has its
+        own."""
         r = app.router
-        r.add_get("/_sim", info)
+        r.add_get("/_sim", self.info)
         r.add_post("/_sim/reset", self.reset)
         r.add_get("/_sim/journal", self.journal)
         r.add_get("/_sim/deliveries", self.deliveries)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, control_routes
+from simulator.common.control import Controls, ControlStyle
 from simulator.inboxops.app import SIM_KEY, ok
 from simulator.inboxops.problems import ApiError, bad_request
 from simulator.inboxops.store import INCLUDES
@@ -51,34 +51,24 @@ CONTROLS = _Controls(
         refused=lambda message: ApiError(400, "bad_request", message),
         pending=lambda message: ApiError(409, "conflict", message),
         deliveries=_deliveries,
+        info=(
+            "url",
+            "api_base",
+            "seed",
+            "workspace_id",
+            "api_key",
+            "read_only_key",
+            "other_workspace_key",
+            "no_entitlement_key",
+            "inboxes",
+            "statuses",
+            "priorities",
+            "tags",
+            "agents",
+            "custom_fields",
+        ),
     )
 )
-
-
-async def info(request: web.Request) -> web.Response:
-    """Keys, ids and the list of control routes."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        {
-            "data": {
-                "url": sim.url,
-                "api_base": sim.url + "/api/v1" if sim.url else "/api/v1",
-                "seed": sim.seed,
-                "workspace_id": sim.workspace_id,
-                "api_key": sim.api_key,
-                "read_only_key": sim.read_only_key,
-                "other_workspace_key": sim.other_workspace_key,
-                "no_entitlement_key": sim.no_entitlement_key,
-                "inboxes": sim.inboxes,
-                "statuses": sim.statuses,
-                "priorities": sim.priorities,
-                "tags": sim.tags,
-                "agents": sim.agents,
-                "custom_fields": sim.custom_fields,
-                "routes": control_routes(request.app),
-            }
-        }
-    )
 
 
 async def add_message(request: web.Request) -> web.Response:
@@ -90,5 +80,5 @@ async def add_message(request: web.Request) -> web.Response:
 
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info)
+    CONTROLS.add_routes(app)
     app.router.add_post("/_sim/tickets/{id}/messages", add_message)

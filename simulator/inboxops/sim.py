@@ -115,6 +115,11 @@ class InboxOpsSimulator(MinuteLimited):
         return self.store.other_workspace_key
 
     @property
+    def api_base(self) -> str:
+        """`<url>/api/v1` (the path alone before the simulator serves)."""
+        return self.url + "/api/v1" if self.url else "/api/v1"
+
+    @property
     def workspace_id(self) -> str:
         """The default workspace's id: `tenant_id` in its webhook envelopes."""
         return self.store.default.id

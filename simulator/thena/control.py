@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, control_routes
+from simulator.common.control import Controls, ControlStyle
 from simulator.thena.app import SIM_KEY, ok
 from simulator.thena.problems import ApiError, bad_request
 
@@ -65,41 +65,23 @@ CONTROLS = _Controls(
         refused=lambda message: ApiError(400, message),
         pending=lambda message: ApiError(409, message),
         deliveries=_deliveries,
+        info=(
+            "url",
+            "api_base",
+            "seed",
+            "org_id",
+            "api_key",
+            "bearer_token",
+            "other_org_id",
+            "other_org_api_key",
+            "teams",
+            "agents",
+            "types",
+        ),
     )
 )
 
 
-async def info(request: web.Request) -> web.Response:
-    """Keys, ids, reference data and the list of control routes."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        sim,
-        {
-            "url": sim.url,
-            "api_base": sim.url + "/v1" if sim.url else "/v1",
-            "seed": sim.seed,
-            "org_id": sim.org_id,
-            "api_key": sim.api_key,
-            "bearer_token": sim.bearer_token,
-            "other_org_id": sim.other_org_id,
-            "other_org_api_key": sim.other_org_api_key,
-            "teams": [
-                {
-                    "id": t.id,
-                    "name": t.name,
-                    "identifier": t.identifier,
-                    "statuses": [s.to_json() for s in t.statuses],
-                    "priorities": [p.to_json() for p in t.priorities],
-                }
-                for t in sim.store.default.teams
-            ],
-            "agents": sim.agents,
-            "types": sim.types,
-            "routes": control_routes(request.app),
-        },
-    )
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info)
+    CONTROLS.add_routes(app)

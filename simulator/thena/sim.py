@@ -80,6 +80,11 @@ class ThenaSimulator(MinuteLimited):
         return self.store.bearer_token
 
     @property
+    def api_base(self) -> str:
+        """`<url>/v1` (the path alone before the simulator serves)."""
+        return self.url + "/v1" if self.url else "/v1"
+
+    @property
     def org_id(self) -> str:
         """The default organisation's id: `orgId` of its events, `x-org-id` of its requests."""
         return self.store.default.id
@@ -143,6 +148,20 @@ class ThenaSimulator(MinuteLimited):
         if priority is None:
             raise ValueError(f"no priority named {name!r}")
         return priority.id
+
+    @property
+    def teams(self) -> list[dict[str, Any]]:
+        """Teams of the default organisation, each with its statuses and priorities in order."""
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "identifier": t.identifier,
+                "statuses": [s.to_json() for s in t.statuses],
+                "priorities": [p.to_json() for p in t.priorities],
+            }
+            for t in self.store.default.teams
+        ]
 
     @property
     def agents(self) -> list[dict[str, Any]]:
