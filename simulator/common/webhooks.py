@@ -7,7 +7,7 @@ import json
 import logging
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
@@ -33,6 +33,7 @@ class Target(Protocol):
 
 
 E = TypeVar("E", bound=Target)
+T = TypeVar("T", bound=Target)
 
 
 @dataclass
@@ -149,6 +150,19 @@ def check_endpoint(url: str, secret: str, what: str = "webhook secret") -> None:
         raise ValueError(f"{what} must not be empty")
 
 
+def check_events(
+    events: Iterable[str] | None,
+    known: Sequence[str],
+    pattern: Callable[[str], bool] = lambda event: False,
+    also: str = "",
+) -> None:
+    """Refuse an event name that is neither `known` nor a `pattern` the vendor takes (`also`
+    names those patterns in the error)."""
+    for event in events or ():
+        if not pattern(event) and event not in known:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(known)}{also}")
+
+
 def compact(doc: dict[str, Any]) -> bytes:
     """A webhook body as every vendor sends it: compact JSON, UTF-8."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
@@ -200,6 +214,11 @@ class WebhookEmitterBase(OrderedDelivery[D]):
         if targets:
             require_loop()
         return targets
+
+    def _register(self, endpoint: T) -> T:
+        """Keep `endpoint` under its id and give it back."""
+        self.endpoints[endpoint.id] = endpoint
+        return endpoint
 
     def _queue(self, delivery: D) -> None:
         """Queue a delivery, twice when the duplicate fault says so."""

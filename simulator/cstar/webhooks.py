@@ -17,6 +17,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
+    check_events,
     compact,
 )
 from simulator.common.webhooks import Delivery as SharedDelivery
@@ -169,14 +170,15 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
         check_endpoint(url, secret)
-        for event in events or ():
-            if event != "*" and not event.endswith(".*") and event not in TICKET_EVENTS:
-                raise ValueError(
-                    f"unknown event {event!r}; known: {', '.join(TICKET_EVENTS)}, *, ticket.*"
-                )
-        ep = Endpoint(endpoint_id, team_id, url, Secret(secret), tuple(events or ()))
-        self.endpoints[ep.id] = ep
-        return ep
+        check_events(
+            events,
+            TICKET_EVENTS,
+            lambda event: event == "*" or event.endswith(".*"),
+            ", *, ticket.*",
+        )
+        return self._register(
+            Endpoint(endpoint_id, team_id, url, Secret(secret), tuple(events or ()))
+        )
 
     # ------------------------------------------------------------- emitting
 

@@ -17,6 +17,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
+    check_events,
     compact,
 )
 from ticketwire.secret import Secret
@@ -115,14 +116,12 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused."""
         check_endpoint(url, secret)
-        for event in events or ():
-            if event not in EVENTS:
-                raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
-        ep = Endpoint(
-            endpoint_id or ids.uuid(), workspace_id, url, Secret(secret), tuple(events or ())
+        check_events(events, EVENTS)
+        return self._register(
+            Endpoint(
+                endpoint_id or ids.uuid(), workspace_id, url, Secret(secret), tuple(events or ())
+            )
         )
-        self.endpoints[ep.id] = ep
-        return ep
 
     # ------------------------------------------------------------- emitting
 

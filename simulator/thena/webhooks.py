@@ -18,6 +18,7 @@ from simulator.common.webhooks import (
     Signed,
     WebhookEmitterBase,
     check_endpoint,
+    check_events,
     compact,
 )
 from ticketwire.secret import Secret
@@ -139,9 +140,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
         if scheme not in ("bearer", "bare"):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
-        for event in events or ():
-            if "*" not in event and event not in EVENTS:
-                raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        check_events(events, EVENTS, lambda event: "*" in event)
         ep = Endpoint(
             id=ids.uuid(),
             org_id=org_id,
@@ -153,8 +152,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             scheme="bare" if scheme == "bare" else "bearer",
             nested=nested,
         )
-        self.endpoints[ep.id] = ep
-        return ep
+        return self._register(ep)
 
     # ------------------------------------------------------------- emitting
 
