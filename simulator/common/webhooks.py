@@ -16,6 +16,7 @@ import aiohttp
 
 from simulator.common.clock import Clock, iso
 from simulator.common.delivery import DeliveryRun, OrderedDelivery
+from ticketwire.secret import Secret
 
 
 class Target(Protocol):
@@ -30,6 +31,22 @@ class Target(Protocol):
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
         ...
+
+
+@dataclass
+class EndpointBase:
+    """What every vendor's webhook endpoint holds; each adds the tenant it belongs to."""
+
+    id: str
+    url: str
+    secret: Secret
+    #: Events it subscribes to; none means every event.
+    events: tuple[str, ...] = ()
+    enabled: bool = True
+
+    def wants(self, event: str) -> bool:
+        """True when this endpoint receives `event`."""
+        return self.enabled and (not self.events or event in self.events)
 
 
 E = TypeVar("E", bound=Target)

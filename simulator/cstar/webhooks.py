@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
@@ -14,6 +14,7 @@ from simulator.common.clock import iso
 from simulator.common.webhooks import (
     Answer,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
@@ -69,15 +70,10 @@ def envelope(
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook (`whk_…`) of one team; no events, `*` or `ticket.*` subscribe to many."""
 
-    id: str
-    team_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
-    enabled: bool = True
+    team_id: str = field(kw_only=True)
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
@@ -177,7 +173,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             ", *, ticket.*",
         )
         return self._register(
-            Endpoint(endpoint_id, team_id, url, Secret(secret), tuple(events or ()))
+            Endpoint(endpoint_id, url, Secret(secret), tuple(events or ()), team_id=team_id)
         )
 
     # ------------------------------------------------------------- emitting

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -14,6 +14,7 @@ from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import (
     DeliveryRecord,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
@@ -51,19 +52,10 @@ encode = compact
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook endpoint of one workspace; an empty `events` list subscribes to every event."""
 
-    id: str
-    workspace_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
-    enabled: bool = True
-
-    def wants(self, event: str) -> bool:
-        """True when this endpoint receives `event`."""
-        return self.enabled and (not self.events or event in self.events)
+    workspace_id: str = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The endpoint without its secret."""
@@ -119,7 +111,11 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         check_events(events, EVENTS)
         return self._register(
             Endpoint(
-                endpoint_id or ids.uuid(), workspace_id, url, Secret(secret), tuple(events or ())
+                endpoint_id or ids.uuid(),
+                url,
+                Secret(secret),
+                tuple(events or ()),
+                workspace_id=workspace_id,
             )
         )
 

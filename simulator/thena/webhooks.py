@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
@@ -15,6 +15,7 @@ from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import (
     DeliveryRecord,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
@@ -61,14 +62,10 @@ def envelope(
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook endpoint of one organisation; empty `events` subscribes to every event."""
 
-    id: str
-    org_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
+    org_id: str = field(kw_only=True)
     #: `token`: the secret is a static token in `header`; `hmac`: it signs the body.
     mode: Mode = "token"
     header: str = TOKEN_HEADER
@@ -76,7 +73,6 @@ class Endpoint:
     scheme: TokenScheme = "bearer"
     #: Wrap the event as `{"message": {...}}` (the app-framework shape).
     nested: bool = False
-    enabled: bool = True
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event` (patterns may use `*`)."""
