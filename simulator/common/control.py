@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from aiohttp import web
 
@@ -41,6 +41,24 @@ def control_routes(app: web.Application) -> list[str]:
         and r.resource.canonical.startswith("/_sim")
         and r.method != "HEAD"
     )
+
+
+def settings_rules(
+    settings: type,
+) -> tuple[dict[str, tuple[type, ...]], dict[str, tuple[Any, ...]]]:
+    """Each runtime switch's accepted types, and the choices of one typed as a `Literal`, read
+    from the settings class's annotations (in field order)."""
+    types: dict[str, tuple[type, ...]] = {}
+    choices: dict[str, tuple[Any, ...]] = {}
+    for name, hint in get_type_hints(settings).items():
+        args = get_args(hint)
+        if get_origin(hint) is Literal:
+            types[name] = tuple(dict.fromkeys(type(a) for a in args))
+            choices[name] = args
+        else:
+            # `int | None` accepts either; a plain class accepts itself.
+            types[name] = args or (hint,)
+    return types, choices
 
 
 def check_settings(

@@ -6,31 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle
+from simulator.common.control import Controls, ControlStyle, settings_rules
 from simulator.inboxops.app import SIM_KEY, ok
+from simulator.inboxops.config import Settings
 from simulator.inboxops.problems import ApiError, bad_request
 from simulator.inboxops.store import INCLUDES
 
-SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
-    "legacy_errors": (bool,),
-    "rate_limit_per_minute": (int, type(None)),
-    "rate_limit_window": (str,),
-    "rate_limit_headers": (bool,),
-    "bulk_unknown_ids": (str,),
-    "webhook_signature_prefix": (bool,),
-    "reminder_leaving_waiting": (str,),
-    "message_updates_ticket": (bool,),
-}
-SETTINGS_CHOICES: dict[str, tuple[str, ...]] = {
-    "rate_limit_window": ("fixed", "sliding"),
-    "bulk_unknown_ids": ("skip", "404"),
-    "reminder_leaving_waiting": ("clear", "keep"),
-}
-
 
 class _Controls(Controls):
-    settings_types = SETTINGS_TYPES
-    settings_choices = SETTINGS_CHOICES
+    settings_types, settings_choices = settings_rules(Settings)
 
     async def list_tickets(self, request: web.Request) -> web.Response:
         """All tickets of the default workspace, by number (`?include=` as on the API)."""

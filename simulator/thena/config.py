@@ -84,7 +84,7 @@ class Settings:
     rate_limit_window: Window
     retry_after_header: bool
     auth_schemes: AuthSchemes
-    missing_org_status: int
+    missing_org_status: Literal[400, 401]
     error_format: ErrorFormat
     list_shape: ListShape
     webhook_signature_prefix: bool

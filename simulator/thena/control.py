@@ -6,35 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle
+from simulator.common.control import Controls, ControlStyle, settings_rules
 from simulator.thena.app import SIM_KEY, ok
+from simulator.thena.config import Settings
 from simulator.thena.problems import ApiError, bad_request
 
-SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
-    "rate_limit_per_minute": (int, type(None)),
-    "rate_limit_window": (str,),
-    "retry_after_header": (bool,),
-    "auth_schemes": (str,),
-    "missing_org_status": (int,),
-    "error_format": (str,),
-    "list_shape": (str,),
-    "webhook_signature_prefix": (bool,),
-    "bulk_create_atomic": (bool,),
-    "dedup_conflict": (bool,),
-}
-SETTINGS_CHOICES: dict[str, tuple[Any, ...]] = {
-    "rate_limit_window": ("fixed", "sliding"),
-    "auth_schemes": ("both", "api-key", "bearer"),
-    "missing_org_status": (400, 401),
-    "error_format": ("nest", "envelope"),
-    "list_shape": ("list", "object"),
-}
 ENDPOINT_KEYS = frozenset({"url", "secret", "events", "mode", "header", "scheme", "nested"})
 
 
 class _Controls(Controls):
-    settings_types = SETTINGS_TYPES
-    settings_choices = SETTINGS_CHOICES
+    settings_types, settings_choices = settings_rules(Settings)
 
     def settings_set(self, sim: Any, body: dict[str, Any]) -> None:
         if "rate_limit_per_minute" in body:
