@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Scheme = Literal["api-key", "bearer"]
 
 
 @dataclass(frozen=True)
-class Status:
-    """A team's custom status."""
+class TeamValue:
+    """A value a team defines for its tickets: a status or a priority."""
+
+    #: Status objects carry a `description` (always null here); priority objects do not.
+    described: ClassVar[bool] = False
 
     id: str
     name: str
@@ -20,39 +23,26 @@ class Status:
     organization_id: str
 
     def to_json(self) -> dict[str, Any]:
-        """The shape of Thena's status objects."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "displayName": self.display_name,
-            "description": None,
-            "isDefault": self.is_default,
-            "teamId": self.team_id,
-            "organizationId": self.organization_id,
-        }
+        """The shape of Thena's status and priority objects."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "displayName": self.display_name}
+        if self.described:
+            out["description"] = None
+        out.update(
+            isDefault=self.is_default, teamId=self.team_id, organizationId=self.organization_id
+        )
+        return out
 
 
 @dataclass(frozen=True)
-class Priority:
+class Status(TeamValue):
+    """A team's custom status."""
+
+    described: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Priority(TeamValue):
     """A team's priority."""
-
-    id: str
-    name: str
-    display_name: str
-    is_default: bool
-    team_id: str
-    organization_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Like a status object."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "displayName": self.display_name,
-            "isDefault": self.is_default,
-            "teamId": self.team_id,
-            "organizationId": self.organization_id,
-        }
 
 
 @dataclass(frozen=True)
