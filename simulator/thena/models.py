@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 Scheme = Literal["api-key", "bearer"]
 
@@ -31,6 +32,22 @@ class TeamValue:
             isDefault=self.is_default, teamId=self.team_id, organizationId=self.organization_id
         )
         return out
+
+
+V = TypeVar("V", bound=TeamValue)
+
+
+def _find(values: Iterable[V], value_id: str | None, name: str | None) -> V | None:
+    """The value with this id, or whose name or display name matches (ignoring case)."""
+    for value in values:
+        if value_id is not None and value.id == value_id:
+            return value
+        if name is not None and name.strip().casefold() in (
+            value.name.casefold(),
+            value.display_name.casefold(),
+        ):
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,29 +96,13 @@ class Team:
 
     def status(self, *, status_id: str | None = None, name: str | None = None) -> Status | None:
         """The status with this id, or whose name or display name matches (ignoring case)."""
-        for s in self.statuses:
-            if status_id is not None and s.id == status_id:
-                return s
-            if name is not None and name.strip().casefold() in (
-                s.name.casefold(),
-                s.display_name.casefold(),
-            ):
-                return s
-        return None
+        return _find(self.statuses, status_id, name)
 
     def priority(
         self, *, priority_id: str | None = None, name: str | None = None
     ) -> Priority | None:
-        """The priority with this id, or whose name matches (ignoring case)."""
-        for p in self.priorities:
-            if priority_id is not None and p.id == priority_id:
-                return p
-            if name is not None and name.strip().casefold() in (
-                p.name.casefold(),
-                p.display_name.casefold(),
-            ):
-                return p
-        return None
+        """The priority with this id, or whose name or display name matches (ignoring case)."""
+        return _find(self.priorities, priority_id, name)
 
     @property
     def default_status(self) -> Status:
