@@ -37,7 +37,7 @@ class TeamValue:
 V = TypeVar("V", bound=TeamValue)
 
 
-def _find(values: Iterable[V], value_id: str | None, name: str | None) -> V | None:
+def find_value(values: Iterable[V], value_id: str | None, name: str | None) -> V | None:
     """The value with this id, or whose name or display name matches (ignoring case)."""
     for value in values:
         if value_id is not None and value.id == value_id:
@@ -96,13 +96,13 @@ class Team:
 
     def status(self, *, status_id: str | None = None, name: str | None = None) -> Status | None:
         """The status with this id, or whose name or display name matches (ignoring case)."""
-        return _find(self.statuses, status_id, name)
+        return find_value(self.statuses, status_id, name)
 
     def priority(
         self, *, priority_id: str | None = None, name: str | None = None
     ) -> Priority | None:
         """The priority with this id, or whose name or display name matches (ignoring case)."""
-        return _find(self.priorities, priority_id, name)
+        return find_value(self.priorities, priority_id, name)
 
     @property
     def default_status(self) -> Status:
