@@ -14,7 +14,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from simulator.common.clock import IdSource, iso, parse_iso
-from simulator.thena.models import Credential, Org, Team, TeamValue, find_value
+from simulator.thena.models import (
+    Agent,
+    Credential,
+    Org,
+    Priority,
+    Status,
+    Team,
+    TeamValue,
+    find_value,
+)
 from simulator.thena.problems import ApiError, bad_request, not_found
 from simulator.thena.seeds import build_org, named_uid, uid
 from ticketwire.vendors.thena.models import (
@@ -102,10 +111,7 @@ class Store:
 
     def render(self, org: Org, rec: Mapping[str, Any]) -> dict[str, Any]:
         """The ticket as `GET /v1/tickets/{id}` answers it."""
-        team = self._team_of(org, rec)
-        status = team.status(status_id=rec["statusId"])
-        priority = team.priority(priority_id=rec["priorityId"])
-        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        team, status, priority, agent = self._refs(org, rec)
         kind = org.ticket_type(rec["typeId"]) if rec["typeId"] else None
         out = {
             "id": rec["id"],
@@ -155,10 +161,7 @@ class Store:
 
     def event_ticket(self, org: Org, rec: Mapping[str, Any]) -> dict[str, Any]:
         """The ticket as platform events carry it (`payload.ticket`)."""
-        team = self._team_of(org, rec)
-        status = team.status(status_id=rec["statusId"])
-        priority = team.priority(priority_id=rec["priorityId"])
-        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        team, status, priority, agent = self._refs(org, rec)
         email = rec["requestorEmail"]
         return {
             "id": rec["id"],
@@ -198,6 +201,19 @@ class Store:
         team = org.team(rec["teamId"])
         assert team is not None, "a stored ticket always has a team of its organisation"
         return team
+
+    def _refs(
+        self, org: Org, rec: Mapping[str, Any]
+    ) -> tuple[Team, Status | None, Priority | None, Agent | None]:
+        """The team, status, priority and assigned agent a stored ticket points at."""
+        team = self._team_of(org, rec)
+        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        return (
+            team,
+            team.status(status_id=rec["statusId"]),
+            team.priority(priority_id=rec["priorityId"]),
+            agent,
+        )
 
     # ----------------------------------------------------------------- create
 
