@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -51,6 +52,16 @@ class LimitedConfig(BaseConfig, Protocol):
     def rate_limit_window_seconds(self) -> float: ...
 
 
+class Change(Protocol):
+    """A store change: the events it emits."""
+
+    @property
+    def events(self) -> Sequence[str]: ...
+
+
+C = TypeVar("C", bound=Change)
+
+
 class SeededFaults(SharedFaults, Protocol):
     """What the base and the emitter do with a simulator's faults (clear, reseed, draw)."""
 
@@ -59,6 +70,14 @@ class SeededFaults(SharedFaults, Protocol):
     def clear(self) -> None:
         """Drop every scripted answer and webhook fault."""
         ...
+
+
+def fan_out(changes: Iterable[C], burst: int) -> Iterator[tuple[C, str]]:
+    """Every event of every change, each `burst` times (at least once) for fresh event ids."""
+    for change in changes:
+        for event in change.events:
+            for _ in range(max(1, burst)):
+                yield change, event
 
 
 class SimulatorBase(ABC):
@@ -104,7 +123,7 @@ class SimulatorBase(ABC):
 
     @abstractmethod
     def _build(self) -> None:
-        """The seeded store and id sources of a fresh generation."""
+        """The seeded store of a fresh generation."""
 
     @abstractmethod
     def _app(self) -> web.Application:
@@ -118,9 +137,13 @@ class SimulatorBase(ABC):
     def _reset_limits(self) -> None:
         """Forget every rate limit count."""
 
-    def _event_ids_seed(self) -> int:
+    def _new_generation(self) -> None:
+        """Fresh seeded id sources and ticket generator, then the vendor's store."""
         event_seed = self.config.event_seed
-        return self.seed if event_seed is None else event_seed
+        self._event_ids = IdSource(self.seed if event_seed is None else event_seed, "events")
+        self._request_ids = IdSource(self.seed, "requests")
+        self._ticket_rng = random.Random(f"{self.seed}:tickets")
+        self._build()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -162,7 +185,7 @@ class SimulatorBase(ABC):
         self.faults.rng.seed(f"{self.seed}:faults")
         self.settings = self._new_settings()
         self._journal.clear()
-        self._build()
+        self._new_generation()
 
     # ----------------------------------------------------------------- deliveries and journal
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ticketwire.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+S = TypeVar("S", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -48,3 +54,10 @@ def positive_timeout(name: str, value: float) -> None:
     """Refuse a timeout that is not a number of seconds > 0."""
     if value <= 0:
         raise ConfigError(name, "a number of seconds > 0")
+
+
+def switches(settings: type[S], cfg: object, **converted: Any) -> S:
+    """Runtime settings whose fields start at the config's fields of the same names, or at the
+    `converted` values given for them."""
+    names = [f.name for f in dataclasses.fields(settings) if f.name not in converted]
+    return settings(**{name: getattr(cfg, name) for name in names}, **converted)

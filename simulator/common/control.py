@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from aiohttp import web
 
@@ -28,6 +28,8 @@ class ControlStyle:
     pending: Callable[[str], Exception]
     #: The answer of `GET /_sim/deliveries`: the records and how many are pending.
     deliveries: Callable[[web.Request, list[dict[str, Any]], int], web.Response]
+    #: The simulator's attributes `GET /_sim` shows, in order, before the control routes.
+    info: tuple[str, ...] = ()
 
 
 def control_routes(app: web.Application) -> list[str]:
@@ -39,6 +41,24 @@ def control_routes(app: web.Application) -> list[str]:
         and r.resource.canonical.startswith("/_sim")
         and r.method != "HEAD"
     )
+
+
+def settings_rules(
+    settings: type,
+) -> tuple[dict[str, tuple[type, ...]], dict[str, tuple[Any, ...]]]:
+    """Each runtime switch's accepted types, and the choices of one typed as a `Literal`, read
+    from the settings class's annotations (in field order)."""
+    types: dict[str, tuple[type, ...]] = {}
+    choices: dict[str, tuple[Any, ...]] = {}
+    for name, hint in get_type_hints(settings).items():
+        args = get_args(hint)
+        if get_origin(hint) is Literal:
+            types[name] = tuple(dict.fromkeys(type(a) for a in args))
+            choices[name] = args
+        else:
+            # `int | None` accepts either; a plain class accepts itself.
+            types[name] = args or (hint,)
+    return types, choices
 
 
 def check_settings(
@@ -62,6 +82,10 @@ def check_settings(
 class Controls:
     """The shared `/_sim` handlers of one simulator, answering in its style."""
 
+    #: The runtime switches `POST /_sim/settings` may flip, with their types and choices.
+    settings_types: ClassVar[Mapping[str, tuple[type, ...]]] = {}
+    settings_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+
     def __init__(self, style: ControlStyle) -> None:
         self.style = style
 
@@ -81,6 +105,12 @@ class Controls:
     def answer(self, request: web.Request, data: Any, status: int = 200) -> web.Response:
         """A success answer in the simulator's style."""
         return self.style.answer(request, data, status)
+
+    async def info(self, request: web.Request) -> web.Response:
+        """Keys, ids, reference data and the list of control routes."""
+        sim = request.app[self.style.key]
+        data = {name: getattr(sim, name) for name in self.style.info}
+        return self.answer(request, {**data, "routes": control_routes(request.app)})
 
     async def reset(self, request: web.Request) -> web.Response:
         """Back to the seeded initial state; `{"keep_endpoints": false}` also drops endpoints."""
@@ -175,16 +205,34 @@ class Controls:
         ids = [t["id"] for t in created]
         return self.answer(request, {"created": len(created), "ticket_ids": ids}, 201)
 
+    async def get_settings(self, request: web.Request) -> web.Response:
+        """The runtime switches."""
+        return self.answer(request, vars(request.app[self.style.key].settings))
+
+    async def set_settings(self, request: web.Request) -> web.Response:
+        """Flip runtime switches, each checked against `settings_types` and `settings_choices`."""
+        sim = request.app[self.style.key]
+        body = await self.body(request)
+        check_settings(body, self.settings_types, self.settings_choices, self.style.invalid)
+        for name, value in body.items():
+            setattr(sim.settings, name, value)
+        self.settings_set(sim, body)
+        return self.answer(request, vars(sim.settings))
+
+    def settings_set(self, sim: Any, body: dict[str, Any]) -> None:
+        """What the vendor does once `body`'s switches are set (nothing by default)."""
+        return
+
     def add_routes(
         self,
         app: web.Application,
-        info: Callable[[web.Request], Any],
-        get_settings: Callable[[web.Request], Any],
-        set_settings: Callable[[web.Request], Any],
+        get_settings: Callable[[web.Request], Any] | None = None,
+        set_settings: Callable[[web.Request], Any] | None = None,
     ) -> None:
-        """Register the shared /_sim routes with the vendor's info and settings handlers."""
+        """Register the shared /_sim routes, with the vendor's settings handlers where it has its
+        own."""
         r = app.router
-        r.add_get("/_sim", info)
+        r.add_get("/_sim", self.info)
         r.add_post("/_sim/reset", self.reset)
         r.add_get("/_sim/journal", self.journal)
         r.add_get("/_sim/deliveries", self.deliveries)
@@ -196,6 +244,6 @@ class Controls:
         r.add_post("/_sim/tickets/{id}/change", self.change_ticket)
         r.add_get("/_sim/faults", self.get_faults)
         r.add_post("/_sim/faults", self.set_faults)
-        r.add_get("/_sim/settings", get_settings)
-        r.add_post("/_sim/settings", set_settings)
+        r.add_get("/_sim/settings", get_settings or self.get_settings)
+        r.add_post("/_sim/settings", set_settings or self.set_settings)
         r.add_post("/_sim/seed", self.seed)

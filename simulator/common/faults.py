@@ -47,8 +47,8 @@ class ScriptedFailure(PathRule):
 
 
 @dataclass
-class WebhookFaults:
-    """Webhook knobs; set attributes directly, e.g. `sim.faults.webhooks.duplicate_next = 2`."""
+class DeliveryKnobs:
+    """The delivery knobs every simulator has, first in every vendor's knobs."""
 
     #: Probability (0..1) that an event is delivered twice to an endpoint.
     duplicate: float = 0.0
@@ -58,6 +58,12 @@ class WebhookFaults:
     reorder_window: int = 0
     #: The next N delivery attempts carry a wrong signature.
     bad_signature_next: int = 0
+
+
+@dataclass
+class WebhookFaults(DeliveryKnobs):
+    """Webhook knobs; set attributes directly, e.g. `sim.faults.webhooks.duplicate_next = 2`."""
+
     #: With k >= 2, a bulk call emits every per-ticket event k times (k distinct event ids).
     burst: int = 0
 
@@ -101,13 +107,9 @@ class FaultsBase(ABC, Generic[S, W]):
 
     rng: random.Random
     webhooks: W
-    scripted: list[S]
+    scripted: list[S] = dataclasses.field(default_factory=list)
     #: Keys `POST /_sim/faults` takes besides clear, webhooks and fail_next.
     extra_keys: ClassVar[tuple[str, ...]] = ()
-
-    @abstractmethod
-    def _new_knobs(self) -> W:
-        """Webhook knobs all off."""
 
     @abstractmethod
     def _fail_next_json(self, item: dict[str, Any]) -> None:
@@ -145,7 +147,8 @@ class FaultsBase(ABC, Generic[S, W]):
 
     def clear(self) -> None:
         """Switch every fault off."""
-        self.webhooks = self._new_knobs()
+        # The knobs' defaults are all off.
+        self.webhooks = type(self.webhooks)()
         self.scripted.clear()
 
     def to_json(self) -> dict[str, Any]:
@@ -202,16 +205,11 @@ def scripted_json(item: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Faults(FaultsBase[ScriptedFailure, WebhookFaults]):
-    """Faults with the common knobs and scripted answers; `rule` says where globs are relative to."""
+class ScriptedFaults(FaultsBase[ScriptedFailure, W]):
+    """Faults with the common scripted answers; `rule` says where globs are relative to."""
 
-    webhooks: WebhookFaults = dataclasses.field(default_factory=WebhookFaults)
-    scripted: list[ScriptedFailure] = dataclasses.field(default_factory=list)
     #: The scripted answer class, whose `api_prefix` globs may be written relative to.
     rule: ClassVar[type[ScriptedFailure]] = ScriptedFailure
-
-    def _new_knobs(self) -> WebhookFaults:
-        return WebhookFaults()
 
     def fail_next(
         self,
@@ -230,3 +228,10 @@ class Faults(FaultsBase[ScriptedFailure, WebhookFaults]):
 
     def _fail_next_json(self, item: dict[str, Any]) -> None:
         self.fail_next(**scripted_json(item))
+
+
+@dataclass
+class Faults(ScriptedFaults[WebhookFaults]):
+    """Faults with the common knobs and scripted answers."""
+
+    webhooks: WebhookFaults = dataclasses.field(default_factory=WebhookFaults)

@@ -13,6 +13,7 @@ from aiohttp import web
 from simulator.common.faults import FaultsBase
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RoutingError = Callable[[web.HTTPException, web.Request], Exception]
 #: What the body key holds when the body was not JSON.
 INVALID = object()
 _NO_BODY = object()
@@ -47,15 +48,27 @@ def stored_json(
     return body
 
 
-async def play_scripted(faults: FaultsBase[Any, Any], request: web.Request) -> Any | None:
-    """Play the scripted answer matching this request: wait its delay, and return it when it
-    answers with an error (the vendor raises that error), None otherwise."""
+async def admit(
+    request: web.Request,
+    faults: FaultsBase[Any, Any],
+    scripted_error: Callable[[Any], Exception],
+    routing_error: RoutingError,
+) -> None:
+    """Play the scripted answer matching this API request (waiting its delay, raising its error
+    when it answers with one), then raise the routing error of a request no route serves."""
     scripted = faults.take_scripted(request.method, request.path)
-    if scripted is None:
-        return None
-    if scripted.delay > 0:
-        await asyncio.sleep(scripted.delay)
-    return scripted if scripted.status >= 400 else None
+    if scripted is not None:
+        if scripted.delay > 0:
+            await asyncio.sleep(scripted.delay)
+        if scripted.status >= 400:
+            raise scripted_error(scripted)
+    _check_route(request, routing_error)
+
+
+def _check_route(request: web.Request, routing_error: RoutingError) -> None:
+    match_error = request.match_info.http_exception
+    if match_error is not None:
+        raise routing_error(match_error, request)
 
 
 async def answer(
@@ -64,7 +77,7 @@ async def answer(
     api: Callable[[], Awaitable[web.StreamResponse]] | None,
     error: type[Exception],
     render: Callable[[Any], web.StreamResponse],
-    routing_error: Callable[[web.HTTPException, web.Request], Exception],
+    routing_error: RoutingError,
     internal: Callable[[], Exception],
     log: logging.Logger,
 ) -> web.StreamResponse:
@@ -73,9 +86,7 @@ async def answer(
     try:
         if api is not None:
             return await api()
-        match_error = request.match_info.http_exception
-        if match_error is not None:
-            raise routing_error(match_error, request)
+        _check_route(request, routing_error)
         return await handler(request)
     except error as err:
         return render(err)

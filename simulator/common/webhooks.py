@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from abc import abstractmethod
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
@@ -14,6 +16,7 @@ import aiohttp
 
 from simulator.common.clock import Clock, iso
 from simulator.common.delivery import DeliveryRun, OrderedDelivery
+from ticketwire.secret import Secret
 
 
 class Target(Protocol):
@@ -25,8 +28,29 @@ class Target(Protocol):
     @property
     def url(self) -> str: ...
 
+    def wants(self, event: str) -> bool:
+        """True when this endpoint receives `event`."""
+        ...
+
+
+@dataclass
+class EndpointBase:
+    """What every vendor's webhook endpoint holds; each adds the tenant it belongs to."""
+
+    id: str
+    url: str
+    secret: Secret
+    #: Events it subscribes to; none means every event.
+    events: tuple[str, ...] = ()
+    enabled: bool = True
+
+    def wants(self, event: str) -> bool:
+        """True when this endpoint receives `event`."""
+        return self.enabled and (not self.events or event in self.events)
+
 
 E = TypeVar("E", bound=Target)
+T = TypeVar("T", bound=Target)
 
 
 @dataclass
@@ -143,6 +167,24 @@ def check_endpoint(url: str, secret: str, what: str = "webhook secret") -> None:
         raise ValueError(f"{what} must not be empty")
 
 
+def check_events(
+    events: Iterable[str] | None,
+    known: Sequence[str],
+    pattern: Callable[[str], bool] = lambda event: False,
+    also: str = "",
+) -> None:
+    """Refuse an event name that is neither `known` nor a `pattern` the vendor takes (`also`
+    names those patterns in the error)."""
+    for event in events or ():
+        if not pattern(event) and event not in known:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(known)}{also}")
+
+
+def compact(doc: dict[str, Any]) -> bytes:
+    """A webhook body as every vendor sends it: compact JSON, UTF-8."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def require_loop() -> None:
     """Raise unless an event loop runs: deliveries are tasks of it."""
     try:
@@ -182,6 +224,18 @@ class WebhookEmitterBase(OrderedDelivery[D]):
 
     def _retry_delay(self, attempts: int) -> float:
         return float(self._schedule[attempts - 1])
+
+    def _targets(self, event: str, owned: Callable[[Any], bool]) -> list[Any]:
+        """The `owned` endpoints that receive `event`; a loop must run when there are any."""
+        targets = [ep for ep in self.endpoints.values() if owned(ep) and ep.wants(event)]
+        if targets:
+            require_loop()
+        return targets
+
+    def _register(self, endpoint: T) -> T:
+        """Keep `endpoint` under its id and give it back."""
+        self.endpoints[endpoint.id] = endpoint
+        return endpoint
 
     def _queue(self, delivery: D) -> None:
         """Queue a delivery, twice when the duplicate fault says so."""

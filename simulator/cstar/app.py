@@ -13,6 +13,7 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.clock import iso
+from simulator.common.faults import ScriptedFailure
 from simulator.common.journal import request_fields
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
@@ -143,15 +144,14 @@ def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
     return key
 
 
+def _scripted_error(scripted: ScriptedFailure) -> ApiError:
+    return ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+
+
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    scripted = await gateway.play_scripted(sim.faults, request)
-    if scripted is not None:
-        raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
-    match_error = request.match_info.http_exception
-    if match_error is not None:
-        raise _routing_error(match_error, request)
+    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
     key = _authenticate(request, sim)
     seen["team"] = key.team_id
     if request.match_info.get("team") != key.team_id:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulator.common.config import ClockConfig, one_of, positive_timeout
+from simulator.common.config import ClockConfig, one_of, positive_timeout, switches
 from ticketwire.errors import ConfigError
 
 Pagination = Literal["meta", "top"]
@@ -166,17 +166,12 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: CStarSimulatorConfig) -> Settings:
-        """The start-up values of the switches."""
-        return cls(
-            legacy_errors=cfg.legacy_errors,
+        """The start-up values of the switches: the config's fields of the same names."""
+        return switches(
+            cls,
+            cfg,
             rate_limit=RateLimit.parse(cfg.rate_limit),
-            pagination=cfg.pagination,
-            publishable_write_code=cfg.publishable_write_code,
-            auth_error_codes=cfg.auth_error_codes,
             retry_after_in=tuple(cfg.retry_after_in),
-            webhook_signature=cfg.webhook_signature,
-            webhook_signature_header=cfg.webhook_signature_header,
-            flat_payload=cfg.flat_payload,
         )
 
     def to_json(self) -> dict[str, object]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, control_routes
+from simulator.common.control import Controls, ControlStyle
 from simulator.cstar.app import SIM_KEY, ok
 from simulator.cstar.config import AUTH_CODES, RETRY_AFTER_PLACES, SIGNATURE_HEADERS, RateLimit
 from simulator.cstar.problems import ApiError, invalid
@@ -30,29 +30,20 @@ CONTROLS = Controls(
         refused=lambda message: ApiError(400, "parameter_invalid", message),
         pending=lambda message: ApiError(409, "deliveries_pending", message),
         deliveries=lambda request, records, pending: ok(request, records, pending=pending),
+        info=(
+            "url",
+            "api_base",
+            "seed",
+            "team_id",
+            "other_team_id",
+            "api_key",
+            "publishable_key",
+            "expired_key",
+            "other_team_key",
+            "agents",
+        ),
     )
 )
-
-
-async def info(request: web.Request) -> web.Response:
-    """Keys, ids and the list of control routes."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        request,
-        {
-            "url": sim.url,
-            "api_base": sim.api_base,
-            "seed": sim.seed,
-            "team_id": sim.team_id,
-            "other_team_id": sim.other_team_id,
-            "api_key": sim.api_key,
-            "publishable_key": sim.publishable_key,
-            "expired_key": sim.expired_key,
-            "other_team_key": sim.other_team_key,
-            "agents": sim.agents,
-            "routes": control_routes(request.app),
-        },
-    )
 
 
 async def add_message(request: web.Request) -> web.Response:
@@ -114,6 +105,6 @@ async def set_settings(request: web.Request) -> web.Response:
 
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app, get_settings, set_settings)
     app.router.add_post("/_sim/tickets/{id}/messages", add_message)
     app.router.add_delete("/_sim/tickets/{id}", delete_ticket)

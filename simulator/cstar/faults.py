@@ -27,17 +27,9 @@ class ScriptedFailure(faults.ScriptedFailure):
 
 
 @dataclass
-class WebhookFaults:
+class WebhookFaults(faults.DeliveryKnobs):
     """Webhook knobs; set attributes directly, e.g. `sim.faults.webhooks.duplicate_next = 2`."""
 
-    #: Probability (0..1) that an event is delivered twice to an endpoint.
-    duplicate: float = 0.0
-    #: The next N events (per endpoint) are delivered twice.
-    duplicate_next: int = 0
-    #: With N >= 2, hold groups of N deliveries per endpoint and send each group shuffled.
-    reorder_window: int = 0
-    #: The next N delivery attempts carry a wrong signature.
-    bad_signature_next: int = 0
     #: The next N delivery attempts are signed with a timestamp `stale_by` seconds off.
     stale_timestamp_next: int = 0
     #: Seconds the stale timestamp is off: positive is in the past, negative in the future.
@@ -47,35 +39,14 @@ class WebhookFaults:
 
 
 @dataclass
-class Faults(faults.FaultsBase[faults.ScriptedFailure, WebhookFaults]):
+class Faults(faults.ScriptedFaults[WebhookFaults]):
     """All fault state of one simulator; choices come from a seeded generator."""
 
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)
-    scripted: list[faults.ScriptedFailure] = field(default_factory=list)
     #: Ticket id → error code: bulk calls report these ids as failed and leave them unchanged.
     bulk_fail_ids: dict[str, str] = field(default_factory=dict)
     extra_keys: ClassVar[tuple[str, ...]] = ("bulk_fail_ids",)
-
-    def _new_knobs(self) -> WebhookFaults:
-        return WebhookFaults()
-
-    def fail_next(
-        self,
-        method: str,
-        path_glob: str,
-        status: int,
-        times: int = 1,
-        retry_after: int | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        """Script the answer of the next `times` requests matching `method` and `path_glob`."""
-        faults.check_scripted(times, status)
-        self.scripted.append(
-            ScriptedFailure(method.upper(), path_glob, status, times, retry_after, delay)
-        )
-
-    def _fail_next_json(self, item: dict[str, Any]) -> None:
-        self.fail_next(**faults.scripted_json(item))
+    rule: ClassVar[type[faults.ScriptedFailure]] = ScriptedFailure
 
     def fail_bulk_ids(self, ids: list[str], code: str = "api_error") -> None:
         """Make bulk calls report `ids` as failed with `code` (until `clear()`)."""

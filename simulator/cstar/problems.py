@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from simulator.common.clock import iso
+from simulator.common.problems import error_response, phrase
 
 DOC_URL = "https://www.cstar.help/developers/errors"
 #: `doc_url` by status where the bulk page shows one: its 401 and 403 link to the API
@@ -82,11 +81,11 @@ class ApiError(Exception):
         cls, status: int, message: str | None = None, retry_after: int | None = None
     ) -> ApiError:
         """An error for a bare HTTP status, with the documented code when there is one."""
-        code = CODE_FOR_STATUS.get(status) or _phrase(status).lower().replace(" ", "_")
+        code = CODE_FOR_STATUS.get(status) or phrase(status).lower().replace(" ", "_")
         return cls(
             status,
             code,
-            message or f"simulated {status} {_phrase(status)}",
+            message or f"simulated {status} {phrase(status)}",
             retry_after=retry_after,
         )
 
@@ -104,13 +103,6 @@ def missing(param: str) -> ApiError:
 def not_found(what: str, ident: str) -> ApiError:
     """404 `resource_missing`."""
     return ApiError(404, "resource_missing", f"No such {what}: {ident!r}")
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def render(
@@ -149,9 +141,4 @@ def render(
         error["doc_url"] = DOC_URLS.get(err.status, f"{DOC_URL}#{err.code}")
         error["request_id"] = request_id
         body = {"success": False, "error": error, "meta": {"timestamp": iso(now)}}
-    return web.Response(
-        status=err.status,
-        text=json.dumps(body, separators=(",", ":")),
-        content_type="application/json",
-        headers=headers,
-    )
+    return error_response(err.status, body, headers)

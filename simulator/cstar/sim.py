@@ -4,14 +4,13 @@ serves them over HTTP, and offers the Python API tests use."""
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase
-from simulator.common.clock import Clock, IdSource
+from simulator.common.base import SimulatorBase, fan_out
+from simulator.common.clock import Clock
 from simulator.common.ratelimit import RateLimiter
 from simulator.common.serving import app_factory, runner
 from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
@@ -65,7 +64,7 @@ class CStarSimulator(SimulatorBase):
                 self.settings.webhook_signature, self.settings.webhook_signature_header
             ),
         )
-        self._build()
+        self._new_generation()
 
     def _build(self) -> None:
         cfg = self.config
@@ -77,9 +76,6 @@ class CStarSimulator(SimulatorBase):
             prefix=cfg.ticket_prefix,
             first_number=cfg.first_ticket_number,
         )
-        self._event_ids = IdSource(self._event_ids_seed(), "events")
-        self._request_ids = IdSource(self.seed, "requests")
-        self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -235,20 +231,17 @@ class CStarSimulator(SimulatorBase):
         gets a request id of its own.
         """
         cause = request_id or self.next_request_id()
-        copies = max(1, burst)
-        for change in changes:
-            for event in change.events:
-                for _ in range(copies):
-                    event_id = f"evt_{self._event_ids.token(12)}"
-                    envelope = self._envelope(team, event, event_id, change)
-                    self.emitter.emit(
-                        team.id,
-                        event,
-                        event_id,
-                        envelope,
-                        ticket_id=str(change.ticket["id"]),
-                        request_id=cause,
-                    )
+        for change, event in fan_out(changes, burst):
+            event_id = f"evt_{self._event_ids.token(12)}"
+            envelope = self._envelope(team, event, event_id, change)
+            self.emitter.emit(
+                team.id,
+                event,
+                event_id,
+                envelope,
+                ticket_id=str(change.ticket["id"]),
+                request_id=cause,
+            )
 
     def _envelope(
         self, team: Team, event: str, event_id: str, change: TicketChange

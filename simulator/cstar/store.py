@@ -7,14 +7,13 @@ the webhook events it causes in a `TicketChange`.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from simulator.common.clock import IdSource, iso
+from simulator.common.idempotency import fingerprint
 from simulator.cstar.problems import ApiError, invalid, missing, not_found
 from ticketwire.vendors.cstar.models import BULK_ACTIONS, BULK_RESOURCES, PRIORITIES, STATUSES
 
@@ -127,11 +126,6 @@ class TicketChange:
     changes: dict[str, Any] = field(default_factory=dict)
     customer: dict[str, Any] | None = None
     message: dict[str, Any] | None = None
-
-
-def canonical_json(value: object) -> str:
-    """Compact JSON with sorted keys, to compare request bodies."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Store:
@@ -510,7 +504,7 @@ class Store:
         entry = team.idempotency.get(key)
         if entry is None or entry.expires_at <= self._monotonic():
             return None
-        if entry.request_hash != _request_hash(method, path, body):
+        if entry.request_hash != fingerprint([method, path, body]):
             raise ApiError(
                 409,
                 "idempotency_conflict",
@@ -535,12 +529,8 @@ class Store:
             # Keep memory bounded on long runs: drop what has expired.
             team.idempotency = {k: e for k, e in team.idempotency.items() if e.expires_at > now}
         team.idempotency[key] = IdempotencyEntry(
-            _request_hash(method, path, body), status, response, now + self.idempotency_ttl
+            fingerprint([method, path, body]), status, response, now + self.idempotency_ttl
         )
-
-
-def _request_hash(method: str, path: str, body: object) -> str:
-    return hashlib.sha256(canonical_json([method, path, body]).encode()).hexdigest()
 
 
 def _only(body: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:

@@ -3,11 +3,10 @@ simulated clock, per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
@@ -15,10 +14,12 @@ from simulator.common.clock import iso
 from simulator.common.webhooks import (
     Answer,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    check_events,
+    compact,
 )
 from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import DeliveryRecord as SharedRecord
@@ -69,15 +70,10 @@ def envelope(
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook (`whk_…`) of one team; no events, `*` or `ticket.*` subscribe to many."""
 
-    id: str
-    team_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
-    enabled: bool = True
+    team_id: str = field(kw_only=True)
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event`."""
@@ -170,14 +166,15 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
         check_endpoint(url, secret)
-        for event in events or ():
-            if event != "*" and not event.endswith(".*") and event not in TICKET_EVENTS:
-                raise ValueError(
-                    f"unknown event {event!r}; known: {', '.join(TICKET_EVENTS)}, *, ticket.*"
-                )
-        ep = Endpoint(endpoint_id, team_id, url, Secret(secret), tuple(events or ()))
-        self.endpoints[ep.id] = ep
-        return ep
+        check_events(
+            events,
+            TICKET_EVENTS,
+            lambda event: event == "*" or event.endswith(".*"),
+            ", *, ticket.*",
+        )
+        return self._register(
+            Endpoint(endpoint_id, url, Secret(secret), tuple(events or ()), team_id=team_id)
+        )
 
     # ------------------------------------------------------------- emitting
 
@@ -192,14 +189,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         request_id: str,
     ) -> None:
         """Queue `envelope` for every endpoint that wants `event`; never sends inline."""
-        targets = [
-            ep for ep in self.endpoints.values() if ep.team_id == team_id and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
-        for ep in targets:
+        body = compact(envelope)
+        for ep in self._targets(event, lambda ep: ep.team_id == team_id):
             self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

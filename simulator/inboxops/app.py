@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from simulator.common import gateway
+from simulator.common.faults import ScriptedFailure
 from simulator.common.journal import request_fields
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
@@ -97,18 +98,17 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     return resp
 
 
+def _scripted_error(scripted: ScriptedFailure) -> ApiError:
+    return ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
+
+
 async def _api(
     request: web.Request,
     handler: gateway.Handler,
     sim: InboxOpsSimulator,
     workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    scripted = await gateway.play_scripted(sim.faults, request)
-    if scripted is not None:
-        raise ApiError.for_status(scripted.status, retry_after=scripted.retry_after)
-    match_error = request.match_info.http_exception
-    if match_error is not None:
-        raise _routing_error(match_error, request)
+    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
     if request.path in PUBLIC:
         return await handler(request)
 

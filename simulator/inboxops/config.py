@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout
+from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout, switches
 from ticketwire.errors import ConfigError
 
 Window = Literal["fixed", "sliding"]
@@ -82,14 +82,5 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: SimulatorConfig) -> Settings:
-        """The start-up values of the switches."""
-        return cls(
-            legacy_errors=cfg.legacy_errors,
-            rate_limit_per_minute=cfg.rate_limit_per_minute,
-            rate_limit_window=cfg.rate_limit_window,
-            rate_limit_headers=cfg.rate_limit_headers,
-            bulk_unknown_ids=cfg.bulk_unknown_ids,
-            webhook_signature_prefix=cfg.webhook_signature_prefix,
-            reminder_leaving_waiting=cfg.reminder_leaving_waiting,
-            message_updates_ticket=cfg.message_updates_ticket,
-        )
+        """The start-up values of the switches: the config's fields of the same names."""
+        return switches(cls, cfg)

@@ -6,29 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, check_settings, control_routes
+from simulator.common.control import Controls, ControlStyle, settings_rules
 from simulator.inboxops.app import SIM_KEY, ok
+from simulator.inboxops.config import Settings
 from simulator.inboxops.problems import ApiError, bad_request
 from simulator.inboxops.store import INCLUDES
 
-SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
-    "legacy_errors": (bool,),
-    "rate_limit_per_minute": (int, type(None)),
-    "rate_limit_window": (str,),
-    "rate_limit_headers": (bool,),
-    "bulk_unknown_ids": (str,),
-    "webhook_signature_prefix": (bool,),
-    "reminder_leaving_waiting": (str,),
-    "message_updates_ticket": (bool,),
-}
-SETTINGS_CHOICES: dict[str, tuple[str, ...]] = {
-    "rate_limit_window": ("fixed", "sliding"),
-    "bulk_unknown_ids": ("skip", "404"),
-    "reminder_leaving_waiting": ("clear", "keep"),
-}
-
 
 class _Controls(Controls):
+    settings_types, settings_choices = settings_rules(Settings)
+
     async def list_tickets(self, request: web.Request) -> web.Response:
         """All tickets of the default workspace, by number (`?include=` as on the API)."""
         sim = request.app[SIM_KEY]
@@ -48,34 +35,24 @@ CONTROLS = _Controls(
         refused=lambda message: ApiError(400, "bad_request", message),
         pending=lambda message: ApiError(409, "conflict", message),
         deliveries=_deliveries,
+        info=(
+            "url",
+            "api_base",
+            "seed",
+            "workspace_id",
+            "api_key",
+            "read_only_key",
+            "other_workspace_key",
+            "no_entitlement_key",
+            "inboxes",
+            "statuses",
+            "priorities",
+            "tags",
+            "agents",
+            "custom_fields",
+        ),
     )
 )
-
-
-async def info(request: web.Request) -> web.Response:
-    """Keys, ids and the list of control routes."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        {
-            "data": {
-                "url": sim.url,
-                "api_base": sim.url + "/api/v1" if sim.url else "/api/v1",
-                "seed": sim.seed,
-                "workspace_id": sim.workspace_id,
-                "api_key": sim.api_key,
-                "read_only_key": sim.read_only_key,
-                "other_workspace_key": sim.other_workspace_key,
-                "no_entitlement_key": sim.no_entitlement_key,
-                "inboxes": sim.inboxes,
-                "statuses": sim.statuses,
-                "priorities": sim.priorities,
-                "tags": sim.tags,
-                "agents": sim.agents,
-                "custom_fields": sim.custom_fields,
-                "routes": control_routes(request.app),
-            }
-        }
-    )
 
 
 async def add_message(request: web.Request) -> web.Response:
@@ -85,22 +62,7 @@ async def add_message(request: web.Request) -> web.Response:
     return ok({"data": sim.add_message(request.match_info["id"], **body)}, 201)
 
 
-async def get_settings(request: web.Request) -> web.Response:
-    """The runtime switches."""
-    return ok({"data": vars(request.app[SIM_KEY].settings)})
-
-
-async def set_settings(request: web.Request) -> web.Response:
-    """Flip runtime switches, e.g. `{"legacy_errors": true, "rate_limit_per_minute": 5}`."""
-    sim = request.app[SIM_KEY]
-    body = await CONTROLS.body(request)
-    check_settings(body, SETTINGS_TYPES, SETTINGS_CHOICES, bad_request)
-    for name, value in body.items():
-        setattr(sim.settings, name, value)
-    return ok({"data": vars(sim.settings)})
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app)
     app.router.add_post("/_sim/tickets/{id}/messages", add_message)

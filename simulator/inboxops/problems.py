@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+
+from simulator.common.problems import error_response, phrase
 
 PROBLEM_BASE = "https://docs.inboxops.app/api/problems/"
 INSTANCE_BASE = PROBLEM_BASE + "instances/"
@@ -68,10 +68,10 @@ class ApiError(Exception):
     ) -> ApiError:
         """An error for a bare HTTP status, with the documented code when there is one."""
         code = CODE_FOR_STATUS.get(status)
-        phrase = _phrase(status)
+        reason = phrase(status)
         if code is None:
-            code = phrase.lower().replace(" ", "_").replace("-", "_")
-        return cls(status, code, detail or f"simulated {status} {phrase}", retry_after=retry_after)
+            code = reason.lower().replace(" ", "_").replace("-", "_")
+        return cls(status, code, detail or f"simulated {status} {reason}", retry_after=retry_after)
 
 
 def bad_request(field: str, detail: str) -> ApiError:
@@ -84,22 +84,11 @@ def not_found(detail: str, field: str | None = None) -> ApiError:
     return ApiError(404, "not_found", detail, field=field)
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
 def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
     """The HTTP response for `err`; `X-Request-Id` is added by the middleware."""
     if legacy:
         body: dict[str, Any] = {
-            "error": _phrase(err.status),
+            "error": phrase(err.status),
             "message": err.detail,
             "code": err.status,
         }
@@ -114,16 +103,11 @@ def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
     else:
         body = {
             "type": PROBLEM_BASE + err.code,
-            "title": TITLES.get(err.code, _phrase(err.status)),
+            "title": TITLES.get(err.code, phrase(err.status)),
             "status": err.status,
             "detail": err.detail,
             "code": err.code,
             "instance": INSTANCE_BASE + request_id,
         }
         content_type = "application/problem+json"
-    return web.Response(
-        status=err.status,
-        text=_dumps(body),
-        content_type=content_type,
-        headers=err.headers,
-    )
+    return error_response(err.status, body, err.headers, content_type)

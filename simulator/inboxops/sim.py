@@ -4,14 +4,13 @@ serves them over HTTP, and offers the Python API tests use."""
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited
-from simulator.common.clock import Clock, IdSource
+from simulator.common.base import MinuteLimited, fan_out
+from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
 from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
@@ -52,7 +51,7 @@ class InboxOpsSimulator(MinuteLimited):
         self.reminders = ReminderTimer(
             self.clock, lambda: self.store.next_reminder(), self.fire_due_reminders
         )
-        self._build()
+        self._new_generation()
 
     def _build(self) -> None:
         self.store = Store(
@@ -62,9 +61,6 @@ class InboxOpsSimulator(MinuteLimited):
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
-        self._event_ids = IdSource(self._event_ids_seed(), "events")
-        self._request_ids = IdSource(self.seed, "requests")
-        self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -113,6 +109,11 @@ class InboxOpsSimulator(MinuteLimited):
     def other_workspace_key(self) -> str:
         """Read and write key of a second, entitled workspace."""
         return self.store.other_workspace_key
+
+    @property
+    def api_base(self) -> str:
+        """`<url>/api/v1` (the path alone before the simulator serves)."""
+        return self.url + "/api/v1" if self.url else "/api/v1"
 
     @property
     def workspace_id(self) -> str:
@@ -255,12 +256,9 @@ class InboxOpsSimulator(MinuteLimited):
         if not ws.entitled:
             # Webhooks sit behind the same entitlement as the API.
             return
-        copies = max(1, burst)
-        for change in changes:
-            for event in change.events:
-                for _ in range(copies):
-                    event_id = self._event_ids.uuid()
-                    self.emitter.emit(ws.id, event, event_id, self.clock.now(), change.ticket)
+        for change, event in fan_out(changes, burst):
+            event_id = self._event_ids.uuid()
+            self.emitter.emit(ws.id, event, event_id, self.clock.now(), change.ticket)
 
     def fire_due_reminders(self) -> int:
         """Apply every reminder due on the simulated clock, with its webhooks; how many fired."""

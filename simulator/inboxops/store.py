@@ -6,7 +6,6 @@ webhook events the change causes in a `TicketChange`.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import math
@@ -18,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from simulator.common.clock import IdSource, iso, parse_iso
+from simulator.common.idempotency import fingerprint
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
     DIRECTIONS,
@@ -119,11 +119,6 @@ def as_uuid(value: object, name: str) -> str:
     if not is_uuid(value):
         raise bad_request(name, f"must be a UUID (got {_show(value)})")
     return str(value).lower()
-
-
-def canonical_json(body: object) -> str:
-    """The canonical JSON text used to compare request bodies (sorted keys, compact)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def snapshot(rec: TicketRecord) -> dict[str, Any]:
@@ -326,7 +321,7 @@ class Store:
         """Create with an Idempotency-Key: a replay gives the stored ticket and no change."""
         if not 1 <= len(key) <= 255:
             raise bad_request("Idempotency-Key", "must be 1 to 255 characters")
-        digest = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        digest = fingerprint(body)
         now = self._monotonic()
         entry = ws.idempotency.get(key)
         if entry is not None and entry.expires_at > now:

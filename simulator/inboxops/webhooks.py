@@ -3,10 +3,9 @@ per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -15,10 +14,12 @@ from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import (
     DeliveryRecord,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    check_events,
+    compact,
 )
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
@@ -46,25 +47,15 @@ def envelope(
     }
 
 
-def encode(doc: dict[str, Any]) -> bytes:
-    """The body as InboxOps sends it: compact JSON, UTF-8."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+#: The body as InboxOps sends it: the shared compact JSON.
+encode = compact
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook endpoint of one workspace; an empty `events` list subscribes to every event."""
 
-    id: str
-    workspace_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
-    enabled: bool = True
-
-    def wants(self, event: str) -> bool:
-        """True when this endpoint receives `event`."""
-        return self.enabled and (not self.events or event in self.events)
+    workspace_id: str = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The endpoint without its secret."""
@@ -117,14 +108,16 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused."""
         check_endpoint(url, secret)
-        for event in events or ():
-            if event not in EVENTS:
-                raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
-        ep = Endpoint(
-            endpoint_id or ids.uuid(), workspace_id, url, Secret(secret), tuple(events or ())
+        check_events(events, EVENTS)
+        return self._register(
+            Endpoint(
+                endpoint_id or ids.uuid(),
+                url,
+                Secret(secret),
+                tuple(events or ()),
+                workspace_id=workspace_id,
+            )
         )
-        self.endpoints[ep.id] = ep
-        return ep
 
     # ------------------------------------------------------------- emitting
 
@@ -137,16 +130,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         ticket: dict[str, Any],
     ) -> None:
         """Queue `event` for every endpoint that wants it; returns at once (never sends inline)."""
-        targets = [
-            ep
-            for ep in self.endpoints.values()
-            if ep.workspace_id == workspace_id and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        body = encode(envelope(event, event_id, workspace_id, created_at, ticket))
-        for ep in targets:
+        body = compact(envelope(event, event_id, workspace_id, created_at, ticket))
+        for ep in self._targets(event, lambda ep: ep.workspace_id == workspace_id):
             self._queue(Delivery(ep, event, event_id, str(ticket["id"]), body))
 
     def _sign(self, d: Delivery, bad: bool) -> Signed:

@@ -13,6 +13,7 @@ from aiohttp import web
 from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.journal import request_fields
+from simulator.thena.faults import ScriptedFailure
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
 from simulator.thena.problems import ApiError, bad_request, render
@@ -80,15 +81,14 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     return resp
 
 
-def _scripted_error(
-    sim: ThenaSimulator, status: int, retry_after: int | None, reset: int | None
-) -> ApiError:
+def _scripted_error(sim: ThenaSimulator, scripted: ScriptedFailure) -> ApiError:
     headers: dict[str, str] = {}
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    if reset is not None:
-        headers["X-RateLimit-Reset"] = str(int(sim.clock.now().timestamp()) + reset)
-    err = ApiError.for_status(status)
+    if scripted.retry_after is not None:
+        headers["Retry-After"] = str(scripted.retry_after)
+    if scripted.reset_after is not None:
+        reset = int(sim.clock.now().timestamp()) + scripted.reset_after
+        headers["X-RateLimit-Reset"] = str(reset)
+    err = ApiError.for_status(scripted.status)
     err.headers.update(headers)
     return err
 
@@ -96,12 +96,7 @@ def _scripted_error(
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    scripted = await gateway.play_scripted(sim.faults, request)
-    if scripted is not None:
-        raise _scripted_error(sim, scripted.status, scripted.retry_after, scripted.reset_after)
-    match_error = request.match_info.http_exception
-    if match_error is not None:
-        raise _routing_error(match_error, request)
+    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), _routing_error)
     org = authenticate(sim, request)
     org_id[0] = org.id
     limit_headers: dict[str, str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout
+from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout, switches
 from ticketwire.errors import ConfigError
 
 Window = Literal["fixed", "sliding"]
@@ -84,7 +84,7 @@ class Settings:
     rate_limit_window: Window
     retry_after_header: bool
     auth_schemes: AuthSchemes
-    missing_org_status: int
+    missing_org_status: Literal[400, 401]
     error_format: ErrorFormat
     list_shape: ListShape
     webhook_signature_prefix: bool
@@ -93,16 +93,5 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: ThenaSimulatorConfig) -> Settings:
-        """The start-up values of the switches."""
-        return cls(
-            rate_limit_per_minute=cfg.rate_limit_per_minute,
-            rate_limit_window=cfg.rate_limit_window,
-            retry_after_header=cfg.retry_after_header,
-            auth_schemes=cfg.auth_schemes,
-            missing_org_status=cfg.missing_org_status,
-            error_format=cfg.error_format,
-            list_shape=cfg.list_shape,
-            webhook_signature_prefix=cfg.webhook_signature_prefix,
-            bulk_create_atomic=cfg.bulk_create_atomic,
-            dedup_conflict=cfg.dedup_conflict,
-        )
+        """The start-up values of the switches: the config's fields of the same names."""
+        return switches(cls, cfg)

@@ -6,33 +6,21 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.control import Controls, ControlStyle, check_settings, control_routes
+from simulator.common.control import Controls, ControlStyle, settings_rules
 from simulator.thena.app import SIM_KEY, ok
+from simulator.thena.config import Settings
 from simulator.thena.problems import ApiError, bad_request
 
-SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
-    "rate_limit_per_minute": (int, type(None)),
-    "rate_limit_window": (str,),
-    "retry_after_header": (bool,),
-    "auth_schemes": (str,),
-    "missing_org_status": (int,),
-    "error_format": (str,),
-    "list_shape": (str,),
-    "webhook_signature_prefix": (bool,),
-    "bulk_create_atomic": (bool,),
-    "dedup_conflict": (bool,),
-}
-SETTINGS_CHOICES: dict[str, tuple[Any, ...]] = {
-    "rate_limit_window": ("fixed", "sliding"),
-    "auth_schemes": ("both", "api-key", "bearer"),
-    "missing_org_status": (400, 401),
-    "error_format": ("nest", "envelope"),
-    "list_shape": ("list", "object"),
-}
 ENDPOINT_KEYS = frozenset({"url", "secret", "events", "mode", "header", "scheme", "nested"})
 
 
 class _Controls(Controls):
+    settings_types, settings_choices = settings_rules(Settings)
+
+    def settings_set(self, sim: Any, body: dict[str, Any]) -> None:
+        if "rate_limit_per_minute" in body:
+            sim.limiter.reset()
+
     def endpoint_options(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - ENDPOINT_KEYS)
         if unknown:
@@ -58,59 +46,23 @@ CONTROLS = _Controls(
         refused=lambda message: ApiError(400, message),
         pending=lambda message: ApiError(409, message),
         deliveries=_deliveries,
+        info=(
+            "url",
+            "api_base",
+            "seed",
+            "org_id",
+            "api_key",
+            "bearer_token",
+            "other_org_id",
+            "other_org_api_key",
+            "teams",
+            "agents",
+            "types",
+        ),
     )
 )
 
 
-async def info(request: web.Request) -> web.Response:
-    """Keys, ids, reference data and the list of control routes."""
-    sim = request.app[SIM_KEY]
-    return ok(
-        sim,
-        {
-            "url": sim.url,
-            "api_base": sim.url + "/v1" if sim.url else "/v1",
-            "seed": sim.seed,
-            "org_id": sim.org_id,
-            "api_key": sim.api_key,
-            "bearer_token": sim.bearer_token,
-            "other_org_id": sim.other_org_id,
-            "other_org_api_key": sim.other_org_api_key,
-            "teams": [
-                {
-                    "id": t.id,
-                    "name": t.name,
-                    "identifier": t.identifier,
-                    "statuses": [s.to_json() for s in t.statuses],
-                    "priorities": [p.to_json() for p in t.priorities],
-                }
-                for t in sim.store.default.teams
-            ],
-            "agents": sim.agents,
-            "types": sim.types,
-            "routes": control_routes(request.app),
-        },
-    )
-
-
-async def get_settings(request: web.Request) -> web.Response:
-    """The runtime switches."""
-    sim = request.app[SIM_KEY]
-    return ok(sim, vars(sim.settings))
-
-
-async def set_settings(request: web.Request) -> web.Response:
-    """Flip runtime switches, e.g. `{"auth_schemes": "bearer", "rate_limit_per_minute": 5}`."""
-    sim = request.app[SIM_KEY]
-    body = await CONTROLS.body(request)
-    check_settings(body, SETTINGS_TYPES, SETTINGS_CHOICES, bad_request)
-    for name, value in body.items():
-        setattr(sim.settings, name, value)
-    if "rate_limit_per_minute" in body:
-        sim.limiter.reset()
-    return ok(sim, vars(sim.settings))
-
-
 def add_control_routes(app: web.Application) -> None:
     """Register the /_sim routes."""
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app)

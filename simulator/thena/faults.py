@@ -47,10 +47,6 @@ class Faults(FaultsBase[ScriptedFailure, WebhookFaults]):
     """
 
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)
-    scripted: list[ScriptedFailure] = field(default_factory=list)
-
-    def _new_knobs(self) -> WebhookFaults:
-        return WebhookFaults()
 
     def fail_next(
         self,

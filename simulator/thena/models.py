@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 Scheme = Literal["api-key", "bearer"]
 
 
 @dataclass(frozen=True)
-class Status:
-    """A team's custom status."""
+class TeamValue:
+    """A value a team defines for its tickets: a status or a priority."""
+
+    #: Status objects carry a `description` (always null here); priority objects do not.
+    described: ClassVar[bool] = False
 
     id: str
     name: str
@@ -20,39 +24,42 @@ class Status:
     organization_id: str
 
     def to_json(self) -> dict[str, Any]:
-        """The shape of Thena's status objects."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "displayName": self.display_name,
-            "description": None,
-            "isDefault": self.is_default,
-            "teamId": self.team_id,
-            "organizationId": self.organization_id,
-        }
+        """The shape of Thena's status and priority objects."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "displayName": self.display_name}
+        if self.described:
+            out["description"] = None
+        out.update(
+            isDefault=self.is_default, teamId=self.team_id, organizationId=self.organization_id
+        )
+        return out
+
+
+V = TypeVar("V", bound=TeamValue)
+
+
+def find_value(values: Iterable[V], value_id: str | None, name: str | None) -> V | None:
+    """The value with this id, or whose name or display name matches (ignoring case)."""
+    for value in values:
+        if value_id is not None and value.id == value_id:
+            return value
+        if name is not None and name.strip().casefold() in (
+            value.name.casefold(),
+            value.display_name.casefold(),
+        ):
+            return value
+    return None
 
 
 @dataclass(frozen=True)
-class Priority:
+class Status(TeamValue):
+    """A team's custom status."""
+
+    described: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Priority(TeamValue):
     """A team's priority."""
-
-    id: str
-    name: str
-    display_name: str
-    is_default: bool
-    team_id: str
-    organization_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Like a status object."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "displayName": self.display_name,
-            "isDefault": self.is_default,
-            "teamId": self.team_id,
-            "organizationId": self.organization_id,
-        }
 
 
 @dataclass(frozen=True)
@@ -89,29 +96,13 @@ class Team:
 
     def status(self, *, status_id: str | None = None, name: str | None = None) -> Status | None:
         """The status with this id, or whose name or display name matches (ignoring case)."""
-        for s in self.statuses:
-            if status_id is not None and s.id == status_id:
-                return s
-            if name is not None and name.strip().casefold() in (
-                s.name.casefold(),
-                s.display_name.casefold(),
-            ):
-                return s
-        return None
+        return find_value(self.statuses, status_id, name)
 
     def priority(
         self, *, priority_id: str | None = None, name: str | None = None
     ) -> Priority | None:
-        """The priority with this id, or whose name matches (ignoring case)."""
-        for p in self.priorities:
-            if priority_id is not None and p.id == priority_id:
-                return p
-            if name is not None and name.strip().casefold() in (
-                p.name.casefold(),
-                p.display_name.casefold(),
-            ):
-                return p
-        return None
+        """The priority with this id, or whose name or display name matches (ignoring case)."""
+        return find_value(self.priorities, priority_id, name)
 
     @property
     def default_status(self) -> Status:

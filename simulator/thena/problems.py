@@ -7,11 +7,11 @@ turned around: `{status: false, message, timestamp, code}`).
 
 from __future__ import annotations
 
-import json
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+
+from simulator.common.problems import error_response, phrase
 
 
 class ApiError(Exception):
@@ -47,14 +47,6 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, message)
 
 
-def phrase(status: int) -> str:
-    """The HTTP reason phrase of `status`."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
 def render(err: ApiError, *, error_format: str, timestamp: str) -> web.Response:
     """The HTTP response for `err` in the configured format."""
     body: dict[str, Any]
@@ -63,9 +55,4 @@ def render(err: ApiError, *, error_format: str, timestamp: str) -> web.Response:
         body = {"status": False, "message": err.message, "timestamp": timestamp, "code": code}
     else:
         body = {"statusCode": err.status, "message": err.message, "error": phrase(err.status)}
-    return web.Response(
-        status=err.status,
-        text=json.dumps(body, separators=(",", ":")),
-        content_type="application/json",
-        headers=err.headers,
-    )
+    return error_response(err.status, body, err.headers)

@@ -4,14 +4,13 @@ serves them over HTTP, and offers the Python API tests use."""
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited
-from simulator.common.clock import Clock, IdSource
+from simulator.common.base import MinuteLimited, fan_out
+from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
 from simulator.thena.app import SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
@@ -46,12 +45,10 @@ class ThenaSimulator(MinuteLimited):
             retry_schedule=cfg.webhook_retry_schedule,
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
         )
-        self._build()
+        self._new_generation()
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock.now)
-        self._event_ids = IdSource(self._event_ids_seed(), "events")
-        self._ticket_rng = random.Random(f"{self.seed}:tickets")
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -78,6 +75,11 @@ class ThenaSimulator(MinuteLimited):
     def bearer_token(self) -> str:
         """A bearer token of the default organisation (send it with `x-org-id`)."""
         return self.store.bearer_token
+
+    @property
+    def api_base(self) -> str:
+        """`<url>/v1` (the path alone before the simulator serves)."""
+        return self.url + "/v1" if self.url else "/v1"
 
     @property
     def org_id(self) -> str:
@@ -143,6 +145,20 @@ class ThenaSimulator(MinuteLimited):
         if priority is None:
             raise ValueError(f"no priority named {name!r}")
         return priority.id
+
+    @property
+    def teams(self) -> list[dict[str, Any]]:
+        """Teams of the default organisation, each with its statuses and priorities in order."""
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "identifier": t.identifier,
+                "statuses": [s.to_json() for s in t.statuses],
+                "priorities": [p.to_json() for p in t.priorities],
+            }
+            for t in self.store.default.teams
+        ]
 
     @property
     def agents(self) -> list[dict[str, Any]]:
@@ -238,15 +254,12 @@ class ThenaSimulator(MinuteLimited):
 
     def publish(self, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
         """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""
-        copies = max(1, burst)
-        for change in changes:
+        for change, event in fan_out(changes, burst):
+            payload: dict[str, Any] = {"ticket": change.ticket}
+            if change.previous is not None:
+                payload["previousTicket"] = change.previous
             org = self.store.orgs[change.org_id]
-            for event in change.events:
-                payload: dict[str, Any] = {"ticket": change.ticket}
-                if change.previous is not None:
-                    payload["previousTicket"] = change.previous
-                for _ in range(copies):
-                    self.emitter.emit(self._envelope(org, event, payload), change.ticket_id)
+            self.emitter.emit(self._envelope(org, event, payload), change.ticket_id)
 
     def _envelope(self, org: Org, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         actor = org.agents[0]

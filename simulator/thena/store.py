@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from simulator.common.clock import IdSource, iso, parse_iso
-from simulator.thena.models import Credential, Org, Team
+from simulator.thena.models import (
+    Agent,
+    Credential,
+    Org,
+    Priority,
+    Status,
+    Team,
+    TeamValue,
+    find_value,
+)
 from simulator.thena.problems import ApiError, bad_request, not_found
 from simulator.thena.seeds import build_org, named_uid, uid
 from ticketwire.vendors.thena.models import (
@@ -102,10 +111,7 @@ class Store:
 
     def render(self, org: Org, rec: Mapping[str, Any]) -> dict[str, Any]:
         """The ticket as `GET /v1/tickets/{id}` answers it."""
-        team = self._team_of(org, rec)
-        status = team.status(status_id=rec["statusId"])
-        priority = team.priority(priority_id=rec["priorityId"])
-        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        team, status, priority, agent = self._refs(org, rec)
         kind = org.ticket_type(rec["typeId"]) if rec["typeId"] else None
         out = {
             "id": rec["id"],
@@ -155,10 +161,7 @@ class Store:
 
     def event_ticket(self, org: Org, rec: Mapping[str, Any]) -> dict[str, Any]:
         """The ticket as platform events carry it (`payload.ticket`)."""
-        team = self._team_of(org, rec)
-        status = team.status(status_id=rec["statusId"])
-        priority = team.priority(priority_id=rec["priorityId"])
-        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        team, status, priority, agent = self._refs(org, rec)
         email = rec["requestorEmail"]
         return {
             "id": rec["id"],
@@ -198,6 +201,19 @@ class Store:
         team = org.team(rec["teamId"])
         assert team is not None, "a stored ticket always has a team of its organisation"
         return team
+
+    def _refs(
+        self, org: Org, rec: Mapping[str, Any]
+    ) -> tuple[Team, Status | None, Priority | None, Agent | None]:
+        """The team, status, priority and assigned agent a stored ticket points at."""
+        team = self._team_of(org, rec)
+        agent = org.agent(agent_id=rec["assignedAgentId"]) if rec["assignedAgentId"] else None
+        return (
+            team,
+            team.status(status_id=rec["statusId"]),
+            team.priority(priority_id=rec["priorityId"]),
+            agent,
+        )
 
     # ----------------------------------------------------------------- create
 
@@ -425,36 +441,10 @@ class Store:
     def _validate(self, org: Org, team: Team, body: Mapping[str, Any]) -> dict[str, Any]:
         """Check the fields shared by create and update; return the record fields they set."""
         out: dict[str, Any] = {}
-        # An id wins over a name; the name is then not even looked at.
-        if body.get("statusId") is not None:
-            status = team.status(status_id=_text(body["statusId"], "statusId"))
-            if status is None:
-                raise bad_request("statusId", f"not a status of team {team.identifier}")
-            out["statusId"] = status.id
-        elif body.get("statusName") is not None:
-            name = _text(body["statusName"], "statusName")
-            status = team.status(name=name)
-            if status is None:
-                known = ", ".join(s.name for s in team.statuses)
-                raise bad_request(
-                    "statusName", f"{name!r} is not a status of team {team.identifier} ({known})"
-                )
-            out["statusId"] = status.id
-        if body.get("priorityId") is not None:
-            priority = team.priority(priority_id=_text(body["priorityId"], "priorityId"))
-            if priority is None:
-                raise bad_request("priorityId", f"not a priority of team {team.identifier}")
-            out["priorityId"] = priority.id
-        elif body.get("priorityName") is not None:
-            name = _text(body["priorityName"], "priorityName")
-            priority = team.priority(name=name)
-            if priority is None:
-                known = ", ".join(p.name for p in team.priorities)
-                raise bad_request(
-                    "priorityName",
-                    f"{name!r} is not a priority of team {team.identifier} ({known})",
-                )
-            out["priorityId"] = priority.id
+        for kind, values in (("status", team.statuses), ("priority", team.priorities)):
+            found = _team_value(team, kind, values, body)
+            if found is not None:
+                out[f"{kind}Id"] = found.id
         if "assignedAgentId" in body:
             agent_id = body["assignedAgentId"]
             if agent_id is None:
@@ -559,6 +549,30 @@ def _only(body: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise bad_request(unknown[0], f"is not accepted in {what}")
+
+
+def _team_value(
+    team: Team, kind: str, values: Sequence[TeamValue], body: Mapping[str, Any]
+) -> TeamValue | None:
+    """The status or priority `body` names by `<kind>Id` or `<kind>Name`, None when it names
+    none; 400 when the team has no such one."""
+    id_key, name_key = f"{kind}Id", f"{kind}Name"
+    # An id wins over a name; the name is then not even looked at.
+    if body.get(id_key) is not None:
+        found = find_value(values, _text(body[id_key], id_key), None)
+        if found is None:
+            raise bad_request(id_key, f"not a {kind} of team {team.identifier}")
+        return found
+    if body.get(name_key) is not None:
+        name = _text(body[name_key], name_key)
+        found = find_value(values, None, name)
+        if found is None:
+            known = ", ".join(v.name for v in values)
+            raise bad_request(
+                name_key, f"{name!r} is not a {kind} of team {team.identifier} ({known})"
+            )
+        return found
+    return None
 
 
 def _text(value: Any, name: str) -> str:

@@ -4,10 +4,9 @@ per-ticket ordering, fault knobs, and a delivery log."""
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
@@ -16,10 +15,12 @@ from simulator.common.webhooks import Delivery as SharedDelivery
 from simulator.common.webhooks import (
     DeliveryRecord,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
-    require_loop,
+    check_events,
+    compact,
 )
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
@@ -61,14 +62,10 @@ def envelope(
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook endpoint of one organisation; empty `events` subscribes to every event."""
 
-    id: str
-    org_id: str
-    url: str
-    secret: Secret
-    events: tuple[str, ...] = ()
+    org_id: str = field(kw_only=True)
     #: `token`: the secret is a static token in `header`; `hmac`: it signs the body.
     mode: Mode = "token"
     header: str = TOKEN_HEADER
@@ -76,7 +73,6 @@ class Endpoint:
     scheme: TokenScheme = "bearer"
     #: Wrap the event as `{"message": {...}}` (the app-framework shape).
     nested: bool = False
-    enabled: bool = True
 
     def wants(self, event: str) -> bool:
         """True when this endpoint receives `event` (patterns may use `*`)."""
@@ -140,9 +136,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
         if scheme not in ("bearer", "bare"):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
-        for event in events or ():
-            if "*" not in event and event not in EVENTS:
-                raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+        check_events(events, EVENTS, lambda event: "*" in event)
         ep = Endpoint(
             id=ids.uuid(),
             org_id=org_id,
@@ -154,25 +148,16 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             scheme="bare" if scheme == "bare" else "bearer",
             nested=nested,
         )
-        self.endpoints[ep.id] = ep
-        return ep
+        return self._register(ep)
 
     # ------------------------------------------------------------- emitting
 
     def emit(self, envelope: dict[str, Any], ticket_id: str) -> None:
         """Queue a platform event for every endpoint that wants it; never sends inline."""
         event = str(envelope["eventType"])
-        targets = [
-            ep
-            for ep in self.endpoints.values()
-            if ep.org_id == envelope["orgId"] and ep.wants(event)
-        ]
-        if not targets:
-            return
-        require_loop()
-        flat = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        flat = compact(envelope)
         nested = b'{"message":' + flat + b"}"
-        for ep in targets:
+        for ep in self._targets(event, lambda ep: ep.org_id == envelope["orgId"]):
             body = nested if ep.nested else flat
             self._queue(Delivery(ep, event, str(envelope["eventId"]), ticket_id, body))
 
