@@ -44,10 +44,10 @@ import copy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine import actionchecks as checks
 from ticketwire.engine import templates as tpl
 from ticketwire.engine.actions import (
     ActionError,
@@ -58,6 +58,15 @@ from ticketwire.engine.actions import (
 )
 from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
+from ticketwire.engine.planning import (
+    fired_actions,
+    foreign_note,
+    held_note,
+    in_rule_order,
+    override_note,
+    same,
+    show,
+)
 from ticketwire.event import Event
 from ticketwire.vendors.thena.models import (
     BULK_UPDATE_FIELDS,
@@ -126,26 +135,6 @@ _TIME_FIELDS = frozenset({"dueDate", "closedAt"})
 # ---- validation: YAML-form value -> (canonical action, params) ----
 
 
-def _text(value: Any, what: str, *, key: str | None = None) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ActionError(f"{what}: expects a non-empty string, got {kind_of(value)}", key=key)
-    return value.strip()
-
-
-def _json_value(value: Any, what: str, key: str | None) -> Any:
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_json_value(v, what, key) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v, what, key) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
-
-
 def _templates(value: Any, what: str, key: str | None) -> None:
     """Refuse placeholders other than `{{ticket.<field>}}` / `{{common.<field>}}`, stray braces."""
     try:
@@ -162,9 +151,9 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
         if tpl.has_placeholder(value):
             return value
     if name == "assignedAgentId":
-        return None if value is None else _text(value, label, key=name)
+        return None if value is None else checks.text(value, label, key=name)
     if name in _ID_FIELDS or name in _NAME_FIELDS:
-        return _text(value, label, key=name)
+        return checks.text(value, label, key=name)
     if name in _TEXT_FIELDS:
         if not isinstance(value, str):
             raise ActionError(f"{label}: expects a string, got {kind_of(value)}", key=name)
@@ -176,11 +165,11 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
     if name in _OBJECT_FIELDS:
         if not isinstance(value, Mapping):
             raise ActionError(f"{label}: expects a mapping, got {kind_of(value)}", key=name)
-        return _json_value(value, label, name)
+        return checks.json_value(value, label, name)
     if name in _LIST_FIELDS:
         if not isinstance(value, list):
             raise ActionError(f"{label}: expects a list, got {kind_of(value)}", key=name)
-        return _json_value(value, label, name)
+        return checks.json_value(value, label, name)
     if name in _TIME_FIELDS:
         if value is None:
             return None
@@ -188,25 +177,14 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
             return parse_instant(value, sign="future").text
         except TimeSpecError as exc:
             raise ActionError(f"{label}: {exc}", key=name) from None
-    return _json_value(value, label, name)
+    return checks.json_value(value, label, name)
 
 
 def _fields(value: Any, what: str, accepted: Sequence[str], example: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not value:
-        raise ActionError(
-            f"{what}: expects a mapping of fields, e.g. {what}: {example}, got {kind_of(value)}",
-            accepted=accepted,
-        )
-    params: dict[str, Any] = {}
-    for name, item in value.items():
-        if name not in accepted:
-            raise ActionError(
-                f"{what}: unknown field {name!r}{suggest(name, accepted)}",
-                accepted=accepted,
-                key=str(name),
-            )
-        params[name] = _field(name, item, what)
-    return params
+    def check(name: str, item: Any) -> Any:
+        return _field(name, item, what)
+
+    return checks.fields(value, what, accepted, example, check)
 
 
 def _update(value: Any) -> tuple[str, dict[str, Any]]:
@@ -236,14 +214,11 @@ def _neutral(value: Any, what: str, allowed: Sequence[str]) -> str:
 
 
 def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is None:
-        raise ActionError("assign: expects an agent id; to remove the assignee use unassign: true")
-    return "assign", {"assignee": _text(value, "assign")}
+    return "assign", {"assignee": checks.agent(value)}
 
 
 def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is not True:
-        raise ActionError(f"unassign: write unassign: true, got {value!r}")
+    checks.unassign(value)
     return "unassign", {}
 
 
@@ -343,24 +318,15 @@ class _Changes:
             previous = self.slots.get(key)
             if previous is not None and previous.values != group:
                 self.notes.append(
-                    f"{key}: rule {rule!r} sets {_show_group(group)}, overriding "
-                    f"{_show_group(previous.values)} from rule {previous.rule!r}"
+                    override_note(
+                        key, _show_group(group), _show_group(previous.values), rule, previous.rule
+                    )
                 )
             self.slots[key] = _Slot(group, rule, neutral if key in SLOTS else None)
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value)
-
-
 def _show_group(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} {_show(v)}" for k, v in values.items())
-
-
-def _same(current: Any, wanted: Any) -> bool:
-    if isinstance(current, bool) or isinstance(wanted, bool):
-        return isinstance(current, bool) and isinstance(wanted, bool) and current == wanted
-    return bool(current == wanted)
+    return ", ".join(f"{k} {show(v)}" for k, v in values.items())
 
 
 def _same_name(current: str | None, wanted: Any) -> bool:
@@ -401,7 +367,7 @@ def _held(key: str, slot: _Slot, ticket: Mapping[str, Any]) -> bool:
         if email is None and isinstance(agent, Mapping):
             email = agent.get("email")
         return _same_name(email, values.get("assignedAgentEmail"))
-    return key in ticket and _same(ticket[key], values[key])
+    return key in ticket and same(ticket[key], values[key])
 
 
 def _shows_unassigned(ticket: Mapping[str, Any]) -> bool:
@@ -438,32 +404,28 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     creates: list[_Create] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
-    for decision in decisions:
-        if not decision.fired:
-            continue
-        rule_order.setdefault(decision.rule.name, len(rule_order))
-        for action in decision.actions:
-            rule, params = action.rule, action.params
-            if action.name == "set_status":
-                neutral = params["status"]
-                values = {"statusName": vendor_status(VENDOR, neutral)}
-                patch.set(values, rule, neutral)
-            elif action.name == "set_priority":
-                neutral = params["priority"]
-                patch.set({"priorityName": vendor_priority(VENDOR, neutral)}, rule, neutral)
-            elif action.name == "assign":
-                patch.set({"assignedAgentId": params["assignee"]}, rule)
-            elif action.name == "unassign":
-                patch.set({"assignedAgentId": None}, rule)
-            elif action.name == "update":
-                patch.set(_resolve_times(params, event), rule)
-            elif action.name == "bulk_update":
-                bulk.set(dict(params), rule)
-            elif action.name == "create_tickets":
-                position = sum(1 for c in creates if c.rule == rule)
-                creates.append(_Create(params, rule, position))
-            else:
-                notes.append(f"rule {rule!r}: {action.name!r} is not a Thena action; dropped")
+    for action in fired_actions(decisions, rule_order):
+        rule, params = action.rule, action.params
+        if action.name == "set_status":
+            neutral = params["status"]
+            values = {"statusName": vendor_status(VENDOR, neutral)}
+            patch.set(values, rule, neutral)
+        elif action.name == "set_priority":
+            neutral = params["priority"]
+            patch.set({"priorityName": vendor_priority(VENDOR, neutral)}, rule, neutral)
+        elif action.name == "assign":
+            patch.set({"assignedAgentId": params["assignee"]}, rule)
+        elif action.name == "unassign":
+            patch.set({"assignedAgentId": None}, rule)
+        elif action.name == "update":
+            patch.set(_resolve_times(params, event), rule)
+        elif action.name == "bulk_update":
+            bulk.set(dict(params), rule)
+        elif action.name == "create_tickets":
+            position = sum(1 for c in creates if c.rule == rule)
+            creates.append(_Create(params, rule, position))
+        else:
+            notes.append(foreign_note(rule, action.name, "a Thena"))
     notes.extend(patch.notes)
     notes.extend(bulk.notes)
     calls: list[ApiCall] = []
@@ -487,13 +449,13 @@ def _changes_call(
     rules: set[str] = set()
     for key, slot in changes.slots.items():
         if _held(key, slot, event.ticket):
-            notes.append(f"{key} already {_show_group(slot.values)}; dropped (rule {slot.rule!r})")
+            notes.append(held_note(key, _show_group(slot.values), slot.rule))
             continue
         body.update(slot.values)
         rules.add(slot.rule)
     if not body:
         return []
-    ordered = tuple(sorted(rules, key=lambda r: rule_order.get(r, len(rule_order))))
+    ordered = in_rule_order(rules, rule_order)
     if kind == "PATCH":
         path, body = f"/tickets/{event.ticket_id}", copy.deepcopy(body)
     else:

@@ -1,0 +1,71 @@
+"""Steps every vendor's planner shares: walking fired actions, rule order, notes on what drops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ticketwire.calls import ApiCall
+from ticketwire.engine.notes import note_call, note_text
+from ticketwire.event import Event
+
+if TYPE_CHECKING:
+    from ticketwire.engine.actions import Action
+    from ticketwire.engine.evaluate import Decision
+
+
+def fired_actions(decisions: Sequence[Decision], order: dict[str, int]) -> Iterator[Action]:
+    """The actions of the fired decisions, in rule order; `order` learns each rule's position."""
+    for decision in decisions:
+        if not decision.fired:
+            continue
+        order.setdefault(decision.rule.name, len(order))
+        yield from decision.actions
+
+
+def in_rule_order(rules: Iterable[str], order: Mapping[str, int]) -> tuple[str, ...]:
+    """`rules` sorted by when they fired; unknown ones last."""
+    return tuple(sorted(rules, key=lambda r: order.get(r, len(order))))
+
+
+def show(value: Any) -> str:
+    """A value as a note shows it: `null` or its repr."""
+    return "null" if value is None else repr(value)
+
+
+def same(current: Any, wanted: Any) -> bool:
+    """Equal, without `True == 1`: a flag matches only a flag."""
+    if isinstance(current, bool) or isinstance(wanted, bool):
+        return isinstance(current, bool) and isinstance(wanted, bool) and current == wanted
+    return bool(current == wanted)
+
+
+def override_note(label: str, value: str, previous: str, rule: str, previous_rule: str) -> str:
+    """The note for a later rule replacing an earlier rule's value (both already shown)."""
+    return f"{label}: rule {rule!r} sets {value}, overriding {previous} from rule {previous_rule!r}"
+
+
+def held_note(label: str, shown: str, rule: str) -> str:
+    """The note for a change dropped because the ticket already has it."""
+    return f"{label} already {shown}; dropped (rule {rule!r})"
+
+
+def foreign_note(rule: str, action: str, helpdesk: str) -> str:
+    """The note for an action the vendor's planner does not know; `helpdesk` as `a cStar`."""
+    return f"rule {rule!r}: {action!r} is not {helpdesk} action; dropped"
+
+
+def note_action_call(
+    vendor: str,
+    event: Event,
+    params: Mapping[str, Any],
+    rule: str,
+    body_of: Callable[[str, Mapping[str, Any]], dict[str, Any]],
+    notes: list[str],
+) -> ApiCall | None:
+    """The call for one `add_note`, or None (noted) when its text comes out empty."""
+    text = note_text(params, event)
+    if not text:
+        notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
+        return None
+    return note_call(vendor, event, body_of(text, params), rule)
