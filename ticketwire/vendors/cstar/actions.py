@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
     ActionSpec,
@@ -46,15 +47,6 @@ from ticketwire.engine.actions import (
 )
 from ticketwire.engine.nodes import kind_of
 from ticketwire.engine.notes import note_params
-from ticketwire.engine.planning import (
-    fired_actions,
-    foreign_note,
-    held_note,
-    in_rule_order,
-    note_action_call,
-    override_note,
-    show,
-)
 from ticketwire.event import Event
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vendors.cstar.models import (
@@ -240,7 +232,7 @@ class _Whole:
         others = [r for r in self.rules if r != rule]
         if others:
             self.notes.append(
-                f"{self.label}: rule {rule!r} sets the whole value {show(value)}, replacing "
+                f"{self.label}: rule {rule!r} sets the whole value {planning.show(value)}, replacing "
                 f"the changes of rule {_rules_text(others)}"
             )
         self.value = copy.deepcopy(value)
@@ -352,7 +344,9 @@ class _Patch:
         previous = self.fields.get(name)
         if previous is not None and previous[0] != value:
             self.notes.append(
-                override_note(name, show(value), show(previous[0]), rule, previous[1])
+                planning.override_note(
+                    name, planning.show(value), planning.show(previous[0]), rule, previous[1]
+                )
             )
         self.fields[name] = (value, rule)
 
@@ -364,7 +358,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     messages: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     order: dict[str, int] = {}
-    for action in fired_actions(decisions, order):
+    for action in planning.fired_actions(decisions, order):
         name, params, rule = action.name, action.params, action.rule
         if name == "update":
             for field, value in params.items():
@@ -385,7 +379,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
         elif name == "add_note":
             messages.append((params, rule))
         else:
-            notes.append(foreign_note(rule, name, "a cStar"))
+            notes.append(planning.foreign_note(rule, name, "a cStar"))
     notes.extend(patch.notes + patch.tags.notes + patch.metadata.notes)
     planned = [_patch_call(event, patch, order, notes)]
     planned.extend(_bulk_call(event, data, rules, notes) for data, rules in bulk.values())
@@ -401,7 +395,7 @@ def _patch_call(
     rules: set[str] = set()
     for field, (value, rule) in patch.fields.items():
         if _holds(ticket, field, value):
-            notes.append(held_note(field, show(value), rule))
+            notes.append(planning.held_note(field, planning.show(value), rule))
             continue
         body[field] = value
         rules.add(rule)
@@ -416,7 +410,7 @@ def _patch_call(
             )
             if same:
                 notes.append(
-                    f"{whole.label} already {show(whole.value)}; dropped "
+                    f"{whole.label} already {planning.show(whole.value)}; dropped "
                     f"(rule {_rules_text(whole.rules)})"
                 )
                 continue
@@ -434,7 +428,7 @@ def _patch_call(
         path=f"/tickets/{event.ticket_id}",
         body=body,
         ticket_id=event.ticket_id,
-        rules=in_rule_order(rules, order),
+        rules=planning.in_rule_order(rules, order),
         event_id=event.id,
     )
 
@@ -445,7 +439,7 @@ def _bulk_call(
     wanted: dict[str, Any] = {}
     for field, value in data.items():
         if _holds(event.ticket, field, value):
-            notes.append(f"bulk_update: {field} already {show(value)}; left out")
+            notes.append(f"bulk_update: {field} already {planning.show(value)}; left out")
         else:
             wanted[field] = copy.deepcopy(value)
     if not wanted:
@@ -463,7 +457,7 @@ def _bulk_call(
 
 
 def _note_call(event: Event, params: dict[str, Any], rule: str, notes: list[str]) -> ApiCall | None:
-    return note_action_call(VENDOR, event, params, rule, _note_body, notes)
+    return planning.note_action_call(VENDOR, event, params, rule, _note_body, notes)
 
 
 def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
     ActionSpec,
@@ -45,16 +46,6 @@ from ticketwire.engine.durations import (
 )
 from ticketwire.engine.nodes import kind_of, suggest
 from ticketwire.engine.notes import note_params
-from ticketwire.engine.planning import (
-    fired_actions,
-    foreign_note,
-    held_note,
-    in_rule_order,
-    note_action_call,
-    override_note,
-    same,
-    show,
-)
 from ticketwire.event import Event
 from ticketwire.vendors.inboxops.client import note_body
 from ticketwire.vendors.inboxops.models import (
@@ -218,7 +209,7 @@ ACTIONS: dict[str, ActionSpec] = {
 def _same(field: str, current: Any, wanted: Any) -> bool:
     if field == "remind_at" and current is not None and wanted is not None:
         return parse_datetime(current) == parse_datetime(wanted)
-    return same(current, wanted)
+    return planning.same(current, wanted)
 
 
 def _resolve(params: dict[str, Any], event: Event) -> dict[str, Any]:
@@ -239,7 +230,9 @@ class _Patch:
         previous = self.fields.get(label)
         if previous is not None and not _same(label, previous[0], value):
             self.notes.append(
-                override_note(label, show(value), show(previous[0]), rule, previous[1])
+                planning.override_note(
+                    label, planning.show(value), planning.show(previous[0]), rule, previous[1]
+                )
             )
         self.fields[label] = (value, rule)
 
@@ -251,7 +244,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     internal_notes: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
-    for action in fired_actions(decisions, rule_order):
+    for action in planning.fired_actions(decisions, rule_order):
         if action.name == "update":
             for name, value in _resolve(action.params, event).items():
                 if name == "custom_fields":
@@ -269,7 +262,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
         elif action.name == "add_note":
             internal_notes.append((action.params, action.rule))
         else:
-            notes.append(foreign_note(action.rule, action.name, "an InboxOps"))
+            notes.append(planning.foreign_note(action.rule, action.name, "an InboxOps"))
     notes.extend(patch.notes)
     notes.extend(_tag_clashes(list(bulk.values())))
     calls: list[ApiCall] = []
@@ -298,13 +291,13 @@ def _patch_call(
         if label.startswith("custom_fields."):
             key = label.partition(".")[2]
             if _same(label, current_custom.get(key), value):
-                notes.append(held_note(label, show(value), rule))
+                notes.append(planning.held_note(label, planning.show(value), rule))
                 continue
             body.setdefault("custom_fields", {})[key] = value
         else:
             needed = reminder and label in ("status", "status_id")
             if label in ticket and _same(label, ticket[label], value) and not needed:
-                notes.append(held_note(label, show(value), rule))
+                notes.append(planning.held_note(label, planning.show(value), rule))
                 continue
             body[label] = value
         sources[label] = rule
@@ -322,7 +315,7 @@ def _patch_call(
         # with the rules' actions.
         body=copy.deepcopy(body),
         ticket_id=event.ticket_id,
-        rules=in_rule_order(rules, rule_order),
+        rules=planning.in_rule_order(rules, rule_order),
         event_id=event.id,
     )
 
@@ -401,7 +394,7 @@ def _bulk_calls(
         state = _BULK_STATE.get(op) or (tuple(params) if op == "update_status" else ())
         held = [f for f in state if f in ticket and _same(f, ticket[f], params.get(f))]
         if state and len(held) == len(state):
-            shown = ", ".join(f"{f} already {show(ticket[f])}" for f in held)
+            shown = ", ".join(f"{f} already {planning.show(ticket[f])}" for f in held)
             notes.append(f"{op}: {shown}; dropped (rule {', '.join(map(repr, rules))})")
             continue
         calls.append(
@@ -423,7 +416,7 @@ def _note_calls(
 ) -> list[ApiCall]:
     calls = []
     for params, rule in wanted:
-        call = note_action_call(VENDOR, event, params, rule, _note_body, notes)
+        call = planning.note_action_call(VENDOR, event, params, rule, _note_body, notes)
         if call is not None:
             calls.append(call)
     return calls

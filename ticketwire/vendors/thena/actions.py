@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine import templates as tpl
 from ticketwire.engine.actions import (
     ActionError,
@@ -58,15 +59,6 @@ from ticketwire.engine.actions import (
 )
 from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.planning import (
-    fired_actions,
-    foreign_note,
-    held_note,
-    in_rule_order,
-    override_note,
-    same,
-    show,
-)
 from ticketwire.event import Event
 from ticketwire.vendors.thena.models import (
     BULK_UPDATE_FIELDS,
@@ -232,16 +224,11 @@ def _new_ticket(value: Any, what: str) -> dict[str, Any]:
         )
     if "title" not in value:
         raise ActionError(f"{what}: a new ticket needs a title", accepted=CREATE_FIELDS)
-    ticket: dict[str, Any] = {}
-    for name, item in value.items():
-        if name not in CREATE_FIELDS:
-            raise ActionError(
-                f"{what}: unknown field {name!r}{suggest(name, CREATE_FIELDS)}",
-                accepted=CREATE_FIELDS,
-                key=str(name),
-            )
-        ticket[name] = _field(name, item, what, templates=True)
-    return ticket
+
+    def check(name: str, item: Any) -> Any:
+        return _field(name, item, what, templates=True)
+
+    return checks.fields(value, what, CREATE_FIELDS, "{title: ...}", check)
 
 
 def _create_ticket(value: Any) -> tuple[str, dict[str, Any]]:
@@ -318,7 +305,7 @@ class _Changes:
             previous = self.slots.get(key)
             if previous is not None and previous.values != group:
                 self.notes.append(
-                    override_note(
+                    planning.override_note(
                         key, _show_group(group), _show_group(previous.values), rule, previous.rule
                     )
                 )
@@ -326,7 +313,7 @@ class _Changes:
 
 
 def _show_group(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} {show(v)}" for k, v in values.items())
+    return ", ".join(f"{k} {planning.show(v)}" for k, v in values.items())
 
 
 def _same_name(current: str | None, wanted: Any) -> bool:
@@ -367,7 +354,7 @@ def _held(key: str, slot: _Slot, ticket: Mapping[str, Any]) -> bool:
         if email is None and isinstance(agent, Mapping):
             email = agent.get("email")
         return _same_name(email, values.get("assignedAgentEmail"))
-    return key in ticket and same(ticket[key], values[key])
+    return key in ticket and planning.same(ticket[key], values[key])
 
 
 def _shows_unassigned(ticket: Mapping[str, Any]) -> bool:
@@ -404,7 +391,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     creates: list[_Create] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
-    for action in fired_actions(decisions, rule_order):
+    for action in planning.fired_actions(decisions, rule_order):
         rule, params = action.rule, action.params
         if action.name == "set_status":
             neutral = params["status"]
@@ -425,7 +412,7 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
             position = sum(1 for c in creates if c.rule == rule)
             creates.append(_Create(params, rule, position))
         else:
-            notes.append(foreign_note(rule, action.name, "a Thena"))
+            notes.append(planning.foreign_note(rule, action.name, "a Thena"))
     notes.extend(patch.notes)
     notes.extend(bulk.notes)
     calls: list[ApiCall] = []
@@ -449,13 +436,13 @@ def _changes_call(
     rules: set[str] = set()
     for key, slot in changes.slots.items():
         if _held(key, slot, event.ticket):
-            notes.append(held_note(key, _show_group(slot.values), slot.rule))
+            notes.append(planning.held_note(key, _show_group(slot.values), slot.rule))
             continue
         body.update(slot.values)
         rules.add(slot.rule)
     if not body:
         return []
-    ordered = in_rule_order(rules, rule_order)
+    ordered = planning.in_rule_order(rules, rule_order)
     if kind == "PATCH":
         path, body = f"/tickets/{event.ticket_id}", copy.deepcopy(body)
     else:
