@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ticketwire.engine.actions import ActionError
-from ticketwire.engine.durations import format_utc
+from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
 
 #: Check one field's value as a rule wrote it; return it as it is sent.
@@ -45,6 +45,16 @@ def json_value(value: Any, what: str, key: str | None) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
+
+
+def future_instant(value: Any, what: str, *, key: str | None = None) -> str | None:
+    """A time to come: ISO 8601 or a delay such as `+48h`, as written; None stays None."""
+    if value is None:
+        return None
+    try:
+        return parse_instant(value, sign="future").text
+    except TimeSpecError as exc:
+        raise ActionError(f"{what}: {exc}", key=key) from None
 
 
 def fields(

@@ -28,6 +28,21 @@ def in_rule_order(rules: Iterable[str], order: Mapping[str, int]) -> tuple[str, 
     return tuple(sorted(rules, key=lambda r: order.get(r, len(order))))
 
 
+def ticket_call(
+    vendor: str, event: Event, method: str, path: str, body: dict[str, Any], rules: tuple[str, ...]
+) -> ApiCall:
+    """A call about the event's ticket, made for `rules`."""
+    return ApiCall(
+        vendor=vendor,
+        method=method,
+        path=path,
+        body=body,
+        ticket_id=event.ticket_id,
+        rules=rules,
+        event_id=event.id,
+    )
+
+
 def show(value: Any) -> str:
     """A value as a note shows it: `null` or its repr."""
     return "null" if value is None else repr(value)

@@ -422,14 +422,13 @@ def _patch_call(
         rules.update(whole.rules)
     if not body:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="PATCH",
-        path=f"/tickets/{event.ticket_id}",
-        body=body,
-        ticket_id=event.ticket_id,
-        rules=planning.in_rule_order(rules, order),
-        event_id=event.id,
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "PATCH",
+        f"/tickets/{event.ticket_id}",
+        body,
+        planning.in_rule_order(rules, order),
     )
 
 
@@ -445,14 +444,13 @@ def _bulk_call(
     if not wanted:
         notes.append(f"bulk_update: nothing to change; dropped (rule {_rules_text(rules)})")
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="POST",
-        path="/bulk",
-        body={"action": "update", "resource": "tickets", "ids": [event.ticket_id], "data": wanted},
-        ticket_id=event.ticket_id,
-        rules=tuple(rules),
-        event_id=event.id,
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "POST",
+        "/bulk",
+        {"action": "update", "resource": "tickets", "ids": [event.ticket_id], "data": wanted},
+        tuple(rules),
     )
 
 

@@ -39,7 +39,6 @@ from ticketwire.engine.actions import (
     register_vendor_actions,
 )
 from ticketwire.engine.durations import (
-    TimeSpecError,
     format_utc,
     parse_datetime,
     parse_instant,
@@ -84,12 +83,7 @@ _BULK_STATE = {"assign": ("assignee_id",), "move_inbox": ("inbox_id",)}
 
 
 def _remind(value: Any, *, key: str | None = None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant(value, sign="future").text
-    except TimeSpecError as exc:
-        raise ActionError(f"remind_at: {exc}", key=key) from None
+    return checks.future_instant(value, "remind_at", key=key)
 
 
 def _field(name: str, value: Any) -> Any:
@@ -307,16 +301,15 @@ def _patch_call(
     rules = {r for label, r in sources.items() if label in body or label.startswith("custom_")}
     if not body:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="PATCH",
-        path=f"/tickets/{event.ticket_id}",
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "PATCH",
+        f"/tickets/{event.ticket_id}",
         # A copy: the call outlives this plan (outbox, dead letters) and must not share lists
         # with the rules' actions.
-        body=copy.deepcopy(body),
-        ticket_id=event.ticket_id,
-        rules=planning.in_rule_order(rules, rule_order),
-        event_id=event.id,
+        copy.deepcopy(body),
+        planning.in_rule_order(rules, rule_order),
     )
 
 
@@ -398,14 +391,13 @@ def _bulk_calls(
             notes.append(f"{op}: {shown}; dropped (rule {', '.join(map(repr, rules))})")
             continue
         calls.append(
-            ApiCall(
-                vendor=VENDOR,
-                method="POST",
-                path="/tickets/bulk",
-                body={"operation": op, "ticket_ids": [event.ticket_id], **copy.deepcopy(params)},
-                ticket_id=event.ticket_id,
-                rules=tuple(rules),
-                event_id=event.id,
+            planning.ticket_call(
+                VENDOR,
+                event,
+                "POST",
+                "/tickets/bulk",
+                {"operation": op, "ticket_ids": [event.ticket_id], **copy.deepcopy(params)},
+                tuple(rules),
             )
         )
     return calls

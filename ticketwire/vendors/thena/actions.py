@@ -163,12 +163,7 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
             raise ActionError(f"{label}: expects a list, got {kind_of(value)}", key=name)
         return checks.json_value(value, label, name)
     if name in _TIME_FIELDS:
-        if value is None:
-            return None
-        try:
-            return parse_instant(value, sign="future").text
-        except TimeSpecError as exc:
-            raise ActionError(f"{label}: {exc}", key=name) from None
+        return checks.future_instant(value, label, key=name)
     return checks.json_value(value, label, name)
 
 
@@ -447,17 +442,7 @@ def _changes_call(
         path, body = f"/tickets/{event.ticket_id}", copy.deepcopy(body)
     else:
         path, body = BULK_PATH, {"ticketIds": [event.ticket_id], **copy.deepcopy(body)}
-    return [
-        ApiCall(
-            vendor=VENDOR,
-            method="PATCH",
-            path=path,
-            body=body,
-            ticket_id=event.ticket_id,
-            rules=ordered,
-            event_id=event.id,
-        )
-    ]
+    return [planning.ticket_call(VENDOR, event, "PATCH", path, body, ordered)]
 
 
 def _cross_notes(patch: _Changes, bulk: _Changes) -> list[str]:
@@ -492,14 +477,13 @@ def _create_call(event: Event, create: _Create, notes: list[str]) -> ApiCall | N
         tickets.append(ticket)
     if not tickets:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="POST",
-        path=BULK_PATH,
-        body={"tickets": tickets, "options": {"stopOnError": create.params["stopOnError"]}},
-        ticket_id=event.ticket_id,
-        rules=(create.rule,),
-        event_id=event.id,
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "POST",
+        BULK_PATH,
+        {"tickets": tickets, "options": {"stopOnError": create.params["stopOnError"]}},
+        (create.rule,),
     )
 
 
