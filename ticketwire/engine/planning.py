@@ -43,6 +43,13 @@ def ticket_call(
     )
 
 
+def ticket_patch(
+    vendor: str, event: Event, body: dict[str, Any], rules: tuple[str, ...]
+) -> ApiCall:
+    """`PATCH /tickets/{id}` of the event's ticket, made for `rules`."""
+    return ticket_call(vendor, event, "PATCH", f"/tickets/{event.ticket_id}", body, rules)
+
+
 def show(value: Any) -> str:
     """A value as a note shows it: `null` or its repr."""
     return "null" if value is None else repr(value)

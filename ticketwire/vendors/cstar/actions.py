@@ -422,14 +422,7 @@ def _patch_call(
         rules.update(whole.rules)
     if not body:
         return None
-    return planning.ticket_call(
-        VENDOR,
-        event,
-        "PATCH",
-        f"/tickets/{event.ticket_id}",
-        body,
-        planning.in_rule_order(rules, order),
-    )
+    return planning.ticket_patch(VENDOR, event, body, planning.in_rule_order(rules, order))
 
 
 def _bulk_call(

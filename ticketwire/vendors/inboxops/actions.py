@@ -301,16 +301,10 @@ def _patch_call(
     rules = {r for label, r in sources.items() if label in body or label.startswith("custom_")}
     if not body:
         return None
-    return planning.ticket_call(
-        VENDOR,
-        event,
-        "PATCH",
-        f"/tickets/{event.ticket_id}",
-        # A copy: the call outlives this plan (outbox, dead letters) and must not share lists
-        # with the rules' actions.
-        copy.deepcopy(body),
-        planning.in_rule_order(rules, rule_order),
-    )
+    ordered = planning.in_rule_order(rules, rule_order)
+    # A copy: the call outlives this plan (outbox, dead letters) and must not share lists with
+    # the rules' actions.
+    return planning.ticket_patch(VENDOR, event, copy.deepcopy(body), ordered)
 
 
 def _with_waiting(
