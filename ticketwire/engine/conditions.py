@@ -238,10 +238,36 @@ class ChangeLeaf(Condition):
 
 
 @dataclass(frozen=True)
-class All(Condition):
-    """Every child holds; a failure lists every failing child."""
+class _Group(Condition):
+    """A condition over child conditions: its leaves and fields are theirs, in order."""
 
     children: tuple[Condition, ...]
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """How many leaves the children have."""
+        return sum(c.leaf_count for c in self.children)
+
+    def leaf_texts(self) -> list[str]:
+        """The children's leaves, in order."""
+        return [t for c in self.children for t in c.leaf_texts()]
+
+    def fields(self) -> frozenset[str]:
+        """Every field any child reads."""
+        return frozenset().union(*(c.fields() for c in self.children))
+
+    def _trace_until(self, event: Event, out: list[list[Any]], index: int, *, stop: bool) -> bool:
+        """Trace the children in order until one comes out `stop`, which then decides."""
+        for child in self.children:
+            if child._trace(event, out, index) == stop:
+                return stop
+            index += child.leaf_count
+        return not stop
+
+
+@dataclass(frozen=True)
+class All(_Group):
+    """Every child holds; a failure lists every failing child."""
 
     def check(self, event: Event) -> CheckResult:
         """Evaluate every child so that all failures are explained at once."""
@@ -257,35 +283,16 @@ class All(Condition):
         return all(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        for child in self.children:
-            if not child._trace(event, out, index):
-                return False
-            index += child.leaf_count
-        return True
-
-    @cached_property
-    def leaf_count(self) -> int:
-        """How many leaves the children have."""
-        return sum(c.leaf_count for c in self.children)
-
-    def leaf_texts(self) -> list[str]:
-        """The children's leaves, in order."""
-        return [t for c in self.children for t in c.leaf_texts()]
+        return self._trace_until(event, out, index, stop=False)
 
     def describe(self) -> str:
         """E.g. `all(a, b)`."""
         return f"all({', '.join(c.describe() for c in self.children)})"
 
-    def fields(self) -> frozenset[str]:
-        """Every field any child reads."""
-        return frozenset().union(*(c.fields() for c in self.children))
-
 
 @dataclass(frozen=True)
-class AnyOf(Condition):
+class AnyOf(_Group):
     """At least one child holds."""
-
-    children: tuple[Condition, ...]
 
     def check(self, event: Event) -> CheckResult:
         """Stop at the first child that holds."""
@@ -306,28 +313,11 @@ class AnyOf(Condition):
         return any(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        for child in self.children:
-            if child._trace(event, out, index):
-                return True
-            index += child.leaf_count
-        return False
-
-    @cached_property
-    def leaf_count(self) -> int:
-        """How many leaves the children have."""
-        return sum(c.leaf_count for c in self.children)
-
-    def leaf_texts(self) -> list[str]:
-        """The children's leaves, in order."""
-        return [t for c in self.children for t in c.leaf_texts()]
+        return self._trace_until(event, out, index, stop=True)
 
     def describe(self) -> str:
         """E.g. `any(a, b)`."""
         return f"any({', '.join(c.describe() for c in self.children)})"
-
-    def fields(self) -> frozenset[str]:
-        """Every field any child reads."""
-        return frozenset().union(*(c.fields() for c in self.children))
 
 
 @dataclass(frozen=True)
