@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import Redis
 
-from cli.redisurl import Unconfigured, command_settings, safe_url
+from cli.redisrun import run_on_redis
+from cli.redisurl import Unconfigured, command_settings
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
-from ticketwire.redisconn import connect
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
 from ticketwire.trace.render import event_json, event_lines, timeline_json, timeline_lines
 from ticketwire.vendors.registry import VENDORS
@@ -137,25 +134,11 @@ def _none_stored(reader: TraceReader, retention: float) -> int:
 
 def _run(settings: Settings, command: Command) -> int:
     assert settings.redis_url
-    url = settings.redis_url
 
-    async def go() -> int:
-        redis = connect(url)
-        try:
-            return await command(TraceReader(redis, Keys(settings.key_prefix)))
-        finally:
-            await redis.aclose()
+    async def work(redis: Redis) -> int:
+        return await command(TraceReader(redis, Keys(settings.key_prefix)))
 
-    try:
-        return asyncio.run(go())
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        return _fail(
-            f"cannot reach Redis at {safe_url(url)} ({exc}); check REDIS_URL and that Redis is "
-            "running and reachable from here",
-            NOT_FOUND,
-        )
-    except RedisError as exc:
-        return _fail(f"Redis at {safe_url(url)} answered with an error: {exc}", NOT_FOUND)
+    return run_on_redis(settings.redis_url, work, lambda message: _fail(message, NOT_FOUND))
 
 
 def _fail(message: str, status: int) -> int:
