@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -76,19 +77,14 @@ async def _event(
             AMBIGUOUS,
         )
     if trace is None:
-        if not await reader.enabled():
-            return _none_stored(reader, retention)
         where = vendor or ", ".join(VENDORS)
-        return _fail(
+        return await _missing(
+            reader,
+            retention,
             f"no trace of event {event_id} ({where}): it was never received here, or it is older "
             f"than the traces kept ({_kept(retention)})",
-            NOT_FOUND,
         )
-    if as_json:
-        print(json.dumps(event_json(trace), indent=2, ensure_ascii=False))
-    else:
-        print("\n".join(event_lines(trace)))
-    return OK
+    return _print(event_json(trace) if as_json else event_lines(trace))
 
 
 async def _ticket(
@@ -109,17 +105,28 @@ async def _ticket(
             AMBIGUOUS,
         )
     if not timeline.found:
-        if not await reader.enabled():
-            return _none_stored(reader, retention)
-        return _fail(
+        return await _missing(
+            reader,
+            retention,
             f"no trace of ticket {key}: no event of it was handled here recently "
             f"({_kept(retention)})",
-            NOT_FOUND,
         )
-    if as_json:
-        print(json.dumps(timeline_json(timeline), indent=2, ensure_ascii=False))
+    return _print(timeline_json(timeline) if as_json else timeline_lines(timeline))
+
+
+async def _missing(reader: TraceReader, retention: float, message: str) -> int:
+    """Nothing found: because no traces are kept at all, or as `message` says."""
+    if not await reader.enabled():
+        return _none_stored(reader, retention)
+    return _fail(message, NOT_FOUND)
+
+
+def _print(found: dict[str, Any] | list[str]) -> int:
+    """Print what was found: a JSON document, or lines of text."""
+    if isinstance(found, dict):
+        print(json.dumps(found, indent=2, ensure_ascii=False))
     else:
-        print("\n".join(timeline_lines(timeline)))
+        print("\n".join(found))
     return OK
 
 
