@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from cli.redisrun import run_on_redis
-from cli.redisurl import Unconfigured, command_settings
+from cli.redisurl import redis_settings
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.stored import StoredDelivery
@@ -67,10 +67,9 @@ def run_dlq(
             return _fail(f"--filter: {exc}", 2)
     if dry_run and flt is None:
         return _fail("--dry-run goes with --filter", 2)
-    try:
-        settings = command_settings("dlq", os.environ, role="check")
-    except Unconfigured as exc:
-        return _fail(str(exc), 2)
+    settings = redis_settings("dlq", os.environ, role="check")
+    if settings is None:
+        return 2
     if flt is not None:
         chosen = flt
         if action == "drop":

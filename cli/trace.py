@@ -11,7 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from cli.redisrun import run_on_redis
-from cli.redisurl import Unconfigured, command_settings
+from cli.redisurl import redis_settings
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
@@ -40,10 +40,9 @@ def run_trace(
         return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(VENDORS)}", USAGE)
     if limit is not None and limit < 1:
         return _fail(f"--limit must be at least 1 (got {limit})", USAGE)
-    try:
-        settings = command_settings("trace", os.environ, role="check")
-    except Unconfigured as exc:
-        return _fail(str(exc), USAGE)
+    settings = redis_settings("trace", os.environ, role="check")
+    if settings is None:
+        return USAGE
     retention = settings.trace_retention_s
     if retention <= 0:
         return _fail(
