@@ -20,6 +20,7 @@ Parsing notes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -226,26 +227,20 @@ def parse(body: bytes) -> Event:
     """Parse a raw cStar delivery into an `Event`, or raise `MalformedEvent`."""
     env = _validate(body)
     ticket = env.data.ticket or _flat_ticket(env)
-    if ticket is None:
-        if env.type.startswith("ticket."):
-            raise MalformedEvent("required for ticket events", field="data.ticket")
-        # customer.*, article.*, …: parsed so the receiver can acknowledge and count them.
-        return Event(
-            vendor=VENDOR,
-            type=env.type,
-            id=env.id,
-            tenant=env.team_id,
-            created_at=env.created_at,
-            ticket_id="",
-            ticket={},
-            common=dict.fromkeys(COMMON_FIELDS),
-        )
-    return Event(
+    event = functools.partial(
+        Event,
         vendor=VENDOR,
         type=env.type,
         id=env.id,
         tenant=env.team_id,
         created_at=env.created_at,
+    )
+    if ticket is None:
+        if env.type.startswith("ticket."):
+            raise MalformedEvent("required for ticket events", field="data.ticket")
+        # customer.*, article.*, …: parsed so the receiver can acknowledge and count them.
+        return event(ticket_id="", ticket={}, common=dict.fromkeys(COMMON_FIELDS))
+    return event(
         ticket_id=ticket.id,
         # Only the keys the payload carried: an absent `tags` or `assigned_to` means "unknown",
         # not "empty", to the planner's idempotence checks.
