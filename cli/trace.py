@@ -77,12 +77,8 @@ async def _event(
         )
     if trace is None:
         where = vendor or ", ".join(VENDORS)
-        return await _missing(
-            reader,
-            retention,
-            f"no trace of event {event_id} ({where}): it was never received here, or it is older "
-            f"than the traces kept ({_kept(retention)})",
-        )
+        why = "it was never received here, or it is older than the traces kept"
+        return await _missing(reader, retention, f"no trace of event {event_id} ({where}): {why}")
     return _print(event_json(trace) if as_json else event_lines(trace))
 
 
@@ -104,12 +100,8 @@ async def _ticket(
             AMBIGUOUS,
         )
     if not timeline.found:
-        return await _missing(
-            reader,
-            retention,
-            f"no trace of ticket {key}: no event of it was handled here recently "
-            f"({_kept(retention)})",
-        )
+        why = "no event of it was handled here recently"
+        return await _missing(reader, retention, f"no trace of ticket {key}: {why}")
     return _print(timeline_json(timeline) if as_json else timeline_lines(timeline))
 
 
@@ -117,7 +109,7 @@ async def _missing(reader: TraceReader, retention: float, message: str) -> int:
     """Nothing found: because no traces are kept at all, or as `message` says."""
     if not await reader.enabled():
         return _none_stored(reader, retention)
-    return _fail(message, NOT_FOUND)
+    return _fail(f"{message} ({_kept(retention)})", NOT_FOUND)
 
 
 def _print(found: dict[str, Any] | list[str]) -> int:
