@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ticketwire.engine.changes import Change, change_of, top_field
+from ticketwire.engine.changes import Change, change_of, top_field, walk
 from ticketwire.engine.nodes import Node, kind_of, unknown
 from ticketwire.engine.operators import (
     CHANGE_OPERATORS,
@@ -392,16 +392,7 @@ def resolve(event: Event, path: tuple[str, ...]) -> Any:
     if path[0] == "changes":
         # `changes.<field>.from|to`: what the helpdesk says changed (cStar sends it).
         current, path = event.changes or {}, path[1:]
-    for part in path:
-        if isinstance(current, Mapping):
-            current = current.get(part, MISSING)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return MISSING
-        if current is MISSING:
-            return MISSING
-    return current
+    return walk(current, path)
 
 
 # ---- compiling ----
