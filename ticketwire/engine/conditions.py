@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from ticketwire.engine.changes import Change, change_of, top_field, walk
 from ticketwire.engine.nodes import Node, kind_of, unknown
@@ -242,6 +242,8 @@ class _Group(Condition):
     """A condition over child conditions: its leaves and fields are theirs, in order."""
 
     children: tuple[Condition, ...]
+    #: How `describe` names the group, e.g. `all`.
+    word: ClassVar[str]
 
     @cached_property
     def leaf_count(self) -> int:
@@ -256,6 +258,10 @@ class _Group(Condition):
         """Every field any child reads."""
         return frozenset().union(*(c.fields() for c in self.children))
 
+    def describe(self) -> str:
+        """E.g. `all(a, b)`."""
+        return f"{self.word}({', '.join(c.describe() for c in self.children)})"
+
     def _trace_until(self, event: Event, out: list[list[Any]], index: int, *, stop: bool) -> bool:
         """Trace the children in order until one comes out `stop`, which then decides."""
         for child in self.children:
@@ -268,6 +274,8 @@ class _Group(Condition):
 @dataclass(frozen=True)
 class All(_Group):
     """Every child holds; a failure lists every failing child."""
+
+    word = "all"
 
     def check(self, event: Event) -> CheckResult:
         """Evaluate every child so that all failures are explained at once."""
@@ -285,14 +293,12 @@ class All(_Group):
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
         return self._trace_until(event, out, index, stop=False)
 
-    def describe(self) -> str:
-        """E.g. `all(a, b)`."""
-        return f"all({', '.join(c.describe() for c in self.children)})"
-
 
 @dataclass(frozen=True)
 class AnyOf(_Group):
     """At least one child holds."""
+
+    word = "any"
 
     def check(self, event: Event) -> CheckResult:
         """Stop at the first child that holds."""
@@ -314,10 +320,6 @@ class AnyOf(_Group):
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
         return self._trace_until(event, out, index, stop=True)
-
-    def describe(self) -> str:
-        """E.g. `any(a, b)`."""
-        return f"any({', '.join(c.describe() for c in self.children)})"
 
 
 @dataclass(frozen=True)
