@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.notes import note_call, note_text
 from ticketwire.event import Event
 
 if TYPE_CHECKING:
@@ -75,19 +74,3 @@ def held_note(label: str, shown: str, rule: str) -> str:
 def foreign_note(rule: str, action: str, helpdesk: str) -> str:
     """The note for an action the vendor's planner does not know; `helpdesk` as `a cStar`."""
     return f"rule {rule!r}: {action!r} is not {helpdesk} action; dropped"
-
-
-def note_action_call(
-    vendor: str,
-    event: Event,
-    params: Mapping[str, Any],
-    rule: str,
-    body_of: Callable[[str, Mapping[str, Any]], dict[str, Any]],
-    notes: list[str],
-) -> ApiCall | None:
-    """The call for one `add_note`, or None (noted) when its text comes out empty."""
-    text = note_text(params, event)
-    if not text:
-        notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
-        return None
-    return note_call(vendor, event, body_of(text, params), rule)

@@ -46,7 +46,7 @@ from ticketwire.engine.actions import (
     register_vendor_actions,
 )
 from ticketwire.engine.nodes import kind_of
-from ticketwire.engine.notes import note_params
+from ticketwire.engine.notes import note_action_call, note_params
 from ticketwire.event import Event
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vendors.cstar.models import (
@@ -448,7 +448,7 @@ def _bulk_call(
 
 
 def _note_call(event: Event, params: dict[str, Any], rule: str, notes: list[str]) -> ApiCall | None:
-    return planning.note_action_call(VENDOR, event, params, rule, _note_body, notes)
+    return note_action_call(VENDOR, event, params, rule, _note_body, notes)
 
 
 def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:

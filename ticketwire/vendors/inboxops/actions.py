@@ -44,7 +44,7 @@ from ticketwire.engine.durations import (
     parse_instant,
 )
 from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.notes import note_params
+from ticketwire.engine.notes import note_action_call, note_params
 from ticketwire.event import Event
 from ticketwire.vendors.inboxops.client import note_body
 from ticketwire.vendors.inboxops.models import (
@@ -402,7 +402,7 @@ def _note_calls(
 ) -> list[ApiCall]:
     calls = []
     for params, rule in wanted:
-        call = planning.note_action_call(VENDOR, event, params, rule, _note_body, notes)
+        call = note_action_call(VENDOR, event, params, rule, _note_body, notes)
         if call is not None:
             calls.append(call)
     return calls
