@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError
 
 from cli.progress import progress_bar
-from cli.redisurl import Unconfigured, command_settings, safe_url
+from cli.redisurl import redis_settings, safe_url
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
@@ -103,10 +103,8 @@ async def _capture(
 
 def run_capture(out: Path | None, *, limit: int, since_s: float | None) -> int:
     """Write up to `limit` stored deliveries (newest last) to `out` or stdout."""
-    try:
-        settings = command_settings("capture", os.environ, role="up")
-    except Unconfigured as exc:
-        print(f"ticketwire capture: {exc}", file=sys.stderr)
+    settings = redis_settings("capture", os.environ, role="up")
+    if settings is None:
         return 2
     assert settings.redis_url
     url = settings.redis_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -13,14 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cli.redisurl import Unconfigured, command_settings, safe_url
+from cli.redisrun import run_on_redis
+from cli.redisurl import redis_settings
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
-from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
 from workers.deadletter import (
     KIND_CALL,
@@ -71,10 +67,9 @@ def run_dlq(
             return _fail(f"--filter: {exc}", 2)
     if dry_run and flt is None:
         return _fail("--dry-run goes with --filter", 2)
-    try:
-        settings = command_settings("dlq", os.environ, role="check")
-    except Unconfigured as exc:
-        return _fail(str(exc), 2)
+    settings = redis_settings("dlq", os.environ, role="check")
+    if settings is None:
+        return 2
     if flt is not None:
         chosen = flt
         if action == "drop":
@@ -99,27 +94,14 @@ def run_dlq(
 
 def _run(settings: Settings, command: Command) -> int:
     assert settings.redis_url
-    url = settings.redis_url
 
-    async def go() -> int:
-        redis = connect(url)
+    async def work(redis: Redis) -> int:
         try:
             return await command(redis, Keys(settings.key_prefix), settings)
-        finally:
-            await redis.aclose()
+        except DeadLetterError as exc:
+            return _fail(str(exc), 1)
 
-    try:
-        return asyncio.run(go())
-    except DeadLetterError as exc:
-        return _fail(str(exc), 1)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        return _fail(
-            f"cannot reach Redis at {safe_url(url)} ({exc}); check REDIS_URL and that Redis is "
-            "running and reachable from here",
-            1,
-        )
-    except RedisError as exc:
-        return _fail(f"Redis at {safe_url(url)} answered with an error: {exc}", 1)
+    return run_on_redis(settings.redis_url, work, lambda message: _fail(message, 1))
 
 
 def _fail(message: str, status: int) -> int:

@@ -30,6 +30,16 @@ def command_settings(command: str, environ: Mapping[str, str], *, role: Role) ->
     return with_redis(settings, command)
 
 
+def redis_settings(command: str, environ: Mapping[str, str], *, role: Role) -> Settings | None:
+    """`command_settings`, or None once stderr says why there are none."""
+    try:
+        settings = command_settings(command, environ, role=role)
+    except Unconfigured as exc:
+        print(f"ticketwire {command}: {exc}", file=sys.stderr)
+        return None
+    return settings
+
+
 def with_redis(settings: Settings, command: str) -> Settings:
     """`settings` with the Redis (and key prefix) `ticketwire COMMAND` uses; `Unconfigured` if none."""
     if settings.redis_url:

@@ -13,7 +13,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from cli.redisurl import Unconfigured, command_settings
+from cli.redisurl import redis_settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from workers.pause import PauseInfo, UnknownRule, pause_rule, paused_rules, resume_rule
@@ -22,10 +22,8 @@ from workers.reload import rules_in_force
 
 def run_rules(*, as_json: bool = False) -> int:
     """Print the rules in force; 0 when every live worker runs the published rules, else 1."""
-    try:
-        settings = command_settings("rules", os.environ, role="check")
-    except Unconfigured as exc:
-        print(f"ticketwire rules: {exc}", file=sys.stderr)
+    settings = redis_settings("rules", os.environ, role="check")
+    if settings is None:
         return 2
     assert settings.redis_url
     url = settings.redis_url
@@ -104,10 +102,8 @@ def _ago(published: dict[str, str]) -> str:
 
 def run_pause(action: str, name: str, *, as_json: bool = False) -> int:
     """`rules pause NAME` / `rules resume NAME`: 0 done (or already so), 1 refused, 2 unconfigured."""
-    try:
-        settings = command_settings("rules", os.environ, role="check")
-    except Unconfigured as exc:
-        print(f"ticketwire rules: {exc}", file=sys.stderr)
+    settings = redis_settings("rules", os.environ, role="check")
+    if settings is None:
         return 2
     assert settings.redis_url
     url, keys = settings.redis_url, Keys(settings.key_prefix)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import Redis
 
-from cli.redisurl import Unconfigured, command_settings, safe_url
+from cli.redisrun import run_on_redis
+from cli.redisurl import redis_settings
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
-from ticketwire.redisconn import connect
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
 from ticketwire.trace.render import event_json, event_lines, timeline_json, timeline_lines
 from ticketwire.vendors import registry
@@ -43,10 +41,9 @@ def run_trace(
         return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(known)}", USAGE)
     if limit is not None and limit < 1:
         return _fail(f"--limit must be at least 1 (got {limit})", USAGE)
-    try:
-        settings = command_settings("trace", os.environ, role="check")
-    except Unconfigured as exc:
-        return _fail(str(exc), USAGE)
+    settings = redis_settings("trace", os.environ, role="check")
+    if settings is None:
+        return USAGE
     retention = settings.trace_retention_s
     if retention <= 0:
         return _fail(
@@ -80,19 +77,10 @@ async def _event(
             AMBIGUOUS,
         )
     if trace is None:
-        if not await reader.enabled():
-            return _none_stored(reader, retention)
         where = vendor or ", ".join(registry.names())
-        return _fail(
-            f"no trace of event {event_id} ({where}): it was never received here, or it is older "
-            f"than the traces kept ({_kept(retention)})",
-            NOT_FOUND,
-        )
-    if as_json:
-        print(json.dumps(event_json(trace), indent=2, ensure_ascii=False))
-    else:
-        print("\n".join(event_lines(trace)))
-    return OK
+        why = "it was never received here, or it is older than the traces kept"
+        return await _missing(reader, retention, f"no trace of event {event_id} ({where}): {why}")
+    return _print(event_json(trace) if as_json else event_lines(trace))
 
 
 async def _ticket(
@@ -113,17 +101,24 @@ async def _ticket(
             AMBIGUOUS,
         )
     if not timeline.found:
-        if not await reader.enabled():
-            return _none_stored(reader, retention)
-        return _fail(
-            f"no trace of ticket {key}: no event of it was handled here recently "
-            f"({_kept(retention)})",
-            NOT_FOUND,
-        )
-    if as_json:
-        print(json.dumps(timeline_json(timeline), indent=2, ensure_ascii=False))
+        why = "no event of it was handled here recently"
+        return await _missing(reader, retention, f"no trace of ticket {key}: {why}")
+    return _print(timeline_json(timeline) if as_json else timeline_lines(timeline))
+
+
+async def _missing(reader: TraceReader, retention: float, message: str) -> int:
+    """Nothing found: because no traces are kept at all, or as `message` says."""
+    if not await reader.enabled():
+        return _none_stored(reader, retention)
+    return _fail(f"{message} ({_kept(retention)})", NOT_FOUND)
+
+
+def _print(found: dict[str, Any] | list[str]) -> int:
+    """Print what was found: a JSON document, or lines of text."""
+    if isinstance(found, dict):
+        print(json.dumps(found, indent=2, ensure_ascii=False))
     else:
-        print("\n".join(timeline_lines(timeline)))
+        print("\n".join(found))
     return OK
 
 
@@ -138,25 +133,11 @@ def _none_stored(reader: TraceReader, retention: float) -> int:
 
 def _run(settings: Settings, command: Command) -> int:
     assert settings.redis_url
-    url = settings.redis_url
 
-    async def go() -> int:
-        redis = connect(url)
-        try:
-            return await command(TraceReader(redis, Keys(settings.key_prefix)))
-        finally:
-            await redis.aclose()
+    async def work(redis: Redis) -> int:
+        return await command(TraceReader(redis, Keys(settings.key_prefix)))
 
-    try:
-        return asyncio.run(go())
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        return _fail(
-            f"cannot reach Redis at {safe_url(url)} ({exc}); check REDIS_URL and that Redis is "
-            "running and reachable from here",
-            NOT_FOUND,
-        )
-    except RedisError as exc:
-        return _fail(f"Redis at {safe_url(url)} answered with an error: {exc}", NOT_FOUND)
+    return run_on_redis(settings.redis_url, work, lambda message: _fail(message, NOT_FOUND))
 
 
 def _fail(message: str, status: int) -> int:

@@ -87,7 +87,8 @@ def top_field(path: tuple[str, ...]) -> str:
     return f"common.{path[1]}" if path[0] == "common" else path[0]
 
 
-def _walk(value: Any, parts: Iterable[str]) -> Any:
+def walk(value: Any, parts: Iterable[str]) -> Any:
+    """The value at `parts` inside mappings and lists (`"0"` indexes a list); else `MISSING`."""
     for part in parts:
         if isinstance(value, Mapping):
             value = value.get(part, MISSING)
@@ -104,7 +105,7 @@ def _now(event: Event, path: tuple[str, ...]) -> Any:
     if path[0] == "common":
         value = event.common.get(path[1], MISSING)
         return MISSING if value is None else value
-    return _walk(event.ticket, path)
+    return walk(event.ticket, path)
 
 
 _COMMON_VIEWS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
@@ -139,7 +140,7 @@ def change_of(event: Event, path: tuple[str, ...]) -> Change:
         if path[0] != "common":
             change = changes.get(path[0])
             if isinstance(change, Mapping):
-                return Change(_walk(change.get("from"), path[1:]), new)
+                return Change(walk(change.get("from"), path[1:]), new)
             return Change(new, new)
         view = _common_view(event.vendor)
         if view is not None:
@@ -153,7 +154,7 @@ def change_of(event: Event, path: tuple[str, ...]) -> Change:
             kept, key, rest = previous.get("ticket") or {}, path[0], path[1:]
         if key not in kept:
             return Change(MISSING, new, known=False, why=NOT_KEPT)
-        return Change(_walk(kept[key], rest), new)
+        return Change(walk(kept[key], rest), new)
     if event.type == CREATED:
         return Change(None, new, created=True)
     return Change(MISSING, new, known=False, why=FIRST_SEEN)

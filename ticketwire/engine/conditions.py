@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
-from ticketwire.engine.changes import Change, change_of, top_field
+from ticketwire.engine.changes import Change, change_of, top_field, walk
 from ticketwire.engine.nodes import Node, kind_of, unknown
 from ticketwire.engine.operators import (
     CHANGE_OPERATORS,
@@ -238,10 +238,44 @@ class ChangeLeaf(Condition):
 
 
 @dataclass(frozen=True)
-class All(Condition):
-    """Every child holds; a failure lists every failing child."""
+class _Group(Condition):
+    """A condition over child conditions: its leaves and fields are theirs, in order."""
 
     children: tuple[Condition, ...]
+    #: How `describe` names the group, e.g. `all`.
+    word: ClassVar[str]
+
+    @cached_property
+    def leaf_count(self) -> int:
+        """How many leaves the children have."""
+        return sum(c.leaf_count for c in self.children)
+
+    def leaf_texts(self) -> list[str]:
+        """The children's leaves, in order."""
+        return [t for c in self.children for t in c.leaf_texts()]
+
+    def fields(self) -> frozenset[str]:
+        """Every field any child reads."""
+        return frozenset().union(*(c.fields() for c in self.children))
+
+    def describe(self) -> str:
+        """E.g. `all(a, b)`."""
+        return f"{self.word}({', '.join(c.describe() for c in self.children)})"
+
+    def _trace_until(self, event: Event, out: list[list[Any]], index: int, *, stop: bool) -> bool:
+        """Trace the children in order until one comes out `stop`, which then decides."""
+        for child in self.children:
+            if child._trace(event, out, index) == stop:
+                return stop
+            index += child.leaf_count
+        return not stop
+
+
+@dataclass(frozen=True)
+class All(_Group):
+    """Every child holds; a failure lists every failing child."""
+
+    word = "all"
 
     def check(self, event: Event) -> CheckResult:
         """Evaluate every child so that all failures are explained at once."""
@@ -257,35 +291,14 @@ class All(Condition):
         return all(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        for child in self.children:
-            if not child._trace(event, out, index):
-                return False
-            index += child.leaf_count
-        return True
-
-    @cached_property
-    def leaf_count(self) -> int:
-        """How many leaves the children have."""
-        return sum(c.leaf_count for c in self.children)
-
-    def leaf_texts(self) -> list[str]:
-        """The children's leaves, in order."""
-        return [t for c in self.children for t in c.leaf_texts()]
-
-    def describe(self) -> str:
-        """E.g. `all(a, b)`."""
-        return f"all({', '.join(c.describe() for c in self.children)})"
-
-    def fields(self) -> frozenset[str]:
-        """Every field any child reads."""
-        return frozenset().union(*(c.fields() for c in self.children))
+        return self._trace_until(event, out, index, stop=False)
 
 
 @dataclass(frozen=True)
-class AnyOf(Condition):
+class AnyOf(_Group):
     """At least one child holds."""
 
-    children: tuple[Condition, ...]
+    word = "any"
 
     def check(self, event: Event) -> CheckResult:
         """Stop at the first child that holds."""
@@ -306,28 +319,7 @@ class AnyOf(Condition):
         return any(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        for child in self.children:
-            if child._trace(event, out, index):
-                return True
-            index += child.leaf_count
-        return False
-
-    @cached_property
-    def leaf_count(self) -> int:
-        """How many leaves the children have."""
-        return sum(c.leaf_count for c in self.children)
-
-    def leaf_texts(self) -> list[str]:
-        """The children's leaves, in order."""
-        return [t for c in self.children for t in c.leaf_texts()]
-
-    def describe(self) -> str:
-        """E.g. `any(a, b)`."""
-        return f"any({', '.join(c.describe() for c in self.children)})"
-
-    def fields(self) -> frozenset[str]:
-        """Every field any child reads."""
-        return frozenset().union(*(c.fields() for c in self.children))
+        return self._trace_until(event, out, index, stop=True)
 
 
 @dataclass(frozen=True)
@@ -402,16 +394,7 @@ def resolve(event: Event, path: tuple[str, ...]) -> Any:
     if path[0] == "changes":
         # `changes.<field>.from|to`: what the helpdesk says changed (cStar sends it).
         current, path = event.changes or {}, path[1:]
-    for part in path:
-        if isinstance(current, Mapping):
-            current = current.get(part, MISSING)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return MISSING
-        if current is MISSING:
-            return MISSING
-    return current
+    return walk(current, path)
 
 
 # ---- compiling ----

@@ -35,17 +35,36 @@ def members(has: Iterable[str] = (), lacks: Iterable[str] = ()) -> dict[str, Any
     return {"$has": list(has), "$lacks": list(lacks)}
 
 
+#: Per written field: the `common.*` field it shows in, and its value there.
+CommonViews = Mapping[str, tuple[str, Callable[[Any], Any]]]
+
+
+def kept(value: Any) -> Any:
+    """The written value, as it is."""
+    return value
+
+
+def any_value(value: Any) -> Any:
+    """`ANY`: the neutral view changes in a way the written value does not tell."""
+    return ANY
+
+
+def neutral(vendor: str, to_neutral: Callable[[str, Any], str | None]) -> Callable[[Any], Any]:
+    """The written value's neutral one (`ANY` when it has none)."""
+    return lambda value: to_neutral(vendor, value) or ANY
+
+
 def with_followers(
     written: Mapping[str, Any],
-    common: Callable[[str, Any], tuple[str, Any] | None],
+    common: CommonViews,
     followers: Mapping[str, Sequence[str]],
 ) -> dict[str, Any]:
     """`written` plus each field's `common.*` view and the fields the helpdesk changes with it."""
     out = dict(written)
     for name, value in written.items():
-        view = common(name, value)
-        if view is not None:
-            out.setdefault(*view)
+        if name in common:
+            field, view = common[name]
+            out.setdefault(field, view(value))
     for name in list(out):
         for follower in followers.get(name, ()):
             out.setdefault(follower, ANY)

@@ -16,6 +16,7 @@ from ticketwire.calls import ApiCall
 from ticketwire.engine import templates
 from ticketwire.engine.actions import Action, ActionError
 from ticketwire.engine.nodes import kind_of, suggest
+from ticketwire.engine.planning import ticket_call
 from ticketwire.event import Event
 
 NAME = "add_note"
@@ -91,15 +92,23 @@ def note_text(params: Mapping[str, Any], event: Event) -> str:
 
 def note_call(vendor: str, event: Event, body: dict[str, Any], rule: str) -> ApiCall:
     """The call that adds one note to the event's ticket: `POST /tickets/{id}/messages`."""
-    return ApiCall(
-        vendor=vendor,
-        method="POST",
-        path=f"/tickets/{event.ticket_id}/messages",
-        body=body,
-        ticket_id=event.ticket_id,
-        rules=(rule,),
-        event_id=event.id,
-    )
+    return ticket_call(vendor, event, "POST", f"/tickets/{event.ticket_id}/messages", body, (rule,))
+
+
+def note_action_call(
+    vendor: str,
+    event: Event,
+    params: Mapping[str, Any],
+    rule: str,
+    body_of: Callable[[str, Mapping[str, Any]], dict[str, Any]],
+    notes: list[str],
+) -> ApiCall | None:
+    """The call for one `add_note`, or None (noted) when its text comes out empty."""
+    text = note_text(params, event)
+    if not text:
+        notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
+        return None
+    return note_call(vendor, event, body_of(text, params), rule)
 
 
 def is_note_call(call: ApiCall) -> bool:

@@ -318,17 +318,25 @@ def _events(node: Node, vendor: str | None) -> frozenset[str]:
     return frozenset(events)
 
 
-def _vendor(node: Node) -> str | None:
-    if "vendor" not in node.value:
+def _optional_text(node: Node, key: str, expects: str) -> Node | None:
+    """The rule's `key` when it is text; None when the rule has no such key."""
+    if key not in node.value:
         return None
-    value = node.value["vendor"]
+    value: Node = node.value[key]
     if not isinstance(value.value, str):
-        raise RuleConfigError(f"vendor: expects a vendor name, got {value.kind()}", line=value.line)
+        raise RuleConfigError(f"{key}: expects {expects}, got {value.kind()}", line=value.line)
+    return value
+
+
+def _vendor(node: Node) -> str | None:
+    value = _optional_text(node, "vendor", "a vendor name")
+    if value is None:
+        return None
     try:
         vendor_spec(value.value)
     except RuleConfigError as exc:
         raise RuleConfigError(exc.message, line=value.line, accepted=exc.accepted) from None
-    return value.value
+    return str(value.value)
 
 
 def _accounts(node: Node, scheduled: bool) -> frozenset[str] | None:
@@ -358,12 +366,8 @@ def _accounts(node: Node, scheduled: bool) -> frozenset[str] | None:
 
 
 def _description(node: Node) -> str | None:
-    if "description" not in node.value:
-        return None
-    value = node.value["description"]
-    if not isinstance(value.value, str):
-        raise RuleConfigError(f"description: expects text, got {value.kind()}", line=value.line)
-    return value.value
+    value = _optional_text(node, "description", "text")
+    return None if value is None else str(value.value)
 
 
 def _condition(node: Node, schema: FieldSchema, issues: list[RuleConfigError]) -> Condition | None:

@@ -109,6 +109,20 @@ def header_retry_after(headers: Mapping[str, str], *, now: datetime | None = Non
     return None if value is None else parse_retry_after(value, now=now)
 
 
+def body_retry_after(place: Mapping[str, Any], *, now: datetime | None = None) -> float | None:
+    """Seconds a body's `retryAfter` (or `retry_after`) asks for: a number or a `Retry-After` text."""
+    for key in ("retryAfter", "retry_after"):
+        value = place.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value >= 0:
+                return float(value)
+        elif isinstance(value, str):
+            parsed = parse_retry_after(value, now=now)
+            if parsed is not None:
+                return parsed
+    return None
+
+
 def class_for(status: int) -> type[HelpdeskHTTPError]:
     """The error class of a non-2xx status."""
     exact: dict[int, type[HelpdeskHTTPError]] = {

@@ -33,10 +33,11 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
     ActionSpec,
@@ -44,9 +45,8 @@ from ticketwire.engine.actions import (
     VendorSpec,
     register_vendor_actions,
 )
-from ticketwire.engine.durations import format_utc
-from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.notes import note_call, note_params, note_text
+from ticketwire.engine.nodes import kind_of
+from ticketwire.engine.notes import note_action_call, note_params
 from ticketwire.event import Event
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vendors.cstar.models import (
@@ -90,36 +90,6 @@ TICKET_FIELDS = frozenset(Ticket.model_fields) | frozenset(
 # ---- validation: YAML-form value -> (canonical action, params) ----
 
 
-def _text(value: Any, what: str, *, key: str | None = None) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ActionError(f"{what}: expects a non-empty string, got {kind_of(value)}", key=key)
-    return value.strip()
-
-
-def _enum(value: Any, what: str, allowed: Sequence[str], *, key: str | None = None) -> str:
-    if value not in allowed:
-        raise ActionError(
-            f"{what}: {value!r} is not one of the accepted values{suggest(value, allowed)}",
-            accepted=allowed,
-            key=key,
-        )
-    return str(value)
-
-
-def _json_value(value: Any, what: str, key: str) -> Any:
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_json_value(v, what, key) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v, what, key) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
-
-
 def _tag_list(value: Any, what: str, *, allow_empty: bool, key: str | None = None) -> list[str]:
     if not isinstance(value, list) or (not value and not allow_empty):
         example = "[vip, billing]"
@@ -128,7 +98,7 @@ def _tag_list(value: Any, what: str, *, allow_empty: bool, key: str | None = Non
             f"e.g. {example}, got {kind_of(value)}",
             key=key,
         )
-    return list(dict.fromkeys(_text(v, f"{what} item", key=key) for v in value))
+    return list(dict.fromkeys(checks.text(v, f"{what} item", key=key) for v in value))
 
 
 def _metadata(value: Any, what: str, *, key: str | None = None) -> dict[str, Any]:
@@ -137,41 +107,29 @@ def _metadata(value: Any, what: str, *, key: str | None = None) -> dict[str, Any
             f"{what}: expects a mapping of keys to values, e.g. {{plan: pro}}, got {kind_of(value)}",
             key=key,
         )
-    return {str(k): _json_value(v, f"{what}.{k}", key or str(k)) for k, v in value.items()}
+    return {str(k): checks.json_value(v, f"{what}.{k}", key or str(k)) for k, v in value.items()}
 
 
 def _field(name: str, value: Any, what: str) -> Any:
     label = f"{what}.{name}"
     if name == "status":
-        return _enum(value, label, STATUSES, key=name)
+        return checks.enum(value, label, STATUSES, key=name)
     if name == "priority":
-        return _enum(value, label, PRIORITIES, key=name)
+        return checks.enum(value, label, PRIORITIES, key=name)
     if name == "assignedTo":
-        return None if value is None else _text(value, label, key=name)
+        return None if value is None else checks.text(value, label, key=name)
     if name == "tags":
         return _tag_list(value, label, allow_empty=True, key=name)
     if name == "metadata":
         return _metadata(value, label, key=name)
-    return _text(value, label, key=name)
+    return checks.text(value, label, key=name)
 
 
 def _fields(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not value:
-        raise ActionError(
-            f"{what}: expects a mapping of fields, e.g. {what}: {{priority: high}}, "
-            f"got {kind_of(value)}",
-            accepted=PATCH_FIELDS,
-        )
-    params: dict[str, Any] = {}
-    for name, field_value in value.items():
-        if name not in PATCH_FIELDS:
-            raise ActionError(
-                f"{what}: unknown field {name!r}{suggest(name, PATCH_FIELDS)}",
-                accepted=PATCH_FIELDS,
-                key=str(name),
-            )
-        params[name] = _field(name, field_value, what)
-    return params
+    def check(name: str, item: Any) -> Any:
+        return _field(name, item, what)
+
+    return checks.fields(value, what, PATCH_FIELDS, "{priority: high}", check)
 
 
 def _update(value: Any) -> tuple[str, dict[str, Any]]:
@@ -187,24 +145,21 @@ def _set_metadata(value: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
-    neutral = _enum(value, "set_status", NEUTRAL_STATUSES)
+    neutral = checks.enum(value, "set_status", NEUTRAL_STATUSES)
     return "update", {"status": vendor_status(VENDOR, neutral)}
 
 
 def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
-    neutral = _enum(value, "set_priority", NEUTRAL_PRIORITIES)
+    neutral = checks.enum(value, "set_priority", NEUTRAL_PRIORITIES)
     return "update", {"priority": vendor_priority(VENDOR, neutral)}
 
 
 def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is None:
-        raise ActionError("assign: expects an agent id; to remove the assignee use unassign: true")
-    return "update", {"assignedTo": _text(value, "assign")}
+    return "update", {"assignedTo": checks.agent(value)}
 
 
 def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is not True:
-        raise ActionError(f"unassign: write unassign: true, got {value!r}")
+    checks.unassign(value)
     return "update", {"assignedTo": None}
 
 
@@ -221,7 +176,7 @@ NOTE_SENDER = "agent"
 
 def _add_note(value: Any) -> tuple[str, dict[str, Any]]:
     def sender(given: Any) -> str:
-        return _text(given, "add_note.sender", key="sender")
+        return checks.text(given, "add_note.sender", key="sender")
 
     return note_params(value, options={"sender": sender}, ticket_fields=TICKET_FIELDS)
 
@@ -248,10 +203,6 @@ ACTIONS: dict[str, ActionSpec] = {
 
 
 # ---- planning ----
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value)
 
 
 def _rules_text(rules: Sequence[str]) -> str:
@@ -281,7 +232,7 @@ class _Whole:
         others = [r for r in self.rules if r != rule]
         if others:
             self.notes.append(
-                f"{self.label}: rule {rule!r} sets the whole value {_show(value)}, replacing "
+                f"{self.label}: rule {rule!r} sets the whole value {planning.show(value)}, replacing "
                 f"the changes of rule {_rules_text(others)}"
             )
         self.value = copy.deepcopy(value)
@@ -393,8 +344,9 @@ class _Patch:
         previous = self.fields.get(name)
         if previous is not None and previous[0] != value:
             self.notes.append(
-                f"{name}: rule {rule!r} sets {_show(value)}, overriding {_show(previous[0])} "
-                f"from rule {previous[1]!r}"
+                planning.override_note(
+                    name, planning.show(value), planning.show(previous[0]), rule, previous[1]
+                )
             )
         self.fields[name] = (value, rule)
 
@@ -406,32 +358,28 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     messages: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     order: dict[str, int] = {}
-    for decision in decisions:
-        if not decision.fired:
-            continue
-        order.setdefault(decision.rule.name, len(order))
-        for action in decision.actions:
-            name, params, rule = action.name, action.params, action.rule
-            if name == "update":
-                for field, value in params.items():
-                    patch.set(field, value, rule)
-            elif name == "add_tags":
-                patch.tags.add_tags(list(params["tags"]), rule)
-            elif name == "remove_tags":
-                patch.tags.remove_tags(list(params["tags"]), rule)
-            elif name == "set_metadata":
-                patch.metadata.merge_keys(params["metadata"], rule)
-            elif name == "bulk_update":
-                key = json.dumps(params["data"], sort_keys=True)
-                if key in bulk:
-                    if rule not in bulk[key][1]:
-                        bulk[key][1].append(rule)
-                else:
-                    bulk[key] = (params["data"], [rule])
-            elif name == "add_note":
-                messages.append((params, rule))
+    for action in planning.fired_actions(decisions, order):
+        name, params, rule = action.name, action.params, action.rule
+        if name == "update":
+            for field, value in params.items():
+                patch.set(field, value, rule)
+        elif name == "add_tags":
+            patch.tags.add_tags(list(params["tags"]), rule)
+        elif name == "remove_tags":
+            patch.tags.remove_tags(list(params["tags"]), rule)
+        elif name == "set_metadata":
+            patch.metadata.merge_keys(params["metadata"], rule)
+        elif name == "bulk_update":
+            key = json.dumps(params["data"], sort_keys=True)
+            if key in bulk:
+                if rule not in bulk[key][1]:
+                    bulk[key][1].append(rule)
             else:
-                notes.append(f"rule {rule!r}: {name!r} is not a cStar action; dropped")
+                bulk[key] = (params["data"], [rule])
+        elif name == "add_note":
+            messages.append((params, rule))
+        else:
+            notes.append(planning.foreign_note(rule, name, "a cStar"))
     notes.extend(patch.notes + patch.tags.notes + patch.metadata.notes)
     planned = [_patch_call(event, patch, order, notes)]
     planned.extend(_bulk_call(event, data, rules, notes) for data, rules in bulk.values())
@@ -447,7 +395,7 @@ def _patch_call(
     rules: set[str] = set()
     for field, (value, rule) in patch.fields.items():
         if _holds(ticket, field, value):
-            notes.append(f"{field} already {_show(value)}; dropped (rule {rule!r})")
+            notes.append(planning.held_note(field, planning.show(value), rule))
             continue
         body[field] = value
         rules.add(rule)
@@ -462,7 +410,7 @@ def _patch_call(
             )
             if same:
                 notes.append(
-                    f"{whole.label} already {_show(whole.value)}; dropped "
+                    f"{whole.label} already {planning.show(whole.value)}; dropped "
                     f"(rule {_rules_text(whole.rules)})"
                 )
                 continue
@@ -474,15 +422,7 @@ def _patch_call(
         rules.update(whole.rules)
     if not body:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="PATCH",
-        path=f"/tickets/{event.ticket_id}",
-        body=body,
-        ticket_id=event.ticket_id,
-        rules=tuple(sorted(rules, key=lambda r: order.get(r, len(order)))),
-        event_id=event.id,
-    )
+    return planning.ticket_patch(VENDOR, event, body, planning.in_rule_order(rules, order))
 
 
 def _bulk_call(
@@ -491,30 +431,28 @@ def _bulk_call(
     wanted: dict[str, Any] = {}
     for field, value in data.items():
         if _holds(event.ticket, field, value):
-            notes.append(f"bulk_update: {field} already {_show(value)}; left out")
+            notes.append(f"bulk_update: {field} already {planning.show(value)}; left out")
         else:
             wanted[field] = copy.deepcopy(value)
     if not wanted:
         notes.append(f"bulk_update: nothing to change; dropped (rule {_rules_text(rules)})")
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="POST",
-        path="/bulk",
-        body={"action": "update", "resource": "tickets", "ids": [event.ticket_id], "data": wanted},
-        ticket_id=event.ticket_id,
-        rules=tuple(rules),
-        event_id=event.id,
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "POST",
+        "/bulk",
+        {"action": "update", "resource": "tickets", "ids": [event.ticket_id], "data": wanted},
+        tuple(rules),
     )
 
 
 def _note_call(event: Event, params: dict[str, Any], rule: str, notes: list[str]) -> ApiCall | None:
-    text = note_text(params, event)
-    if not text:
-        notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
-        return None
-    body = {"content": text, "sender": params.get("sender", NOTE_SENDER)}
-    return note_call(VENDOR, event, body, rule)
+    return note_action_call(VENDOR, event, params, rule, _note_body, notes)
+
+
+def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"content": text, "sender": params.get("sender", NOTE_SENDER)}
 
 
 SPEC = VendorSpec(

@@ -7,8 +7,9 @@ from typing import Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine.notes import is_note_call
+from ticketwire.vendors.bulkids import for_ids, id_list, is_ticket_patch
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
-from ticketwire.writeback import BatchSpec, deep_merge, id_list_key
+from ticketwire.writeback import BatchSpec, deep_merge
 
 BULK_PATH = "/bulk"
 #: Documented: "max 100 items per request".
@@ -17,15 +18,10 @@ MAX_IDS = 100
 
 def bulk_ids(call: ApiCall) -> tuple[str, list[str]] | None:
     """Group key and ids of a ticket bulk update; None for any other call."""
-    if call.method != "POST" or call.path != BULK_PATH:
-        return None
     body = call.body
-    ids = body.get("ids")
     if body.get("action") != "update" or body.get("resource") != "tickets":
         return None
-    if not isinstance(ids, list):
-        return None
-    return id_list_key(body, "ids"), [str(i) for i in ids]
+    return id_list(call, "POST", BULK_PATH, "ids")
 
 
 def as_bulk(call: ApiCall) -> ApiCall | None:
@@ -34,7 +30,7 @@ def as_bulk(call: ApiCall) -> ApiCall | None:
     Tag and metadata changes replace the whole list or object and depend on what each ticket
     holds, so they stay per ticket.
     """
-    if call.method != "PATCH" or call.path != f"/tickets/{call.ticket_id}":
+    if not is_ticket_patch(call):
         return None
     if not call.body or MERGE_TAGS in call.body or MERGE_METADATA in call.body:
         return None
@@ -46,7 +42,7 @@ def as_bulk(call: ApiCall) -> ApiCall | None:
 
 def with_ids(call: ApiCall, ids: list[str]) -> ApiCall:
     """The same bulk update for other tickets."""
-    return replace(call, body={**call.body, "ids": list(ids)}, ticket_id=ids[0])
+    return for_ids(call, ids, "ids")
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

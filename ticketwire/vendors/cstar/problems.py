@@ -24,10 +24,10 @@ from ticketwire.vendors.http import header
 from ticketwire.vendors.problems import (
     DEFAULT_RETRY_AFTER,
     advised,
+    body_retry_after,
     decode,
     header_retry_after,
     http_error,
-    parse_retry_after,
     scalar_text,
     unreadable_detail,
 )
@@ -118,10 +118,9 @@ def retry_after_of(
     error = doc.get("error")
     places = [p for p in (error, doc, doc.get("meta")) if isinstance(p, Mapping)]
     for place in places:
-        for key in ("retryAfter", "retry_after"):
-            seconds = _seconds(place.get(key), now)
-            if seconds is not None:
-                return seconds
+        seconds = body_retry_after(place, now=now)
+        if seconds is not None:
+            return seconds
     for place in places:
         message = place.get("message")
         match = _TRY_AGAIN.search(message) if isinstance(message, str) else None
@@ -134,14 +133,6 @@ def retry_after_of(
 def is_transient(code: str | None) -> bool:
     """True when an error code says rate limit or server trouble (a retry may succeed)."""
     return bool(code) and TRANSIENT_CODES.search(code or "") is not None
-
-
-def _seconds(value: Any, now: datetime | None) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str):
-        return parse_retry_after(value, now=now)
-    return None
 
 
 def _advise(status: int, code: str | None, detail: str | None) -> str:

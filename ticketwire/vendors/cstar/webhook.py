@@ -20,6 +20,7 @@ Parsing notes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -37,7 +38,7 @@ from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import Envelope, Ticket
 from ticketwire.vendors.http import header
 from ticketwire.vendors.ids import checked
-from ticketwire.vendors.strictjson import refuse_non_finite
+from ticketwire.vendors.validation import validate_json
 from ticketwire.vocabulary import COMMON_FIELDS, neutral_priority, neutral_status
 
 VENDOR = "cstar"
@@ -226,26 +227,20 @@ def parse(body: bytes) -> Event:
     """Parse a raw cStar delivery into an `Event`, or raise `MalformedEvent`."""
     env = _validate(body)
     ticket = env.data.ticket or _flat_ticket(env)
-    if ticket is None:
-        if env.type.startswith("ticket."):
-            raise MalformedEvent("required for ticket events", field="data.ticket")
-        # customer.*, article.*, …: parsed so the receiver can acknowledge and count them.
-        return Event(
-            vendor=VENDOR,
-            type=env.type,
-            id=env.id,
-            tenant=env.team_id,
-            created_at=env.created_at,
-            ticket_id="",
-            ticket={},
-            common=dict.fromkeys(COMMON_FIELDS),
-        )
-    return Event(
+    event = functools.partial(
+        Event,
         vendor=VENDOR,
         type=env.type,
         id=env.id,
         tenant=env.team_id,
         created_at=env.created_at,
+    )
+    if ticket is None:
+        if env.type.startswith("ticket."):
+            raise MalformedEvent("required for ticket events", field="data.ticket")
+        # customer.*, article.*, …: parsed so the receiver can acknowledge and count them.
+        return event(ticket_id="", ticket={}, common=dict.fromkeys(COMMON_FIELDS))
+    return event(
         ticket_id=ticket.id,
         # Only the keys the payload carried: an absent `tags` or `assigned_to` means "unknown",
         # not "empty", to the planner's idempotence checks.
@@ -293,13 +288,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _validate(body: bytes) -> Envelope:
-    try:
-        env = Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        # A NaN or Infinity literal is reported as what it is (not JSON), wherever it stands.
-        refuse_non_finite(body)
-        raise _malformed(exc) from None
-    refuse_non_finite(body)
+    env = validate_json(Envelope, body)
     # Ids are checked by their type; the event type also reaches Redis (a counter's name).
     checked(env.type, "type")
     return env
@@ -376,14 +365,3 @@ _SNAKE: Mapping[str, str] = {
 
 def _first(change: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     return next((change[k] for k in keys if k in change), None)
-
-
-def _malformed(exc: ValidationError) -> MalformedEvent:
-    err = exc.errors(include_url=False)[0]
-    if err["type"] == "json_invalid":
-        detail = err["msg"].removeprefix("Invalid JSON: ")
-        return MalformedEvent(f"body is not valid JSON: {detail}")
-    field = ".".join(str(p) for p in err["loc"]) or None
-    if err["type"] == "missing":
-        return MalformedEvent("required field is missing", field=field)
-    return MalformedEvent(err["msg"], field=field)

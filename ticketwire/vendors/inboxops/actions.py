@@ -26,10 +26,11 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
     ActionSpec,
@@ -38,13 +39,12 @@ from ticketwire.engine.actions import (
     register_vendor_actions,
 )
 from ticketwire.engine.durations import (
-    TimeSpecError,
     format_utc,
     parse_datetime,
     parse_instant,
 )
 from ticketwire.engine.nodes import kind_of, suggest
-from ticketwire.engine.notes import note_call, note_params, note_text
+from ticketwire.engine.notes import note_action_call, note_params
 from ticketwire.event import Event
 from ticketwire.vendors.inboxops.client import note_body
 from ticketwire.vendors.inboxops.models import (
@@ -82,50 +82,15 @@ _BULK_STATE = {"assign": ("assignee_id",), "move_inbox": ("inbox_id",)}
 # ---- validation: YAML-form value -> (canonical action, params) ----
 
 
-def _text(value: Any, what: str, *, key: str | None = None) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ActionError(f"{what}: expects a non-empty string, got {kind_of(value)}", key=key)
-    return value.strip()
-
-
-def _enum(value: Any, what: str, allowed: Sequence[str], *, key: str | None = None) -> str:
-    if value not in allowed:
-        raise ActionError(
-            f"{what}: {value!r} is not one of the accepted values{suggest(value, allowed)}",
-            accepted=allowed,
-            key=key,
-        )
-    return str(value)
-
-
 def _remind(value: Any, *, key: str | None = None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant(value, sign="future").text
-    except TimeSpecError as exc:
-        raise ActionError(f"remind_at: {exc}", key=key) from None
-
-
-def _json_value(value: Any, what: str, key: str) -> Any:
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_json_value(v, what, key) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v, what, key) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
+    return checks.future_instant(value, "remind_at", key=key)
 
 
 def _field(name: str, value: Any) -> Any:
     if name == "status":
-        return _enum(value, "update.status", STATUSES, key=name)
+        return checks.enum(value, "update.status", STATUSES, key=name)
     if name == "priority":
-        return _enum(value, "update.priority", PRIORITIES, key=name)
+        return checks.enum(value, "update.priority", PRIORITIES, key=name)
     if name == "remind_at":
         return _remind(value, key=name)
     if name == "custom_fields":
@@ -135,32 +100,17 @@ def _field(name: str, value: Any) -> Any:
                 f"got {kind_of(value)}",
                 key=name,
             )
-        return {str(k): _json_value(v, f"custom_fields.{k}", name) for k, v in value.items()}
+        return {str(k): checks.json_value(v, f"custom_fields.{k}", name) for k, v in value.items()}
     if value is None and name in _NULLABLE:
         return None
     what = f"update.{name}"
     if name in _ID_FIELDS and value is None:
         raise ActionError(f"{what}: cannot be null", key=name)
-    return _text(value, what, key=name)
+    return checks.text(value, what, key=name)
 
 
 def _update(value: Any) -> tuple[str, dict[str, Any]]:
-    if not isinstance(value, Mapping) or not value:
-        raise ActionError(
-            f"update: expects a mapping of fields, e.g. update: {{priority: high}}, "
-            f"got {kind_of(value)}",
-            accepted=PATCH_FIELDS,
-        )
-    params: dict[str, Any] = {}
-    for name, field_value in value.items():
-        if name not in PATCH_FIELDS:
-            raise ActionError(
-                f"update: unknown field {name!r}{suggest(name, PATCH_FIELDS)}",
-                accepted=PATCH_FIELDS,
-                key=str(name),
-            )
-        params[name] = _field(name, field_value)
-    return "update", params
+    return "update", checks.fields(value, "update", PATCH_FIELDS, "{priority: high}", _field)
 
 
 def _tags(op: str) -> Any:
@@ -170,25 +120,23 @@ def _tags(op: str) -> Any:
                 f"{op}: expects a non-empty list of tag ids, e.g. {op}: [<tag uuid>], "
                 f"got {kind_of(value)}"
             )
-        ids = [_text(v, f"{op} item") for v in value]
+        ids = [checks.text(v, f"{op} item") for v in value]
         return op, {"tag_ids": list(dict.fromkeys(ids))}
 
     return normalize
 
 
 def _move_inbox(value: Any) -> tuple[str, dict[str, Any]]:
-    return "move_inbox", {"inbox_id": _text(value, "move_inbox")}
+    return "move_inbox", {"inbox_id": checks.text(value, "move_inbox")}
 
 
 def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is None:
-        raise ActionError("assign: expects an agent id; to remove the assignee use unassign: true")
-    return "assign", {"assignee_id": _text(value, "assign")}
+    return "assign", {"assignee_id": checks.agent(value)}
 
 
 def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(value, str):
-        return "update_status", {"status": _enum(value, "update_status", STATUSES)}
+        return "update_status", {"status": checks.enum(value, "update_status", STATUSES)}
     if isinstance(value, Mapping):
         keys = [k for k in value if k in ("status", "status_id")]
         extra = [k for k in value if k not in ("status", "status_id")]
@@ -199,10 +147,10 @@ def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
                 key=str(extra[0]),
             )
         if len(keys) == 1 and keys[0] == "status":
-            status = _enum(value["status"], "update_status.status", STATUSES, key="status")
+            status = checks.enum(value["status"], "update_status.status", STATUSES, key="status")
             return "update_status", {"status": status}
         if len(keys) == 1:
-            status_id = _text(value["status_id"], "update_status.status_id", key="status_id")
+            status_id = checks.text(value["status_id"], "update_status.status_id", key="status_id")
             return "update_status", {"status_id": status_id}
     raise ActionError(
         "update_status: expects a status name or {status_id: <custom status id>} (exactly one)",
@@ -211,17 +159,16 @@ def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is not True:
-        raise ActionError(f"unassign: write unassign: true, got {value!r}")
+    checks.unassign(value)
     return "update", {"assignee_id": None}
 
 
 def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", {"status": _enum(value, "set_status", STATUSES)}
+    return "update", {"status": checks.enum(value, "set_status", STATUSES)}
 
 
 def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", {"priority": _enum(value, "set_priority", PRIORITIES)}
+    return "update", {"priority": checks.enum(value, "set_priority", PRIORITIES)}
 
 
 def _remind_at(value: Any) -> tuple[str, dict[str, Any]]:
@@ -256,13 +203,7 @@ ACTIONS: dict[str, ActionSpec] = {
 def _same(field: str, current: Any, wanted: Any) -> bool:
     if field == "remind_at" and current is not None and wanted is not None:
         return parse_datetime(current) == parse_datetime(wanted)
-    if isinstance(current, bool) or isinstance(wanted, bool):
-        return isinstance(current, bool) and isinstance(wanted, bool) and current == wanted
-    return bool(current == wanted)
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value)
+    return planning.same(current, wanted)
 
 
 def _resolve(params: dict[str, Any], event: Event) -> dict[str, Any]:
@@ -283,8 +224,9 @@ class _Patch:
         previous = self.fields.get(label)
         if previous is not None and not _same(label, previous[0], value):
             self.notes.append(
-                f"{label}: rule {rule!r} sets {_show(value)}, overriding {_show(previous[0])} "
-                f"from rule {previous[1]!r}"
+                planning.override_note(
+                    label, planning.show(value), planning.show(previous[0]), rule, previous[1]
+                )
             )
         self.fields[label] = (value, rule)
 
@@ -296,31 +238,25 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     internal_notes: list[tuple[dict[str, Any], str]] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
-    for decision in decisions:
-        if not decision.fired:
-            continue
-        rule_order.setdefault(decision.rule.name, len(rule_order))
-        for action in decision.actions:
-            if action.name == "update":
-                for name, value in _resolve(action.params, event).items():
-                    if name == "custom_fields":
-                        for key, item in value.items():
-                            patch.set(f"custom_fields.{key}", item, action.rule)
-                    else:
-                        patch.set(name, value, action.rule)
-            elif action.name in BULK_OPERATIONS:
-                key = json.dumps([action.name, action.params], sort_keys=True)
-                if key in bulk:
-                    if action.rule not in bulk[key][2]:
-                        bulk[key][2].append(action.rule)
+    for action in planning.fired_actions(decisions, rule_order):
+        if action.name == "update":
+            for name, value in _resolve(action.params, event).items():
+                if name == "custom_fields":
+                    for key, item in value.items():
+                        patch.set(f"custom_fields.{key}", item, action.rule)
                 else:
-                    bulk[key] = (action.name, action.params, [action.rule])
-            elif action.name == "add_note":
-                internal_notes.append((action.params, action.rule))
+                    patch.set(name, value, action.rule)
+        elif action.name in BULK_OPERATIONS:
+            key = json.dumps([action.name, action.params], sort_keys=True)
+            if key in bulk:
+                if action.rule not in bulk[key][2]:
+                    bulk[key][2].append(action.rule)
             else:
-                notes.append(
-                    f"rule {action.rule!r}: {action.name!r} is not an InboxOps action; dropped"
-                )
+                bulk[key] = (action.name, action.params, [action.rule])
+        elif action.name == "add_note":
+            internal_notes.append((action.params, action.rule))
+        else:
+            notes.append(planning.foreign_note(action.rule, action.name, "an InboxOps"))
     notes.extend(patch.notes)
     notes.extend(_tag_clashes(list(bulk.values())))
     calls: list[ApiCall] = []
@@ -349,13 +285,13 @@ def _patch_call(
         if label.startswith("custom_fields."):
             key = label.partition(".")[2]
             if _same(label, current_custom.get(key), value):
-                notes.append(f"{label} already {_show(value)}; dropped (rule {rule!r})")
+                notes.append(planning.held_note(label, planning.show(value), rule))
                 continue
             body.setdefault("custom_fields", {})[key] = value
         else:
             needed = reminder and label in ("status", "status_id")
             if label in ticket and _same(label, ticket[label], value) and not needed:
-                notes.append(f"{label} already {_show(value)}; dropped (rule {rule!r})")
+                notes.append(planning.held_note(label, planning.show(value), rule))
                 continue
             body[label] = value
         sources[label] = rule
@@ -365,17 +301,10 @@ def _patch_call(
     rules = {r for label, r in sources.items() if label in body or label.startswith("custom_")}
     if not body:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="PATCH",
-        path=f"/tickets/{event.ticket_id}",
-        # A copy: the call outlives this plan (outbox, dead letters) and must not share lists
-        # with the rules' actions.
-        body=copy.deepcopy(body),
-        ticket_id=event.ticket_id,
-        rules=tuple(sorted(rules, key=lambda r: rule_order.get(r, len(rule_order)))),
-        event_id=event.id,
-    )
+    ordered = planning.in_rule_order(rules, rule_order)
+    # A copy: the call outlives this plan (outbox, dead letters) and must not share lists with
+    # the rules' actions.
+    return planning.ticket_patch(VENDOR, event, copy.deepcopy(body), ordered)
 
 
 def _with_waiting(
@@ -452,18 +381,17 @@ def _bulk_calls(
         state = _BULK_STATE.get(op) or (tuple(params) if op == "update_status" else ())
         held = [f for f in state if f in ticket and _same(f, ticket[f], params.get(f))]
         if state and len(held) == len(state):
-            shown = ", ".join(f"{f} already {_show(ticket[f])}" for f in held)
+            shown = ", ".join(f"{f} already {planning.show(ticket[f])}" for f in held)
             notes.append(f"{op}: {shown}; dropped (rule {', '.join(map(repr, rules))})")
             continue
         calls.append(
-            ApiCall(
-                vendor=VENDOR,
-                method="POST",
-                path="/tickets/bulk",
-                body={"operation": op, "ticket_ids": [event.ticket_id], **copy.deepcopy(params)},
-                ticket_id=event.ticket_id,
-                rules=tuple(rules),
-                event_id=event.id,
+            planning.ticket_call(
+                VENDOR,
+                event,
+                "POST",
+                "/tickets/bulk",
+                {"operation": op, "ticket_ids": [event.ticket_id], **copy.deepcopy(params)},
+                tuple(rules),
             )
         )
     return calls
@@ -474,12 +402,14 @@ def _note_calls(
 ) -> list[ApiCall]:
     calls = []
     for params, rule in wanted:
-        text = note_text(params, event)
-        if not text:
-            notes.append(f"rule {rule!r}: the note is empty once the ticket is filled in; dropped")
-            continue
-        calls.append(note_call(VENDOR, event, note_body(text), rule))
+        call = note_action_call(VENDOR, event, params, rule, _note_body, notes)
+        if call is not None:
+            calls.append(call)
     return calls
+
+
+def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    return note_body(text)
 
 
 SPEC = VendorSpec(

@@ -7,8 +7,9 @@ from typing import Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine.notes import is_note_call
+from ticketwire.vendors.bulkids import for_ids, id_list, is_ticket_patch
 from ticketwire.vendors.inboxops.actions import REMINDER_FIELDS
-from ticketwire.writeback import BatchSpec, deep_merge, id_list_key
+from ticketwire.writeback import BatchSpec, deep_merge
 
 BULK_PATH = "/tickets/bulk"
 #: The documented maximum is unknown; the simulator's default, overridable by INBOXOPS_BULK_MAX.
@@ -19,17 +20,12 @@ _PAIRS = (("status", "status_id"), ("priority", "priority_id"))
 
 def bulk_ids(call: ApiCall) -> tuple[str, list[str]] | None:
     """Group key and ids of a bulk call; None for any other call."""
-    if call.method != "POST" or call.path != BULK_PATH:
-        return None
-    ids = call.body.get("ticket_ids")
-    if not isinstance(ids, list):
-        return None
-    return id_list_key(call.body, "ticket_ids"), [str(i) for i in ids]
+    return id_list(call, "POST", BULK_PATH, "ticket_ids")
 
 
 def as_bulk(call: ApiCall) -> ApiCall | None:
     """A PATCH that sets only the status, or only an assignee, as its bulk operation."""
-    if call.method != "PATCH" or call.path != f"/tickets/{call.ticket_id}":
+    if not is_ticket_patch(call):
         return None
     body = call.body
     if set(body) == {"status"}:
@@ -45,7 +41,7 @@ def as_bulk(call: ApiCall) -> ApiCall | None:
 
 def with_ids(call: ApiCall, ids: list[str]) -> ApiCall:
     """The same bulk operation for other tickets."""
-    return replace(call, body={**call.body, "ticket_ids": list(ids)}, ticket_id=ids[0])
+    return for_ids(call, ids, "ticket_ids")
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

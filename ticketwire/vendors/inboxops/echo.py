@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY, NOTE, members, with_followers
+from ticketwire.engine.echo import (
+    NOTE,
+    CommonViews,
+    any_value,
+    kept,
+    members,
+    neutral,
+    with_followers,
+)
 from ticketwire.engine.notes import is_note_call
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
@@ -29,18 +37,14 @@ _FOLLOWERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _common(name: str, value: Any) -> tuple[str, Any] | None:
-    if name == "status":
-        return "common.status", neutral_status(VENDOR, value) or ANY
-    if name == "priority":
-        return "common.priority", neutral_priority(VENDOR, value) or ANY
-    if name in ("status_id", "priority_id"):
-        return f"common.{name[:-3]}", ANY
-    if name == "assignee_id":
-        return "common.assignee", value
-    if name == "subject":
-        return "common.subject", value
-    return None
+_COMMON: CommonViews = {
+    "status": ("common.status", neutral(VENDOR, neutral_status)),
+    "priority": ("common.priority", neutral(VENDOR, neutral_priority)),
+    "status_id": ("common.status", any_value),
+    "priority_id": ("common.priority", any_value),
+    "assignee_id": ("common.assignee", kept),
+    "subject": ("common.subject", kept),
+}
 
 
 def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,7 +54,7 @@ def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:
             flat.update((f"custom_fields.{key}", item) for key, item in value.items())
         else:
             flat[name] = value
-    return with_followers(flat, _common, _FOLLOWERS)
+    return with_followers(flat, _COMMON, _FOLLOWERS)
 
 
 def written_fields(call: ApiCall) -> dict[str, Any]:

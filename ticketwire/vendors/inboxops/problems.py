@@ -20,10 +20,10 @@ from ticketwire.vendors.http import header
 from ticketwire.vendors.problems import (
     DEFAULT_RETRY_AFTER,
     advised,
+    body_retry_after,
     decode,
     header_retry_after,
     http_error,
-    parse_retry_after,
     unreadable_detail,
 )
 
@@ -106,14 +106,9 @@ def _retry_after(
     if parsed is not None:
         return parsed
     if doc is not None:
-        for key in ("retryAfter", "retry_after"):
-            value = doc.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-                return float(value)
-            if isinstance(value, str):
-                parsed = parse_retry_after(value, now=now)
-                if parsed is not None:
-                    return parsed
+        parsed = body_retry_after(doc, now=now)
+        if parsed is not None:
+            return parsed
     return DEFAULT_RETRY_AFTER
 
 

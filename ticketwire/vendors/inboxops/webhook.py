@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.errors import InvalidSignature
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.ids import checked
 from ticketwire.vendors.inboxops.models import Envelope
-from ticketwire.vendors.strictjson import loads, refuse_non_finite
+from ticketwire.vendors.strictjson import loads
+from ticketwire.vendors.validation import validate_json
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 SIGNATURE_HEADER = "X-InboxOps-Signature"
@@ -169,27 +168,10 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _validate(body: bytes) -> Envelope:
-    try:
-        env = Envelope.model_validate_json(body)
-    except ValidationError as exc:
-        # A NaN or Infinity literal is reported as what it is (not JSON), wherever it stands.
-        refuse_non_finite(body)
-        raise _malformed(exc) from None
-    refuse_non_finite(body)
+    env = validate_json(Envelope, body)
     # These become Redis keys (dedupe, partition) and log text.
     checked(env.event, "event")
     checked(env.event_id, "event_id")
     checked(env.tenant_id, "tenant_id")
     checked(env.data.id, "data.id")
     return env
-
-
-def _malformed(exc: ValidationError) -> MalformedEvent:
-    err = exc.errors(include_url=False)[0]
-    if err["type"] == "json_invalid":
-        detail = err["msg"].removeprefix("Invalid JSON: ")
-        return MalformedEvent(f"body is not valid JSON: {detail}")
-    field = ".".join(str(p) for p in err["loc"]) or None
-    if err["type"] == "missing":
-        return MalformedEvent("required field is missing", field=field)
-    return MalformedEvent(err["msg"], field=field)

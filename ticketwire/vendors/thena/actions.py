@@ -44,10 +44,11 @@ import copy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.calls import ApiCall
+from ticketwire.engine import actionchecks as checks
+from ticketwire.engine import planning
 from ticketwire.engine import templates as tpl
 from ticketwire.engine.actions import (
     ActionError,
@@ -126,26 +127,6 @@ _TIME_FIELDS = frozenset({"dueDate", "closedAt"})
 # ---- validation: YAML-form value -> (canonical action, params) ----
 
 
-def _text(value: Any, what: str, *, key: str | None = None) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ActionError(f"{what}: expects a non-empty string, got {kind_of(value)}", key=key)
-    return value.strip()
-
-
-def _json_value(value: Any, what: str, key: str | None) -> Any:
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_json_value(v, what, key) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v, what, key) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise ActionError(f"{what}: cannot send {kind_of(value)}", key=key)
-
-
 def _templates(value: Any, what: str, key: str | None) -> None:
     """Refuse placeholders other than `{{ticket.<field>}}` / `{{common.<field>}}`, stray braces."""
     try:
@@ -162,9 +143,9 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
         if tpl.has_placeholder(value):
             return value
     if name == "assignedAgentId":
-        return None if value is None else _text(value, label, key=name)
+        return None if value is None else checks.text(value, label, key=name)
     if name in _ID_FIELDS or name in _NAME_FIELDS:
-        return _text(value, label, key=name)
+        return checks.text(value, label, key=name)
     if name in _TEXT_FIELDS:
         if not isinstance(value, str):
             raise ActionError(f"{label}: expects a string, got {kind_of(value)}", key=name)
@@ -176,37 +157,21 @@ def _field(name: str, value: Any, what: str, *, templates: bool = False) -> Any:
     if name in _OBJECT_FIELDS:
         if not isinstance(value, Mapping):
             raise ActionError(f"{label}: expects a mapping, got {kind_of(value)}", key=name)
-        return _json_value(value, label, name)
+        return checks.json_value(value, label, name)
     if name in _LIST_FIELDS:
         if not isinstance(value, list):
             raise ActionError(f"{label}: expects a list, got {kind_of(value)}", key=name)
-        return _json_value(value, label, name)
+        return checks.json_value(value, label, name)
     if name in _TIME_FIELDS:
-        if value is None:
-            return None
-        try:
-            return parse_instant(value, sign="future").text
-        except TimeSpecError as exc:
-            raise ActionError(f"{label}: {exc}", key=name) from None
-    return _json_value(value, label, name)
+        return checks.future_instant(value, label, key=name)
+    return checks.json_value(value, label, name)
 
 
 def _fields(value: Any, what: str, accepted: Sequence[str], example: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not value:
-        raise ActionError(
-            f"{what}: expects a mapping of fields, e.g. {what}: {example}, got {kind_of(value)}",
-            accepted=accepted,
-        )
-    params: dict[str, Any] = {}
-    for name, item in value.items():
-        if name not in accepted:
-            raise ActionError(
-                f"{what}: unknown field {name!r}{suggest(name, accepted)}",
-                accepted=accepted,
-                key=str(name),
-            )
-        params[name] = _field(name, item, what)
-    return params
+    def check(name: str, item: Any) -> Any:
+        return _field(name, item, what)
+
+    return checks.fields(value, what, accepted, example, check)
 
 
 def _update(value: Any) -> tuple[str, dict[str, Any]]:
@@ -236,14 +201,11 @@ def _neutral(value: Any, what: str, allowed: Sequence[str]) -> str:
 
 
 def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is None:
-        raise ActionError("assign: expects an agent id; to remove the assignee use unassign: true")
-    return "assign", {"assignee": _text(value, "assign")}
+    return "assign", {"assignee": checks.agent(value)}
 
 
 def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    if value is not True:
-        raise ActionError(f"unassign: write unassign: true, got {value!r}")
+    checks.unassign(value)
     return "unassign", {}
 
 
@@ -257,16 +219,11 @@ def _new_ticket(value: Any, what: str) -> dict[str, Any]:
         )
     if "title" not in value:
         raise ActionError(f"{what}: a new ticket needs a title", accepted=CREATE_FIELDS)
-    ticket: dict[str, Any] = {}
-    for name, item in value.items():
-        if name not in CREATE_FIELDS:
-            raise ActionError(
-                f"{what}: unknown field {name!r}{suggest(name, CREATE_FIELDS)}",
-                accepted=CREATE_FIELDS,
-                key=str(name),
-            )
-        ticket[name] = _field(name, item, what, templates=True)
-    return ticket
+
+    def check(name: str, item: Any) -> Any:
+        return _field(name, item, what, templates=True)
+
+    return checks.fields(value, what, CREATE_FIELDS, "{title: ...}", check)
 
 
 def _create_ticket(value: Any) -> tuple[str, dict[str, Any]]:
@@ -343,24 +300,15 @@ class _Changes:
             previous = self.slots.get(key)
             if previous is not None and previous.values != group:
                 self.notes.append(
-                    f"{key}: rule {rule!r} sets {_show_group(group)}, overriding "
-                    f"{_show_group(previous.values)} from rule {previous.rule!r}"
+                    planning.override_note(
+                        key, _show_group(group), _show_group(previous.values), rule, previous.rule
+                    )
                 )
             self.slots[key] = _Slot(group, rule, neutral if key in SLOTS else None)
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value)
-
-
 def _show_group(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k} {_show(v)}" for k, v in values.items())
-
-
-def _same(current: Any, wanted: Any) -> bool:
-    if isinstance(current, bool) or isinstance(wanted, bool):
-        return isinstance(current, bool) and isinstance(wanted, bool) and current == wanted
-    return bool(current == wanted)
+    return ", ".join(f"{k} {planning.show(v)}" for k, v in values.items())
 
 
 def _same_name(current: str | None, wanted: Any) -> bool:
@@ -401,7 +349,7 @@ def _held(key: str, slot: _Slot, ticket: Mapping[str, Any]) -> bool:
         if email is None and isinstance(agent, Mapping):
             email = agent.get("email")
         return _same_name(email, values.get("assignedAgentEmail"))
-    return key in ticket and _same(ticket[key], values[key])
+    return key in ticket and planning.same(ticket[key], values[key])
 
 
 def _shows_unassigned(ticket: Mapping[str, Any]) -> bool:
@@ -438,32 +386,28 @@ def plan(event: Event, decisions: Sequence[Decision]) -> Plan:
     creates: list[_Create] = []
     notes: list[str] = []
     rule_order: dict[str, int] = {}
-    for decision in decisions:
-        if not decision.fired:
-            continue
-        rule_order.setdefault(decision.rule.name, len(rule_order))
-        for action in decision.actions:
-            rule, params = action.rule, action.params
-            if action.name == "set_status":
-                neutral = params["status"]
-                values = {"statusName": vendor_status(VENDOR, neutral)}
-                patch.set(values, rule, neutral)
-            elif action.name == "set_priority":
-                neutral = params["priority"]
-                patch.set({"priorityName": vendor_priority(VENDOR, neutral)}, rule, neutral)
-            elif action.name == "assign":
-                patch.set({"assignedAgentId": params["assignee"]}, rule)
-            elif action.name == "unassign":
-                patch.set({"assignedAgentId": None}, rule)
-            elif action.name == "update":
-                patch.set(_resolve_times(params, event), rule)
-            elif action.name == "bulk_update":
-                bulk.set(dict(params), rule)
-            elif action.name == "create_tickets":
-                position = sum(1 for c in creates if c.rule == rule)
-                creates.append(_Create(params, rule, position))
-            else:
-                notes.append(f"rule {rule!r}: {action.name!r} is not a Thena action; dropped")
+    for action in planning.fired_actions(decisions, rule_order):
+        rule, params = action.rule, action.params
+        if action.name == "set_status":
+            neutral = params["status"]
+            values = {"statusName": vendor_status(VENDOR, neutral)}
+            patch.set(values, rule, neutral)
+        elif action.name == "set_priority":
+            neutral = params["priority"]
+            patch.set({"priorityName": vendor_priority(VENDOR, neutral)}, rule, neutral)
+        elif action.name == "assign":
+            patch.set({"assignedAgentId": params["assignee"]}, rule)
+        elif action.name == "unassign":
+            patch.set({"assignedAgentId": None}, rule)
+        elif action.name == "update":
+            patch.set(_resolve_times(params, event), rule)
+        elif action.name == "bulk_update":
+            bulk.set(dict(params), rule)
+        elif action.name == "create_tickets":
+            position = sum(1 for c in creates if c.rule == rule)
+            creates.append(_Create(params, rule, position))
+        else:
+            notes.append(planning.foreign_note(rule, action.name, "a Thena"))
     notes.extend(patch.notes)
     notes.extend(bulk.notes)
     calls: list[ApiCall] = []
@@ -487,28 +431,18 @@ def _changes_call(
     rules: set[str] = set()
     for key, slot in changes.slots.items():
         if _held(key, slot, event.ticket):
-            notes.append(f"{key} already {_show_group(slot.values)}; dropped (rule {slot.rule!r})")
+            notes.append(planning.held_note(key, _show_group(slot.values), slot.rule))
             continue
         body.update(slot.values)
         rules.add(slot.rule)
     if not body:
         return []
-    ordered = tuple(sorted(rules, key=lambda r: rule_order.get(r, len(rule_order))))
+    ordered = planning.in_rule_order(rules, rule_order)
     if kind == "PATCH":
         path, body = f"/tickets/{event.ticket_id}", copy.deepcopy(body)
     else:
         path, body = BULK_PATH, {"ticketIds": [event.ticket_id], **copy.deepcopy(body)}
-    return [
-        ApiCall(
-            vendor=VENDOR,
-            method="PATCH",
-            path=path,
-            body=body,
-            ticket_id=event.ticket_id,
-            rules=ordered,
-            event_id=event.id,
-        )
-    ]
+    return [planning.ticket_call(VENDOR, event, "PATCH", path, body, ordered)]
 
 
 def _cross_notes(patch: _Changes, bulk: _Changes) -> list[str]:
@@ -543,14 +477,13 @@ def _create_call(event: Event, create: _Create, notes: list[str]) -> ApiCall | N
         tickets.append(ticket)
     if not tickets:
         return None
-    return ApiCall(
-        vendor=VENDOR,
-        method="POST",
-        path=BULK_PATH,
-        body={"tickets": tickets, "options": {"stopOnError": create.params["stopOnError"]}},
-        ticket_id=event.ticket_id,
-        rules=(create.rule,),
-        event_id=event.id,
+    return planning.ticket_call(
+        VENDOR,
+        event,
+        "POST",
+        BULK_PATH,
+        {"tickets": tickets, "options": {"stopOnError": create.params["stopOnError"]}},
+        (create.rule,),
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ticketwire.calls import ApiCall
+from ticketwire.vendors.bulkids import for_ids, id_list, is_ticket_patch
 from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS
-from ticketwire.writeback import BatchSpec, id_list_key
+from ticketwire.writeback import BatchSpec
 
 BULK_PATH = "/tickets/bulk"
 #: The documented maximum is unknown; overridable by THENA_BULK_MAX.
@@ -15,17 +16,12 @@ DEFAULT_MAX_IDS = 100
 
 def bulk_ids(call: ApiCall) -> tuple[str, list[str]] | None:
     """Group key and ids of a bulk update; None for any other call."""
-    if call.method != "PATCH" or call.path != BULK_PATH:
-        return None
-    ids = call.body.get("ticketIds")
-    if not isinstance(ids, list):
-        return None
-    return id_list_key(call.body, "ticketIds"), [str(i) for i in ids]
+    return id_list(call, "PATCH", BULK_PATH, "ticketIds")
 
 
 def as_bulk(call: ApiCall) -> ApiCall | None:
     """A PATCH of fields the bulk endpoint also takes (status, priority, agent, type, privacy)."""
-    if call.method != "PATCH" or call.path != f"/tickets/{call.ticket_id}":
+    if not is_ticket_patch(call):
         return None
     if not call.body or not set(call.body) <= set(BULK_UPDATE_FIELDS):
         return None
@@ -34,7 +30,7 @@ def as_bulk(call: ApiCall) -> ApiCall | None:
 
 def with_ids(call: ApiCall, ids: list[str]) -> ApiCall:
     """The same bulk update for other tickets."""
-    return replace(call, body={**call.body, "ticketIds": list(ids)}, ticket_id=ids[0])
+    return for_ids(call, ids, "ticketIds")
 
 
 def spec(max_ids: int = DEFAULT_MAX_IDS) -> BatchSpec:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import ANY, with_followers
+from ticketwire.engine.echo import CommonViews, any_value, kept, neutral, with_followers
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "thena"
@@ -28,26 +28,19 @@ _FOLLOWERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _common(name: str, value: Any) -> tuple[str, Any] | None:
-    if name == "statusName":
-        return "common.status", neutral_status(VENDOR, value) or ANY
-    if name == "priorityName":
-        return "common.priority", neutral_priority(VENDOR, value) or ANY
-    if name == "statusId":
-        return "common.status", ANY
-    if name == "priorityId":
-        return "common.priority", ANY
-    if name == "assignedAgentId":
-        return "common.assignee", value
-    if name == "assignedAgentEmail":
-        return "common.assignee", ANY
-    if name == "title":
-        return "common.subject", value
-    return None
+_COMMON: CommonViews = {
+    "statusName": ("common.status", neutral(VENDOR, neutral_status)),
+    "priorityName": ("common.priority", neutral(VENDOR, neutral_priority)),
+    "statusId": ("common.status", any_value),
+    "priorityId": ("common.priority", any_value),
+    "assignedAgentId": ("common.assignee", kept),
+    "assignedAgentEmail": ("common.assignee", any_value),
+    "title": ("common.subject", kept),
+}
 
 
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    return with_followers(body, _common, _FOLLOWERS)
+    return with_followers(body, _COMMON, _FOLLOWERS)
 
 
 def written_fields(call: ApiCall) -> dict[str, Any]:
