@@ -19,13 +19,14 @@ from simulator.common import gateway
 from simulator.common.base import SimulatorBase
 from simulator.common.clock import IdSource, iso
 from simulator.common.config import ClockConfig
-from simulator.common.control import Controls, ControlStyle, check_settings
+from simulator.common.control import Controls, ControlStyle
 from simulator.common.faults import Faults
 from simulator.common.journal import Request, request_fields
 from simulator.common.serving import app_factory
 from simulator.common.webhooks import (
     Delivery,
     EmitterOptions,
+    EndpointBase,
     Signed,
     WebhookEmitterBase,
     check_endpoint,
@@ -79,12 +80,8 @@ def _invalid(field: str, message: str) -> ApiError:
 
 
 @dataclass
-class Endpoint:
+class Endpoint(EndpointBase):
     """A webhook endpoint: every event of the desk goes to `url`, signed with `secret`."""
-
-    id: str
-    url: str
-    secret: Secret
 
     def to_json(self) -> dict[str, Any]:
         """The endpoint without its secret."""
@@ -135,12 +132,11 @@ class AcmeDeskSimulator(SimulatorBase):
         keys = IdSource(self.seed, "keys")
         self.api_key = "acme_" + keys.token()
         self.desk = "desk-" + keys.token(4)
-        self._build()
+        self._new_generation()
 
     def _build(self) -> None:
         self.store = {}
         self._ticket_ids = IdSource(self.seed, "tickets")
-        self._event_ids = IdSource(self._event_ids_seed(), "events")
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -267,12 +263,12 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: AcmeDeskSimulator
 ) -> web.StreamResponse:
-    scripted = await gateway.play_scripted(sim.faults, request)
-    if scripted is not None:
-        raise ApiError(scripted.status, f"simulated {scripted.status}")
-    match_error = request.match_info.http_exception
-    if match_error is not None:
-        raise _routing_error(match_error, request)
+    await gateway.admit(
+        request,
+        sim.faults,
+        lambda scripted: ApiError(scripted.status, f"simulated {scripted.status}"),
+        _routing_error,
+    )
     if request.headers.get("Authorization") != f"Bearer {sim.api_key}":
         raise ApiError(401, "missing or wrong API key")
     return await handler(request)
@@ -304,32 +300,16 @@ CONTROLS = Controls(
         refused=lambda message: ApiError(400, message),
         pending=lambda message: ApiError(409, message),
         deliveries=_deliveries,
+        info=("url", "desk", "api_key"),
     )
 )
-
-
-async def info(request: web.Request) -> web.Response:
-    """The desk, its API key and the control routes."""
-    sim = request.app[SIM_KEY]
-    return _ok({"url": sim.url, "desk": sim.desk, "api_key": sim.api_key})
-
-
-async def get_settings(request: web.Request) -> web.Response:
-    """No runtime switches."""
-    return _ok({})
-
-
-async def set_settings(request: web.Request) -> web.Response:
-    """Refuses every switch: there are none."""
-    check_settings(await CONTROLS.body(request), {}, {}, _invalid)
-    return _ok({})
 
 
 def add_routes(app: web.Application) -> None:
     """The API and the shared `/_sim` routes."""
     app.router.add_get(API + "/tickets/{id}", get_ticket)
     app.router.add_patch(API + "/tickets/{id}", patch_ticket)
-    CONTROLS.add_routes(app, info, get_settings, set_settings)
+    CONTROLS.add_routes(app)
 
 
 create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, add_routes)
