@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="the helpdesk's event id")
     trace.add_argument("--vendor", help="the event's helpdesk, when its id is known for several")
     trace.add_argument(
+        "--account",
+        default="default",
+        help="the configured account the event was delivered to (default: default)",
+    )
+    trace.add_argument(
         "--ticket",
         metavar="KEY",
         help="a ticket's timeline: vendor:tenant:ticket as `dlq list` prints it, or "
@@ -314,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_trace(
                 args.event_id,
                 vendor=args.vendor,
+                account=args.account,
                 ticket=args.ticket,
                 limit=args.limit,
                 as_json=args.json,

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from cli.redisrun import run_on_redis
 from cli.redisurl import redis_settings
+from ticketwire.accountkey import ACCOUNT_NAME, ACCOUNT_PATTERN, DEFAULT
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.trace.read import AmbiguousEvent, AmbiguousTicket, TraceReader
@@ -29,6 +30,7 @@ def run_trace(
     event_id: str | None,
     *,
     vendor: str | None = None,
+    account: str = DEFAULT,
     ticket: str | None = None,
     limit: int | None = None,
     as_json: bool = False,
@@ -39,6 +41,8 @@ def run_trace(
     known = registry.names()
     if vendor is not None and vendor not in known:
         return _fail(f"unknown vendor {vendor!r}; one of: {', '.join(known)}", USAGE)
+    if not ACCOUNT_NAME.match(account):
+        return _fail(f"--account {account!r} is not an account name ({ACCOUNT_PATTERN})", USAGE)
     if limit is not None and limit < 1:
         return _fail(f"--limit must be at least 1 (got {limit})", USAGE)
     settings = redis_settings("trace", os.environ, role="check")
@@ -56,7 +60,7 @@ def run_trace(
         return _run(settings, lambda r: _ticket(r, key, limit, as_json, retention))
     assert event_id is not None
     eid = event_id
-    return _run(settings, lambda r: _event(r, eid, vendor, as_json, retention))
+    return _run(settings, lambda r: _event(r, eid, vendor, account, as_json, retention))
 
 
 def _kept(retention_s: float) -> str:
@@ -66,10 +70,15 @@ def _kept(retention_s: float) -> str:
 
 
 async def _event(
-    reader: TraceReader, event_id: str, vendor: str | None, as_json: bool, retention: float
+    reader: TraceReader,
+    event_id: str,
+    vendor: str | None,
+    account: str,
+    as_json: bool,
+    retention: float,
 ) -> int:
     try:
-        trace = await reader.event(event_id, vendor)
+        trace = await reader.event(event_id, vendor, account)
     except AmbiguousEvent as exc:
         return _fail(
             f"event id {event_id} is known for {', '.join(exc.vendors)}; say which with "
@@ -78,7 +87,11 @@ async def _event(
         )
     if trace is None:
         where = vendor or ", ".join(registry.names())
+        if account != DEFAULT:
+            where += f", account {account}"
         why = "it was never received here, or it is older than the traces kept"
+        if account == DEFAULT:
+            why += "; an event of a named account needs --account NAME"
         return await _missing(reader, retention, f"no trace of event {event_id} ({where}): {why}")
     return _print(event_json(trace) if as_json else event_lines(trace))
 

@@ -70,13 +70,18 @@ for i = 1, (#KEYS - 2) / 2 do
       -- The duplicate's deliveries-list entry; only duplicates pay for decoding the facts.
       local m = cjson.decode(ARGV[a])
       local vendor, key = m[1], m[4]
-      local account = ''
+      local tenant = ''
       if string.sub(key, 1, #vendor + 1) == vendor .. ':' then
-        account = string.match(string.sub(key, #vendor + 2), '^(.*):[^:]*$') or ''
+        tenant = string.match(string.sub(key, #vendor + 2), '^(.*):[^:]*$') or ''
       end
-      redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', 'v', vendor, 'a', account,
-        'y', m[3], 'e', m[2], 'k', key, 'o', 'duplicate', 's', '200', 'f', '', 'x', '',
-        'r', string.format('%.0f', m[5]))
+      local f = {'v', vendor, 'a', tenant, 'y', m[3], 'e', m[2], 'k', key, 'o', 'duplicate',
+        's', '200', 'f', '', 'x', '', 'r', string.format('%.0f', m[5])}
+      -- A named account's name follows the facts; the default account has none.
+      if type(m[7]) == 'string' then
+        f[#f + 1] = 'n'
+        f[#f + 1] = m[7]
+      end
+      redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', unpack(f))
     end
   end
   a = a + 3

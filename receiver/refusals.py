@@ -17,6 +17,7 @@ from collections import deque
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.keys import Keys
 from ticketwire.trace import codes
 
@@ -70,26 +71,28 @@ class RefusalLog:
         event_id: str = "",
         event_type: str = "",
         ticket_key: str = "",
+        account: str = DEFAULT,
     ) -> None:
         """Buffer one refused delivery's entry: what is known of it, never its body."""
         if not self.enabled:
             return
         if len(self._buffer) == BUFFER:
             self.dropped += 1
-        self._buffer.append(
-            {
-                codes.LOG_VENDOR: vendor,
-                codes.LOG_ACCOUNT: _account(vendor, ticket_key),
-                codes.LOG_TYPE: event_type,
-                codes.LOG_EVENT: event_id,
-                codes.LOG_TICKET: ticket_key,
-                codes.LOG_OUTCOME: codes.REFUSED,
-                codes.LOG_STATUS: str(status),
-                codes.LOG_FIRED: "",
-                codes.LOG_REASON: reason,
-                codes.LOG_RECEIVED: str(int(time.time() * 1000)),
-            }
-        )
+        entry = {
+            codes.LOG_VENDOR: vendor,
+            codes.LOG_TENANT: _tenant(vendor, ticket_key),
+            codes.LOG_TYPE: event_type,
+            codes.LOG_EVENT: event_id,
+            codes.LOG_TICKET: ticket_key,
+            codes.LOG_OUTCOME: codes.REFUSED,
+            codes.LOG_STATUS: str(status),
+            codes.LOG_FIRED: "",
+            codes.LOG_REASON: reason,
+            codes.LOG_RECEIVED: str(int(time.time() * 1000)),
+        }
+        if account != DEFAULT:
+            entry[codes.LOG_ACCOUNT] = account
+        self._buffer.append(entry)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -129,7 +132,7 @@ class RefusalLog:
         await pipe.execute()
 
 
-def _account(vendor: str, ticket_key: str) -> str:
+def _tenant(vendor: str, ticket_key: str) -> str:
     """The tenant part of `vendor:tenant:ticket` ("" when unknown)."""
     if not ticket_key.startswith(vendor + ":"):
         return ""

@@ -186,6 +186,7 @@ class WebhookHandler:
             event_id=event_id,
             event_type=event_type,
             ticket_key=ticket,
+            account=self.account,
         )
 
 

@@ -35,7 +35,7 @@ def text(r: Record, *others: Record) -> str:
 
 def test_received() -> None:
     assert text(RX) == (
-        "received inboxops ticket.updated for ticket 42 (account w1) at 14:16:02.980, "
+        "received inboxops ticket.updated for ticket 42 (workspace w1) at 14:16:02.980, "
         "from partition 3 entry 17-0; dedupe: first delivery"
     )
     rerun = rec("e1", "rx", "inboxops", "", "ticket.updated", "42", T, "3/17-0", 3, "fp1")

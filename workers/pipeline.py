@@ -186,6 +186,7 @@ class Pipeline:
                 "o": outcome,
                 "f": fired,
                 "r": str(delivery.received_ms),
+                "n": "" if delivery.account == DEFAULT else delivery.account,
             }
         )
 
@@ -213,19 +214,21 @@ class Pipeline:
             metrics.event_done(delivery.vendor, "malformed", delivery.received_ms)
             return tc.MALFORMED
         if trace is not None:
-            trace.records.append(
-                (
-                    tc.RECEIVED,
-                    event.vendor,
-                    event.tenant,
-                    event.type,
-                    event.ticket_id,
-                    delivery.received_ms,
-                    f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else "",
-                    delivery.deliveries,
-                    self.rules_print,
-                )
+            received: tuple[Any, ...] = (
+                tc.RECEIVED,
+                event.vendor,
+                event.tenant,
+                event.type,
+                event.ticket_id,
+                delivery.received_ms,
+                f"{delivery.partition}/{delivery.entry_id}" if delivery.entry_id else "",
+                delivery.deliveries,
+                self.rules_print,
             )
+            # A named account only: the default account's records stay as they were.
+            if event.account != DEFAULT:
+                received += (event.account,)
+            trace.records.append(received)
         rerun = f", re-run #{delivery.deliveries}" if delivery.deliveries > 1 else ""
         # The event still updates the ticket's last-seen state below: later events compare
         # with it even when no rule acts on this one.

@@ -5,7 +5,10 @@ Traces are stored as codes and values and rendered as English only when read.
 `Keys.trace_log` — STREAM, one entry per delivery outcome (the deliveries list). Bounded by
 `MINID ~ now-retention` on each write and `MAXLEN ~ TICKETWIRE_TRACE_MAX`. Its fields, all strings:
 
-- `v` vendor, `a` account (the event's tenant, "" if none), `y` event type, `e` event id,
+- `v` vendor, `a` the event's tenant (its workspace, team or org id; "" if none), `y` event
+  type, `e` event id,
+- `n` the configured account's name (`ticketwire/accounts.py`); absent for the `default`
+  account, so its entries read as before accounts were named,
 - `k` ticket key (`vendor:tenant:ticket`, "" when unknown),
 - `o` outcome (`OUTCOMES`), `s` HTTP status answered at intake (refusals, duplicates) else "",
 - `f` names of the rules that fired joined by `RULE_SEP` ("" if none),
@@ -17,8 +20,10 @@ covering several), `c` the record: a compact JSON array whose first element is i
 event's own records, written when it has been handled, share one entry: its `c` is the array of
 them, in order (one entry per event keeps Redis's work per event small). The records:
 
-- `["rx", vendor, account, type, ticket_id, received_ms, origin, deliveries, rules_fingerprint]`
-  received by the worker; `origin` is `<partition>/<entry id>`, `deliveries` > 1 is a re-run.
+- `["rx", vendor, tenant, type, ticket_id, received_ms, origin, deliveries, rules_fingerprint,
+  account]` received by the worker; `tenant` is the event's workspace, team or org id,
+  `account` the configured account's name, absent for the `default` account;
+  `origin` is `<partition>/<entry id>`, `deliveries` > 1 is a re-run.
   Every event that reaches a worker passed dedupe as its first delivery. `rules_fingerprint`
   is a digest of the rules' leaf descriptions, the field of `Keys.trace_rules` to read them from.
 - `["st", stale 0|1, this order key, last applied order key, last applied event id]` stale check.
@@ -138,7 +143,8 @@ HOUR_FORMAT: Final = "%Y%m%d%H"
 
 # Field names of a deliveries list entry and a timeline entry.
 LOG_VENDOR: Final = "v"
-LOG_ACCOUNT: Final = "a"
+LOG_TENANT: Final = "a"
+LOG_ACCOUNT: Final = "n"
 LOG_TYPE: Final = "y"
 LOG_EVENT: Final = "e"
 LOG_TICKET: Final = "k"

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.keys import Keys
 from ticketwire.trace import codes
 from ticketwire.vendors import registry
@@ -58,6 +59,8 @@ class DeliveryFilter:
     event_id: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    #: A configured account's name (`default` matches entries that name none).
+    account: str | None = None
 
     def matches(self, d: Delivery) -> bool:
         """True when `d` passes every filter but the time range (the scan bounds that)."""
@@ -70,6 +73,8 @@ class DeliveryFilter:
         if self.event_id is not None and d.event_id != self.event_id:
             return False
         if self.rule is not None and self.rule not in d.rules:
+            return False
+        if self.account is not None and d.account != self.account:
             return False
         return self.ticket is None or ticket_matches(self.ticket, d.ticket)
 
@@ -85,6 +90,15 @@ class DeliveryFilter:
             )
             if value is not None
         ]
+        # The default account's entries have no account field: it matches as empty.
+        account = (
+            None
+            if self.account is None
+            else b""
+            if self.account == DEFAULT
+            else self.account.encode()
+        )
+        account_field = codes.LOG_ACCOUNT.encode()
         fired, sep = codes.LOG_FIRED.encode(), codes.RULE_SEP.encode()
         rule = self.rule.encode() if self.rule is not None else None
         ticket_field = codes.LOG_TICKET.encode()
@@ -100,6 +114,8 @@ class DeliveryFilter:
                 if fields.get(name) != value:
                     return False
             if rule is not None and rule not in fields.get(fired, b"").split(sep):
+                return False
+            if account is not None and fields.get(account_field, b"") != account:
                 return False
             if ticket is None:
                 return True
@@ -126,7 +142,8 @@ class Delivery:
     #: Stream entry id, also the cursor a page continues from.
     id: str
     vendor: str
-    account: str
+    #: The event's tenant (workspace, team or org id), "" when unknown.
+    tenant: str
     event_type: str
     event_id: str
     ticket: str
@@ -136,6 +153,8 @@ class Delivery:
     rules: tuple[str, ...]
     reason: str
     received_ms: int
+    #: The configured account the delivery came to.
+    account: str = DEFAULT
 
     @property
     def at_ms(self) -> int:
@@ -159,7 +178,7 @@ class Delivery:
         return cls(
             id=eid,
             vendor=get(codes.LOG_VENDOR),
-            account=get(codes.LOG_ACCOUNT),
+            tenant=get(codes.LOG_TENANT),
             event_type=get(codes.LOG_TYPE),
             event_id=get(codes.LOG_EVENT),
             ticket=get(codes.LOG_TICKET),
@@ -168,6 +187,7 @@ class Delivery:
             rules=tuple(fired.split(codes.RULE_SEP)) if fired else (),
             reason=get(codes.LOG_REASON),
             received_ms=int(received) if received.isdigit() else id_ms(eid),
+            account=get(codes.LOG_ACCOUNT) or DEFAULT,
         )
 
 
@@ -254,6 +274,8 @@ class EventTrace:
     deliveries: list[Delivery]
     #: Leaf descriptions of each rules fingerprint the records name.
     leaves: RuleLeaves = field(default_factory=dict)
+    #: The configured account the event was delivered to.
+    account: str = DEFAULT
 
 
 @dataclass(frozen=True)
@@ -351,14 +373,16 @@ class TraceReader:
             budget_spent=budget_spent,
         )
 
-    async def event(self, event_id: str, vendor: str | None = None) -> EventTrace | None:
-        """Everything traced about `event_id`; None when nothing is stored for it.
+    async def event(
+        self, event_id: str, vendor: str | None = None, account: str = DEFAULT
+    ) -> EventTrace | None:
+        """Everything traced about `event_id` delivered to `account`; None when nothing is stored.
 
         The dedupe key holds the ticket key, so the ticket's timeline is found in one read;
         raises `AmbiguousEvent` when `vendor` is None and several vendors know the id.
         """
         vendors = [vendor] if vendor else list(registry.names())
-        values = await self.redis.mget([self.keys.seen(v, event_id) for v in vendors])
+        values = await self.redis.mget([self.keys.seen(v, event_id, account) for v in vendors])
         known = [
             (v, raw.decode("utf-8", "replace"))
             for v, raw in zip(vendors, values, strict=True)
@@ -373,30 +397,33 @@ class TraceReader:
                 ticket = ""  # a dedupe key written before it held the ticket key
         if not ticket:
             # Refused deliveries and expired dedupe keys: the deliveries list may know it.
-            page = await self.deliveries(DeliveryFilter(vendor=vendor, event_id=event_id), limit=20)
+            page = await self.deliveries(
+                DeliveryFilter(vendor=vendor, event_id=event_id, account=account), limit=20
+            )
             found = [d for d in page.rows if d.ticket]
             if not page.rows:
                 if not known:
                     return None
                 assert vendor is not None
-                return EventTrace(event_id, vendor, "", [], [])
+                return EventTrace(event_id, vendor, "", [], [], account=account)
             vendor = vendor or page.rows[0].vendor
             ticket = found[0].ticket if found else ""
             if not ticket:
-                return EventTrace(event_id, vendor, "", [], page.rows)
+                return EventTrace(event_id, vendor, "", [], page.rows, account=account)
         assert vendor is not None
         entries = await self.redis.xrange(self.keys.trace_ticket(ticket))
         records = [r for i, f in entries for r in Record.from_fields(i, f) if r.covers(event_id)]
-        deliveries = await self._event_deliveries(event_id, vendor, records)
+        deliveries = await self._event_deliveries(event_id, vendor, account, records)
         if not records and not deliveries and not known:
             return None
-        return EventTrace(event_id, vendor, ticket, records, deliveries, await self.leaves(records))
+        leaves = await self.leaves(records)
+        return EventTrace(event_id, vendor, ticket, records, deliveries, leaves, account)
 
     async def _event_deliveries(
-        self, event_id: str, vendor: str, records: list[Record]
+        self, event_id: str, vendor: str, account: str, records: list[Record]
     ) -> list[Delivery]:
         """The event's rows of the deliveries list, read forward from its first record."""
-        flt = DeliveryFilter(vendor=vendor, event_id=event_id)
+        flt = DeliveryFilter(vendor=vendor, event_id=event_id, account=account)
         match = flt.raw_matcher()
         if not records:
             page = await self.deliveries(flt, limit=20)

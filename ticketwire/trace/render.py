@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.engine.operators import show
 from ticketwire.trace import codes
 from ticketwire.trace.read import Delivery, EventTrace, Record, RuleLeaves, Timeline
@@ -18,17 +19,21 @@ from ticketwire.trace.read import Delivery, EventTrace, Record, RuleLeaves, Time
 #: Longest a request body is shown in a line before it is cut with "…".
 BODY_WIDTH = 80
 
+#: Each helpdesk's own word for the tenant of its events; others show "tenant".
+_TENANT_WORDS = {"inboxops": "workspace", "cstar": "team", "thena": "org"}
+
 #: Names of each record kind's values, in order: the JSON form's keys.
 FIELDS: dict[str, tuple[str, ...]] = {
     codes.RECEIVED: (
         "vendor",
-        "account",
+        "tenant",
         "event_type",
         "ticket_id",
         "received_ms",
         "origin",
         "deliveries",
         "rules_fingerprint",
+        "account",
     ),
     codes.STALE_CHECK: ("stale", "order_key", "last_order_key", "last_event_id"),
     codes.CHANGES: ("changes",),
@@ -134,18 +139,26 @@ def _body(body: Any) -> str:
 
 
 def _received(rec: Record, ctx: Context) -> str:
-    vendor, account, etype, ticket, received, origin, deliveries, _fp = rec.values[:8]
+    vendor, tenant, etype, ticket, received, origin, deliveries, _fp = rec.values[:8]
     partition, _, entry = str(origin).partition("/")
     where = f"partition {partition} entry {entry}" if entry else str(origin)
     n = int(deliveries)
     dedupe = (
         "first delivery" if n <= 1 else f"first delivery, handed to a worker {n} times (re-run)"
     )
-    acct = f" (account {account})" if account else ""
+    named = [f"{tenant_word(str(vendor))} {tenant}"] if tenant else []
+    if len(rec.values) > 8 and rec.values[8]:
+        named.append(f"account {rec.values[8]}")
+    of = f" ({', '.join(named)})" if named else ""
     return (
-        f"received {vendor} {etype} for ticket {ticket}{acct} at {clock(int(received))}, "
+        f"received {vendor} {etype} for ticket {ticket}{of} at {clock(int(received))}, "
         f"from {where}; dedupe: {dedupe}"
     )
+
+
+def tenant_word(vendor: str) -> str:
+    """What `vendor` calls the tenant its events come from."""
+    return _TENANT_WORDS.get(vendor, "tenant")
 
 
 def _stale(rec: Record, ctx: Context) -> str:
@@ -339,7 +352,8 @@ def delivery_text(d: Delivery) -> str:
     fired = f" fired {', '.join(d.rules)}" if d.rules else ""
     what = " ".join(x for x in (d.vendor, d.event_type, d.event_id) if x)
     ticket = f" ticket {d.ticket}" if d.ticket else ""
-    return f"{stamp(d.at_ms)}  {d.outcome}{status}{reason}  {what}{ticket}{fired}"
+    account = f" account {d.account}" if d.account != DEFAULT else ""
+    return f"{stamp(d.at_ms)}  {d.outcome}{status}{reason}  {what}{ticket}{account}{fired}"
 
 
 def delivery_json(d: Delivery) -> dict[str, Any]:
@@ -348,6 +362,7 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
         "id": d.id,
         "at_ms": d.at_ms,
         "vendor": d.vendor,
+        "tenant": d.tenant,
         "account": d.account,
         "event_type": d.event_type,
         "event_id": d.event_id,
@@ -373,7 +388,8 @@ def record_lines(records: list[Record], leaves: RuleLeaves, *, with_event: bool)
 def event_lines(trace: EventTrace) -> list[str]:
     """An event's trace as English: its deliveries, then its records in order."""
     ticket = trace.ticket or "(unknown: the delivery was not read that far)"
-    lines = [f"event {trace.event_id} ({trace.vendor}), ticket {ticket}"]
+    account = f", account {trace.account}" if trace.account != DEFAULT else ""
+    lines = [f"event {trace.event_id} ({trace.vendor}{account}), ticket {ticket}"]
     if trace.deliveries:
         lines.append("deliveries:")
         lines += [f"  {delivery_text(d)}" for d in trace.deliveries]
@@ -392,6 +408,7 @@ def event_json(trace: EventTrace) -> dict[str, Any]:
     return {
         "event_id": trace.event_id,
         "vendor": trace.vendor,
+        "account": trace.account,
         "ticket": trace.ticket,
         "deliveries": [delivery_json(d) for d in trace.deliveries],
         "records": [record_json(r, ctx) for r in trace.records],

@@ -33,8 +33,10 @@ log = logging.getLogger("ticketwire.trace")
 # touches is only known in the blob.
 #
 # The records blob is one line per timeline entry, lines joined by "\n": a JSON header
-# `[ticket key, event id, outcome, fired, vendor, account, type, received ms]`, "\x1f", then the
-# entry's record text (one record, or an event's records as one array). JSON text never holds a
+# `[ticket key, event id, outcome, fired, vendor, tenant, type, received ms, account]`, "\x1f",
+# then the
+# entry's record text (one record, or an event's records as one array); account is "" for the
+# default account, whose entries carry no `n` field. JSON text never holds a
 # raw control character, so the script finds both separators with a plain search and decodes only
 # the small header. A header with an outcome also adds the event's deliveries list entry.
 # The entries blob is `[[[list values...], ...], [[hour, rule field, n], ...], [[fp, JSON], ...]]`.
@@ -43,7 +45,7 @@ local s = ARGV[1]
 local now, ttl, logmax, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local tmax, statttl = ARGV[7], ARGV[8]
 local find, sub = string.find, string.sub
-local names = {'v', 'a', 'y', 'e', 'k', 'o', 's', 'f', 'x', 'r'}
+local names = {'v', 'a', 'y', 'e', 'k', 'o', 's', 'f', 'x', 'r', 'n'}
 local logkey = prefix .. 'trace:log'
 local minid = now - ttl * 1000
 local logged = 0
@@ -61,9 +63,13 @@ while pos <= n do
     order[#order + 1] = key
   end
   if h[3] ~= '' then
-    redis.call('XADD', logkey, 'MINID', '~', minid, '*', 'v', h[5], 'a', h[6], 'y', h[7],
-      'e', h[2], 'k', h[1], 'o', h[3], 's', '', 'f', h[4], 'x', '', 'r',
-      string.format('%.0f', h[8]))
+    local f = {'v', h[5], 'a', h[6], 'y', h[7], 'e', h[2], 'k', h[1], 'o', h[3], 's', '',
+      'f', h[4], 'x', '', 'r', string.format('%.0f', h[8])}
+    if h[9] and h[9] ~= '' then
+      f[#f + 1] = 'n'
+      f[#f + 1] = h[9]
+    end
+    redis.call('XADD', logkey, 'MINID', '~', minid, '*', unpack(f))
     logged = logged + 1
   end
   pos = nl + 1
@@ -73,8 +79,11 @@ local d = cjson.decode(ARGV[2])
 for _, v in ipairs(d[1]) do
   local args = {}
   for k = 1, #names do
-    args[2 * k - 1] = names[k]
-    args[2 * k] = v[k]
+    -- An empty account name is the default account's: no field, as before accounts.
+    if names[k] ~= 'n' or v[k] ~= '' then
+      args[#args + 1] = names[k]
+      args[#args + 1] = v[k]
+    end
   end
   redis.call('XADD', logkey, 'MINID', '~', minid, '*', unpack(args))
 end
@@ -91,7 +100,7 @@ return written + logged + #d[1]
 """
 
 #: The deliveries list's fields, in the order `TraceWriter.event` takes their values.
-LOG_FIELDS = ("v", "a", "y", "e", "k", "o", "s", "f", "x", "r")
+LOG_FIELDS = ("v", "a", "y", "e", "k", "o", "s", "f", "x", "r", "n")
 
 # Records are JSON arrays of plain values; anything else (a datetime a condition read) as text.
 # JSON escapes every control character, so no raw "\n" or "\x1f" is ever inside a record.
@@ -173,12 +182,13 @@ class TraceWriter:
     ) -> None:
         """Add a received event's records (`rx` first) and its deliveries list entry.
 
-        The entry's vendor, account, type and receive time are those of the `rx` record.
+        The entry's vendor, tenant, type, receive time and account are those of the `rx` record.
         """
         # Encoded at once: buffered text costs the garbage collector nothing, where buffered
         # lists and tuples would be carried into its older generations and scanned again.
         rx = records[0]
-        head = _json((ticket_key, event_id, outcome, fired, rx[1], rx[2], rx[3], rx[5]))
+        account = rx[9] if len(rx) > 9 else ""
+        head = _json((ticket_key, event_id, outcome, fired, rx[1], rx[2], rx[3], rx[5], account))
         n = len(records) + 1
         self._groups.append((head + b"\x1f" + _json(records), n))
         self._size += n
