@@ -1,0 +1,72 @@
+"""A named account's event in the traces: the deliveries list, `ticketwire trace --account`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from simulator.inboxops import InboxOpsSimulator
+from tests.conftest import wait_for
+from tests.stack import running_worker, settled
+from tests.test_accounts_end_to_end import START, sims, stack
+from tests.test_cli_trace import trace_cli
+from ticketwire.keys import Keys
+from ticketwire.trace.read import DeliveryFilter, TraceReader
+
+__all__ = ["sims"]
+
+
+async def test_a_named_accounts_event_is_traced_and_found_with_its_account(
+    aiohttp_server: Any,
+    redis: Redis,
+    redis_url: str,
+    keys: Keys,
+    sims: dict[str, InboxOpsSimulator],
+    tmp_path: Path,
+) -> None:
+    sim = sims["brand-a"]
+    settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, START)
+    ticket = sim.create_ticket(subject="brand-a", priority="low")
+    key = f"inboxops:{sim.workspace_id}:{ticket['id']}"
+    reader = TraceReader(redis, keys)
+    named = DeliveryFilter(ticket=key, outcome="handled", account="brand-a")
+    async with running_worker(settings):
+        sim.change_ticket(ticket["id"], priority="urgent")
+
+        async def handled() -> str | None:
+            rows = (await reader.deliveries(named)).rows
+            return next((d.event_id for d in rows if d.rules), None)
+
+        event_id = await wait_for(handled, timeout=30, message="brand-a's event handled")
+        await sim.wait_deliveries_idle()
+        await wait_for(lambda: settled(redis, keys), message="every event handled")
+
+    row = next(d for d in (await reader.deliveries(named)).rows if d.event_id == event_id)
+    assert (row.account, row.tenant) == ("brand-a", sim.workspace_id)
+    # Another account's filter, and the default account's, leave it out.
+    for other in ("brand-b", "default"):
+        flt = DeliveryFilter(ticket=key, account=other)
+        assert not (await reader.deliveries(flt)).rows
+
+    env = {"REDIS_URL": redis_url, "TICKETWIRE_KEY_PREFIX": keys.prefix}
+    shown = await trace_cli(event_id, "--account", "brand-a", env=env)
+    assert shown.code == 0, shown
+    assert f"event {event_id} (inboxops, account brand-a), ticket {key}" in shown.out
+    assert (
+        f"received inboxops ticket.updated for ticket {ticket['id']} "
+        f"(workspace {sim.workspace_id}, account brand-a)"
+    ) in shown.out
+    assert f"ticket {key} account brand-a fired start-urgent" in shown.out
+
+    as_json = await trace_cli(event_id, "--account", "brand-a", "--json", env=env)
+    doc = json.loads(as_json.out)
+    rx = doc["records"][0]
+    assert (rx["kind"], rx["tenant"], rx["account"]) == ("received", sim.workspace_id, "brand-a")
+    assert doc["account"] == "brand-a" and doc["deliveries"][0]["account"] == "brand-a"
+
+    # Looked up as the default account's, it is not found, and the message says why.
+    missing = await trace_cli(event_id, env=env)
+    assert missing.code == 1 and "--account NAME" in missing.err, missing
