@@ -14,7 +14,9 @@ from tests.stack import running_worker, settled
 from tests.test_accounts_end_to_end import START, sims, stack
 from tests.test_cli_trace import trace_cli
 from ticketwire.keys import Keys
+from ticketwire.trace import codes
 from ticketwire.trace.read import DeliveryFilter, TraceReader
+from ticketwire.trace.writer import TraceWriter
 
 __all__ = ["sims"]
 
@@ -70,3 +72,23 @@ async def test_a_named_accounts_event_is_traced_and_found_with_its_account(
     # Looked up as the default account's, it is not found, and the message says why.
     missing = await trace_cli(event_id, env=env)
     assert missing.code == 1 and "--account NAME" in missing.err, missing
+
+
+async def test_only_a_named_accounts_entries_carry_an_account_field(
+    redis: Redis, keys: Keys
+) -> None:
+    writer = TraceWriter(redis, keys, retention_s=60)
+    rx = ("rx", "inboxops", "w1", "ticket.updated", "42", 1, "0/1-0", 1, "fp")
+    writer.event("inboxops:w1:42", "e-default", [rx], "handled", "")
+    writer.event("inboxops:w1:43", "e-named", [(*rx, "brand-a")], "handled", "")
+    writer.log({"v": "inboxops", "e": "l-default", "o": "error", "n": ""})
+    writer.log({"v": "inboxops", "e": "l-named", "o": "error", "n": "brand-a"})
+    await writer.flush()
+    entries = await redis.xrange(keys.trace_log)
+    accounts = {f[b"e"].decode(): f.get(codes.LOG_ACCOUNT.encode()) for _, f in entries}
+    assert accounts == {
+        "e-default": None,
+        "e-named": b"brand-a",
+        "l-default": None,
+        "l-named": b"brand-a",
+    }
