@@ -12,6 +12,7 @@ from receiver.intake import Intake
 from receiver.metrics import Handler, observed
 from receiver.webhook import WebhookHandler
 from ticketwire.accountkey import DEFAULT
+from ticketwire.metrics import UNKNOWN_ACCOUNT
 from ticketwire.vendors import WebhookIntake
 
 log = logging.getLogger("ticketwire.receiver")
@@ -28,11 +29,11 @@ def mount_webhooks(
     for vendor, by_name in accounts.items():
         for account, seam in by_name.items():
             handler = WebhookHandler(seam, intake, max_body_bytes=max_body_bytes, account=account)
-            call = observed(vendor, handler.__call__)
+            call = observed(vendor, handler.__call__, account)
             if account == DEFAULT:
                 app.router.add_post(f"/webhooks/{vendor}", call)
             app.router.add_post(f"/webhooks/{vendor}/{account}", call)
-        unknown = observed(vendor, _unknown_account(vendor, intake))
+        unknown = observed(vendor, _unknown_account(vendor, intake), UNKNOWN_ACCOUNT)
         if DEFAULT not in by_name:
             app.router.add_post(f"/webhooks/{vendor}", unknown)
         # Added last: aiohttp tries routes in order, so only the accounts above match first.

@@ -90,7 +90,13 @@ def test_intake_answers_are_told_apart_by_status_and_body() -> None:
         ("error", "500"): 1,
     }
     for (outcome, status), n in want.items():
-        got = _count("ticketwire_deliveries_total", vendor=vendor, outcome=outcome, status=status)
+        got = _count(
+            "ticketwire_deliveries_total",
+            vendor=vendor,
+            account="default",
+            outcome=outcome,
+            status=status,
+        )
         assert got == n, (outcome, status)
     reasons = {"invalid_signature": 1, "payload_too_large": 1, "storage_unavailable": 1}
     for reason, n in reasons.items():

@@ -37,6 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.backlog import Backlog, read_backlog
 from ticketwire.keys import Keys
 from ticketwire.trace import codes as trace_codes
@@ -120,11 +121,15 @@ class FastHistogram(Collector):
         yield family
 
 
+#: The `account` label of answers to a route naming no configured account: one value, whatever
+#: a sender put in the path (no account name has parentheses).
+UNKNOWN_ACCOUNT = "(unknown)"
+
 # --- intake (web process)
 DELIVERIES = FastCounter(
     "ticketwire_deliveries",
-    "Webhook deliveries answered at intake, by vendor, outcome and HTTP status.",
-    ["vendor", "outcome", "status"],
+    "Webhook deliveries answered at intake, by vendor, account, outcome and HTTP status.",
+    ["vendor", "account", "outcome", "status"],
 )
 REFUSALS = Counter(
     "ticketwire_intake_refusals",
@@ -169,8 +174,9 @@ RULE_ERRORS = Counter("ticketwire_rule_errors", "Rules that raised on an event."
 # --- helpdesk API
 API_CALLS = Counter(
     "ticketwire_api_calls",
-    "Helpdesk API requests by vendor, endpoint class and HTTP status ('error': no answer).",
-    ["vendor", "endpoint", "status"],
+    "Helpdesk API requests by vendor, account, endpoint class and HTTP status ('error': no "
+    "answer).",
+    ["vendor", "account", "endpoint", "status"],
 )
 API_SECONDS = Histogram(
     "ticketwire_api_call_seconds",
@@ -215,19 +221,21 @@ _SUPPRESSION_CODES = ("echo", "same", "once", "cooldown", "fuse", "paused")
 
 # --- hot-path calls: each looks its children up once per label set.
 
-_delivery: dict[tuple[str, int, bool], tuple[list[float], list[float]]] = {}
+_delivery: dict[tuple[str, str, int, bool], tuple[list[float], list[float]]] = {}
 
 
-def delivery_answered(vendor: str, status: int, body: bytes | None, seconds: float) -> None:
+def delivery_answered(
+    vendor: str, status: int, body: bytes | None, seconds: float, account: str = DEFAULT
+) -> None:
     """Count one intake answer and its latency; the outcome follows from the status and body."""
     # A look at the answer's start tells stored from ignored (both 202) without decoding it.
     ignored = status == 202 and body is not None and b'"ignored"' in body[:24]
-    key = (vendor, status, ignored)
+    key = (vendor, account, status, ignored)
     cells = _delivery.get(key)
     if cells is None:
         outcome = _intake_outcome(status, ignored)
         cells = _delivery[key] = (
-            DELIVERIES.child(vendor, outcome, str(status)),
+            DELIVERIES.child(vendor, account, outcome, str(status)),
             INTAKE_SECONDS.child(vendor),
         )
     cells[0][0] += 1
@@ -321,11 +329,13 @@ def suppression_code(why: Any) -> str:
     return head if head in _SUPPRESSION_CODES else "other"
 
 
-def api_call(label: str, method: str, url: str, status: int | str, seconds: float) -> None:
-    """One helpdesk request answered (`status`) or not (`"error"`)."""
+def api_call(
+    label: str, method: str, url: str, status: int | str, seconds: float, account: str = DEFAULT
+) -> None:
+    """One helpdesk request of `account` answered (`status`) or not (`"error"`)."""
     vendor = label.split(" ", 1)[0].lower()
     endpoint = endpoint_class(method, url)
-    API_CALLS.labels(vendor, endpoint, str(status)).inc()
+    API_CALLS.labels(vendor, account, endpoint, str(status)).inc()
     API_SECONDS.labels(vendor, endpoint).observe(seconds)
 
 

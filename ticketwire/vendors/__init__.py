@@ -36,6 +36,8 @@ class HelpdeskClient(Protocol):
     vendor: str
     #: The account's shared request budget, taken before every request (None: no budget).
     budget: RateBudget | None
+    #: The configured account the client acts for (`default`, or a name from the accounts file).
+    account: str
 
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket."""

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ConfigError, HelpdeskHTTPError, ServerError
 from ticketwire.ratebudget import RateBudget
@@ -50,6 +51,8 @@ class ApiClient(ABC):
 
     #: The account's shared request budget; None sends without one.
     budget: RateBudget | None = None
+    #: The configured account it acts for: its requests' `account` metrics label.
+    account: str = DEFAULT
     #: The vendor planned calls name, e.g. `inboxops`.
     vendor: str
     #: How messages name the helpdesk, e.g. `InboxOps`.
@@ -149,6 +152,7 @@ class ApiClient(ABC):
             label=f"{self.helpdesk} {method} {self._root}{path}",
             request_id=request_id,
             budget=self.budget,
+            account=self.account,
         )
         if not 200 <= answer.status < 300:
             raise self.read_error(answer.status, answer.headers, answer.raw, request_id=request_id)

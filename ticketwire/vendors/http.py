@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from ticketwire import metrics
+from ticketwire.accountkey import DEFAULT
 from ticketwire.errors import HelpdeskUnavailable
 from ticketwire.ratebudget import RateBudget
 
@@ -36,6 +37,7 @@ async def exchange(
     json: Any = None,
     params: Mapping[str, str] | None = None,
     budget: RateBudget | None = None,
+    account: str = DEFAULT,
 ) -> Exchange:
     """Send one request; raise `HelpdeskUnavailable` (saying why) when no answer comes back.
 
@@ -60,12 +62,12 @@ async def exchange(
             raw = await resp.read()
             status, resp_headers = resp.status, resp.headers
     except (TimeoutError, aiohttp.ClientError) as exc:
-        metrics.api_call(label, method, url, "error", time.monotonic() - started)
+        metrics.api_call(label, method, url, "error", time.monotonic() - started, account)
         raise HelpdeskUnavailable(
             f"{label} failed: {describe_failure(exc, client_timeout.total)} (request {request_id}); "
             "retry later"
         ) from exc
-    metrics.api_call(label, method, url, status, time.monotonic() - started)
+    metrics.api_call(label, method, url, status, time.monotonic() - started, account)
     if status == 429 and budget is not None:
         metrics.budget_paused(budget.scope)
         await budget.pause(retry_after_header(resp_headers) or DEFAULT_PAUSE_S)

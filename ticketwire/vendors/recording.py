@@ -6,6 +6,7 @@ import copy
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ticketwire.accountkey import DEFAULT
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import NotFound
 from ticketwire.ratebudget import RateBudget
@@ -34,6 +35,7 @@ class RecordingClient:
         self.vendor: str = vendor
         #: Nothing is sent, so nothing is taken from a budget.
         self.budget: RateBudget | None = None
+        self.account = DEFAULT
         self._client = client
         self._tickets = {str(k): dict(v) for k, v in (tickets or {}).items()}
         #: Every call passed to `send`, in order.

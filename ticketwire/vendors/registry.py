@@ -90,10 +90,12 @@ class Registry:
     ) -> dict[str, HelpdeskClient]:
         """An API client for every account whose API is configured, by account key."""
         out: dict[str, HelpdeskClient] = {}
-        for key, v, account in self.accounts(settings):
-            client = v.client(account, session, settings.http_timeout_s)
-            if client is not None:
-                out[key] = client
+        for v in self.vendors:
+            for name, account in v.accounts(settings).items():
+                client = v.client(account, session, settings.http_timeout_s)
+                if client is not None:
+                    client.account = name
+                    out[account_key(v.name, name)] = client
         return out
 
     def batch_specs(self, settings: Settings) -> dict[str, BatchSpec]:
