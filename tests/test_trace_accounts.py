@@ -36,6 +36,8 @@ async def test_a_named_accounts_event_is_traced_and_found_with_its_account(
     reader = TraceReader(redis, keys)
     named = DeliveryFilter(ticket=key, outcome="handled", account="brand-a")
     async with running_worker(settings):
+        # Delivered twice: intake answers the second as a duplicate, in the account's name too.
+        sim.faults.webhooks.duplicate_next = 1
         sim.change_ticket(ticket["id"], priority="urgent")
 
         async def handled() -> str | None:
@@ -48,6 +50,9 @@ async def test_a_named_accounts_event_is_traced_and_found_with_its_account(
 
     row = next(d for d in (await reader.deliveries(named)).rows if d.event_id == event_id)
     assert (row.account, row.tenant) == ("brand-a", sim.workspace_id)
+    dup = DeliveryFilter(ticket=key, outcome="duplicate", account="brand-a")
+    dups = (await reader.deliveries(dup)).rows
+    assert [(d.event_id, d.tenant) for d in dups] == [(event_id, sim.workspace_id)]
     # Another account's filter, and the default account's, leave it out.
     for other in ("brand-b", "default"):
         flt = DeliveryFilter(ticket=key, account=other)
