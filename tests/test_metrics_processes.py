@@ -141,30 +141,15 @@ async def test_counters_move_with_real_deliveries_and_no_id_is_a_label(
         answered = [d.status for d in sim.deliveries]
         assert stored == answered.count(202) >= 4
         v = "inboxops"
+        # The single-account settings' series: account "default".
+        dv = {"vendor": v, "account": "default"}
+        assert value(intake, "ticketwire_deliveries_total", **dv, outcome="stored", status="202")
         assert value(
-            intake,
-            "ticketwire_deliveries_total",
-            vendor=v,
-            account="default",
-            outcome="stored",
-            status="202",
-        )
-        assert value(
-            intake,
-            "ticketwire_deliveries_total",
-            vendor=v,
-            account="default",
-            outcome="stored",
-            status="202",
+            intake, "ticketwire_deliveries_total", **dv, outcome="stored", status="202"
         ) + value(
-            intake,
-            "ticketwire_deliveries_total",
-            vendor=v,
-            account="default",
-            outcome="duplicate",
-            status="200",
+            intake, "ticketwire_deliveries_total", **dv, outcome="duplicate", status="200"
         ) == len(answered)
-        refused = {"vendor": v, "account": "default", "outcome": "refused", "status": "401"}
+        refused = {**dv, "outcome": "refused", "status": "401"}
         assert value(intake, "ticketwire_deliveries_total", **refused) == 1
         assert (
             value(intake, "ticketwire_intake_refusals_total", vendor=v, reason="invalid_signature")
