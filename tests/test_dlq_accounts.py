@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from tests.conftest import wait_for
-from tests.stack import running_worker
+from tests.stack import running_worker, settled
 from tests.test_accounts_end_to_end import (
     START,
     patched,
@@ -24,6 +24,7 @@ from tests.test_dlq import (
     patch,
     store,
 )
+from ticketwire import Context, Router
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from ticketwire.stored import StoredDelivery
@@ -77,6 +78,54 @@ async def test_a_refused_write_back_is_dead_lettered_with_its_account_and_redriv
         )
         assert [e.status for e in b.journal if e.method == "PATCH"] == [400, 200]
         assert patched(a) == []
+        assert await redis.xlen(keys.dlq) == 0
+
+
+def raising_once(failed: dict[str, str]) -> Router:
+    """Starts urgent tickets; raises on the first event it sees, then works."""
+    router = Router()
+
+    @router.on("ticket.updated", vendor="inboxops", name="start-urgent")
+    async def start_urgent(ctx: Context) -> None:
+        if failed.setdefault("event", ctx.event.id) == ctx.event.id and not failed.get("fixed"):
+            raise RuntimeError("lookup table missing")
+        if ctx.ticket.get("priority") == "urgent" and ctx.ticket.get("status") == "open":
+            ctx.update(status="in_progress")
+
+    return router
+
+
+async def test_a_failed_rule_of_a_named_account_is_re_run_for_that_account(
+    aiohttp_server,
+    redis,
+    redis_url,
+    keys,
+    sims,  # noqa: F811
+    tmp_path,
+    cli,  # noqa: F811
+):
+    a, b = sims["brand-a"], sims["brand-b"]
+    settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, START)
+    ticket = a.create_ticket(subject="Rule raises", priority="low")
+    failed: dict[str, str] = {}
+    async with running_worker(settings, raising_once(failed)):
+        a.change_ticket(ticket["id"], priority="urgent")
+        await wait_for(lambda: redis.xlen(keys.dlq), message="dead letter of the failed rule")
+        await a.wait_deliveries_idle()
+        await wait_for(lambda: settled(redis, keys), message="events handled")
+        [(raw_id, fields)] = await redis.xrange(keys.dlq)
+        assert fields[b"account"] == b"brand-a"
+        assert patched(a) == []
+
+        failed["fixed"] = "1"
+        code, out, err = await cli("redrive", "--filter", "account=brand-a,kind=event")
+        assert code == 0, err
+        assert f"redrove {raw_id.decode()}" in out and "through account brand-a" in out
+        await wait_for(
+            lambda: a.ticket(ticket["id"])["status"] == "in_progress",
+            message="brand-a's ticket updated after the redrive",
+        )
+        assert patched(a) == [ticket["id"]] and patched(b) == []
         assert await redis.xlen(keys.dlq) == 0
 
 
