@@ -353,7 +353,7 @@ async def _redrive_all(redis: Redis, keys: Keys, settings: Settings, *, as_json:
 def describe_redriven(r: Redriven) -> str:
     """One line (two with merged letters) saying what was redriven and where it went."""
     x = r.letter
-    through = "" if x.account == DEFAULT else f" through account {x.account}"
+    through = x.through()
     if x.kind == KIND_CALL:
         line = (
             f"redrove {x.id}: {x.what()} requeued in the {r.target}; a running worker sends it"

@@ -141,6 +141,10 @@ class DeadLetter:
         """True when a redrive has what it needs: the call, or the stored delivery."""
         return self.call is not None if self.kind == KIND_CALL else self.delivery is not None
 
+    def through(self) -> str:
+        """` through account NAME` for a named account's letter; "" for the default account's."""
+        return "" if self.account == DEFAULT else f" through account {self.account}"
+
     def what(self) -> str:
         """What failed, in one line: the call, or the event and its type."""
         if self.call is not None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from ticketwire.accountkey import ACCOUNT_NAME, DEFAULT
+from ticketwire.accountkey import ACCOUNT_NAME
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
 from ticketwire.vendors import registry
@@ -38,7 +38,7 @@ from workers.deadletter import (
     siblings_of,
 )
 
-# `account` comes last: the keys an error lists keep the order they had before accounts.
+# In the order a refused filter lists them: the keys most filters use first.
 KEYS = ("vendor", "kind", "rule", "ticket", "reason", "since", "until", "account")
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _AGO_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -232,13 +232,13 @@ def preview(
         elif x.kind == KIND_CALL:
             assert x.call is not None
             text = f"re-queue call {x.call.describe()} on ticket {x.ticket_key}"
-            out.append(Preview(x, "call", text + _through(x)))
+            out.append(Preview(x, "call", text + x.through()))
         else:
             p = partition_of(x.ticket_key, partitions)
             also = tuple(siblings_of(x, groups))
             covered.update(dict.fromkeys(also, x.id))
             text = f"re-add event {x.event_id} to partition {p} for ticket {x.ticket_key}"
-            text += _through(x)
+            text += x.through()
             if also:
                 text += f", removing letters {', '.join(also)} of the same event"
             out.append(Preview(x, "event", text, p, also))
@@ -253,11 +253,6 @@ async def drop_matching(redis: Redis, keys: Keys, flt: LetterFilter) -> int:
             await drop(redis, keys, x.id)
             dropped += 1
     return dropped
-
-
-def _through(letter: DeadLetter) -> str:
-    """` through account NAME` for a named account; nothing for the default one."""
-    return "" if letter.account == DEFAULT else f" through account {letter.account}"
 
 
 def _vendor_of(letter: DeadLetter) -> str:
