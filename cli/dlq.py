@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from cli.redisrun import run_on_redis
 from cli.redisurl import redis_settings
+from ticketwire.accountkey import DEFAULT
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.stored import StoredDelivery
@@ -130,7 +131,8 @@ async def _list(redis: Redis, keys: Keys, *, limit: int, as_json: bool) -> int:
 
 
 def summary_json(letter: DeadLetter, now_ms: int) -> dict[str, Any]:
-    """The fields `dlq list --json` prints for one letter."""
+    """The fields `dlq list --json` prints for one letter (`account` only when not default)."""
+    named = {} if letter.account == DEFAULT else {"account": letter.account}
     return {
         "id": letter.id,
         "kind": letter.kind,
@@ -143,12 +145,19 @@ def summary_json(letter: DeadLetter, now_ms: int) -> dict[str, Any]:
         "reason": letter.reason,
         "attempts": len(letter.attempts),
         "redrivable": letter.redrivable,
+        **named,
     }
 
 
 def render_table(letters: list[DeadLetter], now_ms: int) -> str:
-    """The human table of `dlq list`: id, age, ticket, rules, call or event, reason."""
-    rows = [("ID", "AGE", "TICKET", "RULES", "CALL / EVENT", "REASON")]
+    """The human table of `dlq list`: id, age, ticket, rules, call or event, reason.
+
+    An ACCOUNT column follows TICKET when some letter belongs to a named account.
+    """
+    named = any(x.account != DEFAULT for x in letters)
+    rows: list[tuple[str, ...]] = [
+        ("ID", "AGE", "TICKET", *(("ACCOUNT",) if named else ()), "RULES", "CALL / EVENT", "REASON")
+    ]
     for x in letters:
         rules = ", ".join(x.rules) or ("-" if x.kind == KIND_CALL else "(internal error)")
         rows.append(
@@ -156,6 +165,7 @@ def render_table(letters: list[DeadLetter], now_ms: int) -> str:
                 x.id,
                 age(now_ms - x.at_ms),
                 x.ticket_key,
+                *((x.account,) if named else ()),
                 rules,
                 _cut(x.what(), WHAT_WIDTH),
                 _cut(x.reason, REASON_WIDTH),
@@ -223,6 +233,7 @@ def render_letter(letter: DeadLetter, delivery: StoredDelivery | None, now_ms: i
             f"({_when(letter.at_ms)})"
         ),
         f"  ticket    {letter.ticket_key}",
+        *([f"  account   {letter.account}"] if letter.account != DEFAULT else []),
         f"  event     {letter.event_id or '-'}"
         + (f"  (stream entry {letter.origin})" if letter.origin else ""),
     ]
@@ -342,12 +353,16 @@ async def _redrive_all(redis: Redis, keys: Keys, settings: Settings, *, as_json:
 def describe_redriven(r: Redriven) -> str:
     """One line (two with merged letters) saying what was redriven and where it went."""
     x = r.letter
+    through = x.through()
     if x.kind == KIND_CALL:
-        line = f"redrove {x.id}: {x.what()} requeued in the {r.target}; a running worker sends it"
+        line = (
+            f"redrove {x.id}: {x.what()} requeued in the {r.target}; a running worker sends it"
+            + through
+        )
     else:
         line = (
             f"redrove {x.id}: {x.what()} event={x.event_id} re-added to {r.target}; "
-            "a running worker handles it again"
+            f"a running worker handles it again{through}"
         )
     if r.also_removed:
         line += (
@@ -365,6 +380,7 @@ def _redriven_json(r: Redriven) -> dict[str, Any]:
         "event_id": r.letter.event_id,
         "to": r.target,
         "also_removed": list(r.also_removed),
+        **({} if r.letter.account == DEFAULT else {"account": r.letter.account}),
     }
 
 

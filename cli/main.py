@@ -10,7 +10,8 @@ from pathlib import Path
 
 FILTER_HELP = (
     "the letters to take: comma-separated key=value of vendor, kind (event|call), rule, ticket, "
-    "reason (a part of it), since and until (2h = two hours ago, or an ISO time), "
+    "reason (a part of it), since and until (2h = two hours ago, or an ISO time), account "
+    "(a helpdesk account's name; default for the single-account settings), "
     "e.g. 'kind=call,vendor=inboxops,since=2h'"
 )
 

@@ -31,6 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ticketwire import metrics
+from ticketwire.accountkey import DEFAULT
 from ticketwire.calls import ApiCall
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
@@ -132,11 +133,17 @@ class DeadLetter:
     delivery: StoredDelivery | None = None
     #: The delivery's stream fields exactly as kept in the letter.
     delivery_fields: Mapping[bytes, bytes] = field(default_factory=dict)
+    #: The helpdesk account of the call or event: a redrive goes through its client again.
+    account: str = DEFAULT
 
     @property
     def redrivable(self) -> bool:
         """True when a redrive has what it needs: the call, or the stored delivery."""
         return self.call is not None if self.kind == KIND_CALL else self.delivery is not None
+
+    def through(self) -> str:
+        """` through account NAME` for a named account's letter; "" for the default account's."""
+        return "" if self.account == DEFAULT else f" through account {self.account}"
 
     def what(self) -> str:
         """What failed, in one line: the call, or the event and its type."""
@@ -192,6 +199,7 @@ class DeadLetter:
             attempts=attempts,
             delivery=delivery,
             delivery_fields=delivery_fields,
+            account=text(b"account") or _account_of(call, delivery),
         )
 
 
@@ -239,9 +247,20 @@ def letter_fields(
         "at": str(now_ms),
         "origin": call.origin if call is not None else _origin_of(delivery),
     }
+    account = _account_of(call, delivery)
+    if account != DEFAULT:
+        # Only then: letters of the default account keep the fields earlier versions wrote.
+        fields["account"] = account
     if call is None and delivery is not None:
         fields.update(delivery.to_fields())
     return fields
+
+
+def _account_of(call: ApiCall | None, delivery: StoredDelivery | None) -> str:
+    """The account a letter belongs to: its call's, else its delivery's."""
+    if call is not None:
+        return call.account
+    return delivery.account if delivery is not None else DEFAULT
 
 
 async def dead_letter(
@@ -281,12 +300,14 @@ async def dead_letter(
     dlq_id = entry.decode() if isinstance(entry, bytes) else str(entry)
     if trace is not None:
         trace(("dl", fields["kind"], dlq_id, reason))
+    account = fields.get("account")
     log.error(
-        "dead-lettered %s ticket=%s event=%s%s: %s (dlq id %s)",
+        "dead-lettered %s ticket=%s event=%s%s%s: %s (dlq id %s)",
         call.describe() if call else "event",
         ticket_key,
         fields["event_id"],
         f" rule={rule}" if rule and call is None else "",
+        f" account={_text(account)}" if account else "",
         reason,
         dlq_id,
     )

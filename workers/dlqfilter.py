@@ -1,7 +1,8 @@
 """Dead letters chosen by a filter: list, preview a redrive, redrive, or drop them in bulk.
 
-A filter reads `vendor=inboxops,kind=call,rule=escalate,ticket=…,reason=…,since=2h,until=…`:
-every key given must match (`reason` is a case-insensitive substring; `ticket` is a full ticket
+A filter reads `vendor=inboxops,account=brand-a,kind=call,rule=escalate,ticket=…,reason=…,
+since=2h,until=…`: every key given must match (`account=default` takes the letters of the
+single-account configuration; `reason` is a case-insensitive substring; `ticket` is a full ticket
 key `vendor:tenant:ticket`, `vendor:ticket`, or a bare ticket id; `since`/`until` take a
 duration meaning that long ago, or an ISO time, UTC unless it says otherwise). Parsing is pure;
 the redrive itself is `workers.deadletter`'s, letter by letter, oldest first.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from ticketwire.accountkey import ACCOUNT_NAME
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
 from ticketwire.vendors import registry
@@ -36,7 +38,8 @@ from workers.deadletter import (
     siblings_of,
 )
 
-KEYS = ("vendor", "kind", "rule", "ticket", "reason", "since", "until")
+# In the order a refused filter lists them: the keys most filters use first.
+KEYS = ("vendor", "kind", "rule", "ticket", "reason", "since", "until", "account")
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _AGO_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -50,6 +53,7 @@ class LetterFilter:
     """Which dead letters an operation takes; an unset key matches every letter."""
 
     vendor: str | None = None
+    account: str | None = None
     kind: str | None = None
     rule: str | None = None
     ticket: str | None = None
@@ -85,6 +89,11 @@ class LetterFilter:
         known = registry.names()
         if vendor is not None and vendor.lower() not in known:
             raise FilterError(f"vendor={vendor}: expected one of {', '.join(known)}")
+        account = found.get("account")
+        if account is not None and not ACCOUNT_NAME.match(account.lower()):
+            raise FilterError(
+                f"account={account}: expected an account name (a-z, 0-9 and -, up to 32 long)"
+            )
         kind = found.get("kind")
         if kind is not None and kind.lower() not in (KIND_EVENT, KIND_CALL):
             raise FilterError(f"kind={kind}: expected {KIND_EVENT} or {KIND_CALL}")
@@ -94,6 +103,7 @@ class LetterFilter:
             raise FilterError("since is later than until: no letter can match")
         return cls(
             vendor=vendor.lower() if vendor else None,
+            account=account.lower() if account else None,
             kind=kind.lower() if kind else None,
             rule=found.get("rule"),
             ticket=found.get("ticket"),
@@ -105,6 +115,8 @@ class LetterFilter:
     def matches(self, letter: DeadLetter) -> bool:
         """True when `letter` meets every key of the filter."""
         if self.vendor is not None and _vendor_of(letter) != self.vendor:
+            return False
+        if self.account is not None and letter.account != self.account:
             return False
         if self.kind is not None and letter.kind != self.kind:
             return False
@@ -219,14 +231,14 @@ def preview(
             out.append(Preview(x, "busy", "left: another process is redriving it right now"))
         elif x.kind == KIND_CALL:
             assert x.call is not None
-            out.append(
-                Preview(x, "call", f"re-queue call {x.call.describe()} on ticket {x.ticket_key}")
-            )
+            text = f"re-queue call {x.call.describe()} on ticket {x.ticket_key}"
+            out.append(Preview(x, "call", text + x.through()))
         else:
             p = partition_of(x.ticket_key, partitions)
             also = tuple(siblings_of(x, groups))
             covered.update(dict.fromkeys(also, x.id))
             text = f"re-add event {x.event_id} to partition {p} for ticket {x.ticket_key}"
+            text += x.through()
             if also:
                 text += f", removing letters {', '.join(also)} of the same event"
             out.append(Preview(x, "event", text, p, also))

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from receiver.console.context import console_key
 from receiver.console.forms import text_field
+from ticketwire.accountkey import DEFAULT
 from ticketwire.vendors import registry
 from workers.deadletter import KIND_CALL, KIND_EVENT
 from workers.dlqfilter import (
@@ -84,6 +85,12 @@ async def page(request: web.Request) -> web.Response:
             )
             previews = report.previews
     given = {k: v for k, v in query.values.items() if v}
+    # Single-account setups keep the page they had: the account appears once accounts exist.
+    accounts = (
+        bool(console.settings.named_accounts)
+        or "account" in given
+        or any(x.account != DEFAULT for x in letters)
+    )
     return console.render(
         request,
         "deadletters.html",
@@ -99,6 +106,7 @@ async def page(request: web.Request) -> web.Response:
         vendors=registry.names(),
         kinds=(KIND_EVENT, KIND_CALL),
         shown=SHOWN,
+        accounts=accounts,
     )
 
 
