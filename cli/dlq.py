@@ -451,14 +451,21 @@ async def _drop_matching(
             )
         else:
             for x in letters:
-                print(f"would drop {x.id}: {x.what()} ticket {x.ticket_key} ({x.reason})")
+                print(
+                    f"would drop {x.id}: {x.what()} ticket {x.ticket_key}{x.of_account()} "
+                    f"({x.reason})"
+                )
             print(f"dry run: {len(letters)} letter(s) match {flt.describe()}; none dropped")
         return 0
     dropped = await drop_matching(redis, keys, flt)
     if as_json:
-        print(json.dumps({"dropped": dropped, "filter": flt.describe()}))
-    else:
-        print(f"dropped {dropped} dead letter(s) matching {flt.describe()}")
+        now = _now_ms()
+        each = [summary_json(x, now) for x in dropped]
+        print(json.dumps({"dropped": len(dropped), "filter": flt.describe(), "letters": each}))
+        return 0
+    for x in dropped:
+        print(describe_dropped(x))
+    print(f"dropped {len(dropped)} dead letter(s) matching {flt.describe()}")
     return 0
 
 
@@ -470,12 +477,17 @@ async def _drop(redis: Redis, keys: Keys, letter_id: str, *, as_json: bool) -> i
     if as_json:
         print(json.dumps(summary_json(letter, _now_ms()), indent=2))
         return 0
-    rules = f" rules {', '.join(letter.rules)}" if letter.rules else ""
-    print(
-        f"dropped {letter.id}: {letter.what()} ticket {letter.ticket_key} event "
-        f"{letter.event_id or '-'}{rules} (reason: {letter.reason})"
-    )
+    print(describe_dropped(letter))
     return 0
+
+
+def describe_dropped(x: DeadLetter) -> str:
+    """One line saying what a dropped letter was, with its account when a named one."""
+    rules = f" rules {', '.join(x.rules)}" if x.rules else ""
+    return (
+        f"dropped {x.id}: {x.what()} ticket {x.ticket_key}{x.of_account()} event "
+        f"{x.event_id or '-'}{rules} (reason: {x.reason})"
+    )
 
 
 def _now_ms() -> int:

@@ -169,6 +169,52 @@ async def test_a_call_letter_takes_its_account_from_the_call(redis: Redis, keys:
     assert json.loads(json.loads(raw)["call"])["account"] == "brand-b"
 
 
+BODY = '{"priority": "high"}'
+
+
+async def test_drop_names_the_account_of_each_dropped_letter(
+    redis: Redis,
+    keys: Keys,
+    cli,  # noqa: F811
+):
+    async def letter(ticket: str, account: str) -> str:
+        call = dataclasses.replace(patch(ticket), account=account)
+        return await dead_letter(
+            redis, keys, reason="HTTP 400", ticket_key=f"inboxops:{ticket}", call=call
+        )
+
+    one, plain, two, three = (
+        await letter("1", "brand-a"),
+        await letter("2", "default"),
+        await letter("3", "brand-b"),
+        await letter("4", "brand-b"),
+    )
+    code, out, _ = await cli("drop", one)
+    assert code == 0
+    assert out.startswith(
+        f"dropped {one}: PATCH /tickets/1 {BODY} ticket inboxops:1 account brand-a"
+    )
+    # The default account's letter is described as before: no account.
+    code, out, _ = await cli("drop", plain)
+    assert code == 0 and "account" not in out
+
+    code, out, _ = await cli("drop", "--filter", "account=brand-b", "--dry-run")
+    assert code == 0
+    assert (
+        f"would drop {two}: PATCH /tickets/3 {BODY} ticket inboxops:3 account brand-b (HTTP" in out
+    )
+    code, out, _ = await cli("drop", "--filter", "ticket=3")
+    assert code == 0
+    [line, summary] = out.splitlines()
+    assert line.startswith(f"dropped {two}: ") and " account brand-b " in line
+    assert summary == "dropped 1 dead letter(s) matching ticket=3"
+    code, out, _ = await cli("drop", "--filter", "account=brand-b", "--json")
+    doc = json.loads(out)
+    assert doc["dropped"] == 1
+    assert [(x["id"], x["account"]) for x in doc["letters"]] == [(three, "brand-b")]
+    assert await redis.xlen(keys.dlq) == 0
+
+
 async def test_the_console_shows_the_account_only_once_a_letter_has_one(
     aiohttp_client: Any, redis: Redis, keys: Keys
 ):

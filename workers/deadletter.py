@@ -145,6 +145,10 @@ class DeadLetter:
         """` through account NAME` for a named account's letter; "" for the default account's."""
         return "" if self.account == DEFAULT else f" through account {self.account}"
 
+    def of_account(self) -> str:
+        """` account NAME` for a named account's letter; "" for the default account's."""
+        return "" if self.account == DEFAULT else f" account {self.account}"
+
     def what(self) -> str:
         """What failed, in one line: the call, or the event and its type."""
         if self.call is not None:

@@ -245,13 +245,12 @@ def preview(
     return out
 
 
-async def drop_matching(redis: Redis, keys: Keys, flt: LetterFilter) -> int:
-    """Delete the matching letters; how many were deleted (one being redriven is left)."""
-    dropped = 0
+async def drop_matching(redis: Redis, keys: Keys, flt: LetterFilter) -> list[DeadLetter]:
+    """Delete the matching letters; those deleted, oldest first (one being redriven is left)."""
+    dropped = []
     for x in await matching(redis, keys, flt):
         with contextlib.suppress(LetterNotFound, LetterBusy):
-            await drop(redis, keys, x.id)
-            dropped += 1
+            dropped.append(await drop(redis, keys, x.id))
     return dropped
 
 

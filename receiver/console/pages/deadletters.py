@@ -153,5 +153,5 @@ async def drop(request: web.Request) -> web.StreamResponse:
     flt, given, problem = await _chosen(request)
     if flt is None:
         return console.refuse(request, 400, problem)
-    dropped = await drop_matching(console.redis, console.keys, flt)
+    dropped = len(await drop_matching(console.redis, console.keys, flt))
     raise web.HTTPSeeOther(f"/console/dead-letters?{urlencode({**given, 'dropped': dropped})}")
