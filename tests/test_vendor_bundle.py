@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,18 @@ import pytest
 from receiver.app import vendor_intakes
 from tests.extra_vendor import extra_vendor
 from ticketwire.config import Settings
-from ticketwire.engine.actions import registered_vendors, vendor_spec
+from ticketwire.engine.actions import (
+    ActionSpec,
+    Plan,
+    VendorSpec,
+    registered_vendors,
+    vendor_spec,
+)
+from ticketwire.engine.changes import field_changes
 from ticketwire.engine.ruleset import load_rule_set
 from ticketwire.engine.select import SelectKey, VendorSelect, select_keys, vendor_select
 from ticketwire.envread import Env
-from ticketwire.errors import ConfigError
+from ticketwire.errors import ConfigError, RuleConfigError
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors import registry
@@ -108,12 +116,6 @@ def test_vocabulary_round_trips(vendor: Vendor[Any]) -> None:
 
 # ---- one more vendor ----
 
-ACTIONS_MODULE = """
-from ticketwire.engine.actions import Plan, VendorSpec, register_vendor_actions
-
-register_vendor_actions("acme", VendorSpec("acme", {}, lambda event, decisions: Plan()))
-"""
-
 
 @dataclass(frozen=True)
 class AcmeSettings:
@@ -174,13 +176,13 @@ ACME = Vendor(
     intake=lambda a: AcmeIntake() if a.webhook_secrets else None,
     client=lambda a, session, timeout: AcmeClient() if a.api_key else None,
     parser=lambda: parse_acme,
-    actions="acme_actions",
+    actions=lambda: VendorSpec("acme", {}, lambda event, decisions: Plan()),
     batching=lambda a: BatchSpec(lambda c: None, lambda c: None, lambda c, ids: c),
     budget=lambda a: ("acme:desk", ()) if a.api_key else None,
     echo=lambda: Echo(lambda call: {}, frozenset({"touched"})),
     select=acme_select,
     listed=lambda: acme_view,
-    common_view=lambda: lambda ticket: {},
+    common_view=lambda: lambda ticket: {"status": neutral_status("acme", ticket.get("state"))},
     vocabulary=Vocabulary(
         status_to={
             s: "up" if s in ("new", "open", "in_progress") else "down" for s in NEUTRAL_STATUSES
@@ -195,12 +197,8 @@ ACME = Vendor(
 
 
 @pytest.fixture
-def with_acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+def with_acme() -> Iterator[Registry]:
     """The built-in vendors plus Acme, active for one test; nothing of Acme is kept after it."""
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "acme_actions.py").write_text(ACTIONS_MODULE)
-    monkeypatch.syspath_prepend(str(modules))
     with extra_vendor(ACME) as extended:
         yield extended
 
@@ -244,3 +242,79 @@ def test_without_the_extra_registry_acme_is_unknown() -> None:
     with pytest.raises(KeyError, match="unknown vendor 'acme'"):
         registry.parser("acme")
     assert echo_of("acme") is None
+
+
+def acme_event() -> Event:
+    return Event(
+        vendor="acme",
+        type="ticket.updated",
+        id="e1",
+        tenant="desk-1",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ticket_id="1",
+        ticket={"id": "1", "state": "down"},
+        changes={"state": {"from": "up", "to": "down"}},
+    )
+
+
+def acme_lookups() -> dict[str, Any]:
+    """What every per-vendor lookup says of `acme` now (an exception's type when it refuses)."""
+
+    def seen(lookup: Callable[[], Any]) -> Any:
+        try:
+            return lookup()
+        except (KeyError, RuleConfigError) as exc:
+            return type(exc).__name__
+
+    return {
+        "registered": "acme" in registered_vendors(),
+        "actions": seen(lambda: list(vendor_spec("acme").actions)),
+        "select": seen(lambda: list(vendor_select("acme").keys)),
+        "echo": echo.bookkeeping if (echo := echo_of("acme")) else None,
+        "vocabulary": seen(lambda: vendor_status("acme", "waiting")),
+        "changes": sorted(field_changes(acme_event()) or {}),
+    }
+
+
+def test_nothing_of_a_vendor_is_left_once_its_registry_block_ends() -> None:
+    before = acme_lookups()
+    assert before == {
+        "registered": False,
+        "actions": "RuleConfigError",
+        "select": "RuleConfigError",
+        "echo": None,
+        "vocabulary": "KeyError",
+        "changes": ["state"],
+    }
+    with extra_vendor(ACME):
+        assert acme_lookups() == {
+            "registered": True,
+            "actions": [],
+            "select": ["state"],
+            "echo": {"touched"},
+            "vocabulary": "down",
+            "changes": ["common.status", "state"],
+        }
+    assert acme_lookups() == before
+    # Another vendor of the same name is looked up afresh, not served what the first one left.
+    other = dataclasses.replace(
+        ACME,
+        actions=lambda: VendorSpec("acme", {"close": CLOSE}, lambda event, decisions: Plan()),
+        select=lambda: VendorSelect("acme", select_keys(SelectKey("queue", "text"))),
+        echo=lambda: Echo(lambda call: {}, frozenset({"stamp"})),
+        vocabulary=dataclasses.replace(ACME.vocabulary, status_to={"waiting": "parked"}),
+        common_view=lambda: lambda ticket: {},
+    )
+    with extra_vendor(other):
+        assert acme_lookups() == {
+            "registered": True,
+            "actions": ["close"],
+            "select": ["queue"],
+            "echo": {"stamp"},
+            "vocabulary": "parked",
+            "changes": ["state"],
+        }
+    assert acme_lookups() == before
+
+
+CLOSE = ActionSpec("close", "close the ticket", lambda value: ("close", {}))

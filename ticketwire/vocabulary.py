@@ -40,9 +40,9 @@ def vocabulary(vendor: str) -> Vocabulary:
     """The vocabulary of `vendor`'s bundle; raise `KeyError` for a vendor not registered."""
     known = _CACHE.get(vendor)
     if known is None:
-        from ticketwire.vendors.registry import bundle
+        from ticketwire.vendors.registry import derived
 
-        known = _CACHE[vendor] = bundle(vendor).vocabulary
+        known = derived(_CACHE, vendor, lambda v: v.vocabulary)
     return known
 
 

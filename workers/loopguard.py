@@ -38,7 +38,7 @@ from ticketwire.engine.guard import (
 from ticketwire.engine.limits import FiringLimits
 from ticketwire.keys import Keys
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vendors.registry import active
+from ticketwire.vendors.registry import active, derived
 
 __all__ = ["Clearance", "LoopGuard", "echo_of", "fingerprint"]
 
@@ -49,10 +49,9 @@ def echo_of(vendor: str) -> Echo | None:
     """Which ticket fields `vendor`'s calls set, and the bookkeeping a change ignores."""
     found = _ECHOES.get(vendor)
     if found is None:
-        registry = active()
-        if vendor not in registry.names:
+        if vendor not in active().names:
             return None
-        found = _ECHOES[vendor] = registry.get(vendor).echo()
+        found = derived(_ECHOES, vendor, lambda v: v.echo())
     return found
 
 

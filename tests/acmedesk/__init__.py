@@ -93,7 +93,7 @@ VENDOR: Vendor[AcmeDeskSettings] = Vendor(
     intake=_intake,
     client=_client,
     parser=lazy("tests.acmedesk.webhook", "parse"),
-    actions="tests.acmedesk.actions",
+    actions=lazy("tests.acmedesk.actions", "SPEC"),
     # One ticket per call: Acme has no bulk endpoint.
     batching=lambda account: BatchSpec(lambda c: None, lambda c: None, lambda c, ids: c),
     budget=_budget,

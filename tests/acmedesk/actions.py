@@ -11,7 +11,6 @@ from ticketwire.engine.actions import (
     ActionSpec,
     Plan,
     VendorSpec,
-    register_vendor_actions,
 )
 from ticketwire.event import Event
 from ticketwire.vocabulary import NEUTRAL_STATUSES, vendor_status
@@ -61,4 +60,3 @@ SPEC = VendorSpec(
     },
     planner=plan,
 )
-register_vendor_actions(VENDOR, SPEC)

@@ -14,7 +14,6 @@ from ticketwire.engine.actions import (
     action_names,
     make_action,
     plan,
-    register_vendor_actions,
     registered_vendors,
     vendor_spec,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "parse_instant",
     "parse_yaml",
     "plan",
-    "register_vendor_actions",
     "registered_vendors",
     "render_table",
     "run_rule",

@@ -1,13 +1,13 @@
-"""Actions rules decide on, and the registry where each vendor declares its action vocabulary.
+"""Actions rules decide on, and each vendor's action vocabulary as its bundle declares it.
 
-A vendor registers a `VendorSpec`: the actions a rule may take (each with a normaliser that
-validates what the rule wrote), the ticket fields conditions may read, and the planner that turns
-decided actions into API calls. YAML rules and `ctx.*` calls are both validated through it.
+A vendor's bundle gives a `VendorSpec` (`Vendor.actions`): the actions a rule may take (each with a
+normaliser that validates what the rule wrote), the ticket fields conditions may read, and the
+planner that turns decided actions into API calls. YAML rules and `ctx.*` calls are both
+validated through it.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +20,10 @@ from ticketwire.event import PROCESSED_EVENTS, Event
 
 if TYPE_CHECKING:
     from ticketwire.engine.evaluate import Decision
+    from ticketwire.vendors.bundle import Vendor
 
-_REGISTRY: dict[str, VendorSpec] = {}
+#: Each active vendor's spec, built from its bundle on first lookup (see `registry.derived`).
+_SPECS: dict[str, VendorSpec] = {}
 #: Actions with one meaning on every helpdesk (see `ticketwire.vocabulary`).
 NEUTRAL_ACTIONS: tuple[str, ...] = (
     "set_status",
@@ -110,41 +112,30 @@ class VendorSpec:
     lacks: Mapping[str, str] = field(default_factory=dict)
 
 
-def register_vendor_actions(vendor: str, spec: VendorSpec) -> None:
-    """Declare `vendor`'s action vocabulary; registering again replaces it."""
-    if spec.vendor != vendor:
-        raise ValueError(f"spec is for {spec.vendor!r}, registered as {vendor!r}")
-    _REGISTRY[vendor] = spec
-
-
-def _action_modules() -> dict[str, str]:
-    """Each registry vendor's actions module, imported on first use so the engine stays light."""
+def registered_vendors() -> tuple[str, ...]:
+    """Names of every vendor of the active registry, sorted."""
     from ticketwire.vendors.registry import active
 
-    return {v.name: v.actions for v in active().vendors}
-
-
-def _load_builtins() -> None:
-    for vendor, module in _action_modules().items():
-        if vendor not in _REGISTRY:
-            importlib.import_module(module)
-
-
-def registered_vendors() -> tuple[str, ...]:
-    """Names of every vendor with a registered vocabulary, sorted."""
-    _load_builtins()
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(active().names))
 
 
 def vendor_spec(vendor: str) -> VendorSpec:
     """Return the vocabulary of `vendor`, or raise `RuleConfigError` naming the known ones."""
-    if vendor not in _REGISTRY:
-        module = _action_modules().get(vendor)
-        if module is not None:
-            importlib.import_module(module)
-    if vendor not in _REGISTRY:
-        raise unknown("vendor", vendor, registered_vendors(), None)
-    return _REGISTRY[vendor]
+    found = _SPECS.get(vendor)
+    if found is None:
+        from ticketwire.vendors.registry import active, derived
+
+        if vendor not in active().names:
+            raise unknown("vendor", vendor, registered_vendors(), None)
+        found = derived(_SPECS, vendor, _spec_of)
+    return found
+
+
+def _spec_of(bundle: Vendor[Any]) -> VendorSpec:
+    spec = bundle.actions()
+    if spec.vendor != bundle.name:
+        raise ValueError(f"the actions of {bundle.name!r} are a spec for {spec.vendor!r}")
+    return spec
 
 
 def known_events(vendor: str | None) -> tuple[str, ...]:

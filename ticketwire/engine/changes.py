@@ -113,14 +113,14 @@ _COMMON_VIEWS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
 def _common_view(vendor: str) -> Callable[[Mapping[str, Any]], dict[str, Any]] | None:
     """The vendor's neutral view of a ticket dict (None for a vendor not registered)."""
-    if vendor not in _COMMON_VIEWS:
-        from ticketwire.vendors.registry import active
+    found = _COMMON_VIEWS.get(vendor)
+    if found is None:
+        from ticketwire.vendors.registry import active, derived
 
-        registry = active()
-        if vendor not in registry.names:
+        if vendor not in active().names:
             return None
-        _COMMON_VIEWS[vendor] = registry.get(vendor).common_view()
-    return _COMMON_VIEWS[vendor]
+        found = derived(_COMMON_VIEWS, vendor, lambda v: v.common_view())
+    return found
 
 
 def _vendor_before(event: Event, changes: Mapping[str, Any]) -> dict[str, Any]:

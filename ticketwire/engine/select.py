@@ -81,12 +81,12 @@ def vendor_select(vendor: str) -> VendorSelect:
     """The list filters of `vendor`; raise `RuleConfigError` for a vendor without a list API."""
     found = _SELECTS.get(vendor)
     if found is None:
-        from ticketwire.vendors.registry import active
+        from ticketwire.vendors.registry import active, derived
 
         registry = active()
         if vendor not in registry.names:
             raise unknown("vendor for a scheduled rule", vendor, sorted(registry.names), None)
-        found = _SELECTS[vendor] = registry.get(vendor).select()
+        found = derived(_SELECTS, vendor, lambda v: v.select())
     return found
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ticketwire.calls import ApiCall
     from ticketwire.config import Role, Settings
+    from ticketwire.engine.actions import VendorSpec
     from ticketwire.engine.router import Rule
     from ticketwire.engine.select import VendorSelect
     from ticketwire.envread import Env
@@ -74,8 +75,8 @@ class Vendor(Generic[S]):
     client: Callable[[S, aiohttp.ClientSession, float], HelpdeskClient | None]
     #: The pure parser workers use on stored bodies.
     parser: Callable[[], Callable[[bytes], Event]]
-    #: Module that registers the vendor's `VendorSpec` (its actions) when imported.
-    actions: str
+    #: The vendor's action vocabulary and planner (its `VendorSpec`), built on first lookup.
+    actions: Callable[[], VendorSpec]
     #: How write-backs combine into bulk calls, with the configured sizes.
     batching: Callable[[S], BatchSpec]
     #: The API's budget scope (vendor and account) and limits, or None when not configured.

@@ -2,6 +2,8 @@
 
 `BUILTIN` lists each shipped vendor's bundle once; everything else is derived from the active
 `Registry` (the built-in one unless `installed()` swaps in another, e.g. with one more vendor).
+What other modules keep per vendor for speed (actions, `select:` keys, echo, views,
+vocabulary) they keep through `derived()`, so a change of the active registry empties it all.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ticketwire.accountkey import account_key
 from ticketwire.vendors import HelpdeskClient, WebhookIntake
@@ -117,6 +119,10 @@ class Registry:
 
 
 _ACTIVE: list[Registry] = [Registry(BUILTIN)]
+#: Every per-vendor cache `derived()` filled, by identity: emptied when the active registry changes.
+_DERIVED: dict[int, dict[str, Any]] = {}
+
+T = TypeVar("T")
 
 
 def active() -> Registry:
@@ -128,10 +134,29 @@ def active() -> Registry:
 def installed(registry: Registry) -> Iterator[Registry]:
     """Use `registry` instead of the active one until the block ends."""
     _ACTIVE.append(registry)
+    _forget_derived()
     try:
         yield registry
     finally:
         _ACTIVE.remove(registry)
+        _forget_derived()
+
+
+def derived(cache: dict[str, T], vendor: str, build: Callable[[Vendor[Any]], T]) -> T:
+    """`build(bundle of vendor)`, kept in `cache[vendor]` while the active registry stays.
+
+    Callers look `cache` up first (a dict lookup per event) and come here on a miss; a vendor
+    the active registry lacks raises `KeyError` and leaves `cache` as it was.
+    """
+    value = build(active().get(vendor))
+    cache[vendor] = value
+    _DERIVED[id(cache)] = cache
+    return value
+
+
+def _forget_derived() -> None:
+    for cache in _DERIVED.values():
+        cache.clear()
 
 
 def names() -> tuple[str, ...]:

@@ -43,7 +43,6 @@ from ticketwire.engine.actions import (
     ActionSpec,
     Plan,
     VendorSpec,
-    register_vendor_actions,
 )
 from ticketwire.engine.nodes import kind_of
 from ticketwire.engine.notes import note_action_call, note_params
@@ -463,4 +462,3 @@ SPEC = VendorSpec(
     field_enums={"status": STATUSES, "priority": PRIORITIES_SEEN},
     events=OWN_EVENTS,
 )
-register_vendor_actions(VENDOR, SPEC)

@@ -36,7 +36,6 @@ from ticketwire.engine.actions import (
     ActionSpec,
     Plan,
     VendorSpec,
-    register_vendor_actions,
 )
 from ticketwire.engine.durations import (
     format_utc,
@@ -419,4 +418,3 @@ SPEC = VendorSpec(
     ticket_fields=TICKET_FIELDS,
     field_enums={"status": STATUSES, "priority": PRIORITIES},
 )
-register_vendor_actions(VENDOR, SPEC)

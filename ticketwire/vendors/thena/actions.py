@@ -55,7 +55,6 @@ from ticketwire.engine.actions import (
     ActionSpec,
     Plan,
     VendorSpec,
-    register_vendor_actions,
 )
 from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
@@ -510,4 +509,3 @@ SPEC = VendorSpec(
     events=OWN_EVENTS,
     lacks=LACKS,
 )
-register_vendor_actions(VENDOR, SPEC)
