@@ -2,9 +2,9 @@
 
 The body is the helpdesk's own envelope (the bundled simulators' envelope functions), with a
 fresh event id each time, and the ticket made of `id`, an update time of now, the fields of an
-optional JSON file, then each `--set`. It is signed with the helpdesk's configured webhook secret
-(`*_WEBHOOK_SECRETS`), else with the local `ticketwire up`'s, and sent to `--to`, else to that
-`up`'s receiver.
+optional JSON file, then each `--set`. It is signed with the account's configured webhook secret
+(`*_WEBHOOK_SECRETS`, or a named account's `webhook_secrets` in the accounts file), else with the
+local `ticketwire up`'s, and sent to `--to`, else to that `up`'s receiver, on the account's route.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from simulator.common.clock import iso
 from simulator.cstar import webhooks as cstar_sim
 from simulator.inboxops import webhooks as inboxops_sim
 from simulator.thena import webhooks as thena_sim
+from ticketwire.accountkey import DEFAULT, account_key
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError, MalformedEvent
 from ticketwire.vendors.registry import VENDORS, active, bundle, parser
@@ -155,26 +156,74 @@ class Signer:
     thena_header: str | None = None
 
 
-def choose_signer(vendor: str, settings: Settings, up: LocalUp | None, given: str | None) -> Signer:
-    """`--secret`, else the helpdesk's configured secret, else the local `up`'s."""
-    th = THENA.of(settings)
-    mode, header = (th.webhook_mode, th.webhook_header) if vendor == "thena" else ("token", None)
+def choose_signer(
+    vendor: str, settings: Settings, up: LocalUp | None, given: str | None, account: str = DEFAULT
+) -> Signer:
+    """`--secret`, else the account's configured secret, else the local `up`'s."""
+    configured_account = settings.accounts(vendor).get(account)
+    th = THENA.of(settings, account) if vendor == "thena" and configured_account else None
+    mode, header = (th.webhook_mode, th.webhook_header) if th else ("token", None)
     if given:
         return Signer(given, "--secret", mode, header)
-    configured = bundle(vendor).webhook_secrets(settings.vendor(vendor))
+    configured = bundle(vendor).webhook_secrets(configured_account) if configured_account else ()
     if configured:
-        return Signer(configured[0].reveal(), f"{vendor.upper()}_WEBHOOK_SECRETS", mode, header)
-    if up is not None and up.webhook_secrets.get(vendor):
-        return Signer(up.webhook_secrets[vendor], f"the local `ticketwire up`'s {vendor} secret")
+        where = (
+            f"{vendor.upper()}_WEBHOOK_SECRETS"
+            if account == DEFAULT
+            else f"{vendor}.{account}.webhook_secrets of TICKETWIRE_ACCOUNTS"
+        )
+        return Signer(configured[0].reveal(), where, mode, header)
+    local = _local_secrets(up, vendor, account)
+    if local:
+        named = "" if account == DEFAULT else f" account {account}"
+        return Signer(local, f"the local `ticketwire up`'s {vendor}{named} secret")
+    if account != DEFAULT:
+        raise FireError(
+            f"no webhook secret of {vendor} account {account}: give its webhook_secrets in "
+            "TICKETWIRE_ACCOUNTS, pass --secret, or start `ticketwire up` here with that file"
+        )
     raise FireError(
         f"no {vendor} webhook secret: set {vendor.upper()}_WEBHOOK_SECRETS, pass --secret, or "
         "start `ticketwire up` here"
     )
 
 
-async def simulator_tenant(vendor: str, up: LocalUp | None, timeout_s: float) -> str | None:
-    """The tenant id of the local `up`'s simulator of `vendor`, so fired tickets are its own."""
-    sim = up.simulators.get(vendor) if up else None
+def _local_secrets(up: LocalUp | None, vendor: str, account: str) -> str | None:
+    if up is None:
+        return None
+    if account == DEFAULT:
+        return up.webhook_secrets.get(vendor)
+    return up.account_secrets.get(account_key(vendor, account))
+
+
+def known_accounts(vendor: str, settings: Settings, up: LocalUp | None) -> list[str]:
+    """The accounts of `vendor` this command can send to: configured, or the local `up`'s."""
+    names = dict.fromkeys(settings.accounts(vendor))
+    for key in up.account_secrets if up else ():
+        owner, _, name = key.partition("@")
+        if owner == vendor:
+            names[name] = None
+    return list(names)
+
+
+def account_url(url: str, vendor: str, account: str) -> str:
+    """The webhook URL of `account`: `<base>/<vendor>/<account>` for a named one."""
+    url = webhook_url(url, vendor)
+    if account != DEFAULT and url.rstrip("/").endswith(f"/webhooks/{vendor}"):
+        return f"{url.rstrip('/')}/{account}"
+    return url
+
+
+async def simulator_tenant(
+    vendor: str, up: LocalUp | None, timeout_s: float, account: str = DEFAULT
+) -> str | None:
+    """The tenant id of the local `up`'s simulator of the account, so fired tickets are its own."""
+    if up is None:
+        return None
+    if account == DEFAULT:
+        sim = up.simulators.get(vendor)
+    else:
+        sim = up.account_simulators.get(account_key(vendor, account))
     if not sim:
         return None
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -211,6 +260,7 @@ class FireRequest:
     to: str | None = None
     tenant: str | None = None
     secret: str | None = None
+    account: str = DEFAULT
 
 
 async def fire(
@@ -223,15 +273,23 @@ async def fire(
     if req.vendor == "thena" and req.event == "ticket.closed":
         # Thena has no close event: a status change to a closed status is one.
         ticket.setdefault("statusName", "Closed")
-    signer = choose_signer(req.vendor, settings, up, req.secret)
+    known = known_accounts(req.vendor, settings, up)
+    if req.account not in known:
+        raise FireError(
+            f"--account {req.account}: no such {req.vendor} account; known: {', '.join(known)}"
+            " (named accounts come from the file TICKETWIRE_ACCOUNTS names, or the local "
+            "`ticketwire up`'s)"
+        )
+    signer = choose_signer(req.vendor, settings, up, req.secret, req.account)
     if req.to is None and up is None:
         raise FireError("give --to URL (a receiver's /webhooks), or start `ticketwire up` here")
-    url = webhook_url(req.to or (up.receiver_url if up else ""), req.vendor)
-    configured = {v.name: v.tenant(settings.vendor(v.name)) for v in active().vendors}
+    url = account_url(req.to or (up.receiver_url if up else ""), req.vendor, req.account)
+    accounts = settings.accounts(req.vendor)
+    configured = (
+        active().get(req.vendor).tenant(accounts[req.account]) if req.account in accounts else None
+    )
     tenant = (
-        req.tenant
-        or await simulator_tenant(req.vendor, up, timeout_s)
-        or configured.get(req.vendor)
+        req.tenant or await simulator_tenant(req.vendor, up, timeout_s, req.account) or configured
     )
     if not tenant:
         what = {"inboxops": "workspace", "cstar": "team", "thena": "organisation"}[req.vendor]
@@ -240,8 +298,9 @@ async def fire(
     body = build_body(req.vendor, req.event, ticket, tenant=tenant, event_id=event_id, now=now)
     headers = {"Content-Type": "application/json", "User-Agent": "ticketwire-fire"}
     headers.update(resign(req.vendor, body, signer.secret, signer.thena_mode, signer.thena_header))
+    named = "" if req.account == DEFAULT else f" account={req.account}"
     print(
-        f"fire {req.vendor} {req.event} event={event_id} ticket={ticket['id']} → {url} "
+        f"fire {req.vendor}{named} {req.event} event={event_id} ticket={ticket['id']} → {url} "
         f"(signed with {signer.source})",
         file=sys.stderr,
     )

@@ -33,6 +33,10 @@ class LocalUp:
     webhook_secrets: dict[str, str] = field(default_factory=dict)
     #: Vendor name → the bundled simulator's base URL (empty when real helpdesks are configured).
     simulators: dict[str, str] = field(default_factory=dict)
+    #: Named accounts (`vendor@account`) → the webhook secret their route accepts.
+    account_secrets: dict[str, str] = field(default_factory=dict)
+    #: Named accounts (`vendor@account`) → their own bundled simulator's base URL.
+    account_simulators: dict[str, str] = field(default_factory=dict)
     #: The key prefix of its Redis keys (`TICKETWIRE_KEY_PREFIX`); an older `up.json` has none,
     #: and the `up` that wrote it used the default.
     key_prefix: str = "tw:"

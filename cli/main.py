@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign with this secret (default: the configured *_WEBHOOK_SECRETS, else the "
         "running `ticketwire up`'s)",
     )
+    fire.add_argument(
+        "--account",
+        default="default",
+        help="send to this account's route, signed with its secret from TICKETWIRE_ACCOUNTS "
+        "(or the running `ticketwire up`'s) (default: default)",
+    )
 
     diff = verbs.add_parser(
         "diff", help="how a rules change alters the planned calls on captured deliveries"
@@ -290,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     to=args.to,
                     tenant=args.tenant,
                     secret=args.secret,
+                    account=args.account,
                 )
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -10,9 +11,19 @@ from datetime import UTC, datetime
 import pytest
 
 from cli.fire import FireError, FireRequest, apply_sets, build_body, fire, parse_set
-from cli.localup import LocalUp, find_local_up
+from cli.localup import DataDirLock, LocalUp, find_local_up
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-from tests.localstack import LocalStack, local_up, receiver_settings, serve, stored
+from tests.localstack import (
+    UP_SECRETS,
+    LocalStack,
+    cli_env,
+    local_up,
+    receiver_settings,
+    run_cli,
+    serve,
+    stored,
+)
+from tests.test_dlq import stream_entries
 from ticketwire.config import Settings
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
@@ -204,3 +215,49 @@ async def test_thena_in_hmac_mode_is_signed_in_the_configured_header(
     )
     assert await fire(req, token_mode, None) == 1
     assert len(await stored(redis, hmac_keys)) == 1
+
+
+async def test_an_account_is_fired_at_its_route_signed_with_its_secret_from_the_file(
+    tmp_path, aiohttp_server, redis, redis_url, keys
+):
+    settings = dataclasses.replace(
+        receiver_settings(keys, UP_SECRETS, redis_url),
+        named_accounts={
+            "inboxops": {"brand-a": InboxOpsSettings(webhook_secrets=(Secret("whsec_a"),))}
+        },
+    )
+    url = await serve(aiohttp_server, settings, redis)
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[inboxops.brand-a]\nwebhook_secrets = {env = "BRAND_A_SECRET"}\n')
+    env = cli_env(
+        TICKETWIRE_ACCOUNTS=str(accounts),
+        BRAND_A_SECRET="whsec_a",
+        TICKETWIRE_DATA_DIR=str(tmp_path / "none"),
+    )
+    args = ("fire", "inboxops", "--ticket", "42", "--tenant", "ws_a", "--to", url)
+    code, out, err = await run_cli(*args, "--account", "brand-a", env=env)
+    assert code == 0, err
+    assert out.startswith("202 ")
+    assert f"→ {url}/inboxops/brand-a (signed with inboxops.brand-a.webhook_secrets" in err
+    assert "whsec_a" not in out + err
+    [entry] = await stream_entries(redis, keys)
+    assert (entry.account, entry.vendor) == ("brand-a", "inboxops")
+
+    code, out, err = await run_cli(*args, "--account", "brand-b", env=env)
+    assert code == 2 and out == ""
+    assert "--account brand-b: no such inboxops account; known: default, brand-a" in err
+    assert len(await stream_entries(redis, keys)) == 1
+
+
+async def test_an_account_of_the_local_up_is_signed_with_its_secret(up, redis, keys):
+    info = local(up)
+    # The local `up` names a secret per named account in up.json.
+    lock = DataDirLock(up.data_dir)
+    lock.publish(dataclasses.replace(info, account_secrets={"cstar@eu": UP_SECRETS["cstar"]}))
+    code, out, err = await up.run(
+        "fire", "cstar", "--account", "eu", "--ticket", "t1", "--tenant", "x"
+    )
+    signed = "signed with the local `ticketwire up`'s cstar account eu secret"
+    assert f"→ {up.receiver_url}/cstar/eu ({signed})" in err
+    # This receiver has no account eu: it answers 404, and fire exits 1.
+    assert code == 1 and out.startswith("404 ") and "unknown_account" in out
