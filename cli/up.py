@@ -2,7 +2,9 @@
 
 Redis: `REDIS_URL`, or an embedded Valkey with persistence in `TICKETWIRE_DATA_DIR`.
 Helpdesks: with no helpdesk API configured, the bundled InboxOps, cStar and Thena simulators,
-each delivering its webhooks to this receiver; otherwise only the configured helpdesks.
+each delivering its webhooks to this receiver, and one more simulator for each named account of
+the accounts file (TICKETWIRE_ACCOUNTS), delivering to that account's route; otherwise only the
+configured helpdesks.
 The receiver and one worker run in this process.
 
 The data directory is this `up`'s own: one `up` at a time holds it (`cli.localup`), and the
@@ -34,6 +36,7 @@ from cli.init import no_rules_dir
 from cli.localup import AlreadyRunning, DataDirLock, LocalUp
 from cli.redisurl import safe_url
 from receiver.app import create_app, vendor_intakes
+from ticketwire.accountkey import DEFAULT, account_key
 from ticketwire.config import Settings
 from ticketwire.engine import Router, check_rules
 from ticketwire.errors import ConfigError
@@ -171,6 +174,11 @@ async def _serve(
             INBOXOPS.of(settings).api_url
             or CSTAR.of(settings).api_configured
             or THENA.of(settings).api_configured
+            or any(
+                v.calls_api(account)
+                for key, v, account in active().accounts(settings)
+                if key != v.name
+            )
         )
         local = LocalSimulators()
         if not real:
@@ -211,8 +219,17 @@ async def _serve(
                 webhook_secrets={
                     vendor: _webhook_secrets(settings, vendor)[0].reveal()
                     for vendor in settings.vendors_receiving()
+                    if _webhook_secrets(settings, vendor)
                 },
                 simulators={vendor: sim.url for vendor, sim in sims.items()},
+                account_secrets={
+                    key: v.webhook_secrets(account)[0].reveal()
+                    for key, v, account in active().accounts(settings)
+                    if key != v.name and v.webhook_secrets(account)
+                },
+                account_simulators={
+                    key: sim.url for key, sim in local.by_key.items() if key not in sims
+                },
                 key_prefix=settings.key_prefix,
             )
         )
@@ -223,7 +240,7 @@ async def _serve(
                 rules=settings.rules_dir,
                 n_rules=len(router.rules),
                 state=_describe_state(lock.data_dir, local),
-                helpdesks=_describe(settings, sims, base),
+                helpdesks=_describe(settings, local.by_key, base),
                 observe=_observe(settings),
                 try_it=try_it or "  (configure each helpdesk's webhook to the URL above)\n",
             ),
@@ -310,11 +327,19 @@ def _stop_orphan_valkey(pidfile: Path) -> None:
 
 @dataclasses.dataclass
 class LocalSimulators:
-    """This run's bundled simulators, which came back from the data directory, their saving."""
+    """This run's bundled simulators, which came back from the data directory, their saving.
 
-    by_vendor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    Keyed by account key: `inboxops` for the default account, `inboxops@brand-a` for a named one.
+    """
+
+    by_key: dict[str, Any] = dataclasses.field(default_factory=dict)
     restored: dict[str, bool] = dataclasses.field(default_factory=dict)
     saves: list[Autosave] = dataclasses.field(default_factory=list)
+
+    @property
+    def by_vendor(self) -> dict[str, Any]:
+        """The default accounts' simulators, by vendor."""
+        return {key: sim for key, sim in self.by_key.items() if "@" not in key}
 
     def save(self) -> None:
         """Save every simulator whose state changed since its last save."""
@@ -335,18 +360,26 @@ async def _start_simulators(
         "cstar": (CStarSimulator, CStarSimulatorConfig),
         "thena": (ThenaSimulator, ThenaSimulatorConfig),
     }
+    # The default accounts first, on the ports they always had; then each named account.
+    slots = [(vendor, DEFAULT) for vendor in kinds] + [
+        (vendor, name) for vendor in kinds for name in settings.named_accounts.get(vendor, {})
+    ]
     # Read every snapshot before starting anything: a bad one stops `up` with nothing half-done.
     snaps = {}
-    for vendor, (cls, _) in kinds.items():
-        path = data_dir / SIMULATORS_DIR / f"{vendor}.state"
+    for vendor, account in slots:
+        path = _state_path(data_dir, vendor, account)
         try:
-            snaps[vendor] = persist.read(path, persist.kind_of(cls))
+            snaps[account_key(vendor, account)] = persist.read(
+                path, persist.kind_of(kinds[vendor][0])
+            )
         except persist.StateError as exc:
             raise Refused(_unusable_state(path, exc)) from None
-    local = LocalSimulators(restored={vendor: snap is not None for vendor, snap in snaps.items()})
-    for offset, (vendor, (cls, config)) in enumerate(kinds.items()):
-        snap = snaps[vendor]
-        path = data_dir / SIMULATORS_DIR / f"{vendor}.state"
+    local = LocalSimulators(restored={key: snap is not None for key, snap in snaps.items()})
+    for offset, (vendor, account) in enumerate(slots):
+        cls, config = kinds[vendor]
+        key = account_key(vendor, account)
+        snap = snaps[key]
+        path = _state_path(data_dir, vendor, account)
         # The store (tickets, tags, keys, ids) comes back from the data directory; event ids
         # get a fresh seed each run, or the receiver would drop deliveries as repeats of the
         # last run's (its dedupe window outlives a restart).
@@ -366,43 +399,66 @@ async def _start_simulators(
         stack.push_async_callback(autosave.stop)
         await sim.start(host="127.0.0.1", port=port + offset)
         stack.push_async_callback(sim.stop)
-        local.by_vendor[vendor] = sim
+        local.by_key[key] = sim
         local.saves.append(autosave)
 
-    kept = _read_secrets(data_dir / SECRETS_FILE)
+    names = [_secret_var(vendor, account) for vendor, account in slots]
+    kept = _read_secrets(data_dir / SECRETS_FILE, names)
     chosen: dict[str, tuple[Secret, ...]] = {}
-    for vendor in kinds:
-        configured = _webhook_secrets(settings, vendor)
+    for (vendor, account), name in zip(slots, names, strict=True):
+        configured = _webhook_secrets(settings, vendor, account)
         if configured:
-            chosen[vendor] = configured
+            chosen[account_key(vendor, account)] = configured
             continue
-        value = kept.get(SECRET_VARS[vendor]) or "whsec_" + secrets.token_hex(16)
-        kept[SECRET_VARS[vendor]] = value
-        chosen[vendor] = (Secret(value),)
-    _write_secrets(data_dir / SECRETS_FILE, kept)
+        value = kept.get(name) or "whsec_" + secrets.token_hex(16)
+        kept[name] = value
+        chosen[account_key(vendor, account)] = (Secret(value),)
+    _write_secrets(data_dir / SECRETS_FILE, kept, names)
 
-    io, cs, th = local.by_vendor["inboxops"], local.by_vendor["cstar"], local.by_vendor["thena"]
-    simulated: dict[str, object] = {
-        INBOXOPS.name: InboxOpsSettings(
-            webhook_secrets=chosen["inboxops"],
-            api_url=io.url,
-            api_key=Secret(io.api_key),
-        ),
-        CSTAR.name: CStarSettings(
-            webhook_secrets=chosen["cstar"],
-            signature_tolerance_s=CSTAR.of(settings).signature_tolerance_s,
-            api_url=cs.url,
-            team_id=cs.team_id,
-            api_key=Secret(cs.api_key),
-        ),
-        THENA.name: ThenaSettings(
-            webhook_secrets=chosen["thena"],
-            api_url=th.url,
-            api_key=Secret(th.api_key),
-        ),
+    fresh: dict[str, object] = {
+        INBOXOPS.name: InboxOpsSettings(),
+        CSTAR.name: CStarSettings(signature_tolerance_s=CSTAR.of(settings).signature_tolerance_s),
+        THENA.name: ThenaSettings(),
     }
-    settings = dataclasses.replace(settings, vendors={**settings.vendors, **simulated})
+    simulated = {
+        vendor: _on_simulator(fresh[vendor], local.by_key[vendor], chosen[vendor])
+        for vendor in kinds
+    }
+    # A named account keeps the file's other fields (limits, bulk sizes); its API is its own.
+    named = {
+        vendor: {
+            name: _on_simulator(
+                account, local.by_key[account_key(vendor, name)], chosen[account_key(vendor, name)]
+            )
+            for name, account in accounts.items()
+        }
+        for vendor, accounts in settings.named_accounts.items()
+    }
+    settings = dataclasses.replace(
+        settings,
+        vendors={**settings.vendors, **simulated},
+        named_accounts={**settings.named_accounts, **named},
+    )
     return settings, local
+
+
+def _state_path(data_dir: Path, vendor: str, account: str) -> Path:
+    return data_dir / SIMULATORS_DIR / f"{account_key(vendor, account)}.state"
+
+
+def _secret_var(vendor: str, account: str) -> str:
+    """The secrets file's name of an account's webhook secrets (`INBOXOPS_BRAND_A_…`)."""
+    if account == DEFAULT:
+        return SECRET_VARS[vendor]
+    return f"{vendor.upper()}_{account.upper().replace('-', '_')}_WEBHOOK_SECRETS"
+
+
+def _on_simulator(account: Any, sim: Any, webhook_secrets: tuple[Secret, ...]) -> Any:
+    """`account`'s settings with the simulator as its API and `webhook_secrets` as its own."""
+    api: dict[str, Any] = {"api_url": sim.url, "api_key": Secret(sim.api_key)}
+    if isinstance(account, CStarSettings):
+        api["team_id"] = sim.team_id
+    return dataclasses.replace(account, webhook_secrets=webhook_secrets, **api)
 
 
 def _unusable_state(path: Path, exc: Exception) -> str:
@@ -413,11 +469,11 @@ def _unusable_state(path: Path, exc: Exception) -> str:
     )
 
 
-def _webhook_secrets(settings: Settings, vendor: str) -> tuple[Secret, ...]:
-    return active().get(vendor).webhook_secrets(settings.vendor(vendor))
+def _webhook_secrets(settings: Settings, vendor: str, account: str = DEFAULT) -> tuple[Secret, ...]:
+    return active().get(vendor).webhook_secrets(settings.accounts(vendor)[account])
 
 
-def _read_secrets(path: Path) -> dict[str, str]:
+def _read_secrets(path: Path, names: list[str]) -> dict[str, str]:
     """The `NAME=value` lines of the data directory's secrets file (none when it is missing)."""
     try:
         text = path.read_text()
@@ -426,12 +482,12 @@ def _read_secrets(path: Path) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
         name, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#") and name.strip() in SECRET_VARS.values():
+        if sep and not line.lstrip().startswith("#") and name.strip() in names:
             out[name.strip()] = value.strip()
     return out
 
 
-def _write_secrets(path: Path, values: dict[str, str]) -> None:
+def _write_secrets(path: Path, values: dict[str, str], names: list[str]) -> None:
     """Write the simulators' webhook secrets (mode 0600), in the environment's own syntax."""
     from simulator.persist import write_atomic
 
@@ -439,65 +495,88 @@ def _write_secrets(path: Path, values: dict[str, str]) -> None:
         "# Webhook secrets shared by the bundled simulators and the receiver of `ticketwire up`,",
         "# kept for this data directory (`ticketwire up --reset` makes new ones). A variable set",
         "# in the environment wins over its line here.",
-        *(f"{name}={values[name]}" for name in SECRET_VARS.values() if name in values),
+        *(f"{name}={values[name]}" for name in names if name in values),
     ]
     write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n: int) -> str:
-    sims = local.by_vendor
-    if not sims:
+    if not local.by_key:
         return ""
-    io, cs, th = sims["inboxops"], sims["cstar"], sims["thena"]
-    io.add_endpoint(f"{base}/inboxops", _webhook_secrets(settings, "inboxops")[0].reveal())
-    cs.add_endpoint(f"{base}/cstar", _webhook_secrets(settings, "cstar")[0].reveal())
-    th.add_endpoint(f"{base}/thena", _webhook_secrets(settings, "thena")[0].reveal())
-    # A kept store may hold reminders: those that fell due while `up` was stopped fire now that
-    # their webhooks have somewhere to go (not at the next request), and the timer is armed for
-    # the next one.
-    io.fire_due_reminders()
+    for key, sim in local.by_key.items():
+        vendor, _, account = key.partition("@")
+        route = f"{base}/{vendor}" + (f"/{account}" if account else "")
+        sim.add_endpoint(route, _webhook_secrets(settings, vendor, account or DEFAULT)[0].reveal())
+        if vendor == INBOXOPS.name:
+            # A kept store may hold reminders: those that fell due while `up` was stopped fire
+            # now that their webhooks have somewhere to go (not at the next request), and the
+            # timer is armed for the next one.
+            sim.fire_due_reminders()
     # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
-    seed: dict[str, Callable[[str, str], object]] = {
-        "inboxops": lambda subject, priority: io.create_ticket(subject=subject, priority=priority),
-        "cstar": lambda subject, priority: cs.create_ticket(title=subject, priority=priority),
-        "thena": lambda subject, _: th.create_ticket(
-            title=subject, requestorEmail="ana@example.com"
-        ),
-    }
     for i in range(n):
         subject, priority = _SEED_TICKETS[i % len(_SEED_TICKETS)]
-        for vendor, create in seed.items():
-            if not local.restored[vendor]:
-                create(subject, priority)
+        for key, sim in local.by_key.items():
+            if not local.restored[key]:
+                _EXAMPLES[key.partition("@")[0]].create(sim, subject, priority)
     if not n:
         return ""
+    return "".join(_example(key, sim) for key, sim in local.by_key.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Example:
+    """The change one simulator's example makes, and what the shipped rule then does."""
+
+    title: str
+    does: str
+    change: dict[str, Any]
+    #: A ticket the rule has not acted on yet.
+    fits: Callable[[dict[str, Any]], bool]
+    create: Callable[[Any, str, str], dict[str, Any]]
+    key: str = "id"
+
+
+_EXAMPLES = {
+    "inboxops": _Example(
+        "InboxOps",
+        "an urgent, unassigned ticket is routed to the on-call agent",
+        {"priority": "urgent", "assignee_id": None},
+        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
+        lambda sim, subject, priority: sim.create_ticket(subject=subject, priority=priority),
+        key="ticket_number",
+    ),
+    "cstar": _Example(
+        "cStar",
+        "an urgent ticket gets the on-call tag",
+        {"priority": "urgent"},
+        lambda t: t["priority"] != "urgent",
+        lambda sim, subject, priority: sim.create_ticket(title=subject, priority=priority),
+    ),
+    "thena": _Example(
+        "Thena",
+        "closing a ticket opens a follow-up ticket",
+        {"statusName": "Closed"},
+        lambda t: t["status"] != "Closed",
+        lambda sim, subject, _: sim.create_ticket(title=subject, requestorEmail="ana@example.com"),
+    ),
+}
+
+
+def _example(key: str, sim: Any) -> str:
+    """The command to paste for one simulator, commented with what it makes a rule do."""
+    vendor, _, account = key.partition("@")
+    example = _EXAMPLES[vendor]
     # Each command must make its rule act, also after a restart, once the rules have acted on
     # the first tickets (and the loop guard remembers that for a while): pick a ticket the rule
     # has not touched, or make one.
-    io_id = _demo_ticket(
-        io.tickets(),
-        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
-        lambda: io.create_ticket(subject=_SEED_TICKETS[0][0], priority="normal"),
-        key="ticket_number",
+    ticket = _demo_ticket(
+        sim.tickets(),
+        example.fits,
+        lambda: example.create(sim, _SEED_TICKETS[0][0], "normal"),
+        key=example.key,
     )
-    cs_id = _demo_ticket(
-        cs.tickets(),
-        lambda t: t["priority"] != "urgent",
-        lambda: cs.create_ticket(title=_SEED_TICKETS[0][0], priority="normal"),
-    )
-    th_id = _demo_ticket(
-        th.tickets(),
-        lambda t: t["status"] != "Closed",
-        lambda: th.create_ticket(title=_SEED_TICKETS[0][0], requestorEmail="ana@example.com"),
-    )
-    return (
-        f"\n  # InboxOps: an urgent, unassigned ticket is routed to the on-call agent\n"
-        f"  {_curl(io.url, io_id, {'priority': 'urgent', 'assignee_id': None})}\n"
-        f"\n  # cStar: an urgent ticket gets the on-call tag\n"
-        f"  {_curl(cs.url, cs_id, {'priority': 'urgent'})}\n"
-        f"\n  # Thena: closing a ticket opens a follow-up ticket\n"
-        f"  {_curl(th.url, th_id, {'statusName': 'Closed'})}\n"
-    )
+    whose = f"{example.title} account {account}" if account else example.title
+    return f"\n  # {whose}: {example.does}\n  {_curl(sim.url, ticket, example.change)}\n"
 
 
 def _demo_ticket(
@@ -522,9 +601,9 @@ def _curl(url: str, ticket: str, change: dict[str, Any]) -> str:
 
 
 def _describe_state(data_dir: Path, local: LocalSimulators) -> str:
-    if not local.by_vendor:
+    if not local.by_key:
         return ""
-    counts = ", ".join(f"{vendor} {len(sim.tickets())}" for vendor, sim in local.by_vendor.items())
+    counts = ", ".join(f"{key} {len(sim.tickets())}" for key, sim in local.by_key.items())
     how = "kept from the last run" if any(local.restored.values()) else "new"
     return (
         f"  tickets    {how} ({counts}); `ticketwire up --reset` starts over\n"
@@ -533,16 +612,17 @@ def _describe_state(data_dir: Path, local: LocalSimulators) -> str:
 
 
 def _describe(settings: Settings, sims: dict[str, Any], base: str) -> str:
+    """Each receiving account's webhook URL and helpdesk (its simulator, or its API)."""
+    receiving = [(key, a) for key, v, a in active().accounts(settings) if v.webhook_secrets(a)]
+    width = max([9, *(len(key) for key, _ in receiving)])
     lines = []
-    for vendor in settings.vendors_receiving():
-        sim = sims.get(vendor)
-        api = {
-            INBOXOPS.name: INBOXOPS.of(settings).api_url,
-            CSTAR.name: CSTAR.of(settings).api_url,
-            THENA.name: THENA.of(settings).api_url,
-        }[vendor]
-        where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else api
-        lines.append(f"  {vendor:<9}  webhooks {base}/{vendor}\n             helpdesk {where}")
+    for key, account in receiving:
+        sim = sims.get(key)
+        where = f"{sim.url} (bundled simulator, API key {sim.api_key})" if sim else account.api_url
+        route = key.replace("@", "/")
+        lines.append(
+            f"  {key:<{width}}  webhooks {base}/{route}\n  {'':<{width}}  helpdesk {where}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -442,3 +442,70 @@ def test_another_format_or_simulator_is_refused(tmp_path: Path) -> None:
     with pytest.raises(persist.StateError, match="is not a simulator snapshot"):
         persist.read(path, persist.kind_of(CStarSimulator))
     assert persist.read(tmp_path / "missing.state", persist.kind_of(CStarSimulator)) is None
+
+
+@pytest.mark.slow
+async def test_up_serves_every_account_of_the_accounts_file(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    # Three simulators for the default accounts, then one for each named account.
+    project.sim_port = free_ports(5)
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        '[inboxops.brand-a]\nwebhook_secrets = {env = "BRAND_A_SECRET"}\nrate_limit = "50/min"\n'
+        "\n[cstar.eu]\n"
+    )
+    env = {"TICKETWIRE_ACCOUNTS": str(accounts), "BRAND_A_SECRET": "whsec_brand_a_up"}
+    up = await project.running(env=env)
+    try:
+        base = f"http://127.0.0.1:{project.port}/webhooks"
+        for route in ("inboxops", "inboxops/brand-a", "cstar", "cstar/eu", "thena"):
+            assert f"webhooks {base}/{route}\n" in up.output
+        assert "tickets    new (inboxops 3, cstar 3, thena 3, inboxops@brand-a 3, cstar@eu 3)" in (
+            up.output
+        )
+        info = find_local_up(project.data)
+        assert info is not None
+        assert set(info.account_simulators) == {"inboxops@brand-a", "cstar@eu"}
+        brand_a, default = info.account_simulators["inboxops@brand-a"], info.simulators["inboxops"]
+        assert brand_a == f"http://127.0.0.1:{project.sim_port + 3}"
+        # The file's secret is the account's; an account without one gets one kept for it.
+        assert info.account_secrets["inboxops@brand-a"] == "whsec_brand_a_up"
+        written = (project.data / "secrets.env").read_text()
+        assert f"CSTAR_EU_WEBHOOK_SECRETS={info.account_secrets['cstar@eu']}\n" in written
+        assert "whsec_brand_a_up" not in written + up.output
+
+        # The printed example of brand-a works as pasted: the rule acts in brand-a's workspace.
+        [command] = re.findall(
+            r"# InboxOps account brand-a: .*\n  (curl .*)\n", up.output.replace("\r", "")
+        )
+        assert brand_a in command
+        curl = await spawn(["sh", "-c", command], {})
+        assert await curl.finish() == 0, curl.output
+        ticket = re.search(r"/_sim/tickets/(\d+)/change", command)
+        assert ticket is not None
+        async with aiohttp.ClientSession() as http:
+
+            async def assignee(sim: str) -> Any:
+                async with http.get(f"{sim}/_sim/tickets") as r:
+                    tickets = (await r.json())["data"]
+                [t] = [t for t in tickets if str(t["ticket_number"]) == ticket[1]]
+                return t["assignee_id"]
+
+            await wait_for(lambda: assignee(brand_a), message="brand-a's ticket routed")
+            assert await assignee(default) is None
+        await up.wait_output("received inboxops/brand-a ticket.updated")
+
+        # `fire` reaches a named account of this `up` with no file of its own.
+        fire = await spawn(
+            [str(BIN / "ticketwire"), "fire", "cstar", "--account", "eu", "--ticket", "t1"],
+            {"TICKETWIRE_DATA_DIR": str(project.data)},
+            cwd=project.dir,
+        )
+        assert await fire.finish() == 0, fire.output
+        assert f"→ {base}/cstar/eu (signed with the local `ticketwire up`'s cstar account eu" in (
+            fire.output
+        )
+        await up.wait_output("stored cstar/eu event=")
+    finally:
+        assert await up.stop(signal.SIGINT) == 0, up.output
+    assert (project.data / "simulators" / "inboxops@brand-a.state").is_file()
