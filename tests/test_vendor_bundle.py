@@ -6,7 +6,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from receiver.app import vendor_intakes
 from tests.extra_vendor import extra_vendor
+from tests.test_loopguard import event
 from ticketwire.config import Settings
 from ticketwire.engine.actions import (
     ActionSpec,
@@ -245,16 +245,9 @@ def test_without_the_extra_registry_acme_is_unknown() -> None:
 
 
 def acme_event() -> Event:
-    return Event(
-        vendor="acme",
-        type="ticket.updated",
-        id="e1",
-        tenant="desk-1",
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ticket_id="1",
-        ticket={"id": "1", "state": "down"},
-        changes={"state": {"from": "up", "to": "down"}},
-    )
+    """An Acme delivery that says what changed."""
+    changes = {"state": {"from": "up", "to": "down"}}
+    return event(state="down").model_copy(update={"vendor": "acme", "changes": changes})
 
 
 def acme_lookups() -> dict[str, Any]:
