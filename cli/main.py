@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="run the whole service locally (embedded Valkey and simulators when not configured)",
         description="Run the receiver, one worker, an embedded Valkey (unless REDIS_URL is set) "
-        "and the InboxOps, cStar and Thena simulators (unless a helpdesk API is configured) in "
-        "one process. Rules are reloaded when a file in the rules directory changes; Ctrl-C "
-        "stops everything.",
+        "and the InboxOps, cStar and Thena simulators (unless a helpdesk API is configured), "
+        "with one more for each named account of TICKETWIRE_ACCOUNTS, in one process. Rules "
+        "are reloaded when a file in the rules directory changes; Ctrl-C stops everything.",
         epilog="environment: PORT (the receiver's port, default 8000), TICKETWIRE_RULES (rules "
         "directory, default rules/), TICKETWIRE_DATA_DIR (where the embedded Valkey keeps its "
         "data, default .ticketwire), REDIS_URL, and each helpdesk's variables (README, "
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--simulator-port",
         type=int,
         default=8081,
-        help="first simulator port: InboxOps on it, cStar and Thena on the next two (default 8081)",
+        help="first simulator port: InboxOps on it, cStar and Thena on the next two, then one "
+        "per named account (default 8081)",
     )
     up.add_argument(
         "--seed-tickets",
