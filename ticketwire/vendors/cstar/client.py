@@ -25,6 +25,8 @@ from ticketwire.engine.notes import is_note_call
 from ticketwire.errors import ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
     ApiClient,
     Page,
     data_list,
@@ -73,9 +75,9 @@ class CStarClient(ApiClient):
         team_id: str,
         api_key: Secret,
         *,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         write: bool = True,
-        user_agent: str = "ticketwire/0.1",
+        user_agent: str = USER_AGENT,
     ) -> None:
         key = api_key.reveal()
         if not key.startswith(("sk_", "pk_")):
