@@ -100,6 +100,10 @@ class ApiClient(ABC):
         """Raise `ConfigError` when `api_key` cannot be one of this helpdesk's; any key may be."""
         return
 
+    def _check_request(self, method: str, path: str) -> None:
+        """Raise `ValueError` for a request this client may not send; every one may be sent."""
+        return
+
     @property
     def base_url(self) -> str:
         """The API root every path is relative to."""
@@ -150,6 +154,7 @@ class ApiClient(ABC):
         extra_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """Do one HTTP exchange: the only place a client touches the network."""
+        self._check_request(method, path)
         request_id = str(uuid.uuid4())
         answer = await exchange(
             self._session,
