@@ -18,6 +18,7 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -489,42 +490,32 @@ class _Snapshot(Collector):
         return iter(self._families)
 
 
+@dataclass(eq=False)
 class Exposition:
     """Renders /metrics: this process's counters, then the backlog read from Redis now."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        keys: Keys,
-        partitions: int,
-        *,
-        timeout: float = 2.0,
-        registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._partitions = partitions
-        self._timeout = timeout
-        self._registry = registry
-        self._clock = clock
+    redis: Redis
+    keys: Keys
+    partitions: int
+    _: KW_ONLY
+    timeout: float = 2.0
+    registry: CollectorRegistry | None = None
+    clock: Callable[[], float] = time.monotonic
 
     async def backlog(self) -> tuple[Backlog | None, float]:
         """The backlog, or None when Redis did not answer in time; and how long it took."""
-        start = self._clock()
+        start = self.clock()
         try:
-            async with asyncio.timeout(self._timeout):
-                backlog: Backlog | None = await read_backlog(
-                    self._redis, self._keys, self._partitions
-                )
+            async with asyncio.timeout(self.timeout):
+                backlog: Backlog | None = await read_backlog(self.redis, self.keys, self.partitions)
         except Exception:  # noqa: BLE001 - a scrape must answer whatever Redis does
             backlog = None
-        return backlog, self._clock() - start
+        return backlog, self.clock() - start
 
     async def render(self) -> bytes:
         """The whole exposition, in Prometheus text format."""
         backlog, took = await self.backlog()
         scrape = CollectorRegistry(auto_describe=False)
         scrape.register(_Snapshot(_backlog_families(backlog, took)))
-        scrape.register(_Snapshot(_worker_families(self._partitions)))
-        return generate_latest(self._registry or REGISTRY) + generate_latest(scrape)
+        scrape.register(_Snapshot(_worker_families(self.partitions)))
+        return generate_latest(self.registry or REGISTRY) + generate_latest(scrape)

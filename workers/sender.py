@@ -7,7 +7,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -53,25 +53,18 @@ class ClaimedTicket:
     dead: tuple[Pending, str] | None = None
 
 
+@dataclass(eq=False)
 class Sender:
     """Send outgoing calls for a flusher, each under its account's budget, and read the answers."""
 
-    def __init__(
-        self,
-        clients: Mapping[str, HelpdeskClient],
-        *,
-        specs: Mapping[str, BatchSpec],
-        policy: OutboxPolicy,
-        on_written: Written | None,
-        trace: CallTrace | None,
-    ) -> None:
-        self._clients = clients
-        self._specs = specs
-        self.policy = policy
-        self._on_written = on_written
-        self._trace = trace
-        #: Calls sent, counted here and added to the shared stats hash periodically.
-        self.counters: Counter[str] = Counter()
+    clients: Mapping[str, HelpdeskClient]
+    _: KW_ONLY
+    specs: Mapping[str, BatchSpec]
+    policy: OutboxPolicy
+    on_written: Written | None
+    trace: CallTrace | None
+    #: Calls sent, counted here and added to the shared stats hash periodically.
+    counters: Counter[str] = field(default_factory=Counter, init=False)
 
     async def send(
         self, o: Outgoing, tickets: dict[str, ClaimedTicket], spent: dict[str, float]
@@ -84,10 +77,10 @@ class Sender:
             return
         try:
             client = self._client(call)
-            if self._on_written is not None:
+            if self.on_written is not None:
                 # Recorded before sending: the helpdesk may send the webhook our write causes
                 # before it answers us, and that webhook must be recognised as our echo.
-                await self._on_written(
+                await self.on_written(
                     [(key, tickets[key].work.calls[tickets[key].next].call) for key in o.covers]
                 )
             result = await client.send(call)
@@ -181,8 +174,8 @@ class Sender:
         retry_at: int | None = None,
     ) -> None:
         """Trace the call to each ticket it covers, when traces are on."""
-        if self._trace is not None:
-            self._trace.sent(
+        if self.trace is not None:
+            self.trace.sent(
                 o.call,
                 self._heads(o, tickets),
                 status,
@@ -234,8 +227,8 @@ class Sender:
         # Backoff counts from when the failure was known (after a timeout, the timeout's end),
         # not from when the request went out.
         now = attempt["at"]
-        if self._trace is not None:
-            self._trace.retries(o.call, self._heads(o, tickets), exc, started or now, now)
+        if self.trace is not None:
+            self.trace.retries(o.call, self._heads(o, tickets), exc, started or now, now)
         for key in o.covers:
             t = tickets[key]
             head = t.work.calls[t.next]
@@ -273,7 +266,7 @@ class Sender:
             t = tickets[key]
             head = t.work.calls[t.next]
             ticket_id = head.call.ticket_id
-            spec = self._specs.get(head.call.account_key)
+            spec = self.specs.get(head.call.account_key)
             own = Pending(single(head.call, ticket_id, spec), (*head.attempts, attempt), True)
             reason = exc.failed.get(ticket_id, "")
             # Each id on its own answer: one id's permanent refusal must not dead-letter another
@@ -308,11 +301,11 @@ class Sender:
 
     def _describe(self, o: Outgoing) -> str:
         """The call for a log line, with its path as sent (`/api/v1/tickets/42`, not `/tickets/42`)."""
-        return _describe(o, api_root(self._clients.get(o.call.account_key)))
+        return _describe(o, api_root(self.clients.get(o.call.account_key)))
 
     def _client(self, call: ApiCall) -> HelpdeskClient:
         try:
-            return self._clients[call.account_key]
+            return self.clients[call.account_key]
         except KeyError:
             what = call.vendor if call.account == "default" else f"{call.vendor} {call.account}"
             raise HelpdeskError(f"no {what} API configured for this worker") from None

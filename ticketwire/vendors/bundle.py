@@ -47,6 +47,26 @@ class Echo:
     bookkeeping: frozenset[str]
 
 
+def _webhook_secrets(account: Any) -> tuple[Secret, ...]:
+    """`webhook_secrets` of a vendor whose settings hold them as `webhook_secrets`."""
+    secrets: tuple[Secret, ...] = account.webhook_secrets
+    return secrets
+
+
+def _api_configured(account: Any) -> bool:
+    """`calls_api` of a vendor whose settings say so as `api_configured`."""
+    return bool(account.api_configured)
+
+
+def _nothing_required(account: Any, role: Role) -> None:
+    """`require` of a vendor whose settings are checked as they are read."""
+
+
+def no_notes(rules: Iterable[Rule]) -> list[str]:
+    """`rule_notes` of a vendor with nothing to say about its rules."""
+    return []
+
+
 @dataclass(frozen=True)
 class Vendor(Generic[S]):
     """One helpdesk: its name, settings, intake, client, vocabulary and rule support."""
@@ -61,12 +81,6 @@ class Vendor(Generic[S]):
     #: Variable holding the webhook secrets, and what to put there (for a receiver without any).
     webhook_variable: str
     webhook_hint: str
-    #: The account's webhook secrets; none: the receiver does not accept its webhooks.
-    webhook_secrets: Callable[[S], tuple[Secret, ...]]
-    #: Whether the account's API is configured well enough for a worker to call it.
-    calls_api: Callable[[S], bool]
-    #: Raise `ConfigError` when the settings cannot work together for `role`.
-    require: Callable[[S, Role], None]
     #: Raise `ConfigError` naming what a worker needs to call this API (when none is configured).
     need_api: Callable[[S], None]
     #: The webhook verifier/parser, or None when the account's webhooks are not configured.
@@ -93,8 +107,14 @@ class Vendor(Generic[S]):
     vocabulary: Vocabulary
     #: The tenant id of scheduled events when the settings name it, else None (found later).
     tenant: Callable[[S], str | None]
+    #: The account's webhook secrets; none: the receiver does not accept its webhooks.
+    webhook_secrets: Callable[[S], tuple[Secret, ...]] = _webhook_secrets
+    #: Whether the account's API is configured well enough for a worker to call it.
+    calls_api: Callable[[S], bool] = _api_configured
+    #: Raise `ConfigError` when the settings cannot work together for `role`.
+    require: Callable[[S, Role], None] = _nothing_required
     #: Lines `ticketwire check` prints about the vendor's rules (e.g. what a reminder will do).
-    rule_notes: Callable[[Iterable[Rule]], list[str]]
+    rule_notes: Callable[[Iterable[Rule]], list[str]] = no_notes
     #: The variables `read` takes; an accounts file names each without `<NAME>_`, in lower case.
     variables: tuple[str, ...] = ()
     #: Those holding secrets, which an accounts file may only take from the environment.
@@ -137,8 +157,3 @@ def lazy(module: str, name: str) -> Callable[[], Any]:
 def key_digest(key: Secret) -> str:
     """A short digest of an API key, standing in for an account only the key identifies."""
     return hashlib.sha256(key.reveal().encode()).hexdigest()[:12]
-
-
-def no_notes(rules: Iterable[Rule]) -> list[str]:
-    """`rule_notes` of a vendor with nothing to say about its rules."""
-    return []

@@ -27,6 +27,11 @@ from ticketwire.vendors.problems import SNIPPET_CHARS, flat
 #: Methods whose planned call sends its body.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
+#: Seconds a request may take, unless the client is told otherwise.
+DEFAULT_TIMEOUT = 10.0
+#: The `User-Agent` every request sends, unless the client is told otherwise.
+USER_AGENT = "ticketwire/0.1"
+
 #: One page of a numbered listing: its items and its paging information.
 Page = tuple[list[dict[str, Any]], dict[str, Any]]
 
@@ -68,9 +73,10 @@ class ApiClient(ABC):
         base_url: str,
         api_key: Secret,
         *,
-        timeout: float,
-        user_agent: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        user_agent: str = USER_AGENT,
     ) -> None:
+        self._check_key(api_key)
         if timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
@@ -89,6 +95,14 @@ class ApiClient(ABC):
     def _shown(self) -> list[tuple[str, object]]:
         """What `repr` shows, in order; the key shows as its `Secret` does, hidden."""
         return [("base_url", self._base), ("api_key", self._key), ("timeout", self._timeout)]
+
+    def _check_key(self, api_key: Secret) -> None:
+        """Raise `ConfigError` when `api_key` cannot be one of this helpdesk's; any key may be."""
+        return
+
+    def _check_request(self, method: str, path: str) -> None:
+        """Raise `ValueError` for a request this client may not send; every one may be sent."""
+        return
 
     @property
     def base_url(self) -> str:
@@ -140,6 +154,7 @@ class ApiClient(ABC):
         extra_headers: Mapping[str, str] | None = None,
     ) -> ApiResult:
         """Do one HTTP exchange: the only place a client touches the network."""
+        self._check_request(method, path)
         request_id = str(uuid.uuid4())
         answer = await exchange(
             self._session,

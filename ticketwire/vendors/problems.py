@@ -1,16 +1,18 @@
 """What every helpdesk's error reader does alike: decode the body, quote it, pick the error class.
 
-Each vendor's `problems.py` reads its own body shapes into a code, a detail and a request id, and
-hands them to `http_error`; a body no reader understands is quoted by `unreadable_detail`.
+Each vendor's `problems.py` reads its own body shapes into a `Reading` (a code, a detail and a
+request id) and builds its reader as `ErrorBodies`, which decodes the body and hands the reading to
+`http_error`; a body no reader understands is quoted by `unreadable_detail`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ticketwire.errors import (
     ClientError,
@@ -29,6 +31,9 @@ DEFAULT_RETRY_AFTER = 60.0
 SNIPPET_CHARS = 200
 #: Longest body text kept on the error for logs and the dead-letter list.
 BODY_CHARS = 2000
+
+#: What anchors a helpdesk's wait after a 429 (a datetime, or unix seconds).
+Now = TypeVar("Now")
 
 
 def decode(body: bytes) -> tuple[str, dict[str, Any] | None]:
@@ -161,3 +166,56 @@ def http_error(
             body=kept,
         )
     return class_for(status)(status, code=code, detail=detail, request_id=request_id, body=kept)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an error body says: its code, its detail, and the request id the answer names."""
+
+    code: str | None
+    detail: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class ErrorBodies(Generic[Now]):
+    """A helpdesk's error reader: its reading of bodies, its advice and its wait after a 429."""
+
+    #: The answer's headers, body text and JSON object (None when not one) as a `Reading`.
+    read: Callable[[Mapping[str, str], str, dict[str, Any] | None], Reading]
+    #: What to do about an error that is neither a 5xx nor a 3xx, by status and code.
+    advice: Callable[[int, str | None], str]
+    #: Seconds to wait after a 429, from the headers, the JSON body and `now`.
+    retry_after: Callable[[Mapping[str, str], dict[str, Any] | None, Now | None], float]
+    #: What to do about a 5xx.
+    server: str
+    #: What to do about a 3xx.
+    redirect: str
+
+    def __call__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        request_id: str | None = None,
+        now: Now | None = None,
+    ) -> HelpdeskHTTPError:
+        """Build the error for a non-2xx answer; `request_id` is used when the answer names none."""
+        text, doc = decode(body)
+        reading = self.read(headers, text, doc)
+        detail = advised(
+            status,
+            reading.detail,
+            server=self.server,
+            redirect=self.redirect,
+            other=self.advice(status, reading.code),
+        )
+        return http_error(
+            status,
+            text,
+            code=reading.code,
+            detail=detail,
+            request_id=reading.request_id or request_id,
+            retry_after=lambda: self.retry_after(headers, doc, now),
+        )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.errors import ConfigError
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy, no_notes
+from ticketwire.vendors.bundle import Vendor, key_digest, lazy
 from ticketwire.vendors.cstar.settings import CStarSettings, read, require
 from ticketwire.vendors.cstar.vocabulary import VOCABULARY
 
@@ -52,12 +52,6 @@ def _budget(account: CStarSettings) -> tuple[str, tuple[Limit, ...]] | None:
     return f"{NAME}:{account.team_id}:{key_digest(account.api_key)}", account.rate_limits
 
 
-def _echo() -> Echo:
-    from ticketwire.vendors.cstar.echo import BOOKKEEPING, written_fields
-
-    return Echo(written_fields, BOOKKEEPING)
-
-
 def _select() -> VendorSelect:
     from ticketwire.engine.select import SelectKey, VendorSelect, select_keys
     from ticketwire.vendors.cstar.models import PRIORITIES, STATUSES
@@ -94,10 +88,6 @@ def _listed_view(item: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     }
 
 
-def _listed() -> ListedView:
-    return _listed_view
-
-
 def _require(account: CStarSettings, role: Role) -> None:
     require(account)
 
@@ -115,8 +105,6 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     read=read,
     webhook_variable="CSTAR_WEBHOOK_SECRETS",
     webhook_hint="the webhook signing secret(s) from cStar, comma-separated",
-    webhook_secrets=lambda account: account.webhook_secrets,
-    calls_api=lambda account: account.api_configured,
     require=_require,
     need_api=_need_api,
     intake=_intake,
@@ -125,14 +113,13 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     actions=lazy("ticketwire.vendors.cstar.actions", "SPEC"),
     batching=_batching,
     budget=_budget,
-    echo=_echo,
+    echo=lazy("ticketwire.vendors.cstar.echo", "ECHO"),
     select=_select,
-    listed=_listed,
+    listed=lambda: _listed_view,
     common_view=lazy("ticketwire.vendors.cstar.webhook", "common_view"),
     vocabulary=VOCABULARY,
     # The team id is the tenant of cStar's webhooks.
     tenant=lambda account: account.team_id,
-    rule_notes=no_notes,
     variables=(
         "CSTAR_WEBHOOK_SECRETS",
         "CSTAR_SIGNATURE_TOLERANCE",

@@ -25,6 +25,8 @@ from ticketwire.engine.notes import is_note_call
 from ticketwire.errors import ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
     ApiClient,
     Page,
     data_list,
@@ -73,9 +75,9 @@ class CStarClient(ApiClient):
         team_id: str,
         api_key: Secret,
         *,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         write: bool = True,
-        user_agent: str = "ticketwire/0.1",
+        user_agent: str = USER_AGENT,
     ) -> None:
         key = api_key.reveal()
         if not key.startswith(("sk_", "pk_")):
@@ -95,6 +97,11 @@ class CStarClient(ApiClient):
         """The team's API root every path is relative to, e.g. `…/api/v1/teams/<uuid>`."""
         return team_base(base_url or DEFAULT_BASE_URL, self._team_id)
 
+    def _check_request(self, method: str, path: str) -> None:
+        """Refuse a write before sending it when the client was built with `write=False`."""
+        if method not in ("GET", "HEAD") and not self._write:
+            raise ValueError(f"this client was built with write=False; cannot {method} {path}")
+
     def _result(self, answer: Exchange, body: Any, request_id: str) -> ApiResult:
         """The answer, named by the request id cStar puts in its `meta` when there is one."""
         return super()._result(answer, body, _response_id(body) or request_id)
@@ -113,7 +120,7 @@ class CStarClient(ApiClient):
         self._check_patch(fields, PATCH_FIELDS)
         path = ticket_path(ticket_id)
         result = await self._request(
-            "PATCH", path, json=fields, idempotency_key=idempotency_key or _fresh_key()
+            "PATCH", path, json=fields, extra_headers=_idempotent(idempotency_key or _fresh_key())
         )
         return _data_object(result, "PATCH", path)
 
@@ -129,7 +136,7 @@ class CStarClient(ApiClient):
         """Run one bulk action; return the `bulk_result`, or raise `PartialFailure`."""
         body = bulk_body(action, ids, data, resource=resource)
         result = await self._request(
-            "POST", "/bulk", json=body, idempotency_key=idempotency_key or _fresh_key()
+            "POST", "/bulk", json=body, extra_headers=_idempotent(idempotency_key or _fresh_key())
         )
         return bulk_outcome(result, body["ids"])
 
@@ -177,7 +184,7 @@ class CStarClient(ApiClient):
             # collide with the first key.
             key = _key_for(call.event_id, f"{call.fingerprint()}:{_digest(merged)}")
             body = merged
-        result = await self._request(method, call.path, json=body, idempotency_key=key)
+        result = await self._request(method, call.path, json=body, extra_headers=_idempotent(key))
         if method == "POST" and call.path.rstrip("/") == "/bulk" and body is not None:
             ids = body.get("ids")
             bulk_outcome(result, [str(i) for i in ids] if isinstance(ids, list) else [])
@@ -231,25 +238,6 @@ class CStarClient(ApiClient):
         result = await self._request("GET", "/tickets", params=query)
         return data_list(result, "GET", "/tickets"), pagination_of(result.body)
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> ApiResult:
-        """Do one HTTP exchange, refused before sending a write with `write=False`."""
-        if method not in ("GET", "HEAD") and not self._write:
-            raise ValueError(f"this client was built with write=False; cannot {method} {path}")
-        if idempotency_key is not None:
-            extra_headers = {**(extra_headers or {}), "Idempotency-Key": idempotency_key}
-        return await super()._request(
-            method, path, json=json, params=params, extra_headers=extra_headers
-        )
-
 
 # ---------------------------------------------------------------------- pure helpers
 
@@ -280,6 +268,11 @@ def idempotency_key(call: ApiCall) -> str:
         # Two rules may leave the same text on one event: two notes, so two keys.
         return _key_for(call.event_id, f"{call.fingerprint()}:{','.join(call.rules)}")
     return _key_for(call.event_id, call.fingerprint())
+
+
+def _idempotent(key: str | None) -> dict[str, str] | None:
+    """The header that carries `key`; none without a key."""
+    return None if key is None else {"Idempotency-Key": key}
 
 
 def _key_for(event_id: str, fingerprint: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import ANY, NOTE, members
 from ticketwire.engine.notes import is_note_call
+from ticketwire.vendors.bundle import Echo
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
@@ -66,3 +67,7 @@ def written_fields(call: ApiCall) -> dict[str, Any]:
         data = call.body.get("data")
         return _fields(data) if isinstance(data, Mapping) else {}
     return {}
+
+
+#: The loop guard's view of the vendor's writes, the bundle's `echo`.
+ECHO = Echo(written_fields, BOOKKEEPING)

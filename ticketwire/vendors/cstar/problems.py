@@ -19,15 +19,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ticketwire.errors import HelpdeskHTTPError
 from ticketwire.vendors.http import header
 from ticketwire.vendors.problems import (
     DEFAULT_RETRY_AFTER,
-    advised,
+    ErrorBodies,
+    Reading,
     body_retry_after,
-    decode,
     header_retry_after,
-    http_error,
     scalar_text,
     unreadable_detail,
 )
@@ -65,18 +63,10 @@ _ADVICE_BY_STATUS: dict[int, str] = {
     "another body)",
 }
 _SERVER_ADVICE = "cStar failed to handle the request; it is safe to retry later"
+_REDIRECT_ADVICE = "cStar redirected the request; set CSTAR_API_URL to the final origin"
 
 
-def error_from_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    request_id: str | None = None,
-    now: datetime | None = None,
-) -> HelpdeskHTTPError:
-    """Build the error for a non-2xx answer; `request_id` is used when the answer names none."""
-    text, doc = decode(body)
+def _read(headers: Mapping[str, str], text: str, doc: dict[str, Any] | None) -> Reading:
     error = doc.get("error") if doc is not None else None
     code: str | None = None
     detail: str | None = None
@@ -96,18 +86,11 @@ def error_from_response(
     meta = doc.get("meta") if doc is not None else None
     if rid is None and isinstance(meta, Mapping):
         rid = scalar_text(meta.get("requestId")) or scalar_text(meta.get("request_id"))
-    return http_error(
-        status,
-        text,
-        code=code,
-        detail=_advise(status, code, detail),
-        request_id=rid or header(headers, "X-Request-Id") or request_id,
-        retry_after=lambda: retry_after_of(headers, doc, now=now),
-    )
+    return Reading(code, detail, rid or header(headers, "X-Request-Id"))
 
 
 def retry_after_of(
-    headers: Mapping[str, str], doc: Mapping[str, Any] | None, *, now: datetime | None = None
+    headers: Mapping[str, str], doc: Mapping[str, Any] | None, now: datetime | None = None
 ) -> float:
     """Seconds to wait after a 429: header, then body `retryAfter`, then the message, then 60."""
     parsed = header_retry_after(headers, now=now)
@@ -135,11 +118,11 @@ def is_transient(code: str | None) -> bool:
     return bool(code) and TRANSIENT_CODES.search(code or "") is not None
 
 
-def _advise(status: int, code: str | None, detail: str | None) -> str:
-    return advised(
-        status,
-        detail,
-        server=_SERVER_ADVICE,
-        redirect="cStar redirected the request; set CSTAR_API_URL to the final origin",
-        other=_ADVICE_BY_CODE.get((code or "").lower()) or _ADVICE_BY_STATUS.get(status, ""),
-    )
+def _advice(status: int, code: str | None) -> str:
+    return _ADVICE_BY_CODE.get((code or "").lower()) or _ADVICE_BY_STATUS.get(status, "")
+
+
+#: The error of a non-2xx answer; `request_id` is used when the answer names none.
+error_from_response: ErrorBodies[datetime] = ErrorBodies(
+    _read, _advice, retry_after_of, server=_SERVER_ADVICE, redirect=_REDIRECT_ADVICE
+)

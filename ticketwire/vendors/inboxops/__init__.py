@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy
+from ticketwire.vendors.bundle import Vendor, key_digest, lazy
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings, need_api, read
 from ticketwire.vendors.inboxops.vocabulary import VOCABULARY
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from ticketwire.config import Role
     from ticketwire.engine.router import Rule
     from ticketwire.engine.select import VendorSelect
     from ticketwire.ratebudget import Limit
@@ -51,12 +50,6 @@ def _budget(account: InboxOpsSettings) -> tuple[str, tuple[Limit, ...]] | None:
         return None
     # Only the key identifies the workspace: a digest of it stands in (never the key itself).
     return f"{NAME}:{key_digest(account.api_key)}", account.rate_limits
-
-
-def _echo() -> Echo:
-    from ticketwire.vendors.inboxops.echo import BOOKKEEPING, written_fields
-
-    return Echo(written_fields, BOOKKEEPING)
 
 
 def _select() -> VendorSelect:
@@ -103,14 +96,6 @@ def _listed_view(item: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     }
 
 
-def _listed() -> ListedView:
-    return _listed_view
-
-
-def _require(account: InboxOpsSettings, role: Role) -> None:
-    """Nothing InboxOps needs beyond what `need_api` says."""
-
-
 def _rule_notes(rules: Iterable[Rule]) -> list[str]:
     from ticketwire.vendors.inboxops.reminders import reminder_notes
 
@@ -124,9 +109,6 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     read=read,
     webhook_variable="INBOXOPS_WEBHOOK_SECRETS",
     webhook_hint="the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
-    webhook_secrets=lambda account: account.webhook_secrets,
-    calls_api=lambda account: account.api_configured,
-    require=_require,
     need_api=need_api,
     intake=_intake,
     client=_client,
@@ -134,9 +116,9 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     actions=lazy("ticketwire.vendors.inboxops.actions", "SPEC"),
     batching=_batching,
     budget=_budget,
-    echo=_echo,
+    echo=lazy("ticketwire.vendors.inboxops.echo", "ECHO"),
     select=_select,
-    listed=_listed,
+    listed=lambda: _listed_view,
     common_view=lazy("ticketwire.vendors.inboxops.webhook", "common_view"),
     vocabulary=VOCABULARY,
     tenant=lambda account: None,

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
@@ -73,18 +71,10 @@ class InboxOpsClient(ApiClient):
     url_setting = "the base URL"
     read_error = staticmethod(error_from_response)
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        api_key: Secret,
-        *,
-        timeout: float = 10.0,
-        user_agent: str = "ticketwire/0.1",
-    ) -> None:
+    def _check_key(self, api_key: Secret) -> None:
+        """Refuse a key that is not an InboxOps API key, before any call."""
         if not api_key.reveal().startswith(KEY_PREFIX):
             raise ConfigError("INBOXOPS_API_KEY", "a key starting with 'ixk_' from Settings → API")
-        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
 
     def _api_base(self, base_url: str) -> str:
         """The API root every path is relative to, e.g. `https://app.inboxops.app/api/v1`."""

@@ -23,6 +23,7 @@ from ticketwire.engine.echo import (
     with_followers,
 )
 from ticketwire.engine.notes import is_note_call
+from ticketwire.vendors.bundle import Echo
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "inboxops"
@@ -78,3 +79,7 @@ def written_fields(call: ApiCall) -> dict[str, Any]:
     if op == "move_inbox":
         return _patch_fields({"inbox_id": body.get("inbox_id")})
     return {}
+
+
+#: The loop guard's view of the vendor's writes, the bundle's `echo`.
+ECHO = Echo(written_fields, BOOKKEEPING)

@@ -15,15 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ticketwire.errors import HelpdeskHTTPError
 from ticketwire.vendors.http import header
 from ticketwire.vendors.problems import (
     DEFAULT_RETRY_AFTER,
-    advised,
+    ErrorBodies,
+    Reading,
     body_retry_after,
-    decode,
     header_retry_after,
-    http_error,
     unreadable_detail,
 )
 
@@ -40,22 +38,10 @@ _FORBIDDEN_ADVICE = (
 )
 _SCOPE_ADVICE = "the key is read-only; create a read-and-write key under Settings → API"
 _SERVER_ADVICE = "InboxOps failed to handle the request; it is safe to retry later"
+_REDIRECT_ADVICE = "InboxOps redirected the request; set the base URL to the app's final origin"
 
 
-def error_from_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    request_id: str | None = None,
-    now: datetime | None = None,
-) -> HelpdeskHTTPError:
-    """Build the error for a non-2xx answer.
-
-    `request_id` is the correlation id the request carried; it is used when the response names
-    none. `now` anchors an HTTP-date `Retry-After` (default: the current time).
-    """
-    text, doc = decode(body)
+def _read(headers: Mapping[str, str], text: str, doc: dict[str, Any] | None) -> Reading:
     title: str | None = None
     detail: str | None = None
     code: str | None = None
@@ -74,29 +60,13 @@ def error_from_response(
         instance_id = _last_segment(_str(doc.get("instance")))
     else:
         detail = unreadable_detail(headers, text)
-
-    return http_error(
-        status,
-        text,
-        code=code,
-        detail=_advise(status, code, detail),
-        request_id=header(headers, "X-Request-Id") or instance_id or request_id,
-        retry_after=lambda: _retry_after(headers, doc, now),
-    )
+    return Reading(code, detail, header(headers, "X-Request-Id") or instance_id)
 
 
-def _advise(status: int, code: str | None, detail: str | None) -> str:
+def _advice(status: int, code: str | None) -> str:
     if status == 403:
-        other = _SCOPE_ADVICE if code == "insufficient_scope" else _FORBIDDEN_ADVICE
-    else:
-        other = _ADVICE.get(status, "")
-    return advised(
-        status,
-        detail,
-        server=_SERVER_ADVICE,
-        redirect="InboxOps redirected the request; set the base URL to the app's final origin",
-        other=other,
-    )
+        return _SCOPE_ADVICE if code == "insufficient_scope" else _FORBIDDEN_ADVICE
+    return _ADVICE.get(status, "")
 
 
 def _retry_after(
@@ -155,3 +125,11 @@ def _str(value: Any) -> str | None:
         return None
     text = value if isinstance(value, str) else str(value)
     return text or None
+
+
+#: The error of a non-2xx answer. `request_id` is the correlation id the request carried; it is
+#: used when the response names none. `now` anchors an HTTP-date `Retry-After` (default: the
+#: current time).
+error_from_response: ErrorBodies[datetime] = ErrorBodies(
+    _read, _advice, _retry_after, server=_SERVER_ADVICE, redirect=_REDIRECT_ADVICE
+)

@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ticketwire.errors import ConfigError
-from ticketwire.vendors.bundle import Echo, ListedView, Vendor, key_digest, lazy, no_notes
+from ticketwire.vendors.bundle import Vendor, key_digest, lazy
 from ticketwire.vendors.thena.settings import ThenaSettings, read
 from ticketwire.vendors.thena.vocabulary import VOCABULARY
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from ticketwire.config import Role
     from ticketwire.engine.select import VendorSelect
     from ticketwire.ratebudget import Limit
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
@@ -61,12 +60,6 @@ def _budget(account: ThenaSettings) -> tuple[str, tuple[Limit, ...]] | None:
     return f"{NAME}:{account.org_id or key_digest(account.api_key)}", account.rate_limits
 
 
-def _echo() -> Echo:
-    from ticketwire.vendors.thena.echo import BOOKKEEPING, written_fields
-
-    return Echo(written_fields, BOOKKEEPING)
-
-
 def _select() -> VendorSelect:
     from ticketwire.engine.select import SelectKey, VendorSelect, select_keys
     from ticketwire.vendors.thena.models import DATE_RANGES
@@ -90,14 +83,6 @@ def _listed_view(item: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return ticket, common_view(ticket)
 
 
-def _listed() -> ListedView:
-    return _listed_view
-
-
-def _require(account: ThenaSettings, role: Role) -> None:
-    """Thena's settings are checked as they are read."""
-
-
 def _need_api(account: ThenaSettings) -> None:
     if not account.api_key:
         raise ConfigError("THENA_API_KEY", "an API key of your Thena organisation")
@@ -110,9 +95,6 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     read=read,
     webhook_variable="THENA_WEBHOOK_SECRETS",
     webhook_hint="the webhook token(s) or secret(s) from Thena, comma-separated",
-    webhook_secrets=lambda account: account.webhook_secrets,
-    calls_api=lambda account: account.api_configured,
-    require=_require,
     need_api=_need_api,
     intake=_intake,
     client=_client,
@@ -120,14 +102,13 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     actions=lazy("ticketwire.vendors.thena.actions", "SPEC"),
     batching=_batching,
     budget=_budget,
-    echo=_echo,
+    echo=lazy("ticketwire.vendors.thena.echo", "ECHO"),
     select=_select,
-    listed=_listed,
+    listed=lambda: _listed_view,
     common_view=lazy("ticketwire.vendors.thena.webhook", "common_view"),
     vocabulary=VOCABULARY,
     # The organisation id is the tenant of Thena's events.
     tenant=lambda account: account.org_id,
-    rule_notes=no_notes,
     variables=(
         "THENA_WEBHOOK_SECRETS",
         "THENA_WEBHOOK_MODE",

@@ -26,6 +26,8 @@ from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ClientError, ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
     ApiClient,
     data_list,
     data_object,
@@ -79,8 +81,8 @@ class ThenaClient(ApiClient):
         auth: Auth | str = "api-key",
         api_key: Secret,
         org_id: str | None = None,
-        timeout: float = 10.0,
-        user_agent: str = "ticketwire/0.1",
+        timeout: float = DEFAULT_TIMEOUT,
+        user_agent: str = USER_AGENT,
     ) -> None:
         if auth not in AUTH_SCHEMES:
             raise ConfigError("THENA_AUTH", "'api-key' or 'bearer'", str(auth))

@@ -13,6 +13,7 @@ from typing import Any
 
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import CommonViews, any_value, kept, neutral, with_followers
+from ticketwire.vendors.bundle import Echo
 from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "thena"
@@ -53,3 +54,7 @@ def written_fields(call: ApiCall) -> dict[str, Any]:
     if call.path.startswith("/tickets/"):
         return _fields(body)
     return {}
+
+
+#: The loop guard's view of the vendor's writes, the bundle's `echo`.
+ECHO = Echo(written_fields, BOOKKEEPING)

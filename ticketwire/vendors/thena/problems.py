@@ -16,14 +16,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ticketwire.errors import HelpdeskHTTPError
 from ticketwire.vendors.http import header
 from ticketwire.vendors.problems import (
     DEFAULT_RETRY_AFTER,
-    advised,
-    decode,
+    ErrorBodies,
+    Reading,
     header_retry_after,
-    http_error,
     scalar_text,
     unreadable_detail,
 )
@@ -43,18 +41,10 @@ _ADVICE: dict[int, str] = {
     409: "the change conflicts with existing data",
 }
 _SERVER_ADVICE = "Thena failed to handle the request; it is safe to retry later"
+_REDIRECT_ADVICE = "Thena redirected the request; set THENA_API_URL to the final origin"
 
 
-def error_from_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    request_id: str | None = None,
-    now: float | None = None,
-) -> HelpdeskHTTPError:
-    """Build the error for a non-2xx answer; `now` (unix seconds) anchors reset times."""
-    text, doc = decode(body)
+def _read(headers: Mapping[str, str], text: str, doc: dict[str, Any] | None) -> Reading:
     code: str | None = None
     if doc is not None:
         message = _message(doc.get("message"))
@@ -65,20 +55,11 @@ def error_from_response(
             code = error
     else:
         detail = unreadable_detail(headers, text)
-    return http_error(
-        status,
-        text,
-        code=code,
-        detail=advised(
-            status,
-            detail,
-            server=_SERVER_ADVICE,
-            redirect="Thena redirected the request; set THENA_API_URL to the final origin",
-            other=_ADVICE.get(status, ""),
-        ),
-        request_id=header(headers, "X-Request-Id") or request_id,
-        retry_after=lambda: retry_after_from(headers, now=now),
-    )
+    return Reading(code, detail, header(headers, "X-Request-Id"))
+
+
+def _advice(status: int, code: str | None) -> str:
+    return _ADVICE.get(status, "")
 
 
 def retry_after_from(headers: Mapping[str, str], *, now: float | None = None) -> float:
@@ -103,3 +84,13 @@ def _message(value: Any) -> str | None:
         items = [str(v) for v in value if v not in (None, "")]
         return "; ".join(items) or None
     return scalar_text(value)
+
+
+#: The error of a non-2xx answer; `now` (unix seconds) anchors reset times.
+error_from_response: ErrorBodies[float] = ErrorBodies(
+    _read,
+    _advice,
+    lambda headers, doc, now: retry_after_from(headers, now=now),
+    server=_SERVER_ADVICE,
+    redirect=_REDIRECT_ADVICE,
+)
