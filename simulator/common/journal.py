@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.clock import iso
+from simulator.common.records import Record
 
 
 @dataclass(frozen=True)
-class Request:
+class Request(Record):
     """One API request and the status it got; `at` is simulated time."""
 
     method: str
@@ -22,17 +22,6 @@ class Request:
     body: Any
     status: int
     at: datetime
-
-    def request_json(self) -> dict[str, Any]:
-        """The fields every simulator's journal shows first, in JSON form."""
-        return {
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "body": self.body,
-            "status": self.status,
-            "at": iso(self.at),
-        }
 
 
 def request_fields(request: web.Request, body: Any, status: int, at: datetime) -> dict[str, Any]:

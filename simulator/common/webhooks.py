@@ -14,8 +14,9 @@ from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import aiohttp
 
-from simulator.common.clock import Clock, iso
+from simulator.common.clock import Clock
 from simulator.common.delivery import DeliveryRun, OrderedDelivery
+from simulator.common.records import Record
 from ticketwire.secret import Secret
 
 
@@ -67,8 +68,8 @@ class Delivery(Generic[E]):
 
 
 @dataclass(frozen=True)
-class DeliveryRecord:
-    """One delivery attempt as the log keeps it."""
+class DeliveryRecord(Record):
+    """One delivery attempt as the log keeps it; its JSON form is `GET /_sim/deliveries`'s."""
 
     endpoint_id: str
     event: str
@@ -86,24 +87,6 @@ class DeliveryRecord:
     duplicate: bool = False
     bad_signature: bool = False
     response_snippet: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/deliveries`."""
-        return {
-            "endpoint_id": self.endpoint_id,
-            "event": self.event,
-            "event_id": self.event_id,
-            "ticket_id": self.ticket_id,
-            "attempt": self.attempt,
-            "status": self.status,
-            "error": self.error,
-            "succeeded": self.succeeded,
-            "delivered_at": iso(self.delivered_at),
-            "failed": self.failed,
-            "duplicate": self.duplicate,
-            "bad_signature": self.bad_signature,
-            "response_snippet": self.response_snippet,
-        }
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from simulator.common.journal import Request
 
@@ -19,13 +18,3 @@ class JournalEntry(Request):
     headers: dict[str, str] = field(default_factory=dict)
     #: True when the answer was replayed for a repeated Idempotency-Key.
     replayed: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/journal`."""
-        return {
-            **self.request_json(),
-            "request_id": self.request_id,
-            "team_id": self.team_id,
-            "headers": self.headers,
-            "replayed": self.replayed,
-        }

@@ -14,6 +14,7 @@ from typing import Any
 
 from simulator.common.clock import IdSource, iso
 from simulator.common.idempotency import fingerprint
+from simulator.common.records import Record
 from simulator.cstar.problems import ApiError, invalid, missing, not_found
 from ticketwire.vendors.cstar.models import BULK_ACTIONS, BULK_RESOURCES, PRIORITIES, STATUSES
 
@@ -63,13 +64,17 @@ class ApiKey:
 
 
 @dataclass
-class Customer:
+class Customer(Record):
     """A customer (`cus_…`)."""
 
     id: str
     name: str
     email: str | None
     created_at: str
+
+    def to_webhook(self) -> dict[str, Any]:
+        """The webhook shape: the fields, snake_case."""
+        return super().to_json()
 
     def to_json(self) -> dict[str, Any]:
         """The REST shape (camelCase)."""
@@ -79,15 +84,6 @@ class Customer:
             "name": self.name,
             "email": self.email,
             "createdAt": self.created_at,
-        }
-
-    def to_webhook(self) -> dict[str, Any]:
-        """The webhook shape (snake_case)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "email": self.email,
-            "created_at": self.created_at,
         }
 
 

@@ -104,19 +104,24 @@ class DeliveryRecord(SharedRecord):
     signed_at: int | None = None
     stale_timestamp: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/deliveries` (cStar's key order: `delivered_at` last)."""
-        shared = super().to_json()
-        delivered_at = shared.pop("delivered_at")
-        out: dict[str, Any] = {}
-        for key, value in shared.items():
-            out[key] = value
-            if key == "succeeded":
-                out["signed_at"] = self.signed_at
-            elif key == "bad_signature":
-                out["stale_timestamp"] = self.stale_timestamp
-        out["delivered_at"] = delivered_at
-        return out
+    #: cStar's key order: `delivered_at` last.
+    json_fields = (
+        "endpoint_id",
+        "event",
+        "event_id",
+        "ticket_id",
+        "attempt",
+        "status",
+        "error",
+        "succeeded",
+        "signed_at",
+        "failed",
+        "duplicate",
+        "bad_signature",
+        "stale_timestamp",
+        "response_snippet",
+        "delivered_at",
+    )
 
 
 @dataclass

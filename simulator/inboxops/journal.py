@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from simulator.common.journal import Request
 
@@ -19,13 +18,3 @@ class JournalEntry(Request):
     headers: dict[str, str] = field(default_factory=dict)
     #: What the simulator did not apply, and why (e.g. a `remind_at` sent without waiting).
     notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/journal`."""
-        return {
-            **self.request_json(),
-            "request_id": self.request_id,
-            "workspace_id": self.workspace_id,
-            "headers": self.headers,
-            "notes": list(self.notes),
-        }

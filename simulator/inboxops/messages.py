@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.common.records import Record
 from simulator.inboxops.problems import bad_request
 
 MESSAGE_TYPES: tuple[str, ...] = ("email", "internal_note")
@@ -41,8 +42,8 @@ _BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class Message:
-    """One row of a ticket's timeline."""
+class Message(Record):
+    """One row of a ticket's timeline; its JSON form is the API row."""
 
     id: str
     ticket_id: str
@@ -60,23 +61,21 @@ class Message:
     #: Order of arrival, to keep messages of the same millisecond in timeline order.
     seq: int = field(default=0, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        """The API row."""
-        return {
-            "id": self.id,
-            "ticket_id": self.ticket_id,
-            "type": self.type,
-            "direction": self.direction,
-            "from_address": self.from_address,
-            "to_addresses": list(self.to_addresses),
-            "cc_addresses": list(self.cc_addresses),
-            "subject": self.subject,
-            "body_html": self.body_html,
-            "body_text": self.body_text,
-            "is_draft": self.is_draft,
-            "author_id": self.author_id,
-            "created_at": self.created_at,
-        }
+    json_fields = (
+        "id",
+        "ticket_id",
+        "type",
+        "direction",
+        "from_address",
+        "to_addresses",
+        "cc_addresses",
+        "subject",
+        "body_html",
+        "body_text",
+        "is_draft",
+        "author_id",
+        "created_at",
+    )
 
 
 def parse_types(raw: str | None) -> tuple[str, ...]:

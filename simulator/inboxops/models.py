@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simulator.common.records import Named, Record
 from simulator.inboxops.messages import Message
 
 Scope = Literal["read_write", "read_only"]
@@ -12,7 +13,7 @@ FieldType = Literal["text", "number", "date", "date_time", "select", "multi_sele
 
 
 @dataclass(frozen=True)
-class Status:
+class Status(Record):
     """A custom status; `status_type` is one of the five built-in values."""
 
     id: str
@@ -24,22 +25,9 @@ class Status:
     reminder_enabled: bool = False
     remind_transition_status_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The `GET /ticket_statuses` item."""
-        return {
-            "id": self.id,
-            "status_type": self.status_type,
-            "name": self.name,
-            "color": self.color,
-            "position": self.position,
-            "is_default": self.is_default,
-            "reminder_enabled": self.reminder_enabled,
-            "remind_transition_status_id": self.remind_transition_status_id,
-        }
-
 
 @dataclass(frozen=True)
-class Priority:
+class Priority(Record):
     """A custom priority; `priority` is the level (low, normal, high, urgent)."""
 
     id: str
@@ -49,42 +37,19 @@ class Priority:
     position: int
     is_default: bool = True
 
-    def to_json(self) -> dict[str, Any]:
-        """The `GET /ticket_priorities` item."""
-        return {
-            "id": self.id,
-            "priority": self.priority,
-            "name": self.name,
-            "color": self.color,
-            "position": self.position,
-            "is_default": self.is_default,
-        }
-
 
 @dataclass(frozen=True)
-class Tag:
+class Tag(Named):
     """A workspace tag."""
 
-    id: str
-    name: str
     color: str
-
-    def to_json(self) -> dict[str, Any]:
-        """`{id, name, color}`."""
-        return {"id": self.id, "name": self.name, "color": self.color}
 
 
 @dataclass(frozen=True)
-class Inbox:
+class Inbox(Named):
     """A mailbox tickets arrive in."""
 
-    id: str
-    name: str
     email: str
-
-    def to_json(self) -> dict[str, Any]:
-        """`{id, name, email}`."""
-        return {"id": self.id, "name": self.name, "email": self.email}
 
 
 @dataclass(frozen=True)
@@ -127,48 +92,27 @@ class FieldDef:
 
 
 @dataclass(frozen=True)
-class Agent:
+class Agent(Named):
     """A workspace user tickets can be assigned to."""
 
-    id: str
-    name: str
     email: str
 
-    def to_json(self) -> dict[str, Any]:
-        """`{id, name, email}`."""
-        return {"id": self.id, "name": self.name, "email": self.email}
-
 
 @dataclass(frozen=True)
-class Company:
+class Company(Named):
     """A CRM company, found by email domain."""
 
-    id: str
-    name: str
     domain: str
-
-    def to_json(self) -> dict[str, Any]:
-        """`{id, name, domain}`."""
-        return {"id": self.id, "name": self.name, "domain": self.domain}
 
 
 @dataclass(frozen=True)
-class Contact:
+class Contact(Record):
     """A CRM contact (a customer who writes in)."""
 
     id: str
     email: str
     name: str
     company_id: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """`{id, email, name, company_id}`."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "name": self.name,
-            "company_id": self.company_id,
-        }
 
 
 @dataclass

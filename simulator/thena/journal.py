@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from simulator.common.journal import Request
 
@@ -19,14 +18,6 @@ class JournalEntry(Request):
     org_id: str | None
     #: Request headers, with credential values masked.
     headers: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form for `GET /_sim/journal`."""
-        return {
-            **self.request_json(),
-            "org_id": self.org_id,
-            "headers": self.headers,
-        }
 
 
 def masked(headers: dict[str, str]) -> dict[str, str]:

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
+from simulator.common.records import Named, Record
+
 Scheme = Literal["api-key", "bearer"]
 
 
@@ -63,24 +65,17 @@ class Priority(TeamValue):
 
 
 @dataclass(frozen=True)
-class Agent:
-    """An agent of the organisation (a valid `assignedAgentId`)."""
+class Agent(Record):
+    """An agent of the organisation (a valid `assignedAgentId`); events show it as `assignedAgent`."""
 
     id: str
-    name: str
     email: str
-
-    def to_json(self) -> dict[str, Any]:
-        """`{id, email, name}`, as events show `assignedAgent`."""
-        return {"id": self.id, "email": self.email, "name": self.name}
+    name: str
 
 
 @dataclass(frozen=True)
-class TicketType:
+class TicketType(Named):
     """A ticket type of the organisation (a valid `typeId`)."""
-
-    id: str
-    name: str
 
 
 @dataclass

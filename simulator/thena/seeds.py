@@ -56,7 +56,9 @@ def build_org(ids: IdSource, name: str, domain: str, teams: tuple[tuple[str, str
             for pname, default in PRIORITY_ROWS
         ]
         built.append(Team(team_id, team_name, identifier, statuses, priorities))
-    agents = [Agent(uid(ids, "U"), n, f"{n.split()[0].lower()}@{domain}") for n in AGENT_NAMES]
+    agents = [
+        Agent(uid(ids, "U"), email=f"{n.split()[0].lower()}@{domain}", name=n) for n in AGENT_NAMES
+    ]
     types = [TicketType(uid(ids), n) for n in TYPE_NAMES]
     return Org(org_id, name, domain, built, agents, types)
 

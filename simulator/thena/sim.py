@@ -168,7 +168,7 @@ class ThenaSimulator(MinuteLimited):
     @property
     def types(self) -> list[dict[str, Any]]:
         """Ticket types of the default organisation (valid `typeId`s)."""
-        return [{"id": t.id, "name": t.name} for t in self.store.default.types]
+        return [t.to_json() for t in self.store.default.types]
 
     # ----------------------------------------------------------------- tickets
 
