@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.stacks import OUR_PARTITIONS, OUR_PREFIX, Delivery, Setup
+from bench.stacks import OUR_KEYS, OUR_PARTITIONS, Delivery, Setup, stored
 
 A, B = "brand-a", "brand-b"
 #: B's tickets are in a workspace of their own: `tenant_id` gets this suffix.
@@ -66,33 +66,18 @@ async def burst_beside_trickle(
     bound_s: float,
     a_backlog: Callable[[], int],
     backlog: Callable[[], int],
+    worker_cpu: Callable[[], float],
     seed: int = 7,
 ) -> dict[str, Any]:
     """Store the burst and the trickle; wait until both are handled; B's latencies from traces."""
     from redis.asyncio import Redis as AsyncRedis
 
     from receiver.intake import Intake
-    from ticketwire.keys import Keys
-    from ticketwire.stored import StoredDelivery
-    from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, parse
 
-    keys = Keys(OUR_PREFIX)
+    keys = OUR_KEYS
     client = AsyncRedis.from_url(setup.redis_url, socket_timeout=30.0)
     intake = Intake(client, keys, partitions=OUR_PARTITIONS, dedupe_ttl_s=3600.0)
     await intake.start()
-
-    def stored(sig: str, body: bytes, account: str) -> StoredDelivery:
-        event = parse(body)
-        return StoredDelivery(
-            vendor="inboxops",
-            event_id=event.id,
-            event_type=event.type,
-            ticket_key=event.ticket_key,
-            body=body,
-            received_ms=int(time.time() * 1000),
-            headers={SIGNATURE_HEADER: sig, "Content-Type": "application/json"},
-            account=account,
-        )
 
     done = asyncio.Event()
     b_ids: list[str] = []
@@ -118,14 +103,14 @@ async def burst_beside_trickle(
         return False
 
     try:
-        began = time.monotonic()
+        began, cpu = time.monotonic(), worker_cpu()
         sender = asyncio.create_task(send_trickle())
         for start in range(0, len(burst), 1000):
             chunk = burst[start : start + 1000]
             await asyncio.gather(*(intake.store(stored(s, b, A)) for s, b in chunk))
         store_s = time.monotonic() - began
         drained = await wait(lambda: a_backlog() == 0, began + bound_s)
-        drain_s = time.monotonic() - began
+        drain_s, cpu = time.monotonic() - began, worker_cpu() - cpu
         done.set()
         await sender
         await wait(lambda: backlog() == 0, time.monotonic() + 30.0)
@@ -144,6 +129,7 @@ async def burst_beside_trickle(
         "burst_store_s": store_s,
         "burst_drained": drained,
         "burst_drain_s": drain_s,
+        "worker_cpu_s": cpu,
         "trickle_rate": rate,
         "trickle_sent": len(b_ids),
         "trickle_traced": len(latencies),

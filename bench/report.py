@@ -516,6 +516,12 @@ def _isolation_rows(runs: Sequence[Run]) -> list[Row]:
             _of(runs, "ours-shared-lane", "burst_drain_s"),
             fmt=",.1f",
         ),
+        Row(
+            label,
+            "worker CPU µs per event (A's and B's) until A's burst was handled",
+            _of(runs, "ours", "worker_cpu_us"),
+            _of(runs, "ours-shared-lane", "worker_cpu_us"),
+        ),
     ]
 
 

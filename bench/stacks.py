@@ -26,6 +26,7 @@ import redis
 
 from bench.procs import Proc, Procs, command, free_port, http_ok, tcp_open, wait_until
 from ticketwire.keys import Keys
+from ticketwire.stored import StoredDelivery
 from ticketwire.streams import lane_names
 
 Delivery = tuple[str, bytes]  # (signature, body)
@@ -272,36 +273,34 @@ class Ours(Stack):
         from redis.asyncio import Redis as AsyncRedis
 
         from receiver.intake import Intake
-        from ticketwire.keys import Keys
-        from ticketwire.stored import StoredDelivery
-        from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, parse
 
         client = AsyncRedis.from_url(setup.redis_url, socket_timeout=30.0)
-        intake = Intake(
-            client, Keys(OUR_PREFIX), partitions=OUR_PARTITIONS, dedupe_ttl_s=72 * 3600.0
-        )
+        intake = Intake(client, OUR_KEYS, partitions=OUR_PARTITIONS, dedupe_ttl_s=72 * 3600.0)
         await intake.start()
-
-        async def one(sig: str, body: bytes) -> None:
-            event = parse(body)
-            await intake.store(
-                StoredDelivery(
-                    vendor="inboxops",
-                    event_id=event.id,
-                    event_type=event.type,
-                    ticket_key=event.ticket_key,
-                    body=body,
-                    received_ms=int(time.time() * 1000),
-                    headers={SIGNATURE_HEADER: sig, "Content-Type": "application/json"},
-                )
-            )
-
         try:
             for start in range(0, len(deliveries), 1000):
-                await asyncio.gather(*(one(s, b) for s, b in deliveries[start : start + 1000]))
+                chunk = deliveries[start : start + 1000]
+                await asyncio.gather(*(intake.store(stored(s, b)) for s, b in chunk))
         finally:
             await intake.close()
             await client.aclose()
+
+
+def stored(sig: str, body: bytes, account: str = "default") -> StoredDelivery:
+    """An InboxOps delivery as our receiver stores it, received now."""
+    from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, parse
+
+    event = parse(body)
+    return StoredDelivery(
+        vendor="inboxops",
+        event_id=event.id,
+        event_type=event.type,
+        ticket_key=event.ticket_key,
+        body=body,
+        received_ms=int(time.time() * 1000),
+        headers={SIGNATURE_HEADER: sig, "Content-Type": "application/json"},
+        account=account,
+    )
 
 
 class Baseline(Stack):
