@@ -29,6 +29,7 @@ from bench.helpdesk import (
     start_helpdesk,
     tickets_with_tags,
 )
+from bench.isolation import A, accounts_env, b_bodies, burst_beside_trickle, percentile
 from bench.load import LoadGen, LoadResult
 from bench.payload import Bodies, CStarBodies
 from bench.procs import (
@@ -43,7 +44,8 @@ from bench.procs import (
     wait_until,
 )
 from bench.redisserver import start_redis
-from bench.stacks import OUR_PREFIX, STACKS, TRACES_OFF, Setup, Stack
+from bench.stacks import OUR_PREFIX, STACKS, TRACES_OFF, Ours, Setup, Stack
+from ticketwire.accountkey import lane_of
 
 Run = dict[str, Any]
 #: The header each vendor's signature travels in (the first token of a bodies-file line).
@@ -87,6 +89,11 @@ class Plan:
     ratelimit_bulk_max: int = 100
     #: Worker processes each stack runs in scenario 6 (`--workers`).
     ratelimit_workers: int = 1
+    #: Scenario 7: account A's burst, account B's trickle (Poisson, per s) during it, and how
+    #: long A's burst may take to be handled.
+    isolation_burst: int = 10_000
+    isolation_rate: float = 20.0
+    isolation_bound_s: int = 60
     conns: int = 64
 
 
@@ -736,6 +743,66 @@ class Bench:
                     tail = f" within {run['bound_s']:.0f} s; no drain projectable"
                 self.say(head + tail)
 
+    # ----------------------------------------------------------------- 7: burst isolation
+
+    def isolation(self) -> None:
+        """A burst on account A, a trickle on account B: B's received → handled, lanes or not."""
+        plan = self.plan
+        for rep in range(plan.reps):
+            # Ours, then ours with B in A's lane (the baseline column); alternating per rep.
+            for shared in (False, True) if rep % 2 == 0 else (True, False):
+                name = "ours-shared-lane" if shared else "ours"
+                with self._redis() as setup:
+                    run = self._isolation_run(setup, shared=shared)
+                run.update(stack=name, rep=rep)
+                self._record("7", run)
+                lat = run["b_latency_ms"]
+                p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+                self.say(
+                    f"[7 burst isolation] {name} rep {rep + 1}/{plan.reps}: A's "
+                    f"{run['burst']:,} handled in {run['burst_drain_s']:.1f} s; B's "
+                    f"{run['trickle_traced']}/{run['trickle_sent']} events p50 "
+                    f"{p50 or 0:,.0f} ms, p99 {p99 or 0:,.0f} ms"
+                )
+
+    def _isolation_run(self, setup: Setup, *, shared: bool) -> Run:
+        plan = self.plan
+        stack = STACKS[0]
+        assert isinstance(stack, Ours)
+        burst = list(self.bodies.make(plan.isolation_burst))
+        trickle = b_bodies(
+            list(self.bodies.make(math.ceil(plan.isolation_rate * plan.isolation_bound_s) + 100))
+        )
+        worker = stack.start_worker(self.procs, setup, env=accounts_env(self.workdir, setup))
+        r = setup.client()
+        a_lane = [lane_of("inboxops", A)]
+        try:
+            run = asyncio.run(
+                burst_beside_trickle(
+                    setup,
+                    burst,
+                    trickle,
+                    rate=plan.isolation_rate,
+                    shared=shared,
+                    bound_s=plan.isolation_bound_s,
+                    a_backlog=lambda: stack.backlog(r, a_lane),
+                    backlog=lambda: stack.backlog(r),
+                    worker_cpu=lambda: cpu_seconds(worker.pid),
+                )
+            )
+            self._check_alive(worker)
+        finally:
+            r.close()
+            self.procs.stop(worker)
+        lat = run["b_latency_ms"]
+        run.update(
+            b_p50_ms=percentile(lat, 0.5),
+            b_p99_ms=percentile(lat, 0.99),
+            # Both columns handle B's events within the window: ours at once, shared in turn.
+            worker_cpu_us=run["worker_cpu_s"] / (run["burst"] + run["trickle_sent"]) * 1e6,
+        )
+        return run
+
     def _tag_rules(self, tag: str) -> Path:
         """Scenario 6's rules with the run's tag id filled in, in a directory of their own."""
         self._files += 1
@@ -909,6 +976,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "4": Bench.drain,
     "5": Bench.memory,
     "6": Bench.ratelimit,
+    "7": Bench.isolation,
 }
 
 

@@ -5,7 +5,8 @@ workers.settings.WorkerSettings`), configured through the environment. `Baseline
 textbook stack in `bench/baseline/`. Progress is read from Redis:
 
 - ours: an event counts as processed once its consumer group acknowledged it (per partition
-  stream, `entries-read - pending` from XINFO GROUPS); the backlog is `lag + pending`;
+  stream of every account lane, `entries-read - pending` from XINFO GROUPS); the backlog is
+  `lag + pending`;
 - baseline: the `processed` counter its job INCRs; the backlog is `ZCARD arq:queue`.
 """
 
@@ -24,6 +25,9 @@ from typing import Any
 import redis
 
 from bench.procs import Proc, Procs, command, free_port, http_ok, tcp_open, wait_until
+from ticketwire.keys import Keys
+from ticketwire.stored import StoredDelivery
+from ticketwire.streams import lane_names
 
 Delivery = tuple[str, bytes]  # (signature, body)
 
@@ -31,6 +35,7 @@ Delivery = tuple[str, bytes]  # (signature, body)
 OUR_PREFIX = "bench:tw:"
 #: Partitions of our stack (the product's default; TICKETWIRE_PARTITIONS is not set).
 OUR_PARTITIONS = 16
+OUR_KEYS = Keys(OUR_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -215,11 +220,14 @@ class Ours(Stack):
         keys = [f"{OUR_PREFIX}lease:{p}" for p in range(OUR_PARTITIONS)]
         return as_int(r.exists(*keys)) == OUR_PARTITIONS
 
-    def _groups(self, r: redis.Redis) -> list[tuple[int, dict[str, Any] | None]]:
-        # (XLEN, the `workers` group or None) per partition stream.
+    def _groups(
+        self, r: redis.Redis, lanes: Sequence[str] | None = None
+    ) -> list[tuple[int, dict[str, Any] | None]]:
+        # (XLEN, the `workers` group or None) per partition stream of `lanes` (default: all).
+        if lanes is None:
+            lanes = lane_names(r.smembers(OUR_KEYS.lanes))  # type: ignore[arg-type]
         pipe = r.pipeline(transaction=False)
-        for p in range(OUR_PARTITIONS):
-            stream = f"{OUR_PREFIX}events:{p}"
+        for stream in (OUR_KEYS.stream(p, lane) for lane in lanes for p in range(OUR_PARTITIONS)):
             pipe.xlen(stream)
             pipe.xinfo_groups(stream)
         replies = pipe.execute(raise_on_error=False)
@@ -239,10 +247,10 @@ class Ours(Stack):
                 total += int(group.get("entries-read") or 0) - int(group["pending"])
         return total
 
-    def backlog(self, r: redis.Redis) -> int:
-        """Entries not yet read plus entries read but not acknowledged."""
+    def backlog(self, r: redis.Redis, lanes: Sequence[str] | None = None) -> int:
+        """Entries not yet read plus entries read but not acknowledged (of `lanes`: default all)."""
         total = 0
-        for length, group in self._groups(r):
+        for length, group in self._groups(r, lanes):
             if group is None:
                 total += length
                 continue
@@ -265,36 +273,34 @@ class Ours(Stack):
         from redis.asyncio import Redis as AsyncRedis
 
         from receiver.intake import Intake
-        from ticketwire.keys import Keys
-        from ticketwire.stored import StoredDelivery
-        from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, parse
 
         client = AsyncRedis.from_url(setup.redis_url, socket_timeout=30.0)
-        intake = Intake(
-            client, Keys(OUR_PREFIX), partitions=OUR_PARTITIONS, dedupe_ttl_s=72 * 3600.0
-        )
+        intake = Intake(client, OUR_KEYS, partitions=OUR_PARTITIONS, dedupe_ttl_s=72 * 3600.0)
         await intake.start()
-
-        async def one(sig: str, body: bytes) -> None:
-            event = parse(body)
-            await intake.store(
-                StoredDelivery(
-                    vendor="inboxops",
-                    event_id=event.id,
-                    event_type=event.type,
-                    ticket_key=event.ticket_key,
-                    body=body,
-                    received_ms=int(time.time() * 1000),
-                    headers={SIGNATURE_HEADER: sig, "Content-Type": "application/json"},
-                )
-            )
-
         try:
             for start in range(0, len(deliveries), 1000):
-                await asyncio.gather(*(one(s, b) for s, b in deliveries[start : start + 1000]))
+                chunk = deliveries[start : start + 1000]
+                await asyncio.gather(*(intake.store(stored(s, b)) for s, b in chunk))
         finally:
             await intake.close()
             await client.aclose()
+
+
+def stored(sig: str, body: bytes, account: str = "default") -> StoredDelivery:
+    """An InboxOps delivery as our receiver stores it, received now."""
+    from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, parse
+
+    event = parse(body)
+    return StoredDelivery(
+        vendor="inboxops",
+        event_id=event.id,
+        event_type=event.type,
+        ticket_key=event.ticket_key,
+        body=body,
+        received_ms=int(time.time() * 1000),
+        headers={SIGNATURE_HEADER: sig, "Content-Type": "application/json"},
+        account=account,
+    )
 
 
 class Baseline(Stack):

@@ -19,6 +19,7 @@ from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.stored import StoredDelivery
+from ticketwire.streams import every_stream
 
 
 def capture_record(d: StoredDelivery) -> dict[str, Any]:
@@ -70,14 +71,15 @@ async def _capture(
     found: list[StoredDelivery] = []
     failed = 0
     try:
-        sizes = [await redis.xlen(keys.stream(p)) for p in range(settings.partitions)]
+        streams = await every_stream(redis, keys, settings.partitions)
+        sizes = [await redis.xlen(stream) for _, stream in streams]
         bar = progress_bar(sum(min(n, limit) for n in sizes), "deliveries")
-        for p in range(settings.partitions):
+        for p, stream in streams:
             # Newest first, page by page, so `--limit` keeps the newest of a long stream.
             upper, taken = "+", 0
             while taken < limit:
                 want = min(PAGE, limit - taken)
-                page = await redis.xrevrange(keys.stream(p), max=upper, min=oldest, count=want)
+                page = await redis.xrevrange(stream, max=upper, min=oldest, count=want)
                 for eid, fields in page:
                     try:
                         found.append(StoredDelivery.from_fields(eid, fields, partition=p))
@@ -85,7 +87,7 @@ async def _capture(
                     except (KeyError, ValueError, TypeError) as exc:
                         failed += 1
                         bar.write(
-                            f"partition {p} entry {eid.decode()}: unreadable ({exc!r}); skipped",
+                            f"{stream} entry {eid.decode()}: unreadable ({exc!r}); skipped",
                             file=sys.stderr,
                         )
                 bar.update(len(page))

@@ -2,9 +2,10 @@
 
 Each request waits for its own outcome, but while one batch is in flight to Redis the next
 requests queue up and go together in the next call. One Lua script per batch dedupes every
-event id (SET ... EX within the script), appends new deliveries to their partition streams and
-bumps the counters: one round trip and one command for many events (two Redis operations per
-event inside it: SET NX for the dedupe window, XADD), with no pickling.
+event id (SET ... EX within the script), appends new deliveries to their partition streams (in
+their account's lane) and bumps the counters: one round trip and one command for many events
+(two Redis operations per event inside it: SET NX for the dedupe window, XADD; a named account's
+lane adds one SADD per batch), with no pickling.
 
 One delivery never fails the others of its batch. Its keys and arguments are encoded when it is
 submitted, so one that cannot be encoded fails alone, before any batch is formed. Inside the
@@ -27,6 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from receiver.refusals import RefusalLog
+from ticketwire.accountkey import lane_of
 from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
 
@@ -34,11 +36,12 @@ log = logging.getLogger("ticketwire.receiver")
 
 Outcome = Literal["stored", "duplicate"]
 
-# KEYS[1] = stats hash, KEYS[2] = the deliveries list (trace log), then (seen key, stream key)
-# per delivery. ARGV[1] = dedupe TTL seconds, ARGV[2] = oldest trace id kept (epoch ms; 0: traces
-# off), ARGV[3] = most trace entries kept, ARGV[4] = number of ignored-event counters that follow,
-# then the counter names, then 3 values per delivery: meta, body (see StoredDelivery.to_fields)
-# and the ticket key, which the dedupe key holds so a trace lookup by event id finds the ticket.
+# KEYS[1] = stats hash, KEYS[2] = the deliveries list (trace log), KEYS[3] = the SET of named
+# lanes, then (seen key, stream key) per delivery. ARGV[1] = dedupe TTL seconds, ARGV[2] = oldest
+# trace id kept (epoch ms; 0: traces off), ARGV[3] = most trace entries kept, ARGV[4] = number of
+# ignored-event counters that follow, then the counter names, then 4 values per delivery: meta,
+# body (see StoredDelivery.to_fields), the ticket key, which the dedupe key holds so a trace
+# lookup by event id finds the ticket, and the lane ("" for a default account).
 _STORE_LUA = """
 local ttl = tonumber(ARGV[1])
 local minid = ARGV[2]
@@ -50,8 +53,9 @@ for _ = 1, n_ignored do
 end
 local out = {}
 local accepted, duplicate = 0, 0
-for i = 1, (#KEYS - 2) / 2 do
-  local seen, stream = KEYS[2 * i + 1], KEYS[2 * i + 2]
+local laned = {}
+for i = 1, (#KEYS - 3) / 2 do
+  local seen, stream = KEYS[2 * i + 2], KEYS[2 * i + 3]
   if redis.call('SET', seen, ARGV[a + 2], 'NX', 'EX', ttl) then
     -- pcall: a failing XADD (say, a stream key of the wrong type) fails this delivery alone,
     -- and its dedupe key goes, so a retry is stored rather than answered as a duplicate.
@@ -62,6 +66,12 @@ for i = 1, (#KEYS - 2) / 2 do
     else
       out[i] = id
       accepted = accepted + 1
+      -- Named lanes only, once a batch: workers find new lanes in this SET.
+      local lane = ARGV[a + 3]
+      if lane ~= '' and not laned[lane] then
+        redis.call('SADD', KEYS[3], lane)
+        laned[lane] = true
+      end
     end
   else
     out[i] = 'dup'
@@ -84,7 +94,7 @@ for i = 1, (#KEYS - 2) / 2 do
       redis.pcall('XADD', KEYS[2], 'MINID', '~', minid, '*', unpack(f))
     end
   end
-  a = a + 3
+  a = a + 4
 end
 if accepted > 0 then redis.call('HINCRBY', KEYS[1], 'accepted', accepted) end
 if duplicate > 0 then
@@ -105,8 +115,8 @@ class UnstorableDelivery(ValueError):
 
 @dataclass
 class _Pending:
-    #: (dedupe key, stream key) and (meta, body, ticket key), encoded; empty for an ignored-event
-    #: count.
+    #: (dedupe key, stream key) and (meta, body, ticket key, lane), encoded; empty for an
+    #: ignored-event count.
     keys: tuple[bytes, ...]
     args: tuple[bytes, ...]
     ignored: bytes | None
@@ -173,9 +183,10 @@ class Intake:
         """
         try:
             part = partition_of(delivery.ticket_key, self._partitions)
+            lane = lane_of(delivery.vendor, delivery.account)
             keys = (
                 self._keys.seen(delivery.vendor, delivery.event_id, delivery.account).encode(),
-                self._keys.stream(part).encode(),
+                self._keys.stream(part, lane).encode(),
             )
             ticket = delivery.ticket_key.encode()
         except UnicodeEncodeError:
@@ -183,7 +194,7 @@ class Intake:
                 "the event id, tenant or ticket id is not valid Unicode text"
             ) from None
         entry = await self._submit(
-            _Pending(keys, (delivery.meta(), delivery.body, ticket), None, _future())
+            _Pending(keys, (delivery.meta(), delivery.body, ticket, lane.encode()), None, _future())
         )
         if entry == "dup":
             return "duplicate", ""
@@ -271,7 +282,7 @@ class Intake:
                 p.future.set_result(r)
 
     async def _write(self, batch: list[_Pending]) -> list[str]:
-        keys: list[Any] = [self._keys.stats, self._keys.trace_log]
+        keys: list[Any] = [self._keys.stats, self._keys.trace_log, self._keys.lanes]
         ignored = [p.ignored for p in batch if p.ignored is not None]
         # The oldest id a duplicate's trace entry keeps in the list; 0 turns those entries off.
         minid = int(time.time() * 1000) - self._trace_ms if self._trace_ms > 0 else 0

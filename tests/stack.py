@@ -16,6 +16,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.streams import handled
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from workers.arqhost import Worker, in_process_worker
 
@@ -56,13 +57,7 @@ async def running_worker(settings: Settings, router: Router | None = None) -> As
 
 async def settled(redis: Redis, keys: Keys, partitions: int = 4) -> bool:
     """True when every stored delivery has been read and acknowledged by a worker."""
-    for p in range(partitions):
-        if not await redis.exists(keys.stream(p)):
-            continue
-        for g in await redis.xinfo_groups(keys.stream(p)):
-            if g["pending"] or (g.get("lag") or 0):
-                return False
-    return True
+    return await handled(redis, keys, partitions)
 
 
 async def outbox_empty(redis: Redis, keys: Keys) -> bool:

@@ -79,6 +79,23 @@ async def stack(
     return settings
 
 
+async def escalate_each(
+    sims: dict[str, InboxOpsSimulator], tickets: dict[str, Any], redis: Redis, keys: Keys
+) -> None:
+    """Make each workspace's ticket urgent; wait until each is started and all is handled."""
+    for name, sim in sims.items():
+        sim.change_ticket(tickets[name]["id"], priority="urgent")
+    for name, sim in sims.items():
+        tid = tickets[name]["id"]
+        await wait_for(
+            lambda sim=sim, tid=tid: sim.ticket(tid)["status"] == "in_progress",
+            message=f"{name}'s ticket updated",
+        )
+    for s in sims.values():
+        await s.wait_deliveries_idle()
+    await wait_for(lambda: settled(redis, keys), message="all deliveries handled")
+
+
 def patched(sim: InboxOpsSimulator) -> list[str]:
     return [e.path.rsplit("/", 1)[-1] for e in sim.journal if e.method == "PATCH"]
 
@@ -91,17 +108,7 @@ async def test_each_write_back_reaches_the_workspace_its_event_came_from(
     settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, START)
     tickets = {name: sim.create_ticket(subject=name, priority="low") for name, sim in sims.items()}
     async with running_worker(settings):
-        for name, sim in sims.items():
-            sim.change_ticket(tickets[name]["id"], priority="urgent")
-        for name, sim in sims.items():
-            tid = tickets[name]["id"]
-            await wait_for(
-                lambda sim=sim, tid=tid: sim.ticket(tid)["status"] == "in_progress",
-                message=f"{name}'s ticket updated",
-            )
-        for s in sims.values():
-            await s.wait_deliveries_idle()
-        await wait_for(lambda: settled(redis, keys), message="all deliveries handled")
+        await escalate_each(sims, tickets, redis, keys)
     # Each workspace saw exactly its own ticket's write-back, with its own key.
     assert patched(a) == [tickets["brand-a"]["id"]]
     assert patched(b) == [tickets["brand-b"]["id"]]
@@ -152,3 +159,20 @@ async def test_a_rule_pinned_to_one_account_runs_on_its_events_only(
         await wait_for(lambda: settled(redis, keys), message="all deliveries handled")
     assert a.ticket(tickets["brand-a"]["id"])["status"] == "open"
     assert patched(a) == []
+
+
+async def test_each_accounts_deliveries_are_stored_and_handled_in_its_own_lane(
+    aiohttp_server, redis, redis_url, keys, sims, tmp_path
+):
+    settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, START)
+    tickets = {name: sim.create_ticket(subject=name, priority="low") for name, sim in sims.items()}
+    async with running_worker(settings):
+        await escalate_each(sims, tickets, redis, keys)
+    stored = {
+        lane: sum([await redis.xlen(keys.stream(p, lane)) for p in range(settings.partitions)])
+        for lane in ("", "inboxops@brand-a", "inboxops@brand-b")
+    }
+    # No default account here: nothing in the shared lane, each workspace's in its own.
+    assert stored[""] == 0
+    assert stored["inboxops@brand-a"] >= 1 and stored["inboxops@brand-b"] >= 1
+    assert await redis.smembers(keys.lanes) == {b"inboxops@brand-a", b"inboxops@brand-b"}

@@ -14,9 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import wait_for
+from ticketwire.accountkey import lane_of
 from ticketwire.errors import ConfigError
 from ticketwire.keys import GROUP, Keys, partition_of
 from ticketwire.stored import StoredDelivery
+from ticketwire.streams import every_stream
 from workers.consumer import Consumer, trim_cutoff
 
 Make = Callable[..., Consumer]
@@ -66,9 +68,15 @@ def interleaved(tickets: int, per_ticket: int, *, start: int = 0) -> list[tuple[
 
 
 async def store(
-    redis: Redis, keys: Keys, events: Iterable[tuple[str, int]], partitions: int = 16
+    redis: Redis,
+    keys: Keys,
+    events: Iterable[tuple[str, int]],
+    partitions: int = 16,
+    *,
+    account: str = "default",
 ) -> list[str]:
-    """Append deliveries the way the receiver does; return their entry ids in order."""
+    """Append deliveries the way the receiver does (in the account's lane); return their ids."""
+    lane = lane_of("inboxops", account)
     pipe = redis.pipeline(transaction=False)
     for ticket, seq in events:
         delivery = StoredDelivery(
@@ -79,17 +87,23 @@ async def store(
             body=b'{"n": %d}' % seq,
             received_ms=1,
             headers={"x-seq": str(seq)},
+            account=account,
         )
-        pipe.xadd(keys.stream(partition_of(ticket, partitions)), delivery.to_fields())
-    return [i.decode() for i in await pipe.execute()]
+        pipe.xadd(keys.stream(partition_of(ticket, partitions), lane), delivery.to_fields())
+    if lane:
+        pipe.sadd(keys.lanes, lane)
+    replies = await pipe.execute()
+    return [i.decode() for i in replies[: len(replies) - bool(lane)]]
 
 
 async def pending_total(redis: Redis, keys: Keys, partitions: int = 16) -> int:
-    """Entries delivered to some consumer and not yet acknowledged, over all partitions."""
+    """Entries delivered to some consumer and not yet acknowledged, over all partitions and lanes."""
+    streams = await every_stream(redis, keys, partitions)
     pipe = redis.pipeline(transaction=False)
-    for p in range(partitions):
-        pipe.xpending(keys.stream(p), GROUP)
-    return sum(int(s["pending"]) for s in await pipe.execute())
+    for _, stream in streams:
+        pipe.xpending(stream, GROUP)
+    replies = await pipe.execute(raise_on_error=False)
+    return sum(int(s["pending"]) for s in replies if not isinstance(s, Exception))
 
 
 def assert_in_order(rec: Recorder) -> None:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tests.conftest import wait_for
 from tests.helpers.consumer_proc import handled_key, hanging_key
 from tests.test_consumer import Recorder, interleaved, pending_total, store
+from ticketwire.accountkey import lane_of
 from ticketwire.keys import GROUP, Keys
 from workers.consumer import Consumer
 
@@ -23,11 +24,15 @@ HANG_ON = "inboxops:t0:3"
 
 
 @pytest.mark.slow
+# A named account's lane too: neither worker is configured with it, both find it in Redis.
+@pytest.mark.parametrize("account", ["default", "acme"])
 async def test_a_killed_workers_unfinished_deliveries_are_rerun_elsewhere(
-    redis: Redis, keys: Keys, redis_url: str, tmp_path: Path
+    redis: Redis, keys: Keys, redis_url: str, tmp_path: Path, account: str
 ) -> None:
+    lane = lane_of("inboxops", account)
     events = interleaved(3, 10)  # t0, t1, t2 with 0..9 each
-    ids = dict(zip(events, await store(redis, keys, events, PARTITIONS), strict=True))
+    stored = await store(redis, keys, events, PARTITIONS, account=account)
+    ids = dict(zip(events, stored, strict=True))
     tail = [("inboxops:t0", s) for s in range(3, 10)]  # the hung event and what queues behind it
     tail_ids = {ids[e] for e in tail}
 
@@ -45,7 +50,7 @@ async def test_a_killed_workers_unfinished_deliveries_are_rerun_elsewhere(
                 return False
             pending = set()
             for p in range(PARTITIONS):
-                rows = await redis.xpending_range(keys.stream(p), GROUP, "-", "+", 100)
+                rows = await redis.xpending_range(keys.stream(p, lane), GROUP, "-", "+", 100)
                 pending |= {r["message_id"].decode() for r in rows}
             return bool(pending) and pending <= tail_ids
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
@@ -390,6 +391,33 @@ async def test_redriven_event_goes_to_its_partition_with_the_same_fields(redis, 
     [(_, raw)] = await redis.xrange(keys.stream(again.partition), again.entry_id, again.entry_id)
     assert raw == {b"m": d.meta(), b"b": d.body, b"r": lid.encode()}
     assert await redis.xlen(keys.dlq) == 0
+
+
+async def test_a_named_accounts_event_is_redriven_to_its_own_lane(redis, keys, cli):
+    await redis.hset(keys.meta, "partitions", "4")
+    lane, p = "inboxops@brand-a", partition_of(TICKET, 4)
+    d = replace(delivery(), account="brand-a")
+    entry = (await redis.xadd(keys.stream(p, lane), d.to_fields())).decode()  # type: ignore[arg-type]
+    [(eid, fields)] = await redis.xrange(keys.stream(p, lane), entry, entry)
+    d = StoredDelivery.from_fields(eid, fields, partition=p)
+    lid = await dead_letter(redis, keys, reason="x", ticket_key=TICKET, delivery=d)
+    code, out, err = await cli("redrive", lid)
+    assert code == 0, err
+    assert f"re-added to stream {keys.stream(p, lane)} as " in out
+    assert await redis.xlen(keys.stream(p, lane)) == 2
+    assert await redis.xlen(keys.stream(p)) == 0
+    # Listed, so every worker reads the lane.
+    assert await redis.smembers(keys.lanes) == {lane.encode()}
+
+
+async def test_show_finds_a_named_accounts_event_in_its_lane(redis, keys, cli):
+    lane = "inboxops@brand-a"
+    d = replace(delivery(body=b'{"subject": "Lane"}'), account="brand-a")
+    entry = (await redis.xadd(keys.stream(1, lane), d.to_fields())).decode()  # type: ignore[arg-type]
+    call = replace(patch(origin=f"1/{entry}"), account="brand-a")
+    lid = await dead_letter(redis, keys, reason="HTTP 422", ticket_key=TICKET, call=call)
+    code, out, _ = await cli("show", lid)
+    assert code == 0 and '"subject": "Lane"' in out
 
 
 async def test_rule_failure_redrive_clears_the_planned_mark_internal_error_keeps_it(redis, keys):

@@ -65,7 +65,7 @@ async def test_leases_are_exclusive_and_only_their_holder_renews_or_releases(
     assert await a.holder(1) == "a"
     assert await b.holder(3) is None
 
-    _, renewed = await b.beat([0, 2])
+    _, renewed, _ = await b.beat([0, 2])
     assert renewed == [False, True]
     assert not await b.release(0)
     assert await a.holder(0) == "a"
@@ -73,7 +73,7 @@ async def test_leases_are_exclusive_and_only_their_holder_renews_or_releases(
     assert await a.release(0)
     assert await a.holder(0) is None
     assert await b.acquire([0]) == [0]
-    _, renewed = await a.beat([0, 1])
+    _, renewed, _ = await a.beat([0, 1])
     assert renewed == [False, True]
 
 
@@ -81,7 +81,7 @@ async def test_renewal_extends_the_lease(redis: Redis, keys: Keys) -> None:
     a = Leases(redis, keys, "a", ttl_ms=5000)
     await a.acquire([0])
     await redis.pexpire(keys.lease(0), 100)
-    _, renewed = await a.beat([0])
+    _, renewed, _ = await a.beat([0])
     assert renewed == [True]
     assert 4000 < await redis.pttl(keys.lease(0)) <= 5000
 
@@ -104,11 +104,11 @@ async def test_heartbeat_lists_the_living_and_prunes_the_dead(redis: Redis, keys
     b = Leases(redis, keys, "b", ttl_ms=5000)
     await redis.zadd(keys.workers, {"ghost": 1})  # expired long ago
     await b.beat([])
-    live, renewed = await a.beat([])
+    live, renewed, _ = await a.beat([])
     assert sorted(live) == ["a", "b"]
     assert renewed == []
     assert await redis.zscore(keys.workers, "ghost") is None
 
     await b.deregister()
-    live, _ = await a.beat([])
+    live, _, _ = await a.beat([])
     assert live == ["a"]

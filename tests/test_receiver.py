@@ -18,6 +18,7 @@ from ticketwire.config import Settings
 from ticketwire.keys import Keys, partition_of
 from ticketwire.secret import Secret
 from ticketwire.stored import StoredDelivery
+from ticketwire.streams import every_stream
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, InboxOpsWebhook, sign
 
@@ -73,10 +74,11 @@ async def post(client: TestClient, body: bytes, *, secret: str | None = NEW_SECR
 
 
 async def stream_entries(redis: Redis, keys: Keys, partitions: int = 4) -> list[StoredDelivery]:
+    """Every stored delivery, lane by lane, partition by partition."""
     out = []
-    for p in range(partitions):
-        for eid, fields in await redis.xrange(keys.stream(p)):
-            out.append(StoredDelivery.from_fields(eid, fields, partition=p))
+    for p, stream in await every_stream(redis, keys, partitions):
+        for eid, fields in await redis.xrange(stream):
+            out.append(StoredDelivery.from_fields(eid, fields, partition=p, stream=stream))
     return out
 
 

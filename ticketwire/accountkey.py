@@ -14,3 +14,8 @@ ACCOUNT_NAME = re.compile(ACCOUNT_PATTERN)
 def account_key(vendor: str, account: str) -> str:
     """`vendor` for the default account, else `vendor@account` (`@` is in no vendor name)."""
     return vendor if account == DEFAULT else f"{vendor}@{account}"
+
+
+def lane_of(vendor: str, account: str) -> str:
+    """The lane of an account's deliveries: "" (shared) for a default account, else its key."""
+    return "" if account == DEFAULT else account_key(vendor, account)

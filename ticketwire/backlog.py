@@ -1,7 +1,8 @@
 """How far behind the deployment is: queue, outbox, dead letters and paused budgets, in two reads.
 
-`read_backlog` costs two pipelined round trips whatever the backlog (three when a stream's lag
-cannot be computed by the server), so `/metrics`, `/readyz` and the console can call it at will.
+`read_backlog` costs two pipelined round trips whatever the backlog (one more when named account
+lanes exist, and one more when a stream's lag cannot be computed by the server), so `/metrics`,
+`/readyz` and the console can call it at will. The queue counts every lane's streams.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ticketwire.keys import GROUP, Keys
+from ticketwire.streams import lane_names
 
 #: Most undelivered entries counted one by one where the server cannot say a stream's lag.
 LAG_COUNT_CAP = 1000
@@ -22,7 +24,8 @@ class Backlog:
     """A snapshot of what is waiting, read from Redis at `at_ms` (the server's clock)."""
 
     at_ms: int
-    #: Entries not yet handled (delivered but unacknowledged, plus never delivered), all partitions.
+    #: Entries not yet handled (delivered but unacknowledged, plus never delivered), all partitions
+    #: of all lanes.
     queue_depth: int
     #: Of those, delivered to a worker and not yet acknowledged.
     queue_pending: int
@@ -37,7 +40,7 @@ class Backlog:
     dead_letters: int
     #: Budget scope (vendor:account) → seconds its 429 pause has left.
     paused_budgets: dict[str, float]
-    #: Unhandled entries per partition.
+    #: Unhandled entries per partition, over all lanes.
     partition_depths: tuple[int, ...]
     #: True when some stream's depth is a lower bound (its lag was unknown and past the cap).
     approximate: bool = False
@@ -92,28 +95,44 @@ def _stream_state(groups: Any, pending: Any, length: Any) -> _Stream:
     return out
 
 
+def _read_streams(pipe: Any, streams: list[str]) -> None:
+    for s in streams:
+        pipe.xinfo_groups(s)
+        pipe.xpending(s, GROUP)
+        pipe.xlen(s)
+
+
+def _states(replies: list[Any], n: int) -> list[_Stream]:
+    return [_stream_state(*replies[3 * i : 3 * i + 3]) for i in range(n)]
+
+
 async def read_backlog(redis: Redis, keys: Keys, partitions: int) -> Backlog:
-    """Read the backlog of `partitions` partition streams, the outbox, dead letters and budgets."""
+    """Read the backlog of `partitions` partitions in every lane, the outbox, dead letters, budgets."""
     streams = [keys.stream(p) for p in range(partitions)]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.time()
-        for s in streams:
-            pipe.xinfo_groups(s)
-            pipe.xpending(s, GROUP)
-            pipe.xlen(s)
+        pipe.smembers(keys.lanes)
+        _read_streams(pipe, streams)
         pipe.zcard(keys.wb_due)
         pipe.zrange(keys.wb_due, 0, 0, withscores=True)
         pipe.xlen(keys.dlq)
         pipe.zrange(keys.budgets_paused, 0, -1, withscores=True)
         # Missing streams and groups answer with errors; those mean "nothing there".
         replies = await pipe.execute(raise_on_error=False)
-    for reply in (replies[0], *replies[-4:]):
+    for reply in (*replies[:2], *replies[-4:]):
         if isinstance(reply, Exception):
             raise reply
     secs, micros = replies[0]
     now_ms = int(secs) * 1000 + int(micros) // 1000
-    states = [_stream_state(*replies[1 + 3 * i : 4 + 3 * i]) for i in range(partitions)]
+    states = _states(replies[2:-4], partitions)
     wb_count, wb_first, dlq_len, paused = replies[-4:]
+    named = lane_names(replies[1])[1:]
+    if named:
+        lanes = [keys.stream(p, lane) for lane in named for p in range(partitions)]
+        async with redis.pipeline(transaction=False) as pipe:
+            _read_streams(pipe, lanes)
+            states += _states(await pipe.execute(raise_on_error=False), len(lanes))
+        streams += lanes
 
     follow = [(i, st) for i, st in enumerate(states) if st.after is not None]
     async with redis.pipeline(transaction=False) as pipe:
@@ -149,7 +168,9 @@ async def read_backlog(redis: Redis, keys: Keys, partitions: int) -> Backlog:
             for scope, until in paused
             if float(until) > now_ms
         },
-        partition_depths=tuple(st.depth for st in states),
+        partition_depths=tuple(
+            sum(st.depth for st in states[p::partitions]) for p in range(partitions)
+        ),
         approximate=any(st.approximate for st in states),
     )
 

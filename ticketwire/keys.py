@@ -27,9 +27,19 @@ class Keys:
             return f"{self.prefix}seen:{vendor}@{account}:{event_id}"
         return f"{self.prefix}seen:{vendor}:{event_id}"
 
-    def stream(self, partition: int) -> str:
-        """The durable log of one partition: raw deliveries in arrival order."""
+    def stream(self, partition: int, lane: str = "") -> str:
+        """The durable log of one partition of a lane: raw deliveries in arrival order.
+
+        The default lane ("", every helpdesk's default account) keeps the unlaned name.
+        """
+        if lane:
+            return f"{self.prefix}events:{lane}:{partition}"
         return f"{self.prefix}events:{partition}"
+
+    @property
+    def lanes(self) -> str:
+        """SET of the named lanes (`vendor@account`) that have partition streams."""
+        return f"{self.prefix}lanes"
 
     def lease(self, partition: int) -> str:
         """Which worker owns a partition right now."""

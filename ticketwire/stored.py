@@ -27,6 +27,8 @@ class StoredDelivery:
     redriven_from: str = ""
     #: The helpdesk account whose route received it (`/webhooks/<vendor>/<account>`).
     account: str = "default"
+    #: Stream key the entry was read from, set when read back (acknowledged there).
+    stream: str = ""
 
     def meta(self) -> bytes:
         """The routing facts as one compact JSON array, stored beside the raw body."""
@@ -53,7 +55,12 @@ class StoredDelivery:
 
     @classmethod
     def from_fields(
-        cls, entry_id: bytes | str, fields: dict[bytes, bytes], *, partition: int = -1
+        cls,
+        entry_id: bytes | str,
+        fields: dict[bytes, bytes],
+        *,
+        partition: int = -1,
+        stream: str = "",
     ) -> StoredDelivery:
         """Decode a stream entry read with redis-py (bytes keys and values)."""
         rest: list[str] = []
@@ -78,4 +85,5 @@ class StoredDelivery:
             partition=partition,
             redriven_from=fields[b"r"].decode() if b"r" in fields else "",
             account=rest[0] if rest else "default",
+            stream=stream,
         )

@@ -17,7 +17,7 @@ from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from ticketwire import logs, metrics
-from ticketwire.accountkey import DEFAULT, account_key
+from ticketwire.accountkey import DEFAULT, account_key, lane_of
 from ticketwire.config import Settings
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
@@ -184,6 +184,12 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         concurrency=settings.worker_concurrency,
         lease_ttl=settings.lease_ttl_s,
         retention_ms=int(settings.retention_s * 1000),
+        lanes=[
+            lane_of(v.name, name)
+            for v in registry.active().vendors
+            for name in settings.accounts(v.name)
+            if name != DEFAULT
+        ],
     )
     try:
         await consumer.start()

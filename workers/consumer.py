@@ -1,7 +1,8 @@
 """The worker-side consumer: owned partition streams in, per-ticket ordered handler calls out.
 
-One process reads every partition it owns with a single blocking XREADGROUP on a connection of its
-own, runs deliveries through per-ticket lanes (`workers.lanes`) and acknowledges them in batches.
+One process reads every partition it owns, in every account lane (`ticketwire.streams`), with a
+single blocking XREADGROUP on a connection of its own, runs deliveries through per-ticket lanes
+(`workers.lanes`) and acknowledges them in batches.
 Ownership comes from `workers.ownership`. A worker that takes a partition first takes over the
 entries its previous owner left pending (XAUTOCLAIM) and runs them before anything new, so a crash
 costs a re-run, never a loss, and never reorders a ticket.
@@ -14,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
@@ -71,8 +72,12 @@ class Consumer:
     Deliveries of one ticket run one at a time in stream order; different tickets run concurrently
     up to `concurrency`. An entry is acknowledged once its handler has returned or raised (a raise
     is logged and counted: the handler owns dead-lettering). `batch` bounds the entries read per
-    partition per round trip. At most 2 x `concurrency` entries (plus one per owned partition when
-    room is short) are held in memory, however hot one ticket runs.
+    stream per round trip; each stream (a partition in one account lane) gets the same share of a
+    read, so a lane with a long backlog gets no more per round than a lane with one entry. At most
+    2 x `concurrency` entries are held in memory, however hot one ticket runs, plus one per stream
+    read when room is short: with many lanes (owned partitions x lanes streams) that overshoot can
+    exceed the bound itself. `lanes` are the named lanes this worker's configuration lists; lanes
+    found in Redis are read too.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Consumer:
         block_ms: int = 1000,
         retention_ms: int = 72 * 3600 * 1000,
         trim_interval: float = 5.0,
+        lanes: Iterable[str] = (),
         log: logging.Logger | None = None,
     ) -> None:
         for name, value in (
@@ -124,14 +130,16 @@ class Consumer:
         self._tick_s = min(lease_ttl / 3, trim_interval)
         self._log = log or _log
         self._lanes: Lanes[StoredDelivery] = Lanes(self._handle, concurrency=concurrency)
-        self._streams = [keys.stream(p) for p in range(partitions)]
-        self._index = {s.encode(): p for p, s in enumerate(self._streams)}
+        #: Stream key → its partition, for the streams read so far.
+        self._index: dict[bytes, int] = {}
 
-        #: Entry ids buffered or running, per partition, in read order.
-        self._known: dict[int, dict[str, None]] = {p: {} for p in range(partitions)}
+        #: (stream, entry id) buffered or running, per partition, in read order. Per stream:
+        #: the same entry id can occur in several lanes.
+        self._known: dict[int, dict[tuple[str, str], None]] = {p: {} for p in range(partitions)}
         self._buffered = 0
-        self._acks: dict[int, list[str]] = {}
-        self._flushing: dict[int, list[str]] = {}
+        #: Entry ids to acknowledge, per stream.
+        self._acks: dict[str, list[str]] = {}
+        self._flushing: dict[str, list[str]] = {}
         self._ack_lock = asyncio.Lock()
         #: Partitions the reader has a command in flight for; never released under it.
         self._inflight: frozenset[int] = frozenset()
@@ -158,6 +166,7 @@ class Consumer:
             # The group normally exists since start; this covers a stream deleted since.
             acquired=self._create_groups,
             changed=self._changed.set,
+            lanes=lanes,
         )
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -212,7 +221,15 @@ class Consumer:
         if self._tasks:
             raise RuntimeError("consumer already started")
         await self._check_partition_count()
-        await self._create_groups(range(self._partitions))
+        named = self._own.lanes[1:]
+        await self._create_groups(
+            [
+                self._keys.stream(p, lane)
+                for lane in self._own.lanes
+                for p in range(self._partitions)
+            ],
+            lanes=named,
+        )
         self._reader = self._dedicated_client()
         try:
             await self._tick()
@@ -313,12 +330,15 @@ class Consumer:
                 str(self._partitions),
             )
 
-    async def _create_groups(self, partitions: Iterable[int]) -> None:
-        # From id 0: deliveries stored before any worker ran are handled too.
+    async def _create_groups(self, streams: Iterable[str], lanes: Sequence[str] = ()) -> None:
+        # From id 0: deliveries stored before any worker ran are handled too. `lanes` are listed
+        # for the other workers, which may not be configured with them.
         async with asyncio.timeout(CALL_TIMEOUT_S):
             pipe = self._redis.pipeline(transaction=False)
-            for p in partitions:
-                pipe.xgroup_create(self._streams[p], GROUP, id="0", mkstream=True)
+            for stream in streams:
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            if lanes:
+                pipe.sadd(self._keys.lanes, *lanes)
             replies = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
@@ -350,7 +370,9 @@ class Consumer:
                 delay = self._failure("reading partitions", exc, backoff(failures))
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     with contextlib.suppress(*TRANSIENT):
-                        await self._create_groups(self._own.parts)
+                        await self._create_groups(
+                            s for part in self._own.parts.values() for s in part.streams.values()
+                        )
                 await self._pause(delay)
 
     async def _read_step(self) -> None:
@@ -371,25 +393,30 @@ class Consumer:
             self._changed.clear()
             await self._changed.wait()
             return
-        # COUNT applies per stream. Splitting the free room keeps the total within it; with less
-        # room than partitions it is one each (a partition's worth of overshoot at most), since
-        # reading a subset could block on empty streams while another has a backlog.
-        count = max(1, min(self._batch, free // len(reading)))
+        streams = {s: part.number for part in reading for s in part.streams.values()}
+        # COUNT applies per stream, which is what keeps lanes fair. Splitting the free room keeps
+        # the total within it; with less room than streams it is one each (a stream's worth of
+        # overshoot at most), since reading a subset could block on empty streams while another
+        # has a backlog.
+        count = max(1, min(self._batch, free // len(streams)))
         reader = self._reader
         assert reader is not None
         if self._reader_id is None:
             self._reader_id = int(await reader.client_id())
         self._inflight = frozenset(p.number for p in reading)
+        for s, p in streams.items():
+            self._index.setdefault(s.encode(), p)
         try:
             reply = await reader.xreadgroup(
-                GROUP, self._id, {p.stream: ">" for p in reading}, count=count, block=self._block_ms
+                GROUP, self._id, dict.fromkeys(streams, ">"), count=count, block=self._block_ms
             )
         except TRANSIENT:
             # The reply may have carried entries that are now ours but unseen: read the pending
             # list again before anything new, which keeps each ticket in order.
             for part in reading:
                 if self._own.holds(part) and part.state is PartState.READING:
-                    part.state, part.cursor, part.reread = PartState.CLAIMING, "0-0", True
+                    part.state, part.reread = PartState.CLAIMING, True
+                    part.claim_all()
             raise
         finally:
             self._inflight = frozenset()
@@ -408,8 +435,9 @@ class Consumer:
                 self._stranded(p, len(entries))
                 continue
             self._counts["read"] += len(entries)
+            name = stream.decode()
             for entry_id, fields in entries:
-                self._accept(p, entry_id, fields, 1, debug)
+                self._accept(p, name, entry_id, fields, 1, debug)
 
     def _stranded(self, p: int, n: int) -> None:
         # Read after the lease may have run out: whoever holds it now finds them pending.
@@ -424,13 +452,14 @@ class Consumer:
 
     async def _claim_page(self, part: Part, count: int) -> None:
         reader = self._reader
-        assert reader is not None and part.cursor is not None
+        assert reader is not None and part.cursors
+        stream, cursor = next(iter(part.cursors.items()))
         self._inflight = frozenset((part.number,))
         try:
             pipe = reader.pipeline(transaction=False)
             # Delivery counts as they were, then the same page of the pending list moved to us.
-            pipe.xpending_range(part.stream, GROUP, part.cursor, "+", count)
-            pipe.xautoclaim(part.stream, GROUP, self._id, 0, part.cursor, count=count)
+            pipe.xpending_range(stream, GROUP, cursor, "+", count)
+            pipe.xautoclaim(stream, GROUP, self._id, 0, cursor, count=count)
             pending, claim = await pipe.execute()
         finally:
             self._inflight = frozenset()
@@ -438,22 +467,25 @@ class Consumer:
             return
         delivered = {row["message_id"]: int(row["times_delivered"]) for row in pending}
         # Entries already buffered, running or awaiting acknowledgement here are not taken twice.
-        here = set(self._known[part.number])
-        here.update(self._acks.get(part.number, ()), self._flushing.get(part.number, ()))
+        here = {eid for s, eid in self._known[part.number] if s == stream}
+        here.update(self._acks.get(stream, ()), self._flushing.get(stream, ()))
         debug = self._log.isEnabledFor(logging.DEBUG)
         taken = 0
         for entry_id, fields in claim[1]:
             if entry_id is None or fields is None or entry_id.decode() in here:
                 continue  # None: trimmed away while pending (older servers report it this way)
-            self._accept(part.number, entry_id, fields, delivered.get(entry_id, 0) + 1, debug)
+            deliveries = delivered.get(entry_id, 0) + 1
+            self._accept(part.number, stream, entry_id, fields, deliveries, debug)
             taken += 1
         part.claimed += taken
         self._counts["claimed"] += taken
         cursor = claim[0].decode()
         if cursor != "0-0":
-            part.cursor = cursor
+            part.cursors[stream] = cursor
             return
-        part.cursor = None
+        part.cursors.pop(stream, None)
+        if part.cursors:
+            return
         if part.state is PartState.CLAIMING:
             part.state = PartState.READING
         if part.reread:
@@ -473,24 +505,30 @@ class Consumer:
         self._idle.set()
 
     def _accept(
-        self, p: int, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int, debug: bool
+        self,
+        p: int,
+        stream: str,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        deliveries: int,
+        debug: bool,
     ) -> None:
         try:
-            delivery = StoredDelivery.from_fields(entry_id, fields, partition=p)
+            delivery = StoredDelivery.from_fields(entry_id, fields, partition=p, stream=stream)
         except (KeyError, ValueError, TypeError) as exc:
             self._counts["failed"] += 1
             self._log.error(
-                "partition %d entry %s: cannot decode the stored delivery (%r); acknowledged and "
+                "%s entry %s: cannot decode the stored delivery (%r); acknowledged and "
                 "skipped, the raw entry stays in the stream until trimmed",
-                p,
+                stream,
                 entry_id.decode(),
                 exc,
             )
-            self._ack(p, entry_id.decode())
+            self._ack(stream, entry_id.decode())
             return
         if deliveries != 1:
             delivery = dataclasses.replace(delivery, deliveries=deliveries)
-        self._known[p][delivery.entry_id] = None
+        self._known[p][stream, delivery.entry_id] = None
         self._buffered += 1
         if debug:
             self._log.debug(
@@ -519,7 +557,7 @@ class Consumer:
         else:
             self._counts["handled"] += 1
         self._forget(delivery)
-        self._ack(delivery.partition, delivery.entry_id)
+        self._ack(delivery.stream, delivery.entry_id)
 
     def _failed(self, delivery: StoredDelivery, what: str) -> None:
         self._counts["failed"] += 1
@@ -536,7 +574,7 @@ class Consumer:
 
     def _forget(self, delivery: StoredDelivery) -> None:
         known = self._known[delivery.partition]
-        known.pop(delivery.entry_id, None)
+        known.pop((delivery.stream, delivery.entry_id), None)
         self._buffered -= 1
         if self._cap - self._buffered >= self._refill:
             self._capacity.set()
@@ -547,10 +585,10 @@ class Consumer:
         if not self._buffered:
             self._idle.set()
 
-    def _ack(self, p: int, entry_id: str) -> None:
-        ids = self._acks.get(p)
+    def _ack(self, stream: str, entry_id: str) -> None:
+        ids = self._acks.get(stream)
         if ids is None:
-            self._acks[p] = [entry_id]
+            self._acks[stream] = [entry_id]
         else:
             ids.append(entry_id)
         self._ack_ready.set()
@@ -585,12 +623,12 @@ class Consumer:
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     pipe = self._redis.pipeline(transaction=False)
-                    for p, ids in batch.items():
-                        pipe.xack(self._streams[p], GROUP, *ids)
+                    for stream, ids in batch.items():
+                        pipe.xack(stream, GROUP, *ids)
                     await pipe.execute()
             except BaseException:
-                for p, ids in batch.items():
-                    self._acks[p] = ids + self._acks.get(p, [])
+                for stream, ids in batch.items():
+                    self._acks[stream] = ids + self._acks.get(stream, [])
                 raise
             finally:
                 self._flushing = {}
@@ -603,7 +641,7 @@ class Consumer:
             not self._buffered
             and not self._acks
             and not self._flushing
-            and all(p.cursor is None for p in self._own.parts.values())
+            and not any(p.cursors for p in self._own.parts.values())
         )
 
     # ----------------------------------------------------------------- ownership
@@ -684,17 +722,20 @@ class Consumer:
             return
         for part in due:
             part.trimmed_at = now
-        strays: list[tuple[Part, list[bytes]]] = []
+        streams = [(part, s) for part in due for s in part.streams.values()]
+        strays: list[tuple[Part, str, list[bytes]]] = []
         async with asyncio.timeout(CALL_TIMEOUT_S):
             pipe = self._redis.pipeline(transaction=False)
             pipe.time()
-            for part in due:
-                pipe.xpending(part.stream, GROUP)
-                pipe.xinfo_groups(part.stream)
+            for _, stream in streams:
+                pipe.xpending(stream, GROUP)
+                pipe.xinfo_groups(stream)
             (sec, usec), *replies = await pipe.execute()
             now_ms = sec * 1000 + usec // 1000
-            trims: list[tuple[Part, str]] = []
-            for part, summary, groups in zip(due, replies[::2], replies[1::2], strict=True):
+            trims: list[tuple[str, str]] = []
+            for (part, stream), summary, groups in zip(
+                streams, replies[::2], replies[1::2], strict=True
+            ):
                 last = next(
                     (g["last-delivered-id"] for g in groups if g["name"] == GROUP.encode()), None
                 )
@@ -703,36 +744,36 @@ class Consumer:
                     None if last is None else trim_cutoff(now_ms, self._retention_ms, oldest, last)
                 )
                 if cutoff is not None:
-                    trims.append((part, cutoff))
+                    trims.append((stream, cutoff))
                 others = [
                     c["name"]
                     for c in summary["consumers"]
                     if c["name"] != self._id_bytes and c["pending"]
                 ]
                 if others:
-                    strays.append((part, others))
+                    strays.append((part, stream, others))
             if trims:
                 pipe = self._redis.pipeline(transaction=False)
-                for part, cutoff in trims:
-                    pipe.xtrim(part.stream, minid=cutoff, approximate=True)
+                for stream, cutoff in trims:
+                    pipe.xtrim(stream, minid=cutoff, approximate=True)
                 self._counts["trimmed"] += sum(await pipe.execute())
-        for part, others in strays:
-            await self._take_strays(part, others)
+        for part, stream, others in strays:
+            await self._take_strays(part, stream, others)
 
-    async def _take_strays(self, part: Part, consumers: list[bytes]) -> None:
+    async def _take_strays(self, part: Part, stream: str, consumers: list[bytes]) -> None:
         # Entries pending with another consumer while this worker holds the lease were read by a
         # worker after it had lost the partition (a stalled event loop, a lost renewal). Nobody
         # else will ever run them; they run here, late.
         for name in consumers:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 rows = await self._redis.xpending_range(
-                    part.stream, GROUP, "-", "+", self._batch, consumername=name, idle=self._ttl_ms
+                    stream, GROUP, "-", "+", self._batch, consumername=name, idle=self._ttl_ms
                 )
                 if not rows:
                     continue
                 delivered = {row["message_id"]: int(row["times_delivered"]) for row in rows}
                 entries = await self._redis.xclaim(
-                    part.stream, GROUP, self._id, self._ttl_ms, list(delivered)
+                    stream, GROUP, self._id, self._ttl_ms, list(delivered)
                 )
             if not self._own.holds(part):
                 return
@@ -740,13 +781,14 @@ class Consumer:
             taken = 0
             for entry_id, fields in entries:
                 if entry_id is not None and fields is not None:
-                    self._accept(part.number, entry_id, fields, delivered[entry_id] + 1, debug)
+                    deliveries = delivered[entry_id] + 1
+                    self._accept(part.number, stream, entry_id, fields, deliveries, debug)
                     taken += 1
             self._counts["reclaimed"] += taken
             self._log.warning(
-                "partition %d: took over %d entries left pending by %s after it lost the "
+                "%s: took over %d entries left pending by %s after it lost the "
                 "partition; they run after newer events of their tickets",
-                part.number,
+                stream,
                 taken,
                 name.decode(errors="replace"),
             )

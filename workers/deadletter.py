@@ -31,7 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ticketwire import metrics
-from ticketwire.accountkey import DEFAULT
+from ticketwire.accountkey import DEFAULT, lane_of
 from ticketwire.calls import ApiCall
 from ticketwire.errors import TicketwireError
 from ticketwire.keys import Keys, partition_of
@@ -55,8 +55,9 @@ REDRIVEN_FIELD = "r"
 
 _ID = re.compile(r"^\d+-\d+$")
 
-# KEYS: dlq, claim of the letter, partition stream, planned marker of the event.
-# ARGV: letter id, clear planned marker ('1'/'0'), n sibling ids, sibling ids..., field/value pairs.
+# KEYS: dlq, claim of the letter, partition stream, planned marker of the event, SET of lanes.
+# ARGV: letter id, clear planned marker ('1'/'0'), n sibling ids, lane ("": the default lane),
+# sibling ids..., field/value pairs.
 # Deleting the letter decides who redrives: only the caller whose XDEL removed it re-adds the
 # delivery, in the same script, so the delivery is never lost nor added twice. Letters of the same
 # delivery (other rules that failed on it) go with it: one re-run covers them all.
@@ -65,11 +66,13 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return {0} end
 local n = tonumber(ARGV[3])
 local gone = {}
-for i = 4, 3 + n do
+for i = 5, 4 + n do
   if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then gone[#gone + 1] = ARGV[i] end
 end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[4]) end
-local id = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4 + n))
+-- Listed, so workers read the lane even if nothing else was ever stored in it.
+if ARGV[4] ~= '' then redis.call('SADD', KEYS[5], ARGV[4]) end
+local id = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5 + n))
 return {1, id, gone}
 """
 
@@ -375,11 +378,16 @@ async def origin_delivery(redis: Redis, keys: Keys, letter: DeadLetter) -> Store
     partition, entry = _split_origin(letter.origin)
     if partition < 0:
         return None
-    rows = await redis.xrange(keys.stream(partition), entry, entry)
-    if not rows:
-        return None
-    eid, fields = rows[0]
-    return StoredDelivery.from_fields(eid, fields, partition=partition)
+    # Its account's lane; the shared lane too, where named accounts' events were kept before
+    # they had lanes of their own.
+    vendor = letter.ticket_key.partition(":")[0]
+    for lane in dict.fromkeys((lane_of(vendor, letter.account), "")):
+        stream = keys.stream(partition, lane)
+        rows = await redis.xrange(stream, entry, entry)
+        if rows:
+            eid, fields = rows[0]
+            return StoredDelivery.from_fields(eid, fields, partition=partition, stream=stream)
+    return None
 
 
 async def partition_count(redis: Redis, keys: Keys, default: int) -> int:
@@ -438,7 +446,9 @@ async def _redrive_event(
     if letter.delivery is None:
         raise NotRedrivable(not_redrivable(letter))
     count = await partition_count(redis, keys, partitions)
-    stream = keys.stream(partition_of(letter.ticket_key, count))
+    delivery = letter.delivery
+    lane = lane_of(delivery.vendor, delivery.account)
+    stream = keys.stream(partition_of(letter.ticket_key, count), lane)
     if siblings is None:
         siblings = [s.id async for s in iter_letters(redis, keys) if _same_delivery(s, letter)]
     siblings = [s for s in siblings if s != letter.id]
@@ -446,17 +456,18 @@ async def _redrive_event(
     # which marks the event as planned: without clearing the mark the fixed rule's calls would
     # never be queued. An internal error keeps the mark: what was planned is already queued.
     clear_planned = "1" if letter.rules else "0"
-    args: list[str | bytes] = [letter.id, clear_planned, str(len(siblings)), *siblings]
+    args: list[str | bytes] = [letter.id, clear_planned, str(len(siblings)), lane, *siblings]
     for name, value in letter.delivery_fields.items():
         args += [name, value]
     args += [REDRIVEN_FIELD, letter.id]
     res = await redis.eval(  # type: ignore[misc]
         _REDRIVE_EVENT_LUA,
-        4,
+        5,
         keys.dlq,
         _claim_key(keys, letter.id),
         stream,
         keys.planned(letter.event_id or "-"),
+        keys.lanes,
         *args,  # type: ignore[arg-type]
     )
     state = int(res[0])

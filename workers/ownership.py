@@ -1,4 +1,9 @@
-"""Which partitions this worker holds: leases taken, renewed, lost and given back, and their state."""
+"""Which partitions this worker holds: leases taken, renewed, lost and given back, and their state.
+
+A lease covers its partition in every lane (`ticketwire.streams`): a held partition is read in
+each lane's stream. Lanes that appear in Redis while a partition is held are added to it, their
+pending entries taken over before anything new is read, as for a partition just taken.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from redis.asyncio import Redis
 
 from ticketwire import metrics
 from ticketwire.keys import Keys
+from ticketwire.streams import lane_names
 from workers.outage import TRANSIENT
 from workers.partitions import Leases, share
 
@@ -31,16 +37,31 @@ class Part:
     """A partition whose lease this worker holds, and how far its reading has got."""
 
     number: int
-    stream: str
+    #: Lane → this partition's stream in it; the default lane ("") first.
+    streams: dict[str, str]
     #: Monotonic time until which the lease is surely ours (counted from when renewal was sent).
     valid_until: float
     state: PartState = PartState.CLAIMING
-    #: XAUTOCLAIM cursor while pending entries are being taken over; None once done.
-    cursor: str | None = "0-0"
+    #: Stream → XAUTOCLAIM cursor, for the streams whose pending entries are still being taken
+    #: over; empty once done.
+    cursors: dict[str, str] = dataclasses.field(default_factory=dict)
     claimed: int = 0
     #: Claiming again after a failed read, to pick up entries the lost reply carried.
     reread: bool = False
     trimmed_at: float = float("-inf")
+
+    def add_lanes(self, streams: dict[str, str]) -> None:
+        """Read these lanes' streams too, after taking over their pending entries."""
+        for lane, stream in streams.items():
+            if lane not in self.streams:
+                self.streams[lane] = stream
+                self.cursors[stream] = "0-0"
+        if self.cursors and self.state is PartState.READING:
+            self.state = PartState.CLAIMING
+
+    def claim_all(self) -> None:
+        """Take over every stream's pending entries again, before anything new is read."""
+        self.cursors = dict.fromkeys(self.streams.values(), "0-0")
 
 
 class Ownership:
@@ -49,7 +70,9 @@ class Ownership:
     The reader of the partitions is told through callbacks: `lost` (a partition is no longer
     surely ours: forget what is buffered of it), `drained` (nothing of it is buffered or being
     read, so it may be given back), `before_release` (acknowledge what is done first),
-    `acquired` (partitions just taken) and `changed` (the set of partitions to read changed).
+    `acquired` (streams about to be read: partitions just taken, lanes just found) and `changed`
+    (the set of streams to read changed). `lanes` are the named lanes known at start; every lane
+    listed in Redis is read as well, once a tick finds it.
     """
 
     def __init__(
@@ -65,8 +88,9 @@ class Ownership:
         lost: Callable[[int, str], None],
         drained: Callable[[int], bool],
         before_release: Callable[[], Awaitable[None]],
-        acquired: Callable[[Sequence[int]], Awaitable[None]],
+        acquired: Callable[[Sequence[str]], Awaitable[None]],
         changed: Callable[[], None],
+        lanes: Iterable[str] = (),
     ) -> None:
         self._id = worker_id
         self._partitions = partitions
@@ -74,7 +98,9 @@ class Ownership:
         self._timeout_s = call_timeout_s
         self._log = log
         self._leases = Leases(redis, keys, worker_id, ttl_ms=max(1, int(ttl * 1000)))
-        self._streams = [keys.stream(p) for p in range(partitions)]
+        self._keys = keys
+        #: Every lane read, the default lane ("") first.
+        self.lanes = lane_names(lanes)
         self._lost = lost
         self._drained = drained
         self._before_release = before_release
@@ -112,7 +138,7 @@ class Ownership:
         held = list(self.parts.values())
         sent = time.monotonic()
         async with asyncio.timeout(self._timeout_s):
-            live, renewed = await self._leases.beat([p.number for p in held])
+            live, renewed, lanes = await self._leases.beat([p.number for p in held])
         for part, ok in zip(held, renewed, strict=True):
             if not self.holds(part):
                 continue
@@ -121,19 +147,39 @@ class Ownership:
             else:
                 self.drop(part, "its lease expired or another worker holds it")
         self.live = len(set(live) | {self._id})
+        unblock = await self._add_lanes(lanes)
         desired = share(self._id, live, self._partitions)
-        unblock = False
         for part in self.parts.values():
             if part.number not in desired and part.state is not PartState.RELEASING:
                 part.state = PartState.RELEASING
                 unblock = True
             elif part.number in desired and part.state is PartState.RELEASING:
-                part.state = PartState.READING if part.cursor is None else PartState.CLAIMING
+                part.state = PartState.CLAIMING if part.cursors else PartState.READING
                 self._changed()
         await self._release_drained()
         if acquire:
             unblock = await self._acquire(desired) or unblock
         return unblock
+
+    def streams(self, p: int, lanes: Iterable[str] | None = None) -> dict[str, str]:
+        """Lane → stream of partition `p`, in `lanes` (default: every lane read)."""
+        return {
+            lane: self._keys.stream(p, lane) for lane in (self.lanes if lanes is None else lanes)
+        }
+
+    async def _add_lanes(self, listed: Sequence[str]) -> bool:
+        new = [lane for lane in listed if lane not in self.lanes]
+        if not new:
+            return False
+        # Groups first: a failure leaves the lanes unknown, and the next tick tries again.
+        held = list(self.parts.values())
+        await self._acquired([s for part in held for s in self.streams(part.number, new).values()])
+        self.lanes += new
+        for part in held:
+            part.add_lanes(self.streams(part.number, new))
+        self._log.info("reading new lanes %s", ", ".join(new))
+        self._changed()
+        return True
 
     async def _release_drained(self) -> None:
         released = []
@@ -162,12 +208,14 @@ class Ownership:
             got = await self._leases.acquire(wanted)
         if not got:
             return False
-        for p in got:
-            self.parts[p] = Part(p, self._streams[p], valid_until=sent + self._ttl)
+        taken = [Part(p, self.streams(p), valid_until=sent + self._ttl) for p in got]
+        for part in taken:
+            part.claim_all()
+            self.parts[part.number] = part
         self._changed()
         metrics.lease_moved("acquired", len(got))
         self._log.info("acquired partitions %s", ranges(got))
-        await self._acquired(got)
+        await self._acquired([s for part in taken for s in part.streams.values()])
         return True
 
     async def leave(self) -> list[int]:

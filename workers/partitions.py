@@ -15,6 +15,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
+from ticketwire.streams import lane_names
 
 # Heartbeat, prune the dead, list the living: one round trip, timed by the server's clock so
 # workers with skewed clocks still agree on who is alive.
@@ -95,15 +96,19 @@ class Leases:
         self._id = worker_id
         self._ttl_ms = ttl_ms
 
-    async def beat(self, held: Sequence[int]) -> tuple[list[str], list[bool]]:
-        """Heartbeat and renew `held` leases in one round trip; return live workers and renewals."""
+    async def beat(self, held: Sequence[int]) -> tuple[list[str], list[bool], list[str]]:
+        """Heartbeat and renew `held` leases in one round trip.
+
+        Returns the live workers, the renewals, and every lane with streams (default first).
+        """
         pipe = self._redis.pipeline(transaction=False)
         pipe.eval(_HEARTBEAT, 1, self._keys.workers, self._id, str(self._ttl_ms))
         for p in held:
             pipe.eval(_RENEW, 1, self._keys.lease(p), self._id, str(self._ttl_ms))
+        pipe.smembers(self._keys.lanes)
         replies = await pipe.execute()
         live = [w.decode() if isinstance(w, bytes) else str(w) for w in replies[0]]
-        return live, [bool(r) for r in replies[1:]]
+        return live, [bool(r) for r in replies[1:-1]], lane_names(replies[-1])
 
     async def acquire(self, wanted: Collection[int]) -> list[int]:
         """Take the leases of `wanted` that nobody holds; return the partitions now held."""

@@ -29,6 +29,7 @@ from ticketwire.engine import Router, check_rules
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
+from ticketwire.streams import handled
 from ticketwire.vendors.cstar.settings import CStarSettings
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
 from ticketwire.vendors.registry import VENDORS, bundle
@@ -304,13 +305,7 @@ class Harness:
             return False
         if await self._redis.zcard(self.keys.wb_due):
             return False
-        for p in range(self.settings.partitions):
-            if not await self._redis.exists(self.keys.stream(p)):
-                continue
-            for group in await self._redis.xinfo_groups(self.keys.stream(p)):
-                if group["pending"] or (group.get("lag") or 0):
-                    return False
-        return True
+        return await handled(self._redis, self.keys, self.settings.partitions)
 
     def _report(
         self, vendor: str, ticket_id: str | int, ticket: dict[str, Any], want: Expected, t: float
