@@ -23,7 +23,7 @@ from tests.localstack import (
     serve,
     stored,
 )
-from tests.test_dlq import stream_entries
+from tests.test_receiver import stream_entries
 from ticketwire.config import Settings
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
