@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
@@ -17,17 +18,36 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def _ephemeral() -> range:
+    """The ports the kernel hands out to outgoing connections and to `bind(0)`."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
+# A port taken by `bind(0)` and let go is in the range every outgoing connection (to Redis, to a
+# simulator) draws from, so a subprocess told to listen on it can find it taken meanwhile. Ports
+# below that range are given to no connection, only to whoever binds them by number.
+_EPHEMERAL = _ephemeral()
+_CHOICE = range(20000, min(_EPHEMERAL.start, 32768)) if _EPHEMERAL.start > 20100 else None
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago on 127.0.0.1, outside the ephemeral range."""
+    return free_ports(1)
 
 
 def free_ports(count: int) -> int:
     """The first of `count` consecutive TCP ports that were all free a moment ago."""
     for _ in range(100):
-        first = free_port()
+        if _CHOICE is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                first = int(s.getsockname()[1])
+        else:
+            first = random.randrange(_CHOICE.start, _CHOICE.stop - count)
         try:
             with contextlib.ExitStack() as held:
                 for port in range(first, first + count):
