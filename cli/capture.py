@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from cli.progress import progress_bar
 from cli.redisurl import redis_settings, safe_url
+from ticketwire.accountkey import ACCOUNT_NAME, ACCOUNT_PATTERN, DEFAULT
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
@@ -24,7 +25,7 @@ from ticketwire.streams import every_stream
 
 def capture_record(d: StoredDelivery) -> dict[str, Any]:
     """One JSONL record: everything a replay or a dry run needs, body kept byte for byte."""
-    return {
+    record = {
         "vendor": d.vendor,
         "event_id": d.event_id,
         "type": d.event_type,
@@ -33,6 +34,18 @@ def capture_record(d: StoredDelivery) -> dict[str, Any]:
         "headers": d.headers,
         "body": d.body.decode("utf-8"),
     }
+    if d.account != DEFAULT:
+        # Only a named account's: records of the default account read as they always did.
+        record["account"] = d.account
+    return record
+
+
+def record_account(record: Mapping[str, Any]) -> str:
+    """The account a capture record was received on; `default` when it names none."""
+    account = record.get("account") or DEFAULT
+    if not isinstance(account, str) or not ACCOUNT_NAME.match(account):
+        raise ValueError(f"not an account name: {account!r} (expected {ACCOUNT_PATTERN})")
+    return account
 
 
 def read_captures(path: Path) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.capture import read_captures
+from cli.capture import read_captures, record_account
+from ticketwire.accountkey import DEFAULT
 from ticketwire.calls import ApiCall
 from ticketwire.config import Settings
 from ticketwire.engine import Router, check_rules, evaluate, plan
@@ -30,7 +31,13 @@ def parse_capture(record: dict[str, Any], default_vendor: str | None) -> Event:
     known = registry.names()
     if vendor not in known:
         raise MalformedEvent(f"unknown vendor {vendor!r}; pass --vendor ({', '.join(known)})")
-    return parser(vendor)(record["body"].encode("utf-8"))
+    try:
+        account = record_account(record)
+    except ValueError as exc:
+        raise MalformedEvent(str(exc)) from None
+    event = parser(vendor)(record["body"].encode("utf-8"))
+    # A named account's delivery plays as that account's, so rules pinned to accounts match.
+    return event if account == DEFAULT else event.model_copy(update={"account": account})
 
 
 @dataclass

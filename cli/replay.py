@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from cli.capture import read_captures
+from cli.capture import read_captures, record_account
 from cli.localup import LocalUp, find_local_up
 from cli.progress import Tally, progress_bar
+from ticketwire.accountkey import DEFAULT, account_key
 from ticketwire.vendors.cstar import webhook as cstar
 from ticketwire.vendors.inboxops import webhook as inboxops
 from ticketwire.vendors.thena import webhook as thena
@@ -44,10 +45,14 @@ def resign(
     return {inboxops.SIGNATURE_HEADER: inboxops.sign(body, secret)}
 
 
-def webhook_url(url: str, vendor: str | None) -> str:
-    """`url` itself, or `<url>/<vendor>` when `url` is a receiver's `/webhooks` base."""
+def webhook_url(url: str, vendor: str | None, account: str = DEFAULT) -> str:
+    """`url` itself, or the account's route under it when `url` is a receiver's `/webhooks` base.
+
+    That is `<url>/<vendor>`, and `<url>/<vendor>/<account>` for a named account.
+    """
     if vendor and url.rstrip("/").endswith("/webhooks"):
-        return f"{url.rstrip('/')}/{vendor}"
+        route = f"{url.rstrip('/')}/{vendor}"
+        return route if account == DEFAULT else f"{route}/{account}"
     return url
 
 
@@ -116,17 +121,26 @@ async def _replay(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
         for record in records:
             vendor = record.get("vendor")
+            label = record.get("event_id") or "(body)"
+            tally.sent += 1
+            try:
+                account = record_account(record)
+            except ValueError as exc:
+                tally.failed += 1
+                bar.write(f"{label}: not replayed: {exc}", file=sys.stdout)
+                bar.update()
+                continue
             body = record["body"].encode("utf-8")
             headers = {k: v for k, v in record.get("headers", {}).items() if k.lower() not in _HOP}
             headers.setdefault("Content-Type", "application/json")
             # Another environment's receiver (`--secret`) or the local `up`: re-sign.
-            key = secret or (local_secrets or {}).get(vendor or "inboxops")
+            signer = vendor or "inboxops"
+            key = secret or (local_secrets or {}).get(account_key(signer, account))
             if key:
-                headers.update(resign(vendor or "inboxops", body, key, thena_mode))
-            label = record.get("event_id") or "(body)"
-            tally.sent += 1
+                headers.update(resign(signer, body, key, thena_mode))
+            target = webhook_url(url, vendor, account)
             try:
-                async with http.post(webhook_url(url, vendor), data=body, headers=headers) as resp:
+                async with http.post(target, data=body, headers=headers) as resp:
                     answer = (await resp.text())[:200]
                     result = outcome(resp.status, answer)
                     failure = f"{label}: {resp.status} {answer}"
@@ -163,10 +177,12 @@ def run_replay(
         url = up.receiver_url
     local: dict[str, str] | None = None
     if secret is None and up is not None and targets_local_up(url, up):
-        local = dict(up.webhook_secrets)
+        # Keyed by account key: `inboxops` for the default account, `inboxops@brand-a` for another.
+        local = {**up.webhook_secrets, **up.account_secrets}
         print(
             f"replaying to the local `ticketwire up` (pid {up.pid}) at {url}: re-signing "
-            f"{', '.join(sorted(local))} deliveries with its webhook secrets",
+            f"{', '.join(sorted(up.webhook_secrets))} deliveries with its webhook secrets"
+            + (f" (and {', '.join(sorted(up.account_secrets))})" if up.account_secrets else ""),
             file=sys.stderr,
         )
     return asyncio.run(_replay(files, url, secret, 10.0, thena_mode, local_secrets=local))

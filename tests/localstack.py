@@ -27,8 +27,20 @@ from ticketwire.vendors.thena.settings import ThenaSettings
 UP_SECRETS = {"inboxops": "whsec_up_io", "cstar": "whsec_up_cs", "thena": "tok_up_th"}
 
 
-def receiver_settings(keys: Keys, secrets: Mapping[str, str], redis_url: str) -> Settings:
-    """A receiver accepting all three helpdesks, each with one secret."""
+def receiver_settings(
+    keys: Keys,
+    secrets: Mapping[str, str],
+    redis_url: str,
+    accounts: Mapping[str, str] | None = None,
+) -> Settings:
+    """A receiver accepting all three helpdesks, each with one secret.
+
+    `accounts` adds named InboxOps accounts: account name → its one webhook secret.
+    """
+    named = {
+        name: InboxOpsSettings(webhook_secrets=(Secret(secret),))
+        for name, secret in (accounts or {}).items()
+    }
     return Settings(
         redis_url=redis_url,
         key_prefix=keys.prefix,
@@ -38,6 +50,7 @@ def receiver_settings(keys: Keys, secrets: Mapping[str, str], redis_url: str) ->
             "cstar": CStarSettings(webhook_secrets=(Secret(secrets["cstar"]),)),
             "thena": ThenaSettings(webhook_secrets=(Secret(secrets["thena"]),)),
         },
+        named_accounts={"inboxops": named} if named else {},
     )
 
 
@@ -106,9 +119,14 @@ async def local_up(
     keys: Keys,
     *,
     simulators: Mapping[str, str] | None = None,
+    accounts: Mapping[str, str] | None = None,
 ) -> AsyncIterator[LocalStack]:
-    """Publish a real receiver as the running `up` of `tmp_path/data`, for the test's length."""
-    url = await serve(aiohttp_server, receiver_settings(keys, UP_SECRETS, redis_url), redis)
+    """Publish a real receiver as the running `up` of `tmp_path/data`, for the test's length.
+
+    `accounts`: named InboxOps accounts the receiver and the published `up` know, with secrets.
+    """
+    settings = receiver_settings(keys, UP_SECRETS, redis_url, accounts)
+    url = await serve(aiohttp_server, settings, redis)
     data_dir = tmp_path / "data"
     lock = DataDirLock(data_dir)
     lock.acquire()
@@ -119,6 +137,7 @@ async def local_up(
             receiver_url=url,
             redis_url=redis_url,
             webhook_secrets=dict(UP_SECRETS),
+            account_secrets={f"inboxops@{n}": s for n, s in (accounts or {}).items()},
             simulators=dict(simulators or {}),
             key_prefix=keys.prefix,
         )

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from cli.capture import _capture
+from cli.dryrun import parse_capture
 from cli.fire import build_body
 from cli.progress import Tally, progress_bar
 from cli.replay import _replay, outcome, resign, targets_local_up
 from tests.localstack import LocalStack, local_up, receiver_settings, serve
+from ticketwire.errors import MalformedEvent
 from ticketwire.keys import Keys
+from ticketwire.stored import StoredDelivery
 
 PROD = {"inboxops": "whsec_prod_io", "cstar": "whsec_prod_cs", "thena": "tok_prod_th"}
 
@@ -196,3 +199,66 @@ def test_the_local_up_is_recognised_under_any_loopback_name():
     assert not targets_local_up("http://example.com:8000/webhooks", up)
     assert not targets_local_up("http://127.0.0.1:8000/elsewhere", up)
     assert not targets_local_up("http://127.0.0.1:8000/webhooks", None)
+
+
+@pytest.fixture
+async def up_with_brand(
+    tmp_path, aiohttp_server, redis, redis_url, keys
+) -> AsyncIterator[LocalStack]:
+    accounts = {"brand-a": "whsec_up_brand_a"}
+    async for stack in local_up(
+        tmp_path, aiohttp_server, redis, redis_url, keys, accounts=accounts
+    ):
+        yield stack
+
+
+async def test_a_named_accounts_delivery_is_captured_replayed_and_dry_run_as_that_accounts(
+    up_with_brand, tmp_path, redis, keys
+):
+    up = up_with_brand
+    for args in (("--account", "brand-a", "--ticket", "t1"), ("--ticket", "t2")):
+        code, _, err = await up.run("fire", "inboxops", "--tenant", "ws", *args)
+        assert code == 0, err
+    cap = tmp_path / "cap.jsonl"
+    code, _, err = await up.run("capture", "-o", str(cap))
+    assert code == 0, err
+    brand, default = sorted(
+        map(json.loads, cap.read_text().splitlines()), key=lambda r: r["ticket"]
+    )
+    assert brand["account"] == "brand-a" and "account" not in default
+
+    # A dry run plays each as its own account's, so rules pinned to accounts match as live.
+    assert parse_capture(brand, None).account == "brand-a"
+    assert parse_capture(default, None).account == "default"
+    with pytest.raises(MalformedEvent, match="not an account name"):
+        parse_capture({**brand, "account": "Brand A"}, None)
+
+    # Replayed, each goes to its own account's route: both are that account's duplicates (sent
+    # to the default account, brand-a's event id would be new there and stored again).
+    code, _, err = await up.run("replay", str(cap))
+    assert code == 0, err
+    assert "(and inboxops@brand-a)" in err
+    assert "sent 2, accepted 0, duplicate 2, failed 0" in err
+
+    # A new event of brand-a's is stored in brand-a's lane, as brand-a's.
+    doc = json.loads(default["body"])
+    doc["event_id"] = "evt-brand-a-new"
+    fresh = {
+        **default,
+        "account": "brand-a",
+        "event_id": "evt-brand-a-new",
+        "body": json.dumps(doc),
+    }
+    bad = {**fresh, "account": "../x", "event_id": "evt-bad"}
+    code, out, err = await up.run("replay", str(capture_file(tmp_path, [fresh, bad])))
+    assert code == 1
+    assert "evt-bad: not replayed: not an account name: '../x'" in out
+    assert "sent 2, accepted 1, duplicate 0, failed 1" in err
+    lane = [
+        StoredDelivery.from_fields(eid, fields)
+        for p in range(4)
+        for eid, fields in await redis.xrange(keys.stream(p, "inboxops@brand-a"))
+    ]
+    assert [(d.event_id, d.account) for d in lane if d.event_id == "evt-brand-a-new"] == [
+        ("evt-brand-a-new", "brand-a")
+    ]
