@@ -16,6 +16,7 @@ from tests.stack import running_worker, settled, stack_settings
 from tests.test_end_to_end import ESCALATE
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
+from ticketwire.ratebudget import Limit
 from ticketwire.secret import Secret
 from ticketwire.vendors import registry
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings
@@ -50,6 +51,7 @@ async def stack(
     sims: dict[str, InboxOpsSimulator],
     tmp_path: Path,
     rules: str,
+    limits: dict[str, tuple[Limit, ...]] | None = None,
 ) -> Settings:
     """Settings naming both workspaces as accounts, and a receiver each simulator posts to."""
     rules_dir = tmp_path / "rules"
@@ -68,6 +70,7 @@ async def stack(
                     webhook_secrets=(Secret(SECRETS[name]),),
                     api_url=sim.url,
                     api_key=Secret(sim.api_key),
+                    **({"rate_limits": limits[name]} if limits and name in limits else {}),
                 )
                 for name, sim in sims.items()
             }
@@ -138,6 +141,37 @@ async def test_a_429_pauses_only_its_own_account(
         assert await redis.exists(f"{keys.prefix}budget:{scope_a}:paused")
         assert not await redis.exists(f"{keys.prefix}budget:{scope_b}:paused")
         assert a.ticket(tickets["brand-a"]["id"])["status"] == "open"
+
+
+async def test_an_exhausted_budget_holds_only_its_own_account(
+    aiohttp_server, redis, redis_url, keys, sims, tmp_path
+):
+    a, b = sims["brand-a"], sims["brand-b"]
+    # brand-a may send one request an hour: its second write-back must wait for the budget.
+    hourly = {"brand-a": (Limit("all", 1, 3600.0),)}
+    settings = await stack(aiohttp_server, redis, redis_url, keys, sims, tmp_path, START, hourly)
+    first, second = (a.create_ticket(subject=f"a{n}", priority="low") for n in (1, 2))
+    other = b.create_ticket(subject="b", priority="low")
+    async with running_worker(settings):
+        a.change_ticket(first["id"], priority="urgent")
+        await wait_for(
+            lambda: a.ticket(first["id"])["status"] == "in_progress",
+            message="brand-a's one request of the hour",
+        )
+        a.change_ticket(second["id"], priority="urgent")
+        await wait_for(
+            lambda: redis.zcard(keys.wb_due), message="brand-a's second write-back queued"
+        )
+        b.change_ticket(other["id"], priority="urgent")
+        await wait_for(
+            lambda: b.ticket(other["id"])["status"] == "in_progress",
+            message="brand-b written while brand-a's budget is spent",
+        )
+        # brand-a was never asked more than its budget allows: the wait was ours, not a 429.
+        assert patched(a) == [first["id"]]
+        assert not [e for e in a.journal if e.status == 429]
+        assert a.ticket(second["id"])["status"] == "open"
+        assert await redis.zcard(keys.wb_due) == 1
 
 
 async def test_a_rule_pinned_to_one_account_runs_on_its_events_only(
