@@ -5,51 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ticketwire.vendors.bundle import Vendor, key_digest, lazy
-from ticketwire.vendors.inboxops.settings import InboxOpsSettings, need_api, read
+from ticketwire.vendors.bundle import Vendor, packaged
+from ticketwire.vendors.inboxops.settings import InboxOpsSettings, read
 from ticketwire.vendors.inboxops.vocabulary import VOCABULARY
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from ticketwire.engine.router import Rule
     from ticketwire.engine.select import VendorSelect
-    from ticketwire.ratebudget import Limit
-    from ticketwire.vendors import HelpdeskClient, WebhookIntake
-    from ticketwire.writeback import BatchSpec
 
 NAME = "inboxops"
-
-
-def _intake(account: InboxOpsSettings) -> WebhookIntake | None:
-    if not account.webhook_secrets:
-        return None
-    from ticketwire.vendors.inboxops.webhook import InboxOpsWebhook
-
-    return InboxOpsWebhook(account.webhook_secrets)
-
-
-def _client(
-    account: InboxOpsSettings, session: aiohttp.ClientSession, timeout: float
-) -> HelpdeskClient | None:
-    if not (account.api_url and account.api_key):
-        return None
-    from ticketwire.vendors.inboxops.client import InboxOpsClient
-
-    return InboxOpsClient(session, account.api_url, account.api_key, timeout=timeout)
-
-
-def _batching(account: InboxOpsSettings) -> BatchSpec:
-    from ticketwire.vendors.inboxops.batching import spec
-
-    return spec(account.bulk_max)
-
-
-def _budget(account: InboxOpsSettings) -> tuple[str, tuple[Limit, ...]] | None:
-    if not account.api_key:
-        return None
-    # Only the key identifies the workspace: a digest of it stands in (never the key itself).
-    return f"{NAME}:{key_digest(account.api_key)}", account.rate_limits
 
 
 def _select() -> VendorSelect:
@@ -107,28 +71,10 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     title="InboxOps",
     settings=InboxOpsSettings,
     read=read,
-    webhook_variable="INBOXOPS_WEBHOOK_SECRETS",
     webhook_hint="the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
-    need_api=need_api,
-    intake=_intake,
-    client=_client,
-    parser=lazy("ticketwire.vendors.inboxops.webhook", "parse_stored"),
-    actions=lazy("ticketwire.vendors.inboxops.actions", "SPEC"),
-    batching=_batching,
-    budget=_budget,
-    echo=lazy("ticketwire.vendors.inboxops.echo", "ECHO"),
     select=_select,
     listed=lambda: _listed_view,
-    common_view=lazy("ticketwire.vendors.inboxops.webhook", "common_view"),
     vocabulary=VOCABULARY,
-    tenant=lambda account: None,
     rule_notes=_rule_notes,
-    variables=(
-        "INBOXOPS_WEBHOOK_SECRETS",
-        "INBOXOPS_API_URL",
-        "INBOXOPS_API_KEY",
-        "INBOXOPS_RATE_LIMIT",
-        "INBOXOPS_BULK_MAX",
-    ),
-    secret_variables=frozenset({"INBOXOPS_WEBHOOK_SECRETS", "INBOXOPS_API_KEY"}),
+    **packaged(__name__, parser="parse_stored"),
 )
