@@ -53,6 +53,9 @@ class Echo:
 class Account(Protocol):
     """Settings of one account that build what the account needs: a bundle's defaults."""
 
+    #: The most ticket ids one bulk call carries (the size `packaged` gives `batching.spec`).
+    bulk_max: int
+
     def need_api(self) -> None:
         """Raise `ConfigError` naming what a worker needs to call this API."""
 
@@ -61,9 +64,6 @@ class Account(Protocol):
 
     def client(self, session: aiohttp.ClientSession, timeout: float) -> HelpdeskClient | None:
         """The API client, or None when the API is not configured."""
-
-    def batching(self) -> BatchSpec:
-        """How write-backs combine into bulk calls, with the configured sizes."""
 
     def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
         """The API's budget scope and limits, or None when the API is not configured."""
@@ -84,7 +84,6 @@ def _own(method: str) -> Callable[..., Any]:
 _OWN_NEED_API = _own("need_api")
 _OWN_INTAKE = _own("intake")
 _OWN_CLIENT = _own("client")
-_OWN_BATCHING = _own("batching")
 _OWN_BUDGET = _own("budget")
 _OWN_TENANT = _own("tenant")
 
@@ -126,6 +125,8 @@ class Vendor(Generic[S]):
     parser: Callable[[], Callable[[bytes], Event]]
     #: The vendor's action vocabulary and planner (its `VendorSpec`), built on first lookup.
     actions: Callable[[], VendorSpec]
+    #: How write-backs combine into bulk calls, with the configured sizes.
+    batching: Callable[[S], BatchSpec]
     #: The loop guard's view of the vendor's writes.
     echo: Callable[[], Echo]
     #: The `select:` keys of scheduled rules (the list API's filters).
@@ -142,8 +143,6 @@ class Vendor(Generic[S]):
     intake: Callable[[S], WebhookIntake | None] = _OWN_INTAKE
     #: The API client (settings, session, timeout in seconds), or None when not configured.
     client: Callable[[S, aiohttp.ClientSession, float], HelpdeskClient | None] = _OWN_CLIENT
-    #: How write-backs combine into bulk calls, with the configured sizes.
-    batching: Callable[[S], BatchSpec] = _OWN_BATCHING
     #: The API's budget scope (vendor and account) and limits, or None when not configured.
     budget: Callable[[S], tuple[str, tuple[Limit, ...]] | None] = _OWN_BUDGET
     #: The tenant id of scheduled events when the settings name it, else None (found later).
@@ -226,21 +225,41 @@ def _holds_secret(hint: Any) -> bool:
 
 
 class Packaged(TypedDict):
-    """What a vendor package's modules export by name, read when first needed."""
+    """What a vendor package's modules export by name; all but the vocabulary read when needed."""
 
+    name: str
+    vocabulary: Vocabulary
     parser: Callable[[], Callable[[bytes], Event]]
     actions: Callable[[], VendorSpec]
+    batching: Callable[[Any], BatchSpec]
     echo: Callable[[], Echo]
+    select: Callable[[], VendorSelect]
+    listed: Callable[[], ListedView]
     common_view: Callable[[], Callable[[Mapping[str, Any]], dict[str, Any]]]
 
 
 def packaged(package: str, *, parser: str = "parse") -> Packaged:
-    """`webhook.parse` (or `parser`), `actions.SPEC`, `echo.ECHO` and `webhook.common_view` of
-    the vendor `package`."""
+    """The parts of the vendor package `package` (its name the vendor's) found by module name.
+
+    `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`) and `webhook.common_view`,
+    `actions.SPEC`, `batching.spec` (sized by the account's `bulk_max`), `echo.ECHO`, and
+    `listing.SELECT` and `listing.view`.
+    """
+    vocabulary: Vocabulary = importlib.import_module(f"{package}.vocabulary").VOCABULARY
+
+    def batching(account: Any) -> BatchSpec:
+        spec: BatchSpec = importlib.import_module(f"{package}.batching").spec(account.bulk_max)
+        return spec
+
     return Packaged(
+        name=package.rpartition(".")[2],
+        vocabulary=vocabulary,
         parser=lazy(f"{package}.webhook", parser),
         actions=lazy(f"{package}.actions", "SPEC"),
+        batching=batching,
         echo=lazy(f"{package}.echo", "ECHO"),
+        select=lazy(f"{package}.listing", "SELECT"),
+        listed=lazy(f"{package}.listing", "view"),
         common_view=lazy(f"{package}.webhook", "common_view"),
     )
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.ratebudget import Limit
 from ticketwire.secret import Secret
 from ticketwire.vendors.bundle import key_digest, variable
+from ticketwire.vendors.cstar.models import MAX_BULK_IDS
 
 if TYPE_CHECKING:
     import aiohttp
 
     from ticketwire.config import Role
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
-    from ticketwire.writeback import BatchSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class CStarSettings:
     rate_limits: tuple[Limit, ...] = field(
         default=(Limit("all", 1000, 3600.0),), metadata=variable("rate_limit")
     )
+
+    #: Documented: at most 100 ids per `POST /bulk`, whatever the settings.
+    bulk_max: ClassVar[int] = MAX_BULK_IDS
 
     @property
     def api_configured(self) -> bool:
@@ -68,12 +71,6 @@ class CStarSettings:
         from ticketwire.vendors.cstar.client import CStarClient
 
         return CStarClient(session, self.api_url, self.team_id, self.api_key, timeout=timeout)
-
-    def batching(self) -> BatchSpec:
-        """`POST /bulk` batching, of a fixed size."""
-        from ticketwire.vendors.cstar.batching import spec
-
-        return spec()
 
     def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
         """The team's key's budget scope and limits."""

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
-    from ticketwire.writeback import BatchSpec
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,6 @@ class InboxOpsSettings:
         from ticketwire.vendors.inboxops.client import InboxOpsClient
 
         return InboxOpsClient(session, self.api_url, self.api_key, timeout=timeout)
-
-    def batching(self) -> BatchSpec:
-        """`POST /tickets/bulk` batching, at most `bulk_max` ids a call."""
-        from ticketwire.vendors.inboxops.batching import spec
-
-        return spec(self.bulk_max)
 
     def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
         """The key's budget scope and limits."""

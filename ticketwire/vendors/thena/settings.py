@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ticketwire.vendors import HelpdeskClient, WebhookIntake
-    from ticketwire.writeback import BatchSpec
 
 
 @dataclass(frozen=True)
@@ -70,12 +69,6 @@ class ThenaSettings:
             org_id=self.org_id,
             timeout=timeout,
         )
-
-    def batching(self) -> BatchSpec:
-        """`PATCH /tickets/bulk` batching, at most `bulk_max` ids a call."""
-        from ticketwire.vendors.thena.batching import spec
-
-        return spec(self.bulk_max)
 
     def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
         """The organisation's (or, without one, the key's) budget scope and limits."""
