@@ -53,7 +53,7 @@ class Echo:
 class Account(Protocol):
     """Settings of one account that build what the account needs: a bundle's defaults."""
 
-    #: The most ticket ids one bulk call carries (the size `packaged` gives `batching.spec`).
+    #: The most ticket ids one bulk call carries, where the account sets it (see `packaged`).
     bulk_max: int
 
     def need_api(self) -> None:
@@ -238,18 +238,19 @@ class Packaged(TypedDict):
     common_view: Callable[[], Callable[[Mapping[str, Any]], dict[str, Any]]]
 
 
-def packaged(package: str, *, parser: str = "parse") -> Packaged:
+def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> Packaged:
     """The parts of the vendor package `package` (its name the vendor's) found by module name.
 
     `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`) and `webhook.common_view`,
-    `actions.SPEC`, `batching.spec` (sized by the account's `bulk_max`), `echo.ECHO`, and
-    `listing.SELECT` and `listing.view`.
+    `actions.SPEC`, `batching.spec` (given the account's `bulk_max` when `sized`), `echo.ECHO`,
+    and `listing.SELECT` and `listing.view`.
     """
     vocabulary: Vocabulary = importlib.import_module(f"{package}.vocabulary").VOCABULARY
 
     def batching(account: Any) -> BatchSpec:
-        spec: BatchSpec = importlib.import_module(f"{package}.batching").spec(account.bulk_max)
-        return spec
+        spec = importlib.import_module(f"{package}.batching").spec
+        built: BatchSpec = spec(account.bulk_max) if sized else spec()
+        return built
 
     return Packaged(
         name=package.rpartition(".")[2],

@@ -11,5 +11,6 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     read=read,
     webhook_hint="the webhook signing secret(s) from cStar, comma-separated",
     require=CStarSettings.require,
-    **packaged(__name__),
+    # The bulk size is cStar's own (documented), not a setting.
+    **packaged(__name__, sized=False),
 )

@@ -9,10 +9,11 @@ from ticketwire.calls import ApiCall
 from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.bulkids import for_ids, id_list, is_ticket_patch
 from ticketwire.vendors.cstar.client import MERGE_METADATA, MERGE_TAGS
-from ticketwire.vendors.cstar.models import MAX_BULK_IDS
 from ticketwire.writeback import BatchSpec, deep_merge
 
 BULK_PATH = "/bulk"
+#: Documented: "max 100 items per request".
+MAX_IDS = 100
 
 
 def bulk_ids(call: ApiCall) -> tuple[str, list[str]] | None:
@@ -60,13 +61,13 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def spec(max_ids: int = MAX_BULK_IDS) -> BatchSpec:
-    """cStar's batching rules with a bulk size limit (documented: "max 100 items per request")."""
+def spec() -> BatchSpec:
+    """cStar's batching rules."""
     return BatchSpec(
         bulk_ids=bulk_ids,
         as_bulk=as_bulk,
         with_ids=with_ids,
-        max_ids=max_ids,
+        max_ids=MAX_IDS,
         merge_patch=merge_patch,
         additive=is_note_call,
     )

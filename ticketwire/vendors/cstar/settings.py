@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.ratebudget import Limit
 from ticketwire.secret import Secret
 from ticketwire.vendors.bundle import key_digest, variable
-from ticketwire.vendors.cstar.models import MAX_BULK_IDS
 
 if TYPE_CHECKING:
     import aiohttp
@@ -32,9 +31,6 @@ class CStarSettings:
     rate_limits: tuple[Limit, ...] = field(
         default=(Limit("all", 1000, 3600.0),), metadata=variable("rate_limit")
     )
-
-    #: Documented: at most 100 ids per `POST /bulk`, whatever the settings.
-    bulk_max: ClassVar[int] = MAX_BULK_IDS
 
     @property
     def api_configured(self) -> bool:
