@@ -13,7 +13,7 @@ import importlib
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ticketwire.secret import Secret
 
@@ -224,21 +224,7 @@ def _holds_secret(hint: Any) -> bool:
     return hint is Secret or any(_holds_secret(arg) for arg in typing.get_args(hint))
 
 
-class Packaged(TypedDict):
-    """What a vendor package's modules export by name; all but the vocabulary read when needed."""
-
-    name: str
-    vocabulary: Vocabulary
-    parser: Callable[[], Callable[[bytes], Event]]
-    actions: Callable[[], VendorSpec]
-    batching: Callable[[Any], BatchSpec]
-    echo: Callable[[], Echo]
-    select: Callable[[], VendorSelect]
-    listed: Callable[[], ListedView]
-    common_view: Callable[[], Callable[[Mapping[str, Any]], dict[str, Any]]]
-
-
-def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> Packaged:
+def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> dict[str, Any]:
     """The parts of the vendor package `package` (its name the vendor's) found by module name.
 
     `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`) and `webhook.common_view`,
@@ -252,17 +238,17 @@ def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> Pack
         built: BatchSpec = spec(account.bulk_max) if sized else spec()
         return built
 
-    return Packaged(
-        name=package.rpartition(".")[2],
-        vocabulary=vocabulary,
-        parser=lazy(f"{package}.webhook", parser),
-        actions=lazy(f"{package}.actions", "SPEC"),
-        batching=batching,
-        echo=lazy(f"{package}.echo", "ECHO"),
-        select=lazy(f"{package}.listing", "SELECT"),
-        listed=lazy(f"{package}.listing", "view"),
-        common_view=lazy(f"{package}.webhook", "common_view"),
-    )
+    return {
+        "name": package.rpartition(".")[2],
+        "vocabulary": vocabulary,
+        "parser": lazy(f"{package}.webhook", parser),
+        "actions": lazy(f"{package}.actions", "SPEC"),
+        "batching": batching,
+        "echo": lazy(f"{package}.echo", "ECHO"),
+        "select": lazy(f"{package}.listing", "SELECT"),
+        "listed": lazy(f"{package}.listing", "view"),
+        "common_view": lazy(f"{package}.webhook", "common_view"),
+    }
 
 
 def lazy(module: str, name: str) -> Callable[[], Any]:
