@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from ticketwire.calls import ApiCall
@@ -28,6 +28,14 @@ def api_root(client: HelpdeskClient | None) -> str:
     # Planned calls keep paths relative to the API root; the helpdesk's logs show full ones.
     base = getattr(client, "base_url", None)
     return urlsplit(base).path.rstrip("/") if isinstance(base, str) else ""
+
+
+class Answer(TypedDict, total=False):
+    """What is known of a sent call's answer, for its trace record (see `CallTrace.sent`)."""
+
+    elapsed_ms: float | None
+    request_id: str | None
+    retry_at: int | None
 
 
 class CallTrace:

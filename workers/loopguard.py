@@ -38,7 +38,7 @@ from ticketwire.engine.guard import (
 from ticketwire.engine.limits import FiringLimits
 from ticketwire.keys import Keys
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vendors.registry import active, derived
+from ticketwire.vendors.registry import derived_or_none
 
 __all__ = ["Clearance", "LoopGuard", "echo_of", "fingerprint"]
 
@@ -49,9 +49,7 @@ def echo_of(vendor: str) -> Echo | None:
     """Which ticket fields `vendor`'s calls set, and the bookkeeping a change ignores."""
     found = _ECHOES.get(vendor)
     if found is None:
-        if vendor not in active().names:
-            return None
-        found = derived(_ECHOES, vendor, lambda v: v.echo())
+        found = derived_or_none(_ECHOES, vendor, lambda v: v.echo())
     return found
 
 

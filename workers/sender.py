@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
-from typing import Any
+from typing import Any, Unpack
 
 from redis.exceptions import RedisError
 
@@ -25,7 +25,7 @@ from ticketwire.errors import (
 )
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, single
-from workers.calltrace import CallTrace, Heads, api_root
+from workers.calltrace import Answer, CallTrace, Heads, api_root
 from workers.outboxpolicy import OutboxPolicy
 from workers.outboxqueue import now_ms
 from workers.retrypolicy import attempt_record, gave_up, next_try
@@ -168,22 +168,11 @@ class Sender:
         tickets: dict[str, ClaimedTicket],
         status: int | str,
         started: int,
-        *,
-        elapsed_ms: float | None = None,
-        request_id: str | None = None,
-        retry_at: int | None = None,
+        **answer: Unpack[Answer],
     ) -> None:
         """Trace the call to each ticket it covers, when traces are on."""
         if self.trace is not None:
-            self.trace.sent(
-                o.call,
-                self._heads(o, tickets),
-                status,
-                started,
-                elapsed_ms=elapsed_ms,
-                request_id=request_id,
-                retry_at=retry_at,
-            )
+            self.trace.sent(o.call, self._heads(o, tickets), status, started, **answer)
 
     @staticmethod
     def _heads(o: Outgoing, tickets: dict[str, ClaimedTicket]) -> Heads:

@@ -115,11 +115,9 @@ def _common_view(vendor: str) -> Callable[[Mapping[str, Any]], dict[str, Any]] |
     """The vendor's neutral view of a ticket dict (None for a vendor not registered)."""
     found = _COMMON_VIEWS.get(vendor)
     if found is None:
-        from ticketwire.vendors.registry import active, derived
+        from ticketwire.vendors.registry import derived_or_none
 
-        if vendor not in active().names:
-            return None
-        found = derived(_COMMON_VIEWS, vendor, lambda v: v.common_view())
+        found = derived_or_none(_COMMON_VIEWS, vendor, lambda v: v.common_view())
     return found
 
 

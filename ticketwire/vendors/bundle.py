@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ticketwire.secret import Secret
 
@@ -36,6 +37,8 @@ S = TypeVar("S")
 WrittenFields = Callable[["ApiCall"], dict[str, Any]]
 #: A ticket as the vendor's list API returns it → (ticket as rules read it, its common view).
 ListedView = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+#: The settings field holding an account's webhook secrets.
+WEBHOOK_SECRETS = "webhook_secrets"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,44 @@ class Echo:
     written_fields: WrittenFields
     #: Ticket fields every write changes, which a change never counts.
     bookkeeping: frozenset[str]
+
+
+class Account(Protocol):
+    """Settings of one account that build what the account needs: a bundle's defaults."""
+
+    #: The most ticket ids one bulk call carries, where the account sets it (see `packaged`).
+    bulk_max: int
+
+    def need_api(self) -> None:
+        """Raise `ConfigError` naming what a worker needs to call this API."""
+
+    def intake(self) -> WebhookIntake | None:
+        """The webhook verifier/parser, or None when the webhooks are not configured."""
+
+    def client(self, session: aiohttp.ClientSession, timeout: float) -> HelpdeskClient | None:
+        """The API client, or None when the API is not configured."""
+
+    def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
+        """The API's budget scope and limits, or None when the API is not configured."""
+
+    def tenant(self) -> str | None:
+        """The tenant id of scheduled events when the settings name it, else None."""
+
+
+def _own(method: str) -> Callable[..., Any]:
+    """A bundle default: the account settings' own `method` (see `Account`)."""
+
+    def call(account: Any, *args: Any) -> Any:
+        return getattr(account, method)(*args)
+
+    return call
+
+
+_OWN_NEED_API = _own("need_api")
+_OWN_INTAKE = _own("intake")
+_OWN_CLIENT = _own("client")
+_OWN_BUDGET = _own("budget")
+_OWN_TENANT = _own("tenant")
 
 
 def _webhook_secrets(account: Any) -> tuple[Secret, ...]:
@@ -78,23 +119,14 @@ class Vendor(Generic[S]):
     settings: type[S]
     #: Read one account's settings from the environment; raise `ConfigError` naming a variable.
     read: Callable[[Env], S]
-    #: Variable holding the webhook secrets, and what to put there (for a receiver without any).
-    webhook_variable: str
+    #: What to put in the webhook secrets' variable (for a receiver without any).
     webhook_hint: str
-    #: Raise `ConfigError` naming what a worker needs to call this API (when none is configured).
-    need_api: Callable[[S], None]
-    #: The webhook verifier/parser, or None when the account's webhooks are not configured.
-    intake: Callable[[S], WebhookIntake | None]
-    #: The API client (settings, session, timeout in seconds), or None when not configured.
-    client: Callable[[S, aiohttp.ClientSession, float], HelpdeskClient | None]
     #: The pure parser workers use on stored bodies.
     parser: Callable[[], Callable[[bytes], Event]]
     #: The vendor's action vocabulary and planner (its `VendorSpec`), built on first lookup.
     actions: Callable[[], VendorSpec]
     #: How write-backs combine into bulk calls, with the configured sizes.
     batching: Callable[[S], BatchSpec]
-    #: The API's budget scope (vendor and account) and limits, or None when not configured.
-    budget: Callable[[S], tuple[str, tuple[Limit, ...]] | None]
     #: The loop guard's view of the vendor's writes.
     echo: Callable[[], Echo]
     #: The `select:` keys of scheduled rules (the list API's filters).
@@ -105,8 +137,16 @@ class Vendor(Generic[S]):
     common_view: Callable[[], Callable[[Mapping[str, Any]], dict[str, Any]]]
     #: Status and priority values against the neutral vocabulary.
     vocabulary: Vocabulary
+    #: Raise `ConfigError` naming what a worker needs to call this API (when none is configured).
+    need_api: Callable[[S], None] = _OWN_NEED_API
+    #: The webhook verifier/parser, or None when the account's webhooks are not configured.
+    intake: Callable[[S], WebhookIntake | None] = _OWN_INTAKE
+    #: The API client (settings, session, timeout in seconds), or None when not configured.
+    client: Callable[[S, aiohttp.ClientSession, float], HelpdeskClient | None] = _OWN_CLIENT
+    #: The API's budget scope (vendor and account) and limits, or None when not configured.
+    budget: Callable[[S], tuple[str, tuple[Limit, ...]] | None] = _OWN_BUDGET
     #: The tenant id of scheduled events when the settings name it, else None (found later).
-    tenant: Callable[[S], str | None]
+    tenant: Callable[[S], str | None] = _OWN_TENANT
     #: The account's webhook secrets; none: the receiver does not accept its webhooks.
     webhook_secrets: Callable[[S], tuple[Secret, ...]] = _webhook_secrets
     #: Whether the account's API is configured well enough for a worker to call it.
@@ -115,10 +155,31 @@ class Vendor(Generic[S]):
     require: Callable[[S, Role], None] = _nothing_required
     #: Lines `ticketwire check` prints about the vendor's rules (e.g. what a reminder will do).
     rule_notes: Callable[[Iterable[Rule]], list[str]] = no_notes
-    #: The variables `read` takes; an accounts file names each without `<NAME>_`, in lower case.
-    variables: tuple[str, ...] = ()
-    #: Those holding secrets, which an accounts file may only take from the environment.
-    secret_variables: frozenset[str] = frozenset()
+    #: Variable holding the webhook secrets; by default the one of `webhook_secrets`.
+    webhook_variable: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.webhook_variable:
+            object.__setattr__(self, "webhook_variable", self.variable_of(WEBHOOK_SECRETS))
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables `read` takes, one a settings field; an accounts file names each by
+        `field_of`."""
+        return tuple(self.variable_of(f.name) for f in _fields(self.settings))
+
+    @property
+    def secret_variables(self) -> frozenset[str]:
+        """Those holding secrets, which an accounts file may only take from the environment."""
+        hints = typing.get_type_hints(self.settings)
+        return frozenset(
+            self.variable_of(f.name) for f in _fields(self.settings) if _holds_secret(hints[f.name])
+        )
+
+    def variable_of(self, field: str) -> str:
+        """The variable of settings `field`: `<NAME>_<FIELD>`, or `<NAME>_<its variable>`."""
+        named = {f.name: f.metadata.get(VARIABLE, f.name) for f in _fields(self.settings)}
+        return f"{self.name}_{named.get(field, field)}".upper()
 
     def of(self, settings: Settings, account: str = "default") -> S:
         """This vendor's settings of `account` out of `Settings` (typed); `KeyError` if unknown."""
@@ -143,6 +204,51 @@ class Vendor(Generic[S]):
             values = value if isinstance(value, tuple) else (value,)
             out.extend(v for v in values if isinstance(v, Secret))
         return out
+
+
+#: Settings field metadata naming its variable when not after the field, e.g. `rate_limit`.
+VARIABLE = "variable"
+
+
+def variable(name: str) -> dict[str, str]:
+    """Field metadata: the field is read from `<NAME>_<name>`, not from its own name."""
+    return {VARIABLE: name}
+
+
+def _fields(settings: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(settings) if dataclasses.is_dataclass(settings) else ()
+
+
+def _holds_secret(hint: Any) -> bool:
+    """Whether a field's type is `Secret` or holds one (optional, in a tuple)."""
+    return hint is Secret or any(_holds_secret(arg) for arg in typing.get_args(hint))
+
+
+def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> dict[str, Any]:
+    """The parts of the vendor package `package` (its name the vendor's) found by module name.
+
+    `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`) and `webhook.common_view`,
+    `actions.SPEC`, `batching.spec` (given the account's `bulk_max` when `sized`), `echo.ECHO`,
+    and `listing.SELECT` and `listing.view`.
+    """
+    vocabulary: Vocabulary = importlib.import_module(f"{package}.vocabulary").VOCABULARY
+
+    def batching(account: Any) -> BatchSpec:
+        spec = importlib.import_module(f"{package}.batching").spec
+        built: BatchSpec = spec(account.bulk_max) if sized else spec()
+        return built
+
+    return {
+        "name": package.rpartition(".")[2],
+        "vocabulary": vocabulary,
+        "parser": lazy(f"{package}.webhook", parser),
+        "actions": lazy(f"{package}.actions", "SPEC"),
+        "batching": batching,
+        "echo": lazy(f"{package}.echo", "ECHO"),
+        "select": lazy(f"{package}.listing", "SELECT"),
+        "listed": lazy(f"{package}.listing", "view"),
+        "common_view": lazy(f"{package}.webhook", "common_view"),
+    }
 
 
 def lazy(module: str, name: str) -> Callable[[], Any]:

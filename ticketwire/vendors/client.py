@@ -10,7 +10,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +31,14 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 DEFAULT_TIMEOUT = 10.0
 #: The `User-Agent` every request sends, unless the client is told otherwise.
 USER_AGENT = "ticketwire/0.1"
+
+
+class Options(TypedDict, total=False):
+    """What every client takes besides its account: seconds a request may take, `User-Agent`."""
+
+    timeout: float
+    user_agent: str
+
 
 #: One page of a numbered listing: its items and its paging information.
 Page = tuple[list[dict[str, Any]], dict[str, Any]]
@@ -173,6 +181,20 @@ class ApiClient(ABC):
             raise self.read_error(answer.status, answer.headers, answer.raw, request_id=request_id)
         rid = header(answer.headers, "X-Request-Id") or request_id
         return self._result(answer, self._decode(answer, rid), rid)
+
+    async def _data(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Do one request and return the `data` object of its answer."""
+        return data_object(
+            await self._request(method, path, json=json, params=params), method, path
+        )
+
+    async def _data_items(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Do one request and return the `data` list of its answer."""
+        return data_list(await self._request(method, path, json=json, params=params), method, path)
 
     def _decode(self, answer: Exchange, request_id: str) -> Any:
         """The JSON of a 2xx answer (None when empty); a `ServerError` when it is not JSON."""

@@ -154,6 +154,15 @@ def derived(cache: dict[str, T], vendor: str, build: Callable[[Vendor[Any]], T])
     return value
 
 
+def derived_or_none(
+    cache: dict[str, T], vendor: str, build: Callable[[Vendor[Any]], T]
+) -> T | None:
+    """`derived`, or None for a vendor the active registry lacks."""
+    if vendor not in active().names:
+        return None
+    return derived(cache, vendor, build)
+
+
 def _forget_derived() -> None:
     for cache in _DERIVED.values():
         cache.clear()

@@ -15,7 +15,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -25,9 +25,8 @@ from ticketwire.engine.notes import is_note_call
 from ticketwire.errors import ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
     ApiClient,
+    Options,
     Page,
     data_list,
     data_object,
@@ -75,9 +74,8 @@ class CStarClient(ApiClient):
         team_id: str,
         api_key: Secret,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
         write: bool = True,
-        user_agent: str = USER_AGENT,
+        **options: Unpack[Options],
     ) -> None:
         key = api_key.reveal()
         if not key.startswith(("sk_", "pk_")):
@@ -87,7 +85,7 @@ class CStarClient(ApiClient):
             raise ConfigError("CSTAR_API_KEY", _READ_ONLY)
         self._team_id = team_id
         self._write = write
-        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
+        super().__init__(session, base_url, api_key, **options)
 
     def _shown(self) -> list[tuple[str, object]]:
         """The common fields, then whether the client may write."""

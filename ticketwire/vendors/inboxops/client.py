@@ -19,7 +19,6 @@ from ticketwire.vendors.client import (
     ApiClient,
     Page,
     data_list,
-    data_object,
     http_base,
     id_list,
     int_or_none,
@@ -91,15 +90,13 @@ class InboxOpsClient(ApiClient):
     async def get_ticket(self, ticket_id: str, *, include: Sequence[str] = ()) -> dict[str, Any]:
         """Fetch one ticket by id or ticket number; `include` adds e.g. `tags`, `contact`."""
         params = {"include": _join(include)} if include else None
-        result = await self._request("GET", ticket_path(ticket_id), params=params)
-        return data_object(result, "GET", ticket_path(ticket_id))
+        return await self._data("GET", ticket_path(ticket_id), params=params)
 
     async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (`assignee_id=None` unassigns); return the updated ticket."""
         self._check_patch(fields, PATCH_FIELDS)
         path = ticket_path(ticket_id)
-        result = await self._request("PATCH", path, json=_jsonable(fields))
-        return data_object(result, "PATCH", path)
+        return await self._data("PATCH", path, json=_jsonable(fields))
 
     async def bulk(
         self, operation: str, ticket_ids: Sequence[str], **params: Any
@@ -107,8 +104,7 @@ class InboxOpsClient(ApiClient):
         """Run one bulk action; return `{operation, updated}`, plus `tags_added` for add_tags or
         `tags_removed` for remove_tags (InboxOps sends each only for its operation)."""
         body = bulk_body(operation, ticket_ids, **params)
-        result = await self._request("POST", "/tickets/bulk", json=body)
-        return data_object(result, "POST", "/tickets/bulk")
+        return await self._data("POST", "/tickets/bulk", json=body)
 
     async def list_messages(
         self, ticket_id: str, *, types: Sequence[str] = ()
@@ -124,7 +120,7 @@ class InboxOpsClient(ApiClient):
             )
         path = ticket_path(ticket_id) + "/messages"
         params = {"types": _join(types)} if types else None
-        return data_list(await self._request("GET", path, params=params), "GET", path)
+        return await self._data_items("GET", path, params=params)
 
     async def add_note(
         self, ticket_id: str, body_text: str, *, body_html: str | None = None
@@ -136,7 +132,7 @@ class InboxOpsClient(ApiClient):
         if body_html is not None:
             body["body_html"] = body_html
         path = ticket_path(ticket_id) + "/messages"
-        return data_object(await self._request("POST", path, json=body), "POST", path)
+        return await self._data("POST", path, json=body)
 
     def list_tickets(self, *, per_page: int = 100, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Iterate over every matching ticket, page by page from page 1.

@@ -18,7 +18,7 @@ the first ticket Thena refuses, false goes on and reports the refused ones at th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import aiohttp
 
@@ -26,10 +26,8 @@ from ticketwire.calls import ApiCall, ApiResult
 from ticketwire.errors import ClientError, ConfigError, PartialFailure
 from ticketwire.secret import Secret
 from ticketwire.vendors.client import (
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
     ApiClient,
-    data_list,
+    Options,
     data_object,
     http_base,
     id_list,
@@ -81,8 +79,7 @@ class ThenaClient(ApiClient):
         auth: Auth | str = "api-key",
         api_key: Secret,
         org_id: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        user_agent: str = USER_AGENT,
+        **options: Unpack[Options],
     ) -> None:
         if auth not in AUTH_SCHEMES:
             raise ConfigError("THENA_AUTH", "'api-key' or 'bearer'", str(auth))
@@ -98,7 +95,7 @@ class ThenaClient(ApiClient):
             )
         self._auth = auth
         self._org_id = org_id
-        super().__init__(session, base_url, api_key, timeout=timeout, user_agent=user_agent)
+        super().__init__(session, base_url, api_key, **options)
 
     def _shown(self) -> list[tuple[str, object]]:
         """The root, the auth scheme, the key, the organisation and the timeout."""
@@ -123,13 +120,13 @@ class ThenaClient(ApiClient):
     async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
         """Fetch one ticket."""
         path = ticket_path(ticket_id)
-        return data_object(await self._request("GET", path), "GET", path)
+        return await self._data("GET", path)
 
     async def update_ticket(self, ticket_id: str, **fields: Any) -> dict[str, Any]:
         """PATCH the given fields (both an id and a name are sent as given; Thena uses the id)."""
         _check_fields("update_ticket", fields, UPDATE_FIELDS)
         path = ticket_path(ticket_id)
-        return data_object(await self._request("PATCH", path, json=fields), "PATCH", path)
+        return await self._data("PATCH", path, json=fields)
 
     async def bulk_update(self, ticket_ids: Sequence[str], **fields: Any) -> dict[str, Any]:
         """`PATCH /tickets/bulk`; return `{updated: [{id, title}], skipped: [{id, reason}]}`.
@@ -137,15 +134,13 @@ class ThenaClient(ApiClient):
         Skipped ids are returned, not raised; `send()` raises `PartialFailure` for them.
         """
         body = bulk_update_body(ticket_ids, **fields)
-        result = await self._request("PATCH", BULK_PATH, json=body)
-        return data_object(result, "PATCH", BULK_PATH)
+        return await self._data("PATCH", BULK_PATH, json=body)
 
     async def create_ticket(self, **fields: Any) -> dict[str, Any]:
         """`POST /tickets`: create one ticket; return it."""
         if not fields:
             raise ValueError("create_ticket needs at least a title")
-        result = await self._request("POST", "/tickets", json=fields)
-        return data_object(result, "POST", "/tickets")
+        return await self._data("POST", "/tickets", json=fields)
 
     async def create_tickets(
         self, tickets: Sequence[Mapping[str, Any]], *, stop_on_error: bool = True
@@ -157,7 +152,7 @@ class ThenaClient(ApiClient):
         (`send()` of a planned bulk create does not have that problem, see the module doc).
         """
         body = bulk_create_body(tickets, stop_on_error=stop_on_error)
-        return data_list(await self._request("POST", BULK_PATH, json=body), "POST", BULK_PATH)
+        return await self._data_items("POST", BULK_PATH, json=body)
 
     def list_tickets(self, *, limit: int = 50, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Iterate over every matching ticket, page by page from page 0.

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.ratebudget import Limit
 from ticketwire.secret import Secret
+from ticketwire.vendors.bundle import key_digest, variable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ticketwire.vendors import HelpdeskClient, WebhookIntake
 
 
 @dataclass(frozen=True)
@@ -23,13 +30,51 @@ class ThenaSettings:
     api_key: Secret | None = None
     org_id: str | None = None
     #: Thena's numbers are not documented: none by default, its 429s still pause the budget.
-    rate_limits: tuple[Limit, ...] = ()
+    rate_limits: tuple[Limit, ...] = field(default=(), metadata=variable("rate_limit"))
     bulk_max: int = 100
 
     @property
     def api_configured(self) -> bool:
         """True when the worker can call the API."""
         return self.api_key is not None
+
+    def tenant(self) -> str | None:
+        """The organisation id: the tenant of Thena's events."""
+        return self.org_id
+
+    def need_api(self) -> None:
+        """Raise `ConfigError` when a worker calling Thena lacks its key."""
+        if not self.api_key:
+            raise ConfigError("THENA_API_KEY", "an API key of your Thena organisation")
+
+    def intake(self) -> WebhookIntake | None:
+        """The organisation's event verifier/parser, or None without secrets."""
+        if not self.webhook_secrets:
+            return None
+        from ticketwire.vendors.thena.webhook import ThenaWebhook
+
+        return ThenaWebhook(self.webhook_mode, self.webhook_secrets, header=self.webhook_header)
+
+    def client(self, session: aiohttp.ClientSession, timeout: float) -> HelpdeskClient | None:
+        """The organisation's API client, or None without a key."""
+        if not self.api_key:
+            return None
+        from ticketwire.vendors.thena.client import ThenaClient
+
+        return ThenaClient(
+            session,
+            self.api_url,
+            auth=self.auth,
+            api_key=self.api_key,
+            org_id=self.org_id,
+            timeout=timeout,
+        )
+
+    def budget(self) -> tuple[str, tuple[Limit, ...]] | None:
+        """The organisation's (or, without one, the key's) budget scope and limits."""
+        if not self.api_key:
+            return None
+        return f"thena:{self.org_id or key_digest(self.api_key)}", self.rate_limits
 
 
 def read(env: Env) -> ThenaSettings:
