@@ -82,10 +82,19 @@ class Proc:
         assert text in self.output, f"exited {self.proc.returncode} before {text!r}:\n{self.output}"
 
     async def finish(self, timeout: float = 20.0) -> int:
-        """Wait for exit and the last output."""
-        async with asyncio.timeout(timeout):
-            code = await self.proc.wait()
-            await self._reader
+        """Wait for exit and the last output; past `timeout`, kill it and fail with its output."""
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self.proc.wait()
+                await self._reader
+        except TimeoutError:
+            # Killed, so a hung process fails this test alone and leaves nothing to later ones.
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"still running {timeout:.0f}s later; killed. Its output:\n{self.output}"
+            ) from None
         return code
 
     async def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:

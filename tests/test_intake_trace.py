@@ -281,5 +281,7 @@ async def test_a_503_refusal_trace_is_dropped_and_answers_stay_as_they_were(
             assert not any(e["x"] == "storage_unavailable" for e in entries), entries
         assert "Traceback" not in proc.output, proc.output
     finally:
-        await proc.stop()
-        await redis.aclose()
+        try:
+            await proc.stop()
+        finally:
+            await redis.aclose()
