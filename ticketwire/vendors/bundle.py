@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ticketwire.secret import Secret
@@ -19,6 +21,7 @@ from ticketwire.secret import Secret
 if TYPE_CHECKING:
     import aiohttp
 
+    from simulator.common.bundle import SimulatorBundle
     from ticketwire.calls import ApiCall
     from ticketwire.config import Role, Settings
     from ticketwire.engine.actions import VendorSpec
@@ -36,6 +39,8 @@ S = TypeVar("S")
 WrittenFields = Callable[["ApiCall"], dict[str, Any]]
 #: A ticket as the vendor's list API returns it → (ticket as rules read it, its common view).
 ListedView = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+#: The headers the helpdesk sends with a delivery: (account, body, secret) → headers, made now.
+Signer = Callable[[Any, bytes, str], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,25 @@ def _api_configured(account: Any) -> bool:
 
 def _nothing_required(account: Any, role: Role) -> None:
     """`require` of a vendor whose settings are checked as they are read."""
+
+
+def _unsigned(account: Any, body: bytes, secret: str) -> dict[str, str]:
+    """`sign` of a vendor whose deliveries carry no signature."""
+    return {}
+
+
+def _signing_as(account: Any, mode: str, header: str | None) -> Any:
+    """`signing_as` of a vendor whose settings say how they sign as `webhook_mode`/`_header`."""
+    if not any(f.name == "webhook_mode" for f in dataclasses.fields(account)):
+        return account
+    return dataclasses.replace(account, webhook_mode=mode, webhook_header=header)
+
+
+#: Why captured signatures fail on another receiver, for a helpdesk that signs every delivery.
+STALE_CAPTURES = (
+    "the captured signatures are not valid for this receiver (another environment's secret, or "
+    "a cStar timestamp past its tolerance)"
+)
 
 
 def no_notes(rules: Iterable[Rule]) -> list[str]:
@@ -119,6 +143,22 @@ class Vendor(Generic[S]):
     variables: tuple[str, ...] = ()
     #: Those holding secrets, which an accounts file may only take from the environment.
     secret_variables: frozenset[str] = frozenset()
+    #: How a delivery is signed for the account (built on first use): `replay` and `fire` use it.
+    sign: Callable[[], Signer] = lambda: _unsigned
+    #: The account signing in another mode (and header) where the helpdesk has several (`replay`).
+    signing_as: Callable[[S, str, str | None], S] = _signing_as
+    #: Canonical event names → the helpdesk's own, where they differ (built on first use).
+    event_names: Callable[[], Mapping[str, str]] = dict
+    #: Ticket fields a canonical event implies unless given (a close may be a closed status).
+    event_fields: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The ticket field saying when it was last updated (the order key of its events).
+    updated_field: str = "updated_at"
+    #: The form of an event id: `{uuid}` a UUID, `{hex}` 24 hex digits (e.g. `evt_{hex}`).
+    event_id_form: str = "{uuid}"
+    #: Why a receiver refuses captured deliveries replayed as they are (a 401).
+    replay_refused: str = STALE_CAPTURES
+    #: The helpdesk's simulator (`ticketwire simulate`, `up`, `fire`), or None when it has none.
+    simulator: Callable[[], SimulatorBundle] | None = None
 
     def of(self, settings: Settings, account: str = "default") -> S:
         """This vendor's settings of `account` out of `Settings` (typed); `KeyError` if unknown."""
@@ -134,6 +174,14 @@ class Vendor(Generic[S]):
     def field_of(self, variable: str) -> str:
         """The accounts file's name for `variable`, e.g. `api_key` for `INBOXOPS_API_KEY`."""
         return variable.removeprefix(f"{self.name.upper()}_").lower()
+
+    def own_event(self, event: str) -> str:
+        """`event` as the helpdesk names it (Thena names `ticket.updated` `ticket:updated`)."""
+        return self.event_names().get(event, event)
+
+    def new_event_id(self) -> str:
+        """A fresh event id in the helpdesk's own form."""
+        return self.event_id_form.format(uuid=uuid.uuid4(), hex=token_hex(12))
 
     def secrets(self, account: S) -> list[Secret]:
         """Every secret in the account's settings, to keep out of logs."""

@@ -129,4 +129,7 @@ VENDOR: Vendor[CStarSettings] = Vendor(
         "CSTAR_RATE_LIMIT",
     ),
     secret_variables=frozenset({"CSTAR_WEBHOOK_SECRETS", "CSTAR_API_KEY"}),
+    sign=lazy("ticketwire.vendors.cstar.webhook", "signed_headers"),
+    event_id_form="evt_{hex}",
+    simulator=lazy("simulator.cstar", "SIMULATOR"),
 )

@@ -131,4 +131,6 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
         "INBOXOPS_BULK_MAX",
     ),
     secret_variables=frozenset({"INBOXOPS_WEBHOOK_SECRETS", "INBOXOPS_API_KEY"}),
+    sign=lazy("ticketwire.vendors.inboxops.webhook", "signed_headers"),
+    simulator=lazy("simulator.inboxops", "SIMULATOR"),
 )

@@ -121,4 +121,14 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
         "THENA_BULK_MAX",
     ),
     secret_variables=frozenset({"THENA_WEBHOOK_SECRETS", "THENA_API_KEY"}),
+    sign=lazy("ticketwire.vendors.thena.webhook", "signed_headers"),
+    event_names=lambda: {
+        **{v: k for k, v in lazy("ticketwire.vendors.thena.webhook", "CANONICAL_TYPES")().items()},
+        "ticket.closed": "ticket:status:changed",
+    },
+    # Thena has no close event: a status change to a closed status is one.
+    event_fields={"ticket.closed": {"statusName": "Closed"}},
+    updated_field="updatedAt",
+    replay_refused="captures never keep Thena's token header (it is the secret itself)",
+    simulator=lazy("simulator.thena", "SIMULATOR"),
 )
