@@ -91,7 +91,7 @@ async def _replay(
     url: str,
     secret: str | None,
     timeout_s: float,
-    thena_mode: str = "token",
+    mode: str = "token",
     *,
     local_secrets: Mapping[str, str] | None = None,
 ) -> int:
@@ -110,7 +110,7 @@ async def _replay(
             # Another environment's receiver (`--secret`) or the local `up`: re-sign.
             key = secret or (local_secrets or {}).get(vendor or default)
             if key:
-                headers.update(resign(vendor or default, body, key, thena_mode))
+                headers.update(resign(vendor or default, body, key, mode))
             label = record.get("event_id") or "(body)"
             tally.sent += 1
             try:
@@ -135,10 +135,11 @@ async def _replay(
     return 1 if tally.failed else 0
 
 
-def run_replay(
-    files: list[Path], url: str | None, secret: str | None, thena_mode: str = "token"
-) -> int:
-    """POST each captured body with its stored headers (or re-signed) to `url` or the local up."""
+def run_replay(files: list[Path], url: str | None, secret: str | None, mode: str = "token") -> int:
+    """POST each captured body with its stored headers (or re-signed) to `url` or the local up.
+
+    `mode` is `--thena-mode`: how a helpdesk with several ways to sign re-signs.
+    """
     up = find_local_up()
     if url is None:
         if up is None:
@@ -157,4 +158,4 @@ def run_replay(
             f"{', '.join(sorted(local))} deliveries with its webhook secrets",
             file=sys.stderr,
         )
-    return asyncio.run(_replay(files, url, secret, 10.0, thena_mode, local_secrets=local))
+    return asyncio.run(_replay(files, url, secret, 10.0, mode, local_secrets=local))

@@ -322,12 +322,8 @@ def envelope(
     event: str, event_id: str, desk: str, at: datetime, ticket: dict[str, Any]
 ) -> dict[str, Any]:
     """A delivery's envelope `{id, type, occurred_at, ticket}`; the desk is the ticket's."""
-    return {
-        "id": event_id,
-        "type": event,
-        "occurred_at": iso(at),
-        "ticket": {"desk": desk, **ticket},
-    }
+    doc: dict[str, Any] = {"id": event_id, "type": event, "occurred_at": iso(at)}
+    return {**doc, "ticket": {"desk": desk, **ticket}}
 
 
 def _limited(seed: int, rate_limit: str) -> AcmeDeskSimulatorConfig:
