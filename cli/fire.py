@@ -13,39 +13,26 @@ import asyncio
 import copy
 import json
 import os
-import secrets
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from cli.localup import LocalUp, find_local_up
-from cli.replay import outcome, resign, webhook_url
+from cli.replay import outcome, webhook_url
 from simulator.common.clock import iso
-from simulator.cstar import webhooks as cstar_sim
-from simulator.inboxops import webhooks as inboxops_sim
-from simulator.thena import webhooks as thena_sim
+from simulator.common.webhooks import compact
 from ticketwire.accountkey import DEFAULT, account_key
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError, MalformedEvent
-from ticketwire.vendors.registry import VENDORS, active, bundle, parser
-from ticketwire.vendors.thena import VENDOR as THENA
-from ticketwire.vendors.thena.webhook import CANONICAL_TYPES
+from ticketwire.vendors.registry import active, bundle, names, parser
 
-#: The key of each helpdesk's tenant in its simulator's `GET /_sim`.
-_TENANT_KEY = {"inboxops": "workspace_id", "cstar": "team_id", "thena": "org_id"}
-#: Where each helpdesk's ticket says when it was last updated (the order key of its events).
-_UPDATED_KEY = {"inboxops": "updated_at", "cstar": "updated_at", "thena": "updatedAt"}
-#: Canonical names → Thena's own (`ticket.closed` is a status change to a closed status).
-_THENA_NAMES = {
-    **{v: k for k, v in CANONICAL_TYPES.items()},
-    "ticket.closed": "ticket:status:changed",
-}
+if TYPE_CHECKING:
+    from simulator.common.bundle import SimulatorBundle
 
 
 class FireError(Exception):
@@ -79,18 +66,13 @@ def apply_sets(ticket: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def vendor_event(vendor: str, event: str) -> str:
-    """The event name as `vendor` sends it (Thena names `ticket.updated` `ticket:updated`)."""
-    if vendor == "thena":
-        return _THENA_NAMES.get(event, event)
-    return event
-
-
-def new_event_id(vendor: str) -> str:
-    """A fresh event id in the helpdesk's own form."""
-    if vendor == "cstar":
-        return f"evt_{secrets.token_hex(12)}"
-    return str(uuid.uuid4())
+def _simulator(vendor: str) -> SimulatorBundle:
+    """The simulator bundle whose envelopes `fire` sends for `vendor`."""
+    sim = bundle(vendor).simulator if vendor in names() else None
+    if sim is None:
+        known = [v.name for v in active().vendors if v.simulator is not None]
+        raise FireError(f"unknown helpdesk {vendor!r}; one of {', '.join(known)}")
+    return sim()
 
 
 def build_body(
@@ -103,16 +85,9 @@ def build_body(
     now: datetime,
 ) -> bytes:
     """The delivery body `vendor` would send for `event` on `ticket` (which has its `id`)."""
-    name = vendor_event(vendor, event)
-    if vendor == "inboxops":
-        doc = inboxops_sim.envelope(name, event_id, tenant, now, ticket)
-    elif vendor == "cstar":
-        doc = cstar_sim.envelope(tenant, name, event_id, now, ticket, None)
-    elif vendor == "thena":
-        doc = thena_sim.envelope(tenant, name, event_id, now, {"ticket": ticket})
-    else:
-        raise FireError(f"unknown helpdesk {vendor!r}; one of {', '.join(VENDORS)}")
-    body = inboxops_sim.encode(doc)
+    envelope = _simulator(vendor).envelope
+    doc = envelope(bundle(vendor).own_event(event), event_id, tenant, now, ticket)
+    body = compact(doc)
     try:
         parser(vendor)(body)
     except MalformedEvent as exc:
@@ -124,7 +99,7 @@ def ticket_from(
     vendor: str, ticket_id: str | None, base: dict[str, Any], sets: Sequence[str], now: datetime
 ) -> dict[str, Any]:
     """The ticket to send: `id`, updated now, then `base` (a JSON file's fields), then `sets`."""
-    ticket: dict[str, Any] = {"id": ticket_id, _UPDATED_KEY[vendor]: iso(now)}
+    ticket: dict[str, Any] = {"id": ticket_id, bundle(vendor).updated_field: iso(now)}
     ticket.update(base)
     if ticket_id is not None:
         ticket["id"] = ticket_id
@@ -152,27 +127,26 @@ class Signer:
 
     secret: str
     source: str
-    thena_mode: str = "token"
-    thena_header: str | None = None
+    #: The account's settings, which say how the helpdesk signs (e.g. Thena's mode and header).
+    account: Any = None
 
 
 def choose_signer(
     vendor: str, settings: Settings, up: LocalUp | None, given: str | None, account: str = DEFAULT
 ) -> Signer:
     """`--secret`, else the account's configured secret, else the local `up`'s."""
+    v = bundle(vendor)
     configured_account = settings.accounts(vendor).get(account)
-    th = THENA.of(settings, account) if vendor == "thena" and configured_account else None
-    mode, header = (th.webhook_mode, th.webhook_header) if th else ("token", None)
     if given:
-        return Signer(given, "--secret", mode, header)
-    configured = bundle(vendor).webhook_secrets(configured_account) if configured_account else ()
+        return Signer(given, "--secret", configured_account)
+    configured = v.webhook_secrets(configured_account) if configured_account else ()
     if configured:
         where = (
-            f"{vendor.upper()}_WEBHOOK_SECRETS"
+            v.webhook_variable
             if account == DEFAULT
             else f"{vendor}.{account}.webhook_secrets of TICKETWIRE_ACCOUNTS"
         )
-        return Signer(configured[0].reveal(), where, mode, header)
+        return Signer(configured[0].reveal(), where, configured_account)
     local = _local_secrets(up, vendor, account)
     if local:
         named = "" if account == DEFAULT else f" account {account}"
@@ -183,7 +157,7 @@ def choose_signer(
             "TICKETWIRE_ACCOUNTS, pass --secret, or start `ticketwire up` here with that file"
         )
     raise FireError(
-        f"no {vendor} webhook secret: set {vendor.upper()}_WEBHOOK_SECRETS, pass --secret, or "
+        f"no {vendor} webhook secret: set {v.webhook_variable}, pass --secret, or "
         "start `ticketwire up` here"
     )
 
@@ -234,7 +208,7 @@ async def simulator_tenant(
         return None
     if isinstance(info, dict) and isinstance(info.get("data"), dict):
         info = info["data"]
-    value = info.get(_TENANT_KEY[vendor]) if isinstance(info, dict) else None
+    value = info.get(_simulator(vendor).tenant_key) if isinstance(info, dict) else None
     return str(value) if value else None
 
 
@@ -268,11 +242,11 @@ async def fire(
 ) -> int:
     """Build, sign and send one delivery; print the receiver's answer; 0 on a 2xx."""
     now = datetime.now(UTC)
+    v = bundle(req.vendor)
     base = read_fields(req.file) if req.file else {}
     ticket = ticket_from(req.vendor, req.ticket_id, base, req.sets, now)
-    if req.vendor == "thena" and req.event == "ticket.closed":
-        # Thena has no close event: a status change to a closed status is one.
-        ticket.setdefault("statusName", "Closed")
+    for name, value in v.event_fields.get(req.event, {}).items():
+        ticket.setdefault(name, value)
     known = known_accounts(req.vendor, settings, up)
     if req.account not in known:
         raise FireError(
@@ -285,19 +259,16 @@ async def fire(
         raise FireError("give --to URL (a receiver's /webhooks), or start `ticketwire up` here")
     url = account_url(req.to or (up.receiver_url if up else ""), req.vendor, req.account)
     accounts = settings.accounts(req.vendor)
-    configured = (
-        active().get(req.vendor).tenant(accounts[req.account]) if req.account in accounts else None
-    )
+    configured = v.tenant(accounts[req.account]) if req.account in accounts else None
     tenant = (
         req.tenant or await simulator_tenant(req.vendor, up, timeout_s, req.account) or configured
     )
     if not tenant:
-        what = {"inboxops": "workspace", "cstar": "team", "thena": "organisation"}[req.vendor]
-        raise FireError(f"give the {what} id: --tenant ID")
-    event_id = new_event_id(req.vendor)
+        raise FireError(f"give the {_simulator(req.vendor).tenant_word} id: --tenant ID")
+    event_id = v.new_event_id()
     body = build_body(req.vendor, req.event, ticket, tenant=tenant, event_id=event_id, now=now)
     headers = {"Content-Type": "application/json", "User-Agent": "ticketwire-fire"}
-    headers.update(resign(req.vendor, body, signer.secret, signer.thena_mode, signer.thena_header))
+    headers.update(v.sign()(signer.account or v.settings(), body, signer.secret))
     named = "" if req.account == DEFAULT else f" account={req.account}"
     print(
         f"fire {req.vendor}{named} {req.event} event={event_id} ticket={ticket['id']} → {url} "
@@ -316,7 +287,7 @@ async def fire(
         if status == 401:
             print(
                 f"the receiver refused the signature: is {signer.source} the secret it expects "
-                f"({req.vendor.upper()}_WEBHOOK_SECRETS there)? Pass --secret with its secret.",
+                f"({v.webhook_variable} there)? Pass --secret with its secret.",
                 file=sys.stderr,
             )
         return 1

@@ -18,6 +18,10 @@ FILTER_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every verb."""
+    from ticketwire.vendors.registry import active
+
+    # The helpdesks with a simulator: `simulate` runs it, `fire` builds deliveries with it.
+    simulated = [v.name for v in active().vendors if v.simulator is not None]
     parser = argparse.ArgumentParser(
         prog="ticketwire",
         description="Automation engine for helpdesk ticket webhooks.",
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sim = verbs.add_parser("simulate", help="run a helpdesk simulator on its own")
-    sim.add_argument("vendor", choices=["inboxops", "cstar", "thena"])
+    sim.add_argument("vendor", choices=simulated)
     sim.add_argument("--port", type=int, help="default: 8081 inboxops, 8082 cstar, 8083 thena")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--webhook-url", help="deliver webhooks to this URL")
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     fire = verbs.add_parser(
         "fire", help="send one signed delivery of a helpdesk, built from flags or a JSON file"
     )
-    fire.add_argument("vendor", choices=["inboxops", "cstar", "thena"])
+    fire.add_argument("vendor", choices=simulated)
     fire.add_argument("--ticket", help="ticket id (or an `id` in --file)")
     fire.add_argument(
         "--event", default="ticket.updated", help="event type (default ticket.updated)"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,9 +15,8 @@ from cli.capture import read_captures, record_account
 from cli.localup import LocalUp, find_local_up
 from cli.progress import Tally, progress_bar
 from ticketwire.accountkey import DEFAULT, account_key
-from ticketwire.vendors.cstar import webhook as cstar
-from ticketwire.vendors.inboxops import webhook as inboxops
-from ticketwire.vendors.thena import webhook as thena
+from ticketwire.vendors.bundle import STALE_CAPTURES
+from ticketwire.vendors.registry import bundle, names
 
 #: Failed deliveries printed one by one; past that only counted (a run may have thousands).
 SHOWN_FAILURES = 20
@@ -27,22 +25,15 @@ _HOP = {"content-length", "host", "transfer-encoding", "connection"}
 
 
 def resign(
-    vendor: str,
-    body: bytes,
-    secret: str,
-    thena_mode: str = "token",
-    thena_header: str | None = None,
+    vendor: str, body: bytes, secret: str, mode: str = "token", header: str | None = None
 ) -> dict[str, str]:
-    """The authentication headers `vendor` would send for `body` with `secret`, made now."""
-    if vendor == "cstar":
-        # A fresh timestamp: the receiver checks it against its tolerance window.
-        return {cstar.SIGNATURE_HEADER: cstar.sign(body, secret, int(time.time()))}
-    if vendor == "thena":
-        if thena_mode == "hmac":
-            return {thena_header or thena.SIGNATURE_HEADER: thena.sign(body, secret)}
-        # Token mode: captures never keep the token, so a replay always supplies it.
-        return {thena_header or thena.TOKEN_HEADER: f"Bearer {secret}"}
-    return {inboxops.SIGNATURE_HEADER: inboxops.sign(body, secret)}
+    """The authentication headers `vendor` would send for `body` with `secret`, made now.
+
+    `mode` and `header` say how a helpdesk with several ways to sign does it (Thena's token or
+    hmac); the others have one way.
+    """
+    v = bundle(vendor)
+    return v.sign()(v.signing_as(v.settings(), mode, header), body, secret)
 
 
 def webhook_url(url: str, vendor: str | None, account: str = DEFAULT) -> str:
@@ -93,12 +84,7 @@ def refused_hint(vendor: str | None, resigned: bool) -> str:
             "the receiver refused the re-signed deliveries: check that --secret is one of its "
             "*_WEBHOOK_SECRETS (Thena: the token, and --thena-mode)"
         )
-    why = (
-        "captures never keep Thena's token header (it is the secret itself)"
-        if vendor == "thena"
-        else "the captured signatures are not valid for this receiver (another environment's "
-        "secret, or a cStar timestamp past its tolerance)"
-    )
+    why = bundle(vendor).replay_refused if vendor in names() else STALE_CAPTURES
     return (
         f"{why}: pass --secret with this receiver's webhook secret (Thena: its token), or "
         "replay to a running `ticketwire up`, which re-signs with its own secrets with no flags"
@@ -110,7 +96,7 @@ async def _replay(
     url: str,
     secret: str | None,
     timeout_s: float,
-    thena_mode: str = "token",
+    mode: str = "token",
     *,
     local_secrets: Mapping[str, str] | None = None,
 ) -> int:
@@ -118,6 +104,8 @@ async def _replay(
     tally = Tally()
     hints: dict[str, str] = {}
     bar = progress_bar(len(records), "deliveries")
+    # A capture that names no vendor is re-signed as the first one's (InboxOps).
+    default = names()[0]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
         for record in records:
             vendor = record.get("vendor")
@@ -134,10 +122,10 @@ async def _replay(
             headers = {k: v for k, v in record.get("headers", {}).items() if k.lower() not in _HOP}
             headers.setdefault("Content-Type", "application/json")
             # Another environment's receiver (`--secret`) or the local `up`: re-sign.
-            signer = vendor or "inboxops"
+            signer = vendor or default
             key = secret or (local_secrets or {}).get(account_key(signer, account))
             if key:
-                headers.update(resign(signer, body, key, thena_mode))
+                headers.update(resign(signer, body, key, mode))
             target = webhook_url(url, vendor, account)
             try:
                 async with http.post(target, data=body, headers=headers) as resp:
@@ -161,10 +149,11 @@ async def _replay(
     return 1 if tally.failed else 0
 
 
-def run_replay(
-    files: list[Path], url: str | None, secret: str | None, thena_mode: str = "token"
-) -> int:
-    """POST each captured body with its stored headers (or re-signed) to `url` or the local up."""
+def run_replay(files: list[Path], url: str | None, secret: str | None, mode: str = "token") -> int:
+    """POST each captured body with its stored headers (or re-signed) to `url` or the local up.
+
+    `mode` is `--thena-mode`: how a helpdesk with several ways to sign re-signs.
+    """
     up = find_local_up()
     if url is None:
         if up is None:
@@ -185,4 +174,4 @@ def run_replay(
             + (f" (and {', '.join(sorted(up.account_secrets))})" if up.account_secrets else ""),
             file=sys.stderr,
         )
-    return asyncio.run(_replay(files, url, secret, 10.0, thena_mode, local_secrets=local))
+    return asyncio.run(_replay(files, url, secret, 10.0, mode, local_secrets=local))

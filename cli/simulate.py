@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ticketwire.errors import ConfigError
 from ticketwire.logs import setup_logging
+from ticketwire.vendors.registry import bundle
 
-#: Default ports, so the three simulators can run side by side.
-DEFAULT_PORTS = {"inboxops": 8081, "cstar": 8082, "thena": 8083}
+if TYPE_CHECKING:
+    from simulator.common.bundle import SimulatorBundle
+
+#: The first simulator's port; each other one's is its offset above, so they run side by side.
+BASE_PORT = 8081
 
 
-def _per_minute(rate_limit: str) -> int | None:
-    """`--rate-limit` as InboxOps and Thena take it: requests per minute, 0 for none."""
-    try:
-        count = int(rate_limit)
-    except ValueError:
-        raise ConfigError("--rate-limit", "requests per minute (0 = off)", rate_limit) from None
-    if count < 0:
-        raise ConfigError("--rate-limit", "requests per minute (0 = off)", rate_limit)
-    return count or None
+def simulator_of(vendor: str) -> SimulatorBundle:
+    """The simulator of `vendor`; `KeyError` when it has none."""
+    sim = bundle(vendor).simulator
+    if sim is None:
+        raise KeyError(f"{vendor} has no simulator")
+    return sim()
 
 
 def simulator_config(vendor: str, seed: int, rate_limit: str | None) -> Any:
@@ -31,39 +31,10 @@ def simulator_config(vendor: str, seed: int, rate_limit: str | None) -> Any:
     Without `--rate-limit` each simulator keeps the limit it documents and `up` uses: InboxOps
     100/min per workspace, cStar 120/min per secret key and 60/min per publishable key.
     """
-    if vendor == "cstar":
-        from simulator.cstar import CStarSimulatorConfig
-
-        if rate_limit is None:
-            return CStarSimulatorConfig(seed=seed)
-        # "120/minute", "1000/hour", "N/unit" or N per minute; the config checks it.
-        spec: str | int = int(rate_limit) if rate_limit.strip().isdigit() else rate_limit
-        return CStarSimulatorConfig(seed=seed, rate_limit=spec)
-    if vendor == "thena":
-        from simulator.thena import ThenaSimulatorConfig
-
-        if rate_limit is None:
-            return ThenaSimulatorConfig(seed=seed)
-        return ThenaSimulatorConfig(seed=seed, rate_limit_per_minute=_per_minute(rate_limit))
-    from simulator.inboxops import SimulatorConfig
-
+    sim = simulator_of(vendor)
     if rate_limit is None:
-        return SimulatorConfig(seed=seed)
-    return SimulatorConfig(seed=seed, rate_limit_per_minute=_per_minute(rate_limit))
-
-
-def _run(vendor: str) -> Callable[..., Coroutine[Any, Any, None]]:
-    if vendor == "cstar":
-        from simulator.cstar import run_simulator as run_cstar
-
-        return run_cstar
-    if vendor == "thena":
-        from simulator.thena import run_simulator as run_thena
-
-        return run_thena
-    from simulator.inboxops import run_simulator as run_inboxops
-
-    return run_inboxops
+        return sim.config(seed=seed)
+    return sim.limited(seed, rate_limit)
 
 
 def run_simulate(
@@ -87,12 +58,13 @@ def run_simulate(
         print(f"ticketwire simulate: {exc}")
         return 2
     setup_logging("INFO")
+    sim = simulator_of(vendor)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            _run(vendor)(
+            sim.run(
                 cfg,
                 host,
-                port or DEFAULT_PORTS[vendor],
+                port or BASE_PORT + sim.port_offset,
                 webhook_url=webhook_url,
                 webhook_secret=webhook_secret,
                 seed_tickets=seed_tickets,

@@ -43,17 +43,13 @@ from ticketwire.errors import ConfigError
 from ticketwire.logs import configure_logging
 from ticketwire.redisconn import connect
 from ticketwire.secret import Secret
-from ticketwire.vendors.cstar import VENDOR as CSTAR
-from ticketwire.vendors.cstar.settings import CStarSettings
-from ticketwire.vendors.inboxops import VENDOR as INBOXOPS
-from ticketwire.vendors.inboxops.settings import InboxOpsSettings
+from ticketwire.vendors.bundle import Vendor
 from ticketwire.vendors.registry import active, spoken_list
-from ticketwire.vendors.thena import VENDOR as THENA
-from ticketwire.vendors.thena.settings import ThenaSettings
 from workers.arqhost import in_process_worker
 from workers.reload import watch_rules
 
 if TYPE_CHECKING:
+    from simulator.common.bundle import SimulatorBundle
     from simulator.persist import Autosave
 
 BANNER = """
@@ -72,12 +68,6 @@ Ctrl-C stops everything.
 VALKEY_DIR = "valkey"
 SIMULATORS_DIR = "simulators"
 SECRETS_FILE = "secrets.env"
-#: Webhook-secret variables `up` fills in for the simulators, by vendor.
-SECRET_VARS = {
-    "inboxops": "INBOXOPS_WEBHOOK_SECRETS",
-    "cstar": "CSTAR_WEBHOOK_SECRETS",
-    "thena": "THENA_WEBHOOK_SECRETS",
-}
 
 
 #: After this long stopping, `up` says that a second Ctrl-C stops it at once.
@@ -170,15 +160,8 @@ async def _serve(
         redis_url = settings.redis_url or _start_valkey(settings, stack, exit_now)
         settings = dataclasses.replace(settings, redis_url=redis_url)
         base = f"http://127.0.0.1:{settings.port}/webhooks"
-        real = (
-            INBOXOPS.of(settings).api_url
-            or CSTAR.of(settings).api_configured
-            or THENA.of(settings).api_configured
-            or any(
-                v.calls_api(account)
-                for key, v, account in active().accounts(settings)
-                if key != v.name
-            )
+        real = any(
+            _real_api(v, account, key == v.name) for key, v, account in active().accounts(settings)
         )
         local = LocalSimulators()
         if not real:
@@ -305,6 +288,19 @@ def _start_valkey(
     return str(server.connection_url)
 
 
+def _real_api(vendor: Vendor[Any], account: Any, default: bool) -> bool:
+    """Whether the account names a helpdesk API of its own, so `up` starts no simulators."""
+    sim = vendor.simulator() if default and vendor.simulator is not None else None
+    if sim is not None and sim.real_api is not None:
+        return sim.real_api(account)
+    return vendor.calls_api(account)
+
+
+def _simulators() -> dict[str, SimulatorBundle]:
+    """The simulator of each vendor of the active registry that has one, in registry order."""
+    return {v.name: v.simulator() for v in active().vendors if v.simulator is not None}
+
+
 def _stop_orphan_valkey(pidfile: Path) -> None:
     """Stop the Valkey an `up` killed outright left running on this data directory's files."""
     # Called with the data directory's lock held, so no running `up` owns that Valkey; a second
@@ -351,15 +347,8 @@ async def _start_simulators(
     settings: Settings, stack: contextlib.AsyncExitStack, port: int, data_dir: Path
 ) -> tuple[Settings, LocalSimulators]:
     from simulator import persist
-    from simulator.cstar import CStarSimulator, CStarSimulatorConfig
-    from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-    from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 
-    kinds: dict[str, tuple[Any, Any]] = {
-        "inboxops": (InboxOpsSimulator, SimulatorConfig),
-        "cstar": (CStarSimulator, CStarSimulatorConfig),
-        "thena": (ThenaSimulator, ThenaSimulatorConfig),
-    }
+    kinds = _simulators()
     # The default accounts first, on the ports they always had; then each named account.
     slots = [(vendor, DEFAULT) for vendor in kinds] + [
         (vendor, name) for vendor in kinds for name in settings.named_accounts.get(vendor, {})
@@ -370,13 +359,13 @@ async def _start_simulators(
         path = _state_path(data_dir, vendor, account)
         try:
             snaps[account_key(vendor, account)] = persist.read(
-                path, persist.kind_of(kinds[vendor][0])
+                path, persist.kind_of(kinds[vendor].simulator)
             )
         except persist.StateError as exc:
             raise Refused(_unusable_state(path, exc)) from None
     local = LocalSimulators(restored={key: snap is not None for key, snap in snaps.items()})
     for offset, (vendor, account) in enumerate(slots):
-        cls, config = kinds[vendor]
+        cls, config = kinds[vendor].simulator, kinds[vendor].config
         key = account_key(vendor, account)
         snap = snaps[key]
         path = _state_path(data_dir, vendor, account)
@@ -415,20 +404,20 @@ async def _start_simulators(
         chosen[account_key(vendor, account)] = (Secret(value),)
     _write_secrets(data_dir / SECRETS_FILE, kept, names)
 
-    fresh: dict[str, object] = {
-        INBOXOPS.name: InboxOpsSettings(),
-        CSTAR.name: CStarSettings(signature_tolerance_s=CSTAR.of(settings).signature_tolerance_s),
-        THENA.name: ThenaSettings(),
-    }
     simulated = {
-        vendor: _on_simulator(fresh[vendor], local.by_key[vendor], chosen[vendor])
-        for vendor in kinds
+        vendor: _on_simulator(
+            sim, _fresh(vendor, sim, settings), local.by_key[vendor], chosen[vendor]
+        )
+        for vendor, sim in kinds.items()
     }
     # A named account keeps the file's other fields (limits, bulk sizes); its API is its own.
     named = {
         vendor: {
             name: _on_simulator(
-                account, local.by_key[account_key(vendor, name)], chosen[account_key(vendor, name)]
+                kinds[vendor],
+                account,
+                local.by_key[account_key(vendor, name)],
+                chosen[account_key(vendor, name)],
             )
             for name, account in accounts.items()
         }
@@ -449,16 +438,24 @@ def _state_path(data_dir: Path, vendor: str, account: str) -> Path:
 def _secret_var(vendor: str, account: str) -> str:
     """The secrets file's name of an account's webhook secrets (`INBOXOPS_BRAND_A_…`)."""
     if account == DEFAULT:
-        return SECRET_VARS[vendor]
+        return active().get(vendor).webhook_variable
     return f"{vendor.upper()}_{account.upper().replace('-', '_')}_WEBHOOK_SECRETS"
 
 
-def _on_simulator(account: Any, sim: Any, webhook_secrets: tuple[Secret, ...]) -> Any:
+def _fresh(vendor: str, sim: SimulatorBundle, settings: Settings) -> Any:
+    """Default settings of `vendor`, keeping what the simulator takes from the configured ones."""
+    v = active().get(vendor)
+    configured = v.of(settings)
+    return dataclasses.replace(
+        v.settings(), **{name: getattr(configured, name) for name in sim.kept}
+    )
+
+
+def _on_simulator(
+    bundle: SimulatorBundle, account: Any, sim: Any, webhook_secrets: tuple[Secret, ...]
+) -> Any:
     """`account`'s settings with the simulator as its API and `webhook_secrets` as its own."""
-    api: dict[str, Any] = {"api_url": sim.url, "api_key": Secret(sim.api_key)}
-    if isinstance(account, CStarSettings):
-        api["team_id"] = sim.team_id
-    return dataclasses.replace(account, webhook_secrets=webhook_secrets, **api)
+    return dataclasses.replace(account, webhook_secrets=webhook_secrets, **bundle.api(sim))
 
 
 def _unusable_state(path: Path, exc: Exception) -> str:
@@ -503,69 +500,28 @@ def _write_secrets(path: Path, values: dict[str, str], names: list[str]) -> None
 def _connect_simulators(settings: Settings, local: LocalSimulators, base: str, n: int) -> str:
     if not local.by_key:
         return ""
+    kinds = _simulators()
     for key, sim in local.by_key.items():
         vendor, _, account = key.partition("@")
         route = f"{base}/{vendor}" + (f"/{account}" if account else "")
         sim.add_endpoint(route, _webhook_secrets(settings, vendor, account or DEFAULT)[0].reveal())
-        if vendor == INBOXOPS.name:
-            # A kept store may hold reminders: those that fell due while `up` was stopped fire
-            # now that their webhooks have somewhere to go (not at the next request), and the
-            # timer is armed for the next one.
-            sim.fire_due_reminders()
+        kinds[vendor].connected(sim)
     # A kept store already has its tickets: seed only a new one, so restarts do not pile up.
     for i in range(n):
         subject, priority = _SEED_TICKETS[i % len(_SEED_TICKETS)]
         for key, sim in local.by_key.items():
             if not local.restored[key]:
-                _EXAMPLES[key.partition("@")[0]].create(sim, subject, priority)
+                kinds[key.partition("@")[0]].example.create(sim, subject, priority)
     if not n:
         return ""
     return "".join(_example(key, sim) for key, sim in local.by_key.items())
 
 
-@dataclasses.dataclass(frozen=True)
-class _Example:
-    """The change one simulator's example makes, and what the shipped rule then does."""
-
-    title: str
-    does: str
-    change: dict[str, Any]
-    #: A ticket the rule has not acted on yet.
-    fits: Callable[[dict[str, Any]], bool]
-    create: Callable[[Any, str, str], dict[str, Any]]
-    key: str = "id"
-
-
-_EXAMPLES = {
-    "inboxops": _Example(
-        "InboxOps",
-        "an urgent, unassigned ticket is routed to the on-call agent",
-        {"priority": "urgent", "assignee_id": None},
-        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
-        lambda sim, subject, priority: sim.create_ticket(subject=subject, priority=priority),
-        key="ticket_number",
-    ),
-    "cstar": _Example(
-        "cStar",
-        "an urgent ticket gets the on-call tag",
-        {"priority": "urgent"},
-        lambda t: t["priority"] != "urgent",
-        lambda sim, subject, priority: sim.create_ticket(title=subject, priority=priority),
-    ),
-    "thena": _Example(
-        "Thena",
-        "closing a ticket opens a follow-up ticket",
-        {"statusName": "Closed"},
-        lambda t: t["status"] != "Closed",
-        lambda sim, subject, _: sim.create_ticket(title=subject, requestorEmail="ana@example.com"),
-    ),
-}
-
-
 def _example(key: str, sim: Any) -> str:
     """The command to paste for one simulator, commented with what it makes a rule do."""
     vendor, _, account = key.partition("@")
-    example = _EXAMPLES[vendor]
+    example = _simulators()[vendor].example
+    title = active().get(vendor).title
     # Each command must make its rule act, also after a restart, once the rules have acted on
     # the first tickets (and the loop guard remembers that for a while): pick a ticket the rule
     # has not touched, or make one.
@@ -575,7 +531,7 @@ def _example(key: str, sim: Any) -> str:
         lambda: example.create(sim, _SEED_TICKETS[0][0], "normal"),
         key=example.key,
     )
-    whose = f"{example.title} account {account}" if account else example.title
+    whose = f"{title} account {account}" if account else title
     return f"\n  # {whose}: {example.does}\n  {_curl(sim.url, ticket, example.change)}\n"
 
 

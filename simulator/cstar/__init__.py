@@ -123,6 +123,9 @@ Determinism and reset
   unless `keep_endpoints=False`.
 """
 
+from typing import Any
+
+from simulator.common.bundle import Example, SimulatorBundle, own_api
 from simulator.common.clock import Clock, ManualClock, ScaledClock
 from simulator.cstar.app import SIM_KEY
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
@@ -130,9 +133,10 @@ from simulator.cstar.faults import Faults, ScriptedFailure, WebhookFaults
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError
 from simulator.cstar.sim import CStarSimulator, create_app, run_simulator
-from simulator.cstar.webhooks import DeliveryRecord, Endpoint
+from simulator.cstar.webhooks import DeliveryRecord, Endpoint, envelope
 
 __all__ = [
+    "SIMULATOR",
     "SIM_KEY",
     "ApiError",
     "CStarSimulator",
@@ -151,3 +155,35 @@ __all__ = [
     "create_app",
     "run_simulator",
 ]
+
+
+def _limited(seed: int, rate_limit: str) -> CStarSimulatorConfig:
+    # "120/minute", "1000/hour", "N/unit" or N per minute; the config checks it.
+    spec: str | int = int(rate_limit) if rate_limit.strip().isdigit() else rate_limit
+    return CStarSimulatorConfig(seed=seed, rate_limit=spec)
+
+
+def _api(sim: CStarSimulator) -> dict[str, Any]:
+    return {**own_api(sim), "team_id": sim.team_id}
+
+
+SIMULATOR = SimulatorBundle(
+    simulator=CStarSimulator,
+    config=CStarSimulatorConfig,
+    run=run_simulator,
+    port_offset=1,
+    limited=_limited,
+    envelope=lambda event, event_id, tenant, now, ticket: envelope(
+        tenant, event, event_id, now, ticket, None
+    ),
+    tenant_key="team_id",
+    tenant_word="team",
+    api=_api,
+    example=Example(
+        "an urgent ticket gets the on-call tag",
+        {"priority": "urgent"},
+        lambda t: t["priority"] != "urgent",
+        lambda sim, subject, priority: sim.create_ticket(title=subject, priority=priority),
+    ),
+    kept=("signature_tolerance_s",),
+)

@@ -156,6 +156,7 @@ Determinism and reset
   unless `keep_endpoints=False`.
 """
 
+from simulator.common.bundle import Example, SimulatorBundle, per_minute
 from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.common.faults import WebhookFaults
 from simulator.common.webhooks import DeliveryRecord
@@ -165,9 +166,10 @@ from simulator.inboxops.faults import Faults, ScriptedFailure
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.problems import ApiError
 from simulator.inboxops.sim import InboxOpsSimulator, create_app, run_simulator
-from simulator.inboxops.webhooks import Endpoint
+from simulator.inboxops.webhooks import Endpoint, envelope
 
 __all__ = [
+    "SIMULATOR",
     "SIM_KEY",
     "ApiError",
     "Clock",
@@ -186,3 +188,30 @@ __all__ = [
     "create_app",
     "run_simulator",
 ]
+
+
+SIMULATOR = SimulatorBundle(
+    simulator=InboxOpsSimulator,
+    config=SimulatorConfig,
+    run=run_simulator,
+    port_offset=0,
+    limited=lambda seed, limit: SimulatorConfig(seed=seed, rate_limit_per_minute=per_minute(limit)),
+    envelope=lambda event, event_id, tenant, now, ticket: envelope(
+        event, event_id, tenant, now, ticket
+    ),
+    tenant_key="workspace_id",
+    tenant_word="workspace",
+    example=Example(
+        "an urgent, unassigned ticket is routed to the on-call agent",
+        {"priority": "urgent", "assignee_id": None},
+        lambda t: t["priority"] != "urgent" and t["assignee_id"] is None,
+        lambda sim, subject, priority: sim.create_ticket(subject=subject, priority=priority),
+        key="ticket_number",
+    ),
+    # A kept store may hold reminders: those that fell due while `up` was stopped fire now that
+    # their webhooks have somewhere to go (not at the next request), and the timer is armed for
+    # the next one.
+    connected=lambda sim: sim.fire_due_reminders(),
+    # A configured API URL is a real InboxOps, even before its key is set.
+    real_api=lambda account: bool(account.api_url),
+)

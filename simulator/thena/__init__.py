@@ -110,6 +110,7 @@ Determinism and reset
   `keep_endpoints=False`.
 """
 
+from simulator.common.bundle import Example, SimulatorBundle, per_minute
 from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
 from simulator.common.faults import WebhookFaults
 from simulator.common.webhooks import DeliveryRecord
@@ -119,9 +120,10 @@ from simulator.thena.faults import Faults, ScriptedFailure
 from simulator.thena.journal import JournalEntry
 from simulator.thena.problems import ApiError
 from simulator.thena.sim import ThenaSimulator, create_app, run_simulator
-from simulator.thena.webhooks import Endpoint
+from simulator.thena.webhooks import Endpoint, envelope
 
 __all__ = [
+    "SIMULATOR",
     "SIM_KEY",
     "ApiError",
     "Clock",
@@ -140,3 +142,25 @@ __all__ = [
     "create_app",
     "run_simulator",
 ]
+
+
+SIMULATOR = SimulatorBundle(
+    simulator=ThenaSimulator,
+    config=ThenaSimulatorConfig,
+    run=run_simulator,
+    port_offset=2,
+    limited=lambda seed, limit: ThenaSimulatorConfig(
+        seed=seed, rate_limit_per_minute=per_minute(limit)
+    ),
+    envelope=lambda event, event_id, tenant, now, ticket: envelope(
+        tenant, event, event_id, now, {"ticket": ticket}
+    ),
+    tenant_key="org_id",
+    tenant_word="organisation",
+    example=Example(
+        "closing a ticket opens a follow-up ticket",
+        {"statusName": "Closed"},
+        lambda t: t["status"] != "Closed",
+        lambda sim, subject, _: sim.create_ticket(title=subject, requestorEmail="ana@example.com"),
+    ),
+)

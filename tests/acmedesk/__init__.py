@@ -104,4 +104,6 @@ VENDOR: Vendor[AcmeDeskSettings] = Vendor(
     vocabulary=VOCABULARY,
     tenant=lambda account: None,
     rule_notes=no_notes,
+    sign=lazy("tests.acmedesk.webhook", "signed_headers"),
+    simulator=lazy("tests.acmedesk.simulator", "SIMULATOR"),
 )

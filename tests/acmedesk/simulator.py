@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, Unpack
 
@@ -17,12 +18,13 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.base import SimulatorBase
+from simulator.common.bundle import Example, SimulatorBundle
 from simulator.common.clock import IdSource, iso
 from simulator.common.config import ClockConfig
 from simulator.common.control import Controls, ControlStyle
 from simulator.common.faults import Faults
 from simulator.common.journal import Request, request_fields
-from simulator.common.serving import app_factory
+from simulator.common.serving import app_factory, runner
 from simulator.common.webhooks import (
     Delivery,
     EmitterOptions,
@@ -34,6 +36,7 @@ from simulator.common.webhooks import (
 )
 from tests.acmedesk.vocabulary import VOCABULARY
 from tests.acmedesk.webhook import SIGNATURE_HEADER, sign
+from ticketwire.errors import ConfigError
 from ticketwire.secret import Secret
 
 log = logging.getLogger("tests.acmedesk.simulator")
@@ -313,3 +316,33 @@ def add_routes(app: web.Application) -> None:
 
 
 create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, add_routes)
+
+
+def envelope(
+    event: str, event_id: str, desk: str, at: datetime, ticket: dict[str, Any]
+) -> dict[str, Any]:
+    """A delivery's envelope `{id, type, occurred_at, ticket}`; the desk is the ticket's."""
+    doc: dict[str, Any] = {"id": event_id, "type": event, "occurred_at": iso(at)}
+    return {**doc, "ticket": {"desk": desk, **ticket}}
+
+
+def _limited(seed: int, rate_limit: str) -> AcmeDeskSimulatorConfig:
+    raise ConfigError("--rate-limit", "nothing: Acme Desk has no rate limit", rate_limit)
+
+
+SIMULATOR = SimulatorBundle(
+    simulator=AcmeDeskSimulator,
+    config=AcmeDeskSimulatorConfig,
+    run=runner(AcmeDeskSimulator, 8084),
+    port_offset=3,
+    limited=_limited,
+    envelope=envelope,
+    tenant_key="desk",
+    tenant_word="desk",
+    example=Example(
+        "an urgent ticket is escalated",
+        {"priority": "P1"},
+        lambda t: t["priority"] != "P1",
+        lambda sim, subject, _: sim.create_ticket(subject=subject),
+    ),
+)

@@ -46,6 +46,11 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_headers(account: object, body: bytes, secret: str) -> dict[str, str]:
+    """The headers Acme Desk sends with `body` signed with `secret`."""
+    return {SIGNATURE_HEADER: sign(body, secret)}
+
+
 class AcmeDeskWebhook:
     """Verifier and parser for Acme Desk deliveries."""
 

@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import importlib
 import typing
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ticketwire.secret import Secret
@@ -20,6 +22,7 @@ from ticketwire.secret import Secret
 if TYPE_CHECKING:
     import aiohttp
 
+    from simulator.common.bundle import SimulatorBundle
     from ticketwire.calls import ApiCall
     from ticketwire.config import Role, Settings
     from ticketwire.engine.actions import VendorSpec
@@ -39,6 +42,8 @@ WrittenFields = Callable[["ApiCall"], dict[str, Any]]
 ListedView = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 #: The settings field holding an account's webhook secrets.
 WEBHOOK_SECRETS = "webhook_secrets"
+#: The headers the helpdesk sends with a delivery: (account, body, secret) → headers, made now.
+Signer = Callable[[Any, bytes, str], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,25 @@ def _nothing_required(account: Any, role: Role) -> None:
     """`require` of a vendor whose settings are checked as they are read."""
 
 
+def _unsigned(account: Any, body: bytes, secret: str) -> dict[str, str]:
+    """`sign` of a vendor whose deliveries carry no signature."""
+    return {}
+
+
+def _signing_as(account: Any, mode: str, header: str | None) -> Any:
+    """`signing_as` of a vendor whose settings say how they sign as `webhook_mode`/`_header`."""
+    if not any(f.name == "webhook_mode" for f in dataclasses.fields(account)):
+        return account
+    return dataclasses.replace(account, webhook_mode=mode, webhook_header=header)
+
+
+#: Why captured signatures fail on another receiver, for a helpdesk that signs every delivery.
+STALE_CAPTURES = (
+    "the captured signatures are not valid for this receiver (another environment's secret, or "
+    "a cStar timestamp past its tolerance)"
+)
+
+
 def no_notes(rules: Iterable[Rule]) -> list[str]:
     """`rule_notes` of a vendor with nothing to say about its rules."""
     return []
@@ -157,6 +181,22 @@ class Vendor(Generic[S]):
     rule_notes: Callable[[Iterable[Rule]], list[str]] = no_notes
     #: Variable holding the webhook secrets; by default the one of `webhook_secrets`.
     webhook_variable: str = ""
+    #: How a delivery is signed for the account (built on first use): `replay` and `fire` use it.
+    sign: Callable[[], Signer] = lambda: _unsigned
+    #: The account signing in another mode (and header) where the helpdesk has several (`replay`).
+    signing_as: Callable[[S, str, str | None], S] = _signing_as
+    #: Canonical event names → the helpdesk's own, where they differ (built on first use).
+    event_names: Callable[[], Mapping[str, str]] = dict
+    #: Ticket fields a canonical event implies unless given (a close may be a closed status).
+    event_fields: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The ticket field saying when it was last updated (the order key of its events).
+    updated_field: str = "updated_at"
+    #: The form of an event id: `{uuid}` a UUID, `{hex}` 24 hex digits (e.g. `evt_{hex}`).
+    event_id_form: str = "{uuid}"
+    #: Why a receiver refuses captured deliveries replayed as they are (a 401).
+    replay_refused: str = STALE_CAPTURES
+    #: The helpdesk's simulator (`ticketwire simulate`, `up`, `fire`), or None when it has none.
+    simulator: Callable[[], SimulatorBundle] | None = None
 
     def __post_init__(self) -> None:
         if not self.webhook_variable:
@@ -196,6 +236,14 @@ class Vendor(Generic[S]):
         """The accounts file's name for `variable`, e.g. `api_key` for `INBOXOPS_API_KEY`."""
         return variable.removeprefix(f"{self.name.upper()}_").lower()
 
+    def own_event(self, event: str) -> str:
+        """`event` as the helpdesk names it (Thena names `ticket.updated` `ticket:updated`)."""
+        return self.event_names().get(event, event)
+
+    def new_event_id(self) -> str:
+        """A fresh event id in the helpdesk's own form."""
+        return self.event_id_form.format(uuid=uuid.uuid4(), hex=token_hex(12))
+
     def secrets(self, account: S) -> list[Secret]:
         """Every secret in the account's settings, to keep out of logs."""
         out: list[Secret] = []
@@ -227,7 +275,8 @@ def _holds_secret(hint: Any) -> bool:
 def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> dict[str, Any]:
     """The parts of the vendor package `package` (its name the vendor's) found by module name.
 
-    `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`) and `webhook.common_view`,
+    `vocabulary.VOCABULARY`, `webhook.parse` (or `parser`), `webhook.common_view` and
+    `webhook.signed_headers`,
     `actions.SPEC`, `batching.spec` (given the account's `bulk_max` when `sized`), `echo.ECHO`,
     and `listing.SELECT` and `listing.view`.
     """
@@ -248,6 +297,7 @@ def packaged(package: str, *, parser: str = "parse", sized: bool = True) -> dict
         "select": lazy(f"{package}.listing", "SELECT"),
         "listed": lazy(f"{package}.listing", "view"),
         "common_view": lazy(f"{package}.webhook", "common_view"),
+        "sign": lazy(f"{package}.webhook", "signed_headers"),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticketwire.vendors.bundle import Vendor, packaged
+from ticketwire.vendors.bundle import Vendor, lazy, packaged
 from ticketwire.vendors.cstar.settings import CStarSettings, read
 
 VENDOR: Vendor[CStarSettings] = Vendor(
@@ -13,4 +13,6 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     require=CStarSettings.require,
     # The bulk size is cStar's own (documented), not a setting.
     **packaged(__name__, sized=False),
+    event_id_form="evt_{hex}",
+    simulator=lazy("simulator.cstar", "SIMULATOR"),
 )

@@ -66,6 +66,12 @@ def sign_legacy(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_headers(account: object, body: bytes, secret: str) -> dict[str, str]:
+    """The headers cStar sends with `body` signed with `secret`, made now."""
+    # A fresh timestamp: the receiver checks it against its tolerance window.
+    return {SIGNATURE_HEADER: sign(body, secret, int(time.time()))}
+
+
 class CStarWebhook:
     """Verifier and parser for cStar deliveries (implements `WebhookIntake`)."""
 

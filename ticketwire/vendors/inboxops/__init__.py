@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ticketwire.vendors.bundle import Vendor, packaged
+from ticketwire.vendors.bundle import Vendor, lazy, packaged
 from ticketwire.vendors.inboxops.settings import InboxOpsSettings, read
 
 if TYPE_CHECKING:
@@ -25,4 +25,5 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     webhook_hint="the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
     rule_notes=_rule_notes,
     **packaged(__name__, parser="parse_stored"),
+    simulator=lazy("simulator.inboxops", "SIMULATOR"),
 )

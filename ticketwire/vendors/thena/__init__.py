@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticketwire.vendors.bundle import Vendor, packaged
+from ticketwire.vendors.bundle import Vendor, lazy, packaged
 from ticketwire.vendors.thena.settings import ThenaSettings, read
 
 VENDOR: Vendor[ThenaSettings] = Vendor(
@@ -11,4 +11,10 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     read=read,
     webhook_hint="the webhook token(s) or secret(s) from Thena, comma-separated",
     **packaged(__name__),
+    event_names=lazy("ticketwire.vendors.thena.webhook", "OWN_EVENT_NAMES"),
+    # Thena has no close event: a status change to a closed status is one.
+    event_fields={"ticket.closed": {"statusName": "Closed"}},
+    updated_field="updatedAt",
+    replay_refused="captures never keep Thena's token header (it is the secret itself)",
+    simulator=lazy("simulator.thena", "SIMULATOR"),
 )

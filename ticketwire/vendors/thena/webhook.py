@@ -44,7 +44,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -56,6 +56,9 @@ from ticketwire.vendors.ids import checked
 from ticketwire.vendors.strictjson import loads
 from ticketwire.vendors.thena.models import PlatformEvent, Ticket
 from ticketwire.vocabulary import neutral_priority, neutral_status
+
+if TYPE_CHECKING:
+    from ticketwire.vendors.thena.settings import ThenaSettings
 
 VENDOR = "thena"
 TOKEN_HEADER = "authorization"
@@ -69,6 +72,11 @@ CANONICAL_TYPES: Mapping[str, str] = {
     "ticket:updated": "ticket.updated",
     "ticket:assigned": "ticket.assigned",
     "ticket:status:changed": "ticket.status_changed",
+}
+#: Canonical event names → Thena's, for deliveries made up by `fire`; a close is a status change.
+OWN_EVENT_NAMES: Mapping[str, str] = {
+    **{canonical: own for own, canonical in CANONICAL_TYPES.items()},
+    "ticket.closed": "ticket:status:changed",
 }
 #: Thena's other ticket events: parsed under their own names; rules pinned to Thena may use them.
 OWN_EVENTS: tuple[str, ...] = (
@@ -111,6 +119,14 @@ _MS_THRESHOLD = 10**11
 def sign(body: bytes, secret: str) -> str:
     """The hex HMAC-SHA256 of `body` that `hmac` mode expects (no prefix)."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(account: ThenaSettings, body: bytes, secret: str) -> dict[str, str]:
+    """The headers Thena sends with `body` in the account's mode: the HMAC, or the token itself."""
+    if account.webhook_mode == "hmac":
+        return {account.webhook_header or SIGNATURE_HEADER: sign(body, secret)}
+    # Token mode: captures never keep the token, so a replay always supplies it.
+    return {account.webhook_header or TOKEN_HEADER: f"Bearer {secret}"}
 
 
 class ThenaWebhook:
