@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from operator import attrgetter
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin, overload
 
 from aiohttp import web
 
@@ -80,19 +82,72 @@ def fan_out(changes: Iterable[C], burst: int) -> Iterator[tuple[C, str]]:
                 yield change, event
 
 
-class SimulatorBase(ABC):
-    """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator."""
+class LimitedSettings(Protocol):
+    """Settings with one per-minute limit for every tenant."""
 
-    #: The vendor's settings class (built `from_config`) and faults class (built from a seeded rng).
+    rate_limit_per_minute: int | None
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseConfig)
+LimitedConfigT = TypeVar("LimitedConfigT", bound=LimitedConfig)
+SettingsT = TypeVar("SettingsT")
+LimitedSettingsT = TypeVar("LimitedSettingsT", bound=LimitedSettings)
+FaultsT = TypeVar("FaultsT", bound=SeededFaults)
+EmitterT = TypeVar("EmitterT", bound=OrderedDelivery[Any])
+StoreT = TypeVar("StoreT")
+
+
+class FromStore:
+    """A read-only simulator attribute that is the store's value at a dotted path."""
+
+    def __init__(self, path: str, doc: str) -> None:
+        self._get = attrgetter(path)
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, sim: None, owner: type[Any]) -> FromStore: ...
+
+    @overload
+    def __get__(self, sim: SimulatorBase[Any, Any, Any, Any, Any], owner: type[Any]) -> str: ...
+
+    def __get__(
+        self, sim: SimulatorBase[Any, Any, Any, Any, Any] | None, owner: type[Any]
+    ) -> FromStore | str:
+        if sim is None:
+            return self
+        value: str = self._get(sim.store)
+        return value
+
+
+class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT]):
+    """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator.
+
+    A vendor's class names its config, settings, faults, emitter and store classes as the type
+    arguments; the first three are built from them (the default config, `from_config`, a seeded
+    rng).
+    """
+
+    config_type: ClassVar[type[Any]]
     settings_type: ClassVar[type[Any]]
     faults_type: ClassVar[type[Any]]
-    config: BaseConfig
-    settings: Any
-    faults: SeededFaults
-    emitter: OrderedDelivery[Any]
-    store: Any
+    #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
+    tenant_noun: ClassVar[str]
+    endpoint_noun: ClassVar[str] = "endpoint"
+    config: ConfigT
+    settings: SettingsT
+    faults: FaultsT
+    emitter: EmitterT
+    store: StoreT
 
-    def __init__(self, config: BaseConfig, clock: Clock | None = None) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = get_args(base)
+            if isinstance(get_origin(base), type) and args and isinstance(args[0], type):
+                cls.config_type, cls.settings_type, cls.faults_type = args[:3]
+
+    def __init__(self, config: ConfigT | None = None, *, clock: Clock | None = None) -> None:
+        config = config or self.config_type()
         self.config = config
         #: The seed in use (picked at random when the config has none; reset keeps it).
         self.seed: int = (
@@ -105,6 +160,16 @@ class SimulatorBase(ABC):
         self._endpoint_ids = IdSource(self.seed, "endpoints")
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._limits()
+        self.emitter = self._new_emitter()
+        self._new_generation()
+
+    def _limits(self) -> None:
+        """Set up the rate limits (none by default)."""
+
+    @abstractmethod
+    def _new_emitter(self) -> EmitterT:
+        """The vendor's webhook emitter, built with `_emitter_options()`."""
 
     def _new_settings(self) -> Any:
         """The runtime settings as the config gives them."""
@@ -130,8 +195,25 @@ class SimulatorBase(ABC):
         """The aiohttp app serving this simulator."""
 
     @abstractmethod
+    def _banner(self) -> list[tuple[Any, ...]]:
+        """The log lines (format and values) saying where the simulator serves, and its keys."""
+
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""
+        # The vendor's package logger: simulator.<vendor>.
+        log = logging.getLogger(type(self).__module__.rpartition(".")[0])
+        if endpoint is not None:
+            log.info("webhooks go to %s (%s %s)", webhook_url, self.endpoint_noun, endpoint)
+        for line in self._banner():
+            log.info(*line)
+
+    def _endpoint_tenant(self, tenant_id: str | None, tenants: Iterable[str]) -> str:
+        """The tenant an endpoint is registered for: `tenant_id` (one of `tenants`) or the default."""
+        store: Any = self.store
+        tenant: str = tenant_id or store.default.id
+        if tenant not in tenants:
+            raise ValueError(f"unknown {self.tenant_noun} {tenant!r}")
+        return tenant
 
     @abstractmethod
     def _reset_limits(self) -> None:
@@ -208,12 +290,14 @@ class SimulatorBase(ABC):
         self._journal.append(entry)
 
 
-class MinuteLimited(SimulatorBase):
+class MinuteLimited(
+    SimulatorBase[LimitedConfigT, LimitedSettingsT, FaultsT, EmitterT, StoreT],
+    Generic[LimitedConfigT, LimitedSettingsT, FaultsT, EmitterT, StoreT],
+):
     """A simulator whose tenants share one per-minute limit, switched by a setting."""
 
-    def __init__(self, config: LimitedConfig, clock: Clock | None = None) -> None:
-        super().__init__(config, clock)
-        self.limiter = RateLimiter(self.clock.monotonic, config.rate_limit_window_seconds)
+    def _limits(self) -> None:
+        self.limiter = RateLimiter(self.clock.monotonic, self.config.rate_limit_window_seconds)
 
     def _reset_limits(self) -> None:
         self.limiter.reset()

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from simulator.common.base import SimulatorBase
 
-S = TypeVar("S", bound=SimulatorBase)
+S = TypeVar("S", bound=SimulatorBase[Any, Any, Any, Any, Any])
 
 
 class AppFactory(Protocol):
@@ -64,7 +64,9 @@ def app_factory(
     return create_app
 
 
-def runner(cls: type[SimulatorBase], default_port: int, secret: str = "secret") -> Runner:
+def runner(
+    cls: type[SimulatorBase[Any, Any, Any, Any, Any]], default_port: int, secret: str = "secret"
+) -> Runner:
     """The `run_simulator` of simulator class `cls`; a webhook url needs its `secret`."""
 
     async def run_simulator(
