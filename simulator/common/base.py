@@ -123,13 +123,14 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator.
 
     A vendor's class names its config, settings, faults, emitter and store classes as the type
-    arguments; the first three are built from them (the default config, `from_config`, a seeded
-    rng).
+    arguments; the first four are built from them (the default config, `from_config`, a seeded
+    rng, the emitter with the config's retry schedule unless the vendor builds its own).
     """
 
     config_type: ClassVar[type[Any]]
     settings_type: ClassVar[type[Any]]
     faults_type: ClassVar[type[Any]]
+    emitter_type: ClassVar[type[Any]]
     #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
     tenant_noun: ClassVar[str]
     endpoint_noun: ClassVar[str] = "endpoint"
@@ -144,7 +145,7 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         for base in getattr(cls, "__orig_bases__", ()):
             args = get_args(base)
             if isinstance(get_origin(base), type) and args and isinstance(args[0], type):
-                cls.config_type, cls.settings_type, cls.faults_type = args[:3]
+                cls.config_type, cls.settings_type, cls.faults_type, cls.emitter_type = args[:4]
 
     def __init__(self, config: ConfigT | None = None, *, clock: Clock | None = None) -> None:
         config = config or self.config_type()
@@ -167,9 +168,13 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     def _limits(self) -> None:
         """Set up the rate limits (none by default)."""
 
-    @abstractmethod
     def _new_emitter(self) -> EmitterT:
-        """The vendor's webhook emitter, built with `_emitter_options()`."""
+        """The vendor's webhook emitter: `_emitter_options()` and the config's retry schedule."""
+        # Only a vendor that builds its own emitter may have a config without a retry schedule.
+        cfg: Any = self.config
+        schedule = tuple(cfg.webhook_retry_schedule)
+        emitter: EmitterT = self.emitter_type(**self._emitter_options(), retry_schedule=schedule)
+        return emitter
 
     def _new_settings(self) -> Any:
         """The runtime settings as the config gives them."""
@@ -194,9 +199,9 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     def _app(self) -> web.Application:
         """The aiohttp app serving this simulator."""
 
-    @abstractmethod
     def _banner(self) -> list[tuple[Any, ...]]:
         """The log lines (format and values) saying where the simulator serves, and its keys."""
+        return [("%s at %s", type(self).__name__, self.url)]
 
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""

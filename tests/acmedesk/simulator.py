@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Unpack
+from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +25,6 @@ from simulator.common.journal import Request, request_fields
 from simulator.common.serving import app_factory
 from simulator.common.webhooks import (
     Delivery,
-    EmitterOptions,
     EndpointBase,
     Signed,
     WebhookEmitterBase,
@@ -94,11 +93,6 @@ class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
     user_agent = "AcmeDesk-Webhooks/1.0"
     endpoints: dict[str, Endpoint]
 
-    def __init__(
-        self, *, retry_schedule: tuple[float, ...], **options: Unpack[EmitterOptions]
-    ) -> None:
-        super().__init__(retry_schedule=retry_schedule, **options)
-
     def emit(self, envelope: dict[str, Any]) -> None:
         """Queue the event for every endpoint; never sends inline."""
         if not self.endpoints:
@@ -114,25 +108,16 @@ class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
         return Signed({SIGNATURE_HEADER: sign(d.body, secret)})
 
 
-class AcmeDeskSimulator(SimulatorBase):
+class AcmeDeskSimulator(
+    SimulatorBase[AcmeDeskSimulatorConfig, SimSettings, Faults, Emitter, dict[str, dict[str, Any]]]
+):
     """A local Acme desk: one desk, its tickets, its API key, its webhooks, the shared faults."""
 
-    settings_type = SimSettings
-    faults_type = Faults
-    config: AcmeDeskSimulatorConfig
-    faults: Faults
-    emitter: Emitter
-    store: dict[str, dict[str, Any]]
-
     def __init__(self, config: AcmeDeskSimulatorConfig | None = None) -> None:
-        super().__init__(config or AcmeDeskSimulatorConfig())
-        self.emitter = Emitter(
-            **self._emitter_options(), retry_schedule=self.config.webhook_retry_schedule
-        )
+        super().__init__(config)
         keys = IdSource(self.seed, "keys")
         self.api_key = "acme_" + keys.token()
         self.desk = "desk-" + keys.token(4)
-        self._new_generation()
 
     def _build(self) -> None:
         self.store = {}
@@ -143,10 +128,6 @@ class AcmeDeskSimulator(SimulatorBase):
 
     def _reset_limits(self) -> None:
         """No rate limits to forget."""
-
-    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
-        """Log where the simulator serves and its API key."""
-        log.info("Acme Desk simulator at %s%s, API key %s", self.url, API, self.api_key)
 
     # ----------------------------------------------------------------- tickets
 
