@@ -134,6 +134,8 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
     tenant_noun: ClassVar[str]
     endpoint_noun: ClassVar[str] = "endpoint"
+    #: Where the vendor API is served, below `url`.
+    api_path: ClassVar[str] = ""
     config: ConfigT
     settings: SettingsT
     faults: FaultsT
@@ -211,6 +213,11 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
             log.info("webhooks go to %s (%s %s)", webhook_url, self.endpoint_noun, endpoint)
         for line in self._banner():
             log.info(*line)
+
+    @property
+    def api_base(self) -> str:
+        """`<url><api_path>` (the path alone before the simulator serves)."""
+        return self.url + self.api_path
 
     def _endpoint_tenant(self, tenant_id: str | None, tenants: Iterable[str]) -> str:
         """The tenant an endpoint is registered for: `tenant_id` (one of `tenants`) or the default."""

@@ -12,7 +12,7 @@ from aiohttp import web
 from simulator.common.base import FromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
-from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
+from simulator.inboxops.app import API, SIM_KEY, add_api_routes, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
 from simulator.inboxops.control import add_control_routes
 from simulator.inboxops.faults import Faults
@@ -29,6 +29,7 @@ log = logging.getLogger("simulator.inboxops")
 class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, WebhookEmitter, Store]):
     """A local InboxOps: the `/api/v1` ticket API, webhooks to registered endpoints, fault knobs."""
 
+    api_path = API
     tenant_noun = "workspace"
 
     def __init__(
@@ -61,7 +62,7 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
 
     def _banner(self) -> list[tuple[Any, ...]]:
         return [
-            ("InboxOps simulator at %s/api/v1 (controls at %s/_sim)", self.url, self.url),
+            ("InboxOps simulator at %s (controls at %s/_sim)", self.api_base, self.url),
             ("API key (simulator only): %s", self.api_key),
             ("read-only key (simulator only): %s", self.read_only_key),
         ]
@@ -88,11 +89,6 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
     other_workspace_key = FromStore(
         "other_workspace_key", "Read and write key of a second, entitled workspace."
     )
-
-    @property
-    def api_base(self) -> str:
-        """`<url>/api/v1` (the path alone before the simulator serves)."""
-        return self.url + "/api/v1" if self.url else "/api/v1"
 
     workspace_id = FromStore(
         "default.id", "The default workspace's id: `tenant_id` in its webhook envelopes."

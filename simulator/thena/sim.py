@@ -11,7 +11,7 @@ from aiohttp import web
 
 from simulator.common.base import FromStore, MinuteLimited, fan_out
 from simulator.common.serving import app_factory, runner
-from simulator.thena.app import SIM_KEY, add_api_routes, middleware
+from simulator.thena.app import API, SIM_KEY, add_api_routes, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
 from simulator.thena.control import add_control_routes
 from simulator.thena.faults import Faults
@@ -29,6 +29,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     `run_simulator`'s endpoint gets its secret as a static token (`Authorization: Bearer`).
     """
 
+    api_path = API
     tenant_noun = "organisation"
 
     def _new_emitter(self) -> WebhookEmitter:
@@ -46,7 +47,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
 
     def _banner(self) -> list[tuple[Any, ...]]:
         return [
-            ("Thena simulator at %s/v1 (controls at %s/_sim)", self.url, self.url),
+            ("Thena simulator at %s (controls at %s/_sim)", self.api_base, self.url),
             ("API key (simulator only): %s", self.api_key),
             ("organisation id: %s", self.org_id),
         ]
@@ -57,11 +58,6 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     bearer_token = FromStore(
         "bearer_token", "A bearer token of the default organisation (send it with `x-org-id`)."
     )
-
-    @property
-    def api_base(self) -> str:
-        """`<url>/v1` (the path alone before the simulator serves)."""
-        return self.url + "/v1" if self.url else "/v1"
 
     org_id = FromStore(
         "default.id",
