@@ -47,13 +47,11 @@ def json_body(request: web.Request) -> dict[str, Any]:
     return gateway.stored_object(request, BODY, bad_request)
 
 
-def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
-    if exc.status == 405:
-        message, allow = gateway.not_allowed(exc, request)
-        return ApiError(405, "method_not_allowed", message, headers=allow)
-    if exc.status == 404:
-        return ApiError(404, "not_found", f"no route for {request.path}")
-    return ApiError.for_status(exc.status, exc.text or None)
+_routing_error = gateway.RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
+    not_found=lambda request: ApiError(404, "not_found", f"no route for {request.path}"),
+    other=ApiError.for_status,
+)
 
 
 @web.middleware

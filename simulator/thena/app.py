@@ -40,13 +40,11 @@ def json_body(request: web.Request) -> Any:
     return gateway.stored_json(request, BODY, bad_request, "a JSON body is required")
 
 
-def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
-    if exc.status == 405:
-        message, allow = gateway.not_allowed(exc, request)
-        return ApiError(405, message, headers=allow)
-    if exc.status == 404:
-        return ApiError(404, f"Cannot {request.method} {request.path}")
-    return ApiError.for_status(exc.status, exc.text or None)
+_routing_error = gateway.RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, message, headers=allow),
+    not_found=lambda request: ApiError(404, f"Cannot {request.method} {request.path}"),
+    other=ApiError.for_status,
+)
 
 
 @web.middleware
