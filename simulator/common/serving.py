@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
 from simulator.common.base import SimulatorBase
+from simulator.common.routes import Routes, add_routes
 
 S = TypeVar("S", bound=SimulatorBase[Any, Any, Any, Any, Any])
 
@@ -41,10 +41,10 @@ def app_factory(
     cls: type[S],
     key: web.AppKey[Any],
     middleware: Any,
-    *routes: Callable[[web.Application], None],
+    *routes: Routes,
 ) -> AppFactory:
     """The `create_app` of simulator class `cls`: its app keeps it as `app[key]`, passes every
-    request through `middleware`, and has `routes` added."""
+    request through `middleware`, and serves the route tables `routes`."""
 
     def create_app(sim: Any = None) -> web.Application:
         """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
@@ -52,8 +52,8 @@ def app_factory(
         served = sim if isinstance(sim, cls) else cls(sim)
         app = web.Application(middlewares=[middleware])
         app[key] = served
-        for add in routes:
-            add(app)
+        for table in routes:
+            add_routes(app, table)
 
         async def _close(_: web.Application) -> None:
             await served.close_background()

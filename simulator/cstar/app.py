@@ -15,6 +15,7 @@ from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.faults import ScriptedFailure
 from simulator.common.journal import request_fields
+from simulator.common.routes import below
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
 from simulator.cstar.store import ApiKey, Team
@@ -345,16 +346,15 @@ async def get_customer(request: web.Request) -> web.Response:
     return ok(request, customer.to_json())
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the team-scoped API."""
-    r = app.router
-    r.add_get(TEAM_ROOT + "/tickets", list_tickets)
-    r.add_post(TEAM_ROOT + "/tickets", create_ticket)
-    r.add_get(TEAM_ROOT + "/tickets/{id}", get_ticket)
-    r.add_patch(TEAM_ROOT + "/tickets/{id}", patch_ticket)
-    r.add_delete(TEAM_ROOT + "/tickets/{id}", delete_ticket)
-    r.add_get(TEAM_ROOT + "/tickets/{id}/messages", list_messages)
-    r.add_post(TEAM_ROOT + "/tickets/{id}/messages", add_message)
-    r.add_post(TEAM_ROOT + "/bulk", bulk)
-    r.add_get(TEAM_ROOT + "/customers", list_customers)
-    r.add_get(TEAM_ROOT + "/customers/{id}", get_customer)
+#: The team-scoped API.
+API_ROUTES = below(
+    TEAM_ROOT,
+    {
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket, "DELETE": delete_ticket},
+        "/tickets/{id}/messages": {"GET": list_messages, "POST": add_message},
+        "/bulk": {"POST": bulk},
+        "/customers": {"GET": list_customers},
+        "/customers/{id}": {"GET": get_customer},
+    },
+)

@@ -12,9 +12,9 @@ from aiohttp import web
 from simulator.common.base import FromStore, SimulatorBase, fan_out
 from simulator.common.ratelimit import RateLimiter
 from simulator.common.serving import app_factory, runner
-from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
+from simulator.cstar.app import API_ROUTES, SIM_KEY, middleware
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
-from simulator.cstar.control import add_control_routes
+from simulator.cstar.control import CONTROL_ROUTES
 from simulator.cstar.faults import Faults
 from simulator.cstar.store import Store, Team, TicketChange
 from simulator.cstar.webhooks import Signing, WebhookEmitter, envelope
@@ -249,5 +249,5 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
         return self._limiter[1]
 
 
-create_app = app_factory(CStarSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(CStarSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(CStarSimulator, 8026, "secret")

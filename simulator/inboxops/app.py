@@ -14,6 +14,7 @@ from aiohttp import web
 from simulator.common import gateway
 from simulator.common.faults import ScriptedFailure
 from simulator.common.journal import request_fields
+from simulator.common.routes import below
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import parse_types
@@ -297,20 +298,19 @@ async def list_inboxes(request: web.Request) -> web.Response:
     return ok(_listing([i.to_json() for i in request[WORKSPACE].inboxes]))
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the vendor API under /api/v1."""
-    r = app.router
-    r.add_get(API + "/openapi.json", get_openapi)
-    r.add_get(API + "/docs", get_docs)
-    r.add_get(API + "/tickets", list_tickets)
-    r.add_post(API + "/tickets", create_ticket)
-    r.add_post(API + "/tickets/bulk", bulk_tickets)
-    r.add_get(API + "/tickets/{id}", get_ticket)
-    r.add_patch(API + "/tickets/{id}", patch_ticket)
-    r.add_get(API + "/tickets/{id}/messages", list_messages)
-    r.add_post(API + "/tickets/{id}/messages", add_note)
-    r.add_get(API + "/tags", list_tags)
-    r.add_post(API + "/tags", create_tag)
-    r.add_get(API + "/ticket_statuses", list_statuses)
-    r.add_get(API + "/ticket_priorities", list_priorities)
-    r.add_get(API + "/inboxes", list_inboxes)
+#: The vendor API under /api/v1.
+API_ROUTES = below(
+    API,
+    {
+        "/openapi.json": {"GET": get_openapi},
+        "/docs": {"GET": get_docs},
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/bulk": {"POST": bulk_tickets},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket},
+        "/tickets/{id}/messages": {"GET": list_messages, "POST": add_note},
+        "/tags": {"GET": list_tags, "POST": create_tag},
+        "/ticket_statuses": {"GET": list_statuses},
+        "/ticket_priorities": {"GET": list_priorities},
+        "/inboxes": {"GET": list_inboxes},
+    },
+)

@@ -62,7 +62,5 @@ async def add_message(request: web.Request) -> web.Response:
     return ok({"data": sim.add_message(request.match_info["id"], **body)}, 201)
 
 
-def add_control_routes(app: web.Application) -> None:
-    """Register the /_sim routes."""
-    CONTROLS.add_routes(app)
-    app.router.add_post("/_sim/tickets/{id}/messages", add_message)
+#: The shared /_sim routes and InboxOps' messages.
+CONTROL_ROUTES = CONTROLS.routes({"/_sim/tickets/{id}/messages": {"POST": add_message}})

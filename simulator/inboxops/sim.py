@@ -12,9 +12,9 @@ from aiohttp import web
 from simulator.common.base import FromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
-from simulator.inboxops.app import API, SIM_KEY, add_api_routes, middleware
+from simulator.inboxops.app import API, API_ROUTES, SIM_KEY, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
-from simulator.inboxops.control import add_control_routes
+from simulator.inboxops.control import CONTROL_ROUTES
 from simulator.inboxops.faults import Faults
 from simulator.inboxops.messages import MESSAGE_TYPES
 from simulator.inboxops.models import Workspace
@@ -250,5 +250,5 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
         return self._request_ids.uuid()
 
 
-create_app = app_factory(InboxOpsSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(InboxOpsSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(InboxOpsSimulator, 8025, "secret")

@@ -13,6 +13,7 @@ from aiohttp import web
 from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.journal import request_fields
+from simulator.common.routes import below
 from simulator.thena.faults import ScriptedFailure
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
@@ -237,12 +238,12 @@ async def patch_ticket(request: web.Request) -> web.Response:
     return ok(sim, sim.store.render(org, rec))
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the vendor API under /v1."""
-    r = app.router
-    r.add_get(API + "/tickets", list_tickets)
-    r.add_post(API + "/tickets", create_ticket)
-    r.add_post(API + "/tickets/bulk", bulk_create)
-    r.add_patch(API + "/tickets/bulk", bulk_update)
-    r.add_get(API + "/tickets/{id}", get_ticket)
-    r.add_patch(API + "/tickets/{id}", patch_ticket)
+#: The vendor API under /v1.
+API_ROUTES = below(
+    API,
+    {
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/bulk": {"POST": bulk_create, "PATCH": bulk_update},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket},
+    },
+)

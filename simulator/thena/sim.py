@@ -11,9 +11,9 @@ from aiohttp import web
 
 from simulator.common.base import FromStore, MinuteLimited, fan_out
 from simulator.common.serving import app_factory, runner
-from simulator.thena.app import API, SIM_KEY, add_api_routes, middleware
+from simulator.thena.app import API, API_ROUTES, SIM_KEY, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
-from simulator.thena.control import add_control_routes
+from simulator.thena.control import CONTROL_ROUTES
 from simulator.thena.faults import Faults
 from simulator.thena.models import Org, Team
 from simulator.thena.seeds import realistic_ticket
@@ -239,5 +239,5 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
         )
 
 
-create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(ThenaSimulator, 8026, "token")

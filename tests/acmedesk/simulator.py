@@ -286,11 +286,5 @@ CONTROLS = Controls(
 )
 
 
-def add_routes(app: web.Application) -> None:
-    """The API and the shared `/_sim` routes."""
-    app.router.add_get(API + "/tickets/{id}", get_ticket)
-    app.router.add_patch(API + "/tickets/{id}", patch_ticket)
-    CONTROLS.add_routes(app)
-
-
-create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, add_routes)
+ROUTES = {API + "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket}}
+create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, ROUTES, CONTROLS.routes())
