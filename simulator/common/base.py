@@ -6,7 +6,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin, overload
@@ -95,28 +95,48 @@ LimitedSettingsT = TypeVar("LimitedSettingsT", bound=LimitedSettings)
 FaultsT = TypeVar("FaultsT", bound=SeededFaults)
 EmitterT = TypeVar("EmitterT", bound=OrderedDelivery[Any])
 StoreT = TypeVar("StoreT")
+V = TypeVar("V")
 
 
-class FromStore:
-    """A read-only simulator attribute that is the store's value at a dotted path."""
+class StoreView(Generic[V]):
+    """A read-only simulator attribute read from the store at a dotted path."""
 
     def __init__(self, path: str, doc: str) -> None:
         self._get = attrgetter(path)
         self.__doc__ = doc
 
     @overload
-    def __get__(self, sim: None, owner: type[Any]) -> FromStore: ...
+    def __get__(self, sim: None, owner: type[Any]) -> StoreView[V]: ...
 
     @overload
-    def __get__(self, sim: SimulatorBase[Any, Any, Any, Any, Any], owner: type[Any]) -> str: ...
+    def __get__(self, sim: SimulatorBase[Any, Any, Any, Any, Any], owner: type[Any]) -> V: ...
 
     def __get__(
         self, sim: SimulatorBase[Any, Any, Any, Any, Any] | None, owner: type[Any]
-    ) -> FromStore | str:
+    ) -> StoreView[V] | V:
         if sim is None:
             return self
-        value: str = self._get(sim.store)
-        return value
+        return self._view(self._get(sim.store))
+
+    @abstractmethod
+    def _view(self, value: Any) -> V:
+        """What the attribute gives for the store's `value`."""
+
+
+class FromStore(StoreView[str]):
+    """A key or id: the store's value at a dotted path."""
+
+    def _view(self, value: Any) -> str:
+        text: str = value
+        return text
+
+
+class JsonFromStore(StoreView[list[dict[str, Any]]]):
+    """The JSON form of each record at a dotted path of the store (of a mapping, its values)."""
+
+    def _view(self, value: Any) -> list[dict[str, Any]]:
+        records = value.values() if isinstance(value, Mapping) else value
+        return [record.to_json() for record in records]
 
 
 class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT]):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import FromStore, MinuteLimited, fan_out
+from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
 from simulator.inboxops.app import API, API_ROUTES, SIM_KEY, middleware
@@ -102,30 +102,21 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
         """Custom statuses of the default workspace, by position."""
         return [s.to_json() for s in sorted(self.store.default.statuses, key=lambda s: s.position)]
 
-    @property
-    def priorities(self) -> list[dict[str, Any]]:
-        """Custom priorities of the default workspace."""
-        return [p.to_json() for p in self.store.default.priorities]
+    priorities = JsonFromStore("default.priorities", "Custom priorities of the default workspace.")
 
-    @property
-    def inboxes(self) -> list[dict[str, Any]]:
-        """Inboxes of the default workspace (Support first, then Billing)."""
-        return [i.to_json() for i in self.store.default.inboxes]
+    inboxes = JsonFromStore(
+        "default.inboxes", "Inboxes of the default workspace (Support first, then Billing)."
+    )
 
-    @property
-    def tags(self) -> list[dict[str, Any]]:
-        """Tags of the default workspace."""
-        return [t.to_json() for t in self.store.default.tags.values()]
+    tags = JsonFromStore("default.tags", "Tags of the default workspace.")
 
-    @property
-    def agents(self) -> list[dict[str, Any]]:
-        """Agents of the default workspace (valid assignee ids)."""
-        return [a.to_json() for a in self.store.default.agents]
+    agents = JsonFromStore(
+        "default.agents", "Agents of the default workspace (valid assignee ids)."
+    )
 
-    @property
-    def custom_fields(self) -> list[dict[str, Any]]:
-        """Custom-field definitions of the default workspace."""
-        return [f.to_json() for f in self.store.default.fields.values()]
+    custom_fields = JsonFromStore(
+        "default.fields", "Custom-field definitions of the default workspace."
+    )
 
     def create_tag(self, name: str, color: str | None = None) -> dict[str, Any]:
         """Create a tag in the default workspace (same rules as `POST /tags`)."""

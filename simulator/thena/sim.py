@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import FromStore, MinuteLimited, fan_out
+from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.serving import app_factory, runner
 from simulator.thena.app import API, API_ROUTES, SIM_KEY, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
@@ -128,15 +128,13 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
             for t in self.store.default.teams
         ]
 
-    @property
-    def agents(self) -> list[dict[str, Any]]:
-        """Agents of the default organisation (valid `assignedAgentId`s)."""
-        return [a.to_json() for a in self.store.default.agents]
+    agents = JsonFromStore(
+        "default.agents", "Agents of the default organisation (valid `assignedAgentId`s)."
+    )
 
-    @property
-    def types(self) -> list[dict[str, Any]]:
-        """Ticket types of the default organisation (valid `typeId`s)."""
-        return [t.to_json() for t in self.store.default.types]
+    types = JsonFromStore(
+        "default.types", "Ticket types of the default organisation (valid `typeId`s)."
+    )
 
     # ----------------------------------------------------------------- tickets
 
