@@ -10,18 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
+from simulator.common import webhooks as shared
 from simulator.common.clock import IdSource, iso
-from simulator.common.webhooks import Delivery as SharedDelivery
-from simulator.common.webhooks import (
-    DeliveryRecord,
-    EmitterOptions,
-    EndpointBase,
-    Signed,
-    WebhookEmitterBase,
-    check_endpoint,
-    check_events,
-    compact,
-)
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
 
@@ -62,7 +52,7 @@ def envelope(
 
 
 @dataclass
-class Endpoint(EndpointBase):
+class Endpoint(shared.EndpointBase):
     """A webhook endpoint of one organisation; empty `events` subscribes to every event."""
 
     org_id: str = field(kw_only=True)
@@ -95,22 +85,22 @@ class Endpoint(EndpointBase):
         }
 
 
-Delivery = SharedDelivery[Endpoint]
+Delivery = shared.Delivery[Endpoint]
 
 
-class WebhookEmitter(WebhookEmitterBase[Delivery]):
+class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
 
     user_agent = USER_AGENT
     endpoints: dict[str, Endpoint]
-    log: deque[DeliveryRecord]
+    log: deque[shared.DeliveryRecord]
 
     def __init__(
         self,
         *,
         retry_schedule: tuple[float, ...],
         signature_prefix: Callable[[], bool],
-        **options: Unpack[EmitterOptions],
+        **options: Unpack[shared.EmitterOptions],
     ) -> None:
         super().__init__(retry_schedule=retry_schedule, **options)
         self._prefix = signature_prefix
@@ -131,12 +121,12 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         nested: bool = False,
     ) -> Endpoint:
         """Register an endpoint; unknown event names (without a wildcard) are refused."""
-        check_endpoint(url, secret, "webhook token or secret")
+        shared.check_endpoint(url, secret, "webhook token or secret")
         if mode not in ("token", "hmac"):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
         if scheme not in ("bearer", "bare"):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
-        check_events(events, EVENTS, lambda event: "*" in event)
+        shared.check_events(events, EVENTS, lambda event: "*" in event)
         ep = Endpoint(
             id=ids.uuid(),
             org_id=org_id,
@@ -155,7 +145,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def emit(self, envelope: dict[str, Any], ticket_id: str) -> None:
         """Queue a platform event for every endpoint that wants it; never sends inline."""
         event = str(envelope["eventType"])
-        flat = compact(envelope)
+        flat = shared.compact(envelope)
         nested = b'{"message":' + flat + b"}"
         for ep in self._targets(event, lambda ep: ep.org_id == envelope["orgId"]):
             body = nested if ep.nested else flat
@@ -168,5 +158,5 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             return "sha256=" + signature if self._prefix() else signature
         return f"Bearer {secret}" if ep.scheme == "bearer" else secret
 
-    def _sign(self, d: Delivery, bad: bool) -> Signed:
-        return Signed({d.endpoint.header: self._auth_header(d.endpoint, d.body, bad)})
+    def _sign(self, d: Delivery, bad: bool) -> shared.Signed:
+        return shared.Signed({d.endpoint.header: self._auth_header(d.endpoint, d.body, bad)})
