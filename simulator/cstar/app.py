@@ -15,10 +15,11 @@ from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.faults import ScriptedFailure
 from simulator.common.journal import request_fields
+from simulator.common.keys import ApiKey
 from simulator.common.routes import below
 from simulator.cstar.journal import JournalEntry
 from simulator.cstar.problems import ApiError, invalid, not_found, render
-from simulator.cstar.store import ApiKey, Team
+from simulator.cstar.store import Team
 
 if TYPE_CHECKING:
     from simulator.cstar.sim import CStarSimulator
@@ -138,7 +139,7 @@ def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
     key = sim.store.keys.get(token)
     if key is None:
         raise _unauthenticated(sim, "invalid_api_key", "Invalid API key provided")
-    if key.expired:
+    if key.retired:
         raise _unauthenticated(sim, "key_expired", "This API key has expired; create a new one")
     return key
 
@@ -152,8 +153,8 @@ async def _api(
 ) -> web.StreamResponse:
     await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
     key = _authenticate(request, sim)
-    seen["team"] = key.team_id
-    if request.match_info.get("team") != key.team_id:
+    seen["team"] = key.tenant_id
+    if request.match_info.get("team") != key.tenant_id:
         # The bulk page's 403 covers "wrong key type or team access" with one code.
         raise ApiError(
             403,
@@ -162,15 +163,15 @@ async def _api(
             else "insufficient_permissions",
             f"This API key cannot access team {request.match_info.get('team')!r}",
         )
-    team = sim.store.teams[key.team_id]
-    if key.kind == "publishable" and request.method not in READ_METHODS:
+    team = sim.store.teams[key.tenant_id]
+    if key.scope == "publishable" and request.method not in READ_METHODS:
         raise ApiError(
             403, sim.settings.publishable_write_code, "Secret key required for this endpoint"
         )
 
     limit = sim.settings.rate_limit
     if limit:
-        decision = sim.limiter_for(limit).check(key.key, limit.for_kind(key.kind), "fixed")
+        decision = sim.limiter_for(limit).check(key.key, limit.for_kind(key.scope), "fixed")
         reset_at = int(sim.clock.now().timestamp()) + decision.reset_after
         seen["limit_headers"] = {
             "X-RateLimit-Limit": str(decision.limit),

@@ -125,10 +125,10 @@ async def _api(
     key = sim.store.keys.get(token)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown API key; create one under Settings → API")
-    if key.revoked:
+    if key.retired:
         raise ApiError(401, "unauthorized", "this API key was revoked; create a new one")
-    workspace_id[0] = key.workspace_id
-    ws = sim.store.workspaces[key.workspace_id]
+    workspace_id[0] = key.tenant_id
+    ws = sim.store.workspaces[key.tenant_id]
     if not ws.entitled:
         raise ApiError(
             403, "forbidden", "this workspace's plan has no API access (entitlement api_webhooks)"
