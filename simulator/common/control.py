@@ -182,6 +182,13 @@ class Controls:
         body = await self.body(request)
         return self.answer(request, sim.change_ticket(request.match_info["id"], **body))
 
+    async def add_message(self, request: web.Request) -> web.Response:
+        """A message on a ticket, with the fields the simulator's `add_message` takes; answers it
+        (a route only for a vendor whose tickets have messages)."""
+        sim = request.app[self.style.key]
+        body = await self.body(request)
+        return self.answer(request, sim.add_message(request.match_info["id"], **body), 201)
+
     async def get_faults(self, request: web.Request) -> web.Response:
         """The current fault knobs."""
         return self.answer(request, request.app[self.style.key].faults.to_json())
