@@ -18,7 +18,7 @@ from simulator.common.journal import request_fields
 from simulator.common.keys import ApiKey
 from simulator.common.routes import below
 from simulator.cstar.journal import JournalEntry
-from simulator.cstar.problems import ApiError, invalid, not_found, render
+from simulator.cstar.problems import ROUTING_ERRORS, ApiError, invalid, not_found, render
 from simulator.cstar.store import Team
 
 if TYPE_CHECKING:
@@ -58,16 +58,10 @@ def json_body(request: web.Request) -> dict[str, Any]:
     return gateway.stored_object(request, BODY, invalid)
 
 
-_routing_error = gateway.RoutingErrors(
-    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
-    not_found=lambda request: ApiError(404, "route_not_found", f"no route for {request.path}"),
-    other=ApiError.for_status,
-)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
-    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    """Give every request an `X-Request-Id`; `/api/v1` ones are checked, limited, replayed for a
+    known Idempotency-Key and journaled."""
     sim = request.app[SIM_KEY]
     request_id = sim.next_request_id()
     request[REQUEST_ID] = request_id
@@ -80,7 +74,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, seen) if is_api else None,
         ApiError,
         partial(_render, sim, request_id=request_id),
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
         log,
     )
@@ -151,7 +145,7 @@ def _scripted_error(scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
+    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
     key = _authenticate(request, sim)
     seen["team"] = key.tenant_id
     if request.match_info.get("team") != key.tenant_id:

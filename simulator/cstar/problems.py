@@ -1,4 +1,5 @@
-"""API errors: `ApiError` and its two renderings (the current envelope, the older legacy shape)."""
+"""API errors: `ApiError`, its two renderings (the current envelope, the older legacy shape), and
+the errors of requests no route serves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator.common.clock import iso
+from simulator.common.gateway import RoutingErrors
 from simulator.common.problems import error_response, phrase
 
 DOC_URL = "https://www.cstar.help/developers/errors"
@@ -142,3 +144,11 @@ def render(
         error["request_id"] = request_id
         body = {"success": False, "error": error, "meta": {"timestamp": iso(now)}}
     return error_response(err.status, body, headers)
+
+
+#: The errors of a request no route serves.
+ROUTING_ERRORS = RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
+    not_found=lambda request: ApiError(404, "route_not_found", f"no route for {request.path}"),
+    other=ApiError.for_status,
+)

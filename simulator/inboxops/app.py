@@ -19,7 +19,7 @@ from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import parse_types
 from simulator.inboxops.models import Workspace
-from simulator.inboxops.problems import ApiError, bad_request, render
+from simulator.inboxops.problems import ROUTING_ERRORS, ApiError, bad_request, render
 from simulator.inboxops.search import parse_query, run_query
 from simulator.inboxops.store import INCLUDES
 
@@ -48,16 +48,10 @@ def json_body(request: web.Request) -> dict[str, Any]:
     return gateway.stored_object(request, BODY, bad_request)
 
 
-_routing_error = gateway.RoutingErrors(
-    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
-    not_found=lambda request: ApiError(404, "not_found", f"no route for {request.path}"),
-    other=ApiError.for_status,
-)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
-    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    """Fire due reminders, then serve the request with its `X-Request-Id` (the caller's when it is
+    valid); `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else sim.next_request_id()
@@ -76,7 +70,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, workspace_id) if is_api else None,
         ApiError,
         _render,
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
         log,
     )
@@ -107,7 +101,7 @@ async def _api(
     sim: InboxOpsSimulator,
     workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
+    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
     if request.path in PUBLIC:
         return await handler(request)
 

@@ -1,4 +1,5 @@
-"""API errors: the `ApiError` exception and its two renderings (RFC 7807 problem+json, legacy JSON)."""
+"""API errors: the `ApiError` exception, its two renderings (RFC 7807 problem+json, legacy JSON),
+and the errors of requests no route serves."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.common.gateway import RoutingErrors
 from simulator.common.problems import error_response, phrase
 
 PROBLEM_BASE = "https://docs.inboxops.app/api/problems/"
@@ -111,3 +113,11 @@ def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
         }
         content_type = "application/problem+json"
     return error_response(err.status, body, err.headers, content_type)
+
+
+#: The errors of a request no route serves.
+ROUTING_ERRORS = RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
+    not_found=lambda request: ApiError(404, "not_found", f"no route for {request.path}"),
+    other=ApiError.for_status,
+)

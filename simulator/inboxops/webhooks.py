@@ -3,7 +3,6 @@ per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,11 +66,11 @@ def retry_schedule(max_attempts: int, retry_base: float) -> tuple[float, ...]:
 
 
 class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
-    """Queues events per (endpoint, ticket) and delivers them in the background."""
+    """Queues each event, signed with the endpoint's secret, per (endpoint, ticket); retries
+    with doubling waits."""
 
     user_agent = USER_AGENT
     endpoints: dict[str, Endpoint]
-    log: deque[shared.DeliveryRecord]
 
     def __init__(
         self,

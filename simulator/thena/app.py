@@ -17,7 +17,7 @@ from simulator.common.routes import below
 from simulator.thena.faults import ScriptedFailure
 from simulator.thena.journal import JournalEntry, masked
 from simulator.thena.models import Org
-from simulator.thena.problems import ApiError, bad_request, render
+from simulator.thena.problems import ROUTING_ERRORS, ApiError, bad_request, render
 
 if TYPE_CHECKING:
     from simulator.thena.sim import ThenaSimulator
@@ -41,13 +41,6 @@ def json_body(request: web.Request) -> Any:
     return gateway.stored_json(request, BODY, bad_request, "a JSON body is required")
 
 
-_routing_error = gateway.RoutingErrors(
-    not_allowed=lambda message, allow: ApiError(405, message, headers=allow),
-    not_found=lambda request: ApiError(404, f"Cannot {request.method} {request.path}"),
-    other=ApiError.for_status,
-)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/v1` ones are checked, limited and journaled."""
@@ -65,7 +58,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, org_id) if is_api else None,
         ApiError,
         _render,
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "the simulator failed; see its log"),
         log,
     )
@@ -95,7 +88,7 @@ def _scripted_error(sim: ThenaSimulator, scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), _routing_error)
+    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), ROUTING_ERRORS)
     org = authenticate(sim, request)
     org_id[0] = org.id
     limit_headers: dict[str, str] = {}

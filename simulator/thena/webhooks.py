@@ -4,7 +4,6 @@ per-ticket ordering, fault knobs, and a delivery log."""
 from __future__ import annotations
 
 import fnmatch
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,11 +88,11 @@ Delivery = shared.Delivery[Endpoint]
 
 
 class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
-    """Queues events per (endpoint, ticket) and delivers them in the background."""
+    """Queues each platform event per (endpoint, ticket), with a static token or an HMAC
+    signature as the endpoint says, nested or flat; retries on Thena's schedule."""
 
     user_agent = USER_AGENT
     endpoints: dict[str, Endpoint]
-    log: deque[shared.DeliveryRecord]
 
     def __init__(
         self,
