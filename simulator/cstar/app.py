@@ -14,7 +14,7 @@ from aiohttp import web
 from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.faults import ScriptedFailure
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
 from simulator.common.keys import ApiKey
 from simulator.common.routes import below
 from simulator.cstar.journal import JournalEntry
@@ -81,15 +81,12 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     resp.headers["X-Request-Id"] = request_id
     resp.headers.update(seen["limit_headers"])
     if is_api:
-        headers = dict(request.headers)
-        if "Authorization" in headers:
-            headers["Authorization"] = headers["Authorization"][:15] + "…"
         sim.record(
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 team_id=seen["team"],
-                headers=headers,
+                headers=masked(dict(request.headers), 15),
                 replayed=seen["replayed"],
             )
         )

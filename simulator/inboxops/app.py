@@ -13,7 +13,7 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.faults import ScriptedFailure
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
 from simulator.common.routes import below
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
@@ -76,15 +76,12 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     )
     resp.headers["X-Request-Id"] = request_id
     if is_api:
-        headers = dict(request.headers)
-        if "Authorization" in headers:
-            headers["Authorization"] = headers["Authorization"][:11] + "…"
         sim.record(
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 workspace_id=workspace_id[0],
-                headers=headers,
+                headers=masked(dict(request.headers), 11),
                 notes=request.get(NOTES, ()),
             )
         )

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.clock import iso
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
 from simulator.common.routes import below
 from simulator.thena.faults import ScriptedFailure
-from simulator.thena.journal import JournalEntry, masked
+from simulator.thena.journal import MASKED, JournalEntry
 from simulator.thena.models import Org
 from simulator.thena.problems import ROUTING_ERRORS, ApiError, bad_request, render
 
@@ -67,7 +67,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 org_id=org_id[0],
-                headers=masked(dict(request.headers)),
+                headers=masked(dict(request.headers), 10, MASKED),
             )
         )
     return resp
