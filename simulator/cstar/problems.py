@@ -10,7 +10,7 @@ from aiohttp import web
 
 from simulator.common.clock import iso
 from simulator.common.gateway import RoutingErrors
-from simulator.common.problems import error_response, phrase
+from simulator.common.problems import CodedError, error_response
 
 DOC_URL = "https://www.cstar.help/developers/errors"
 #: `doc_url` by status where the bulk page shows one: its 401 and 403 link to the API
@@ -56,50 +56,20 @@ LEGACY_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status, stable code, a message that says what to fix, extra headers."""
+class ApiError(CodedError):
+    """A cStar error answer; `field` is the error's `param`."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.headers = dict(headers or {})
-        #: Seconds until a retry may pass (429); where it is shown depends on the settings.
-        self.retry_after = retry_after
-
-    @classmethod
-    def for_status(
-        cls, status: int, message: str | None = None, retry_after: int | None = None
-    ) -> ApiError:
-        """An error for a bare HTTP status, with the documented code when there is one."""
-        code = CODE_FOR_STATUS.get(status) or phrase(status).lower().replace(" ", "_")
-        return cls(
-            status,
-            code,
-            message or f"simulated {status} {phrase(status)}",
-            retry_after=retry_after,
-        )
+    codes = CODE_FOR_STATUS
 
 
 def invalid(param: str, message: str) -> ApiError:
     """400 `parameter_invalid` naming the parameter."""
-    return ApiError(400, "parameter_invalid", f"{param}: {message}", param=param)
+    return ApiError(400, "parameter_invalid", f"{param}: {message}", field=param)
 
 
 def missing(param: str) -> ApiError:
     """400 `parameter_missing` naming the parameter."""
-    return ApiError(400, "parameter_missing", f"{param}: is required", param=param)
+    return ApiError(400, "parameter_missing", f"{param}: is required", field=param)
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -136,8 +106,8 @@ def render(
             "code": err.code,
             "message": message,
         }
-        if err.param is not None:
-            error["param"] = err.param
+        if err.field is not None:
+            error["param"] = err.field
         if err.retry_after is not None and "body" in retry_after_in:
             error["retryAfter"] = err.retry_after
         error["doc_url"] = DOC_URLS.get(err.status, f"{DOC_URL}#{err.code}")
