@@ -46,15 +46,7 @@ class Endpoint(shared.EndpointBase):
 
     workspace_id: str = field(kw_only=True)
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {
-            "id": self.id,
-            "workspace_id": self.workspace_id,
-            "url": self.url,
-            "events": list(self.events),
-            "enabled": self.enabled,
-        }
+    json_fields = ("id", "workspace_id", "url", "events", "enabled")
 
 
 Delivery = shared.Delivery[Endpoint]

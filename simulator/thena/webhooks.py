@@ -69,19 +69,7 @@ class Endpoint(shared.EndpointBase):
             not self.events or any(fnmatch.fnmatchcase(event, p) for p in self.events)
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {
-            "id": self.id,
-            "org_id": self.org_id,
-            "url": self.url,
-            "events": list(self.events),
-            "mode": self.mode,
-            "header": self.header,
-            "scheme": self.scheme,
-            "nested": self.nested,
-            "enabled": self.enabled,
-        }
+    json_fields = ("id", "org_id", "url", "events", "mode", "header", "scheme", "nested", "enabled")
 
 
 Delivery = shared.Delivery[Endpoint]

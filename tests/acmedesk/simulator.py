@@ -82,9 +82,7 @@ def _invalid(field: str, message: str) -> ApiError:
 class Endpoint(EndpointBase):
     """A webhook endpoint: every event of the desk goes to `url`, signed with `secret`."""
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {"id": self.id, "url": self.url}
+    json_fields = ("id", "url")
 
 
 class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
