@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from operator import attrgetter
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin, overload
 
 from aiohttp import web
 
@@ -80,19 +82,95 @@ def fan_out(changes: Iterable[C], burst: int) -> Iterator[tuple[C, str]]:
                 yield change, event
 
 
-class SimulatorBase(ABC):
-    """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator."""
+class LimitedSettings(Protocol):
+    """Settings with one per-minute limit for every tenant."""
 
-    #: The vendor's settings class (built `from_config`) and faults class (built from a seeded rng).
+    rate_limit_per_minute: int | None
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseConfig)
+LimitedConfigT = TypeVar("LimitedConfigT", bound=LimitedConfig)
+SettingsT = TypeVar("SettingsT")
+LimitedSettingsT = TypeVar("LimitedSettingsT", bound=LimitedSettings)
+FaultsT = TypeVar("FaultsT", bound=SeededFaults)
+EmitterT = TypeVar("EmitterT", bound=OrderedDelivery[Any])
+StoreT = TypeVar("StoreT")
+V = TypeVar("V")
+
+
+class StoreView(Generic[V]):
+    """A read-only simulator attribute read from the store at a dotted path."""
+
+    def __init__(self, path: str, doc: str) -> None:
+        self._get = attrgetter(path)
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, sim: None, owner: type[Any]) -> StoreView[V]: ...
+
+    @overload
+    def __get__(self, sim: SimulatorBase[Any, Any, Any, Any, Any], owner: type[Any]) -> V: ...
+
+    def __get__(
+        self, sim: SimulatorBase[Any, Any, Any, Any, Any] | None, owner: type[Any]
+    ) -> StoreView[V] | V:
+        if sim is None:
+            return self
+        return self._view(self._get(sim.store))
+
+    @abstractmethod
+    def _view(self, value: Any) -> V:
+        """What the attribute gives for the store's `value`."""
+
+
+class FromStore(StoreView[str]):
+    """A key or id: the store's value at a dotted path."""
+
+    def _view(self, value: Any) -> str:
+        text: str = value
+        return text
+
+
+class JsonFromStore(StoreView[list[dict[str, Any]]]):
+    """The JSON form of each record at a dotted path of the store (of a mapping, its values)."""
+
+    def _view(self, value: Any) -> list[dict[str, Any]]:
+        records = value.values() if isinstance(value, Mapping) else value
+        return [record.to_json() for record in records]
+
+
+class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT]):
+    """Seed, clock, faults, journal and the serve/stop/reset life cycle of one simulator.
+
+    A vendor's class names its config, settings, faults, emitter and store classes as the type
+    arguments; the first four are built from them (the default config, `from_config`, a seeded
+    rng, the emitter with the config's retry schedule unless the vendor builds its own).
+    """
+
+    config_type: ClassVar[type[Any]]
     settings_type: ClassVar[type[Any]]
     faults_type: ClassVar[type[Any]]
-    config: BaseConfig
-    settings: Any
-    faults: SeededFaults
-    emitter: OrderedDelivery[Any]
-    store: Any
+    emitter_type: ClassVar[type[Any]]
+    #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
+    tenant_noun: ClassVar[str]
+    endpoint_noun: ClassVar[str] = "endpoint"
+    #: Where the vendor API is served, below `url`.
+    api_path: ClassVar[str] = ""
+    config: ConfigT
+    settings: SettingsT
+    faults: FaultsT
+    emitter: EmitterT
+    store: StoreT
 
-    def __init__(self, config: BaseConfig, clock: Clock | None = None) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = get_args(base)
+            if isinstance(get_origin(base), type) and args and isinstance(args[0], type):
+                cls.config_type, cls.settings_type, cls.faults_type, cls.emitter_type = args[:4]
+
+    def __init__(self, config: ConfigT | None = None, *, clock: Clock | None = None) -> None:
+        config = config or self.config_type()
         self.config = config
         #: The seed in use (picked at random when the config has none; reset keeps it).
         self.seed: int = (
@@ -105,6 +183,20 @@ class SimulatorBase(ABC):
         self._endpoint_ids = IdSource(self.seed, "endpoints")
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._limits()
+        self.emitter = self._new_emitter()
+        self._new_generation()
+
+    def _limits(self) -> None:
+        """Set up the rate limits (none by default)."""
+
+    def _new_emitter(self) -> EmitterT:
+        """The vendor's webhook emitter: `_emitter_options()` and the config's retry schedule."""
+        # Only a vendor that builds its own emitter may have a config without a retry schedule.
+        cfg: Any = self.config
+        schedule = tuple(cfg.webhook_retry_schedule)
+        emitter: EmitterT = self.emitter_type(**self._emitter_options(), retry_schedule=schedule)
+        return emitter
 
     def _new_settings(self) -> Any:
         """The runtime settings as the config gives them."""
@@ -129,9 +221,31 @@ class SimulatorBase(ABC):
     def _app(self) -> web.Application:
         """The aiohttp app serving this simulator."""
 
-    @abstractmethod
+    def _banner(self) -> list[tuple[Any, ...]]:
+        """The log lines (format and values) saying where the simulator serves, and its keys."""
+        return [("%s at %s", type(self).__name__, self.url)]
+
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""
+        # The vendor's package logger: simulator.<vendor>.
+        log = logging.getLogger(type(self).__module__.rpartition(".")[0])
+        if endpoint is not None:
+            log.info("webhooks go to %s (%s %s)", webhook_url, self.endpoint_noun, endpoint)
+        for line in self._banner():
+            log.info(*line)
+
+    @property
+    def api_base(self) -> str:
+        """`<url><api_path>` (the path alone before the simulator serves)."""
+        return self.url + self.api_path
+
+    def _endpoint_tenant(self, tenant_id: str | None, tenants: Iterable[str]) -> str:
+        """The tenant an endpoint is registered for: `tenant_id` (one of `tenants`) or the default."""
+        store: Any = self.store
+        tenant: str = tenant_id or store.default.id
+        if tenant not in tenants:
+            raise ValueError(f"unknown {self.tenant_noun} {tenant!r}")
+        return tenant
 
     @abstractmethod
     def _reset_limits(self) -> None:
@@ -208,12 +322,14 @@ class SimulatorBase(ABC):
         self._journal.append(entry)
 
 
-class MinuteLimited(SimulatorBase):
+class MinuteLimited(
+    SimulatorBase[LimitedConfigT, LimitedSettingsT, FaultsT, EmitterT, StoreT],
+    Generic[LimitedConfigT, LimitedSettingsT, FaultsT, EmitterT, StoreT],
+):
     """A simulator whose tenants share one per-minute limit, switched by a setting."""
 
-    def __init__(self, config: LimitedConfig, clock: Clock | None = None) -> None:
-        super().__init__(config, clock)
-        self.limiter = RateLimiter(self.clock.monotonic, config.rate_limit_window_seconds)
+    def _limits(self) -> None:
+        self.limiter = RateLimiter(self.clock.monotonic, self.config.rate_limit_window_seconds)
 
     def _reset_limits(self) -> None:
         self.limiter.reset()

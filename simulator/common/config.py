@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ticketwire.errors import ConfigError
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 S = TypeVar("S", bound="DataclassInstance")
+Window = Literal["fixed", "sliding"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,22 @@ class ClockConfig:
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
             raise ConfigError("time_scale", "a number > 0", repr(self.time_scale))
+
+
+@dataclass(frozen=True)
+class MinuteLimitConfig(ClockConfig):
+    """The clock fields, then one per-minute request limit for every tenant."""
+
+    #: Requests per tenant per window; 0 or None switches the limit off.
+    rate_limit_per_minute: int | None = 100
+    rate_limit_window: Window = "fixed"
+    #: Length of the rate-limit window in simulated seconds.
+    rate_limit_window_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        per_minute("rate_limit_per_minute", self.rate_limit_per_minute)
+        one_of("rate_limit_window", self.rate_limit_window, ("fixed", "sliding"))
 
 
 def one_of(name: str, value: Any, options: Sequence[Any]) -> None:

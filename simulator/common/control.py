@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from aiohttp import web
 
+from simulator.common.routes import Routes
+
 Answer = Callable[[web.Request, Any, int], web.Response]
 
 
@@ -180,6 +182,13 @@ class Controls:
         body = await self.body(request)
         return self.answer(request, sim.change_ticket(request.match_info["id"], **body))
 
+    async def add_message(self, request: web.Request) -> web.Response:
+        """A message on a ticket, with the fields the simulator's `add_message` takes; answers it
+        (a route only for a vendor whose tickets have messages)."""
+        sim = request.app[self.style.key]
+        body = await self.body(request)
+        return self.answer(request, sim.add_message(request.match_info["id"], **body), 201)
+
     async def get_faults(self, request: web.Request) -> web.Response:
         """The current fault knobs."""
         return self.answer(request, request.app[self.style.key].faults.to_json())
@@ -223,27 +232,19 @@ class Controls:
         """What the vendor does once `body`'s switches are set (nothing by default)."""
         return
 
-    def add_routes(
-        self,
-        app: web.Application,
-        get_settings: Callable[[web.Request], Any] | None = None,
-        set_settings: Callable[[web.Request], Any] | None = None,
-    ) -> None:
-        """Register the shared /_sim routes, with the vendor's settings handlers where it has its
-        own."""
-        r = app.router
-        r.add_get("/_sim", self.info)
-        r.add_post("/_sim/reset", self.reset)
-        r.add_get("/_sim/journal", self.journal)
-        r.add_get("/_sim/deliveries", self.deliveries)
-        r.add_post("/_sim/deliveries/wait", self.wait_idle)
-        r.add_get("/_sim/endpoints", self.list_endpoints)
-        r.add_post("/_sim/endpoints", self.add_endpoint)
-        r.add_get("/_sim/tickets", self.list_tickets)
-        r.add_post("/_sim/tickets", self.create_ticket)
-        r.add_post("/_sim/tickets/{id}/change", self.change_ticket)
-        r.add_get("/_sim/faults", self.get_faults)
-        r.add_post("/_sim/faults", self.set_faults)
-        r.add_get("/_sim/settings", get_settings or self.get_settings)
-        r.add_post("/_sim/settings", set_settings or self.set_settings)
-        r.add_post("/_sim/seed", self.seed)
+    def routes(self, own: Routes | None = None) -> Routes:
+        """The shared /_sim routes, then the vendor's `own` (a path in both is the vendor's)."""
+        shared: Routes = {
+            "/_sim": {"GET": self.info},
+            "/_sim/reset": {"POST": self.reset},
+            "/_sim/journal": {"GET": self.journal},
+            "/_sim/deliveries": {"GET": self.deliveries},
+            "/_sim/deliveries/wait": {"POST": self.wait_idle},
+            "/_sim/endpoints": {"GET": self.list_endpoints, "POST": self.add_endpoint},
+            "/_sim/tickets": {"GET": self.list_tickets, "POST": self.create_ticket},
+            "/_sim/tickets/{id}/change": {"POST": self.change_ticket},
+            "/_sim/faults": {"GET": self.get_faults, "POST": self.set_faults},
+            "/_sim/settings": {"GET": self.get_settings, "POST": self.set_settings},
+            "/_sim/seed": {"POST": self.seed},
+        }
+        return {**shared, **(own or {})}

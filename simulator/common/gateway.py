@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -107,8 +108,24 @@ def stored_object(
     return body
 
 
-def not_allowed(exc: web.HTTPException, request: web.Request) -> tuple[str, dict[str, str] | None]:
-    """The message of a 405 and its `Allow` header (None when aiohttp names no method)."""
-    allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-    message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
-    return message, {"Allow": allowed} if allowed else None
+@dataclass(frozen=True)
+class RoutingErrors:
+    """A vendor's errors for a request no route serves, by what aiohttp found wrong."""
+
+    #: A known path with a wrong method: the message and the `Allow` header (None when aiohttp
+    #: names no method).
+    not_allowed: Callable[[str, dict[str, str] | None], Exception]
+    #: An unknown path.
+    not_found: Callable[[web.Request], Exception]
+    #: Any other status aiohttp raises, with its text (None when it has none).
+    other: Callable[[int, str | None], Exception]
+
+    def __call__(self, exc: web.HTTPException, request: web.Request) -> Exception:
+        """The vendor's error for `exc`, raised while routing `request`."""
+        if exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+            message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+            return self.not_allowed(message, {"Allow": allowed} if allowed else None)
+        if exc.status == 404:
+            return self.not_found(request)
+        return self.other(exc.status, exc.text or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,3 +35,11 @@ def request_fields(request: web.Request, body: Any, status: int, at: datetime) -
         "status": status,
         "at": at,
     }
+
+
+def masked(
+    headers: Mapping[str, str], keep: int, names: Collection[str] = ("authorization",)
+) -> dict[str, str]:
+    """A copy of `headers` with the values of the credential headers `names` (lower case) cut to
+    their first `keep` characters."""
+    return {k: (v[:keep] + "…" if k.lower() in names else v) for k, v in headers.items()}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
 from simulator.common.base import SimulatorBase
+from simulator.common.routes import Routes, add_routes
 
-S = TypeVar("S", bound=SimulatorBase)
+S = TypeVar("S", bound=SimulatorBase[Any, Any, Any, Any, Any])
 
 
 class AppFactory(Protocol):
@@ -41,10 +41,10 @@ def app_factory(
     cls: type[S],
     key: web.AppKey[Any],
     middleware: Any,
-    *routes: Callable[[web.Application], None],
+    *routes: Routes,
 ) -> AppFactory:
     """The `create_app` of simulator class `cls`: its app keeps it as `app[key]`, passes every
-    request through `middleware`, and has `routes` added."""
+    request through `middleware`, and serves the route tables `routes`."""
 
     def create_app(sim: Any = None) -> web.Application:
         """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
@@ -52,8 +52,8 @@ def app_factory(
         served = sim if isinstance(sim, cls) else cls(sim)
         app = web.Application(middlewares=[middleware])
         app[key] = served
-        for add in routes:
-            add(app)
+        for table in routes:
+            add_routes(app, table)
 
         async def _close(_: web.Application) -> None:
             await served.close_background()
@@ -64,7 +64,9 @@ def app_factory(
     return create_app
 
 
-def runner(cls: type[SimulatorBase], default_port: int, secret: str = "secret") -> Runner:
+def runner(
+    cls: type[SimulatorBase[Any, Any, Any, Any, Any]], default_port: int, secret: str = "secret"
+) -> Runner:
     """The `run_simulator` of simulator class `cls`; a webhook url needs its `secret`."""
 
     async def run_simulator(

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import aiohttp
 
@@ -35,8 +35,11 @@ class Target(Protocol):
 
 
 @dataclass
-class EndpointBase:
+class EndpointBase(Record):
     """What every vendor's webhook endpoint holds; each adds the tenant it belongs to."""
+
+    #: The JSON form: never the secret.
+    json_fields: ClassVar[tuple[str, ...] | None] = ("id", "url", "events", "enabled")
 
     id: str
     url: str

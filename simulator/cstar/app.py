@@ -14,10 +14,12 @@ from aiohttp import web
 from simulator.common import gateway
 from simulator.common.clock import iso
 from simulator.common.faults import ScriptedFailure
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
+from simulator.common.keys import ApiKey
+from simulator.common.routes import below
 from simulator.cstar.journal import JournalEntry
-from simulator.cstar.problems import ApiError, invalid, not_found, render
-from simulator.cstar.store import ApiKey, Team
+from simulator.cstar.problems import ROUTING_ERRORS, ApiError, invalid, not_found, render
+from simulator.cstar.store import Team
 
 if TYPE_CHECKING:
     from simulator.cstar.sim import CStarSimulator
@@ -56,18 +58,10 @@ def json_body(request: web.Request) -> dict[str, Any]:
     return gateway.stored_object(request, BODY, invalid)
 
 
-def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
-    if exc.status == 405:
-        message, allow = gateway.not_allowed(exc, request)
-        return ApiError(405, "method_not_allowed", message, headers=allow)
-    if exc.status == 404:
-        return ApiError(404, "route_not_found", f"no route for {request.path}")
-    return ApiError.for_status(exc.status, exc.text or None)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
-    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    """Give every request an `X-Request-Id`; `/api/v1` ones are checked, limited, replayed for a
+    known Idempotency-Key and journaled."""
     sim = request.app[SIM_KEY]
     request_id = sim.next_request_id()
     request[REQUEST_ID] = request_id
@@ -80,22 +74,19 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, seen) if is_api else None,
         ApiError,
         partial(_render, sim, request_id=request_id),
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
         log,
     )
     resp.headers["X-Request-Id"] = request_id
     resp.headers.update(seen["limit_headers"])
     if is_api:
-        headers = dict(request.headers)
-        if "Authorization" in headers:
-            headers["Authorization"] = headers["Authorization"][:15] + "…"
         sim.record(
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 team_id=seen["team"],
-                headers=headers,
+                headers=masked(dict(request.headers), 15),
                 replayed=seen["replayed"],
             )
         )
@@ -139,7 +130,7 @@ def _authenticate(request: web.Request, sim: CStarSimulator) -> ApiKey:
     key = sim.store.keys.get(token)
     if key is None:
         raise _unauthenticated(sim, "invalid_api_key", "Invalid API key provided")
-    if key.expired:
+    if key.retired:
         raise _unauthenticated(sim, "key_expired", "This API key has expired; create a new one")
     return key
 
@@ -151,10 +142,10 @@ def _scripted_error(scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
+    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
     key = _authenticate(request, sim)
-    seen["team"] = key.team_id
-    if request.match_info.get("team") != key.team_id:
+    seen["team"] = key.tenant_id
+    if request.match_info.get("team") != key.tenant_id:
         # The bulk page's 403 covers "wrong key type or team access" with one code.
         raise ApiError(
             403,
@@ -163,15 +154,15 @@ async def _api(
             else "insufficient_permissions",
             f"This API key cannot access team {request.match_info.get('team')!r}",
         )
-    team = sim.store.teams[key.team_id]
-    if key.kind == "publishable" and request.method not in READ_METHODS:
+    team = sim.store.teams[key.tenant_id]
+    if key.scope == "publishable" and request.method not in READ_METHODS:
         raise ApiError(
             403, sim.settings.publishable_write_code, "Secret key required for this endpoint"
         )
 
     limit = sim.settings.rate_limit
     if limit:
-        decision = sim.limiter_for(limit).check(key.key, limit.for_kind(key.kind), "fixed")
+        decision = sim.limiter_for(limit).check(key.key, limit.for_kind(key.scope), "fixed")
         reset_at = int(sim.clock.now().timestamp()) + decision.reset_after
         seen["limit_headers"] = {
             "X-RateLimit-Limit": str(decision.limit),
@@ -347,16 +338,15 @@ async def get_customer(request: web.Request) -> web.Response:
     return ok(request, customer.to_json())
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the team-scoped API."""
-    r = app.router
-    r.add_get(TEAM_ROOT + "/tickets", list_tickets)
-    r.add_post(TEAM_ROOT + "/tickets", create_ticket)
-    r.add_get(TEAM_ROOT + "/tickets/{id}", get_ticket)
-    r.add_patch(TEAM_ROOT + "/tickets/{id}", patch_ticket)
-    r.add_delete(TEAM_ROOT + "/tickets/{id}", delete_ticket)
-    r.add_get(TEAM_ROOT + "/tickets/{id}/messages", list_messages)
-    r.add_post(TEAM_ROOT + "/tickets/{id}/messages", add_message)
-    r.add_post(TEAM_ROOT + "/bulk", bulk)
-    r.add_get(TEAM_ROOT + "/customers", list_customers)
-    r.add_get(TEAM_ROOT + "/customers/{id}", get_customer)
+#: The team-scoped API.
+API_ROUTES = below(
+    TEAM_ROOT,
+    {
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket, "DELETE": delete_ticket},
+        "/tickets/{id}/messages": {"GET": list_messages, "POST": add_message},
+        "/bulk": {"POST": bulk},
+        "/customers": {"GET": list_customers},
+        "/customers/{id}": {"GET": get_customer},
+    },
+)

@@ -103,8 +103,11 @@ async def set_settings(request: web.Request) -> web.Response:
     return ok(request, sim.settings.to_json())
 
 
-def add_control_routes(app: web.Application) -> None:
-    """Register the /_sim routes."""
-    CONTROLS.add_routes(app, get_settings, set_settings)
-    app.router.add_post("/_sim/tickets/{id}/messages", add_message)
-    app.router.add_delete("/_sim/tickets/{id}", delete_ticket)
+#: The shared /_sim routes with cStar's settings, messages and deletes.
+CONTROL_ROUTES = CONTROLS.routes(
+    {
+        "/_sim/settings": {"GET": get_settings, "POST": set_settings},
+        "/_sim/tickets/{id}/messages": {"POST": add_message},
+        "/_sim/tickets/{id}": {"DELETE": delete_ticket},
+    }
+)

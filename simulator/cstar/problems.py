@@ -1,4 +1,5 @@
-"""API errors: `ApiError` and its two renderings (the current envelope, the older legacy shape)."""
+"""API errors: `ApiError`, its two renderings (the current envelope, the older legacy shape), and
+the errors of requests no route serves."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from simulator.common.clock import iso
-from simulator.common.problems import error_response, phrase
+from simulator.common.gateway import RoutingErrors
+from simulator.common.problems import CodedError, error_response
 
 DOC_URL = "https://www.cstar.help/developers/errors"
 #: `doc_url` by status where the bulk page shows one: its 401 and 403 link to the API
@@ -54,50 +56,20 @@ LEGACY_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status, stable code, a message that says what to fix, extra headers."""
+class ApiError(CodedError):
+    """A cStar error answer; `field` is the error's `param`."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.headers = dict(headers or {})
-        #: Seconds until a retry may pass (429); where it is shown depends on the settings.
-        self.retry_after = retry_after
-
-    @classmethod
-    def for_status(
-        cls, status: int, message: str | None = None, retry_after: int | None = None
-    ) -> ApiError:
-        """An error for a bare HTTP status, with the documented code when there is one."""
-        code = CODE_FOR_STATUS.get(status) or phrase(status).lower().replace(" ", "_")
-        return cls(
-            status,
-            code,
-            message or f"simulated {status} {phrase(status)}",
-            retry_after=retry_after,
-        )
+    codes = CODE_FOR_STATUS
 
 
 def invalid(param: str, message: str) -> ApiError:
     """400 `parameter_invalid` naming the parameter."""
-    return ApiError(400, "parameter_invalid", f"{param}: {message}", param=param)
+    return ApiError(400, "parameter_invalid", f"{param}: {message}", field=param)
 
 
 def missing(param: str) -> ApiError:
     """400 `parameter_missing` naming the parameter."""
-    return ApiError(400, "parameter_missing", f"{param}: is required", param=param)
+    return ApiError(400, "parameter_missing", f"{param}: is required", field=param)
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -134,11 +106,19 @@ def render(
             "code": err.code,
             "message": message,
         }
-        if err.param is not None:
-            error["param"] = err.param
+        if err.field is not None:
+            error["param"] = err.field
         if err.retry_after is not None and "body" in retry_after_in:
             error["retryAfter"] = err.retry_after
         error["doc_url"] = DOC_URLS.get(err.status, f"{DOC_URL}#{err.code}")
         error["request_id"] = request_id
         body = {"success": False, "error": error, "meta": {"timestamp": iso(now)}}
     return error_response(err.status, body, headers)
+
+
+#: The errors of a request no route serves.
+ROUTING_ERRORS = RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
+    not_found=lambda request: ApiError(404, "route_not_found", f"no route for {request.path}"),
+    other=ApiError.for_status,
+)

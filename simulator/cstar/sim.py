@@ -9,13 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import SimulatorBase, fan_out
-from simulator.common.clock import Clock
+from simulator.common.base import FromStore, SimulatorBase, fan_out
 from simulator.common.ratelimit import RateLimiter
 from simulator.common.serving import app_factory, runner
-from simulator.cstar.app import SIM_KEY, add_api_routes, middleware
+from simulator.cstar.app import API_ROUTES, SIM_KEY, middleware
 from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
-from simulator.cstar.control import add_control_routes
+from simulator.cstar.control import CONTROL_ROUTES
 from simulator.cstar.faults import Faults
 from simulator.cstar.store import Store, Team, TicketChange
 from simulator.cstar.webhooks import Signing, WebhookEmitter, envelope
@@ -40,31 +39,23 @@ _CUSTOMERS = (
 )
 
 
-class CStarSimulator(SimulatorBase):
+class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, WebhookEmitter, Store]):
     """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
 
-    settings_type = Settings
-    faults_type = Faults
-    config: CStarSimulatorConfig
-    settings: Settings
-    faults: Faults
-    emitter: WebhookEmitter
-    store: Store
+    tenant_noun = "team"
+    endpoint_noun = "webhook"
 
-    def __init__(
-        self, config: CStarSimulatorConfig | None = None, *, clock: Clock | None = None
-    ) -> None:
-        super().__init__(config or CStarSimulatorConfig(), clock)
-        cfg = self.config
+    def _limits(self) -> None:
         self._limiter: tuple[float, RateLimiter] | None = None
-        self.emitter = WebhookEmitter(
+
+    def _new_emitter(self) -> WebhookEmitter:
+        return WebhookEmitter(
             **self._emitter_options(),
-            retry_schedule=tuple(cfg.webhook_retry_schedule),
+            retry_schedule=tuple(self.config.webhook_retry_schedule),
             signing=lambda: Signing(
                 self.settings.webhook_signature, self.settings.webhook_signature_header
             ),
         )
-        self._new_generation()
 
     def _build(self) -> None:
         cfg = self.config
@@ -80,54 +71,37 @@ class CStarSimulator(SimulatorBase):
     def _app(self) -> web.Application:
         return create_app(self)
 
-    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
-        """Log where the simulator serves, its keys, and the endpoint registered at start."""
-        if endpoint is not None:
-            log.info("webhooks go to %s (webhook %s)", webhook_url, endpoint)
-        log.info("cStar simulator at %s (controls at %s/_sim)", self.api_base, self.url)
-        log.info("team id: %s", self.team_id)
-        log.info("secret key (simulator only): %s", self.api_key)
-        log.info("publishable key (simulator only): %s", self.publishable_key)
+    def _banner(self) -> list[tuple[Any, ...]]:
+        return [
+            ("cStar simulator at %s (controls at %s/_sim)", self.api_base, self.url),
+            ("team id: %s", self.team_id),
+            ("secret key (simulator only): %s", self.api_key),
+            ("publishable key (simulator only): %s", self.publishable_key),
+        ]
 
     def _reset_limits(self) -> None:
         self._limiter = None
 
     # ----------------------------------------------------------------- identities
 
-    @property
-    def team_id(self) -> str:
-        """The default team's UUID (the `{teamId}` of every path)."""
-        return self.store.default.id
-
-    @property
-    def other_team_id(self) -> str:
-        """A second team; the default team's keys get 403 `team_access_denied` there."""
-        return self.store.other.id
+    team_id = FromStore("default.id", "The default team's UUID (the `{teamId}` of every path).")
+    other_team_id = FromStore(
+        "other.id", "A second team; the default team's keys get 403 `team_access_denied` there."
+    )
 
     @property
     def api_base(self) -> str:
         """`<url>/api/v1/teams/<team_id>`."""
         return f"{self.url}/api/v1/teams/{self.team_id}"
 
-    @property
-    def api_key(self) -> str:
-        """Secret key (`sk_test_…`) of the default team: read and write."""
-        return self.store.api_key
-
-    @property
-    def publishable_key(self) -> str:
-        """Publishable key (`pk_test_…`) of the default team: read-only."""
-        return self.store.publishable_key
-
-    @property
-    def expired_key(self) -> str:
-        """An expired secret key of the default team (401 `key_expired`)."""
-        return self.store.expired_key
-
-    @property
-    def other_team_key(self) -> str:
-        """Secret key of the second team."""
-        return self.store.other_team_key
+    api_key = FromStore("api_key", "Secret key (`sk_test_…`) of the default team: read and write.")
+    publishable_key = FromStore(
+        "publishable_key", "Publishable key (`pk_test_…`) of the default team: read-only."
+    )
+    expired_key = FromStore(
+        "expired_key", "An expired secret key of the default team (401 `key_expired`)."
+    )
+    other_team_key = FromStore("other_team_key", "Secret key of the second team.")
 
     @property
     def agents(self) -> list[str]:
@@ -211,9 +185,7 @@ class CStarSimulator(SimulatorBase):
         team_id: str | None = None,
     ) -> str:
         """Register a webhook (default team unless given) signed with `secret`; returns its id."""
-        team = team_id or self.team_id
-        if team not in self.store.teams:
-            raise ValueError(f"unknown team {team!r}")
+        team = self._endpoint_tenant(team_id, self.store.teams)
         endpoint_id = f"whk_{self._endpoint_ids.token(12)}"
         return self.emitter.add_endpoint(endpoint_id, team, url, secret, events).id
 
@@ -277,5 +249,5 @@ class CStarSimulator(SimulatorBase):
         return self._limiter[1]
 
 
-create_app = app_factory(CStarSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(CStarSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(CStarSimulator, 8026, "secret")

@@ -14,6 +14,7 @@ from typing import Any
 
 from simulator.common.clock import IdSource, iso
 from simulator.common.idempotency import fingerprint
+from simulator.common.keys import KeyRing
 from simulator.common.records import Record
 from simulator.cstar.problems import ApiError, invalid, missing, not_found
 from ticketwire.vendors.cstar.models import BULK_ACTIONS, BULK_RESOURCES, PRIORITIES, STATUSES
@@ -51,16 +52,6 @@ WEBHOOK_NAMES = {
 CUSTOMER_FIELDS = frozenset({"name", "email"})
 CHANNELS = ("email", "chat", "web", "api", "phone")
 DASHBOARD = "https://www.cstar.help/dashboard/tickets/"
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """An API key: `secret` (read/write) or `publishable` (read-only), of one team."""
-
-    key: str
-    team_id: str
-    kind: str
-    expired: bool = False
 
 
 @dataclass
@@ -146,19 +137,15 @@ class Store:
         self.default = Team(teams.uuid(), "Acme Support", prefix, first_number)
         self.other = Team(teams.uuid(), "Globex Helpdesk", "GLX", 1)
         self.teams = {t.id: t for t in (self.default, self.other)}
-        self.keys: dict[str, ApiKey] = {}
-        self.api_key = self._key(f"sk_test_{keys.token(16)}", self.default.id, "secret")
-        self.publishable_key = self._key(
+        self.keys = KeyRing()
+        self.api_key = self.keys.add(f"sk_test_{keys.token(16)}", self.default.id, "secret")
+        self.publishable_key = self.keys.add(
             f"pk_test_{keys.token(16)}", self.default.id, "publishable"
         )
-        self.expired_key = self._key(
-            f"sk_test_{keys.token(16)}", self.default.id, "secret", expired=True
+        self.expired_key = self.keys.add(
+            f"sk_test_{keys.token(16)}", self.default.id, "secret", retired=True
         )
-        self.other_team_key = self._key(f"sk_test_{keys.token(16)}", self.other.id, "secret")
-
-    def _key(self, key: str, team_id: str, kind: str, *, expired: bool = False) -> str:
-        self.keys[key] = ApiKey(key, team_id, kind, expired)
-        return key
+        self.other_team_key = self.keys.add(f"sk_test_{keys.token(16)}", self.other.id, "secret")
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{self.ids.token(12)}"

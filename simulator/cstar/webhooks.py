@@ -10,19 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
+from simulator.common import webhooks as shared
 from simulator.common.clock import iso
-from simulator.common.webhooks import (
-    Answer,
-    EmitterOptions,
-    EndpointBase,
-    Signed,
-    WebhookEmitterBase,
-    check_endpoint,
-    check_events,
-    compact,
-)
-from simulator.common.webhooks import Delivery as SharedDelivery
-from simulator.common.webhooks import DeliveryRecord as SharedRecord
 from simulator.cstar.faults import Faults
 from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
@@ -70,7 +59,7 @@ def envelope(
 
 
 @dataclass
-class Endpoint(EndpointBase):
+class Endpoint(shared.EndpointBase):
     """A webhook (`whk_…`) of one team; no events, `*` or `ticket.*` subscribe to many."""
 
     team_id: str = field(kw_only=True)
@@ -97,7 +86,7 @@ class Endpoint(EndpointBase):
 
 
 @dataclass(frozen=True)
-class DeliveryRecord(SharedRecord):
+class DeliveryRecord(shared.DeliveryRecord):
     """One delivery attempt as the log keeps it, with what its signature said about time."""
 
     #: The `t` the attempt was signed with (real unix seconds; None for legacy signatures).
@@ -125,7 +114,7 @@ class DeliveryRecord(SharedRecord):
 
 
 @dataclass
-class Delivery(SharedDelivery[Endpoint]):
+class Delivery(shared.Delivery[Endpoint]):
     """A delivery that also carries the API request which caused it."""
 
     request_id: str = ""
@@ -139,7 +128,7 @@ class Signing:
     header: str
 
 
-class WebhookEmitter(WebhookEmitterBase[Delivery]):
+class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
 
     user_agent = USER_AGENT
@@ -153,7 +142,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         retry_schedule: tuple[float, ...],
         signing: Callable[[], Signing],
         wall: Callable[[], float] = time.time,
-        **options: Unpack[EmitterOptions],
+        **options: Unpack[shared.EmitterOptions],
     ) -> None:
         super().__init__(retry_schedule=retry_schedule, **options)
         self._signing = signing
@@ -170,8 +159,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         events: list[str] | tuple[str, ...] | None = None,
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
-        check_endpoint(url, secret)
-        check_events(
+        shared.check_endpoint(url, secret)
+        shared.check_events(
             events,
             TICKET_EVENTS,
             lambda event: event == "*" or event.endswith(".*"),
@@ -194,11 +183,11 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         request_id: str,
     ) -> None:
         """Queue `envelope` for every endpoint that wants `event`; never sends inline."""
-        body = compact(envelope)
+        body = shared.compact(envelope)
         for ep in self._targets(event, lambda ep: ep.team_id == team_id):
             self._queue(Delivery(ep, event, event_id, ticket_id, body, request_id=request_id))
 
-    def _sign(self, d: Delivery, bad: bool) -> Signed:
+    def _sign(self, d: Delivery, bad: bool) -> shared.Signed:
         secret = d.endpoint.secret.reveal()
         if bad:
             secret += "-not-the-secret"
@@ -219,7 +208,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             "X-Delivery-Attempt": str(d.attempts),
             "x-cstar-request-id": d.request_id,
         }
-        return Signed(headers, signed_at if signing.mode == "v1" else None, stale_by != 0)
+        return shared.Signed(headers, signed_at if signing.mode == "v1" else None, stale_by != 0)
 
     def _timeout_error(self) -> str:
         return f"no response within the {self._timeout.total:g}s budget"
@@ -227,11 +216,11 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def _record(
         self,
         d: Delivery,
-        answer: Answer,
+        answer: shared.Answer,
         sent_at: datetime,
         last: bool,
         bad: bool,
-        signed: Signed,
+        signed: shared.Signed,
     ) -> DeliveryRecord:
         shared = super()._record(d, answer, sent_at, last, bad, signed)
         return DeliveryRecord(

@@ -13,12 +13,13 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.faults import ScriptedFailure
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
+from simulator.common.routes import below
 from simulator.inboxops import openapi
 from simulator.inboxops.journal import JournalEntry
 from simulator.inboxops.messages import parse_types
 from simulator.inboxops.models import Workspace
-from simulator.inboxops.problems import ApiError, bad_request, render
+from simulator.inboxops.problems import ROUTING_ERRORS, ApiError, bad_request, render
 from simulator.inboxops.search import parse_query, run_query
 from simulator.inboxops.store import INCLUDES
 
@@ -47,18 +48,10 @@ def json_body(request: web.Request) -> dict[str, Any]:
     return gateway.stored_object(request, BODY, bad_request)
 
 
-def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
-    if exc.status == 405:
-        message, allow = gateway.not_allowed(exc, request)
-        return ApiError(405, "method_not_allowed", message, headers=allow)
-    if exc.status == 404:
-        return ApiError(404, "not_found", f"no route for {request.path}")
-    return ApiError.for_status(exc.status, exc.text or None)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
-    """Wrap every request; `/api/v1` ones are checked, limited and journaled."""
+    """Fire due reminders, then serve the request with its `X-Request-Id` (the caller's when it is
+    valid); `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else sim.next_request_id()
@@ -77,21 +70,18 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, workspace_id) if is_api else None,
         ApiError,
         _render,
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
         log,
     )
     resp.headers["X-Request-Id"] = request_id
     if is_api:
-        headers = dict(request.headers)
-        if "Authorization" in headers:
-            headers["Authorization"] = headers["Authorization"][:11] + "…"
         sim.record(
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 request_id=request_id,
                 workspace_id=workspace_id[0],
-                headers=headers,
+                headers=masked(dict(request.headers), 11),
                 notes=request.get(NOTES, ()),
             )
         )
@@ -108,7 +98,7 @@ async def _api(
     sim: InboxOpsSimulator,
     workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, _routing_error)
+    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
     if request.path in PUBLIC:
         return await handler(request)
 
@@ -126,10 +116,10 @@ async def _api(
     key = sim.store.keys.get(token)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown API key; create one under Settings → API")
-    if key.revoked:
+    if key.retired:
         raise ApiError(401, "unauthorized", "this API key was revoked; create a new one")
-    workspace_id[0] = key.workspace_id
-    ws = sim.store.workspaces[key.workspace_id]
+    workspace_id[0] = key.tenant_id
+    ws = sim.store.workspaces[key.tenant_id]
     if not ws.entitled:
         raise ApiError(
             403, "forbidden", "this workspace's plan has no API access (entitlement api_webhooks)"
@@ -299,20 +289,19 @@ async def list_inboxes(request: web.Request) -> web.Response:
     return ok(_listing([i.to_json() for i in request[WORKSPACE].inboxes]))
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the vendor API under /api/v1."""
-    r = app.router
-    r.add_get(API + "/openapi.json", get_openapi)
-    r.add_get(API + "/docs", get_docs)
-    r.add_get(API + "/tickets", list_tickets)
-    r.add_post(API + "/tickets", create_ticket)
-    r.add_post(API + "/tickets/bulk", bulk_tickets)
-    r.add_get(API + "/tickets/{id}", get_ticket)
-    r.add_patch(API + "/tickets/{id}", patch_ticket)
-    r.add_get(API + "/tickets/{id}/messages", list_messages)
-    r.add_post(API + "/tickets/{id}/messages", add_note)
-    r.add_get(API + "/tags", list_tags)
-    r.add_post(API + "/tags", create_tag)
-    r.add_get(API + "/ticket_statuses", list_statuses)
-    r.add_get(API + "/ticket_priorities", list_priorities)
-    r.add_get(API + "/inboxes", list_inboxes)
+#: The vendor API under /api/v1.
+API_ROUTES = below(
+    API,
+    {
+        "/openapi.json": {"GET": get_openapi},
+        "/docs": {"GET": get_docs},
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/bulk": {"POST": bulk_tickets},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket},
+        "/tickets/{id}/messages": {"GET": list_messages, "POST": add_note},
+        "/tags": {"GET": list_tags, "POST": create_tag},
+        "/ticket_statuses": {"GET": list_statuses},
+        "/ticket_priorities": {"GET": list_priorities},
+        "/inboxes": {"GET": list_inboxes},
+    },
+)

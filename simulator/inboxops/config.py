@@ -5,23 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout, switches
+from simulator.common.config import (
+    MinuteLimitConfig,
+    Window,
+    one_of,
+    positive_timeout,
+    switches,
+)
 from ticketwire.errors import ConfigError
 
-Window = Literal["fixed", "sliding"]
 UnknownIds = Literal["skip", "404"]
 LeftReminder = Literal["clear", "keep"]
 
 
 @dataclass(frozen=True)
-class SimulatorConfig(ClockConfig):
+class SimulatorConfig(MinuteLimitConfig):
     """Everything fixed when the simulator is built; `Settings` holds what may change later."""
 
-    #: Requests per workspace per window; 0 or None switches the limit off.
-    rate_limit_per_minute: int | None = 100
-    rate_limit_window: Window = "fixed"
-    #: Length of the rate-limit window in simulated seconds.
-    rate_limit_window_seconds: float = 60.0
     #: Send `X-RateLimit-Limit/Remaining/Reset` on rate-limited routes.
     rate_limit_headers: bool = False
     #: Errors as `{error, message, code, details}` application/json instead of problem+json.
@@ -54,8 +54,6 @@ class SimulatorConfig(ClockConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        per_minute("rate_limit_per_minute", self.rate_limit_per_minute)
-        one_of("rate_limit_window", self.rate_limit_window, ("fixed", "sliding"))
         one_of("bulk_unknown_ids", self.bulk_unknown_ids, ("skip", "404"))
         one_of("reminder_leaving_waiting", self.reminder_leaving_waiting, ("clear", "keep"))
         if self.max_bulk_ids < 1:

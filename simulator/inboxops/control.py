@@ -55,14 +55,6 @@ CONTROLS = _Controls(
 )
 
 
-async def add_message(request: web.Request) -> web.Response:
-    """A message as the app adds it: `{type: email|internal_note, direction, is_draft, …}`."""
-    sim = request.app[SIM_KEY]
-    body = await CONTROLS.body(request)
-    return ok({"data": sim.add_message(request.match_info["id"], **body)}, 201)
-
-
-def add_control_routes(app: web.Application) -> None:
-    """Register the /_sim routes."""
-    CONTROLS.add_routes(app)
-    app.router.add_post("/_sim/tickets/{id}/messages", add_message)
+#: The shared /_sim routes and messages as the app adds them: `{type: email|internal_note,
+#: direction, is_draft, …}`.
+CONTROL_ROUTES = CONTROLS.routes({"/_sim/tickets/{id}/messages": {"POST": CONTROLS.add_message}})

@@ -1,4 +1,4 @@
-"""The simulator's workspace data: statuses, priorities, inboxes, tags, custom fields, tickets, keys."""
+"""The simulator's workspace data: statuses, priorities, inboxes, tags, custom fields, tickets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any, Literal
 from simulator.common.records import Named, Record
 from simulator.inboxops.messages import Message
 
-Scope = Literal["read_write", "read_only"]
 FieldType = Literal["text", "number", "date", "date_time", "select", "multi_select"]
 
 
@@ -152,16 +151,6 @@ class IdempotencyEntry:
     body_hash: str
     response: dict[str, Any]
     expires_at: float
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """An API key: its workspace and scope; revoked keys answer 401."""
-
-    key: str
-    workspace_id: str
-    scope: Scope
-    revoked: bool = False
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""API errors: the `ApiError` exception and its two renderings (RFC 7807 problem+json, legacy JSON)."""
+"""API errors: the `ApiError` exception, its two renderings (RFC 7807 problem+json, legacy JSON),
+and the errors of requests no route serves."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.problems import error_response, phrase
+from simulator.common.gateway import RoutingErrors
+from simulator.common.problems import CodedError, error_response, phrase
 
 PROBLEM_BASE = "https://docs.inboxops.app/api/problems/"
 INSTANCE_BASE = PROBLEM_BASE + "instances/"
@@ -39,39 +41,14 @@ CODE_FOR_STATUS = {
 }
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status, stable code, a detail that says what to fix, extra headers."""
+class ApiError(CodedError):
+    """An InboxOps error answer; a retry wait is also its `Retry-After` header."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        *,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.field = field
-        self.headers = dict(headers or {})
-        self.retry_after = retry_after
-        if retry_after is not None:
-            self.headers["Retry-After"] = str(retry_after)
+    codes = CODE_FOR_STATUS
 
-    @classmethod
-    def for_status(
-        cls, status: int, detail: str | None = None, retry_after: int | None = None
-    ) -> ApiError:
-        """An error for a bare HTTP status, with the documented code when there is one."""
-        code = CODE_FOR_STATUS.get(status)
-        reason = phrase(status)
-        if code is None:
-            code = reason.lower().replace(" ", "_").replace("-", "_")
-        return cls(status, code, detail or f"simulated {status} {reason}", retry_after=retry_after)
+    @staticmethod
+    def _code_of(reason: str) -> str:
+        return reason.lower().replace(" ", "_").replace("-", "_")
 
 
 def bad_request(field: str, detail: str) -> ApiError:
@@ -89,13 +66,13 @@ def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
     if legacy:
         body: dict[str, Any] = {
             "error": phrase(err.status),
-            "message": err.detail,
+            "message": err.message,
             "code": err.status,
         }
         if err.field is not None:
             # As the pages show it, `{"field": "email", "message": "Invalid email format"}`:
             # the message does not repeat the field.
-            reason = err.detail.removeprefix(f"{err.field}: ")
+            reason = err.message.removeprefix(f"{err.field}: ")
             body["details"] = [{"field": err.field, "message": reason}]
         if err.retry_after is not None:
             body["retryAfter"] = err.retry_after
@@ -105,9 +82,20 @@ def render(err: ApiError, request_id: str, *, legacy: bool) -> web.Response:
             "type": PROBLEM_BASE + err.code,
             "title": TITLES.get(err.code, phrase(err.status)),
             "status": err.status,
-            "detail": err.detail,
+            "detail": err.message,
             "code": err.code,
             "instance": INSTANCE_BASE + request_id,
         }
         content_type = "application/problem+json"
-    return error_response(err.status, body, err.headers, content_type)
+    headers = dict(err.headers)
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
+    return error_response(err.status, body, headers, content_type)
+
+
+#: The errors of a request no route serves.
+ROUTING_ERRORS = RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, "method_not_allowed", message, headers=allow),
+    not_found=lambda request: ApiError(404, "not_found", f"no route for {request.path}"),
+    other=ApiError.for_status,
+)

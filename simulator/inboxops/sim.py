@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited, fan_out
+from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
-from simulator.inboxops.app import SIM_KEY, add_api_routes, middleware
+from simulator.inboxops.app import API, API_ROUTES, SIM_KEY, middleware
 from simulator.inboxops.config import Settings, SimulatorConfig
-from simulator.inboxops.control import add_control_routes
+from simulator.inboxops.control import CONTROL_ROUTES
 from simulator.inboxops.faults import Faults
 from simulator.inboxops.messages import MESSAGE_TYPES
 from simulator.inboxops.models import Workspace
@@ -26,32 +26,27 @@ from simulator.inboxops.webhooks import WebhookEmitter
 log = logging.getLogger("simulator.inboxops")
 
 
-class InboxOpsSimulator(MinuteLimited):
+class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, WebhookEmitter, Store]):
     """A local InboxOps: the `/api/v1` ticket API, webhooks to registered endpoints, fault knobs."""
 
-    settings_type = Settings
-    faults_type = Faults
-    config: SimulatorConfig
-    settings: Settings
-    faults: Faults
-    emitter: WebhookEmitter
-    store: Store
+    api_path = API
+    tenant_noun = "workspace"
 
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Clock | None = None
     ) -> None:
-        super().__init__(config or SimulatorConfig(), clock)
-        cfg = self.config
-        self.emitter = WebhookEmitter(
-            **self._emitter_options(),
-            max_attempts=cfg.webhook_max_attempts,
-            retry_base=cfg.webhook_retry_base,
-            signature_prefix=lambda: self.settings.webhook_signature_prefix,
-        )
+        super().__init__(config, clock=clock)
         self.reminders = ReminderTimer(
             self.clock, lambda: self.store.next_reminder(), self.fire_due_reminders
         )
-        self._new_generation()
+
+    def _new_emitter(self) -> WebhookEmitter:
+        return WebhookEmitter(
+            **self._emitter_options(),
+            max_attempts=self.config.webhook_max_attempts,
+            retry_base=self.config.webhook_retry_base,
+            signature_prefix=lambda: self.settings.webhook_signature_prefix,
+        )
 
     def _build(self) -> None:
         self.store = Store(
@@ -65,13 +60,12 @@ class InboxOpsSimulator(MinuteLimited):
     def _app(self) -> web.Application:
         return create_app(self)
 
-    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
-        """Log where the simulator serves, its keys, and the endpoint registered at start."""
-        if endpoint is not None:
-            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
-        log.info("InboxOps simulator at %s/api/v1 (controls at %s/_sim)", self.url, self.url)
-        log.info("API key (simulator only): %s", self.api_key)
-        log.info("read-only key (simulator only): %s", self.read_only_key)
+    def _banner(self) -> list[tuple[Any, ...]]:
+        return [
+            ("InboxOps simulator at %s (controls at %s/_sim)", self.api_base, self.url),
+            ("API key (simulator only): %s", self.api_key),
+            ("read-only key (simulator only): %s", self.read_only_key),
+        ]
 
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""
@@ -85,45 +79,21 @@ class InboxOpsSimulator(MinuteLimited):
 
     # ----------------------------------------------------------------- identities
 
-    @property
-    def api_key(self) -> str:
-        """Read and write key of the default workspace."""
-        return self.store.api_key
+    api_key = FromStore("api_key", "Read and write key of the default workspace.")
+    read_only_key = FromStore("read_only_key", "Read-only key of the default workspace.")
+    revoked_key = FromStore("revoked_key", "A revoked key of the default workspace (answers 401).")
+    no_entitlement_key = FromStore(
+        "no_entitlement_key",
+        "Key of a workspace without the api_webhooks entitlement (answers 403 forbidden).",
+    )
+    other_workspace_key = FromStore(
+        "other_workspace_key", "Read and write key of a second, entitled workspace."
+    )
 
-    @property
-    def read_only_key(self) -> str:
-        """Read-only key of the default workspace."""
-        return self.store.read_only_key
-
-    @property
-    def revoked_key(self) -> str:
-        """A revoked key of the default workspace (answers 401)."""
-        return self.store.revoked_key
-
-    @property
-    def no_entitlement_key(self) -> str:
-        """Key of a workspace without the api_webhooks entitlement (answers 403 forbidden)."""
-        return self.store.no_entitlement_key
-
-    @property
-    def other_workspace_key(self) -> str:
-        """Read and write key of a second, entitled workspace."""
-        return self.store.other_workspace_key
-
-    @property
-    def api_base(self) -> str:
-        """`<url>/api/v1` (the path alone before the simulator serves)."""
-        return self.url + "/api/v1" if self.url else "/api/v1"
-
-    @property
-    def workspace_id(self) -> str:
-        """The default workspace's id: `tenant_id` in its webhook envelopes."""
-        return self.store.default.id
-
-    @property
-    def other_workspace_id(self) -> str:
-        """The second entitled workspace's id."""
-        return self.store.other.id
+    workspace_id = FromStore(
+        "default.id", "The default workspace's id: `tenant_id` in its webhook envelopes."
+    )
+    other_workspace_id = FromStore("other.id", "The second entitled workspace's id.")
 
     # ----------------------------------------------------------------- reference data
 
@@ -132,30 +102,21 @@ class InboxOpsSimulator(MinuteLimited):
         """Custom statuses of the default workspace, by position."""
         return [s.to_json() for s in sorted(self.store.default.statuses, key=lambda s: s.position)]
 
-    @property
-    def priorities(self) -> list[dict[str, Any]]:
-        """Custom priorities of the default workspace."""
-        return [p.to_json() for p in self.store.default.priorities]
+    priorities = JsonFromStore("default.priorities", "Custom priorities of the default workspace.")
 
-    @property
-    def inboxes(self) -> list[dict[str, Any]]:
-        """Inboxes of the default workspace (Support first, then Billing)."""
-        return [i.to_json() for i in self.store.default.inboxes]
+    inboxes = JsonFromStore(
+        "default.inboxes", "Inboxes of the default workspace (Support first, then Billing)."
+    )
 
-    @property
-    def tags(self) -> list[dict[str, Any]]:
-        """Tags of the default workspace."""
-        return [t.to_json() for t in self.store.default.tags.values()]
+    tags = JsonFromStore("default.tags", "Tags of the default workspace.")
 
-    @property
-    def agents(self) -> list[dict[str, Any]]:
-        """Agents of the default workspace (valid assignee ids)."""
-        return [a.to_json() for a in self.store.default.agents]
+    agents = JsonFromStore(
+        "default.agents", "Agents of the default workspace (valid assignee ids)."
+    )
 
-    @property
-    def custom_fields(self) -> list[dict[str, Any]]:
-        """Custom-field definitions of the default workspace."""
-        return [f.to_json() for f in self.store.default.fields.values()]
+    custom_fields = JsonFromStore(
+        "default.fields", "Custom-field definitions of the default workspace."
+    )
 
     def create_tag(self, name: str, color: str | None = None) -> dict[str, Any]:
         """Create a tag in the default workspace (same rules as `POST /tags`)."""
@@ -244,9 +205,7 @@ class InboxOpsSimulator(MinuteLimited):
         workspace_id: str | None = None,
     ) -> str:
         """Register a webhook endpoint (default workspace unless given); returns its id."""
-        ws_id = workspace_id or self.workspace_id
-        if ws_id not in self.store.workspaces:
-            raise ValueError(f"unknown workspace {ws_id!r}")
+        ws_id = self._endpoint_tenant(workspace_id, self.store.workspaces)
         return self.emitter.add_endpoint(self._endpoint_ids, ws_id, url, secret, events).id
 
     def publish(self, ws: Workspace, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
@@ -282,5 +241,5 @@ class InboxOpsSimulator(MinuteLimited):
         return self._request_ids.uuid()
 
 
-create_app = app_factory(InboxOpsSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(InboxOpsSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(InboxOpsSimulator, 8025, "secret")

@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator.common.clock import IdSource, iso, parse_iso
 from simulator.common.idempotency import fingerprint
+from simulator.common.keys import KeyRing
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
     DIRECTIONS,
@@ -29,7 +30,6 @@ from simulator.inboxops.messages import (
     timeline,
 )
 from simulator.inboxops.models import (
-    ApiKey,
     Company,
     Contact,
     FieldDef,
@@ -155,27 +155,23 @@ class Store:
         self.other = build_workspace(self.ids, "Globex Helpdesk", "globex.test", entitled=True)
         self.unentitled = build_workspace(self.ids, "Initech Care", "initech.test", entitled=False)
         self.workspaces = {w.id: w for w in (self.default, self.other, self.unentitled)}
-        self.keys: dict[str, ApiKey] = {}
-        self.api_key = self._add_key(f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write")
-        self.read_only_key = self._add_key(
+        self.keys = KeyRing()
+        self.api_key = self.keys.add(f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write")
+        self.read_only_key = self.keys.add(
             f"ixk_sim_ro_{keys.token()}", self.default.id, "read_only"
         )
-        self.revoked_key = self._add_key(
-            f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write", revoked=True
+        self.revoked_key = self.keys.add(
+            f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write", retired=True
         )
-        self.other_workspace_key = self._add_key(
+        self.other_workspace_key = self.keys.add(
             f"ixk_sim_rw_{keys.token()}", self.other.id, "read_write"
         )
-        self.no_entitlement_key = self._add_key(
+        self.no_entitlement_key = self.keys.add(
             f"ixk_sim_rw_{keys.token()}", self.unentitled.id, "read_write"
         )
-        self.no_entitlement_read_only_key = self._add_key(
+        self.no_entitlement_read_only_key = self.keys.add(
             f"ixk_sim_ro_{keys.token()}", self.unentitled.id, "read_only"
         )
-
-    def _add_key(self, key: str, ws: str, scope: Any, *, revoked: bool = False) -> str:
-        self.keys[key] = ApiKey(key, ws, scope, revoked)
-        return key
 
     # ----------------------------------------------------------------- lookups
 

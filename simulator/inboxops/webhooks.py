@@ -3,24 +3,13 @@ per-ticket ordering, fault knobs, and a delivery log."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Unpack
 
+from simulator.common import webhooks as shared
 from simulator.common.clock import IdSource, iso
-from simulator.common.webhooks import Delivery as SharedDelivery
-from simulator.common.webhooks import (
-    DeliveryRecord,
-    EmitterOptions,
-    EndpointBase,
-    Signed,
-    WebhookEmitterBase,
-    check_endpoint,
-    check_events,
-    compact,
-)
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
 
@@ -47,28 +36,20 @@ def envelope(
     }
 
 
-#: The body as InboxOps sends it: the shared compact JSON.
-encode = compact
+#: The body as InboxOps sends it: the shared shared.compact JSON.
+encode = shared.compact
 
 
 @dataclass
-class Endpoint(EndpointBase):
+class Endpoint(shared.EndpointBase):
     """A webhook endpoint of one workspace; an empty `events` list subscribes to every event."""
 
     workspace_id: str = field(kw_only=True)
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {
-            "id": self.id,
-            "workspace_id": self.workspace_id,
-            "url": self.url,
-            "events": list(self.events),
-            "enabled": self.enabled,
-        }
+    json_fields = ("id", "workspace_id", "url", "events", "enabled")
 
 
-Delivery = SharedDelivery[Endpoint]
+Delivery = shared.Delivery[Endpoint]
 
 
 def retry_schedule(max_attempts: int, retry_base: float) -> tuple[float, ...]:
@@ -76,12 +57,12 @@ def retry_schedule(max_attempts: int, retry_base: float) -> tuple[float, ...]:
     return tuple(retry_base * 2**retry for retry in range(max_attempts - 1))
 
 
-class WebhookEmitter(WebhookEmitterBase[Delivery]):
-    """Queues events per (endpoint, ticket) and delivers them in the background."""
+class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
+    """Queues each event, signed with the endpoint's secret, per (endpoint, ticket); retries
+    with doubling waits."""
 
     user_agent = USER_AGENT
     endpoints: dict[str, Endpoint]
-    log: deque[DeliveryRecord]
 
     def __init__(
         self,
@@ -89,7 +70,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         max_attempts: int,
         retry_base: float,
         signature_prefix: Callable[[], bool],
-        **options: Unpack[EmitterOptions],
+        **options: Unpack[shared.EmitterOptions],
     ) -> None:
         super().__init__(retry_schedule=retry_schedule(max_attempts, retry_base), **options)
         self._prefix = signature_prefix
@@ -107,8 +88,8 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         endpoint_id: str | None = None,
     ) -> Endpoint:
         """Register an endpoint; unknown event names are refused."""
-        check_endpoint(url, secret)
-        check_events(events, EVENTS)
+        shared.check_endpoint(url, secret)
+        shared.check_events(events, EVENTS)
         return self._register(
             Endpoint(
                 endpoint_id or ids.uuid(),
@@ -130,13 +111,13 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         ticket: dict[str, Any],
     ) -> None:
         """Queue `event` for every endpoint that wants it; returns at once (never sends inline)."""
-        body = compact(envelope(event, event_id, workspace_id, created_at, ticket))
+        body = shared.compact(envelope(event, event_id, workspace_id, created_at, ticket))
         for ep in self._targets(event, lambda ep: ep.workspace_id == workspace_id):
             self._queue(Delivery(ep, event, event_id, str(ticket["id"]), body))
 
-    def _sign(self, d: Delivery, bad: bool) -> Signed:
+    def _sign(self, d: Delivery, bad: bool) -> shared.Signed:
         secret = d.endpoint.secret.reveal()
         signature = sign(d.body, secret + "-not-the-secret" if bad else secret)
         if self._prefix():
             signature = "sha256=" + signature
-        return Signed({SIGNATURE_HEADER: signature})
+        return shared.Signed({SIGNATURE_HEADER: signature})

@@ -12,11 +12,12 @@ from aiohttp import web
 
 from simulator.common import gateway
 from simulator.common.clock import iso
-from simulator.common.journal import request_fields
+from simulator.common.journal import masked, request_fields
+from simulator.common.routes import below
 from simulator.thena.faults import ScriptedFailure
-from simulator.thena.journal import JournalEntry, masked
+from simulator.thena.journal import MASKED, JournalEntry
 from simulator.thena.models import Org
-from simulator.thena.problems import ApiError, bad_request, render
+from simulator.thena.problems import ROUTING_ERRORS, ApiError, bad_request, render
 
 if TYPE_CHECKING:
     from simulator.thena.sim import ThenaSimulator
@@ -40,15 +41,6 @@ def json_body(request: web.Request) -> Any:
     return gateway.stored_json(request, BODY, bad_request, "a JSON body is required")
 
 
-def _routing_error(exc: web.HTTPException, request: web.Request) -> ApiError:
-    if exc.status == 405:
-        message, allow = gateway.not_allowed(exc, request)
-        return ApiError(405, message, headers=allow)
-    if exc.status == 404:
-        return ApiError(404, f"Cannot {request.method} {request.path}")
-    return ApiError.for_status(exc.status, exc.text or None)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/v1` ones are checked, limited and journaled."""
@@ -66,7 +58,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
         partial(_api, request, handler, sim, org_id) if is_api else None,
         ApiError,
         _render,
-        _routing_error,
+        ROUTING_ERRORS,
         lambda: ApiError(500, "the simulator failed; see its log"),
         log,
     )
@@ -75,7 +67,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
             JournalEntry(
                 **request_fields(request, body, resp.status, sim.clock.now()),
                 org_id=org_id[0],
-                headers=masked(dict(request.headers)),
+                headers=masked(dict(request.headers), 10, MASKED),
             )
         )
     return resp
@@ -96,7 +88,7 @@ def _scripted_error(sim: ThenaSimulator, scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), _routing_error)
+    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), ROUTING_ERRORS)
     org = authenticate(sim, request)
     org_id[0] = org.id
     limit_headers: dict[str, str] = {}
@@ -239,12 +231,12 @@ async def patch_ticket(request: web.Request) -> web.Response:
     return ok(sim, sim.store.render(org, rec))
 
 
-def add_api_routes(app: web.Application) -> None:
-    """Register the vendor API under /v1."""
-    r = app.router
-    r.add_get(API + "/tickets", list_tickets)
-    r.add_post(API + "/tickets", create_ticket)
-    r.add_post(API + "/tickets/bulk", bulk_create)
-    r.add_patch(API + "/tickets/bulk", bulk_update)
-    r.add_get(API + "/tickets/{id}", get_ticket)
-    r.add_patch(API + "/tickets/{id}", patch_ticket)
+#: The vendor API under /v1.
+API_ROUTES = below(
+    API,
+    {
+        "/tickets": {"GET": list_tickets, "POST": create_ticket},
+        "/tickets/bulk": {"POST": bulk_create, "PATCH": bulk_update},
+        "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket},
+    },
+)

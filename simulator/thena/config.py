@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.common.config import ClockConfig, one_of, per_minute, positive_timeout, switches
+from simulator.common.config import (
+    MinuteLimitConfig,
+    Window,
+    one_of,
+    positive_timeout,
+    switches,
+)
 from ticketwire.errors import ConfigError
 
-Window = Literal["fixed", "sliding"]
 AuthSchemes = Literal["both", "api-key", "bearer"]
 ErrorFormat = Literal["nest", "envelope"]
 ListShape = Literal["list", "object"]
@@ -18,13 +23,9 @@ RETRY_SCHEDULE: tuple[float, ...] = (10.0, 20.0, 30.0, 50.0, 80.0)
 
 
 @dataclass(frozen=True)
-class ThenaSimulatorConfig(ClockConfig):
+class ThenaSimulatorConfig(MinuteLimitConfig):
     """Everything fixed when the simulator is built; `Settings` holds what may change later."""
 
-    #: Requests per organisation per window; 0 or None switches the limit off.
-    rate_limit_per_minute: int | None = 100
-    rate_limit_window: Window = "fixed"
-    rate_limit_window_seconds: float = 60.0
     #: Also send `Retry-After` on a 429 (Thena documents only `X-RateLimit-Reset`).
     retry_after_header: bool = False
     #: Which auth schemes the API accepts: `x-api-key`, `Authorization: Bearer` + `x-org-id`.
@@ -61,8 +62,6 @@ class ThenaSimulatorConfig(ClockConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        per_minute("rate_limit_per_minute", self.rate_limit_per_minute)
-        one_of("rate_limit_window", self.rate_limit_window, ("fixed", "sliding"))
         one_of("auth_schemes", self.auth_schemes, ("both", "api-key", "bearer"))
         one_of("missing_org_status", self.missing_org_status, (400, 401))
         one_of("error_format", self.error_format, ("nest", "envelope"))

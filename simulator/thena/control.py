@@ -63,6 +63,5 @@ CONTROLS = _Controls(
 )
 
 
-def add_control_routes(app: web.Application) -> None:
-    """Register the /_sim routes."""
-    CONTROLS.add_routes(app)
+#: The shared /_sim routes.
+CONTROL_ROUTES = CONTROLS.routes()

@@ -18,8 +18,3 @@ class JournalEntry(Request):
     org_id: str | None
     #: Request headers, with credential values masked.
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def masked(headers: dict[str, str]) -> dict[str, str]:
-    """A copy of the headers with credential values cut to their first 10 characters."""
-    return {k: (v[:10] + "…" if k.lower() in MASKED else v) for k, v in headers.items()}

@@ -1,4 +1,5 @@
-"""API errors of the Thena simulator: `ApiError` and its two renderings.
+"""API errors of the Thena simulator: `ApiError`, its two renderings, and the errors of requests
+no route serves.
 
 Thena documents no error body, so two plausible ones are offered: `nest` (the default,
 `{statusCode, message, error}` as NestJS services answer) and `envelope` (the success envelope
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.common.gateway import RoutingErrors
 from simulator.common.problems import error_response, phrase
 
 
@@ -56,3 +58,11 @@ def render(err: ApiError, *, error_format: str, timestamp: str) -> web.Response:
     else:
         body = {"statusCode": err.status, "message": err.message, "error": phrase(err.status)}
     return error_response(err.status, body, err.headers)
+
+
+#: The errors of a request no route serves.
+ROUTING_ERRORS = RoutingErrors(
+    not_allowed=lambda message, allow: ApiError(405, message, headers=allow),
+    not_found=lambda request: ApiError(404, f"Cannot {request.method} {request.path}"),
+    other=ApiError.for_status,
+)

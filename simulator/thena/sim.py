@@ -9,12 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.common.base import MinuteLimited, fan_out
-from simulator.common.clock import Clock
+from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.serving import app_factory, runner
-from simulator.thena.app import SIM_KEY, add_api_routes, middleware
+from simulator.thena.app import API, API_ROUTES, SIM_KEY, middleware
 from simulator.thena.config import Settings, ThenaSimulatorConfig
-from simulator.thena.control import add_control_routes
+from simulator.thena.control import CONTROL_ROUTES
 from simulator.thena.faults import Faults
 from simulator.thena.models import Org, Team
 from simulator.thena.seeds import realistic_ticket
@@ -24,28 +23,21 @@ from simulator.thena.webhooks import WebhookEmitter, envelope
 log = logging.getLogger("simulator.thena")
 
 
-class ThenaSimulator(MinuteLimited):
-    """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults."""
+class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, WebhookEmitter, Store]):
+    """A local Thena: the `/v1` ticket API, platform events to registered endpoints, faults.
 
-    settings_type = Settings
-    faults_type = Faults
-    config: ThenaSimulatorConfig
-    settings: Settings
-    faults: Faults
-    emitter: WebhookEmitter
-    store: Store
+    `run_simulator`'s endpoint gets its secret as a static token (`Authorization: Bearer`).
+    """
 
-    def __init__(
-        self, config: ThenaSimulatorConfig | None = None, *, clock: Clock | None = None
-    ) -> None:
-        super().__init__(config or ThenaSimulatorConfig(), clock)
-        cfg = self.config
-        self.emitter = WebhookEmitter(
+    api_path = API
+    tenant_noun = "organisation"
+
+    def _new_emitter(self) -> WebhookEmitter:
+        return WebhookEmitter(
             **self._emitter_options(),
-            retry_schedule=cfg.webhook_retry_schedule,
+            retry_schedule=self.config.webhook_retry_schedule,
             signature_prefix=lambda: self.settings.webhook_signature_prefix,
         )
-        self._new_generation()
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock.now)
@@ -53,53 +45,29 @@ class ThenaSimulator(MinuteLimited):
     def _app(self) -> web.Application:
         return create_app(self)
 
-    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
-        """Log where the simulator serves, its keys, and the endpoint registered at start.
-
-        `run_simulator`'s endpoint gets its secret as a static token (`Authorization: Bearer`).
-        """
-        if endpoint is not None:
-            log.info("webhooks go to %s (endpoint %s)", webhook_url, endpoint)
-        log.info("Thena simulator at %s/v1 (controls at %s/_sim)", self.url, self.url)
-        log.info("API key (simulator only): %s", self.api_key)
-        log.info("organisation id: %s", self.org_id)
+    def _banner(self) -> list[tuple[Any, ...]]:
+        return [
+            ("Thena simulator at %s (controls at %s/_sim)", self.api_base, self.url),
+            ("API key (simulator only): %s", self.api_key),
+            ("organisation id: %s", self.org_id),
+        ]
 
     # ----------------------------------------------------------------- identities
 
-    @property
-    def api_key(self) -> str:
-        """`x-api-key` of a user of the default organisation."""
-        return self.store.api_key
+    api_key = FromStore("api_key", "`x-api-key` of a user of the default organisation.")
+    bearer_token = FromStore(
+        "bearer_token", "A bearer token of the default organisation (send it with `x-org-id`)."
+    )
 
-    @property
-    def bearer_token(self) -> str:
-        """A bearer token of the default organisation (send it with `x-org-id`)."""
-        return self.store.bearer_token
-
-    @property
-    def api_base(self) -> str:
-        """`<url>/v1` (the path alone before the simulator serves)."""
-        return self.url + "/v1" if self.url else "/v1"
-
-    @property
-    def org_id(self) -> str:
-        """The default organisation's id: `orgId` of its events, `x-org-id` of its requests."""
-        return self.store.default.id
-
-    @property
-    def other_org_api_key(self) -> str:
-        """`x-api-key` of a second organisation."""
-        return self.store.other_api_key
-
-    @property
-    def other_org_bearer_token(self) -> str:
-        """A bearer token of the second organisation."""
-        return self.store.other_bearer_token
-
-    @property
-    def other_org_id(self) -> str:
-        """The second organisation's id."""
-        return self.store.other.id
+    org_id = FromStore(
+        "default.id",
+        "The default organisation's id: `orgId` of its events, `x-org-id` of its requests.",
+    )
+    other_org_api_key = FromStore("other_api_key", "`x-api-key` of a second organisation.")
+    other_org_bearer_token = FromStore(
+        "other_bearer_token", "A bearer token of the second organisation."
+    )
+    other_org_id = FromStore("other.id", "The second organisation's id.")
 
     @property
     def team_id(self) -> str:
@@ -160,15 +128,13 @@ class ThenaSimulator(MinuteLimited):
             for t in self.store.default.teams
         ]
 
-    @property
-    def agents(self) -> list[dict[str, Any]]:
-        """Agents of the default organisation (valid `assignedAgentId`s)."""
-        return [a.to_json() for a in self.store.default.agents]
+    agents = JsonFromStore(
+        "default.agents", "Agents of the default organisation (valid `assignedAgentId`s)."
+    )
 
-    @property
-    def types(self) -> list[dict[str, Any]]:
-        """Ticket types of the default organisation (valid `typeId`s)."""
-        return [t.to_json() for t in self.store.default.types]
+    types = JsonFromStore(
+        "default.types", "Ticket types of the default organisation (valid `typeId`s)."
+    )
 
     # ----------------------------------------------------------------- tickets
 
@@ -237,9 +203,7 @@ class ThenaSimulator(MinuteLimited):
         as `Bearer <token>` or bare per `scheme`) or the HMAC key (`mode="hmac"`, header default
         `X-Thena-Signature`). `nested` wraps every event as `{"message": {...}}`.
         """
-        target = org_id or self.org_id
-        if target not in self.store.orgs:
-            raise ValueError(f"unknown organisation {target!r}")
+        target = self._endpoint_tenant(org_id, self.store.orgs)
         return self.emitter.add_endpoint(
             self._endpoint_ids,
             target,
@@ -273,5 +237,5 @@ class ThenaSimulator(MinuteLimited):
         )
 
 
-create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, add_api_routes, add_control_routes)
+create_app = app_factory(ThenaSimulator, SIM_KEY, middleware, API_ROUTES, CONTROL_ROUTES)
 run_simulator = runner(ThenaSimulator, 8026, "token")

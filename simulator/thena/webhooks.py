@@ -4,24 +4,13 @@ per-ticket ordering, fault knobs, and a delivery log."""
 from __future__ import annotations
 
 import fnmatch
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
+from simulator.common import webhooks as shared
 from simulator.common.clock import IdSource, iso
-from simulator.common.webhooks import Delivery as SharedDelivery
-from simulator.common.webhooks import (
-    DeliveryRecord,
-    EmitterOptions,
-    EndpointBase,
-    Signed,
-    WebhookEmitterBase,
-    check_endpoint,
-    check_events,
-    compact,
-)
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
 
@@ -62,7 +51,7 @@ def envelope(
 
 
 @dataclass
-class Endpoint(EndpointBase):
+class Endpoint(shared.EndpointBase):
     """A webhook endpoint of one organisation; empty `events` subscribes to every event."""
 
     org_id: str = field(kw_only=True)
@@ -80,37 +69,25 @@ class Endpoint(EndpointBase):
             not self.events or any(fnmatch.fnmatchcase(event, p) for p in self.events)
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {
-            "id": self.id,
-            "org_id": self.org_id,
-            "url": self.url,
-            "events": list(self.events),
-            "mode": self.mode,
-            "header": self.header,
-            "scheme": self.scheme,
-            "nested": self.nested,
-            "enabled": self.enabled,
-        }
+    json_fields = ("id", "org_id", "url", "events", "mode", "header", "scheme", "nested", "enabled")
 
 
-Delivery = SharedDelivery[Endpoint]
+Delivery = shared.Delivery[Endpoint]
 
 
-class WebhookEmitter(WebhookEmitterBase[Delivery]):
-    """Queues events per (endpoint, ticket) and delivers them in the background."""
+class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
+    """Queues each platform event per (endpoint, ticket), with a static token or an HMAC
+    signature as the endpoint says, nested or flat; retries on Thena's schedule."""
 
     user_agent = USER_AGENT
     endpoints: dict[str, Endpoint]
-    log: deque[DeliveryRecord]
 
     def __init__(
         self,
         *,
         retry_schedule: tuple[float, ...],
         signature_prefix: Callable[[], bool],
-        **options: Unpack[EmitterOptions],
+        **options: Unpack[shared.EmitterOptions],
     ) -> None:
         super().__init__(retry_schedule=retry_schedule, **options)
         self._prefix = signature_prefix
@@ -131,12 +108,12 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
         nested: bool = False,
     ) -> Endpoint:
         """Register an endpoint; unknown event names (without a wildcard) are refused."""
-        check_endpoint(url, secret, "webhook token or secret")
+        shared.check_endpoint(url, secret, "webhook token or secret")
         if mode not in ("token", "hmac"):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
         if scheme not in ("bearer", "bare"):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
-        check_events(events, EVENTS, lambda event: "*" in event)
+        shared.check_events(events, EVENTS, lambda event: "*" in event)
         ep = Endpoint(
             id=ids.uuid(),
             org_id=org_id,
@@ -155,7 +132,7 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
     def emit(self, envelope: dict[str, Any], ticket_id: str) -> None:
         """Queue a platform event for every endpoint that wants it; never sends inline."""
         event = str(envelope["eventType"])
-        flat = compact(envelope)
+        flat = shared.compact(envelope)
         nested = b'{"message":' + flat + b"}"
         for ep in self._targets(event, lambda ep: ep.org_id == envelope["orgId"]):
             body = nested if ep.nested else flat
@@ -168,5 +145,5 @@ class WebhookEmitter(WebhookEmitterBase[Delivery]):
             return "sha256=" + signature if self._prefix() else signature
         return f"Bearer {secret}" if ep.scheme == "bearer" else secret
 
-    def _sign(self, d: Delivery, bad: bool) -> Signed:
-        return Signed({d.endpoint.header: self._auth_header(d.endpoint, d.body, bad)})
+    def _sign(self, d: Delivery, bad: bool) -> shared.Signed:
+        return shared.Signed({d.endpoint.header: self._auth_header(d.endpoint, d.body, bad)})

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Unpack
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +27,6 @@ from simulator.common.journal import Request, request_fields
 from simulator.common.serving import app_factory, runner
 from simulator.common.webhooks import (
     Delivery,
-    EmitterOptions,
     EndpointBase,
     Signed,
     WebhookEmitterBase,
@@ -86,9 +85,7 @@ def _invalid(field: str, message: str) -> ApiError:
 class Endpoint(EndpointBase):
     """A webhook endpoint: every event of the desk goes to `url`, signed with `secret`."""
 
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint without its secret."""
-        return {"id": self.id, "url": self.url}
+    json_fields = ("id", "url")
 
 
 class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
@@ -96,11 +93,6 @@ class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
 
     user_agent = "AcmeDesk-Webhooks/1.0"
     endpoints: dict[str, Endpoint]
-
-    def __init__(
-        self, *, retry_schedule: tuple[float, ...], **options: Unpack[EmitterOptions]
-    ) -> None:
-        super().__init__(retry_schedule=retry_schedule, **options)
 
     def emit(self, envelope: dict[str, Any]) -> None:
         """Queue the event for every endpoint; never sends inline."""
@@ -117,25 +109,16 @@ class Emitter(WebhookEmitterBase[Delivery[Endpoint]]):
         return Signed({SIGNATURE_HEADER: sign(d.body, secret)})
 
 
-class AcmeDeskSimulator(SimulatorBase):
+class AcmeDeskSimulator(
+    SimulatorBase[AcmeDeskSimulatorConfig, SimSettings, Faults, Emitter, dict[str, dict[str, Any]]]
+):
     """A local Acme desk: one desk, its tickets, its API key, its webhooks, the shared faults."""
 
-    settings_type = SimSettings
-    faults_type = Faults
-    config: AcmeDeskSimulatorConfig
-    faults: Faults
-    emitter: Emitter
-    store: dict[str, dict[str, Any]]
-
     def __init__(self, config: AcmeDeskSimulatorConfig | None = None) -> None:
-        super().__init__(config or AcmeDeskSimulatorConfig())
-        self.emitter = Emitter(
-            **self._emitter_options(), retry_schedule=self.config.webhook_retry_schedule
-        )
+        super().__init__(config)
         keys = IdSource(self.seed, "keys")
         self.api_key = "acme_" + keys.token()
         self.desk = "desk-" + keys.token(4)
-        self._new_generation()
 
     def _build(self) -> None:
         self.store = {}
@@ -146,10 +129,6 @@ class AcmeDeskSimulator(SimulatorBase):
 
     def _reset_limits(self) -> None:
         """No rate limits to forget."""
-
-    def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
-        """Log where the simulator serves and its API key."""
-        log.info("Acme Desk simulator at %s%s, API key %s", self.url, API, self.api_key)
 
     # ----------------------------------------------------------------- tickets
 
@@ -308,14 +287,8 @@ CONTROLS = Controls(
 )
 
 
-def add_routes(app: web.Application) -> None:
-    """The API and the shared `/_sim` routes."""
-    app.router.add_get(API + "/tickets/{id}", get_ticket)
-    app.router.add_patch(API + "/tickets/{id}", patch_ticket)
-    CONTROLS.add_routes(app)
-
-
-create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, add_routes)
+ROUTES = {API + "/tickets/{id}": {"GET": get_ticket, "PATCH": patch_ticket}}
+create_app = app_factory(AcmeDeskSimulator, SIM_KEY, middleware, ROUTES, CONTROLS.routes())
 
 
 def envelope(
