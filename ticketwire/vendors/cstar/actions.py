@@ -144,15 +144,10 @@ def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", {"priority": vendor_priority(VENDOR, neutral)}
 
 
-@ACTIONS.action("assign", "assign to an agent: <agent id>")
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", {"assignedTo": checks.agent(value)}
-
-
-@ACTIONS.action("unassign", "remove the assignee: true")
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "update", {"assignedTo": None}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("update", "assignedTo"))
+ACTIONS.add(
+    "unassign", "remove the assignee: true", checks.unassigning("update", {"assignedTo": None})
+)
 
 
 def _tags(op: str) -> Any:

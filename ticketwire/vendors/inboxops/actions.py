@@ -153,15 +153,10 @@ def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
     )
 
 
-@ACTIONS.action("assign", "assign to an agent: <agent id>")
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "assign", {"assignee_id": checks.agent(value)}
-
-
-@ACTIONS.action("unassign", "remove the assignee: true")
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "update", {"assignee_id": None}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("assign", "assignee_id"))
+ACTIONS.add(
+    "unassign", "remove the assignee: true", checks.unassigning("update", {"assignee_id": None})
+)
 
 
 @ACTIONS.action("set_status", "set the status (via PATCH)")

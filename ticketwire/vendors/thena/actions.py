@@ -193,15 +193,8 @@ def _neutral(value: Any, what: str, allowed: Sequence[str]) -> str:
     return str(value)
 
 
-@ACTIONS.action("assign", "assign to an agent: <agent id>")
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "assign", {"assignee": checks.agent(value)}
-
-
-@ACTIONS.action("unassign", "remove the assigned agent: true")
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "unassign", {}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("assign", "assignee"))
+ACTIONS.add("unassign", "remove the assigned agent: true", checks.unassigning("unassign", {}))
 
 
 @ACTIONS.action("update", "PATCH ticket fields: {field: value}")
