@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketwire.engine.durations import parse_datetime
+from ticketwire.vocabulary import neutral_priority, neutral_status
 
 #: A field that follows a written one: any new value is explained by the write.
 ANY: Mapping[str, Any] = {"$any": True}
@@ -52,6 +53,33 @@ def any_value(value: Any) -> Any:
 def neutral(vendor: str, to_neutral: Callable[[str, Any], str | None]) -> Callable[[Any], Any]:
     """The written value's neutral one (`ANY` when it has none)."""
     return lambda value: to_neutral(vendor, value) or ANY
+
+
+def common_views(
+    vendor: str,
+    *,
+    status: Sequence[str] = (),
+    priority: Sequence[str] = (),
+    assignee: Sequence[str] = (),
+    subject: Sequence[str] = (),
+) -> CommonViews:
+    """Each written field's `common.*` view, from the fields that show each common field.
+
+    The first field of each shows its value there (a status or priority as its neutral one); a
+    write of any other changes it in a way the written value does not tell (an id, an email).
+    """
+    first: dict[str, Callable[[Any], Any]] = {
+        "status": neutral(vendor, neutral_status),
+        "priority": neutral(vendor, neutral_priority),
+        "assignee": kept,
+        "subject": kept,
+    }
+    shown = {"status": status, "priority": priority, "assignee": assignee, "subject": subject}
+    views: dict[str, tuple[str, Callable[[Any], Any]]] = {}
+    for common, fields in shown.items():
+        for position, name in enumerate(fields):
+            views[name] = (f"common.{common}", any_value if position else first[common])
+    return views
 
 
 def with_followers(

@@ -15,16 +15,12 @@ from typing import Any
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import (
     NOTE,
-    CommonViews,
-    any_value,
-    kept,
+    common_views,
     members,
-    neutral,
     with_followers,
 )
 from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "inboxops"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
@@ -38,14 +34,13 @@ _FOLLOWERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-_COMMON: CommonViews = {
-    "status": ("common.status", neutral(VENDOR, neutral_status)),
-    "priority": ("common.priority", neutral(VENDOR, neutral_priority)),
-    "status_id": ("common.status", any_value),
-    "priority_id": ("common.priority", any_value),
-    "assignee_id": ("common.assignee", kept),
-    "subject": ("common.subject", kept),
-}
+_COMMON = common_views(
+    VENDOR,
+    status=("status", "status_id"),
+    priority=("priority", "priority_id"),
+    assignee=("assignee_id",),
+    subject=("subject",),
+)
 
 
 def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:

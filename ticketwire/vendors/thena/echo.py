@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import CommonViews, any_value, kept, neutral, with_followers
+from ticketwire.engine.echo import common_views, with_followers
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "thena"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
@@ -29,15 +28,13 @@ _FOLLOWERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-_COMMON: CommonViews = {
-    "statusName": ("common.status", neutral(VENDOR, neutral_status)),
-    "priorityName": ("common.priority", neutral(VENDOR, neutral_priority)),
-    "statusId": ("common.status", any_value),
-    "priorityId": ("common.priority", any_value),
-    "assignedAgentId": ("common.assignee", kept),
-    "assignedAgentEmail": ("common.assignee", any_value),
-    "title": ("common.subject", kept),
-}
+_COMMON = common_views(
+    VENDOR,
+    status=("statusName", "statusId"),
+    priority=("priorityName", "priorityId"),
+    assignee=("assignedAgentId", "assignedAgentEmail"),
+    subject=("title",),
+)
 
 
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
