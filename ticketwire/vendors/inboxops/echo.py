@@ -15,7 +15,8 @@ from typing import Any
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import (
     NOTE,
-    common_views,
+    Shows,
+    echo_fields,
     members,
     with_followers,
 )
@@ -25,21 +26,12 @@ from ticketwire.vendors.bundle import Echo
 VENDOR = "inboxops"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
 BOOKKEEPING = frozenset({"updated_at"})
-#: Fields that change along with a written one.
-_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
-    "status": ("status_id", "status_name", "status_color"),
-    "status_id": ("status", "status_name", "status_color"),
-    "priority": ("priority_id", "priority_name", "priority_color"),
-    "priority_id": ("priority", "priority_name", "priority_color"),
-}
-
-
-_COMMON = common_views(
+_COMMON, _FOLLOWERS = echo_fields(
     VENDOR,
-    status=("status", "status_id"),
-    priority=("priority", "priority_id"),
-    assignee=("assignee_id",),
-    subject=("subject",),
+    status=Shows(("status", "status_id"), also=("status_name", "status_color")),
+    priority=Shows(("priority", "priority_id"), also=("priority_name", "priority_color")),
+    assignee=Shows(("assignee_id",)),
+    subject=Shows(("subject",)),
 )
 
 

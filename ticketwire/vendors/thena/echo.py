@@ -12,28 +12,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import common_views, with_followers
+from ticketwire.engine.echo import Shows, echo_fields, with_followers
 from ticketwire.vendors.bundle import Echo
 
 VENDOR = "thena"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
 BOOKKEEPING = frozenset({"updatedAt", "updated_at"})
-_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
-    "statusName": ("statusId", "status", "statusType"),
-    "statusId": ("statusName", "status", "statusType"),
-    "priorityName": ("priorityId", "priority"),
-    "priorityId": ("priorityName", "priority"),
-    "assignedAgentId": ("assignedAgent", "assignedTo", "assignedAgentEmail"),
-    "assignedAgentEmail": ("assignedAgentId", "assignedAgent", "assignedTo"),
-}
-
-
-_COMMON = common_views(
+_COMMON, _FOLLOWERS = echo_fields(
     VENDOR,
-    status=("statusName", "statusId"),
-    priority=("priorityName", "priorityId"),
-    assignee=("assignedAgentId", "assignedAgentEmail"),
-    subject=("title",),
+    status=Shows(("statusName", "statusId"), also=("status", "statusType")),
+    priority=Shows(("priorityName", "priorityId"), also=("priority",)),
+    assignee=Shows(("assignedAgentId", "assignedAgentEmail"), also=("assignedAgent", "assignedTo")),
+    subject=Shows(("title",)),
 )
 
 
