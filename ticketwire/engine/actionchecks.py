@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from ticketwire.engine.actions import ActionError
+from ticketwire.engine.actions import ActionError, Normalizer
 from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
 
@@ -89,3 +89,22 @@ def unassign(value: Any) -> None:
     """`unassign` takes only `true`."""
     if value is not True:
         raise ActionError(f"unassign: write unassign: true, got {value!r}")
+
+
+def assigning(action: str, field: str) -> Normalizer:
+    """The normaliser of `assign`: `action` setting `field` to the agent id the rule wrote."""
+
+    def normalize(value: Any) -> tuple[str, dict[str, Any]]:
+        return action, {field: agent(value)}
+
+    return normalize
+
+
+def unassigning(action: str, params: Mapping[str, Any]) -> Normalizer:
+    """The normaliser of `unassign`: `action` with `params`, once the rule wrote `true`."""
+
+    def normalize(value: Any) -> tuple[str, dict[str, Any]]:
+        unassign(value)
+        return action, dict(params)
+
+    return normalize

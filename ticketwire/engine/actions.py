@@ -112,6 +112,41 @@ class VendorSpec:
     lacks: Mapping[str, str] = field(default_factory=dict)
 
 
+class ActionTable:
+    """A vendor's actions in the order declared, each declared beside its normaliser."""
+
+    def __init__(self, vendor: str) -> None:
+        self.vendor = vendor
+        self.specs: dict[str, ActionSpec] = {}
+
+    def action(self, name: str, summary: str) -> Callable[[Normalizer], Normalizer]:
+        """Declare the decorated normaliser as the action `name`."""
+
+        def declare(normalize: Normalizer) -> Normalizer:
+            self.add(name, summary, normalize)
+            return normalize
+
+        return declare
+
+    def add(self, name: str, summary: str, normalize: Normalizer) -> None:
+        """Declare `normalize` as the action `name`."""
+        self.specs[name] = ActionSpec(name, summary, normalize)
+
+    def spec(
+        self,
+        planner: Planner,
+        ticket_fields: frozenset[str] | None,
+        *,
+        field_enums: Mapping[str, tuple[str, ...]] | None = None,
+        events: tuple[str, ...] = (),
+        lacks: Mapping[str, str] | None = None,
+    ) -> VendorSpec:
+        """The vendor's spec: these actions, planned by `planner`."""
+        return VendorSpec(
+            self.vendor, self.specs, planner, ticket_fields, field_enums or {}, events, lacks or {}
+        )
+
+
 def registered_vendors() -> tuple[str, ...]:
     """Names of every vendor of the active registry, sorted."""
     from ticketwire.vendors.registry import active

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketwire.engine.durations import parse_datetime
+from ticketwire.vocabulary import neutral_priority, neutral_status
 
 #: A field that follows a written one: any new value is explained by the write.
 ANY: Mapping[str, Any] = {"$any": True}
@@ -52,6 +53,53 @@ def any_value(value: Any) -> Any:
 def neutral(vendor: str, to_neutral: Callable[[str, Any], str | None]) -> Callable[[Any], Any]:
     """The written value's neutral one (`ANY` when it has none)."""
     return lambda value: to_neutral(vendor, value) or ANY
+
+
+#: Per written field, the fields the helpdesk changes along with it.
+Followers = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Shows:
+    """The ticket fields one common field shows in: `written` ones a call may set, the first
+    by its value, and `also` ones the helpdesk changes along with any of them."""
+
+    written: tuple[str, ...]
+    also: tuple[str, ...] = ()
+
+
+def echo_fields(
+    vendor: str,
+    *,
+    status: Shows | None = None,
+    priority: Shows | None = None,
+    assignee: Shows | None = None,
+    subject: Shows | None = None,
+) -> tuple[CommonViews, Followers]:
+    """Each written field's `common.*` view, and the fields that change with it.
+
+    The first written field of each shows its value in the common view (a status or priority as
+    its neutral one); a write of any other changes it in a way the written value does not tell
+    (an id, an email). Writing one changes the others and the `also` ones.
+    """
+    first: dict[str, Callable[[Any], Any]] = {
+        "status": neutral(vendor, neutral_status),
+        "priority": neutral(vendor, neutral_priority),
+        "assignee": kept,
+        "subject": kept,
+    }
+    shown = {"status": status, "priority": priority, "assignee": assignee, "subject": subject}
+    views: dict[str, tuple[str, Callable[[Any], Any]]] = {}
+    followers: dict[str, tuple[str, ...]] = {}
+    for common, shows in shown.items():
+        if shows is None:
+            continue
+        for position, name in enumerate(shows.written):
+            views[name] = (f"common.{common}", any_value if position else first[common])
+            others = tuple(n for n in shows.written if n != name) + shows.also
+            if others:
+                followers[name] = others
+    return views, followers
 
 
 def with_followers(

@@ -40,9 +40,8 @@ from ticketwire.engine import actionchecks as checks
 from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
-    ActionSpec,
+    ActionTable,
     Plan,
-    VendorSpec,
 )
 from ticketwire.engine.nodes import kind_of
 from ticketwire.engine.notes import note_action_call, note_params
@@ -84,6 +83,8 @@ TICKET_FIELDS = frozenset(Ticket.model_fields) | frozenset(
         "sla_paused",
     }
 )
+
+ACTIONS = ActionTable(VENDOR)
 
 
 # ---- validation: YAML-form value -> (canonical action, params) ----
@@ -131,35 +132,22 @@ def _fields(value: Any, what: str) -> dict[str, Any]:
     return checks.fields(value, what, PATCH_FIELDS, "{priority: high}", check)
 
 
-def _update(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", _fields(value, "update")
-
-
-def _bulk_update(value: Any) -> tuple[str, dict[str, Any]]:
-    return "bulk_update", {"data": _fields(value, "bulk_update")}
-
-
-def _set_metadata(value: Any) -> tuple[str, dict[str, Any]]:
-    return "set_metadata", {"metadata": _metadata(value, "set_metadata")}
-
-
+@ACTIONS.action("set_status", "set the status: a neutral status (waiting → pending)")
 def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
     neutral = checks.enum(value, "set_status", NEUTRAL_STATUSES)
     return "update", {"status": vendor_status(VENDOR, neutral)}
 
 
+@ACTIONS.action("set_priority", "set the priority: low|normal|high|urgent")
 def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
     neutral = checks.enum(value, "set_priority", NEUTRAL_PRIORITIES)
     return "update", {"priority": vendor_priority(VENDOR, neutral)}
 
 
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", {"assignedTo": checks.agent(value)}
-
-
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "update", {"assignedTo": None}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("update", "assignedTo"))
+ACTIONS.add(
+    "unassign", "remove the assignee: true", checks.unassigning("update", {"assignedTo": None})
+)
 
 
 def _tags(op: str) -> Any:
@@ -169,36 +157,35 @@ def _tags(op: str) -> Any:
     return normalize
 
 
+ACTIONS.add("add_tags", "add tags by name: [names]", _tags("add_tags"))
+ACTIONS.add("remove_tags", "remove tags by name: [names]", _tags("remove_tags"))
+
+
+@ACTIONS.action("update", "PATCH ticket fields: {field: value}")
+def _update(value: Any) -> tuple[str, dict[str, Any]]:
+    return "update", _fields(value, "update")
+
+
+@ACTIONS.action("set_metadata", "merge keys into metadata: {key: value}")
+def _set_metadata(value: Any) -> tuple[str, dict[str, Any]]:
+    return "set_metadata", {"metadata": _metadata(value, "set_metadata")}
+
+
+@ACTIONS.action("bulk_update", "POST /bulk update for this ticket: {field: value}")
+def _bulk_update(value: Any) -> tuple[str, dict[str, Any]]:
+    return "bulk_update", {"data": _fields(value, "bulk_update")}
+
+
 #: The `sender` of a note when the rule names none: the note comes from the support side.
 NOTE_SENDER = "agent"
 
 
+@ACTIONS.action("add_note", "leave a note: <text> or {text, sender}")
 def _add_note(value: Any) -> tuple[str, dict[str, Any]]:
     def sender(given: Any) -> str:
         return checks.text(given, "add_note.sender", key="sender")
 
     return note_params(value, options={"sender": sender}, ticket_fields=TICKET_FIELDS)
-
-
-ACTIONS: dict[str, ActionSpec] = {
-    spec.name: spec
-    for spec in (
-        ActionSpec(
-            "set_status", "set the status: a neutral status (waiting → pending)", _set_status
-        ),
-        ActionSpec("set_priority", "set the priority: low|normal|high|urgent", _set_priority),
-        ActionSpec("assign", "assign to an agent: <agent id>", _assign),
-        ActionSpec("unassign", "remove the assignee: true", _unassign),
-        ActionSpec("add_tags", "add tags by name: [names]", _tags("add_tags")),
-        ActionSpec("remove_tags", "remove tags by name: [names]", _tags("remove_tags")),
-        ActionSpec("update", "PATCH ticket fields: {field: value}", _update),
-        ActionSpec("set_metadata", "merge keys into metadata: {key: value}", _set_metadata),
-        ActionSpec(
-            "bulk_update", "POST /bulk update for this ticket: {field: value}", _bulk_update
-        ),
-        ActionSpec("add_note", "leave a note: <text> or {text, sender}", _add_note),
-    )
-}
 
 
 # ---- planning ----
@@ -454,11 +441,9 @@ def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"content": text, "sender": params.get("sender", NOTE_SENDER)}
 
 
-SPEC = VendorSpec(
-    vendor=VENDOR,
-    actions=ACTIONS,
-    planner=plan,
-    ticket_fields=TICKET_FIELDS,
+SPEC = ACTIONS.spec(
+    plan,
+    TICKET_FIELDS,
     field_enums={"status": STATUSES, "priority": PRIORITIES_SEEN},
     events=OWN_EVENTS,
 )

@@ -33,9 +33,8 @@ from ticketwire.engine import actionchecks as checks
 from ticketwire.engine import planning
 from ticketwire.engine.actions import (
     ActionError,
-    ActionSpec,
+    ActionTable,
     Plan,
-    VendorSpec,
 )
 from ticketwire.engine.durations import (
     format_utc,
@@ -62,20 +61,14 @@ VENDOR = "inboxops"
 INCLUDE_KEYS = ("tags", "contact", "company", "inbox", "sla", "participants")
 TICKET_FIELDS = frozenset(Ticket.model_fields) | frozenset(INCLUDE_KEYS)
 _NULLABLE = frozenset({"assignee_id", "remind_at", "remind_transition_status_id"})
-_ID_FIELDS = frozenset(
-    {
-        "status_id",
-        "priority_id",
-        "assignee_id",
-        "inbox_id",
-        "contact_id",
-        "remind_transition_status_id",
-    }
-)
+#: The PATCH fields that hold an id, which InboxOps names `<thing>_id`.
+_ID_FIELDS = frozenset(name for name in PATCH_FIELDS if name.endswith("_id"))
 #: Fields InboxOps applies only with a waiting status in the same PATCH.
 REMINDER_FIELDS = ("remind_at", "remind_transition_status_id")
 #: Which ticket field a bulk operation's idempotence is checked against.
 _BULK_STATE = {"assign": ("assignee_id",), "move_inbox": ("inbox_id",)}
+
+ACTIONS = ActionTable(VENDOR)
 
 
 # ---- validation: YAML-form value -> (canonical action, params) ----
@@ -108,6 +101,7 @@ def _field(name: str, value: Any) -> Any:
     return checks.text(value, what, key=name)
 
 
+@ACTIONS.action("update", "PATCH ticket fields: {field: value}")
 def _update(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", checks.fields(value, "update", PATCH_FIELDS, "{priority: high}", _field)
 
@@ -125,14 +119,16 @@ def _tags(op: str) -> Any:
     return normalize
 
 
+ACTIONS.add("add_tags", "add tags by id: [ids]", _tags("add_tags"))
+ACTIONS.add("remove_tags", "remove tags by id: [ids]", _tags("remove_tags"))
+
+
+@ACTIONS.action("move_inbox", "move to an inbox: <inbox id>")
 def _move_inbox(value: Any) -> tuple[str, dict[str, Any]]:
     return "move_inbox", {"inbox_id": checks.text(value, "move_inbox")}
 
 
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "assign", {"assignee_id": checks.agent(value)}
-
-
+@ACTIONS.action("update_status", "status name or {status_id: <id>}")
 def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(value, str):
         return "update_status", {"status": checks.enum(value, "update_status", STATUSES)}
@@ -157,43 +153,30 @@ def _update_status(value: Any) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "update", {"assignee_id": None}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("assign", "assignee_id"))
+ACTIONS.add(
+    "unassign", "remove the assignee: true", checks.unassigning("update", {"assignee_id": None})
+)
 
 
+@ACTIONS.action("set_status", "set the status (via PATCH)")
 def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", {"status": checks.enum(value, "set_status", STATUSES)}
 
 
+@ACTIONS.action("set_priority", "set the priority (via PATCH)")
 def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", {"priority": checks.enum(value, "set_priority", PRIORITIES)}
 
 
+@ACTIONS.action("remind_at", "set a reminder: +48h or ISO 8601")
 def _remind_at(value: Any) -> tuple[str, dict[str, Any]]:
     return "update", {"remind_at": _remind(value)}
 
 
+@ACTIONS.action("add_note", "leave an internal note: <text> or {text}")
 def _add_note(value: Any) -> tuple[str, dict[str, Any]]:
     return note_params(value, ticket_fields=TICKET_FIELDS)
-
-
-ACTIONS: dict[str, ActionSpec] = {
-    spec.name: spec
-    for spec in (
-        ActionSpec("update", "PATCH ticket fields: {field: value}", _update),
-        ActionSpec("add_tags", "add tags by id: [ids]", _tags("add_tags")),
-        ActionSpec("remove_tags", "remove tags by id: [ids]", _tags("remove_tags")),
-        ActionSpec("move_inbox", "move to an inbox: <inbox id>", _move_inbox),
-        ActionSpec("update_status", "status name or {status_id: <id>}", _update_status),
-        ActionSpec("assign", "assign to an agent: <agent id>", _assign),
-        ActionSpec("unassign", "remove the assignee: true", _unassign),
-        ActionSpec("set_status", "set the status (via PATCH)", _set_status),
-        ActionSpec("set_priority", "set the priority (via PATCH)", _set_priority),
-        ActionSpec("remind_at", "set a reminder: +48h or ISO 8601", _remind_at),
-        ActionSpec("add_note", "leave an internal note: <text> or {text}", _add_note),
-    )
-}
 
 
 # ---- planning ----
@@ -411,10 +394,4 @@ def _note_body(text: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return note_body(text)
 
 
-SPEC = VendorSpec(
-    vendor=VENDOR,
-    actions=ACTIONS,
-    planner=plan,
-    ticket_fields=TICKET_FIELDS,
-    field_enums={"status": STATUSES, "priority": PRIORITIES},
-)
+SPEC = ACTIONS.spec(plan, TICKET_FIELDS, field_enums={"status": STATUSES, "priority": PRIORITIES})

@@ -15,37 +15,24 @@ from typing import Any
 from ticketwire.calls import ApiCall
 from ticketwire.engine.echo import (
     NOTE,
-    CommonViews,
-    any_value,
-    kept,
+    Shows,
+    echo_fields,
     members,
-    neutral,
     with_followers,
 )
 from ticketwire.engine.notes import is_note_call
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "inboxops"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
 BOOKKEEPING = frozenset({"updated_at"})
-#: Fields that change along with a written one.
-_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
-    "status": ("status_id", "status_name", "status_color"),
-    "status_id": ("status", "status_name", "status_color"),
-    "priority": ("priority_id", "priority_name", "priority_color"),
-    "priority_id": ("priority", "priority_name", "priority_color"),
-}
-
-
-_COMMON: CommonViews = {
-    "status": ("common.status", neutral(VENDOR, neutral_status)),
-    "priority": ("common.priority", neutral(VENDOR, neutral_priority)),
-    "status_id": ("common.status", any_value),
-    "priority_id": ("common.priority", any_value),
-    "assignee_id": ("common.assignee", kept),
-    "subject": ("common.subject", kept),
-}
+_COMMON, _FOLLOWERS = echo_fields(
+    VENDOR,
+    status=Shows(("status", "status_id"), also=("status_name", "status_color")),
+    priority=Shows(("priority", "priority_id"), also=("priority_name", "priority_color")),
+    assignee=Shows(("assignee_id",)),
+    subject=Shows(("subject",)),
+)
 
 
 def _patch_fields(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -52,9 +52,8 @@ from ticketwire.engine import planning
 from ticketwire.engine import templates as tpl
 from ticketwire.engine.actions import (
     ActionError,
-    ActionSpec,
+    ActionTable,
     Plan,
-    VendorSpec,
 )
 from ticketwire.engine.durations import TimeSpecError, format_utc, parse_instant
 from ticketwire.engine.nodes import kind_of, suggest
@@ -122,6 +121,8 @@ _LIST_FIELDS = frozenset(
 )
 _TIME_FIELDS = frozenset({"dueDate", "closedAt"})
 
+ACTIONS = ActionTable(VENDOR)
+
 
 # ---- validation: YAML-form value -> (canonical action, params) ----
 
@@ -173,19 +174,12 @@ def _fields(value: Any, what: str, accepted: Sequence[str], example: str) -> dic
     return checks.fields(value, what, accepted, example, check)
 
 
-def _update(value: Any) -> tuple[str, dict[str, Any]]:
-    return "update", _fields(value, "update", UPDATE_FIELDS, "{priorityName: High}")
-
-
-def _bulk_update(value: Any) -> tuple[str, dict[str, Any]]:
-    params = _fields(value, "bulk_update", BULK_UPDATE_FIELDS, "{statusId: <status id>}")
-    return "bulk_update", params
-
-
+@ACTIONS.action("set_status", "set the status: a neutral value (statusName)")
 def _set_status(value: Any) -> tuple[str, dict[str, Any]]:
     return "set_status", {"status": _neutral(value, "set_status", NEUTRAL_STATUSES)}
 
 
+@ACTIONS.action("set_priority", "set the priority: a neutral value")
 def _set_priority(value: Any) -> tuple[str, dict[str, Any]]:
     return "set_priority", {"priority": _neutral(value, "set_priority", NEUTRAL_PRIORITIES)}
 
@@ -199,13 +193,19 @@ def _neutral(value: Any, what: str, allowed: Sequence[str]) -> str:
     return str(value)
 
 
-def _assign(value: Any) -> tuple[str, dict[str, Any]]:
-    return "assign", {"assignee": checks.agent(value)}
+ACTIONS.add("assign", "assign to an agent: <agent id>", checks.assigning("assign", "assignee"))
+ACTIONS.add("unassign", "remove the assigned agent: true", checks.unassigning("unassign", {}))
 
 
-def _unassign(value: Any) -> tuple[str, dict[str, Any]]:
-    checks.unassign(value)
-    return "unassign", {}
+@ACTIONS.action("update", "PATCH ticket fields: {field: value}")
+def _update(value: Any) -> tuple[str, dict[str, Any]]:
+    return "update", _fields(value, "update", UPDATE_FIELDS, "{priorityName: High}")
+
+
+@ACTIONS.action("bulk_update", "bulk update of this ticket: {statusId, ...}")
+def _bulk_update(value: Any) -> tuple[str, dict[str, Any]]:
+    params = _fields(value, "bulk_update", BULK_UPDATE_FIELDS, "{statusId: <status id>}")
+    return "bulk_update", params
 
 
 def _new_ticket(value: Any, what: str) -> dict[str, Any]:
@@ -225,10 +225,12 @@ def _new_ticket(value: Any, what: str) -> dict[str, Any]:
     return checks.fields(value, what, CREATE_FIELDS, "{title: ...}", check)
 
 
+@ACTIONS.action("create_ticket", "create a ticket: {title, ...}")
 def _create_ticket(value: Any) -> tuple[str, dict[str, Any]]:
     return "create_tickets", {"tickets": [_new_ticket(value, "create_ticket")], "stopOnError": True}
 
 
+@ACTIONS.action("create_tickets", "create tickets: [{title, ...}]")
 def _create_tickets(value: Any) -> tuple[str, dict[str, Any]]:
     stop = True
     items = value
@@ -254,21 +256,6 @@ def _create_tickets(value: Any) -> tuple[str, dict[str, Any]]:
         )
     tickets = [_new_ticket(item, f"create_tickets[{i}]") for i, item in enumerate(items)]
     return "create_tickets", {"tickets": tickets, "stopOnError": stop}
-
-
-ACTIONS: dict[str, ActionSpec] = {
-    spec.name: spec
-    for spec in (
-        ActionSpec("set_status", "set the status: a neutral value (statusName)", _set_status),
-        ActionSpec("set_priority", "set the priority: a neutral value", _set_priority),
-        ActionSpec("assign", "assign to an agent: <agent id>", _assign),
-        ActionSpec("unassign", "remove the assigned agent: true", _unassign),
-        ActionSpec("update", "PATCH ticket fields: {field: value}", _update),
-        ActionSpec("bulk_update", "bulk update of this ticket: {statusId, ...}", _bulk_update),
-        ActionSpec("create_ticket", "create a ticket: {title, ...}", _create_ticket),
-        ActionSpec("create_tickets", "create tickets: [{title, ...}]", _create_tickets),
-    )
-}
 
 
 # ---- planning ----
@@ -500,12 +487,4 @@ LACKS: Mapping[str, str] = {
     ),
 }
 
-SPEC = VendorSpec(
-    vendor=VENDOR,
-    actions=ACTIONS,
-    planner=plan,
-    ticket_fields=TICKET_FIELDS,
-    field_enums={},
-    events=OWN_EVENTS,
-    lacks=LACKS,
-)
+SPEC = ACTIONS.spec(plan, TICKET_FIELDS, events=OWN_EVENTS, lacks=LACKS)

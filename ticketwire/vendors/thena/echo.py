@@ -12,32 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.calls import ApiCall
-from ticketwire.engine.echo import CommonViews, any_value, kept, neutral, with_followers
+from ticketwire.engine.echo import Shows, echo_fields, with_followers
 from ticketwire.vendors.bundle import Echo
-from ticketwire.vocabulary import neutral_priority, neutral_status
 
 VENDOR = "thena"
 #: Fields the helpdesk changes on every write; a change in them alone says nothing.
 BOOKKEEPING = frozenset({"updatedAt", "updated_at"})
-_FOLLOWERS: Mapping[str, tuple[str, ...]] = {
-    "statusName": ("statusId", "status", "statusType"),
-    "statusId": ("statusName", "status", "statusType"),
-    "priorityName": ("priorityId", "priority"),
-    "priorityId": ("priorityName", "priority"),
-    "assignedAgentId": ("assignedAgent", "assignedTo", "assignedAgentEmail"),
-    "assignedAgentEmail": ("assignedAgentId", "assignedAgent", "assignedTo"),
-}
-
-
-_COMMON: CommonViews = {
-    "statusName": ("common.status", neutral(VENDOR, neutral_status)),
-    "priorityName": ("common.priority", neutral(VENDOR, neutral_priority)),
-    "statusId": ("common.status", any_value),
-    "priorityId": ("common.priority", any_value),
-    "assignedAgentId": ("common.assignee", kept),
-    "assignedAgentEmail": ("common.assignee", any_value),
-    "title": ("common.subject", kept),
-}
+_COMMON, _FOLLOWERS = echo_fields(
+    VENDOR,
+    status=Shows(("statusName", "statusId"), also=("status", "statusType")),
+    priority=Shows(("priorityName", "priorityId"), also=("priority",)),
+    assignee=Shows(("assignedAgentId", "assignedAgentEmail"), also=("assignedAgent", "assignedTo")),
+    subject=Shows(("title",)),
+)
 
 
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
