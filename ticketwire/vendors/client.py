@@ -6,6 +6,7 @@ A vendor's client supplies its API root, its auth headers, its error reader and 
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from abc import ABC, abstractmethod
@@ -68,11 +69,12 @@ class ApiClient(ABC):
     account: str = DEFAULT
     #: The vendor planned calls name, e.g. `inboxops`.
     vendor: str
-    #: How messages name the helpdesk, e.g. `InboxOps`.
+    # The three below default to what the vendor's bundle and package say (`_describe`).
+    #: How messages name the helpdesk, e.g. `InboxOps`: its bundle's title.
     helpdesk: str
-    #: What to check when a 2xx answer is not JSON, e.g. `THENA_API_URL`.
+    #: What to check when a 2xx answer is not JSON, e.g. `THENA_API_URL`: its API URL's variable.
     url_setting: str
-    #: The helpdesk's error reader, its `problems.error_from_response`.
+    #: The helpdesk's error reader: its package's `problems.error_from_response`.
     read_error: ErrorReader
 
     def __init__(
@@ -85,6 +87,7 @@ class ApiClient(ABC):
         user_agent: str = USER_AGENT,
     ) -> None:
         self._check_key(api_key)
+        self._describe()
         if timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         self._session = session
@@ -103,6 +106,23 @@ class ApiClient(ABC):
     def _shown(self) -> list[tuple[str, object]]:
         """What `repr` shows, in order; the key shows as its `Secret` does, hidden."""
         return [("base_url", self._base), ("api_key", self._key), ("timeout", self._timeout)]
+
+    def _describe(self) -> None:
+        """Take what the client class does not say about its helpdesk from the vendor's parts."""
+        said = {name for cls in type(self).__mro__ for name in vars(cls)}
+        if {"helpdesk", "url_setting", "read_error"} <= said:
+            return
+        from ticketwire.vendors.registry import bundle  # the registry imports every vendor
+
+        described = bundle(self.vendor)
+        if "helpdesk" not in said:
+            self.helpdesk = described.title
+        if "url_setting" not in said:
+            self.url_setting = described.variable_of("api_url")
+        if "read_error" not in said:
+            # The `problems` module beside the client's own.
+            package = type(self).__module__.rpartition(".")[0]
+            self.read_error = importlib.import_module(f"{package}.problems").error_from_response
 
     def _check_key(self, api_key: Secret) -> None:
         """Raise `ConfigError` when `api_key` cannot be one of this helpdesk's; any key may be."""

@@ -43,7 +43,7 @@ from ticketwire.vendors.cstar.models import (
     MAX_PAGE_SIZE,
     PATCH_FIELDS,
 )
-from ticketwire.vendors.cstar.problems import error_from_response, is_transient
+from ticketwire.vendors.cstar.problems import is_transient
 from ticketwire.vendors.http import Exchange
 
 VENDOR = "cstar"
@@ -62,10 +62,6 @@ class CStarClient(ApiClient):
     """Async client for one cStar team."""
 
     vendor = VENDOR
-    helpdesk = "cStar"
-    # Writes carry an Idempotency-Key, so a retry after a 2xx that is not JSON is safe.
-    url_setting = "CSTAR_API_URL"
-    read_error = staticmethod(error_from_response)
 
     def __init__(
         self,

@@ -26,7 +26,6 @@ from ticketwire.vendors.client import (
     ticket_path,
 )
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
-from ticketwire.vendors.inboxops.problems import error_from_response
 
 VENDOR = "inboxops"
 API_PREFIX = "/api/v1"
@@ -63,12 +62,10 @@ class InboxOpsClient(ApiClient):
     """Async client for one InboxOps workspace (the API key identifies the workspace)."""
 
     vendor = VENDOR
-    helpdesk = "InboxOps"
     # A 2xx that is not JSON leaves unknown whether the request was applied; InboxOps field
     # writes are idempotent, so a retry is safe (a note may be left twice: InboxOps documents no
     # idempotency for messages).
     url_setting = "the base URL"
-    read_error = staticmethod(error_from_response)
 
     def _check_key(self, api_key: Secret) -> None:
         """Refuse a key that is not an InboxOps API key, before any call."""

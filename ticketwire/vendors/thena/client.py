@@ -41,7 +41,6 @@ from ticketwire.vendors.thena.models import (
     DATE_RANGES,
     UPDATE_FIELDS,
 )
-from ticketwire.vendors.thena.problems import error_from_response
 
 VENDOR = "thena"
 DEFAULT_BASE_URL = "https://platform.thena.ai"
@@ -67,9 +66,6 @@ class ThenaClient(ApiClient):
     """Async client for one Thena organisation."""
 
     vendor = VENDOR
-    helpdesk = "Thena"
-    url_setting = "THENA_API_URL"
-    read_error = staticmethod(error_from_response)
 
     def __init__(
         self,
