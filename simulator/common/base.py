@@ -153,6 +153,8 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     emitter_type: ClassVar[type[Any]]
     #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
     tenant_noun: ClassVar[str]
+    #: The store's mapping of tenant id to tenant, that endpoints are registered for.
+    tenants_at: ClassVar[str]
     endpoint_noun: ClassVar[str] = "endpoint"
     #: Where the vendor API is served, below `url`.
     api_path: ClassVar[str] = ""
@@ -239,13 +241,33 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         """`<url><api_path>` (the path alone before the simulator serves)."""
         return self.url + self.api_path
 
-    def _endpoint_tenant(self, tenant_id: str | None, tenants: Iterable[str]) -> str:
-        """The tenant an endpoint is registered for: `tenant_id` (one of `tenants`) or the default."""
+    def add_endpoint(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        tenant: str | None = None,
+        **options: Any,
+    ) -> str:
+        """Register a webhook endpoint signed with `secret` for `tenant` (else the default); its id.
+
+        `options` are the vendor's own endpoint settings, as its emitter's `add_endpoint` takes them.
+        """
         store: Any = self.store
-        tenant: str = tenant_id or store.default.id
-        if tenant not in tenants:
-            raise ValueError(f"unknown {self.tenant_noun} {tenant!r}")
-        return tenant
+        tenant_id: str = tenant or store.default.id
+        if tenant_id not in getattr(store, self.tenants_at):
+            raise ValueError(f"unknown {self.tenant_noun} {tenant_id!r}")
+        # The vendor's emitter takes the vendor's options; the base knows only the common ones.
+        emitter: Any = self.emitter
+        endpoint = emitter.add_endpoint(
+            self._new_endpoint_id, tenant_id, url, secret, events, **options
+        )
+        return str(endpoint.id)
+
+    def _new_endpoint_id(self) -> str:
+        """A fresh endpoint id (a seeded UUID unless the vendor's ids look otherwise)."""
+        return self._endpoint_ids.uuid()
 
     @abstractmethod
     def _reset_limits(self) -> None:

@@ -43,6 +43,7 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
     """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
 
     tenant_noun = "team"
+    tenants_at = "teams"
     endpoint_noun = "webhook"
 
     def _limits(self) -> None:
@@ -176,18 +177,8 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
 
     # ----------------------------------------------------------------- webhooks
 
-    def add_endpoint(
-        self,
-        url: str,
-        secret: str,
-        events: list[str] | None = None,
-        *,
-        team_id: str | None = None,
-    ) -> str:
-        """Register a webhook (default team unless given) signed with `secret`; returns its id."""
-        team = self._endpoint_tenant(team_id, self.store.teams)
-        endpoint_id = f"whk_{self._endpoint_ids.token(12)}"
-        return self.emitter.add_endpoint(endpoint_id, team, url, secret, events).id
+    def _new_endpoint_id(self) -> str:
+        return f"whk_{self._endpoint_ids.token(12)}"
 
     def publish(
         self,

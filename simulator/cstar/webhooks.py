@@ -152,13 +152,16 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
 
     def add_endpoint(
         self,
-        endpoint_id: str,
+        new_id: Callable[[], str],
         team_id: str,
         url: str,
         secret: str,
         events: list[str] | tuple[str, ...] | None = None,
     ) -> Endpoint:
-        """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
+        """Register an endpoint (its id from `new_id`); unknown event names are refused (`*` and
+        `<family>.*` allowed)."""
+        # Drawn before the checks, so a refused registration still uses an id, as it always has.
+        endpoint_id = new_id()
         shared.check_endpoint(url, secret)
         shared.check_events(
             events,

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from simulator.common import webhooks as shared
-from simulator.common.clock import IdSource, iso
+from simulator.common.clock import iso
 from ticketwire.secret import Secret
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
 
@@ -79,20 +79,18 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
 
     def add_endpoint(
         self,
-        ids: IdSource,
+        new_id: Callable[[], str],
         workspace_id: str,
         url: str,
         secret: str,
         events: list[str] | tuple[str, ...] | None = None,
-        *,
-        endpoint_id: str | None = None,
     ) -> Endpoint:
-        """Register an endpoint; unknown event names are refused."""
+        """Register an endpoint (its id from `new_id`); unknown event names are refused."""
         shared.check_endpoint(url, secret)
         shared.check_events(events, EVENTS)
         return self._register(
             Endpoint(
-                endpoint_id or ids.uuid(),
+                new_id(),
                 url,
                 Secret(secret),
                 tuple(events or ()),

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, Unpack
 
 from simulator.common import webhooks as shared
-from simulator.common.clock import IdSource, iso
+from simulator.common.clock import iso
 from ticketwire.secret import Secret
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
 
@@ -96,7 +96,7 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
 
     def add_endpoint(
         self,
-        ids: IdSource,
+        new_id: Callable[[], str],
         org_id: str,
         url: str,
         secret: str,
@@ -107,7 +107,13 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
         scheme: str = "bearer",
         nested: bool = False,
     ) -> Endpoint:
-        """Register an endpoint; unknown event names (without a wildcard) are refused."""
+        """Register an endpoint (its id from `new_id`); unknown event names (without a wildcard)
+        are refused.
+
+        `secret` is the static token (`mode="token"`, sent in `header`, default `authorization`,
+        as `Bearer <token>` or bare per `scheme`) or the HMAC key (`mode="hmac"`, header default
+        `X-Thena-Signature`). `nested` wraps every event as `{"message": {...}}`.
+        """
         shared.check_endpoint(url, secret, "webhook token or secret")
         if mode not in ("token", "hmac"):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
@@ -115,7 +121,7 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
         shared.check_events(events, EVENTS, lambda event: "*" in event)
         ep = Endpoint(
-            id=ids.uuid(),
+            id=new_id(),
             org_id=org_id,
             url=url,
             secret=Secret(secret),
