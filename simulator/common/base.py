@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from aiohttp import web
 
 from simulator.common.clock import Clock, IdSource, ScaledClock
-from simulator.common.delivery import OrderedDelivery
 from simulator.common.ratelimit import RateLimiter
-from simulator.common.webhooks import EmitterOptions, SharedFaults
+from simulator.common.webhooks import EmitterOptions, SharedFaults, WebhookEmitterBase
 
 
 class BaseConfig(Protocol):
@@ -93,7 +92,7 @@ LimitedConfigT = TypeVar("LimitedConfigT", bound=LimitedConfig)
 SettingsT = TypeVar("SettingsT")
 LimitedSettingsT = TypeVar("LimitedSettingsT", bound=LimitedSettings)
 FaultsT = TypeVar("FaultsT", bound=SeededFaults)
-EmitterT = TypeVar("EmitterT", bound=OrderedDelivery[Any])
+EmitterT = TypeVar("EmitterT", bound=WebhookEmitterBase[Any])
 StoreT = TypeVar("StoreT")
 V = TypeVar("V")
 
@@ -258,9 +257,7 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         tenant_id: str = tenant or store.default.id
         if tenant_id not in getattr(store, self.tenants_at):
             raise ValueError(f"unknown {self.tenant_noun} {tenant_id!r}")
-        # The vendor's emitter takes the vendor's options; the base knows only the common ones.
-        emitter: Any = self.emitter
-        endpoint = emitter.add_endpoint(
+        endpoint = self.emitter.add_endpoint(
             self._new_endpoint_id, tenant_id, url, secret, events, **options
         )
         return str(endpoint.id)
