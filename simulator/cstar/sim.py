@@ -59,15 +59,7 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
         )
 
     def _build(self) -> None:
-        cfg = self.config
-        self.store = Store(
-            self.seed,
-            self.clock.now,
-            self.clock.monotonic,
-            idempotency_ttl=cfg.idempotency_ttl,
-            prefix=cfg.ticket_prefix,
-            first_number=cfg.first_ticket_number,
-        )
+        self.store = Store(self.seed, self.clock, self.config)
 
     def _app(self) -> web.Application:
         return create_app(self)

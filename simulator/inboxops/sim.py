@@ -52,8 +52,7 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
     def _build(self) -> None:
         self.store = Store(
             self.seed,
-            self.clock.now,
-            self.clock.monotonic,
+            self.clock,
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )

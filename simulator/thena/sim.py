@@ -41,7 +41,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
         )
 
     def _build(self) -> None:
-        self.store = Store(self.seed, self.clock.now)
+        self.store = Store(self.seed, self.clock)
 
     def _app(self) -> web.Application:
         return create_app(self)
