@@ -251,7 +251,8 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     ) -> str:
         """Register a webhook endpoint signed with `secret` for `tenant` (else the default); its id.
 
-        `options` are the vendor's own endpoint settings, as its emitter's `add_endpoint` takes them.
+        `options` are the vendor's own endpoint settings, checked by its emitter (Thena's `mode`,
+        `header`, `scheme`, `nested`).
         """
         store: Any = self.store
         tenant_id: str = tenant or store.default.id
