@@ -17,7 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from receiver.app import create_app
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import SECRET, outbox_empty, running_worker, settled, stack_settings

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from simulator.common.clock import iso
+from simulator.common.clock import ManualClock, iso
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import outbox_empty, stack_settings

@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from simulator.common.clock import ManualClock
 from simulator.cstar import (
     SIM_KEY,
     CStarSimulator,
     CStarSimulatorConfig,
-    ManualClock,
     RateLimit,
     create_app,
     run_simulator,

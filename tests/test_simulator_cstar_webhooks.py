@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from simulator.cstar import CStarSimulator, CStarSimulatorConfig, ManualClock
+from simulator.common.clock import ManualClock
+from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from tests.conftest import wait_for
 from ticketwire.errors import InvalidSignature
 from ticketwire.secret import Secret

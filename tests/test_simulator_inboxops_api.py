@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from simulator.common.clock import ManualClock
 from simulator.inboxops import (
     SIM_KEY,
     InboxOpsSimulator,
-    ManualClock,
     SimulatorConfig,
     create_app,
     run_simulator,

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 
 PROBLEMS = "https://docs.inboxops.app/api/problems/"
 

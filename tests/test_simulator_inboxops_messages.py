@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from simulator.inboxops import ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import SimulatorConfig
 from tests.test_simulator_inboxops_api import Api, assert_problem, running
 from tests.test_simulator_inboxops_webhooks import Receiver, receiver  # noqa: F401 (fixture)
 from tests.test_simulator_inboxops_webhooks import running as running_with_hooks

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from simulator.common.clock import iso
-from simulator.inboxops import ManualClock
+from simulator.common.clock import ManualClock, iso
 from tests.conftest import wait_for
 from tests.test_simulator_inboxops_webhooks import Client, Receiver, receiver, running
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.inboxops.fulltext import Operand, TextQuery, parse
 
 #: inboxops-list-tickets, `query`.

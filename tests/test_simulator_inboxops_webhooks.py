@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from ticketwire.errors import InvalidSignature
 from ticketwire.secret import Secret

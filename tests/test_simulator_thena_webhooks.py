@@ -17,7 +17,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from receiver.app import create_app, vendor_intakes
-from simulator.thena import ManualClock, ThenaSimulator, ThenaSimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from ticketwire.config import Settings
 from ticketwire.errors import InvalidSignature

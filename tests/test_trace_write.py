@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from receiver.app import create_app
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.common.clock import ManualClock
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import free_port
 from tests.stack import SECRET, quiet, running_worker, stack_settings

@@ -23,9 +23,9 @@ import pytest
 
 from cli.localup import LocalUp, find_local_up
 from simulator import persist
-from simulator.common.clock import iso
+from simulator.common.clock import ManualClock, iso
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
-from simulator.inboxops import InboxOpsSimulator, ManualClock, SimulatorConfig
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.procs import BIN, ROOT, Proc, free_port, free_ports, spawn

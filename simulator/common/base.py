@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from aiohttp import web
 
 from simulator.common.clock import Clock, IdSource, ScaledClock
-from simulator.common.delivery import OrderedDelivery
 from simulator.common.ratelimit import RateLimiter
-from simulator.common.webhooks import EmitterOptions, SharedFaults
+from simulator.common.webhooks import EmitterOptions, SharedFaults, WebhookEmitterBase
 
 
 class BaseConfig(Protocol):
@@ -93,7 +92,7 @@ LimitedConfigT = TypeVar("LimitedConfigT", bound=LimitedConfig)
 SettingsT = TypeVar("SettingsT")
 LimitedSettingsT = TypeVar("LimitedSettingsT", bound=LimitedSettings)
 FaultsT = TypeVar("FaultsT", bound=SeededFaults)
-EmitterT = TypeVar("EmitterT", bound=OrderedDelivery[Any])
+EmitterT = TypeVar("EmitterT", bound=WebhookEmitterBase[Any])
 StoreT = TypeVar("StoreT")
 V = TypeVar("V")
 
@@ -153,6 +152,8 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     emitter_type: ClassVar[type[Any]]
     #: What the vendor calls a tenant and a registered endpoint, as `announce` and errors say.
     tenant_noun: ClassVar[str]
+    #: The store's mapping of tenant id to tenant, that endpoints are registered for.
+    tenants_at: ClassVar[str]
     endpoint_noun: ClassVar[str] = "endpoint"
     #: Where the vendor API is served, below `url`.
     api_path: ClassVar[str] = ""
@@ -239,13 +240,32 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         """`<url><api_path>` (the path alone before the simulator serves)."""
         return self.url + self.api_path
 
-    def _endpoint_tenant(self, tenant_id: str | None, tenants: Iterable[str]) -> str:
-        """The tenant an endpoint is registered for: `tenant_id` (one of `tenants`) or the default."""
+    def add_endpoint(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        tenant: str | None = None,
+        **options: Any,
+    ) -> str:
+        """Register a webhook endpoint signed with `secret` for `tenant` (else the default); its id.
+
+        `options` are the vendor's own endpoint settings, checked by its emitter (Thena's `mode`,
+        `header`, `scheme`, `nested`).
+        """
         store: Any = self.store
-        tenant: str = tenant_id or store.default.id
-        if tenant not in tenants:
-            raise ValueError(f"unknown {self.tenant_noun} {tenant!r}")
-        return tenant
+        tenant_id: str = tenant or store.default.id
+        if tenant_id not in getattr(store, self.tenants_at):
+            raise ValueError(f"unknown {self.tenant_noun} {tenant_id!r}")
+        endpoint = self.emitter.add_endpoint(
+            self._new_endpoint_id, tenant_id, url, secret, events, **options
+        )
+        return str(endpoint.id)
+
+    def _new_endpoint_id(self) -> str:
+        """A fresh endpoint id (a seeded UUID unless the vendor's ids look otherwise)."""
+        return self._endpoint_ids.uuid()
 
     @abstractmethod
     def _reset_limits(self) -> None:

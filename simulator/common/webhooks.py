@@ -186,6 +186,14 @@ class WebhookEmitterBase(OrderedDelivery[D]):
     """Queues deliveries per (endpoint, ticket), posts and records each attempt, retries."""
 
     user_agent: str
+    #: The vendor's endpoint class and the field it names the endpoint's tenant in.
+    endpoint_type: ClassVar[type[Any]]
+    tenant_field: ClassVar[str]
+    #: The event names an endpoint may subscribe to, and how errors name the secret.
+    known_events: ClassVar[Sequence[str]]
+    secret_word: ClassVar[str] = "webhook secret"
+    #: The subscription patterns the vendor takes besides event names, as its errors list them.
+    patterns_named: ClassVar[str] = ""
     _faults: SharedFaults
 
     def __init__(
@@ -217,6 +225,35 @@ class WebhookEmitterBase(OrderedDelivery[D]):
         if targets:
             require_loop()
         return targets
+
+    def add_endpoint(
+        self,
+        new_id: Callable[[], str],
+        tenant_id: str,
+        url: str,
+        secret: str,
+        events: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Register an endpoint of `tenant_id` (its id from `new_id`); unknown events are refused.
+
+        `options` are the vendor's own endpoint settings (`_endpoint_fields` checks them).
+        """
+        check_endpoint(url, secret, self.secret_word)
+        fields = self._endpoint_fields(**options)
+        check_events(events, self.known_events, self._is_pattern, self.patterns_named)
+        fields[self.tenant_field] = tenant_id
+        return self._register(
+            self.endpoint_type(new_id(), url, Secret(secret), tuple(events or ()), **fields)
+        )
+
+    def _endpoint_fields(self) -> dict[str, Any]:
+        """The endpoint fields the vendor's options give (none unless the vendor takes options)."""
+        return {}
+
+    def _is_pattern(self, event: str) -> bool:
+        """True for a subscription pattern the vendor takes besides event names (none here)."""
+        return False
 
     def _register(self, endpoint: T) -> T:
         """Keep `endpoint` under its id and give it back."""

@@ -126,32 +126,17 @@ Determinism and reset
 from typing import Any
 
 from simulator.common.bundle import Example, SimulatorBundle, own_api
-from simulator.common.clock import Clock, ManualClock, ScaledClock
 from simulator.cstar.app import SIM_KEY
-from simulator.cstar.config import CStarSimulatorConfig, RateLimit, Settings
-from simulator.cstar.faults import Faults, ScriptedFailure, WebhookFaults
-from simulator.cstar.journal import JournalEntry
-from simulator.cstar.problems import ApiError
+from simulator.cstar.config import CStarSimulatorConfig, RateLimit
 from simulator.cstar.sim import CStarSimulator, create_app, run_simulator
-from simulator.cstar.webhooks import DeliveryRecord, Endpoint, envelope
+from simulator.cstar.webhooks import envelope
 
 __all__ = [
     "SIMULATOR",
     "SIM_KEY",
-    "ApiError",
     "CStarSimulator",
     "CStarSimulatorConfig",
-    "Clock",
-    "DeliveryRecord",
-    "Endpoint",
-    "Faults",
-    "JournalEntry",
-    "ManualClock",
     "RateLimit",
-    "ScaledClock",
-    "ScriptedFailure",
-    "Settings",
-    "WebhookFaults",
     "create_app",
     "run_simulator",
 ]

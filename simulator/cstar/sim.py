@@ -43,6 +43,7 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
     """A local cStar: the team-scoped ticket API, webhooks to registered endpoints, fault knobs."""
 
     tenant_noun = "team"
+    tenants_at = "teams"
     endpoint_noun = "webhook"
 
     def _limits(self) -> None:
@@ -58,15 +59,7 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
         )
 
     def _build(self) -> None:
-        cfg = self.config
-        self.store = Store(
-            self.seed,
-            self.clock.now,
-            self.clock.monotonic,
-            idempotency_ttl=cfg.idempotency_ttl,
-            prefix=cfg.ticket_prefix,
-            first_number=cfg.first_ticket_number,
-        )
+        self.store = Store(self.seed, self.clock, self.config)
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -176,18 +169,8 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
 
     # ----------------------------------------------------------------- webhooks
 
-    def add_endpoint(
-        self,
-        url: str,
-        secret: str,
-        events: list[str] | None = None,
-        *,
-        team_id: str | None = None,
-    ) -> str:
-        """Register a webhook (default team unless given) signed with `secret`; returns its id."""
-        team = self._endpoint_tenant(team_id, self.store.teams)
-        endpoint_id = f"whk_{self._endpoint_ids.token(12)}"
-        return self.emitter.add_endpoint(endpoint_id, team, url, secret, events).id
+    def _new_endpoint_id(self) -> str:
+        return f"whk_{self._endpoint_ids.token(12)}"
 
     def publish(
         self,

@@ -7,15 +7,16 @@ the webhook events it causes in a `TicketChange`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from simulator.common.clock import IdSource, iso
+from simulator.common.clock import Clock, IdSource, iso
 from simulator.common.idempotency import fingerprint
 from simulator.common.keys import KeyRing
 from simulator.common.records import Record
+from simulator.common.store import IdempotentStore
+from simulator.cstar.config import CStarSimulatorConfig
 from simulator.cstar.problems import ApiError, invalid, missing, not_found
 from ticketwire.vendors.cstar.models import BULK_ACTIONS, BULK_RESOURCES, PRIORITIES, STATUSES
 
@@ -115,26 +116,16 @@ class TicketChange:
     message: dict[str, Any] | None = None
 
 
-class Store:
+class Store(IdempotentStore):
     """Teams, keys and every operation of the simulated API."""
 
-    def __init__(
-        self,
-        seed: int,
-        now: Callable[[], datetime],
-        monotonic: Callable[[], float],
-        *,
-        idempotency_ttl: float,
-        prefix: str = "CST",
-        first_number: int = 1024,
-    ) -> None:
-        self._now = now
-        self._monotonic = monotonic
-        self.idempotency_ttl = idempotency_ttl
-        self.ids = IdSource(seed, "ids")
+    def __init__(self, seed: int, clock: Clock, config: CStarSimulatorConfig) -> None:
+        super().__init__(seed, clock, config.idempotency_ttl)
         teams = IdSource(seed, "teams")
         keys = IdSource(seed, "keys")
-        self.default = Team(teams.uuid(), "Acme Support", prefix, first_number)
+        self.default = Team(
+            teams.uuid(), "Acme Support", config.ticket_prefix, config.first_ticket_number
+        )
         self.other = Team(teams.uuid(), "Globex Helpdesk", "GLX", 1)
         self.teams = {t.id: t for t in (self.default, self.other)}
         self.keys = KeyRing()

@@ -13,7 +13,6 @@ from typing import Any, Unpack
 from simulator.common import webhooks as shared
 from simulator.common.clock import iso
 from simulator.cstar.faults import Faults
-from ticketwire.secret import Secret
 from ticketwire.vendors.cstar.models import TICKET_EVENTS
 from ticketwire.vendors.cstar.webhook import sign, sign_legacy
 
@@ -132,6 +131,10 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     """Queues events per (endpoint, ticket) and delivers them in the background."""
 
     user_agent = USER_AGENT
+    endpoint_type = Endpoint
+    tenant_field = "team_id"
+    known_events = TICKET_EVENTS
+    patterns_named = ", *, ticket.*"
     endpoints: dict[str, Endpoint]
     log: deque[DeliveryRecord]
     _faults: Faults
@@ -150,25 +153,15 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
 
     # ------------------------------------------------------------- endpoints
 
-    def add_endpoint(
-        self,
-        endpoint_id: str,
-        team_id: str,
-        url: str,
-        secret: str,
-        events: list[str] | tuple[str, ...] | None = None,
-    ) -> Endpoint:
-        """Register an endpoint; unknown event names are refused (`*` and `<family>.*` allowed)."""
-        shared.check_endpoint(url, secret)
-        shared.check_events(
-            events,
-            TICKET_EVENTS,
-            lambda event: event == "*" or event.endswith(".*"),
-            ", *, ticket.*",
-        )
-        return self._register(
-            Endpoint(endpoint_id, url, Secret(secret), tuple(events or ()), team_id=team_id)
-        )
+    def add_endpoint(self, new_id: Callable[[], str], *args: Any, **options: Any) -> Endpoint:
+        """Register an endpoint as the base does, its id drawn before the checks."""
+        # A refused registration has always used up an id; later ids stay as they were.
+        endpoint_id = new_id()
+        endpoint: Endpoint = super().add_endpoint(lambda: endpoint_id, *args, **options)
+        return endpoint
+
+    def _is_pattern(self, event: str) -> bool:
+        return event == "*" or event.endswith(".*")
 
     # ------------------------------------------------------------- emitting
 

@@ -157,34 +157,16 @@ Determinism and reset
 """
 
 from simulator.common.bundle import Example, SimulatorBundle, per_minute
-from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
-from simulator.common.faults import WebhookFaults
-from simulator.common.webhooks import DeliveryRecord
 from simulator.inboxops.app import SIM_KEY
-from simulator.inboxops.config import Settings, SimulatorConfig
-from simulator.inboxops.faults import Faults, ScriptedFailure
-from simulator.inboxops.journal import JournalEntry
-from simulator.inboxops.problems import ApiError
+from simulator.inboxops.config import SimulatorConfig
 from simulator.inboxops.sim import InboxOpsSimulator, create_app, run_simulator
-from simulator.inboxops.webhooks import Endpoint, envelope
+from simulator.inboxops.webhooks import envelope
 
 __all__ = [
     "SIMULATOR",
     "SIM_KEY",
-    "ApiError",
-    "Clock",
-    "DeliveryRecord",
-    "Endpoint",
-    "Faults",
-    "IdSource",
     "InboxOpsSimulator",
-    "JournalEntry",
-    "ManualClock",
-    "ScaledClock",
-    "ScriptedFailure",
-    "Settings",
     "SimulatorConfig",
-    "WebhookFaults",
     "create_app",
     "run_simulator",
 ]

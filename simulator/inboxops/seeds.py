@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from simulator.common.clock import IdSource
+from simulator.common.seeds import SeedFields, plausible
 from simulator.inboxops.models import (
     Agent,
     FieldDef,
@@ -129,21 +130,18 @@ SUBJECTS = (
     "Wrong time zone in reports",
     "Cannot attach files larger than 10 MB",
 )
-FIRST_NAMES = ("Maya", "Liam", "Sofia", "Noah", "Aisha", "Kenji", "Lena", "Omar", "Priya", "Tom")
 CUSTOMER_DOMAINS = ("example.com", "example.org", "globex.test", "initech.test", "umbrella.test")
 REGIONS = ("eu-west", "us-east", "ap-south")
+#: What InboxOps calls the fields every simulator seeds alike.
+SEEDED = SeedFields(
+    "subject", "inbox_id", "priority", "reporter_email", [r[0] for r in PRIORITY_ROWS]
+)
 
 
 def realistic_ticket(ws: Workspace, rng: random.Random, n: int) -> dict[str, Any]:
     """Agent-create fields for one plausible ticket, drawn from `rng`."""
-    name = rng.choice(FIRST_NAMES)
-    fields: dict[str, Any] = {
-        "subject": rng.choice(SUBJECTS).format(n=rng.randint(10000, 99999)),
-        "inbox_id": rng.choice(ws.inboxes).id,
-        "priority": rng.choices(("low", "normal", "high", "urgent"), (2, 5, 2, 1))[0],
-        "reporter_email": f"{name.lower()}{rng.randint(1, 99)}@{rng.choice(CUSTOMER_DOMAINS)}",
-        "initial_internal_note": {"body_text": f"Ticket {n} opened by {name}."},
-    }
+    name, fields = plausible(rng, SEEDED, SUBJECTS, ws.inboxes, CUSTOMER_DOMAINS)
+    fields["initial_internal_note"] = {"body_text": f"Ticket {n} opened by {name}."}
     if rng.random() < 0.6:
         fields["assignee_id"] = rng.choice(ws.agents).id
     if rng.random() < 0.3:

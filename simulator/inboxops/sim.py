@@ -31,6 +31,7 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
 
     api_path = API
     tenant_noun = "workspace"
+    tenants_at = "workspaces"
 
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Clock | None = None
@@ -51,8 +52,7 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
     def _build(self) -> None:
         self.store = Store(
             self.seed,
-            self.clock.now,
-            self.clock.monotonic,
+            self.clock,
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
@@ -195,18 +195,6 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
         return out
 
     # ----------------------------------------------------------------- webhooks
-
-    def add_endpoint(
-        self,
-        url: str,
-        secret: str,
-        events: list[str] | None = None,
-        *,
-        workspace_id: str | None = None,
-    ) -> str:
-        """Register a webhook endpoint (default workspace unless given); returns its id."""
-        ws_id = self._endpoint_tenant(workspace_id, self.store.workspaces)
-        return self.emitter.add_endpoint(self._endpoint_ids, ws_id, url, secret, events).id
 
     def publish(self, ws: Workspace, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
         """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""

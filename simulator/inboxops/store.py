@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from simulator.common.clock import IdSource, iso, parse_iso
+from simulator.common.clock import Clock, IdSource, iso, parse_iso
 from simulator.common.idempotency import fingerprint
 from simulator.common.keys import KeyRing
+from simulator.common.store import IdempotentStore
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
     DIRECTIONS,
@@ -130,23 +131,15 @@ def snapshot(rec: TicketRecord) -> dict[str, Any]:
     return out
 
 
-class Store:
+class Store(IdempotentStore):
     """Workspaces, their API keys, and every ticket operation of the API."""
 
     def __init__(
-        self,
-        seed: int,
-        now: Callable[[], datetime],
-        monotonic: Callable[[], float],
-        idempotency_ttl: float = 24 * 3600.0,
-        keep_reminder: Callable[[], bool] = lambda: False,
+        self, seed: int, clock: Clock, idempotency_ttl: float, keep_reminder: Callable[[], bool]
     ) -> None:
-        self._now = now
+        super().__init__(seed, clock, idempotency_ttl)
         #: Whether a ticket leaving waiting keeps its (then dormant) reminder.
         self._keep_reminder = keep_reminder
-        self._monotonic = monotonic
-        self.idempotency_ttl = idempotency_ttl
-        self.ids = IdSource(seed, "ids")
         #: (remind_at, workspace id, ticket id) of every reminder set; stale rows are skipped.
         self._reminders: list[tuple[str, str, str]] = []
         self.message_ids = IdSource(seed, "messages")

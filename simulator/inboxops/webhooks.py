@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from simulator.common import webhooks as shared
-from simulator.common.clock import IdSource, iso
-from ticketwire.secret import Secret
+from simulator.common.clock import iso
 from ticketwire.vendors.inboxops.webhook import SIGNATURE_HEADER, sign
 
 USER_AGENT = "InboxOps-Webhooks/1.0"
@@ -62,6 +61,9 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     with doubling waits."""
 
     user_agent = USER_AGENT
+    endpoint_type = Endpoint
+    tenant_field = "workspace_id"
+    known_events = EVENTS
     endpoints: dict[str, Endpoint]
 
     def __init__(
@@ -74,31 +76,6 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     ) -> None:
         super().__init__(retry_schedule=retry_schedule(max_attempts, retry_base), **options)
         self._prefix = signature_prefix
-
-    # ------------------------------------------------------------- endpoints
-
-    def add_endpoint(
-        self,
-        ids: IdSource,
-        workspace_id: str,
-        url: str,
-        secret: str,
-        events: list[str] | tuple[str, ...] | None = None,
-        *,
-        endpoint_id: str | None = None,
-    ) -> Endpoint:
-        """Register an endpoint; unknown event names are refused."""
-        shared.check_endpoint(url, secret)
-        shared.check_events(events, EVENTS)
-        return self._register(
-            Endpoint(
-                endpoint_id or ids.uuid(),
-                url,
-                Secret(secret),
-                tuple(events or ()),
-                workspace_id=workspace_id,
-            )
-        )
 
     # ------------------------------------------------------------- emitting
 

@@ -111,34 +111,16 @@ Determinism and reset
 """
 
 from simulator.common.bundle import Example, SimulatorBundle, per_minute
-from simulator.common.clock import Clock, IdSource, ManualClock, ScaledClock
-from simulator.common.faults import WebhookFaults
-from simulator.common.webhooks import DeliveryRecord
 from simulator.thena.app import SIM_KEY
-from simulator.thena.config import Settings, ThenaSimulatorConfig
-from simulator.thena.faults import Faults, ScriptedFailure
-from simulator.thena.journal import JournalEntry
-from simulator.thena.problems import ApiError
+from simulator.thena.config import ThenaSimulatorConfig
 from simulator.thena.sim import ThenaSimulator, create_app, run_simulator
-from simulator.thena.webhooks import Endpoint, envelope
+from simulator.thena.webhooks import envelope
 
 __all__ = [
     "SIMULATOR",
     "SIM_KEY",
-    "ApiError",
-    "Clock",
-    "DeliveryRecord",
-    "Endpoint",
-    "Faults",
-    "IdSource",
-    "JournalEntry",
-    "ManualClock",
-    "ScaledClock",
-    "ScriptedFailure",
-    "Settings",
     "ThenaSimulator",
     "ThenaSimulatorConfig",
-    "WebhookFaults",
     "create_app",
     "run_simulator",
 ]

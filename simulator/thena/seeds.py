@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from simulator.common.clock import IdSource
+from simulator.common.seeds import SeedFields, plausible
 from simulator.thena.models import Agent, Org, Priority, Status, Team, TicketType
 
 #: (name, display name, is_default) of every team's statuses, in order.
@@ -75,21 +76,18 @@ TITLES = (
     "Webhook deliveries failing since Monday",
     "Upgrade to Business plan",
 )
-FIRST_NAMES = ("Maya", "Liam", "Sofia", "Noah", "Aisha", "Kenji", "Lena", "Omar", "Priya", "Tom")
 CUSTOMER_DOMAINS = ("example.com", "example.org", "globex.test", "umbrella.test")
 TAGS = ("vip", "bug", "billing", "feedback")
+#: What Thena calls the fields every simulator seeds alike.
+SEEDED = SeedFields(
+    "title", "teamId", "priorityName", "requestorEmail", [r[0] for r in PRIORITY_ROWS]
+)
 
 
 def realistic_ticket(org: Org, rng: random.Random) -> dict[str, Any]:
     """Agent-create fields for one plausible ticket, drawn from `rng`."""
-    name = rng.choice(FIRST_NAMES)
-    fields: dict[str, Any] = {
-        "title": rng.choice(TITLES).format(n=rng.randint(10000, 99999)),
-        "teamId": rng.choice(org.teams).id,
-        "priorityName": rng.choices(("Low", "Medium", "High", "Urgent"), (2, 5, 2, 1))[0],
-        "requestorEmail": f"{name.lower()}{rng.randint(1, 99)}@{rng.choice(CUSTOMER_DOMAINS)}",
-        "description": f"Reported by {name}.",
-    }
+    name, fields = plausible(rng, SEEDED, TITLES, org.teams, CUSTOMER_DOMAINS)
+    fields["description"] = f"Reported by {name}."
     if rng.random() < 0.6:
         fields["assignedAgentId"] = rng.choice(org.agents).id
     if rng.random() < 0.3:

@@ -31,6 +31,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
 
     api_path = API
     tenant_noun = "organisation"
+    tenants_at = "orgs"
 
     def _new_emitter(self) -> WebhookEmitter:
         return WebhookEmitter(
@@ -40,7 +41,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
         )
 
     def _build(self) -> None:
-        self.store = Store(self.seed, self.clock.now)
+        self.store = Store(self.seed, self.clock)
 
     def _app(self) -> web.Application:
         return create_app(self)
@@ -184,37 +185,6 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
         return out
 
     # ----------------------------------------------------------------- webhooks
-
-    def add_endpoint(
-        self,
-        url: str,
-        secret: str,
-        events: list[str] | None = None,
-        *,
-        mode: str = "token",
-        header: str | None = None,
-        scheme: str = "bearer",
-        nested: bool = False,
-        org_id: str | None = None,
-    ) -> str:
-        """Register a webhook endpoint (default organisation unless given); returns its id.
-
-        `secret` is the static token (`mode="token"`, sent in `header`, default `authorization`,
-        as `Bearer <token>` or bare per `scheme`) or the HMAC key (`mode="hmac"`, header default
-        `X-Thena-Signature`). `nested` wraps every event as `{"message": {...}}`.
-        """
-        target = self._endpoint_tenant(org_id, self.store.orgs)
-        return self.emitter.add_endpoint(
-            self._endpoint_ids,
-            target,
-            url,
-            secret,
-            events,
-            mode=mode,
-            header=header,
-            scheme=scheme,
-            nested=nested,
-        ).id
 
     def publish(self, changes: Iterable[TicketChange], *, burst: int = 1) -> None:
         """Hand the changes' events to the emitter; each is sent `burst` times (fresh event ids)."""

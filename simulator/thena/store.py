@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from simulator.common.clock import IdSource, iso, parse_iso
+from simulator.common.clock import Clock, IdSource, iso, parse_iso
+from simulator.common.store import SeededStore
 from simulator.thena.models import (
     Agent,
     Credential,
@@ -78,12 +79,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-class Store:
+class Store(SeededStore):
     """Organisations, their credentials, and every ticket operation of the API."""
 
-    def __init__(self, seed: int, now: Callable[[], datetime]) -> None:
-        self._now = now
-        self.ids = IdSource(seed, "ids")
+    def __init__(self, seed: int, clock: Clock) -> None:
+        super().__init__(seed, clock)
         tokens = IdSource(seed, "keys")
         self.default = build_org(
             self.ids, "Acme Support", "acme.test", (("Support", "SUP"), ("Engineering", "ENG"))

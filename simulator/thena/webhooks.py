@@ -10,8 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, Unpack
 
 from simulator.common import webhooks as shared
-from simulator.common.clock import IdSource, iso
-from ticketwire.secret import Secret
+from simulator.common.clock import iso
 from ticketwire.vendors.thena.webhook import SIGNATURE_HEADER, TOKEN_HEADER, sign
 
 USER_AGENT = "Thena-Platform-Events/1.0"
@@ -80,6 +79,10 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
     signature as the endpoint says, nested or flat; retries on Thena's schedule."""
 
     user_agent = USER_AGENT
+    endpoint_type = Endpoint
+    tenant_field = "org_id"
+    known_events = EVENTS
+    secret_word = "webhook token or secret"
     endpoints: dict[str, Endpoint]
 
     def __init__(
@@ -94,38 +97,31 @@ class WebhookEmitter(shared.WebhookEmitterBase[Delivery]):
 
     # ------------------------------------------------------------- endpoints
 
-    def add_endpoint(
+    def _endpoint_fields(
         self,
-        ids: IdSource,
-        org_id: str,
-        url: str,
-        secret: str,
-        events: list[str] | tuple[str, ...] | None = None,
         *,
         mode: str = "token",
         header: str | None = None,
         scheme: str = "bearer",
         nested: bool = False,
-    ) -> Endpoint:
-        """Register an endpoint; unknown event names (without a wildcard) are refused."""
-        shared.check_endpoint(url, secret, "webhook token or secret")
+    ) -> dict[str, Any]:
+        """The endpoint's auth and shape: the secret is the static token (`mode="token"`, sent in
+        `header`, default `authorization`, as `Bearer <token>` or bare per `scheme`) or the HMAC
+        key (`mode="hmac"`, header default `X-Thena-Signature`); `nested` wraps every event as
+        `{"message": {...}}`."""
         if mode not in ("token", "hmac"):
             raise ValueError(f"mode must be 'token' or 'hmac' (got {mode!r})")
         if scheme not in ("bearer", "bare"):
             raise ValueError(f"scheme must be 'bearer' or 'bare' (got {scheme!r})")
-        shared.check_events(events, EVENTS, lambda event: "*" in event)
-        ep = Endpoint(
-            id=ids.uuid(),
-            org_id=org_id,
-            url=url,
-            secret=Secret(secret),
-            events=tuple(events or ()),
-            mode="hmac" if mode == "hmac" else "token",
-            header=header or (SIGNATURE_HEADER if mode == "hmac" else TOKEN_HEADER),
-            scheme="bare" if scheme == "bare" else "bearer",
-            nested=nested,
-        )
-        return self._register(ep)
+        return {
+            "mode": "hmac" if mode == "hmac" else "token",
+            "header": header or (SIGNATURE_HEADER if mode == "hmac" else TOKEN_HEADER),
+            "scheme": "bare" if scheme == "bare" else "bearer",
+            "nested": nested,
+        }
+
+    def _is_pattern(self, event: str) -> bool:
+        return "*" in event
 
     # ------------------------------------------------------------- emitting
 
