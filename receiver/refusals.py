@@ -40,6 +40,7 @@ class RefusalLog:
         self._buffer: deque[Entry] = deque(maxlen=BUFFER)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         #: Entries written, and dropped (buffer full or Redis away), since start.
         self.written = 0
         self.dropped = 0
@@ -58,6 +59,11 @@ class RefusalLog:
     async def close(self) -> None:
         """Stop writing; what is still buffered is lost, as any trace of a process that stops."""
         if self._task:
+            # The flag ends the loop even when the cancel is lost: on Python 3.11 a cancel that
+            # coincides with an expiring timeout inside redis-py is swallowed, and the writer
+            # would wait for its next refusal forever, holding up the receiver's shutdown.
+            self._closing = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -96,10 +102,10 @@ class RefusalLog:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._buffer:
+            while self._buffer and not self._closing:
                 batch = list(self._buffer)
                 self._buffer.clear()
                 try:

