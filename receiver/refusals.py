@@ -9,7 +9,6 @@ answer never waits for, or fails because of, its trace. Bodies and headers are n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 
 from ticketwire.accountkey import DEFAULT
 from ticketwire.keys import Keys
+from ticketwire.stoptask import stop_task
 from ticketwire.trace import codes
 
 log = logging.getLogger("ticketwire.receiver")
@@ -40,7 +40,6 @@ class RefusalLog:
         self._buffer: deque[Entry] = deque(maxlen=BUFFER)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         #: Entries written, and dropped (buffer full or Redis away), since start.
         self.written = 0
         self.dropped = 0
@@ -59,14 +58,9 @@ class RefusalLog:
     async def close(self) -> None:
         """Stop writing; what is still buffered is lost, as any trace of a process that stops."""
         if self._task:
-            # The flag ends the loop even when the cancel is lost: on Python 3.11 a cancel that
-            # coincides with an expiring timeout inside redis-py is swallowed, and the writer
-            # would wait for its next refusal forever, holding up the receiver's shutdown.
-            self._closing = True
-            self._wake.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Cancelled until it ends: a cancel lost in a Redis call (Python 3.11) would leave it
+            # waiting for the next refusal, holding up the receiver's shutdown for ever.
+            await stop_task(self._task, "the refusal trace writer")
 
     def note(
         self,
@@ -102,10 +96,10 @@ class RefusalLog:
         self._wake.set()
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._buffer and not self._closing:
+            while self._buffer:
                 batch = list(self._buffer)
                 self._buffer.clear()
                 try:

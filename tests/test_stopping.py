@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.procs import BIN, free_port, free_ports, spawn
-from workers import stoptask
-from workers.stoptask import stop_task
+from ticketwire import stoptask
+from ticketwire.stoptask import stop_task
 
 
 async def test_a_task_that_loses_a_cancellation_is_stopped_all_the_same() -> None:
@@ -55,7 +55,7 @@ async def test_a_slow_stop_says_what_it_waits_for(
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
     stopping = asyncio.create_task(stop_task(task, "the stubborn poller"))
-    with caplog.at_level(logging.WARNING, logger="ticketwire.worker"):
+    with caplog.at_level(logging.WARNING, logger="ticketwire"):
         await wait_for(
             lambda: "still waiting for the stubborn poller after" in caplog.text,
             timeout=5,

@@ -33,7 +33,7 @@ from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
 from workers.reload import RulesReloader, start_reloader
 from workers.schedule import build_scheduler, cron_jobs
-from workers.stoptask import stop_task
+from ticketwire.stoptask import stop_task
 from workers.ticketstate import TicketState
 
 log = logging.getLogger("ticketwire.worker")

@@ -31,7 +31,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import Router
 from workers.app import stop_services, worker_options
 from workers.outage import REDIS_DOWN, Outage
-from workers.stoptask import stop_task
+from ticketwire.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 

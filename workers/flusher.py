@@ -16,7 +16,7 @@ from workers.deadletter import dead_letter
 from workers.outage import Outage
 from workers.outboxqueue import OutboxQueue, now_ms
 from workers.sender import ClaimedTicket, Sender, Written
-from workers.stoptask import stop_task
+from ticketwire.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 

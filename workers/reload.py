@@ -33,7 +33,7 @@ from ticketwire.config import Settings
 from ticketwire.engine import Router
 from ticketwire.engine.ruleset import RuleSet, load_rule_set, rules_fingerprint
 from ticketwire.keys import Keys
-from workers.stoptask import stop_task
+from ticketwire.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 

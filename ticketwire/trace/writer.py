@@ -11,7 +11,6 @@ are lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from pydantic_core import PydanticSerializationError, to_json
 from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
+from ticketwire.stoptask import stop_task
 from ticketwire.trace import codes
 
 log = logging.getLogger("ticketwire.trace")
@@ -239,12 +239,7 @@ class TraceWriter:
         task, self._task = self._task, None
         self._stopping = True
         if task is not None:
-            # Cancelled again if a cancellation is lost in a Redis call (CPython gh-86296).
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, "the trace writer")
         try:
             await self.flush()
         except Exception as exc:  # noqa: BLE001 - traces are diagnostic; stopping goes on

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-log = logging.getLogger("ticketwire.worker")
+log = logging.getLogger("ticketwire")
 
 #: How long a cancelled task gets before it is cancelled again.
 RECANCEL_S = 0.5
