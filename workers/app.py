@@ -23,6 +23,7 @@ from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
 from ticketwire.ratebudget import RateBudget
 from ticketwire.redisconn import connect
+from ticketwire.stoptask import stop_task
 from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import registry
 from workers.consumer import Consumer
@@ -33,7 +34,6 @@ from workers.outbox import Outbox, OutboxPolicy
 from workers.pipeline import Pipeline, VendorRuntime
 from workers.reload import RulesReloader, start_reloader
 from workers.schedule import build_scheduler, cron_jobs
-from ticketwire.stoptask import stop_task
 from workers.ticketstate import TicketState
 
 log = logging.getLogger("ticketwire.worker")

@@ -29,9 +29,9 @@ from arq.connections import ArqRedis, create_pool
 
 from ticketwire.config import Settings
 from ticketwire.engine import Router
+from ticketwire.stoptask import stop_task
 from workers.app import stop_services, worker_options
 from workers.outage import REDIS_DOWN, Outage
-from ticketwire.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 

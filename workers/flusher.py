@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 from redis.exceptions import RedisError
 
+from ticketwire.stoptask import stop_task
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, batch, coalesce
 from workers.calltrace import CallTrace
@@ -16,7 +17,6 @@ from workers.deadletter import dead_letter
 from workers.outage import Outage
 from workers.outboxqueue import OutboxQueue, now_ms
 from workers.sender import ClaimedTicket, Sender, Written
-from ticketwire.stoptask import stop_task
 
 log = logging.getLogger("ticketwire.worker")
 
