@@ -16,6 +16,7 @@ from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import running_worker, settled, stack_settings
 from tests.test_end_to_end import calls, start_receiver, write_rules
+from tests.test_receiver import stream_entries
 from ticketwire import Context, Router
 from ticketwire.calls import ApiCall
 from ticketwire.keys import Keys, partition_of
@@ -89,14 +90,6 @@ def patch(ticket_id: str = "42", *, origin: str = "", event_id: str = "evt_1") -
 
 
 ATTEMPT = {"at": 1_700_000_001_000, "error": "HTTP 422 invalid", "kind": "ClientError"}
-
-
-async def stream_entries(redis: Redis, keys: Keys, partitions: int = 4) -> list[StoredDelivery]:
-    out = []
-    for p in range(partitions):
-        for eid, fields in await redis.xrange(keys.stream(p)):
-            out.append(StoredDelivery.from_fields(eid, fields, partition=p))
-    return out
 
 
 # ------------------------------------------------------------------ through the real paths
