@@ -6,7 +6,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin, overload
@@ -157,6 +157,12 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     endpoint_noun: ClassVar[str] = "endpoint"
     #: Where the vendor API is served, below `url`.
     api_path: ClassVar[str] = ""
+    #: The helpdesk's name, as the banner says it; unset, the banner names the class.
+    vendor_name: ClassVar[str] = ""
+    #: The banner's lines after the first: (what it is, the attribute holding its value).
+    banner_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The `create_app` that `serving.app_factory` made for this class.
+    create_app: ClassVar[Callable[[Any], web.Application]]
     config: ConfigT
     settings: SettingsT
     faults: FaultsT
@@ -218,13 +224,20 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     def _build(self) -> None:
         """The seeded store of a fresh generation."""
 
-    @abstractmethod
     def _app(self) -> web.Application:
         """The aiohttp app serving this simulator."""
+        # A function kept on the class: through `self` it is bound, so the app serves `self`.
+        return self.create_app()
 
     def _banner(self) -> list[tuple[Any, ...]]:
         """The log lines (format and values) saying where the simulator serves, and its keys."""
-        return [("%s at %s", type(self).__name__, self.url)]
+        if not self.vendor_name:
+            return [("%s at %s", type(self).__name__, self.url)]
+        where = f"{self.vendor_name} simulator at %s (controls at %s/_sim)"
+        return [
+            (where, self.api_base, self.url),
+            *((f"{label}: %s", getattr(self, name)) for label, name in self.banner_keys),
+        ]
 
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""

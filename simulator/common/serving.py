@@ -43,8 +43,9 @@ def app_factory(
     middleware: Any,
     *routes: Routes,
 ) -> AppFactory:
-    """The `create_app` of simulator class `cls`: its app keeps it as `app[key]`, passes every
-    request through `middleware`, and serves the route tables `routes`."""
+    """The `create_app` of simulator class `cls` (kept on it too, for `start`): its app keeps the
+    simulator as `app[key]`, passes every request through `middleware`, and serves the route
+    tables `routes`."""
 
     def create_app(sim: Any = None) -> web.Application:
         """An aiohttp app serving `sim` (or a new simulator built from a config); usable with
@@ -61,6 +62,7 @@ def app_factory(
         app.on_cleanup.append(_close)
         return app
 
+    cls.create_app = create_app
     return create_app
 
 

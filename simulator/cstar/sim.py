@@ -7,8 +7,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 from simulator.common.base import FromStore, SimulatorBase, fan_out
 from simulator.common.ratelimit import RateLimiter
 from simulator.common.serving import app_factory, runner
@@ -45,6 +43,12 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
     tenant_noun = "team"
     tenants_at = "teams"
     endpoint_noun = "webhook"
+    vendor_name = "cStar"
+    banner_keys = (
+        ("team id", "team_id"),
+        ("secret key (simulator only)", "api_key"),
+        ("publishable key (simulator only)", "publishable_key"),
+    )
 
     def _limits(self) -> None:
         self._limiter: tuple[float, RateLimiter] | None = None
@@ -60,17 +64,6 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock, self.config)
-
-    def _app(self) -> web.Application:
-        return create_app(self)
-
-    def _banner(self) -> list[tuple[Any, ...]]:
-        return [
-            ("cStar simulator at %s (controls at %s/_sim)", self.api_base, self.url),
-            ("team id: %s", self.team_id),
-            ("secret key (simulator only): %s", self.api_key),
-            ("publishable key (simulator only): %s", self.publishable_key),
-        ]
 
     def _reset_limits(self) -> None:
         self._limiter = None

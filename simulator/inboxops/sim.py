@@ -7,8 +7,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
@@ -32,6 +30,11 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
     api_path = API
     tenant_noun = "workspace"
     tenants_at = "workspaces"
+    vendor_name = "InboxOps"
+    banner_keys = (
+        ("API key (simulator only)", "api_key"),
+        ("read-only key (simulator only)", "read_only_key"),
+    )
 
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Clock | None = None
@@ -56,16 +59,6 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
-
-    def _app(self) -> web.Application:
-        return create_app(self)
-
-    def _banner(self) -> list[tuple[Any, ...]]:
-        return [
-            ("InboxOps simulator at %s (controls at %s/_sim)", self.api_base, self.url),
-            ("API key (simulator only): %s", self.api_key),
-            ("read-only key (simulator only): %s", self.read_only_key),
-        ]
 
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""

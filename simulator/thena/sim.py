@@ -7,8 +7,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.serving import app_factory, runner
 from simulator.thena.app import API, API_ROUTES, SIM_KEY, middleware
@@ -32,6 +30,8 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     api_path = API
     tenant_noun = "organisation"
     tenants_at = "orgs"
+    vendor_name = "Thena"
+    banner_keys = (("API key (simulator only)", "api_key"), ("organisation id", "org_id"))
 
     def _new_emitter(self) -> WebhookEmitter:
         return WebhookEmitter(
@@ -42,16 +42,6 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock)
-
-    def _app(self) -> web.Application:
-        return create_app(self)
-
-    def _banner(self) -> list[tuple[Any, ...]]:
-        return [
-            ("Thena simulator at %s (controls at %s/_sim)", self.api_base, self.url),
-            ("API key (simulator only): %s", self.api_key),
-            ("organisation id: %s", self.org_id),
-        ]
 
     # ----------------------------------------------------------------- identities
 
