@@ -205,11 +205,11 @@ def scripted_json(item: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class ScriptedFaults(FaultsBase[ScriptedFailure, W]):
-    """Faults with the common scripted answers; `rule` says where globs are relative to."""
+class ScriptedFaults(FaultsBase[S, W]):
+    """Faults with scripted answers of class `rule`, which says where globs are relative to."""
 
     #: The scripted answer class, whose `api_prefix` globs may be written relative to.
-    rule: ClassVar[type[ScriptedFailure]] = ScriptedFailure
+    rule: ClassVar[type[Any]] = ScriptedFailure
 
     def fail_next(
         self,
@@ -219,19 +219,23 @@ class ScriptedFaults(FaultsBase[ScriptedFailure, W]):
         times: int = 1,
         retry_after: int | None = None,
         delay: float = 0.0,
+        **extra: Any,
     ) -> None:
-        """Script the answer of the next `times` requests matching `method` and `path_glob`."""
+        """Script the answer of the next `times` requests matching `method` and `path_glob`;
+        `extra` are the fields of the vendor's own `rule` (Thena's `reset_after` and `after`)."""
         check_scripted(times, status)
-        self.scripted.append(
-            self.rule(method.upper(), path_glob, status, times, retry_after, delay)
+        # `delay` by name: a vendor's rule may put its own fields before it.
+        rule = self.rule(
+            method.upper(), path_glob, status, times, retry_after, delay=delay, **extra
         )
+        self.scripted.append(rule)
 
     def _fail_next_json(self, item: dict[str, Any]) -> None:
         self.fail_next(**scripted_json(item))
 
 
 @dataclass
-class Faults(ScriptedFaults[WebhookFaults]):
+class Faults(ScriptedFaults[ScriptedFailure, WebhookFaults]):
     """Faults with the common knobs and scripted answers."""
 
     webhooks: WebhookFaults = dataclasses.field(default_factory=WebhookFaults)

@@ -39,7 +39,7 @@ class WebhookFaults(faults.DeliveryKnobs):
 
 
 @dataclass
-class Faults(faults.ScriptedFaults[WebhookFaults]):
+class Faults(faults.ScriptedFaults[ScriptedFailure, WebhookFaults]):
     """All fault state of one simulator; choices come from a seeded generator."""
 
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)

@@ -5,13 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from simulator.common.faults import (
-    FaultsBase,
-    PathRule,
-    WebhookFaults,
-    check_scripted,
-    scripted_json,
-)
+from simulator.common.faults import PathRule, ScriptedFaults, WebhookFaults, scripted_json
 
 API_PREFIX = "/v1"
 
@@ -38,40 +32,20 @@ class ScriptedFailure(PathRule):
     #: Matching requests served normally before this rule starts answering.
     after: int = 0
 
+    def __post_init__(self) -> None:
+        if self.after < 0:
+            raise ValueError(f"after must be >= 0 (got {self.after})")
+
 
 @dataclass
-class Faults(FaultsBase[ScriptedFailure, WebhookFaults]):
+class Faults(ScriptedFaults[ScriptedFailure, WebhookFaults]):
     """All fault state of one simulator; choices come from a seeded generator.
 
     A bad signature fault sends a wrong token (or, in hmac mode, a wrong signature).
     """
 
+    rule: ClassVar[type[Any]] = ScriptedFailure
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)
-
-    def fail_next(
-        self,
-        method: str,
-        path_glob: str,
-        status: int,
-        times: int = 1,
-        retry_after: int | None = None,
-        delay: float = 0.0,
-        *,
-        reset_after: int | None = None,
-        after: int = 0,
-    ) -> None:
-        """Script the answer of the next `times` requests matching `method` and `path_glob`,
-        once `after` matching requests have been served normally."""
-        if times < 1:
-            raise ValueError(f"times must be >= 1 (got {times})")
-        if after < 0:
-            raise ValueError(f"after must be >= 0 (got {after})")
-        check_scripted(times, status)
-        self.scripted.append(
-            ScriptedFailure(
-                method.upper(), path_glob, status, times, retry_after, reset_after, delay, after
-            )
-        )
 
     def _holds_back(self, rule: ScriptedFailure) -> bool:
         if rule.after > 0:
