@@ -197,7 +197,7 @@ async def test_read_only_key_reads_but_may_not_write(api: Api) -> None:
 
 async def test_check_order_is_unauthorized_then_forbidden_then_scope(api: Api) -> None:
     # A read-only key of an unentitled workspace writing: forbidden wins over insufficient_scope.
-    key = api.sim.store.no_entitlement_read_only_key
+    key = api.sim.store.keys.named["no_entitlement_read_only_key"]
     assert_problem(await api.post("/tickets", {"subject": "x"}, key=key), 403, "forbidden")
     # A revoked key on an unknown route: routing answers first, then 401 before anything else.
     assert_problem(await api.get("/nope", key=api.sim.revoked_key), 404, "not_found")

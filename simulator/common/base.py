@@ -130,6 +130,21 @@ class FromStore(StoreView[str]):
         return text
 
 
+class IssuedKey(StoreView[str]):
+    """The value of the key the store's key ring issued under the attribute's name."""
+
+    def __init__(self, doc: str) -> None:
+        super().__init__("keys.named", doc)
+        self.name = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    def _view(self, value: Any) -> str:
+        named: dict[str, str] = value
+        return named[self.name]
+
+
 class JsonFromStore(StoreView[list[dict[str, Any]]]):
     """The JSON form of each record at a dotted path of the store (of a mapping, its values)."""
 

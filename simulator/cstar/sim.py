@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from simulator.common.base import FromStore, SimulatorBase, fan_out
+from simulator.common.base import FromStore, IssuedKey, SimulatorBase, fan_out
 from simulator.common.ratelimit import RateLimiter
 from simulator.common.serving import app_factory, runner
 from simulator.cstar.app import API_ROUTES, SIM_KEY, middleware
@@ -80,14 +80,10 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
         """`<url>/api/v1/teams/<team_id>`."""
         return f"{self.url}/api/v1/teams/{self.team_id}"
 
-    api_key = FromStore("api_key", "Secret key (`sk_test_…`) of the default team: read and write.")
-    publishable_key = FromStore(
-        "publishable_key", "Publishable key (`pk_test_…`) of the default team: read-only."
-    )
-    expired_key = FromStore(
-        "expired_key", "An expired secret key of the default team (401 `key_expired`)."
-    )
-    other_team_key = FromStore("other_team_key", "Secret key of the second team.")
+    api_key = IssuedKey("Secret key (`sk_test_…`) of the default team: read and write.")
+    publishable_key = IssuedKey("Publishable key (`pk_test_…`) of the default team: read-only.")
+    expired_key = IssuedKey("An expired secret key of the default team (401 `key_expired`).")
+    other_team_key = IssuedKey("Secret key of the second team.")
 
     @property
     def agents(self) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from simulator.common.clock import Clock, IdSource, iso
 from simulator.common.idempotency import fingerprint
-from simulator.common.keys import KeyRing
+from simulator.common.keys import KeyRing, KeySpec
 from simulator.common.records import Record
 from simulator.common.store import IdempotentStore
 from simulator.cstar.config import CStarSimulatorConfig
@@ -116,6 +116,15 @@ class TicketChange:
     message: dict[str, Any] | None = None
 
 
+#: The keys a store issues, in the order their tokens are drawn.
+KEYS = (
+    KeySpec("api_key", "sk_test_", "default", "secret"),
+    KeySpec("publishable_key", "pk_test_", "default", "publishable"),
+    KeySpec("expired_key", "sk_test_", "default", "secret", retired=True),
+    KeySpec("other_team_key", "sk_test_", "other", "secret"),
+)
+
+
 class Store(IdempotentStore):
     """Teams, keys and every operation of the simulated API."""
 
@@ -129,14 +138,8 @@ class Store(IdempotentStore):
         self.other = Team(teams.uuid(), "Globex Helpdesk", "GLX", 1)
         self.teams = {t.id: t for t in (self.default, self.other)}
         self.keys = KeyRing()
-        self.api_key = self.keys.add(f"sk_test_{keys.token(16)}", self.default.id, "secret")
-        self.publishable_key = self.keys.add(
-            f"pk_test_{keys.token(16)}", self.default.id, "publishable"
-        )
-        self.expired_key = self.keys.add(
-            f"sk_test_{keys.token(16)}", self.default.id, "secret", retired=True
-        )
-        self.other_team_key = self.keys.add(f"sk_test_{keys.token(16)}", self.other.id, "secret")
+        tenants = {"default": self.default.id, "other": self.other.id}
+        self.keys.issue(KEYS, lambda: keys.token(16), tenants)
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{self.ids.token(12)}"

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from simulator.common.base import FromStore, JsonFromStore, MinuteLimited, fan_out
+from simulator.common.base import FromStore, IssuedKey, JsonFromStore, MinuteLimited, fan_out
 from simulator.common.clock import Clock
 from simulator.common.serving import app_factory, runner
 from simulator.inboxops.app import API, API_ROUTES, SIM_KEY, middleware
@@ -72,16 +72,13 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
 
     # ----------------------------------------------------------------- identities
 
-    api_key = FromStore("api_key", "Read and write key of the default workspace.")
-    read_only_key = FromStore("read_only_key", "Read-only key of the default workspace.")
-    revoked_key = FromStore("revoked_key", "A revoked key of the default workspace (answers 401).")
-    no_entitlement_key = FromStore(
-        "no_entitlement_key",
-        "Key of a workspace without the api_webhooks entitlement (answers 403 forbidden).",
+    api_key = IssuedKey("Read and write key of the default workspace.")
+    read_only_key = IssuedKey("Read-only key of the default workspace.")
+    revoked_key = IssuedKey("A revoked key of the default workspace (answers 401).")
+    no_entitlement_key = IssuedKey(
+        "Key of a workspace without the api_webhooks entitlement (answers 403 forbidden)."
     )
-    other_workspace_key = FromStore(
-        "other_workspace_key", "Read and write key of a second, entitled workspace."
-    )
+    other_workspace_key = IssuedKey("Read and write key of a second, entitled workspace.")
 
     workspace_id = FromStore(
         "default.id", "The default workspace's id: `tenant_id` in its webhook envelopes."

@@ -18,7 +18,7 @@ from typing import Any
 
 from simulator.common.clock import Clock, IdSource, iso, parse_iso
 from simulator.common.idempotency import fingerprint
-from simulator.common.keys import KeyRing
+from simulator.common.keys import KeyRing, KeySpec
 from simulator.common.store import IdempotentStore
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
@@ -131,6 +131,17 @@ def snapshot(rec: TicketRecord) -> dict[str, Any]:
     return out
 
 
+#: The keys a store issues, in the order their tokens are drawn.
+KEYS = (
+    KeySpec("api_key", "ixk_sim_rw_", "default", "read_write"),
+    KeySpec("read_only_key", "ixk_sim_ro_", "default", "read_only"),
+    KeySpec("revoked_key", "ixk_sim_rw_", "default", "read_write", retired=True),
+    KeySpec("other_workspace_key", "ixk_sim_rw_", "other", "read_write"),
+    KeySpec("no_entitlement_key", "ixk_sim_rw_", "unentitled", "read_write"),
+    KeySpec("no_entitlement_read_only_key", "ixk_sim_ro_", "unentitled", "read_only"),
+)
+
+
 class Store(IdempotentStore):
     """Workspaces, their API keys, and every ticket operation of the API."""
 
@@ -149,22 +160,12 @@ class Store(IdempotentStore):
         self.unentitled = build_workspace(self.ids, "Initech Care", "initech.test", entitled=False)
         self.workspaces = {w.id: w for w in (self.default, self.other, self.unentitled)}
         self.keys = KeyRing()
-        self.api_key = self.keys.add(f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write")
-        self.read_only_key = self.keys.add(
-            f"ixk_sim_ro_{keys.token()}", self.default.id, "read_only"
-        )
-        self.revoked_key = self.keys.add(
-            f"ixk_sim_rw_{keys.token()}", self.default.id, "read_write", retired=True
-        )
-        self.other_workspace_key = self.keys.add(
-            f"ixk_sim_rw_{keys.token()}", self.other.id, "read_write"
-        )
-        self.no_entitlement_key = self.keys.add(
-            f"ixk_sim_rw_{keys.token()}", self.unentitled.id, "read_write"
-        )
-        self.no_entitlement_read_only_key = self.keys.add(
-            f"ixk_sim_ro_{keys.token()}", self.unentitled.id, "read_only"
-        )
+        tenants = {
+            "default": self.default.id,
+            "other": self.other.id,
+            "unentitled": self.unentitled.id,
+        }
+        self.keys.issue(KEYS, keys.token, tenants)
 
     # ----------------------------------------------------------------- lookups
 
