@@ -174,8 +174,6 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
     api_path: ClassVar[str] = ""
     #: The helpdesk's name, as the banner says it; unset, the banner names the class.
     vendor_name: ClassVar[str] = ""
-    #: The banner's lines after the first: (what it is, the attribute holding its value).
-    banner_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: The `create_app` that `serving.app_factory` made for this class.
     create_app: ClassVar[Callable[[Any], web.Application]]
     config: ConfigT
@@ -249,10 +247,11 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         if not self.vendor_name:
             return [("%s at %s", type(self).__name__, self.url)]
         where = f"{self.vendor_name} simulator at %s (controls at %s/_sim)"
-        return [
-            (where, self.api_base, self.url),
-            *((f"{label}: %s", getattr(self, name)) for label, name in self.banner_keys),
-        ]
+        return [(where, self.api_base, self.url), *self._identities()]
+
+    def _identities(self) -> list[tuple[Any, ...]]:
+        """The banner's lines after the first: the ids and keys to use (format and values)."""
+        return []
 
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""

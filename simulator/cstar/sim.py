@@ -44,11 +44,6 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
     tenants_at = "teams"
     endpoint_noun = "webhook"
     vendor_name = "cStar"
-    banner_keys = (
-        ("team id", "team_id"),
-        ("secret key (simulator only)", "api_key"),
-        ("publishable key (simulator only)", "publishable_key"),
-    )
 
     def _limits(self) -> None:
         self._limiter: tuple[float, RateLimiter] | None = None
@@ -64,6 +59,13 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock, self.config)
+
+    def _identities(self) -> list[tuple[Any, ...]]:
+        return [
+            ("team id: %s", self.team_id),
+            ("secret key (simulator only): %s", self.api_key),
+            ("publishable key (simulator only): %s", self.publishable_key),
+        ]
 
     def _reset_limits(self) -> None:
         self._limiter = None

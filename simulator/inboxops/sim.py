@@ -31,10 +31,6 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
     tenant_noun = "workspace"
     tenants_at = "workspaces"
     vendor_name = "InboxOps"
-    banner_keys = (
-        ("API key (simulator only)", "api_key"),
-        ("read-only key (simulator only)", "read_only_key"),
-    )
 
     def __init__(
         self, config: SimulatorConfig | None = None, *, clock: Clock | None = None
@@ -59,6 +55,12 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
             self.config.idempotency_ttl,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
+
+    def _identities(self) -> list[tuple[Any, ...]]:
+        return [
+            ("API key (simulator only): %s", self.api_key),
+            ("read-only key (simulator only): %s", self.read_only_key),
+        ]
 
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""

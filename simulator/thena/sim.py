@@ -31,7 +31,6 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     tenant_noun = "organisation"
     tenants_at = "orgs"
     vendor_name = "Thena"
-    banner_keys = (("API key (simulator only)", "api_key"), ("organisation id", "org_id"))
 
     def _new_emitter(self) -> WebhookEmitter:
         return WebhookEmitter(
@@ -42,6 +41,12 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
 
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock)
+
+    def _identities(self) -> list[tuple[Any, ...]]:
+        return [
+            ("API key (simulator only): %s", self.api_key),
+            ("organisation id: %s", self.org_id),
+        ]
 
     # ----------------------------------------------------------------- identities
 
