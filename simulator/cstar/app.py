@@ -308,12 +308,7 @@ async def add_message(request: web.Request) -> web.Response:
 async def bulk(request: web.Request) -> web.Response:
     """`POST /bulk`: update or delete up to 100 tickets; per-ticket webhooks."""
     sim, team = request.app[SIM_KEY], request[TEAM]
-    result, changes = sim.store.bulk(
-        team,
-        json_body(request),
-        max_ids=sim.config.max_bulk_ids,
-        fail_ids=sim.faults.bulk_fail_ids,
-    )
+    result, changes = sim.store.bulk(team, json_body(request), fail_ids=sim.faults.bulk_fail_ids)
     sim.publish(team, changes, request_id=request[REQUEST_ID], burst=sim.faults.webhooks.burst)
     # The bulk page's 200: `{"success": true, "data": {"object": "bulk_result", ...}}`, no meta.
     return ok(request, result, meta=False)

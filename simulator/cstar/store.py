@@ -130,6 +130,7 @@ class Store(IdempotentStore):
 
     def __init__(self, seed: int, clock: Clock, config: CStarSimulatorConfig) -> None:
         super().__init__(seed, clock, config.idempotency_ttl)
+        self._max_bulk_ids = config.max_bulk_ids
         teams = IdSource(seed, "teams")
         keys = IdSource(seed, "keys")
         self.default = Team(
@@ -374,7 +375,6 @@ class Store(IdempotentStore):
         team: Team,
         body: Mapping[str, Any],
         *,
-        max_ids: int,
         fail_ids: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], list[TicketChange]]:
         """`POST /bulk` on tickets, customers or articles: validated as a whole first, then
@@ -393,6 +393,7 @@ class Store(IdempotentStore):
         ids = body["ids"]
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise invalid("ids", "must be a non-empty array of id strings")
+        max_ids = self._max_bulk_ids
         if len(ids) > max_ids:
             raise invalid("ids", f"at most {max_ids} ids per request (got {len(ids)})")
         fields: dict[str, Any] = {}

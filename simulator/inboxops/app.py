@@ -228,12 +228,7 @@ async def patch_ticket(request: web.Request) -> web.Response:
 async def bulk_tickets(request: web.Request) -> web.Response:
     """`POST /tickets/bulk`: one operation over many tickets; per-ticket webhooks."""
     sim, ws = request.app[SIM_KEY], request[WORKSPACE]
-    result = sim.store.bulk(
-        ws,
-        json_body(request),
-        max_ids=sim.config.max_bulk_ids,
-        unknown_ids=sim.settings.bulk_unknown_ids,
-    )
+    result = sim.store.bulk(ws, json_body(request), unknown_ids=sim.settings.bulk_unknown_ids)
     sim.publish(ws, result.changes, burst=sim.faults.webhooks.burst)
     return ok({"data": result.data})
 

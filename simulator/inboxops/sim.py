@@ -52,7 +52,7 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
         self.store = Store(
             self.seed,
             self.clock,
-            self.config.idempotency_ttl,
+            self.config,
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
 

@@ -20,6 +20,7 @@ from simulator.common.clock import Clock, IdSource, iso, parse_iso
 from simulator.common.idempotency import fingerprint
 from simulator.common.keys import KeyRing, KeySpec
 from simulator.common.store import IdempotentStore
+from simulator.inboxops.config import SimulatorConfig
 from simulator.inboxops.messages import (
     AGENT_FIELDS,
     DIRECTIONS,
@@ -146,9 +147,10 @@ class Store(IdempotentStore):
     """Workspaces, their API keys, and every ticket operation of the API."""
 
     def __init__(
-        self, seed: int, clock: Clock, idempotency_ttl: float, keep_reminder: Callable[[], bool]
+        self, seed: int, clock: Clock, config: SimulatorConfig, keep_reminder: Callable[[], bool]
     ) -> None:
-        super().__init__(seed, clock, idempotency_ttl)
+        super().__init__(seed, clock, config.idempotency_ttl)
+        self._max_bulk_ids = config.max_bulk_ids
         #: Whether a ticket leaving waiting keeps its (then dormant) reminder.
         self._keep_reminder = keep_reminder
         #: (remind_at, workspace id, ticket id) of every reminder set; stale rows are skipped.
@@ -566,9 +568,7 @@ class Store(IdempotentStore):
 
     # ----------------------------------------------------------------- bulk
 
-    def bulk(
-        self, ws: Workspace, body: Mapping[str, Any], *, max_ids: int, unknown_ids: str
-    ) -> BulkResult:
+    def bulk(self, ws: Workspace, body: Mapping[str, Any], *, unknown_ids: str) -> BulkResult:
         """`POST /tickets/bulk`: validate everything, then change each ticket as PATCH would."""
         op = body.get("operation")
         if op is None:
@@ -584,6 +584,7 @@ class Store(IdempotentStore):
         refs = body.get("ticket_ids")
         if not isinstance(refs, list) or not refs:
             raise bad_request("ticket_ids", "must be a non-empty array of ticket ids")
+        max_ids = self._max_bulk_ids
         if len(refs) > max_ids:
             raise bad_request("ticket_ids", f"at most {max_ids} ids per call (got {len(refs)})")
         for ref in refs:

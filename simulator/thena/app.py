@@ -165,12 +165,7 @@ def authenticate(sim: ThenaSimulator, request: web.Request) -> Org:
 async def list_tickets(request: web.Request) -> web.Response:
     """`GET /v1/tickets`: teamId, dateRange, zero-based page, limit."""
     sim, org = request.app[SIM_KEY], request[ORG]
-    items, total, page, limit = sim.store.list_tickets(
-        org,
-        request.query,
-        default_limit=sim.config.default_limit,
-        max_limit=sim.config.max_limit,
-    )
+    items, total, page, limit = sim.store.list_tickets(org, request.query)
     if sim.settings.list_shape == "object":
         return ok(sim, {"tickets": items, "total": total, "page": page, "limit": limit})
     return ok(sim, items)
@@ -195,12 +190,7 @@ async def create_ticket(request: web.Request) -> web.Response:
 async def bulk_create(request: web.Request) -> web.Response:
     """`POST /v1/tickets/bulk`: 201 `[{id, title}]`; 400 naming the index with stopOnError."""
     sim, org = request.app[SIM_KEY], request[ORG]
-    result = sim.store.bulk_create(
-        org,
-        json_body(request),
-        max_tickets=sim.config.max_bulk_tickets,
-        atomic=sim.settings.bulk_create_atomic,
-    )
+    result = sim.store.bulk_create(org, json_body(request), atomic=sim.settings.bulk_create_atomic)
     sim.publish(result.changes)
     if result.error is not None:
         raise result.error
@@ -210,7 +200,7 @@ async def bulk_create(request: web.Request) -> web.Response:
 async def bulk_update(request: web.Request) -> web.Response:
     """`PATCH /v1/tickets/bulk`: `{updated, skipped}`; per-ticket webhooks."""
     sim, org = request.app[SIM_KEY], request[ORG]
-    data, changes = sim.store.bulk_update(org, json_body(request), max_ids=sim.config.max_bulk_ids)
+    data, changes = sim.store.bulk_update(org, json_body(request))
     sim.publish(changes, burst=sim.faults.webhooks.burst)
     return ok(sim, data)
 

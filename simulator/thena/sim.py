@@ -40,7 +40,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
         )
 
     def _build(self) -> None:
-        self.store = Store(self.seed, self.clock)
+        self.store = Store(self.seed, self.clock, self.config)
 
     def _identities(self) -> list[tuple[Any, ...]]:
         return [

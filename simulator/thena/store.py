@@ -15,6 +15,7 @@ from typing import Any
 
 from simulator.common.clock import Clock, IdSource, iso, parse_iso
 from simulator.common.store import SeededStore
+from simulator.thena.config import ThenaSimulatorConfig
 from simulator.thena.models import (
     Agent,
     Credential,
@@ -82,8 +83,10 @@ def _show(value: Any) -> str:
 class Store(SeededStore):
     """Organisations, their credentials, and every ticket operation of the API."""
 
-    def __init__(self, seed: int, clock: Clock) -> None:
+    def __init__(self, seed: int, clock: Clock, config: ThenaSimulatorConfig) -> None:
         super().__init__(seed, clock)
+        #: Page and bulk sizes come from here.
+        self._config = config
         tokens = IdSource(seed, "keys")
         self.default = build_org(
             self.ids, "Acme Support", "acme.test", (("Support", "SUP"), ("Engineering", "ENG"))
@@ -277,9 +280,7 @@ class Store(SeededStore):
         )
         return change, rec
 
-    def bulk_create(
-        self, org: Org, body: Any, *, max_tickets: int, atomic: bool = False
-    ) -> BulkCreate:
+    def bulk_create(self, org: Org, body: Any, *, atomic: bool = False) -> BulkCreate:
         """`POST /v1/tickets/bulk`; with stopOnError (the default) stop at the first bad ticket.
 
         Tickets before the bad one stay created (and are published), or with `atomic` are
@@ -293,6 +294,7 @@ class Store(SeededStore):
         tickets = body.get("tickets")
         if not isinstance(tickets, list) or not tickets:
             raise bad_request("tickets", "is required and must be a non-empty array")
+        max_tickets = self._config.max_bulk_tickets
         if len(tickets) > max_tickets:
             raise bad_request("tickets", f"at most {max_tickets} tickets per request")
         options = body.get("options", {})
@@ -348,9 +350,7 @@ class Store(SeededStore):
             fields["title"] = body["title"].strip()
         return self._apply(org, rec, fields)
 
-    def bulk_update(
-        self, org: Org, body: Any, *, max_ids: int
-    ) -> tuple[dict[str, Any], list[TicketChange]]:
+    def bulk_update(self, org: Org, body: Any) -> tuple[dict[str, Any], list[TicketChange]]:
         """`PATCH /v1/tickets/bulk`: `{updated, skipped}` and the changes to publish.
 
         The shared change is validated before any ticket changes; unknown ids, other
@@ -363,6 +363,7 @@ class Store(SeededStore):
         ids = body.get("ticketIds")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise bad_request("ticketIds", "is required and must be a non-empty array of ids")
+        max_ids = self._config.max_bulk_ids
         if len(ids) > max_ids:
             raise bad_request("ticketIds", f"at most {max_ids} ids per request")
         change = {k: v for k, v in body.items() if k != "ticketIds"}
@@ -505,13 +506,13 @@ class Store(SeededStore):
     # ----------------------------------------------------------------- list
 
     def list_tickets(
-        self, org: Org, query: Mapping[str, str], *, default_limit: int, max_limit: int
+        self, org: Org, query: Mapping[str, str]
     ) -> tuple[list[dict[str, Any]], int, int, int]:
         """`GET /v1/tickets`: (page of tickets, total, page, limit), oldest ticket first."""
         page = _int_param(query, "page", 0, low=0)
-        limit = _int_param(query, "limit", default_limit, low=1)
-        if limit > max_limit:
-            raise bad_request("limit", f"must be at most {max_limit}")
+        limit = _int_param(query, "limit", self._config.default_limit, low=1)
+        if limit > self._config.max_limit:
+            raise bad_request("limit", f"must be at most {self._config.max_limit}")
         rows = list(org.tickets.values())
         team_id = query.get("teamId")
         if team_id:
