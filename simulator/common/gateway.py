@@ -20,6 +20,11 @@ INVALID = object()
 _NO_BODY = object()
 
 
+def dumps(value: Any) -> str:
+    """JSON as the vendor APIs answer it: compact, with non-ASCII characters kept."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 async def read_json(request: web.Request, key: web.RequestKey[object]) -> Any:
     """The request's JSON body (None when it has none or it is not JSON), kept under `key`."""
     body: Any = None
@@ -96,6 +101,38 @@ async def answer(
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return render(internal())
+
+
+@dataclass(frozen=True)
+class Failures:
+    """How a vendor's API fails: its error class, the errors of a request no route serves, the
+    error a crash is answered with, and the log a crash goes to."""
+
+    error: type[Exception]
+    routing: RoutingError
+    internal: Callable[[], Exception]
+    log: logging.Logger
+
+    async def admit(
+        self,
+        request: web.Request,
+        faults: FaultsBase[Any, Any],
+        scripted_error: Callable[[Any], Exception],
+    ) -> None:
+        """`admit` with this vendor's routing errors."""
+        await admit(request, faults, scripted_error, self.routing)
+
+    async def answer(
+        self,
+        request: web.Request,
+        handler: Handler,
+        api: Callable[[], Awaitable[web.StreamResponse]] | None,
+        render: Callable[[Any], web.StreamResponse],
+    ) -> web.StreamResponse:
+        """`answer` with this vendor's errors, each answered as `render` says."""
+        return await answer(
+            request, handler, api, self.error, render, self.routing, self.internal, self.log
+        )
 
 
 def stored_object(

@@ -33,7 +33,12 @@ SIM_KEY: web.AppKey[CStarSimulator] = web.AppKey("cstar_simulator")
 TEAM: web.RequestKey[Team] = web.RequestKey("cstar_team")
 BODY: web.RequestKey[object] = web.RequestKey("cstar_json")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("cstar_request_id")
-_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+FAILURES = gateway.Failures(
+    ApiError,
+    ROUTING_ERRORS,
+    lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
+    log,
+)
 
 
 def ok(
@@ -50,7 +55,7 @@ def ok(
             payload["meta"]["pagination"] = value
         else:
             payload[key] = value
-    return web.json_response(payload, status=status, dumps=_dumps)
+    return web.json_response(payload, status=status, dumps=gateway.dumps)
 
 
 def json_body(request: web.Request) -> dict[str, Any]:
@@ -68,15 +73,11 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     is_api = request.path.startswith(API + "/")
     seen: dict[str, Any] = {"team": None, "replayed": False, "limit_headers": {}}
     body = await gateway.read_json(request, BODY) if is_api else None
-    resp = await gateway.answer(
+    resp = await FAILURES.answer(
         request,
         handler,
         partial(_api, request, handler, sim, seen) if is_api else None,
-        ApiError,
         partial(_render, sim, request_id=request_id),
-        ROUTING_ERRORS,
-        lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
-        log,
     )
     resp.headers["X-Request-Id"] = request_id
     resp.headers.update(seen["limit_headers"])
@@ -142,7 +143,7 @@ def _scripted_error(scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: CStarSimulator, seen: dict[str, Any]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
+    await FAILURES.admit(request, sim.faults, _scripted_error)
     key = _authenticate(request, sim)
     seen["team"] = key.tenant_id
     if request.match_info.get("team") != key.tenant_id:
@@ -186,7 +187,7 @@ async def _api(
         return web.json_response(
             entry.response,
             status=entry.status,
-            dumps=_dumps,
+            dumps=gateway.dumps,
             headers={"Idempotent-Replayed": "true"},
         )
     resp = await handler(request)

@@ -3,7 +3,6 @@ faults, routing errors, auth, rate limit, error rendering and the journal."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from functools import partial
@@ -35,12 +34,17 @@ WORKSPACE: web.RequestKey[Workspace] = web.RequestKey("inboxops_workspace")
 BODY: web.RequestKey[object] = web.RequestKey("inboxops_json")
 NOTES: web.RequestKey[tuple[str, ...]] = web.RequestKey("inboxops_notes")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+FAILURES = gateway.Failures(
+    ApiError,
+    ROUTING_ERRORS,
+    lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
+    log,
+)
 
 
 def ok(payload: Any, status: int = 200) -> web.Response:
     """A JSON answer."""
-    return web.json_response(payload, status=status, dumps=_dumps)
+    return web.json_response(payload, status=status, dumps=gateway.dumps)
 
 
 def json_body(request: web.Request) -> dict[str, Any]:
@@ -64,15 +68,11 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     def _render(err: ApiError) -> web.StreamResponse:
         return render(err, request_id, legacy=sim.settings.legacy_errors)
 
-    resp = await gateway.answer(
+    resp = await FAILURES.answer(
         request,
         handler,
         partial(_api, request, handler, sim, workspace_id) if is_api else None,
-        ApiError,
         _render,
-        ROUTING_ERRORS,
-        lambda: ApiError(500, "internal_error", "the simulator failed; see its log"),
-        log,
     )
     resp.headers["X-Request-Id"] = request_id
     if is_api:
@@ -98,7 +98,7 @@ async def _api(
     sim: InboxOpsSimulator,
     workspace_id: list[str | None],
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, _scripted_error, ROUTING_ERRORS)
+    await FAILURES.admit(request, sim.faults, _scripted_error)
     if request.path in PUBLIC:
         return await handler(request)
 

@@ -3,7 +3,6 @@ auth, rate limit, error rendering and the journal."""
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -27,13 +26,15 @@ API = "/v1"
 SIM_KEY: web.AppKey[ThenaSimulator] = web.AppKey("thena_simulator")
 ORG: web.RequestKey[Org] = web.RequestKey("thena_org")
 BODY: web.RequestKey[object] = web.RequestKey("thena_json")
-_dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+FAILURES = gateway.Failures(
+    ApiError, ROUTING_ERRORS, lambda: ApiError(500, "the simulator failed; see its log"), log
+)
 
 
 def ok(sim: ThenaSimulator, data: Any, status: int = 200) -> web.Response:
     """The success envelope `{status: true, message, timestamp, data}`."""
     body = {"status": True, "message": "Success", "timestamp": iso(sim.clock.now()), "data": data}
-    return web.json_response(body, status=status, dumps=_dumps)
+    return web.json_response(body, status=status, dumps=gateway.dumps)
 
 
 def json_body(request: web.Request) -> Any:
@@ -52,15 +53,8 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     def _render(err: ApiError) -> web.StreamResponse:
         return render(err, error_format=sim.settings.error_format, timestamp=iso(sim.clock.now()))
 
-    resp = await gateway.answer(
-        request,
-        handler,
-        partial(_api, request, handler, sim, org_id) if is_api else None,
-        ApiError,
-        _render,
-        ROUTING_ERRORS,
-        lambda: ApiError(500, "the simulator failed; see its log"),
-        log,
+    resp = await FAILURES.answer(
+        request, handler, partial(_api, request, handler, sim, org_id) if is_api else None, _render
     )
     if is_api:
         sim.record(
@@ -88,7 +82,7 @@ def _scripted_error(sim: ThenaSimulator, scripted: ScriptedFailure) -> ApiError:
 async def _api(
     request: web.Request, handler: gateway.Handler, sim: ThenaSimulator, org_id: list[str | None]
 ) -> web.StreamResponse:
-    await gateway.admit(request, sim.faults, partial(_scripted_error, sim), ROUTING_ERRORS)
+    await FAILURES.admit(request, sim.faults, partial(_scripted_error, sim))
     org = authenticate(sim, request)
     org_id[0] = org.id
     limit_headers: dict[str, str] = {}
