@@ -98,11 +98,13 @@ V = TypeVar("V")
 
 
 class StoreView(Generic[V]):
-    """A read-only simulator attribute read from the store at a dotted path."""
+    """A read-only simulator attribute read from the store at a dotted path; one with a `banner`
+    label is shown in the banner (in the order the class declares it)."""
 
-    def __init__(self, path: str, doc: str) -> None:
+    def __init__(self, path: str, doc: str, *, banner: str = "") -> None:
         self._get = attrgetter(path)
         self.__doc__ = doc
+        self.banner = banner
 
     @overload
     def __get__(self, sim: None, owner: type[Any]) -> StoreView[V]: ...
@@ -133,8 +135,8 @@ class FromStore(StoreView[str]):
 class IssuedKey(StoreView[str]):
     """The value of the key the store's key ring issued under the attribute's name."""
 
-    def __init__(self, doc: str) -> None:
-        super().__init__("keys.named", doc)
+    def __init__(self, doc: str, *, banner: str = "") -> None:
+        super().__init__("keys.named", doc, banner=banner)
         self.name = ""
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
@@ -247,11 +249,15 @@ class SimulatorBase(ABC, Generic[ConfigT, SettingsT, FaultsT, EmitterT, StoreT])
         if not self.vendor_name:
             return [("%s at %s", type(self).__name__, self.url)]
         where = f"{self.vendor_name} simulator at %s (controls at %s/_sim)"
-        return [(where, self.api_base, self.url), *self._identities()]
-
-    def _identities(self) -> list[tuple[Any, ...]]:
-        """The banner's lines after the first: the ids and keys to use (format and values)."""
-        return []
+        attributes: dict[str, Any] = {}
+        for cls in reversed(type(self).__mro__):
+            attributes.update(vars(cls))
+        shown = [
+            (f"{view.banner}: %s", getattr(self, name))
+            for name, view in attributes.items()
+            if isinstance(view, StoreView) and view.banner
+        ]
+        return [(where, self.api_base, self.url), *shown]
 
     def announce(self, webhook_url: str | None, endpoint: str | None) -> None:
         """Log where the simulator serves, its keys, and the endpoint registered at start."""

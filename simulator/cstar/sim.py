@@ -60,19 +60,14 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock, self.config)
 
-    def _identities(self) -> list[tuple[Any, ...]]:
-        return [
-            ("team id: %s", self.team_id),
-            ("secret key (simulator only): %s", self.api_key),
-            ("publishable key (simulator only): %s", self.publishable_key),
-        ]
-
     def _reset_limits(self) -> None:
         self._limiter = None
 
     # ----------------------------------------------------------------- identities
 
-    team_id = FromStore("default.id", "The default team's UUID (the `{teamId}` of every path).")
+    team_id = FromStore(
+        "default.id", "The default team's UUID (the `{teamId}` of every path).", banner="team id"
+    )
     other_team_id = FromStore(
         "other.id", "A second team; the default team's keys get 403 `team_access_denied` there."
     )
@@ -82,8 +77,14 @@ class CStarSimulator(SimulatorBase[CStarSimulatorConfig, Settings, Faults, Webho
         """`<url>/api/v1/teams/<team_id>`."""
         return f"{self.url}/api/v1/teams/{self.team_id}"
 
-    api_key = IssuedKey("Secret key (`sk_test_…`) of the default team: read and write.")
-    publishable_key = IssuedKey("Publishable key (`pk_test_…`) of the default team: read-only.")
+    api_key = IssuedKey(
+        "Secret key (`sk_test_…`) of the default team: read and write.",
+        banner="secret key (simulator only)",
+    )
+    publishable_key = IssuedKey(
+        "Publishable key (`pk_test_…`) of the default team: read-only.",
+        banner="publishable key (simulator only)",
+    )
     expired_key = IssuedKey("An expired secret key of the default team (401 `key_expired`).")
     other_team_key = IssuedKey("Secret key of the second team.")
 

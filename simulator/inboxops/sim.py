@@ -56,12 +56,6 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
             keep_reminder=lambda: self.settings.reminder_leaving_waiting == "keep",
         )
 
-    def _identities(self) -> list[tuple[Any, ...]]:
-        return [
-            ("API key (simulator only): %s", self.api_key),
-            ("read-only key (simulator only): %s", self.read_only_key),
-        ]
-
     def reset(self, *, keep_endpoints: bool = True) -> None:
         """Back to the seeded initial state, the reminder timer stopped first (see the base)."""
         self.reminders.cancel()
@@ -74,8 +68,12 @@ class InboxOpsSimulator(MinuteLimited[SimulatorConfig, Settings, Faults, Webhook
 
     # ----------------------------------------------------------------- identities
 
-    api_key = IssuedKey("Read and write key of the default workspace.")
-    read_only_key = IssuedKey("Read-only key of the default workspace.")
+    api_key = IssuedKey(
+        "Read and write key of the default workspace.", banner="API key (simulator only)"
+    )
+    read_only_key = IssuedKey(
+        "Read-only key of the default workspace.", banner="read-only key (simulator only)"
+    )
     revoked_key = IssuedKey("A revoked key of the default workspace (answers 401).")
     no_entitlement_key = IssuedKey(
         "Key of a workspace without the api_webhooks entitlement (answers 403 forbidden)."

@@ -42,15 +42,13 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     def _build(self) -> None:
         self.store = Store(self.seed, self.clock, self.config)
 
-    def _identities(self) -> list[tuple[Any, ...]]:
-        return [
-            ("API key (simulator only): %s", self.api_key),
-            ("organisation id: %s", self.org_id),
-        ]
-
     # ----------------------------------------------------------------- identities
 
-    api_key = FromStore("api_key", "`x-api-key` of a user of the default organisation.")
+    api_key = FromStore(
+        "api_key",
+        "`x-api-key` of a user of the default organisation.",
+        banner="API key (simulator only)",
+    )
     bearer_token = FromStore(
         "bearer_token", "A bearer token of the default organisation (send it with `x-org-id`)."
     )
@@ -58,6 +56,7 @@ class ThenaSimulator(MinuteLimited[ThenaSimulatorConfig, Settings, Faults, Webho
     org_id = FromStore(
         "default.id",
         "The default organisation's id: `orgId` of its events, `x-org-id` of its requests.",
+        banner="organisation id",
     )
     other_org_api_key = FromStore("other_api_key", "`x-api-key` of a second organisation.")
     other_org_bearer_token = FromStore(
