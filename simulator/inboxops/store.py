@@ -37,6 +37,7 @@ from simulator.inboxops.models import (
     FieldDef,
     IdempotencyEntry,
     Inbox,
+    Priority,
     Status,
     Tag,
     TicketRecord,
@@ -121,6 +122,17 @@ def as_uuid(value: object, name: str) -> str:
     if not is_uuid(value):
         raise bad_request(name, f"must be a UUID (got {_show(value)})")
     return str(value).lower()
+
+
+def _chosen(field: str, level: str, choice: Status | Priority) -> dict[str, Any]:
+    """A ticket's fields for a custom status or priority: `field` (the level) and its id, name
+    and color."""
+    return {
+        field: level,
+        f"{field}_id": choice.id,
+        f"{field}_name": choice.name,
+        f"{field}_color": choice.color,
+    }
 
 
 def snapshot(rec: TicketRecord) -> dict[str, Any]:
@@ -422,10 +434,7 @@ class Store(IdempotentStore):
             )
             target = ws.status_by_id[target_id]
             plan = {
-                "status": target.status_type,
-                "status_id": target.id,
-                "status_name": target.name,
-                "status_color": target.color,
+                **_chosen("status", target.status_type, target),
                 "remind_at": None,
                 "remind_transition_status_id": None,
             }
@@ -456,12 +465,7 @@ class Store(IdempotentStore):
             plan["subject"] = subject
         status = self._status(ws, cur, body)
         if status is not None:
-            plan.update(
-                status=status.status_type,
-                status_id=status.id,
-                status_name=status.name,
-                status_color=status.color,
-            )
+            plan.update(_chosen("status", status.status_type, status))
         if "priority_id" in body:
             pid = as_uuid(body["priority_id"], "priority_id")
             prio = ws.priority_by_id.get(pid)
@@ -479,12 +483,7 @@ class Store(IdempotentStore):
         else:
             prio = None
         if prio is not None:
-            plan.update(
-                priority=prio.priority,
-                priority_id=prio.id,
-                priority_name=prio.name,
-                priority_color=prio.color,
-            )
+            plan.update(_chosen("priority", prio.priority, prio))
         if "inbox_id" in body:
             plan["inbox_id"] = inbox_id
         for name in ("assignee_id", "contact_id"):
