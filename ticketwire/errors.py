@@ -22,6 +22,7 @@ TicketwireError
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 
 class TicketwireError(Exception):
@@ -116,30 +117,26 @@ class PartialFailure(HelpdeskError):
         super().__init__(f"{len(failed)} id(s) not updated: {shown}{more}")
 
 
+# Compared, hashed and shown as any exception is: by identity, and by its message.
+@dataclass(eq=False, repr=False)
 class HelpdeskHTTPError(HelpdeskError):
     """The helpdesk answered with an error status."""
 
-    def __init__(
-        self,
-        status: int,
-        *,
-        code: str | None = None,
-        detail: str | None = None,
-        request_id: str | None = None,
-        body: str | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.request_id = request_id
-        self.body = body
-        text = f"HTTP {status}"
-        if code:
-            text += f" {code}"
-        if detail:
-            text += f": {detail}"
-        if request_id:
-            text += f" (request {request_id})"
+    status: int
+    _: KW_ONLY
+    code: str | None = None
+    detail: str | None = None
+    request_id: str | None = None
+    body: str | None = None
+
+    def __post_init__(self) -> None:
+        text = f"HTTP {self.status}"
+        if self.code:
+            text += f" {self.code}"
+        if self.detail:
+            text += f": {self.detail}"
+        if self.request_id:
+            text += f" (request {self.request_id})"
         super().__init__(text)
 
 
