@@ -225,7 +225,6 @@ class LoopGuard:
         if not fired and not limited:
             return Clearance((), ())
         now = self._now_ms()
-        keys = self._keys
         fields = [f for n in limited for f in (n, n + _REARMED)]
         if prefetched is not None:
             # Read with the ticket state a moment ago (`prefetch_keys`): no round trip here.
@@ -236,12 +235,7 @@ class LoopGuard:
             raw_mem = [mem_map.get(f.encode()) for f in fields]
         else:
             raw_last, raw_fuse, raw_writes, raw_mem = await self._check(
-                keys=[
-                    keys.fired(ticket_key),
-                    keys.firings(ticket_key),
-                    keys.written(ticket_key),
-                    keys.limits(ticket_key),
-                ],
+                keys=self.prefetch_keys(ticket_key),
                 args=[
                     now - self.policy.fuse_window_ms,
                     1 if want_writes else 0,
