@@ -24,11 +24,20 @@ def mount_webhooks(
     accounts: Mapping[str, Mapping[str, WebhookIntake]],
     *,
     max_body_bytes: int,
+    max_event_age_s: float = 0.0,
+    dedupe_window_s: float = 0.0,
 ) -> None:
     """Add each account's route, and a 404 for every other account of a receiving vendor."""
     for vendor, by_name in accounts.items():
         for account, seam in by_name.items():
-            handler = WebhookHandler(seam, intake, max_body_bytes=max_body_bytes, account=account)
+            handler = WebhookHandler(
+                seam,
+                intake,
+                max_body_bytes=max_body_bytes,
+                account=account,
+                max_event_age_s=max_event_age_s,
+                dedupe_window_s=dedupe_window_s,
+            )
             call = observed(vendor, handler.__call__, account)
             if account == DEFAULT:
                 app.router.add_post(f"/webhooks/{vendor}", call)

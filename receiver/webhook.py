@@ -22,6 +22,7 @@ from receiver.answers import error
 from receiver.intake import Intake, UnstorableDelivery
 from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.eventage import age_over, too_old_reason
 from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import WebhookIntake
@@ -47,6 +48,8 @@ class WebhookHandler:
         *,
         max_body_bytes: int,
         account: str = "default",
+        max_event_age_s: float = 0.0,
+        dedupe_window_s: float = 0.0,
     ) -> None:
         self.vendor = vendor
         self.account = account
@@ -54,6 +57,8 @@ class WebhookHandler:
         self.label = vendor.vendor if account == "default" else f"{vendor.vendor}/{account}"
         self.intake = intake
         self.max_body_bytes = max_body_bytes
+        self.max_event_age_s = max_event_age_s
+        self.dedupe_window_s = dedupe_window_s
         # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
         self.stored_types = frozenset(known_events(vendor.vendor))
 
@@ -120,6 +125,12 @@ class WebhookHandler:
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
         set_log_context(event_id=event.id, ticket=event.ticket_key)
+        age = age_over(event.created_at, time.time(), self.max_event_age_s)
+        if age is not None:
+            reason = too_old_reason(age, self.max_event_age_s, self.dedupe_window_s)
+            log.warning("rejected %s 400: event=%s: %s", name, event.id, reason)
+            self._refused(400, "event_too_old", event.id, event.type, event.ticket_key)
+            return error(400, "event_too_old", reason)
         try:
             if event.type not in self.stored_types:
                 await self.intake.count_ignored(self.vendor.vendor, event.type)

@@ -124,6 +124,7 @@ REFUSALS: Final = (
     "unsupported_content_encoding",
     "storage_unavailable",
     "malformed_body",
+    "event_too_old",
 )
 
 # Per-rule hourly counters: the field is `<rule>\x1f<kind>`.
