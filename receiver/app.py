@@ -70,6 +70,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_event_age_s=settings.max_event_age_s,
         dedupe_window_s=settings.dedupe_ttl_s,
+        body_timeout_s=settings.body_timeout_s,
     )
     app.router.add_get("/healthz", healthz)
     keys, parts = Keys(settings.key_prefix), settings.partitions

@@ -33,6 +33,10 @@ class Settings:
     #: The accounts file's accounts by vendor, then by name (a `default` one replaces `vendors`').
     named_accounts: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     max_body_bytes: int = 256 * 1024
+    #: A body still arriving this long after the handler asked for it is refused (408).
+    body_timeout_s: float = 20.0
+    #: A connection with no complete request for this long is closed (slow headers, idle).
+    idle_timeout_s: float = 75.0
     dedupe_ttl_s: float = 72 * 3600.0
     #: Deliveries of events older than this are refused as possible replays (0: none refused).
     max_event_age_s: float = default_max_age(72 * 3600.0)
@@ -99,6 +103,8 @@ class Settings:
             vendors=vendors,
             named_accounts=named,
             max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
+            body_timeout_s=env.duration("TICKETWIRE_BODY_TIMEOUT", 20.0),
+            idle_timeout_s=env.duration("TICKETWIRE_IDLE_TIMEOUT", 75.0),
             dedupe_ttl_s=dedupe_ttl_s,
             max_event_age_s=max_event_age_of(env, dedupe_ttl_s, role),
             retention_s=env.duration("TICKETWIRE_RETENTION", 72 * 3600.0),

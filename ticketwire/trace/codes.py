@@ -125,6 +125,7 @@ REFUSALS: Final = (
     "storage_unavailable",
     "malformed_body",
     "event_too_old",
+    "body_timeout",
 )
 
 # Per-rule hourly counters: the field is `<rule>\x1f<kind>`.
