@@ -179,7 +179,7 @@ async def _serve(
         redis = connect(redis_url)
         stack.push_async_callback(redis.aclose)
         app = create_app(settings, redis, vendor_intakes(settings))
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.idle_timeout_s)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", settings.port).start()

@@ -37,7 +37,15 @@ def main() -> None:
         await redis.aclose()
 
     app.on_cleanup.append(close_redis)
-    web.run_app(app, host="0.0.0.0", port=settings.port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host="0.0.0.0",
+        port=settings.port,
+        access_log=None,
+        print=None,
+        # aiohttp counts it from the connection's start too: slow headers are cut off by it.
+        keepalive_timeout=settings.idle_timeout_s,
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,13 @@ from receiver.intake import Intake
 from receiver.metrics import metrics_view
 from receiver.routes import mount_webhooks
 from ticketwire.config import Settings
+from ticketwire.eventage import late_retries
 from ticketwire.keys import Keys
 from ticketwire.metrics import Exposition
 from ticketwire.vendors import WebhookIntake
-from ticketwire.vendors.registry import account_intakes, intakes
+from ticketwire.vendors.registry import account_intakes, bundle, intakes, names
+
+log = logging.getLogger("ticketwire.receiver")
 
 intake_key = web.AppKey("intake", Intake)
 
@@ -57,7 +60,18 @@ def create_app(
     routes: dict[str, dict[str, WebhookIntake]] = {v.vendor: {"default": v} for v in vendors}
     for vendor, by_name in named.items():
         routes.setdefault(vendor, {}).update(by_name)
-    mount_webhooks(app, intake, routes, max_body_bytes=settings.max_body_bytes)
+    horizons = [(bundle(v).title, bundle(v).retry_horizon_s) for v in routes if v in names()]
+    for warning in late_retries(horizons, settings.max_event_age_s):
+        log.warning(warning)
+    mount_webhooks(
+        app,
+        intake,
+        routes,
+        max_body_bytes=settings.max_body_bytes,
+        max_event_age_s=settings.max_event_age_s,
+        dedupe_window_s=settings.dedupe_ttl_s,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.router.add_get("/healthz", healthz)
     keys, parts = Keys(settings.key_prefix), settings.partitions
     app.router.add_get(

@@ -9,6 +9,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from receiver.answers import RETRY_AFTER_S, error
+from receiver.logbudget import RefusalLogBudget
 
 log = logging.getLogger("ticketwire.receiver")
 
@@ -46,16 +47,23 @@ class SenderErrors(logging.Filter):
     internet, everyday input.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._budget = RefusalLogBudget()
+
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite aiohttp's record of a 4xx refusal; leave every other record as it is."""
+        """Rewrite aiohttp's record of a 4xx refusal (within a budget); pass every other."""
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, web.RequestPayloadError):
             # A body aiohttp drained after an early answer was broken (bad chunk framing, say).
             exc = exc.__cause__
         if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            note = self._budget.admit(exc.code)
+            if note is None:
+                return False
             problem = " ".join(str(exc.message).splitlines()[:1])[:200]
-            record.msg = f"rejected {exc.code} at the HTTP level: %s"
-            record.args = (problem,)
+            record.msg = f"rejected {exc.code} at the HTTP level: %s%s"
+            record.args = (problem, note)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True

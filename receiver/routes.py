@@ -9,6 +9,7 @@ from aiohttp import web
 
 from receiver.answers import error
 from receiver.intake import Intake
+from receiver.logbudget import RefusalLogBudget
 from receiver.metrics import Handler, observed
 from receiver.webhook import WebhookHandler
 from ticketwire.accountkey import DEFAULT
@@ -24,11 +25,22 @@ def mount_webhooks(
     accounts: Mapping[str, Mapping[str, WebhookIntake]],
     *,
     max_body_bytes: int,
+    max_event_age_s: float = 0.0,
+    dedupe_window_s: float = 0.0,
+    body_timeout_s: float = 20.0,
 ) -> None:
     """Add each account's route, and a 404 for every other account of a receiving vendor."""
     for vendor, by_name in accounts.items():
         for account, seam in by_name.items():
-            handler = WebhookHandler(seam, intake, max_body_bytes=max_body_bytes, account=account)
+            handler = WebhookHandler(
+                seam,
+                intake,
+                max_body_bytes=max_body_bytes,
+                account=account,
+                max_event_age_s=max_event_age_s,
+                dedupe_window_s=dedupe_window_s,
+                body_timeout_s=body_timeout_s,
+            )
             call = observed(vendor, handler.__call__, account)
             if account == DEFAULT:
                 app.router.add_post(f"/webhooks/{vendor}", call)
@@ -43,10 +55,14 @@ def mount_webhooks(
 def _unknown_account(vendor: str, intake: Intake) -> Handler:
     """A handler refusing a delivery to an account of `vendor` that is not configured."""
 
+    budget = RefusalLogBudget()
+
     async def refuse(request: web.Request) -> web.Response:
         account = request.match_info.get("account", DEFAULT)
         shown = account[:40]
-        log.warning("rejected %s 404: unknown account %r", vendor, shown)
+        note = budget.admit(404)
+        if note is not None:
+            log.warning("rejected %s 404: unknown account %r%s", vendor, shown, note)
         intake.refusals.note(vendor, 404, "unknown_account")
         # The configured accounts are not listed: they name the deployment's customers.
         return error(

@@ -11,6 +11,7 @@ installed); a body that is not valid data of its declared coding gets 400.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,8 +21,10 @@ from redis.exceptions import RedisError
 
 from receiver.answers import error
 from receiver.intake import Intake, UnstorableDelivery
+from receiver.logbudget import RefusalLogBudget
 from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
+from ticketwire.eventage import age_over, too_old_reason
 from ticketwire.logs import set_log_context
 from ticketwire.stored import StoredDelivery
 from ticketwire.vendors import WebhookIntake
@@ -47,6 +50,9 @@ class WebhookHandler:
         *,
         max_body_bytes: int,
         account: str = "default",
+        max_event_age_s: float = 0.0,
+        dedupe_window_s: float = 0.0,
+        body_timeout_s: float = 20.0,
     ) -> None:
         self.vendor = vendor
         self.account = account
@@ -54,6 +60,10 @@ class WebhookHandler:
         self.label = vendor.vendor if account == "default" else f"{vendor.vendor}/{account}"
         self.intake = intake
         self.max_body_bytes = max_body_bytes
+        self.max_event_age_s = max_event_age_s
+        self.dedupe_window_s = dedupe_window_s
+        self.body_timeout_s = body_timeout_s
+        self._log_budget = RefusalLogBudget()
         # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
         self.stored_types = frozenset(known_events(vendor.vendor))
 
@@ -62,13 +72,13 @@ class WebhookHandler:
         set_log_context(vendor=self.vendor.vendor, event_id=None, ticket=None)
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             # Refuse before reading: the body may be huge and is never needed.
-            log.warning("rejected %s 413: body of %d bytes", name, request.content_length)
+            self._reject(413, "body of %d bytes", request.content_length)
             self._refused(413, "payload_too_large")
             return _unread_rest(request, _too_large(self.max_body_bytes))
         codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
         if codings and (len(codings) > 1 or codings[0].lower() not in _ACCEPTED_CODINGS):
             shown = ", ".join(codings)[:100]
-            log.warning("rejected %s 415: content encoding %r", name, shown)
+            self._reject(415, "content encoding %r", shown)
             self._refused(415, "unsupported_content_encoding")
             return error(
                 415,
@@ -78,15 +88,30 @@ class WebhookHandler:
                 **{hdrs.ACCEPT_ENCODING: ", ".join(DECODED_CODINGS)},
             )
         try:
-            body = await request.read()
+            if request.content.is_eof():
+                # All of it arrived with the headers (the usual case): nothing to wait for.
+                body = await request.read()
+            else:
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await request.read()
+        except TimeoutError:
+            # A slow-loris sender: it holds a connection and a handler until cut off.
+            self._reject(408, "the body did not arrive within %gs", self.body_timeout_s)
+            self._refused(408, "body_timeout")
+            answer = error(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {self.body_timeout_s:g}s; send it at once",
+            )
+            return _unread_rest(request, answer, broken=True)
         except web.HTTPRequestEntityTooLarge:
-            log.warning("rejected %s 413: body over the limit (chunked or decoded)", name)
+            self._reject(413, "body over the limit (chunked or decoded)")
             self._refused(413, "payload_too_large")
             return _unread_rest(request, _too_large(self.max_body_bytes))
         except web.RequestPayloadError as exc:
             # Only the payload's coding or framing can be wrong here; the cause names which.
             problem = _payload_problem(exc)
-            log.warning("rejected %s 400: unreadable body: %s", name, problem)
+            self._reject(400, "unreadable body: %s", problem)
             self._refused(400, "malformed_body")
             answer = error(400, "malformed_body", f"the body could not be read as sent: {problem}")
             return _unread_rest(request, answer, broken=True)
@@ -98,7 +123,7 @@ class WebhookHandler:
         # left unread is drained by aiohttp after the answer, and a broken gzip body there would
         # end in a reset instead of this answer.
         if not _is_json(request.content_type):
-            log.warning("rejected %s 415: content type %r", name, request.content_type[:100])
+            self._reject(415, "content type %r", request.content_type[:100])
             self._refused(415, "unsupported_media_type")
             return error(
                 415,
@@ -108,18 +133,24 @@ class WebhookHandler:
         try:
             self.vendor.verify(request.headers, body)
         except InvalidSignature as exc:
-            log.warning("rejected %s 401: %s", name, exc.reason)
+            self._reject(401, "%s", exc.reason)
             self._refused(401, "invalid_signature")
             return error(401, "invalid_signature", exc.reason)
         try:
             event = self.vendor.inspect(body)
         except MalformedEvent as exc:
-            log.warning("rejected %s 400: %s", name, exc)
+            self._reject(400, "%s", exc)
             self._refused(400, "malformed_event")
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
         set_log_context(event_id=event.id, ticket=event.ticket_key)
+        age = age_over(event.created_at, time.time(), self.max_event_age_s)
+        if age is not None:
+            reason = too_old_reason(age, self.max_event_age_s, self.dedupe_window_s)
+            self._reject(400, "event=%s: %s", event.id, reason)
+            self._refused(400, "event_too_old", event.id, event.type, event.ticket_key)
+            return error(400, "event_too_old", reason)
         try:
             if event.type not in self.stored_types:
                 await self.intake.count_ignored(self.vendor.vendor, event.type)
@@ -146,13 +177,13 @@ class WebhookHandler:
             )
             outcome, entry = await self.intake.store(delivery)
         except UnstorableDelivery as exc:
-            log.warning("rejected %s 400: %s", name, exc)
+            self._reject(400, "%s", exc)
             self._refused(400, "malformed_event", event.id, event.type, event.ticket_key)
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": None}, status=400
             )
         except (RedisError, OSError, TimeoutError) as exc:
-            log.error("unavailable %s 503: could not store event=%s: %s", name, event.id, exc)
+            self._reject(503, "could not store event=%s: %s", event.id, exc)
             # Redis is likely away, so this entry is likely dropped; it is noted all the same.
             self._refused(503, "storage_unavailable", event.id, event.type, event.ticket_key)
             return error(
@@ -171,6 +202,15 @@ class WebhookHandler:
             return _answer(200, "duplicate", event.id, "")
         log.info("stored %s event=%s as %s", name, event.id, entry)
         return _answer(202, "stored", event.id, entry)
+
+    def _reject(self, status: int, detail: str, *args: object) -> None:
+        """Log a refusal's line, within the route's budget (a flood is counted, not logged)."""
+        note = self._log_budget.admit(status)
+        if note is not None:
+            # A 503 is ours (Redis away), not the sender's: an error, not a warning.
+            level = logging.ERROR if status >= 500 else logging.WARNING
+            verb = "unavailable" if status >= 500 else "rejected"
+            log.log(level, f"{verb} %s %d: {detail}%s", self.label, status, *args, note)
 
     def _refused(
         self, status: int, reason: str, event_id: str = "", event_type: str = "", ticket: str = ""

@@ -7,12 +7,19 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
+
+
+def recent(minutes_ago: float = 5) -> str:
+    """An envelope time a live delivery carries: well within every receiver's event-age limit."""
+    moment = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture(scope="session")

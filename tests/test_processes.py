@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
-from tests.conftest import wait_for
+from tests.conftest import recent, wait_for
 from tests.procs import BIN, Proc, free_port, free_ports, spawn
 from tests.stack import settled
 from ticketwire.keys import Keys
@@ -142,7 +142,7 @@ async def test_web_process_stores_signed_deliveries(redis, redis_url, keys, sim,
                 "event": "ticket.closed",
                 "event_id": "evt_proc",
                 "tenant_id": "ws",
-                "created_at": "2026-11-23T10:00:00Z",
+                "created_at": recent(),
                 "data": {"id": "t1", "status": "closed"},
             }
         ).encode()

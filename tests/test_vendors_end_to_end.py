@@ -20,7 +20,7 @@ from receiver.app import create_app
 from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
-from tests.conftest import wait_for
+from tests.conftest import recent, wait_for
 from tests.stack import running_worker, settled
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
@@ -184,7 +184,7 @@ async def test_cstar_bulk_partial_failure_is_dead_lettered_per_id(
         {
             "id": "evt_missing",
             "type": "ticket.updated",
-            "created_at": "2026-11-23T10:00:00Z",
+            "created_at": recent(),
             "team_id": three.cs.team_id,
             "data": {
                 "ticket": {"id": "tkt_does_not_exist", "title": "Spam offer", "status": "open"}
@@ -239,7 +239,7 @@ async def test_receiver_routes_check_each_vendors_scheme(three: Three, aiohttp_c
         {
             "id": "evt_sig",
             "type": "ticket.created",
-            "created_at": "2026-11-23T10:00:00Z",
+            "created_at": recent(),
             "team_id": "t",
             "data": {"ticket": {"id": "tkt_1", "title": "x", "status": "new"}},
         }

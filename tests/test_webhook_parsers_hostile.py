@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import recent
 from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Routing
 from ticketwire.secret import Secret
@@ -30,7 +31,7 @@ def inboxops_doc() -> dict[str, Any]:
         "event": "ticket.updated",
         "event_id": "evt_1",
         "tenant_id": "ws_1",
-        "created_at": "2026-11-23T10:00:00Z",
+        "created_at": recent(),
         "data": {"id": "t-1", "subject": "Printer", "status": "open", "custom_fields": {}},
     }
 
@@ -39,7 +40,7 @@ def cstar_doc() -> dict[str, Any]:
     return {
         "id": "evt_1",
         "type": "ticket.updated",
-        "created_at": "2026-11-23T10:00:00Z",
+        "created_at": recent(),
         "team_id": "team-1",
         "data": {"ticket": {"id": "tkt_1", "title": "Printer", "tags": ["a"]}, "changes": {}},
     }
@@ -49,7 +50,7 @@ def thena_doc() -> dict[str, Any]:
     return {
         "eventId": "evt_1",
         "eventType": "ticket:updated",
-        "timestamp": "2026-11-23T10:00:00Z",
+        "timestamp": recent(),
         "orgId": "org_1",
         "payload": {"ticket": {"id": "CT1", "title": "Printer"}, "previous": {"title": "P"}},
     }

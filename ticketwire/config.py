@@ -12,6 +12,7 @@ from ticketwire.accountkey import DEFAULT
 from ticketwire.accounts import load, names
 from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
+from ticketwire.eventage import default_max_age
 from ticketwire.secret import Secret
 
 Role = Literal["web", "worker", "up", "check"]
@@ -32,7 +33,13 @@ class Settings:
     #: The accounts file's accounts by vendor, then by name (a `default` one replaces `vendors`').
     named_accounts: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     max_body_bytes: int = 256 * 1024
+    #: A body still arriving this long after the handler asked for it is refused (408).
+    body_timeout_s: float = 20.0
+    #: A connection with no complete request for this long is closed (slow headers, idle).
+    idle_timeout_s: float = 75.0
     dedupe_ttl_s: float = 72 * 3600.0
+    #: Deliveries of events older than this are refused as possible replays (0: none refused).
+    max_event_age_s: float = default_max_age(72 * 3600.0)
     retention_s: float = 72 * 3600.0
     key_prefix: str = "tw:"
     #: Whether TICKETWIRE_KEY_PREFIX was set (else a command using a local `up`'s Redis takes its).
@@ -88,6 +95,7 @@ class Settings:
         for name, accounts in named.items():
             if DEFAULT in accounts:
                 vendors[name] = accounts.pop(DEFAULT)
+        dedupe_ttl_s = env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0)
         settings = cls(
             redis_url=redis_url,
             port=env.integer("PORT", 8000, low=1, high=65535),
@@ -95,7 +103,10 @@ class Settings:
             vendors=vendors,
             named_accounts=named,
             max_body_bytes=env.size("TICKETWIRE_MAX_BODY", 256 * 1024),
-            dedupe_ttl_s=env.duration("TICKETWIRE_DEDUPE_WINDOW", 72 * 3600.0),
+            body_timeout_s=env.duration("TICKETWIRE_BODY_TIMEOUT", 20.0),
+            idle_timeout_s=env.duration("TICKETWIRE_IDLE_TIMEOUT", 75.0),
+            dedupe_ttl_s=dedupe_ttl_s,
+            max_event_age_s=max_event_age_of(env, dedupe_ttl_s, role),
             retention_s=env.duration("TICKETWIRE_RETENTION", 72 * 3600.0),
             key_prefix=env.text("TICKETWIRE_KEY_PREFIX") or "tw:",
             key_prefix_configured=bool(env.text("TICKETWIRE_KEY_PREFIX")),
@@ -231,3 +242,23 @@ def log_format_of(environ: Mapping[str, str], *, strict: bool = True) -> str:
     if raw in ("", "text") or not strict:
         return "text"
     raise ConfigError("TICKETWIRE_LOG_FORMAT", "text or json", raw)
+
+
+def max_event_age_of(env: Env, dedupe_ttl_s: float, role: Role) -> float:
+    """TICKETWIRE_MAX_EVENT_AGE: at most the dedupe window; by default just under it.
+
+    A local `up` refuses no event for its age by default: developers replay captures of any age
+    to it, re-signed with its own secrets.
+    """
+    name = "TICKETWIRE_MAX_EVENT_AGE"
+    default = 0.0 if role == "up" else default_max_age(dedupe_ttl_s)
+    age = env.duration(name, default, zero=True)
+    if age > dedupe_ttl_s:
+        raise ConfigError(
+            name,
+            f"at most TICKETWIRE_DEDUPE_WINDOW ({dedupe_ttl_s:g}s): an older event's id may have "
+            "left the dedupe window, so a replay of it would be stored as new (0 turns the "
+            "check off)",
+            env.text(name),
+        )
+    return age

@@ -61,8 +61,10 @@ class Routing(NamedTuple):
     id: str
     ticket_id: str
     ticket_key: str
+    #: When the helpdesk says the event happened (the envelope's time); None if it cannot say.
+    created_at: datetime | None = None
 
     @classmethod
     def of(cls, event: Event) -> Routing:
         """The routing facts of a fully parsed event."""
-        return cls(event.type, event.id, event.ticket_id, event.ticket_key)
+        return cls(event.type, event.id, event.ticket_id, event.ticket_key, event.created_at)

@@ -124,6 +124,8 @@ REFUSALS: Final = (
     "unsupported_content_encoding",
     "storage_unavailable",
     "malformed_body",
+    "event_too_old",
+    "body_timeout",
 )
 
 # Per-rule hourly counters: the field is `<rule>\x1f<kind>`.

@@ -195,6 +195,8 @@ class Vendor(Generic[S]):
     event_id_form: str = "{uuid}"
     #: Why a receiver refuses captured deliveries replayed as they are (a 401).
     replay_refused: str = STALE_CAPTURES
+    #: How long after an event the helpdesk may still retry its delivery (None: not known).
+    retry_horizon_s: float | None = None
     #: The helpdesk's simulator (`ticketwire simulate`, `up`, `fire`), or None when it has none.
     simulator: Callable[[], SimulatorBundle] | None = None
 

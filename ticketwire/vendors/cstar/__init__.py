@@ -14,5 +14,7 @@ VENDOR: Vendor[CStarSettings] = Vendor(
     # The bulk size is cStar's own (documented), not a setting.
     **packaged(__name__, sized=False),
     event_id_form="evt_{hex}",
+    # Six retries, 30 s, 2 m, 10 m, 1 h, 6 h and 24 h apart (documented).
+    retry_horizon_s=30 + 120 + 600 + 3600 + 21600 + 86400,
     simulator=lazy("simulator.cstar", "SIMULATOR"),
 )

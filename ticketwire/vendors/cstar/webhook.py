@@ -162,8 +162,9 @@ class CStarWebhook:
         if ticket is None:
             if env.type.startswith("ticket."):
                 raise MalformedEvent("required for ticket events", field="data.ticket")
-            return Routing(env.type, env.id, "", f"{VENDOR}:{env.team_id}:")
-        return Routing(env.type, env.id, ticket.id, f"{VENDOR}:{env.team_id}:{ticket.id}")
+            return Routing(env.type, env.id, "", f"{VENDOR}:{env.team_id}:", env.created_at)
+        key = f"{VENDOR}:{env.team_id}:{ticket.id}"
+        return Routing(env.type, env.id, ticket.id, key, env.created_at)
 
     def parse(self, body: bytes) -> Event:
         """Parse the raw body into an `Event`, naming the first bad field on failure."""

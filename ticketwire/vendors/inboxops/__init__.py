@@ -24,6 +24,8 @@ VENDOR: Vendor[InboxOpsSettings] = Vendor(
     read=read,
     webhook_hint="the webhook signing secret(s) from InboxOps Settings → Webhooks, comma-separated",
     rule_notes=_rule_notes,
+    # Ten attempts, 1, 2, 4 … 256 minutes apart (InboxOps' plan; not yet published).
+    retry_horizon_s=60 * (2**9 - 1),
     **packaged(__name__, parser="parse_stored"),
     simulator=lazy("simulator.inboxops", "SIMULATOR"),
 )

@@ -85,7 +85,7 @@ class InboxOpsWebhook:
         """Validate the whole envelope (400s name the field) without building the ticket dict."""
         env = _validate(body)
         ticket_key = f"{VENDOR}:{env.tenant_id}:{env.data.id}"
-        return Routing(env.event, env.event_id, env.data.id, ticket_key)
+        return Routing(env.event, env.event_id, env.data.id, ticket_key, env.created_at)
 
 
 def parse(body: bytes) -> Event:

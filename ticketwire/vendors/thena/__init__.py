@@ -15,6 +15,8 @@ VENDOR: Vendor[ThenaSettings] = Vendor(
     # Thena has no close event: a status change to a closed status is one.
     event_fields={"ticket.closed": {"statusName": "Closed"}},
     updated_field="updatedAt",
+    # Platform events' retries are not documented; the older webhooks retry for about 190 s.
+    retry_horizon_s=10 + 20 + 30 + 50 + 80,
     replay_refused="captures never keep Thena's token header (it is the secret itself)",
     simulator=lazy("simulator.thena", "SIMULATOR"),
 )
