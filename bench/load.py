@@ -55,6 +55,15 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """A running load and where the aiohttp generator writes its result (None: wrk prints it)."""
+
+    proc: Proc
+    duration: int
+    out: Path | None
+
+
+@dataclass(frozen=True)
 class Sending:
     """A running `bench.loadgen --once` and where it writes its result."""
 
@@ -118,72 +127,37 @@ class LoadGen:
 
         Each line's signature is sent in the header `sig_header`.
         """
+        return self.finish(
+            self.start(url, bodies, duration, conns=conns, rate=rate, sig_header=sig_header)
+        )
+
+    def start(
+        self,
+        url: str,
+        bodies: Path,
+        duration: int,
+        *,
+        conns: int = 64,
+        rate: float = 0.0,
+        sig_header: str = "X-InboxOps-Signature",
+    ) -> Loading:
+        """Start `run`'s load without waiting for it; `finish` waits and reads its result."""
         self._runs += 1
         env = {"BENCH_SIG_HEADER": sig_header}
         if self.tool == "wrk":
-            return self._wrk(url, bodies, duration, conns, rate, env)
-        return self._aiohttp(url, bodies, duration, conns, rate, env)
-
-    def _wait(self, name: str, argv: list[str], env: dict[str, str], duration: int) -> str:
-        proc = self.procs.start(name, argv, env)
-        try:
-            code = proc.popen.wait(duration + 60)
-        except subprocess.TimeoutExpired:
-            self.procs.stop(proc)
-            raise BenchError(f"{name} did not finish within {duration + 60}s") from None
-        self.procs.stop(proc)
-        output = proc.log.read_text(errors="replace")
-        if code != 0:
-            raise BenchError(f"{name} failed with status {code}:\n{output[-2000:]}")
-        return output
-
-    def _wrk(
-        self, url: str, bodies: Path, duration: int, conns: int, rate: float, env: dict[str, str]
-    ) -> LoadResult:
-        argv = [
-            "wrk",
-            "-t1",
-            f"-c{conns}",
-            f"-d{duration}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(WRK_SCRIPT),
-            url,
-        ]
-        env = {
-            **env,
-            "BENCH_BODIES": str(bodies),
-            "BENCH_RATE": str(rate),
-            "BENCH_CONNS": str(conns),
-        }
-        output = self._wait("wrk", argv, env, duration)
-        values: dict[str, float] = {}
-        for line in output.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "BENCH":
-                values[parts[1]] = float(parts[2])
-        if "requests" not in values:
-            raise BenchError(f"wrk printed no result:\n{output[-2000:]}")
-        return LoadResult(
-            tool="wrk",
-            duration_s=values["duration_us"] / 1e6,
-            requests=int(values["requests"]),
-            accepted=int(values["accepted"]),
-            duplicates=int(values["duplicates"]),
-            other=int(values["other"]),
-            errors=int(values["errors"]),
-            wraps=int(values["wraps"]),
-            p50_ms=values["p50_us"] / 1000,
-            p90_ms=values["p90_us"] / 1000,
-            p99_ms=values["p99_us"] / 1000,
-            p999_ms=values["p99.9_us"] / 1000,
-            max_ms=values["max_us"] / 1000,
-        )
-
-    def _aiohttp(
-        self, url: str, bodies: Path, duration: int, conns: int, rate: float, env: dict[str, str]
-    ) -> LoadResult:
+            argv = [
+                "wrk",
+                "-t1",
+                f"-c{conns}",
+                f"-d{duration}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(WRK_SCRIPT),
+                url,
+            ]
+            env.update(BENCH_BODIES=str(bodies), BENCH_RATE=str(rate), BENCH_CONNS=str(conns))
+            return Loading(self.procs.start("wrk", argv, env), duration, None)
         out = self.workdir / f"loadgen-{self._runs}.json"
         argv = [
             sys.executable,
@@ -201,10 +175,25 @@ class LoadGen:
             "--out",
             str(out),
         ]
-        self._wait("loadgen", argv, env, duration)
-        data = json.loads(out.read_text())
-        out.unlink()
-        return LoadResult(**data)
+        return Loading(self.procs.start("loadgen", argv, env), duration, out)
+
+    def finish(self, loading: Loading) -> LoadResult:
+        """Wait for a load started by `start` to end and read what it saw."""
+        proc, limit = loading.proc, loading.duration + 60
+        try:
+            code = proc.popen.wait(limit)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(proc)
+            raise BenchError(f"{proc.name} did not finish within {limit}s") from None
+        self.procs.stop(proc)
+        output = proc.log.read_text(errors="replace")
+        if code != 0:
+            raise BenchError(f"{proc.name} failed with status {code}:\n{output[-2000:]}")
+        if loading.out is not None:
+            data = json.loads(loading.out.read_text())
+            loading.out.unlink()
+            return LoadResult(**data)
+        return _wrk_result(output)
 
     def start_once(
         self,
@@ -253,3 +242,29 @@ class LoadGen:
         sending.out.unlink()
         first, last = float(data.pop("first_sent_at")), float(data.pop("last_sent_at"))
         return SentOnce(LoadResult(**data), first, last)
+
+
+def _wrk_result(output: str) -> LoadResult:
+    """The `BENCH name value` lines `wrk_post.lua` prints, as a result."""
+    values: dict[str, float] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "BENCH":
+            values[parts[1]] = float(parts[2])
+    if "requests" not in values:
+        raise BenchError(f"wrk printed no result:\n{output[-2000:]}")
+    return LoadResult(
+        tool="wrk",
+        duration_s=values["duration_us"] / 1e6,
+        requests=int(values["requests"]),
+        accepted=int(values["accepted"]),
+        duplicates=int(values["duplicates"]),
+        other=int(values["other"]),
+        errors=int(values["errors"]),
+        wraps=int(values["wraps"]),
+        p50_ms=values["p50_us"] / 1000,
+        p90_ms=values["p90_us"] / 1000,
+        p99_ms=values["p99_us"] / 1000,
+        p999_ms=values["p99.9_us"] / 1000,
+        max_ms=values["max_us"] / 1000,
+    )

@@ -483,7 +483,31 @@ def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
         )
     rows.extend(_ratelimit_rows(runs.get("6", [])))
     rows.extend(_isolation_rows(runs.get("7", [])))
+    rows.extend(_flood_rows(runs.get("8", [])))
     return rows
+
+
+def _flood_rows(runs: Sequence[Run]) -> list[Row]:
+    """Scenario 8: good deliveries beside a flat-out flood of forged signatures."""
+    if not runs:
+        return []
+    rate = float(runs[0]["good_offered_per_s"])
+    label = "8 refusal flood"
+    return [
+        Row(label, "forged deliveries refused per s", *_both(runs, "forged_refused_per_s")),
+        Row(
+            label,
+            f"good deliveries stored per s ({rate:,.0f}/s offered)",
+            *_both(runs, "good_per_s"),
+        ),
+        Row(label, "good p50 ms during the flood", *_both(runs, "good_p50_ms"), fmt=",.2f"),
+        Row(label, "good p99 ms during the flood", *_both(runs, "good_p99_ms"), fmt=",.2f"),
+        Row(label, "receiver log lines during the run", *_both(runs, "log_lines")),
+    ]
+
+
+def _both(runs: Sequence[Run], field: str) -> tuple[list[float], list[float]]:
+    return _of(runs, "ours", field), _of(runs, "baseline", field)
 
 
 def _isolation_rows(runs: Sequence[Run]) -> list[Row]:

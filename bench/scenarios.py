@@ -94,6 +94,9 @@ class Plan:
     isolation_burst: int = 10_000
     isolation_rate: float = 20.0
     isolation_bound_s: int = 60
+    #: Scenario 8: good deliveries per second paced beside the flood, and forged bodies made.
+    flood_good_rate: float = 200.0
+    flood_forged: int = 20_000
     conns: int = 64
 
 
@@ -803,6 +806,65 @@ class Bench:
         )
         return run
 
+    # ----------------------------------------------------------------- 8: refusal flood
+
+    def flood(self) -> None:
+        """Receivers flooded flat out with forged signatures while good deliveries are paced
+        beside the flood: the good ones' p50 and p99, and how much of the flood was refused."""
+        plan = self.plan
+        for rep in range(plan.reps):
+            for stack in self._order(rep):
+                with self._redis() as setup:
+                    receiver = stack.start_receiver(self.procs, setup)
+                    forged = self._forged_file(plan.flood_forged)
+                    try:
+                        run = self._flood_run(receiver.url, stack.name, forged)
+                        log = receiver.proc.log.read_text(errors="replace")
+                    finally:
+                        self.procs.stop(receiver.proc)
+                        forged.unlink(missing_ok=True)
+                run.update(stack=stack.name, rep=rep, log_lines=log.count("\n"))
+                self._record("8", run)
+                self.say(
+                    f"[8 refusal flood] {stack.name} rep {rep + 1}/{plan.reps}: "
+                    f"{run['forged_refused_per_s']:,.0f} forged/s refused; good at "
+                    f"{run['good_per_s']:,.0f}/s p50 {run['good_p50_ms']:.2f} ms, p99 "
+                    f"{run['good_p99_ms']:.2f} ms; {run['log_lines']:,} log lines"
+                )
+
+    def _flood_run(self, url: str, name: str, forged: Path) -> Run:
+        plan = self.plan
+        rate = plan.flood_good_rate
+        # The flood outlasts the paced load on both sides, so every good delivery meets it.
+        flood = self.load.start(
+            url, forged, plan.latency_warm_s + plan.latency_s + 2, conns=plan.conns
+        )
+        try:
+            key = (name, "flood")
+            self._load(url, plan.latency_warm_s, key=key, rate=rate)
+            good = self._load(url, plan.latency_s, key=key, rate=rate)
+        finally:
+            bad = self.load.finish(flood)
+        return {
+            "good_offered_per_s": rate,
+            "good_per_s": good.accepted_per_s,
+            "good_p50_ms": good.p50_ms,
+            "good_p99_ms": good.p99_ms,
+            "good_not_stored": good.requests - good.accepted,
+            "forged_refused_per_s": bad.other / bad.duration_s if bad.duration_s else 0.0,
+            "forged_accepted": bad.accepted + bad.duplicates,
+            "good": good.to_json(),
+            "forged": bad.to_json(),
+        }
+
+    def _forged_file(self, count: int) -> Path:
+        """A body file like `_body_file`'s whose every signature is forged (the flood wraps it)."""
+        path = self._body_file(count)
+        forged = b"0" * 64
+        lines = [forged + line[line.index(b" ") :] for line in path.read_bytes().splitlines()]
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        return path
+
     def _tag_rules(self, tag: str) -> Path:
         """Scenario 6's rules with the run's tag id filled in, in a directory of their own."""
         self._files += 1
@@ -977,6 +1039,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "5": Bench.memory,
     "6": Bench.ratelimit,
     "7": Bench.isolation,
+    "8": Bench.flood,
 }
 
 
