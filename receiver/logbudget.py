@@ -1,4 +1,4 @@
-"""Refusal log lines within a budget: a flood of bad requests is counted, not logged line by line.
+"""Refusal lines within a budget: a flood of bad requests is counted, not logged line by line.
 
 Every refused request logs a line. From the internet a flood of bad signatures is everyday
 input, and a line per request would turn it into a flood of logs. Per route and status, the

@@ -34,6 +34,8 @@ log = logging.getLogger("ticketwire.receiver")
 #: Content codings aiohttp decodes while the body is read ("" and `identity` mean none).
 DECODED_CODINGS = ("gzip", "deflate")
 _ACCEPTED_CODINGS = frozenset({"", "identity", *DECODED_CODINGS})
+#: Refusals of unverified requests listed per route and status every 10 s; the rest are counted.
+TRACED_PER_PERIOD = 100
 
 
 def _is_json(content_type: str) -> bool:
@@ -64,6 +66,7 @@ class WebhookHandler:
         self.dedupe_window_s = dedupe_window_s
         self.body_timeout_s = body_timeout_s
         self._log_budget = RefusalLogBudget()
+        self._trace_budget = RefusalLogBudget(burst=TRACED_PER_PERIOD)
         # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
         self.stored_types = frozenset(known_events(vendor.vendor))
 
@@ -218,7 +221,11 @@ class WebhookHandler:
         """Note a refusal in the deliveries list: what is known of it, never body or headers.
 
         Only facts of a verified, parsed delivery are noted: an unverified body is anyone's.
+        Unverified refusals are noted within a budget: a flood of them, anyone's to send, must
+        not push the entries of real deliveries out of the list (the metrics count them all).
         """
+        if not event_id and self._trace_budget.admit(status) is None:
+            return
         self.intake.refusals.note(
             self.vendor.vendor,
             status,

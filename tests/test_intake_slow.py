@@ -27,6 +27,7 @@ from tests.test_intake_hostile import (
     signature,
     stored,
 )
+from tests.test_intake_trace import log_entries
 from tests.test_processes import _ready
 from ticketwire.keys import Keys
 
@@ -193,3 +194,11 @@ async def test_a_flood_of_bad_signatures_leaves_good_deliveries_stored_and_the_l
     lines = await wait_for(logged, timeout=10, message="the refusals logged")
     assert lines <= 40, lines
     assert "more are counted, not logged" in rx.proc.output
+
+    # The deliveries list notes at most 100 such refusals per 10 s, so a flood cannot push the
+    # entries of real deliveries out of it.
+    async def listed() -> int | None:
+        n = sum(e["s"] == "401" for e in await log_entries(rx.redis, rx.keys))
+        return n if n >= 100 else None
+
+    assert await wait_for(listed, timeout=10, message="the refusals listed") <= 200
