@@ -14,6 +14,7 @@ from receiver.health import healthz, readyz
 from receiver.intake import Intake
 from receiver.metrics import metrics_view
 from receiver.routes import mount_webhooks
+from receiver.webhook import Limits
 from ticketwire.config import Settings
 from ticketwire.eventage import late_retries
 from ticketwire.keys import Keys
@@ -63,15 +64,7 @@ def create_app(
     horizons = [(bundle(v).title, bundle(v).retry_horizon_s) for v in routes if v in names()]
     for warning in late_retries(horizons, settings.max_event_age_s):
         log.warning(warning)
-    mount_webhooks(
-        app,
-        intake,
-        routes,
-        max_body_bytes=settings.max_body_bytes,
-        max_event_age_s=settings.max_event_age_s,
-        dedupe_window_s=settings.dedupe_ttl_s,
-        body_timeout_s=settings.body_timeout_s,
-    )
+    mount_webhooks(app, intake, routes, Limits.of(settings))
     app.router.add_get("/healthz", healthz)
     keys, parts = Keys(settings.key_prefix), settings.partitions
     app.router.add_get(

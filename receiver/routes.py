@@ -11,7 +11,7 @@ from receiver.answers import error
 from receiver.intake import Intake
 from receiver.logbudget import RefusalLogBudget
 from receiver.metrics import Handler, observed
-from receiver.webhook import WebhookHandler
+from receiver.webhook import Limits, WebhookHandler
 from ticketwire.accountkey import DEFAULT
 from ticketwire.metrics import UNKNOWN_ACCOUNT
 from ticketwire.vendors import WebhookIntake
@@ -23,24 +23,12 @@ def mount_webhooks(
     app: web.Application,
     intake: Intake,
     accounts: Mapping[str, Mapping[str, WebhookIntake]],
-    *,
-    max_body_bytes: int,
-    max_event_age_s: float = 0.0,
-    dedupe_window_s: float = 0.0,
-    body_timeout_s: float = 20.0,
+    limits: Limits,
 ) -> None:
     """Add each account's route, and a 404 for every other account of a receiving vendor."""
     for vendor, by_name in accounts.items():
         for account, seam in by_name.items():
-            handler = WebhookHandler(
-                seam,
-                intake,
-                max_body_bytes=max_body_bytes,
-                account=account,
-                max_event_age_s=max_event_age_s,
-                dedupe_window_s=dedupe_window_s,
-                body_timeout_s=body_timeout_s,
-            )
+            handler = WebhookHandler(seam, intake, limits, account)
             call = observed(vendor, handler.__call__, account)
             if account == DEFAULT:
                 app.router.add_post(f"/webhooks/{vendor}", call)

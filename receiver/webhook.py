@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from redis.exceptions import RedisError
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 from receiver.answers import error
 from receiver.intake import Intake, UnstorableDelivery
 from receiver.logbudget import RefusalLogBudget
+from ticketwire.config import Settings
 from ticketwire.engine.actions import known_events
 from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.eventage import age_over, too_old_reason
@@ -42,29 +44,39 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What every webhook route refuses beyond: sizes, times and ages, from the settings."""
+
+    max_body_bytes: int
+    body_timeout_s: float
+    #: 0: no event is refused for its age.
+    max_event_age_s: float
+    dedupe_window_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits `settings` set."""
+        return cls(
+            settings.max_body_bytes,
+            settings.body_timeout_s,
+            settings.max_event_age_s,
+            settings.dedupe_ttl_s,
+        )
+
+
 class WebhookHandler:
     """Handle one vendor's deliveries; the vendor seam does the signature and envelope."""
 
     def __init__(
-        self,
-        vendor: WebhookIntake,
-        intake: Intake,
-        *,
-        max_body_bytes: int,
-        account: str = "default",
-        max_event_age_s: float = 0.0,
-        dedupe_window_s: float = 0.0,
-        body_timeout_s: float = 20.0,
+        self, vendor: WebhookIntake, intake: Intake, limits: Limits, account: str = "default"
     ) -> None:
         self.vendor = vendor
         self.account = account
         #: How logs name the route: the vendor, and the account when it is not the default.
         self.label = vendor.vendor if account == "default" else f"{vendor.vendor}/{account}"
         self.intake = intake
-        self.max_body_bytes = max_body_bytes
-        self.max_event_age_s = max_event_age_s
-        self.dedupe_window_s = dedupe_window_s
-        self.body_timeout_s = body_timeout_s
+        self.limits = limits
         self._log_budget = RefusalLogBudget()
         self._trace_budget = RefusalLogBudget(burst=TRACED_PER_PERIOD)
         # The canonical ticket events, plus the vendor's own ones that rules pinned to it may use.
@@ -73,11 +85,14 @@ class WebhookHandler:
     async def __call__(self, request: web.Request) -> web.Response:
         name = self.label
         set_log_context(vendor=self.vendor.vendor, event_id=None, ticket=None)
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
+        if (
+            request.content_length is not None
+            and request.content_length > self.limits.max_body_bytes
+        ):
             # Refuse before reading: the body may be huge and is never needed.
             self._reject(413, "body of %d bytes", request.content_length)
             self._refused(413, "payload_too_large")
-            return _unread_rest(request, _too_large(self.max_body_bytes))
+            return _unread_rest(request, _too_large(self.limits.max_body_bytes))
         codings = request.headers.getall(hdrs.CONTENT_ENCODING, ())
         if codings and (len(codings) > 1 or codings[0].lower() not in _ACCEPTED_CODINGS):
             shown = ", ".join(codings)[:100]
@@ -95,22 +110,22 @@ class WebhookHandler:
                 # All of it arrived with the headers (the usual case): nothing to wait for.
                 body = await request.read()
             else:
-                async with asyncio.timeout(self.body_timeout_s):
+                async with asyncio.timeout(self.limits.body_timeout_s):
                     body = await request.read()
         except TimeoutError:
             # A slow-loris sender: it holds a connection and a handler until cut off.
-            self._reject(408, "the body did not arrive within %gs", self.body_timeout_s)
+            self._reject(408, "the body did not arrive within %gs", self.limits.body_timeout_s)
             self._refused(408, "body_timeout")
             answer = error(
                 408,
                 "body_timeout",
-                f"the body did not arrive within {self.body_timeout_s:g}s; send it at once",
+                f"the body did not arrive within {self.limits.body_timeout_s:g}s; send it at once",
             )
             return _unread_rest(request, answer, broken=True)
         except web.HTTPRequestEntityTooLarge:
             self._reject(413, "body over the limit (chunked or decoded)")
             self._refused(413, "payload_too_large")
-            return _unread_rest(request, _too_large(self.max_body_bytes))
+            return _unread_rest(request, _too_large(self.limits.max_body_bytes))
         except web.RequestPayloadError as exc:
             # Only the payload's coding or framing can be wrong here; the cause names which.
             problem = _payload_problem(exc)
@@ -148,9 +163,9 @@ class WebhookHandler:
                 {"error": "malformed_event", "detail": str(exc), "field": exc.field}, status=400
             )
         set_log_context(event_id=event.id, ticket=event.ticket_key)
-        age = age_over(event.created_at, time.time(), self.max_event_age_s)
+        age = age_over(event.created_at, time.time(), self.limits.max_event_age_s)
         if age is not None:
-            reason = too_old_reason(age, self.max_event_age_s, self.dedupe_window_s)
+            reason = too_old_reason(age, self.limits.max_event_age_s, self.limits.dedupe_window_s)
             self._reject(400, "event=%s: %s", event.id, reason)
             self._refused(400, "event_too_old", event.id, event.type, event.ticket_key)
             return error(400, "event_too_old", reason)
