@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 
 from ticketwire.keys import Keys
 
+pytest_plugins = ["tests.secretscan"]
+
 
 def recent(minutes_ago: float = 5) -> str:
     """An envelope time a live delivery carries: well within every receiver's event-age limit."""

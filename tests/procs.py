@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests import secretscan
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,4 +122,7 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: Path = ROOT) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    return Proc(proc)
+    secretscan.given(env)
+    running = Proc(proc)
+    secretscan.spawned(" ".join(str(a) for a in argv)[:120], running)
+    return running
