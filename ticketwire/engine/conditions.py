@@ -143,9 +143,13 @@ class Leaf(Condition):
             ok = bool(self.op.test(actual, self.operand, event.created_at))
         except Incomparable:
             ok = False
-        out.append(
-            [index, 1 if ok else 0] if actual is MISSING else [index, 1 if ok else 0, _seen(actual)]
-        )
+        if actual is MISSING:
+            out.append([index, 1 if ok else 0])
+        elif isinstance(actual, str) and len(actual) > TRACE_TEXT_MAX:
+            out.append([index, 1 if ok else 0, actual[:TRACE_TEXT_MAX] + "…"])
+        else:
+            # As `_seen` would keep it, without a call per leaf: this runs on every event.
+            out.append([index, 1 if ok else 0, actual])
         return ok
 
     def describe(self) -> str:
@@ -262,14 +266,6 @@ class _Group(Condition):
         """E.g. `all(a, b)`."""
         return f"{self.word}({', '.join(c.describe() for c in self.children)})"
 
-    def _trace_until(self, event: Event, out: list[list[Any]], index: int, *, stop: bool) -> bool:
-        """Trace the children in order until one comes out `stop`, which then decides."""
-        for child in self.children:
-            if child._trace(event, out, index) == stop:
-                return stop
-            index += child.leaf_count
-        return not stop
-
 
 @dataclass(frozen=True)
 class All(_Group):
@@ -291,7 +287,12 @@ class All(_Group):
         return all(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        return self._trace_until(event, out, index, stop=False)
+        # The first child that fails decides; the leaves after it are not evaluated.
+        for child in self.children:
+            if not child._trace(event, out, index):
+                return False
+            index += child.leaf_count
+        return True
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,12 @@ class AnyOf(_Group):
         return any(child.holds(event) for child in self.children)
 
     def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        return self._trace_until(event, out, index, stop=True)
+        # The first child that holds decides; the leaves after it are not evaluated.
+        for child in self.children:
+            if child._trace(event, out, index):
+                return True
+            index += child.leaf_count
+        return False
 
 
 @dataclass(frozen=True)
