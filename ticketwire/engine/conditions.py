@@ -71,9 +71,10 @@ class Condition(ABC):
         listed, and a leaf that read nothing has no value. No text is formatted.
         """
         out: list[list[Any]] = []
-        return self._trace(event, out, 0), out
+        return self.trace_at(event, out, 0), out
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        """`trace`, appending to `out` with leaves numbered from `index` (the hot path's form)."""
         ok = self.holds(event)
         out.append([index, 1 if ok else 0])
         return ok
@@ -137,7 +138,7 @@ class Leaf(Condition):
         except Incomparable:
             return False
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         actual = resolve(event, self.path)
         try:
             ok = bool(self.op.test(actual, self.operand, event.created_at))
@@ -198,7 +199,7 @@ class ChangeLeaf(Condition):
         change = change_of(event, self.path)
         return change.known and self._test(change)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         change = change_of(event, self.path)
         if not change.known:
             out.append([index, 0])
@@ -286,10 +287,10 @@ class All(_Group):
         """Stop at the first failing child."""
         return all(child.holds(event) for child in self.children)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         # The first child that fails decides; the leaves after it are not evaluated.
         for child in self.children:
-            if not child._trace(event, out, index):
+            if not child.trace_at(event, out, index):
                 return False
             index += child.leaf_count
         return True
@@ -319,10 +320,10 @@ class AnyOf(_Group):
         """Stop at the first child that holds."""
         return any(child.holds(event) for child in self.children)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         # The first child that holds decides; the leaves after it are not evaluated.
         for child in self.children:
-            if child._trace(event, out, index):
+            if child.trace_at(event, out, index):
                 return True
             index += child.leaf_count
         return False
@@ -346,9 +347,9 @@ class Not(Condition):
         """Invert the child."""
         return not self.child.holds(event)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         # The leaves show what they read; the inversion is in the rule's description.
-        return not self.child._trace(event, out, index)
+        return not self.child.trace_at(event, out, index)
 
     @cached_property
     def leaf_count(self) -> int:

@@ -278,13 +278,16 @@ class TraceWriter:
     async def _run(self) -> None:
         failures = 0
         since: float | None = None
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wake.clear()
-            waiter = asyncio.ensure_future(self._wake.wait())
+            # A timer that sets the wake-up event, not a task per turn: a drain flushes every
+            # few dozen events, and asyncio.wait's task and callbacks cost more than that.
+            timer = loop.call_later(self._flush_s, self._wake.set)
             try:
-                await asyncio.wait([waiter], timeout=self._flush_s)
+                await self._wake.wait()
             finally:
-                waiter.cancel()
+                timer.cancel()
             try:
                 await self.flush()
             except asyncio.CancelledError:
