@@ -419,36 +419,53 @@ class Pipeline:
         reasons: Sequence[list[Any]],
     ) -> None:
         """One `ru` record per rule considered, and the rules' hourly counts."""
+        append = trace.records.append
+        for d in decisions:
+            if d.fired or d.error is not None:
+                self._trace_rule(trace, d, allowed, suppressed, reasons)
+                continue
+            reason = d.reason
+            if reason == "paused":
+                self._trace_rule(trace, d, allowed, suppressed, reasons)
+                continue
+            # Most rules on most events: a condition false (or no actions), nothing counted.
+            outcome = _NO_ACTIONS if reason == "no actions" else _CONDITION_FALSE
+            append((_RULE, d.rule.name, outcome, d.leaves or [], None))
+
+    def _trace_rule(
+        self,
+        trace: _EventTrace,
+        d: Decision,
+        allowed: Sequence[str],
+        suppressed: Sequence[tuple[str, str]],
+        reasons: Sequence[list[Any]],
+    ) -> None:
+        """The `ru` record of a rule that fired, was held back, failed or is paused."""
         writer = self.trace
         assert writer is not None
-        append = trace.records.append
-        held = dict(zip([name for name, _ in suppressed], reasons, strict=False))
-        for d in decisions:
-            name = d.rule.name
-            if not d.fired and d.error is None and d.reason != "paused":
-                # Most rules on most events: a condition false (or no actions), nothing counted.
-                outcome = (
-                    tc.RULE_NO_ACTIONS if d.reason == "no actions" else tc.RULE_CONDITION_FALSE
-                )
-                append((tc.RULE, name, outcome, d.leaves or [], None))
-                continue
-            detail: Any = None
-            if d.fired and d.actions:
-                if name in allowed:
-                    outcome, stat = tc.RULE_FIRED, tc.STAT_FIRED
-                    trace.fired.append(name)
-                else:
-                    outcome, stat = tc.RULE_SUPPRESSED, tc.STAT_SUPPRESSED
-                    detail = held.get(name)
-            elif d.error is not None:
-                outcome, stat, detail = tc.RULE_ERROR, tc.STAT_ERROR, d.reason
-            elif d.reason == "paused":
-                outcome, stat = tc.RULE_PAUSED, tc.STAT_PAUSED
+        name = d.rule.name
+        detail: Any = None
+        if d.fired and d.actions:
+            if name in allowed:
+                outcome, stat = tc.RULE_FIRED, tc.STAT_FIRED
+                trace.fired.append(name)
             else:
-                outcome, stat = tc.RULE_NO_ACTIONS, ""
-            append((tc.RULE, name, outcome, d.leaves or [], detail))
-            if stat:
-                writer.rule_count(name, stat)
+                outcome, stat = tc.RULE_SUPPRESSED, tc.STAT_SUPPRESSED
+                held = dict(zip([n for n, _ in suppressed], reasons, strict=False))
+                detail = held.get(name)
+        elif d.error is not None:
+            outcome, stat, detail = tc.RULE_ERROR, tc.STAT_ERROR, d.reason
+        elif d.reason == "paused":
+            outcome, stat = tc.RULE_PAUSED, tc.STAT_PAUSED
+        else:
+            outcome, stat = tc.RULE_NO_ACTIONS, ""
+        trace.records.append((_RULE, name, outcome, d.leaves or [], detail))
+        if stat:
+            writer.rule_count(name, stat)
+
+
+# Read once: the record of a rule that did not fire is built on every event for every rule.
+_RULE, _NO_ACTIONS, _CONDITION_FALSE = tc.RULE, tc.RULE_NO_ACTIONS, tc.RULE_CONDITION_FALSE
 
 
 class _EventTrace:

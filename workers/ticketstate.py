@@ -195,15 +195,8 @@ class TicketState:
             # Order keys as compared: the sequence where the helpdesk sends one, else updated_at
             # in µs since the epoch (decimal text).
             last_id, last_q, last_u = was or (applied_id, applied_seq, applied_us)
-            trace(
-                (
-                    "st",
-                    1 if stale else 0,
-                    str(seq) if seq is not None else ("" if us is None else str(us)),
-                    _text(last_q) or _text(last_u),
-                    _text(last_id),
-                )
-            )
+            order = str(seq) if seq is not None else ("" if us is None else str(us))
+            trace(("st", 1 if stale else 0, order, _text(last_q or last_u), _text(last_id)))
         before_text = _text(before)
         previous = json.loads(before_text) if before_text else None
         return Observation(

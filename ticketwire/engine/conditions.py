@@ -71,9 +71,10 @@ class Condition(ABC):
         listed, and a leaf that read nothing has no value. No text is formatted.
         """
         out: list[list[Any]] = []
-        return self._trace(event, out, 0), out
+        return self.trace_at(event, out, 0), out
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        """`trace`, appending to `out` with leaves numbered from `index` (the hot path's form)."""
         ok = self.holds(event)
         out.append([index, 1 if ok else 0])
         return ok
@@ -137,15 +138,19 @@ class Leaf(Condition):
         except Incomparable:
             return False
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         actual = resolve(event, self.path)
         try:
             ok = bool(self.op.test(actual, self.operand, event.created_at))
         except Incomparable:
             ok = False
-        out.append(
-            [index, 1 if ok else 0] if actual is MISSING else [index, 1 if ok else 0, _seen(actual)]
-        )
+        if actual is MISSING:
+            out.append([index, 1 if ok else 0])
+        elif isinstance(actual, str) and len(actual) > TRACE_TEXT_MAX:
+            out.append([index, 1 if ok else 0, actual[:TRACE_TEXT_MAX] + "…"])
+        else:
+            # As `_seen` would keep it, without a call per leaf: this runs on every event.
+            out.append([index, 1 if ok else 0, actual])
         return ok
 
     def describe(self) -> str:
@@ -194,7 +199,7 @@ class ChangeLeaf(Condition):
         change = change_of(event, self.path)
         return change.known and self._test(change)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         change = change_of(event, self.path)
         if not change.known:
             out.append([index, 0])
@@ -262,14 +267,6 @@ class _Group(Condition):
         """E.g. `all(a, b)`."""
         return f"{self.word}({', '.join(c.describe() for c in self.children)})"
 
-    def _trace_until(self, event: Event, out: list[list[Any]], index: int, *, stop: bool) -> bool:
-        """Trace the children in order until one comes out `stop`, which then decides."""
-        for child in self.children:
-            if child._trace(event, out, index) == stop:
-                return stop
-            index += child.leaf_count
-        return not stop
-
 
 @dataclass(frozen=True)
 class All(_Group):
@@ -290,8 +287,13 @@ class All(_Group):
         """Stop at the first failing child."""
         return all(child.holds(event) for child in self.children)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        return self._trace_until(event, out, index, stop=False)
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        # The first child that fails decides; the leaves after it are not evaluated.
+        for child in self.children:
+            if not child.trace_at(event, out, index):
+                return False
+            index += child.leaf_count
+        return True
 
 
 @dataclass(frozen=True)
@@ -318,8 +320,13 @@ class AnyOf(_Group):
         """Stop at the first child that holds."""
         return any(child.holds(event) for child in self.children)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
-        return self._trace_until(event, out, index, stop=True)
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
+        # The first child that holds decides; the leaves after it are not evaluated.
+        for child in self.children:
+            if child.trace_at(event, out, index):
+                return True
+            index += child.leaf_count
+        return False
 
 
 @dataclass(frozen=True)
@@ -340,9 +347,9 @@ class Not(Condition):
         """Invert the child."""
         return not self.child.holds(event)
 
-    def _trace(self, event: Event, out: list[list[Any]], index: int) -> bool:
+    def trace_at(self, event: Event, out: list[list[Any]], index: int) -> bool:
         # The leaves show what they read; the inversion is in the rule's description.
-        return not self.child._trace(event, out, index)
+        return not self.child.trace_at(event, out, index)
 
     @cached_property
     def leaf_count(self) -> int:

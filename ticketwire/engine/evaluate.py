@@ -80,11 +80,14 @@ async def run_rule(
     if paused:
         return Decision(rule, False, "paused")
     verdict = None
-    leaves = None
+    leaves: list[list[Any]] | None = None
     if rule.condition is not None:
         try:
             if trace:
-                ok, leaves = rule.condition.trace(event)
+                # `trace_at`, not `trace`: one call and one tuple fewer per rule and event.
+                seen: list[list[Any]] = []
+                ok = rule.condition.trace_at(event, seen, 0)
+                leaves = seen
                 if not (explain or ok):
                     return Decision(rule, False, "condition false", leaves=leaves)
             if not explain and not trace and not rule.condition.holds(event):
