@@ -189,13 +189,19 @@ class ThenaWebhook:
             raise InvalidSignature(f"empty {self.header} header")
         # Compare digests, not the tokens: equal lengths, so the time taken reveals nothing about
         # the length of any active token.
-        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates.
-        given = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates. Other
+        # lone surrogates stand for no bytes at all; such text matches no token (tokens are
+        # UTF-8), and is refused as any other token that matches none.
+        try:
+            sent = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            sent = None
+        given = hashlib.sha256(sent or b"").digest()
         matched = False
         for key in self._keys:
             # Every token is compared, so the time taken does not reveal which one matched.
             matched |= hmac.compare_digest(hashlib.sha256(key).digest(), given)
-        if not matched:
+        if not matched or sent is None:
             raise InvalidSignature(
                 f"{self.header} token matches no active token "
                 "(check THENA_WEBHOOK_SECRETS against the webhook's configured token)"
