@@ -295,3 +295,13 @@ def test_thena_token_of_a_lone_surrogate_is_refused_not_an_encode_error(value: s
     with pytest.raises(InvalidSignature, match="matches no active token"):
         hook.verify({"authorization": value}, b"{}")
     hook.verify({"authorization": "Bearer s"}, b"{}")
+
+
+def test_thena_timestamp_text_is_shown_shortened() -> None:
+    # Found by the parser property: the whole value was echoed into the answer and the log.
+    doc = valid_doc("thena", "evt-1")
+    doc["timestamp"] = "2" + "[" * 10_000 + "26-12-03T16:31:38Z"
+    with pytest.raises(MalformedEvent) as caught:
+        VENDORS["thena"][0].parse(raw(doc))
+    assert caught.value.field == "timestamp" and len(str(caught.value)) < 200
+    assert "neither ISO 8601" in str(caught.value)

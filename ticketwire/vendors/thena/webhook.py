@@ -373,16 +373,22 @@ def _timestamp(value: Any, field: str) -> datetime:
             seconds = number / 1000 if abs(number) >= _MS_THRESHOLD else number
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            shown = repr(value)
-            shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown)} characters)"
-            raise MalformedEvent(f"unix time {shown} is out of range", field=field) from None
+            raise MalformedEvent(
+                f"unix time {_shown(value)} is out of range", field=field
+            ) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise MalformedEvent(
-            f"{value!r} is neither ISO 8601 nor unix seconds/milliseconds", field=field
+            f"{_shown(value)} is neither ISO 8601 nor unix seconds/milliseconds", field=field
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _shown(value: Any) -> str:
+    # The sender's text goes into the answer and the log: a few characters of it are enough.
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown)} characters)"
 
 
 def _ticket(env: PlatformEvent, prefix: str) -> tuple[dict[str, Any], str]:
