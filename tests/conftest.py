@@ -82,3 +82,15 @@ async def wait_for(
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         # The poll interval of this condition wait; the deadline above bounds it.
         await asyncio.sleep(interval)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many generated inputs the fuzz tests tried, when any ran."""
+    from tests.fuzzing import ENV, TOTAL, TRIED
+
+    if not TRIED:
+        return
+    scale = f"{ENV}={TOTAL}" if TOTAL else f"defaults; set {ENV} for a long run"
+    terminalreporter.write_line(f"fuzz: {sum(TRIED.values())} generated inputs tried ({scale})")
+    for test, count in sorted(TRIED.items()):
+        terminalreporter.write_line(f"  {count:>8}  {test}")

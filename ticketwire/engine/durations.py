@@ -14,11 +14,19 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^([+-])?((?:\d+[smhdw])+)$")
 _PART = re.compile(r"(\d+)([smhdw])")
 
+#: The longest duration a rule may name (about 100 years): far past any ticket's life, and far
+#: inside what a date-time can be moved by.
+MAX_DURATION_DAYS = 36_500
+_MAX_DIGITS = 12
 DURATION_HELP = "a duration such as +30m, -48h, +2d, +1w (units s, m, h, d, w; e.g. -1d12h)"
 
 
 class TimeSpecError(ValueError):
     """A duration or instant in a rule could not be understood."""
+
+
+class DurationTooLong(TimeSpecError):
+    """A duration longer than `MAX_DURATION_DAYS`."""
 
 
 def parse_duration(text: str) -> tuple[timedelta, bool]:
@@ -27,9 +35,21 @@ def parse_duration(text: str) -> tuple[timedelta, bool]:
     if not match:
         raise TimeSpecError(f"{text!r} is not {DURATION_HELP}")
     sign, body = match.groups()
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(body))
+    parts = _PART.findall(body)
+    # Digits are bounded before int(): Python refuses to read integers of over 4300 digits.
+    if any(len(n) > _MAX_DIGITS for n, _ in parts):
+        raise DurationTooLong(f"{_shown(text)} is longer than {MAX_DURATION_DAYS} days")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
+    if seconds > MAX_DURATION_DAYS * 86400:
+        # Any date-time plus a longer one would overflow when the rule runs.
+        raise DurationTooLong(f"{_shown(text)} is longer than {MAX_DURATION_DAYS} days")
     delta = timedelta(seconds=-seconds if sign == "-" else seconds)
     return delta, sign is not None
+
+
+def _shown(text: str) -> str:
+    shown = repr(text.strip())
+    return shown if len(shown) <= 40 else f"{shown[:30]}… ({len(text.strip())} characters)"
 
 
 def to_utc(moment: datetime) -> datetime:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ticketwire.engine.conditions import Condition, FieldSchema, compile_condition
-from ticketwire.engine.durations import TimeSpecError, parse_duration
+from ticketwire.engine.durations import DurationTooLong, TimeSpecError, parse_duration
 from ticketwire.engine.nodes import Node, kind_of
 from ticketwire.errors import RuleConfigError
 from ticketwire.event import Event
@@ -100,6 +100,8 @@ def parse_cooldown(value: object) -> float:
         )
     try:
         delta, _ = parse_duration(text)
+    except DurationTooLong as exc:
+        raise RuleConfigError(f"cooldown: {exc}") from None
     except TimeSpecError:
         raise RuleConfigError(f"cooldown: {text!r} is not {COOLDOWN_HELP}") from None
     if delta <= timedelta(0):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from ticketwire.engine.durations import MAX_DURATION_DAYS
 from ticketwire.engine.nodes import Node, suggest
 from ticketwire.engine.select import Selection, check_select
 from ticketwire.errors import RuleConfigError
@@ -58,6 +59,7 @@ _FIELDS: tuple[tuple[str, int, int, tuple[str, ...], int], ...] = (
 )
 _INTERVAL = re.compile(r"^(?:\d+[smhdw])+$")
 _INTERVAL_PART = re.compile(r"(\d+)([smhdw])")
+_MAX_DIGITS = 12
 _INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -268,7 +270,13 @@ def parse_every(value: object) -> Schedule:
         raise ScheduleError(f"{value!r} has no unit; write {text}m for minutes ({EVERY_HELP})")
     if not _INTERVAL.match(text):
         raise ScheduleError(f"{value!r} is not {EVERY_HELP}")
-    seconds = sum(int(n) * _INTERVAL_UNITS[u] for n, u in _INTERVAL_PART.findall(text))
+    parts = _INTERVAL_PART.findall(text)
+    # Bounded before int() (which refuses over 4300 digits) and before the next run is computed
+    # (a date-time moved by more overflows).
+    too_long = any(len(n) > _MAX_DIGITS for n, _ in parts)
+    seconds = 0 if too_long else sum(int(n) * _INTERVAL_UNITS[u] for n, u in parts)
+    if too_long or seconds > MAX_DURATION_DAYS * 86400:
+        raise ScheduleError(f"the interval is longer than {MAX_DURATION_DAYS} days ({EVERY_HELP})")
     if seconds < 60 or seconds % 60:
         raise ScheduleError(
             f"{value!r}: schedules run at minute resolution, so the interval must be a whole "

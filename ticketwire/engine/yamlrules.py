@@ -50,6 +50,9 @@ RULE_KEYS: tuple[str, ...] = (
 )
 _EVENT_KEYS = ("events", "event", "on")
 _MAX_DEPTH = 64
+#: Values one file may hold once its aliases are expanded: a few aliases to aliases can stand
+#: for billions of values ("billion laughs"); real rule files hold a few thousand.
+_MAX_VALUES = 100_000
 _SCHEDULE_LINE = re.compile(r"^\s*(?:-\s*)?schedule\s*:\s*[*@]")
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -60,6 +63,20 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 class RuleYamlLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 scalars: only true/false are booleans, no base-60 numbers."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose as PyYAML does, refusing nesting deeper than rules use before it recurses."""
+        # PyYAML composes recursively: ten thousand `[` would end in a RecursionError.
+        if self._depth > _MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise RuleConfigError("the YAML nests too deeply", line=mark.line + 1)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 RuleYamlLoader.yaml_implicit_resolvers = {
@@ -85,14 +102,21 @@ RuleYamlLoader.add_implicit_resolver(
 
 def parse_yaml(text: str, *, file: str | None = None) -> list[Node]:
     """Parse every YAML document of `text` into nodes that remember their line."""
-    loader = RuleYamlLoader(text)
+    try:
+        # The reader checks every character as it starts: NUL or a lone surrogate stops it here.
+        loader = RuleYamlLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(exc, text, file) from None
     try:
         documents = []
+        budget = [_MAX_VALUES]
         while loader.check_node():
             root = loader.get_node()
             if root is not None:
-                documents.append(_convert(loader, root, 0))
+                documents.append(_convert(loader, root, 0, budget))
         return documents
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(exc, text, file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -109,18 +133,40 @@ def parse_yaml(text: str, *, file: str | None = None) -> list[Node]:
         loader.dispose()
 
 
-def _convert(loader: RuleYamlLoader, node: yaml.Node, depth: int) -> Node:
+def _unreadable(exc: yaml.reader.ReaderError, text: str, file: str | None) -> RuleConfigError:
+    line = text.count("\n", 0, exc.position) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return RuleConfigError(
+        f"invalid YAML: character U+{code:04X} is not allowed in a YAML file (control "
+        "characters other than tab and newline, and lone surrogates)",
+        file=file,
+        line=line,
+    )
+
+
+def _convert(loader: RuleYamlLoader, node: yaml.Node, depth: int, budget: list[int]) -> Node:
     line = node.start_mark.line + 1
     if depth > _MAX_DEPTH:
         raise RuleConfigError("the YAML nests too deeply (a recursive alias?)", line=line)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RuleConfigError(
+            f"the YAML holds more than {_MAX_VALUES} values once its aliases are expanded",
+            line=line,
+        )
     if isinstance(node, ScalarNode):
         try:
             value = loader.construct_object(node, deep=True)
         except ValueError as exc:
             raise RuleConfigError(f"cannot read {node.value!r}: {exc}", line=line) from None
+        except (LookupError, AttributeError, TypeError, OverflowError):
+            # PyYAML's constructors fail on explicitly tagged text in their own ways: `!!bool
+            # maybe` raises KeyError, `!!timestamp` on text that is not one AttributeError.
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            raise RuleConfigError(f"cannot read {node.value!r} as !!{tag}", line=line) from None
         return Node(value, line)
     if isinstance(node, SequenceNode):
-        return Node([_convert(loader, item, depth + 1) for item in node.value], line)
+        return Node([_convert(loader, item, depth + 1, budget) for item in node.value], line)
     if isinstance(node, MappingNode):
         own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         loader.flatten_mapping(node)
@@ -143,7 +189,7 @@ def _convert(loader: RuleYamlLoader, node: yaml.Node, depth: int) -> Node:
                 from_merge.add(key)
             else:
                 from_merge.discard(key)
-            values[key] = _convert(loader, value_node, depth + 1)
+            values[key] = _convert(loader, value_node, depth + 1, budget)
             key_lines[key] = key_line
         return Node(values, line, key_lines)
     raise RuleConfigError(f"unsupported YAML node {type(node).__name__}", line=line)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ticketwire.errors import InvalidSignature
+from ticketwire.errors import InvalidSignature, MalformedEvent
 from ticketwire.event import Event, Routing
 from ticketwire.secret import Secret
 from ticketwire.vendors.ids import checked
@@ -124,7 +123,9 @@ def parse_stored(body: bytes) -> Event:
     Falls back to `parse` (and its precise errors) if the body is not what intake accepted.
     """
     try:
-        doc = json.loads(body)
+        # Strict JSON, as intake read it: json.loads takes NaN, lone surrogates, and nests until
+        # a RecursionError.
+        doc = loads(body)
         ticket: dict[str, Any] = doc["data"]
         ticket_id = ticket["id"]
         created = datetime.fromisoformat(doc["created_at"])
@@ -149,7 +150,7 @@ def parse_stored(body: bytes) -> Event:
             sequence=None,
             previous=None,
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, MalformedEvent):
         return parse(body)
 
 

@@ -189,13 +189,19 @@ class ThenaWebhook:
             raise InvalidSignature(f"empty {self.header} header")
         # Compare digests, not the tokens: equal lengths, so the time taken reveals nothing about
         # the length of any active token.
-        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates.
-        given = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+        # The bytes as sent: aiohttp keeps bytes that are not UTF-8 as lone surrogates. Other
+        # lone surrogates stand for no bytes at all; such text matches no token (tokens are
+        # UTF-8), and is refused as any other token that matches none.
+        try:
+            sent = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            sent = None
+        given = hashlib.sha256(sent or b"").digest()
         matched = False
         for key in self._keys:
             # Every token is compared, so the time taken does not reveal which one matched.
             matched |= hmac.compare_digest(hashlib.sha256(key).digest(), given)
-        if not matched:
+        if not matched or sent is None:
             raise InvalidSignature(
                 f"{self.header} token matches no active token "
                 "(check THENA_WEBHOOK_SECRETS against the webhook's configured token)"
@@ -367,16 +373,22 @@ def _timestamp(value: Any, field: str) -> datetime:
             seconds = number / 1000 if abs(number) >= _MS_THRESHOLD else number
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            shown = repr(value)
-            shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown)} characters)"
-            raise MalformedEvent(f"unix time {shown} is out of range", field=field) from None
+            raise MalformedEvent(
+                f"unix time {_shown(value)} is out of range", field=field
+            ) from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise MalformedEvent(
-            f"{value!r} is neither ISO 8601 nor unix seconds/milliseconds", field=field
+            f"{_shown(value)} is neither ISO 8601 nor unix seconds/milliseconds", field=field
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _shown(value: Any) -> str:
+    # The sender's text goes into the answer and the log: a few characters of it are enough.
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown)} characters)"
 
 
 def _ticket(env: PlatformEvent, prefix: str) -> tuple[dict[str, Any], str]:
