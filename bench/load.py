@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from bench.procs import BenchError, Proc, Procs
 
@@ -52,6 +52,14 @@ class LoadResult:
             "accepted_per_s": self.accepted_per_s,
             "answered_per_s": self.answered_per_s,
         }
+
+
+class Options(TypedDict, total=False):
+    """How a load is offered: connections, a paced rate (0: flat out), the signature header."""
+
+    conns: int
+    rate: float
+    sig_header: str
 
 
 @dataclass(frozen=True)
@@ -113,35 +121,18 @@ class LoadGen:
         self.workdir = workdir
         self._runs = 0
 
-    def run(
-        self,
-        url: str,
-        bodies: Path,
-        duration: int,
-        *,
-        conns: int = 64,
-        rate: float = 0.0,
-        sig_header: str = "X-InboxOps-Signature",
-    ) -> LoadResult:
-        """Load `url` for `duration` seconds, flat out or paced at `rate`/s.
+    def run(self, url: str, bodies: Path, duration: int, **options: Unpack[Options]) -> LoadResult:
+        """Load `url` for `duration` seconds, flat out or paced at `rate`/s (see `start`)."""
+        return self.finish(self.start(url, bodies, duration, **options))
 
-        Each line's signature is sent in the header `sig_header`.
+    def start(self, url: str, bodies: Path, duration: int, **options: Unpack[Options]) -> Loading:
+        """Start a load without waiting for it; `finish` waits and reads its result.
+
+        Flat out, or paced at `rate`/s; each line's signature is sent in the header `sig_header`.
         """
-        return self.finish(
-            self.start(url, bodies, duration, conns=conns, rate=rate, sig_header=sig_header)
-        )
-
-    def start(
-        self,
-        url: str,
-        bodies: Path,
-        duration: int,
-        *,
-        conns: int = 64,
-        rate: float = 0.0,
-        sig_header: str = "X-InboxOps-Signature",
-    ) -> Loading:
-        """Start `run`'s load without waiting for it; `finish` waits and reads its result."""
+        conns = options.get("conns", 64)
+        rate = options.get("rate", 0.0)
+        sig_header = options.get("sig_header", "X-InboxOps-Signature")
         self._runs += 1
         env = {"BENCH_SIG_HEADER": sig_header}
         if self.tool == "wrk":
