@@ -34,7 +34,9 @@ class PathRule:
 class ScriptedFailure(PathRule):
     """Answer the next `remaining` requests matching `method` and `path_glob` with `status`.
 
-    A `status` below 400 means "no error": the request is served normally after `delay`.
+    A `status` below 400 means "no error": the request is served normally after `delay`, or
+    with `late` served at once and answered after `delay` (its change is applied before the
+    pause, as when a helpdesk commits and then stalls).
     """
 
     method: str
@@ -44,6 +46,8 @@ class ScriptedFailure(PathRule):
     retry_after: int | None = None
     #: Real seconds to wait before answering (for client-timeout tests).
     delay: float = 0.0
+    #: With a status below 400: apply the request first, then wait `delay` before answering.
+    late: bool = False
 
 
 @dataclass
@@ -201,6 +205,7 @@ def scripted_json(item: dict[str, Any]) -> dict[str, Any]:
         "times": int(item.get("times", 1)),
         "retry_after": None if item.get("retry_after") is None else int(item["retry_after"]),
         "delay": float(item.get("delay", 0.0)),
+        "late": bool(item.get("late", False)),
     }
 
 
@@ -219,14 +224,19 @@ class ScriptedFaults(FaultsBase[S, W]):
         times: int = 1,
         retry_after: int | None = None,
         delay: float = 0.0,
+        late: bool = False,
         **extra: Any,
     ) -> None:
         """Script the answer of the next `times` requests matching `method` and `path_glob`;
         `extra` are the fields of the vendor's own `rule` (Thena's `reset_after` and `after`)."""
         check_scripted(times, status)
+        if late and status >= 400:
+            raise ValueError(
+                f"late needs a status below 400: it answers the request (got {status})"
+            )
         # `delay` by name: a vendor's rule may put its own fields before it.
         rule = self.rule(
-            method.upper(), path_glob, status, times, retry_after, delay=delay, **extra
+            method.upper(), path_glob, status, times, retry_after, delay=delay, late=late, **extra
         )
         self.scripted.append(rule)
 

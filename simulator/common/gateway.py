@@ -18,6 +18,8 @@ RoutingError = Callable[[web.HTTPException, web.Request], Exception]
 #: What the body key holds when the body was not JSON.
 INVALID = object()
 _NO_BODY = object()
+#: Seconds a scripted `late` answer waits after its request was served.
+LATE: web.RequestKey[float] = web.RequestKey("sim_late")
 
 
 def dumps(value: Any) -> str:
@@ -64,7 +66,9 @@ async def admit(
     when it answers with one), then raise the routing error of a request no route serves."""
     scripted = faults.take_scripted(request.method, request.path)
     if scripted is not None:
-        if scripted.delay > 0:
+        if getattr(scripted, "late", False):
+            request[LATE] = scripted.delay
+        elif scripted.delay > 0:
             await asyncio.sleep(scripted.delay)
         if scripted.status >= 400:
             raise scripted_error(scripted)
@@ -91,7 +95,12 @@ async def answer(
     `error` (or a routing error, or a crash as `internal`) is answered as `render` says."""
     try:
         if api is not None:
-            return await api()
+            resp = await api()
+            # A late answer: the change is made, the caller waits (and may be gone meanwhile).
+            late = request.get(LATE, 0.0)
+            if late > 0:
+                await asyncio.sleep(late)
+            return resp
         _check_route(request, routing_error)
         return await handler(request)
     except error as err:

@@ -29,6 +29,8 @@ class ScriptedFailure(PathRule):
     reset_after: int | None = None
     #: Real seconds to wait before answering (for client-timeout tests).
     delay: float = 0.0
+    #: With a status below 400: apply the request first, then wait `delay` before answering.
+    late: bool = False
     #: Matching requests served normally before this rule starts answering.
     after: int = 0
 
