@@ -31,12 +31,17 @@ class Pending:
     attempts: tuple[Mapping[str, Any], ...] = ()
     #: Never batched with other tickets (set after a bulk call was refused as a whole).
     solo: bool = False
+    #: A send of it began and its outcome is unknown (the helpdesk may have applied it): the
+    #: ticket is read before it is sent again, and only what is still missing goes.
+    uncertain: bool = False
 
     def to_json(self) -> str:
         """Serialise for the outbox list."""
         doc: dict[str, Any] = {"call": self.call.to_json(), "attempts": list(self.attempts)}
         if self.solo:
             doc["solo"] = True
+        if self.uncertain:
+            doc["uncertain"] = True
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
@@ -47,6 +52,7 @@ class Pending:
             call=ApiCall.from_json(doc["call"]),
             attempts=tuple(doc.get("attempts", ())),
             solo=bool(doc.get("solo", False)),
+            uncertain=bool(doc.get("uncertain", False)),
         )
 
 
@@ -164,7 +170,7 @@ def coalesce(
                 rules=tuple(sorted(rules, key=rank)),
                 event_id=_joined(prev.call.event_id, call.event_id),
             )
-            out[-1] = Pending(merged, prev.attempts, prev.solo)
+            out[-1] = Pending(merged, prev.attempts, prev.solo, prev.uncertain or item.uncertain)
             continue
         # Only a repeat of the call just before is dropped: [add X, remove X, add X] must keep
         # its last add. Two equal notes are two notes.
@@ -176,6 +182,8 @@ def coalesce(
             and not item.attempts
         ):
             notes.append(f"{call.describe()} queued twice in a row for this ticket; sent once")
+            if item.uncertain and not prev.uncertain:
+                out[-1] = replace(prev, uncertain=True)
             continue
         out.append(item)
     return TicketWork(ticket_key=ticket_key, claimed=len(items), calls=out, notes=notes)

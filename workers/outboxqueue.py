@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from redis.asyncio import Redis
 
@@ -27,20 +28,24 @@ return #ARGV - 3
 # KEYS: due set, owners hash. ARGV: now ms, horizon ms, limit, owner, lease end ms, outbox key
 # prefix, max items per ticket.
 # Claims up to `limit` tickets scored at or before the horizon (when the earliest is due by now),
-# returning {ticket, score, items} triples.
+# returning {ticket, score, items} triples. A ticket that still has an owner was claimed before
+# and never settled (its claimer died or was stopped mid-flush): its first call may have been in
+# flight. Those tickets are listed once more, in one last element, only when there are any.
 _CLAIM_LUA = """
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first == 0 or tonumber(first[2]) > tonumber(ARGV[1]) then return {} end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 local out = {}
+local stale = {}
 for i = 1, #due, 2 do
   local t = due[i]
   redis.call('ZADD', KEYS[1], ARGV[5], t)
-  redis.call('HSET', KEYS[2], t, ARGV[4])
+  if redis.call('HSET', KEYS[2], t, ARGV[4]) == 0 then stale[#stale + 1] = t end
   out[#out + 1] = t
   out[#out + 1] = due[i + 1]
   out[#out + 1] = redis.call('LRANGE', ARGV[6] .. t, 0, tonumber(ARGV[7]) - 1)
 end
+if #stale > 0 then out[#out + 1] = stale end
 return out
 """
 
@@ -206,14 +211,17 @@ class OutboxQueue:
         )
         if not raw:
             return []
-        return [
-            (
-                raw[i].decode(),
-                int(float(raw[i + 1])),
-                [Pending.from_json(x) for x in raw[i + 2]],
-            )
-            for i in range(0, len(raw), 3)
-        ]
+        stale = {t.decode() for t in raw.pop()} if len(raw) % 3 else set()
+        out: list[Claimed] = []
+        for i in range(0, len(raw), 3):
+            key = raw[i].decode()
+            items = [Pending.from_json(x) for x in raw[i + 2]]
+            if key in stale and items and not items[0].uncertain:
+                # The dead claim checkpointed before each round: only its first call left
+                # may have gone out.
+                items[0] = replace(items[0], uncertain=True)
+            out.append((key, int(float(raw[i + 1])), items))
+        return out
 
     async def renew(self, owner: str, tickets: Sequence[str]) -> None:
         """Extend a claim's lease on the tickets it still holds."""
