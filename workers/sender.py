@@ -28,6 +28,7 @@ from ticketwire.writeback import BatchSpec, Outgoing, Pending, TicketWork, singl
 from workers.calltrace import Answer, CallTrace, Heads, api_root
 from workers.outboxpolicy import OutboxPolicy
 from workers.outboxqueue import now_ms
+from workers.resend import resend, uncertain
 from workers.retrypolicy import attempt_record, gave_up, next_try
 
 log = logging.getLogger("ticketwire.worker")
@@ -77,6 +78,12 @@ class Sender:
             return
         try:
             client = self._client(call)
+            if uncertain(o, self._head_of(o, tickets)):
+                # Its last send may have been applied: only what the tickets lack goes.
+                again = await self._resend(o, tickets, client, started)
+                if again is None:
+                    return
+                o, call = again, again.call
             if self.on_written is not None:
                 # Recorded before sending: the helpdesk may send the webhook our write causes
                 # before it answers us, and that webhook must be recognised as our echo.
@@ -132,7 +139,10 @@ class Sender:
                     t = tickets[key]
                     head = t.work.calls[t.next]
                     solo = Pending(
-                        head.call, (*head.attempts, attempt_record(exc, now_ms())), solo=True
+                        head.call,
+                        (*head.attempts, attempt_record(exc, now_ms())),
+                        solo=True,
+                        uncertain=head.uncertain,
                     )
                     t.stopped, t.not_before = [solo, *t.work.calls[t.next + 1 :]], started
                 return
@@ -161,6 +171,41 @@ class Sender:
             request_id=result.request_id,
         )
         self._done(o, tickets, result)
+
+    @staticmethod
+    def _head_of(o: Outgoing, tickets: dict[str, ClaimedTicket]) -> dict[str, Pending]:
+        return {key: tickets[key].work.calls[tickets[key].next] for key in o.covers}
+
+    async def _resend(
+        self, o: Outgoing, tickets: dict[str, ClaimedTicket], client: HelpdeskClient, started: int
+    ) -> Outgoing | None:
+        """Read the uncertain tickets of `o`; settle those already done; return what goes now."""
+        heads = self._head_of(o, tickets)
+        plan = await resend(o, heads, client, self.specs.get(o.call.account_key))
+        for key, rest in plan.rest.items():
+            head = heads[key]
+            # A ticket that leaves a bulk call goes on its own, in the next round.
+            alone = head.solo or len(o.covers) > 1
+            tickets[key].work.calls[tickets[key].next] = Pending(rest, head.attempts, alone)
+        if plan.send is not None:
+            for key in plan.send.covers:
+                t = tickets[key]
+                t.work.calls[t.next] = replace(t.work.calls[t.next], uncertain=False)
+        if plan.done:
+            done = Outgoing(o.call, tuple(plan.done))
+            self.counters["api_calls_reconciled"] += len(plan.done)
+            self._trace_sent(done, tickets, "reconciled: already applied, not sent", started)
+            for key in plan.done:
+                t = tickets[key]
+                t.next += 1
+                t.started = True
+            log.info(
+                "api %s: reconciled, not sent again: %d ticket(s) already show it (rules: %s)",
+                self._describe(done),
+                len(plan.done),
+                ", ".join(o.call.rules) or "-",
+            )
+        return plan.send
 
     def _trace_sent(
         self,
@@ -227,7 +272,11 @@ class Sender:
                 t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], now
                 t.dead = (Pending(head.call, attempts), f"{exc} ({gave_up(len(attempts))})")
                 continue
-            t.stopped = [Pending(head.call, attempts, head.solo), *t.work.calls[t.next + 1 :]]
+            # No answer, or a 5xx: the helpdesk may have applied it. Read before sending again.
+            t.stopped = [
+                Pending(head.call, attempts, head.solo, uncertain=True),
+                *t.work.calls[t.next + 1 :],
+            ]
             t.not_before = at
         log.warning(
             "api %s → %s; %d ticket(s) retry with backoff (attempt %d of %d)",
@@ -256,11 +305,14 @@ class Sender:
             head = t.work.calls[t.next]
             ticket_id = head.call.ticket_id
             spec = self.specs.get(head.call.account_key)
-            own = Pending(single(head.call, ticket_id, spec), (*head.attempts, attempt), True)
             reason = exc.failed.get(ticket_id, "")
             # Each id on its own answer: one id's permanent refusal must not dead-letter another
             # id whose failure a retry may fix, nor the other way round.
             transient = ticket_id in exc.transient
+            # A transient failure may be one the answer could not account for: read first.
+            own = Pending(
+                single(head.call, ticket_id, spec), (*head.attempts, attempt), True, transient
+            )
             at = next_try(self.policy, len(own.attempts), now) if transient else None
             if at is not None:
                 t.stopped, t.not_before = [own, *t.work.calls[t.next + 1 :]], at

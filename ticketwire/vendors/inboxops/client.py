@@ -25,6 +25,7 @@ from ticketwire.vendors.client import (
     numbered_pages,
     ticket_path,
 )
+from ticketwire.vendors.inboxops import reconcile
 from ticketwire.vendors.inboxops.models import BULK_OPERATIONS, PATCH_FIELDS
 
 VENDOR = "inboxops"
@@ -148,9 +149,20 @@ class InboxOpsClient(ApiClient):
         return await self._page(page, per_page, list_params(filters))
 
     async def send(self, call: ApiCall) -> ApiResult:
-        """Send a planned call as-is; its path is relative to `/api/v1`."""
-        method, body = self._planned(call)
+        """Send a planned call (path relative to `/api/v1`); a note carries its marker."""
+        method, body = self._planned(reconcile.with_marker(call))
         return await self._request(method, call.path, json=body)
+
+    async def still_to_send(self, call: ApiCall) -> ApiCall | None:
+        """Read the ticket and return what of one ticket's `call` it does not show yet."""
+        what = reconcile.reading(call)
+        if what is None:
+            return call
+        if what == "notes":
+            notes = await self.list_messages(call.ticket_id, types=["internal_note"])
+            return reconcile.rest(call, {}, notes)
+        include = ["tags"] if what == "tags" else []
+        return reconcile.rest(call, await self.get_ticket(call.ticket_id, include=include), [])
 
     def _iterate(self, per_page: int, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         def is_last(page: int, answer: Page, seen: int) -> bool:

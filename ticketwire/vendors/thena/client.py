@@ -35,6 +35,7 @@ from ticketwire.vendors.client import (
     unexpected,
 )
 from ticketwire.vendors.http import Exchange
+from ticketwire.vendors.thena import reconcile
 from ticketwire.vendors.thena.models import (
     BULK_CREATE_FIELDS,
     BULK_UPDATE_FIELDS,
@@ -173,6 +174,15 @@ class ThenaClient(ApiClient):
         if call.path == BULK_PATH and method == "PATCH":
             check_bulk_update(result, call.body)
         return result
+
+    async def still_to_send(self, call: ApiCall) -> ApiCall | None:
+        """Read the ticket and return what of one ticket's update it does not hold yet.
+
+        Creates go as they are: Thena finds a ticket already made by its `deDuplicationKey`.
+        """
+        if not reconcile.readable(call):
+            return call
+        return reconcile.rest(call, await self.get_ticket(call.ticket_id))
 
     async def _create_each(self, body: Mapping[str, Any]) -> ApiResult:
         """A bulk create as one `POST /tickets` per ticket, each with its `deDuplicationKey`.
