@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from simulator.cstar import CStarSimulator, CStarSimulatorConfig
 from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
@@ -23,6 +24,7 @@ from tests.test_writeback_e2e import outbox
 from ticketwire.calls import ApiCall
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.client import InboxOpsClient
 from ticketwire.vendors.thena.client import ThenaClient
 from ticketwire.writeback import Pending
@@ -353,6 +355,44 @@ async def test_thena_a_create_resent_finds_its_ticket_by_its_dedup_key(
     await flush(redis, keys, box)
     assert len(writes(sim, "POST", "/tickets")) == 2
     assert [x["title"] for x in sim.tickets()].count("follow-up") == 1
+
+
+# ---- cStar: its Idempotency-Key covers a request, not a ticket's change ----
+
+
+@pytest.fixture
+async def cstar(session) -> AsyncIterator[tuple[CStarSimulator, CStarClient]]:
+    sim = CStarSimulator(CStarSimulatorConfig(seed=23))
+    await sim.start()
+    try:
+        yield sim, CStarClient(session, sim.url, sim.team_id, Secret(sim.api_key))
+    finally:
+        await sim.stop()
+
+
+def cs_bulk(tids: list[str], event: str) -> ApiCall:
+    body = {"action": "update", "resource": "tickets", "ids": tids, "data": {"status": "closed"}}
+    return ApiCall("cstar", "POST", "/bulk", body, tids[0], ("close",), event)
+
+
+async def test_cstar_a_bulk_resent_with_another_ticket_does_not_apply_twice(
+    redis: Redis, keys: Keys, cstar
+):
+    sim, client = cstar
+    tickets = [t["id"] for t in sim.seed_tickets(3, emit=False)]
+    box = outbox(redis, keys, client, "live")
+    await queue_calls(
+        box, [(f"cstar:team:{t}", cs_bulk([t], f"e{i}")) for i, t in enumerate(tickets[:2])]
+    )
+    await dead_claim(redis, keys, 2)
+    await client.send(cs_bulk(tickets[:2], "batch:dead"))  # the dead worker's bulk call
+    # A third ticket's change joins: the next bulk call is another request, with another key.
+    await box.submit(f"cstar:team:{tickets[2]}", "e2", [cs_bulk([tickets[2]], "e2")])
+    await flush(redis, keys, box)
+    bulk = [e for e in sim.journal if e.method == "POST"]
+    assert [e.body["ids"] for e in bulk] == [tickets[:2], [tickets[2]]]
+    assert box.counters["api_calls_reconciled"] == 2
+    assert all(sim.ticket(t)["status"] == "closed" for t in tickets)
 
 
 # ---- the simulators' scripted pauses, before or after the change ----

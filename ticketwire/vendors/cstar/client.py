@@ -184,6 +184,17 @@ class CStarClient(ApiClient):
             bulk_outcome(result, [str(i) for i in ids] if isinstance(ids, list) else [])
         return result
 
+    async def still_to_send(self, call: ApiCall) -> ApiCall | None:
+        """Read the ticket and return what of one ticket's update it does not hold yet.
+
+        Notes go as they are: their `Idempotency-Key` is the same on every send.
+        """
+        from ticketwire.vendors.cstar import reconcile  # it reads this module's constants
+
+        if not reconcile.readable(call):
+            return call
+        return reconcile.rest(call, await self.get_ticket(call.ticket_id))
+
     async def _merged(self, call: ApiCall, body: dict[str, Any]) -> dict[str, Any] | ApiResult:
         path = call.path
         read = await self._request("GET", path)
