@@ -28,6 +28,7 @@ from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.client import InboxOpsClient
 from ticketwire.vendors.thena.client import ThenaClient
 from ticketwire.writeback import Pending
+from workers.deadletter import dead_letter, redrive
 from workers.outbox import Outbox, OutboxPolicy
 from workers.outboxqueue import OutboxQueue, now_ms
 
@@ -280,6 +281,29 @@ def test_an_uncertain_call_keeps_its_mark_in_the_outbox_and_through_coalescing()
     assert "uncertain" not in Pending(call).to_json()
     [merged] = coalesce("k", [marked, Pending(later)], rank=lambda _r: 0).calls
     assert merged.uncertain and merged.call.body == {"priority": "high", "status": "open"}
+
+
+@pytest.mark.parametrize(
+    ("last", "read"),
+    [
+        ({"kind": "HelpdeskUnavailable", "error": "no response within 10s"}, True),
+        ({"kind": "ServerError", "status": 503, "error": "unavailable"}, True),
+        ({"kind": "ClientError", "status": 400, "error": "bad_request"}, False),
+    ],
+)
+async def test_a_redriven_letter_is_read_back_when_its_last_attempt_may_have_been_applied(
+    redis: Redis, keys: Keys, inboxops, last: dict[str, Any], read: bool
+):
+    sim, client = inboxops
+    [t] = sim.seed_tickets(1, emit=False)
+    call = io_call(t["id"], "PATCH", f"/tickets/{t['id']}", {"priority": "high"}, "e1")
+    await dead_letter(
+        redis, keys, reason="gave up", ticket_key=io_key(t["id"]), call=call, attempts=[last]
+    )
+    [(letter_id, _)] = await redis.xrange(keys.dlq)
+    await redrive(redis, keys, letter_id.decode(), partitions=4)
+    await flush(redis, keys, outbox(redis, keys, client, "live"))
+    assert [e.method for e in sim.journal] == (["GET", "PATCH"] if read else ["PATCH"])
 
 
 # ---- Thena ----

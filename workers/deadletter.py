@@ -38,6 +38,7 @@ from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
 from workers.consumer import META_PARTITIONS
 from workers.outboxqueue import requeue
+from workers.retrypolicy import may_have_applied
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -514,7 +515,9 @@ async def _redrive_call(redis: Redis, keys: Keys, letter: DeadLetter) -> Redrive
     if state == 2:
         raise _busy(letter.id)
     try:
-        await requeue(redis, keys, letter.ticket_key, [letter.call])
+        # A call given up on after timeouts or 5xx may have been applied meanwhile.
+        doubt = bool(letter.attempts) and may_have_applied(letter.attempts[-1])
+        await requeue(redis, keys, letter.ticket_key, [letter.call], uncertain=doubt)
     except BaseException:
         # Nothing was requeued as far as we know: free the letter for the next attempt (if
         # Redis is gone, the claim simply expires).

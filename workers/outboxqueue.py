@@ -126,12 +126,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def requeue(redis: Redis, keys: Keys, ticket_key: str, calls: Sequence[ApiCall]) -> None:
-    """Queue calls for a ticket with fresh attempts, due now (a running worker sends them)."""
+async def requeue(
+    redis: Redis, keys: Keys, ticket_key: str, calls: Sequence[ApiCall], *, uncertain: bool = False
+) -> None:
+    """Queue calls for a ticket with fresh attempts, due now (a running worker sends them).
+
+    `uncertain`: they may have been applied already, so the ticket is read before they go.
+    """
     push = redis.register_script(_PUSH_LUA)
+    items = (Pending(c, uncertain=uncertain).to_json() for c in calls)
     await push(
         keys=[keys.outbox(ticket_key), keys.planned("-"), keys.wb_due],
-        args=["", ticket_key, now_ms(), *(Pending(c).to_json() for c in calls)],
+        args=["", ticket_key, now_ms(), *items],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ticketwire.errors import HelpdeskHTTPError, RateLimited
@@ -18,6 +19,18 @@ def next_try(policy: OutboxPolicy, attempts: int, now: int) -> int | None:
 def gave_up(attempts: int) -> str:
     """Why a call that kept failing is dead-lettered."""
     return f"gave up after {attempts} attempts"
+
+
+def may_have_applied(attempt: Mapping[str, Any]) -> bool:
+    """True when a failed attempt leaves unknown whether the helpdesk applied the call.
+
+    No answer (timeout, reset), a 5xx, or a bulk answer that left an id in doubt: a re-send
+    reads the ticket first. A 4xx or a 429 was refused, so nothing was applied.
+    """
+    status = attempt.get("status")
+    return attempt.get("kind") in ("HelpdeskUnavailable", "PartialFailure") or (
+        isinstance(status, int) and status >= 500
+    )
 
 
 def attempt_record(exc: BaseException, at: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from workers.calltrace import Answer, CallTrace, Heads, api_root
 from workers.outboxpolicy import OutboxPolicy
 from workers.outboxqueue import now_ms
 from workers.resend import resend, uncertain
-from workers.retrypolicy import attempt_record, gave_up, next_try
+from workers.retrypolicy import attempt_record, gave_up, may_have_applied, next_try
 
 log = logging.getLogger("ticketwire.worker")
 
@@ -274,7 +274,7 @@ class Sender:
                 continue
             # No answer, or a 5xx: the helpdesk may have applied it. Read before sending again.
             t.stopped = [
-                Pending(head.call, attempts, head.solo, uncertain=True),
+                Pending(head.call, attempts, head.solo, uncertain=may_have_applied(attempt)),
                 *t.work.calls[t.next + 1 :],
             ]
             t.not_before = at
