@@ -44,7 +44,8 @@ them, in order (one entry per event keeps Redis's work per event small). The rec
   the events they came from (after coalescing); `tickets` is how many tickets the call covered
   (batching; older records hold the list of ticket keys instead); path as sent
   (`/api/v1/tickets/42`); status is the HTTP status, or the error's text when there was none (a
-  timeout), or `partial: …`.
+  timeout), or `partial: …`, or `reconciled: already applied, not sent` (a call whose earlier
+  send may have been applied, which the ticket read back already showed: no request went).
 - `["rt", call id, status or error text, retry at ms, attempt]` a retry scheduled (429, 5xx,
   timeout; a bulk call refused is retried ticket by ticket at once).
 - `["dl", kind, letter id, reason]` a dead letter (`kind`: `call` or `event`).
