@@ -20,10 +20,12 @@ from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from simulator.thena import ThenaSimulator, ThenaSimulatorConfig
 from tests.conftest import wait_for
 from tests.stack import outbox_empty
-from tests.test_writeback_e2e import outbox
+from tests.test_writeback_e2e import SPECS, outbox
 from ticketwire.calls import ApiCall
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
+from ticketwire.trace.read import TraceReader
+from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.client import InboxOpsClient
 from ticketwire.vendors.thena.client import ThenaClient
@@ -129,6 +131,25 @@ async def test_a_patch_already_applied_is_read_and_not_sent_again(
     assert read.at >= writes(sim, "PATCH")[0].at
     assert box.counters["api_calls_reconciled"] == 1
     assert box.counters["api_calls"] == 0
+
+
+async def test_a_reconciled_call_is_traced_as_not_sent(redis: Redis, keys: Keys, inboxops):
+    sim, client = inboxops
+    [t] = sim.seed_tickets(1, emit=False)
+    call = io_call(t["id"], "PATCH", f"/tickets/{t['id']}", {"priority": "high"}, "e1")
+    writer = TraceWriter(redis, keys, retention_s=600, flush_s=0.02)
+    policy = outbox(redis, keys, client, "live").policy  # and the client's budget
+    box = Outbox(
+        redis, keys, {"inboxops": client}, owner="live", specs=SPECS, policy=policy, trace=writer
+    )
+    await box.submit(io_key(t["id"]), "e1", [call])
+    await dead_claim(redis, keys, 1)
+    await client.send(call)
+    await flush(redis, keys, box)
+    await writer.flush()
+    timeline = await TraceReader(redis, keys).ticket(io_key(t["id"]))
+    [sent] = [r for r in timeline.records if r.kind == "ca"]
+    assert sent.values[3] == "reconciled: already applied, not sent"
 
 
 async def test_a_patch_not_applied_is_read_then_sent_once(redis: Redis, keys: Keys, inboxops):
