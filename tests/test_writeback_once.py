@@ -28,7 +28,9 @@ from ticketwire.trace.read import TraceReader
 from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors.cstar.client import CStarClient
 from ticketwire.vendors.inboxops.client import InboxOpsClient
+from ticketwire.vendors.inboxops.models import PATCH_FIELDS as INBOXOPS_PATCH_FIELDS
 from ticketwire.vendors.thena.client import ThenaClient
+from ticketwire.vendors.thena.models import BULK_UPDATE_FIELDS as THENA_BULK_FIELDS
 from ticketwire.writeback import Pending
 from workers.deadletter import dead_letter, redrive
 from workers.outbox import Outbox, OutboxPolicy
@@ -465,3 +467,16 @@ def test_a_late_answer_must_be_a_success(inboxops):
     sim, _ = inboxops
     with pytest.raises(ValueError, match="late needs a status below 400"):
         sim.faults.fail_next("PATCH", "/tickets/*", 503, delay=1.0, late=True)
+
+
+async def test_the_simulators_show_every_field_a_read_back_compares(inboxops, thena):
+    # inboxops-update-ticket: "Ticket with custom_fields (GET by id, POST create 201, PATCH 200).
+    # GET /tickets/{id} may add optional keys when using include= (tags, ...)".
+    io_sim, io_client = inboxops
+    [t] = io_sim.seed_tickets(1, emit=False)
+    shown = await io_client.get_ticket(t["id"], include=["tags"])
+    assert set(INBOXOPS_PATCH_FIELDS) <= set(shown)
+    assert isinstance(shown["tags"], list)
+    th_sim, th_client = thena
+    made = th_sim.create_ticket(title="t")
+    assert set(THENA_BULK_FIELDS) <= set(await th_client.get_ticket(made["id"]))
