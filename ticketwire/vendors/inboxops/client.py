@@ -63,9 +63,9 @@ class InboxOpsClient(ApiClient):
     """Async client for one InboxOps workspace (the API key identifies the workspace)."""
 
     vendor = VENDOR
-    # A 2xx that is not JSON leaves unknown whether the request was applied; InboxOps field
-    # writes are idempotent, so a retry is safe (a note may be left twice: InboxOps documents no
-    # idempotency for messages).
+    # A 2xx that is not JSON leaves unknown whether the request was applied; the retry reads the
+    # ticket first (`still_to_send`) and sends only what is missing, a note only when no note
+    # carries its marker (InboxOps documents no idempotency for messages).
     url_setting = "the base URL"
 
     def _check_key(self, api_key: Secret) -> None:
