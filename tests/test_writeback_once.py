@@ -22,6 +22,13 @@ from tests.conftest import wait_for
 from tests.stack import outbox_empty
 from tests.test_writeback_e2e import SPECS, outbox
 from ticketwire.calls import ApiCall
+from ticketwire.errors import (
+    ClientError,
+    HelpdeskUnavailable,
+    PartialFailure,
+    RateLimited,
+    ServerError,
+)
 from ticketwire.keys import Keys
 from ticketwire.secret import Secret
 from ticketwire.trace.read import TraceReader
@@ -35,6 +42,7 @@ from ticketwire.writeback import Pending
 from workers.deadletter import dead_letter, redrive
 from workers.outbox import Outbox, OutboxPolicy
 from workers.outboxqueue import OutboxQueue, now_ms
+from workers.retrypolicy import attempt_record, may_have_applied
 
 INBOXOPS_BULK = "/tickets/bulk"
 
@@ -480,3 +488,19 @@ async def test_the_simulators_show_every_field_a_read_back_compares(inboxops, th
     th_sim, th_client = thena
     made = th_sim.create_ticket(title="t")
     assert set(THENA_BULK_FIELDS) <= set(await th_client.get_ticket(made["id"]))
+
+
+@pytest.mark.parametrize(
+    ("exc", "doubt"),
+    [
+        (HelpdeskUnavailable("no response within 10s"), True),
+        (ServerError(503, detail="down"), True),
+        # A 2xx whose body is not JSON: applied or not, nobody knows.
+        (ServerError(200, detail="expected a JSON body"), True),
+        (PartialFailure({"7": "no answer for this id"}, transient=["7"]), True),
+        (ClientError(400, detail="bad"), False),
+        (RateLimited(429, retry_after=1.0), False),
+    ],
+)
+def test_which_failed_attempts_leave_the_call_uncertain(exc: Exception, doubt: bool):
+    assert may_have_applied(attempt_record(exc, 0)) is doubt

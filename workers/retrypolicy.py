@@ -24,11 +24,12 @@ def gave_up(attempts: int) -> str:
 def may_have_applied(attempt: Mapping[str, Any]) -> bool:
     """True when a failed attempt leaves unknown whether the helpdesk applied the call.
 
-    No answer (timeout, reset), a 5xx, or a bulk answer that left an id in doubt: a re-send
-    reads the ticket first. A 4xx or a 429 was refused, so nothing was applied.
+    No answer (timeout, reset), a 5xx, a 2xx that could not be read (a `ServerError` too), or a
+    bulk answer that left an id in doubt: a re-send reads the ticket first. A 4xx or a 429 was
+    refused, so nothing was applied.
     """
     status = attempt.get("status")
-    return attempt.get("kind") in ("HelpdeskUnavailable", "PartialFailure") or (
+    return attempt.get("kind") in ("HelpdeskUnavailable", "PartialFailure", "ServerError") or (
         isinstance(status, int) and status >= 500
     )
 
