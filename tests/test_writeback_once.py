@@ -193,6 +193,24 @@ async def test_a_half_applied_patch_sends_only_the_fields_still_missing(
     assert sim.ticket(t["id"])["status"] == "in_progress"
 
 
+async def test_a_change_queued_behind_an_applied_one_goes_alone_after_the_read(
+    redis: Redis, keys: Keys, inboxops
+):
+    sim, client = inboxops
+    [t] = sim.seed_tickets(1, emit=False)
+    first = io_call(t["id"], "PATCH", f"/tickets/{t['id']}", {"priority": "high"}, "e1")
+    later = io_call(t["id"], "PATCH", f"/tickets/{t['id']}", {"status": "waiting"}, "e2")
+    box = outbox(redis, keys, client, "live")
+    await box.submit(io_key(t["id"]), "e1", [first])
+    await dead_claim(redis, keys, 1)
+    await client.send(first)
+    await box.submit(io_key(t["id"]), "e2", [later])  # coalesces with the uncertain one
+    await flush(redis, keys, box)
+    assert [e.body for e in writes(sim, "PATCH")] == [{"priority": "high"}, {"status": "waiting"}]
+    shown = sim.ticket(t["id"])
+    assert (shown["priority"], shown["status"]) == ("high", "waiting")
+
+
 async def test_a_bulk_tag_call_half_done_sends_only_the_tickets_without_the_tag(
     redis: Redis, keys: Keys, inboxops
 ):
