@@ -272,9 +272,11 @@ class Sender:
                 t.stopped, t.not_before = [*t.work.calls[t.next + 1 :]], now
                 t.dead = (Pending(head.call, attempts), f"{exc} ({gave_up(len(attempts))})")
                 continue
-            # No answer, or a 5xx: the helpdesk may have applied it. Read before sending again.
+            # No answer, or a 5xx: the helpdesk may have applied it. Read before sending again
+            # (and still, when it was the read before a re-send that failed).
+            doubt = head.uncertain or may_have_applied(attempt)
             t.stopped = [
-                Pending(head.call, attempts, head.solo, uncertain=may_have_applied(attempt)),
+                Pending(head.call, attempts, head.solo, doubt),
                 *t.work.calls[t.next + 1 :],
             ]
             t.not_before = at
