@@ -193,6 +193,25 @@ async def test_a_half_applied_patch_sends_only_the_fields_still_missing(
     assert sim.ticket(t["id"])["status"] == "in_progress"
 
 
+async def test_a_read_that_fails_is_retried_before_anything_is_sent(
+    redis: Redis, keys: Keys, inboxops
+):
+    sim, client = inboxops
+    [t] = sim.seed_tickets(1, emit=False)
+    call = io_call(t["id"], "PATCH", f"/tickets/{t['id']}", {"priority": "high"}, "e1")
+    box = outbox(redis, keys, client, "live")
+    await box.submit(io_key(t["id"]), "e1", [call])
+    await dead_claim(redis, keys, 1)
+    await client.send(call)
+    sim.faults.fail_next("GET", "/tickets/*", 503)
+    await flush(redis, keys, box)
+    assert [(e.method, e.status) for e in sim.journal] == [
+        ("PATCH", 200),
+        ("GET", 503),
+        ("GET", 200),
+    ]
+
+
 async def test_a_change_queued_behind_an_applied_one_goes_alone_after_the_read(
     redis: Redis, keys: Keys, inboxops
 ):
