@@ -32,7 +32,8 @@ Routing and errors
   pages.
 - Scripted faults (`sim.faults.fail_next`) are checked before routing and auth; the glob matches
   the full path or the path relative to `/api/v1`; `delay` is real seconds; a status below 400
-  only delays, then serves normally. Unexpected exceptions answer 500 `internal_error`.
+  only delays, then serves normally (with `late`, serves first and delays the answer: the change
+  is made before the pause). Unexpected exceptions answer 500 `internal_error`.
 
 Auth and rate limit
 - Check order: route, 401 `unauthorized` (no header; not `Bearer ixk_…`; unknown key; revoked

@@ -22,7 +22,8 @@ Routing, envelope and errors
   Routing comes first: an unknown path is 404 and a known path with the wrong method 405 (with
   `Allow`), before auth. Scripted faults (`sim.faults.fail_next`, glob on the full path or the
   path relative to `/v1`) come before routing; `retry_after` adds `Retry-After`, `reset_after`
-  adds `X-RateLimit-Reset`; `delay` is real seconds; a status below 400 only delays; `after=N`
+  adds `X-RateLimit-Reset`; `delay` is real seconds; a status below 400 only delays (with
+  `late`, after serving: the change is made before the pause); `after=N`
   lets N matching requests through first (to fail the third ticket of a sequence).
 - Success: `{status: true, message: "Success", timestamp, data}`. Errors (undocumented): `nest`
   `{statusCode, message, error}` (default) or `envelope` `{status: false, message, timestamp,
