@@ -16,10 +16,15 @@ what must be retried is put back at the head with its attempts and a not-before 
 backoff, spent budget), and the ticket is released. Nothing sleeps while it waits and nothing
 holds a worker slot; later write-backs of the ticket queue behind it.
 
+A call whose send may have been applied (its claim was found unsettled, or its answer was a
+timeout or a 5xx) is marked uncertain in the outbox; before it goes again its tickets are read
+back and only what they lack is sent (`workers.resend`). A first send reads nothing.
+
 The parts: `workers.outboxqueue` (the Redis side: lists, due set, claims), `workers.flusher`
 (claim, coalesce, batch, settle), `workers.sender` (send one call, read its answer for each
-ticket), `workers.retrypolicy` (when a failed call goes again or is given up), `workers.calltrace`
-(the trace records of what was sent) and `workers.outboxpolicy` (the settings).
+ticket), `workers.resend` (what of an uncertain call still goes), `workers.retrypolicy` (when a
+failed call goes again or is given up), `workers.calltrace` (the trace records of what was sent)
+and `workers.outboxpolicy` (the settings).
 """
 
 from __future__ import annotations
