@@ -111,6 +111,8 @@ def worker_options(
         "max_jobs": 50,
         "job_timeout": max(60.0, settings.http_timeout_s * 6),
         "health_check_interval": 60,
+        # Read by `workers.arqhost` when SIGTERM comes (arq passes its ctx to our hooks too).
+        "ctx": {"shutdown_grace_s": settings.shutdown_grace_s},
     }
 
 
