@@ -252,3 +252,88 @@ def test_the_default_settings_recover_a_killed_worker_within_30_seconds() -> Non
     # Write-backs: its outbox claims lapse after the flusher's lease; others look every poll.
     claim_lease = claim_lease_s(settings)
     assert takeover < 30 and claim_lease < 30, (takeover, claim_lease)
+
+
+@pytest.mark.slow
+async def test_a_killed_worker_is_recovered_within_its_leases(
+    redis: Redis, redis_url: str, keys: Keys, sim: InboxOpsSimulator, tmp_path: Path
+) -> None:
+    """SIGKILL mid-batch: the other worker takes its partitions after the lease TTL (and a tick),
+    its outbox claims after the claim lease, and finishes its events."""
+    port = free_port()
+    env = worker_env(env_for(redis_url, keys, sim, rules_dir(tmp_path), port), "25s", 0.5)
+    env["TICKETWIRE_LEASE_TTL"] = "2s"
+    env["TICKETWIRE_HTTP_TIMEOUT"] = "2s"
+    settings = Settings(redis_url=redis_url, lease_ttl_s=2.0, http_timeout_s=2.0)
+    lease, claim = settings.lease_ttl_s, claim_lease_s(settings)
+    web = await spawn([str(BIN / "python"), "-m", "receiver"], env)
+    a = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
+    b = await spawn([str(BIN / "arq"), "workers.settings.WorkerSettings"], env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for(lambda: _ready(http, port), message="receiver ready")
+        await a.wait_output(" started:")
+        await b.wait_output(" started:")
+        a_id = worker_id(a)
+
+        async def split() -> bool:
+            holders = await lease_holders(redis, keys)
+            return None not in holders and len(set(holders)) == 2
+
+        await wait_for(split, timeout=20, message="both workers to hold partitions")
+        sim.add_endpoint(f"http://127.0.0.1:{port}/webhooks/inboxops", SECRET)
+        tickets = [sim.create_ticket(subject=f"t{i}", priority="low")["id"] for i in range(12)]
+        # Every write-back takes a while: the kill finds one on its way.
+        sim.faults.fail_next("POST", "/api/v1/tickets/bulk", 200, times=50, delay=1.0)
+        sim.faults.fail_next("PATCH", "/api/v1/tickets/*", 200, times=50, delay=1.0)
+        for n in range(2):
+            for t in tickets:
+                sim.change_ticket(t, subject=f"edit {n}")
+        for t in tickets:
+            sim.change_ticket(t, priority="urgent")
+
+        async def a_mid_batch() -> bool:
+            owners = await redis.hvals(keys.wb_owner)
+            mine = [r for r in await seen(redis, keys) if r[2] == str(a.proc.pid)]
+            # Its events running, and write-backs on their way (its own or the other's flusher).
+            return len(mine) >= 2 and bool(owners)
+
+        await wait_for(a_mid_batch, timeout=30, message="the first worker mid-batch")
+        killed = time.monotonic()
+        await a.kill()
+
+        async def b_holds_all() -> bool:
+            holders = await lease_holders(redis, keys)
+            return None not in holders and a_id not in holders and len(set(holders)) == 1
+
+        async def claims_taken() -> bool:
+            owners = await redis.hvals(keys.wb_owner)
+            return not any(o.decode().startswith(a_id) for o in owners)
+
+        await wait_for(b_holds_all, timeout=30, message="the partitions taken over")
+        partitions_s = time.monotonic() - killed
+        await wait_for(claims_taken, timeout=30, message="the claims taken over")
+        claims_s = time.monotonic() - killed
+
+        async def done() -> bool:
+            return await settled(redis, keys, PARTITIONS) and await outbox_empty(redis, keys)
+
+        await wait_for(done, timeout=60, message="every event handled, every write-back sent")
+        done_s = time.monotonic() - killed
+        # Partitions: once the lease lapses, at the other's next ownership round (a third of
+        # the TTL); claims: once the claim lease lapses (the flusher looks every 0.1 s); slack
+        # for a loaded machine.
+        assert partitions_s <= lease + lease / 3 + 2, partitions_s
+        assert claims_s <= claim + 2, claims_s
+        # Then the re-run events (0.5 s each, a ticket's in order) and the write-backs (1 s).
+        assert done_s <= max(lease + lease / 3, claim) + 15, done_s
+        for t in tickets:
+            assert sim.ticket(t)["status"] == "in_progress"
+            assert 1 <= writes(sim, t) <= 2
+        print(
+            f"recovered: partitions {partitions_s:.1f}s, claims {claims_s:.1f}s, all {done_s:.1f}s"
+        )
+    finally:
+        for p in (a, b):
+            await p.stop(signal.SIGTERM, timeout=25 + MARGIN_S)
+        await web.stop(signal.SIGTERM)
