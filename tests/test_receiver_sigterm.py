@@ -136,3 +136,27 @@ async def test_a_store_still_waiting_when_the_grace_period_ends_is_answered_503_
         await held.execute_command("CLIENT", "UNPAUSE")
         await rx.proc.stop(signal.SIGKILL, timeout=5)
         await close(rx)
+
+
+@pytest.mark.slow
+async def test_the_drain_delay_keeps_answering_503_before_the_listener_closes(
+    redis_url: str,
+) -> None:
+    rx = await start(redis_url, TICKETWIRE_SHUTDOWN_GRACE="10s", TICKETWIRE_DRAIN_DELAY="2s")
+    try:
+        signalled = time.monotonic()
+        rx.proc.proc.send_signal(signal.SIGTERM)
+        await rx.proc.wait_output("receiver stopping on SIGTERM")
+        # Nothing in flight, and still the listener stays: a platform routing here for a moment
+        # gets answers, not refused connections.
+        statuses = []
+        while time.monotonic() - signalled < 1.5:
+            statuses.append((await send(rx, len(statuses))).status)
+        assert statuses and set(statuses) == {503}, statuses
+        assert await rx.proc.finish(timeout=10) == 0
+        assert 2 <= time.monotonic() - signalled < 10
+        assert sum([await rx.redis.xlen(rx.keys.stream(p)) for p in range(4)]) == 0
+        assert f"{len(statuses)} webhook requests refused with 503" in rx.proc.output
+    finally:
+        await rx.proc.stop(signal.SIGKILL, timeout=5)
+        await close(rx)

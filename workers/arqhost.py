@@ -136,26 +136,36 @@ class Worker(arq_worker.Worker):
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
             return
+        end: float | None = None
         if self._stop_at is not None:
+            grace = float(self.ctx.get("shutdown_grace_s", DEFAULT_GRACE_S))
+            end = self._stop_at + grace + MARGIN_S
             await stop_worker(
                 self.ctx,
                 [t for t in self.tasks.values() if not t.done()],
-                grace_s=float(self.ctx.get("shutdown_grace_s", DEFAULT_GRACE_S)),
+                grace_s=grace,
                 started=self._stop_at,
                 signal_name=self._stop_signal,
             )
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+        def bound() -> float:
+            # Each of arq's own calls, and within what is left of the stop's margin.
+            left = CLOSE_CALL_S if end is None else end - self.loop.time()
+            return max(0.1, min(CLOSE_CALL_S, left))
+
         try:
-            async with asyncio.timeout(CLOSE_CALL_S):
+            async with asyncio.timeout(bound()):
                 await self.pool.delete(self.health_check_key)
         except _AT_CLOSE as exc:
             log.warning(
                 "worker: redis unavailable at shutdown (%s); health key left to expire", exc
             )
-        if self.on_shutdown:
+        if self.on_shutdown and end is None:
+            # After a stop signal, `stop_worker` has run it already.
             await self.on_shutdown(self.ctx)
         with contextlib.suppress(*_AT_CLOSE):
-            async with asyncio.timeout(CLOSE_CALL_S):
+            async with asyncio.timeout(bound()):
                 await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 

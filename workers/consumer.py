@@ -200,6 +200,11 @@ class Consumer:
     # ----------------------------------------------------------------- public surface
 
     @property
+    def round_s(self) -> float:
+        """Seconds between ownership rounds: how soon a partition let go of is taken."""
+        return self._tick_s
+
+    @property
     def worker_id(self) -> str:
         """This worker's consumer name and lease value."""
         return self._id
@@ -278,11 +283,13 @@ class Consumer:
         for event in (self._stopped, self._capacity, self._changed):
             event.set()
         reader, control, acker = self._tasks
+        # At most a blocked read's length: then the read in flight is cut short, and what it
+        # carried stays pending under this consumer for the next owner.
+        wait_s = min(self._block_ms / 1000, drain_timeout)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(wait_s):
                 await self._unblock_reader()
-        # A read in flight is cut short: what it carried stays pending under this consumer.
-        await asyncio.wait({reader}, timeout=min(self._block_ms / 1000, drain_timeout))
+        await asyncio.wait({reader}, timeout=wait_s)
         await stop_task(reader, "the consumer's reader")
 
         # Buffered entries stay pending: whoever takes the partition next runs them, in order.

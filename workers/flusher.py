@@ -120,7 +120,7 @@ class Flusher:
                 await self._queue.renew(current.owner, sorted(current.sending), lease_end=now_ms())
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning(
-                "outbox flusher: could not give back %d claimed ticket(s) (%s); their claim "
+                "outbox flusher: could not give back %d claimed ticket(s) (%r); their claim "
                 "lapses within %.0fs",
                 len(current.tickets),
                 exc,

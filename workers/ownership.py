@@ -235,7 +235,7 @@ class Ownership:
                 await self._leases.release_all(released, deregister=True)
         except TRANSIENT as exc:
             self._log.warning(
-                "stop: could not release partitions %s (%s); they free up within %.1fs",
+                "stop: could not release partitions %s (%r); they free up within %.1fs",
                 ranges(released) or "none",
                 exc,
                 self._ttl,

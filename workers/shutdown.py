@@ -109,7 +109,7 @@ async def stop_worker(
     back = next((r for r in results if isinstance(r, Handback)), Handback())
 
     try:
-        async with asyncio.timeout(max(1.0, deadline + MARGIN_S - loop.time())):
+        async with asyncio.timeout(max(0.1, deadline + MARGIN_S - loop.time())):
             await stop_services(ctx)
     except TimeoutError:
         log.warning("stop: closing connections took too long; left to the exit")
