@@ -316,7 +316,9 @@ class Consumer:
         self._stopping = True
         self._ack_ready.set()
         self._wake.set()
-        _, late = await asyncio.wait({control, acker}, timeout=min(CALL_TIMEOUT_S, hand_back_s))
+        # A round or an acknowledgement under way may end; one stuck on Redis is cut short (its
+        # acknowledgements are kept and sent below).
+        _, late = await asyncio.wait({control, acker}, timeout=min(1.0, hand_back_s))
         for task in late:
             await stop_task(task, "the consumer's control loop")
         try:

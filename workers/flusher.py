@@ -211,9 +211,11 @@ class Flusher:
                 t.stopped, t.not_before = list(t.work.calls), t.score
         first = True
         while True:
+            if self._stopping:
+                # No new round once the stop began: the calls sent are done, the rest is
+                # settled back, due now, for another worker.
+                return
             if not first:
-                if self._stopping:
-                    return  # the calls sent are done; the rest is settled back, due now
                 await self._record_progress(tickets, owner)
             first = False
             active = [

@@ -28,7 +28,7 @@ from workers.ownership import ranges
 log = logging.getLogger("ticketwire.worker")
 
 #: Longest the stop takes past the grace period: giving back, then closing the connections.
-MARGIN_S = 8.0
+MARGIN_S = 5.0
 #: A stop still going this long past grace + margin is ended by force (exit status 1).
 WATCHDOG_S = 2.0
 
