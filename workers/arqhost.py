@@ -56,6 +56,7 @@ class Worker(arq_worker.Worker):
         #: Loop time of the stop signal, and its name; None while running.
         self._stop_at: float | None = None
         self._stop_signal = ""
+        self._ending: asyncio.Task[None] | None = None
         if self._handle_signals:
             # Replaces arq's handlers, which the base class has just installed.
             self._add_signal_handler(signal.SIGINT, self._on_stop_signal)
@@ -73,7 +74,8 @@ class Worker(arq_worker.Worker):
         # No new arq job; arq's loop ends and `run` calls `close`, where the stop happens.
         self.allow_pick_jobs = False
         if self.main_task is not None:
-            self.main_task.cancel()
+            # Cancelled again if a Redis call swallows it (see `ticketwire.stoptask`).
+            self._ending = self.loop.create_task(stop_task(self.main_task, "the worker's loop"))
 
     async def main(self) -> None:
         """Connect (waiting for Redis as long as it takes), start, then run arq's loop."""
