@@ -8,6 +8,7 @@ import os
 from aiohttp import web
 
 from receiver.app import create_app, vendor_intakes
+from receiver.serve import serve
 from ticketwire.config import Settings, log_format_of
 from ticketwire.errors import ConfigError
 from ticketwire.logs import configure_logging, exit_misconfigured
@@ -37,15 +38,7 @@ def main() -> None:
         await redis.aclose()
 
     app.on_cleanup.append(close_redis)
-    web.run_app(
-        app,
-        host="0.0.0.0",
-        port=settings.port,
-        access_log=None,
-        print=None,
-        # aiohttp counts it from the connection's start too: slow headers are cut off by it.
-        keepalive_timeout=settings.idle_timeout_s,
-    )
+    asyncio.run(serve(app, settings))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from receiver.console.app import mount as mount_console
+from receiver.drain import Drain, drain_key, draining
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
@@ -39,7 +40,8 @@ def create_app(
     accounts by vendor and name (None: those configured in `settings`).
     """
     # One byte over the limit is enough for aiohttp to refuse a chunked body that is too large.
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[guard, draining])
+    drain = app[drain_key] = Drain()
     logging.getLogger("aiohttp.server").addFilter(sender_errors)
     intake = Intake(
         redis,
@@ -68,7 +70,14 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     keys, parts = Keys(settings.key_prefix), settings.partitions
     app.router.add_get(
-        "/readyz", readyz(redis, keys=keys, partitions=parts, max_lag_s=settings.ready_max_lag_s)
+        "/readyz",
+        readyz(
+            redis,
+            keys=keys,
+            partitions=parts,
+            max_lag_s=settings.ready_max_lag_s,
+            stopping=lambda: drain.stopping,
+        ),
     )
     app.router.add_get("/metrics", metrics_view(Exposition(redis, keys, parts)))
     mount_console(app, settings, redis)

@@ -27,15 +27,20 @@ def readyz(
     keys: Keys | None = None,
     partitions: int = 16,
     max_lag_s: float = 300.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Build a handler answering 200 when Redis answers in time, else 503.
 
     With `keys`, it also reads the backlog and answers 503 when the oldest unhandled event has
     waited longer than `max_lag_s` (0: never), with the figures, so an operator sees how far
-    behind it is.
+    behind it is. While `stopping()`, it answers 503 so a load balancer takes this one out.
     """
 
     async def handler(request: web.Request) -> web.Response:
+        if stopping():
+            return web.json_response(
+                {"status": "stopping"}, status=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+            )
         try:
             async with asyncio.timeout(timeout):
                 if keys is None:

@@ -109,6 +109,10 @@ return out
 _OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
+class ShuttingDown(ConnectionError):
+    """The receiver stopped taking deliveries: this one is not known to be stored."""
+
+
 class UnstorableDelivery(ValueError):
     """The delivery's routing facts cannot be written to Redis (they are not valid UTF-8)."""
 
@@ -156,6 +160,9 @@ class Intake:
         self._sha: str | None = None
         self.batches = 0
         self.items = 0
+        #: Every delivery whose caller still waits for its outcome.
+        self._waiting: set[asyncio.Future[str]] = set()
+        self._shut = False
 
     async def start(self) -> None:
         """Load the script and start the batching task."""
@@ -208,8 +215,25 @@ class Intake:
             raise UnstorableDelivery("the event type is not valid Unicode text") from None
         await self._submit(_Pending((), (), name, _future()))
 
+    def shut(self) -> int:
+        """Stop taking deliveries; fail every one still waiting (stored or not). Return how many.
+
+        The end of a stop's grace period: each waiting request gets an error answer rather than
+        a dropped connection; one whose batch does reach Redis is answered `duplicate` when
+        its sender retries.
+        """
+        self._shut = True
+        waiting = [f for f in self._waiting if not f.done()]
+        for future in waiting:
+            future.set_exception(ShuttingDown("the receiver stopped before the store completed"))
+        return len(waiting)
+
     async def _submit(self, pending: _Pending) -> str:
+        if self._shut:
+            raise ShuttingDown("the receiver is stopping")
         self._pending.append(pending)
+        self._waiting.add(pending.future)
+        pending.future.add_done_callback(self._waiting.discard)
         self._wake.set()
         return await pending.future
 

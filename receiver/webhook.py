@@ -21,7 +21,7 @@ from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
 from receiver.answers import error
-from receiver.intake import Intake, UnstorableDelivery
+from receiver.intake import Intake, ShuttingDown, UnstorableDelivery
 from receiver.logbudget import RefusalLogBudget
 from ticketwire.config import Settings
 from ticketwire.engine.actions import known_events
@@ -200,6 +200,14 @@ class WebhookHandler:
             return web.json_response(
                 {"error": "malformed_event", "detail": str(exc), "field": None}, status=400
             )
+        except ShuttingDown as exc:
+            self._reject(503, "event=%s not stored: %s", event.id, exc)
+            self._refused(503, "shutting_down", event.id, event.type, event.ticket_key)
+            response = error(
+                503, "shutting_down", "this receiver is stopping; it was not accepted, retry later"
+            )
+            response.force_close()
+            return response
         except (RedisError, OSError, TimeoutError) as exc:
             self._reject(503, "could not store event=%s: %s", event.id, exc)
             # Redis is likely away, so this entry is likely dropped; it is noted all the same.

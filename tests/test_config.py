@@ -146,3 +146,35 @@ def test_the_platform_process_name_is_read_here_and_names_the_worker():
     assert s.dyno == "worker.3"
     assert worker_id(s.dyno).startswith("worker.3-")
     assert Settings.from_env(BASE, role="worker").dyno is None
+
+
+def test_the_stop_settings_default_to_a_paas_grace_period_and_no_drain_delay():
+    s = Settings.from_env(BASE, role="web")
+    assert (s.shutdown_grace_s, s.drain_delay_s) == (25.0, 0.0)
+    s = Settings.from_env(
+        {**BASE, "TICKETWIRE_SHUTDOWN_GRACE": "50s", "TICKETWIRE_DRAIN_DELAY": "5s"}, role="web"
+    )
+    assert (s.shutdown_grace_s, s.drain_delay_s) == (50.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "expects"),
+    [
+        ({"TICKETWIRE_SHUTDOWN_GRACE": "0s"}, "TICKETWIRE_SHUTDOWN_GRACE", "a positive duration"),
+        ({"TICKETWIRE_DRAIN_DELAY": "soon"}, "TICKETWIRE_DRAIN_DELAY", "a duration"),
+        (
+            {"TICKETWIRE_DRAIN_DELAY": "30s"},
+            "TICKETWIRE_DRAIN_DELAY",
+            "shorter than TICKETWIRE_SHUTDOWN_GRACE (25s)",
+        ),
+        (
+            {"TICKETWIRE_SHUTDOWN_GRACE": "5s", "TICKETWIRE_DRAIN_DELAY": "5s"},
+            "TICKETWIRE_DRAIN_DELAY",
+            "shorter than TICKETWIRE_SHUTDOWN_GRACE (5s)",
+        ),
+    ],
+)
+def test_a_drain_delay_must_leave_time_within_the_grace_period(env, name, expects):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, **env}, role="web")
+    assert info.value.variable == name and expects in str(info.value)

@@ -78,6 +78,11 @@ class Settings:
     ready_max_lag_s: float = 300.0
     #: DYNO, the platform's name for this process (None when unset): part of a worker's id.
     dyno: str | None = None
+    #: After SIGTERM, how long a process may finish what it holds before it hands the rest back.
+    shutdown_grace_s: float = 25.0
+    #: After SIGTERM, how long a receiver keeps its listener open answering 503 (0: closes once
+    #: the requests in flight are answered).
+    drain_delay_s: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -138,7 +143,17 @@ class Settings:
             ),
             ready_max_lag_s=env.duration("TICKETWIRE_READY_MAX_LAG", 300.0, zero=True),
             dyno=dyno_of(environ),
+            shutdown_grace_s=env.duration("TICKETWIRE_SHUTDOWN_GRACE", 25.0),
+            drain_delay_s=env.duration("TICKETWIRE_DRAIN_DELAY", 0.0, zero=True),
         )
+        if settings.drain_delay_s >= settings.shutdown_grace_s:
+            raise ConfigError(
+                "TICKETWIRE_DRAIN_DELAY",
+                "a duration shorter than TICKETWIRE_SHUTDOWN_GRACE "
+                f"({settings.shutdown_grace_s:g}s): the requests in flight need time to finish "
+                "after it",
+                environ["TICKETWIRE_DRAIN_DELAY"],
+            )
         settings.require(role)
         return settings
 

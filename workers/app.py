@@ -48,6 +48,12 @@ def worker_id(dyno: str | None = None) -> str:
     return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def claim_lease_s(settings: Settings) -> float:
+    """How long an outbox claim lasts unrenewed: a dead worker's write-backs wait that long."""
+    # Renewed while a flush runs; short, so a dead worker's claims are soon taken over.
+    return max(5.0, settings.http_timeout_s * 1.5 + 2)
+
+
 def vendor_runtimes(settings: Settings, session: aiohttp.ClientSession) -> dict[str, VendorRuntime]:
     """Each vendor's parser and planner, with its API client where one is configured."""
     configured = registry.clients(settings, session)
@@ -111,6 +117,8 @@ def worker_options(
         "max_jobs": 50,
         "job_timeout": max(60.0, settings.http_timeout_s * 6),
         "health_check_interval": 60,
+        # Read by `workers.arqhost` when SIGTERM comes (arq passes its ctx to our hooks too).
+        "ctx": {"shutdown_grace_s": settings.shutdown_grace_s},
     }
 
 
@@ -164,8 +172,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         policy=OutboxPolicy(
             max_attempts=settings.max_attempts,
             backoff_base_s=settings.backoff_s,
-            # Renewed while a flush runs; short, so a dead worker's claims are soon taken over.
-            lease_s=max(5.0, settings.http_timeout_s * 1.5 + 2),
+            lease_s=claim_lease_s(settings),
             planned_ttl_s=settings.dedupe_ttl_s,
             window_s=settings.coalesce_window_s,
         ),

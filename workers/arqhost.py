@@ -32,16 +32,50 @@ from ticketwire.engine import Router
 from ticketwire.stoptask import stop_task
 from workers.app import stop_services, worker_options
 from workers.outage import REDIS_DOWN, Outage
+from workers.shutdown import MARGIN_S, WATCHDOG_S, start_watchdog, stop_worker
 
 log = logging.getLogger("ticketwire.worker")
 
+#: TICKETWIRE_SHUTDOWN_GRACE's default, for a worker built without our options.
+DEFAULT_GRACE_S = 25.0
+#: Bound on each of arq's own Redis calls at close.
+CLOSE_CALL_S = 2.0
+_AT_CLOSE: tuple[type[BaseException], ...] = (*REDIS_DOWN, TimeoutError)
+
 
 class Worker(arq_worker.Worker):
-    """`arq.Worker` that waits out Redis outages at start and in its loop instead of exiting."""
+    """`arq.Worker` that waits out Redis outages at start and in its loop instead of exiting.
+
+    SIGTERM and SIGINT stop it gracefully (`workers.shutdown`) instead of arq's way, which
+    cancels running jobs at once and waits for the services with no bound.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._outage = Outage("worker", log)
+        #: Loop time of the stop signal, and its name; None while running.
+        self._stop_at: float | None = None
+        self._stop_signal = ""
+        self._ending: asyncio.Task[None] | None = None
+        if self._handle_signals:
+            # Replaces arq's handlers, which the base class has just installed.
+            self._add_signal_handler(signal.SIGINT, self._on_stop_signal)
+            self._add_signal_handler(signal.SIGTERM, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: signal.Signals) -> None:
+        sig = signal.Signals(signum)
+        if self._stop_at is not None:
+            log.info("worker: %s while stopping; the stop goes on (SIGKILL ends it now)", sig.name)
+            return
+        self._stop_at = self.loop.time()
+        self._stop_signal = sig.name
+        grace = float(self.ctx.get("shutdown_grace_s", DEFAULT_GRACE_S))
+        start_watchdog(grace + MARGIN_S + WATCHDOG_S)
+        # No new arq job; arq's loop ends and `run` calls `close`, where the stop happens.
+        self.allow_pick_jobs = False
+        if self.main_task is not None:
+            # Cancelled again if a Redis call swallows it (see `ticketwire.stoptask`).
+            self._ending = self.loop.create_task(stop_task(self.main_task, "the worker's loop"))
 
     async def main(self) -> None:
         """Connect (waiting for Redis as long as it takes), start, then run arq's loop."""
@@ -96,21 +130,45 @@ class Worker(arq_worker.Worker):
             raise
 
     async def close(self) -> None:
-        """arq's `close`, except that a Redis still down does not skip the services' shutdown."""
+        """arq's `close`, except that a Redis still down does not skip the services' shutdown.
+
+        After a stop signal: the graceful stop, bounded by the grace period (`workers.shutdown`).
+        """
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
             return
-        await asyncio.gather(*self.tasks.values())
+        end: float | None = None
+        if self._stop_at is not None:
+            grace = float(self.ctx.get("shutdown_grace_s", DEFAULT_GRACE_S))
+            end = self._stop_at + grace + MARGIN_S
+            await stop_worker(
+                self.ctx,
+                [t for t in self.tasks.values() if not t.done()],
+                grace_s=grace,
+                started=self._stop_at,
+                signal_name=self._stop_signal,
+            )
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+        def bound() -> float:
+            # Each of arq's own calls, and within what is left of the stop's margin.
+            left = CLOSE_CALL_S if end is None else end - self.loop.time()
+            return max(0.1, min(CLOSE_CALL_S, left))
+
         try:
-            await self.pool.delete(self.health_check_key)
-        except REDIS_DOWN as exc:
+            async with asyncio.timeout(bound()):
+                await self.pool.delete(self.health_check_key)
+        except _AT_CLOSE as exc:
             log.warning(
                 "worker: redis unavailable at shutdown (%s); health key left to expire", exc
             )
-        if self.on_shutdown:
+        if self.on_shutdown and end is None:
+            # After a stop signal, `stop_worker` has run it already.
             await self.on_shutdown(self.ctx)
-        await self.pool.aclose(close_connection_pool=True)
+        with contextlib.suppress(*_AT_CLOSE):
+            async with asyncio.timeout(bound()):
+                await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 
 

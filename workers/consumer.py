@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 
 from ticketwire.errors import ConfigError
 from ticketwire.keys import GROUP, Keys
+from ticketwire.stoptask import stop_task
 from ticketwire.stored import StoredDelivery
 from workers.lanes import Lanes
 from workers.outage import TRANSIENT, Outage, backoff
@@ -32,6 +33,8 @@ Handler = Callable[[StoredDelivery], Awaitable[None]]
 
 #: Upper bound on every Redis call outside the blocking read.
 CALL_TIMEOUT_S = 5.0
+#: Longest a stop takes, after its drain, to acknowledge and give its leases back.
+HAND_BACK_S = 3.0
 #: Field of `Keys.meta` that records the deployment's partition count.
 META_PARTITIONS = "partitions"
 
@@ -168,7 +171,13 @@ class Consumer:
             changed=self._changed.set,
             lanes=lanes,
         )
+        #: Stop reading: set when a stop begins. `_stopping`: end every loop, after the drain.
+        self._leaving = False
         self._stopping = False
+        #: Partitions given back while stopping.
+        self.released: list[int] = []
+        #: False when a stop had to cancel handlers that outlived its drain.
+        self.drained = True
         self._tasks: list[asyncio.Task[None]] = []
         self._counts = dict.fromkeys(
             (
@@ -181,6 +190,7 @@ class Consumer:
                 "dropped",
                 "lost",
                 "trimmed",
+                "cancelled",
             ),
             0,
         )
@@ -188,6 +198,11 @@ class Consumer:
         self._outage = Outage("consumer", self._log)
 
     # ----------------------------------------------------------------- public surface
+
+    @property
+    def round_s(self) -> float:
+        """Seconds between ownership rounds: how soon a partition let go of is taken."""
+        return self._tick_s
 
     @property
     def worker_id(self) -> str:
@@ -249,61 +264,82 @@ class Consumer:
             self._ttl,
         )
 
-    async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop reading, finish running handlers, acknowledge, release the leases, deregister.
+    async def stop(self, drain_timeout: float = 10.0, *, hand_back_s: float = HAND_BACK_S) -> None:
+        """Stop reading, finish running handlers, acknowledge, give the leases back, deregister.
 
-        Handlers still running after `drain_timeout` are cancelled; their entries stay pending
-        and are delivered again, like everything buffered but not started.
+        Reading stops at once and what is buffered but not started stays pending for the next
+        owner. While the running handlers finish, their leases are renewed and each partition is
+        given back as soon as nothing of it runs, so other workers take it over at their next
+        tick. Handlers still running after `drain_timeout` are cancelled: their entries stay
+        pending and are delivered again. Acknowledging and giving back take at most `hand_back_s`
+        more, however Redis answers.
         """
-        if self._stopping or not self._tasks:
+        if self._leaving or not self._tasks:
             return
-        self._stopping = True
-        for event in (self._stopped, self._capacity, self._changed, self._wake):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        self._leaving = True
+        given = len(self._own.given_back)
+        for event in (self._stopped, self._capacity, self._changed):
             event.set()
-        await self._unblock_reader()
         reader, control, acker = self._tasks
-        _, late = await asyncio.wait(
-            {reader, control}, timeout=self._block_ms / 1000 + CALL_TIMEOUT_S
-        )
-        for task in late:
-            task.cancel()
-        await asyncio.gather(reader, control, return_exceptions=True)
+        # At most a blocked read's length: then the read in flight is cut short, and what it
+        # carried stays pending under this consumer for the next owner.
+        wait_s = min(self._block_ms / 1000, drain_timeout)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self._unblock_reader()
+        await asyncio.wait({reader}, timeout=wait_s)
+        await stop_task(reader, "the consumer's reader")
 
         # Buffered entries stay pending: whoever takes the partition next runs them, in order.
         for delivery in self._lanes.purge(lambda _d: True):
             self._forget(delivery)
             self._counts["dropped"] += 1
+        # An ownership round now: partitions with nothing running are given back at once.
+        self._wake.set()
+        self.drained = True
         try:
-            async with asyncio.timeout(drain_timeout):
+            async with asyncio.timeout_at(deadline):
                 await self._lanes.wait()
         except TimeoutError:
+            self.drained = False
             self._log.warning(
                 "stop: %d handlers still running after %.1fs; cancelling them, "
                 "their entries stay pending and will be delivered again",
                 self._lanes.busy,
                 drain_timeout,
             )
+            self._counts["cancelled"] += self._lanes.busy
             await self._lanes.cancel()
+        end = loop.time() + hand_back_s
+        self._stopping = True
         self._ack_ready.set()
-        _, late = await asyncio.wait({acker}, timeout=CALL_TIMEOUT_S)
+        self._wake.set()
+        # A round or an acknowledgement under way may end; one stuck on Redis is cut short (its
+        # acknowledgements are kept and sent below).
+        _, late = await asyncio.wait({control, acker}, timeout=min(1.0, hand_back_s))
         for task in late:
-            task.cancel()
+            await stop_task(task, "the consumer's control loop")
         try:
-            await self._flush_acks()
+            async with asyncio.timeout_at(end):
+                await self._flush_acks()
         except TRANSIENT as exc:
             self._log.error(
                 "stop: could not acknowledge %s (%s); they will run again",
                 self.stats["unacked"],
                 exc,
             )
-        released = await self._own.leave()
+        await self._own.leave(within=max(0.1, end - loop.time()))
+        self.released = sorted(self._own.given_back[given:])
         if self._reader is not None:
             with contextlib.suppress(*TRANSIENT):
-                await self._reader.aclose()
+                async with asyncio.timeout(max(0.1, end - loop.time())):
+                    await self._reader.aclose()
         self._log.info(
             "consumer %s stopped: released partitions %s; %s",
             self._id,
-            ranges(released) or "none",
+            ranges(self.released) or "none",
             _show(self._counts),
         )
 
@@ -359,7 +395,7 @@ class Consumer:
 
     async def _read_loop(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not self._leaving:
             try:
                 await self._read_step()
                 failures = 0
@@ -664,7 +700,11 @@ class Consumer:
                     await self._wake.wait()
 
     async def _tick(self) -> None:
-        if await self._own.tick(acquire=not self._stopping):
+        if self._leaving:
+            # Stopping: renew what still runs, give back what is done, take nothing.
+            await self._own.tick(acquire=False, leaving=True)
+            return
+        if await self._own.tick(acquire=True):
             await self._unblock_reader()
         await self._maintain_due()
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
@@ -19,6 +20,29 @@ from workers.outboxqueue import OutboxQueue, now_ms
 from workers.sender import ClaimedTicket, Sender, Written
 
 log = logging.getLogger("ticketwire.worker")
+
+#: Longest a stop takes, after its grace, to give back the claims of a flush it cut short.
+HAND_BACK_S = 3.0
+
+
+@dataclass
+class _Flush:
+    """A flush in progress: what it claimed, under which owner, and the tickets being sent."""
+
+    owner: str
+    now: int
+    tickets: dict[str, ClaimedTicket]
+    #: Tickets whose call is on its way to the helpdesk (from the echo record to the answer).
+    sending: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Handback:
+    """What stopping the flusher did: tickets it settled, gave back, or left as maybe sent."""
+
+    settled: int = 0
+    released: int = 0
+    in_flight: int = 0
 
 
 class Flusher:
@@ -49,6 +73,14 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._claims = 0
+        self._current: _Flush | None = None
+        #: Tickets settled by the flush a stop let finish.
+        self._settled_in_stop = 0
+
+    @property
+    def claimed(self) -> int:
+        """Tickets the flush in progress holds (0 when idle)."""
+        return 0 if self._current is None else len(self._current.tickets)
 
     def wake(self) -> None:
         """Look at the due set now: something was queued or made due."""
@@ -59,18 +91,49 @@ class Flusher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-flusher")
 
-    async def stop(self) -> None:
-        """Stop the flusher; a flush in progress is cancelled and its claims expire."""
-        if self._task is not None:
-            self._stopping = True
-            await stop_task(self._task, "the outbox flusher")
-            self._task = None
+    async def stop(self, within: float = 0.0, *, hand_back_s: float = HAND_BACK_S) -> Handback:
+        """Stop the flusher: it claims nothing more and a flush in progress ends after its sends.
+
+        A flush still sending after `within` seconds is cut short: the tickets it claimed are
+        given back, due now, except those whose call was on its way, whose claim is made to
+        lapse now: whoever takes them next treats them as a claim that expired (the call may
+        have gone out). Giving back takes at most `hand_back_s` more.
+        """
+        report = Handback()
+        task, self._task = self._task, None
+        if task is None:
+            return report
+        self._stopping = True
+        self._wake.set()
+        if within > 0:
+            await asyncio.wait({task}, timeout=within)
+        current = self._current if not task.done() else None
+        await stop_task(task, "the outbox flusher")
+        if current is None:
+            report.settled = self._settled_in_stop
+            return report
+        report.in_flight = len(current.sending)
+        report.released = len(current.tickets) - report.in_flight
+        try:
+            async with asyncio.timeout(hand_back_s):
+                await self._settle_all(current.tickets, current.owner, current.now, current.sending)
+                await self._queue.renew(current.owner, sorted(current.sending), lease_end=now_ms())
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "outbox flusher: could not give back %d claimed ticket(s) (%r); their claim "
+                "lapses within %.0fs",
+                len(current.tickets),
+                exc,
+                self.policy.lease_s,
+            )
+            report.released = 0
+        return report
 
     async def _run(self) -> None:
         outage = Outage("outbox flusher", log)
         while not self._stopping:
             try:
-                while await self.flush_once():
+                while not self._stopping and await self.flush_once():
                     outage.recovered()
                 outage.recovered()
                 await self._idle()
@@ -114,11 +177,20 @@ class Flusher:
                 log.info("write-back ticket=%s: %s", key, note)
             tickets[key] = ClaimedTicket(work=work, score=score)
         renewer = asyncio.create_task(self._keep_claim(owner, list(tickets)))
+        flush = self._current = _Flush(owner, now, tickets)
         try:
-            await self._send_rounds(tickets, now, owner)
+            await self._send_rounds(flush)
             await self._settle_all(tickets, owner, now)
+        except asyncio.CancelledError:
+            raise  # stopping: `stop()` gives back what `_current` holds
+        except BaseException:
+            self._current = None
+            raise
         finally:
             renewer.cancel()
+        self._current = None
+        if self._stopping:
+            self._settled_in_stop += len(tickets)
         return len(tickets)
 
     async def _keep_claim(self, owner: str, tickets: list[str]) -> None:
@@ -128,7 +200,8 @@ class Flusher:
             await asyncio.sleep(every)
             await self._queue.renew(owner, tickets)
 
-    async def _send_rounds(self, tickets: dict[str, ClaimedTicket], now: int, owner: str) -> None:
+    async def _send_rounds(self, flush: _Flush) -> None:
+        tickets, now, owner = flush.tickets, flush.now, flush.owner
         sem = asyncio.Semaphore(self.policy.concurrency)
         spent: dict[str, float] = {}
         for t in tickets.values():
@@ -138,6 +211,10 @@ class Flusher:
                 t.stopped, t.not_before = list(t.work.calls), t.score
         first = True
         while True:
+            if self._stopping:
+                # No new round once the stop began: the calls sent are done, the rest is
+                # settled back, due now, for another worker.
+                return
             if not first:
                 await self._record_progress(tickets, owner)
             first = False
@@ -160,7 +237,10 @@ class Flusher:
 
             async def go(o: Outgoing) -> None:
                 async with sem:
+                    # Left marked when cancelled: the call may have reached the helpdesk.
+                    flush.sending.update(o.covers)
                     await self._sender.send(o, tickets, spent)
+                    flush.sending.difference_update(o.covers)
 
             await asyncio.gather(*(go(o) for o in sendable))
 
@@ -188,9 +268,19 @@ class Flusher:
             return True
         return any(tickets[key].score <= now or tickets[key].started for key in o.covers)
 
-    async def _settle_all(self, tickets: dict[str, ClaimedTicket], owner: str, now: int) -> None:
+    async def _settle_all(
+        self,
+        tickets: dict[str, ClaimedTicket],
+        owner: str,
+        now: int,
+        skip: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Dead-letter what was given up, then settle every claimed ticket not in `skip`.
+
+        A ticket that did not stop keeps the calls it did not send (a flush cut short).
+        """
         for key, t in tickets.items():
-            if t.dead is None:
+            if t.dead is None or key in skip:
                 continue
             item, reason = t.dead
             await dead_letter(
@@ -202,9 +292,13 @@ class Flusher:
                 attempts=[dict(a) for a in item.attempts],
                 trace=None if self._trace is None else self._trace.letter_to(key, item.call),
             )
+            t.dead = None  # a settle tried again after a stop does not letter it twice
         outcomes = []
         for key, t in tickets.items():
-            rest = t.stopped if t.stopped is not None else []
+            if key in skip:
+                continue
+            rest = t.stopped if t.stopped is not None else t.work.calls[t.next :]
             score = max(t.not_before, now) if t.stopped is not None else now
             outcomes.append((key, t.work.claimed, score, rest))
-        await self._queue.settle(owner, outcomes)
+        if outcomes:
+            await self._queue.settle(owner, outcomes)

@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from ticketwire.stoptask import stop_task
+
 T = TypeVar("T")
 
 
@@ -83,11 +85,8 @@ class Lanes(Generic[T]):
 
     async def cancel(self) -> None:
         """Cancel every running item and wait for the lane tasks to end."""
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        # Cancelled again if one is lost on the way (see `ticketwire.stoptask`).
+        await asyncio.gather(*(stop_task(t, f"the handler {t.get_name()}") for t in self._tasks))
 
     def _next(self) -> _Lane[T] | None:
         while self._ready:

@@ -40,12 +40,12 @@ from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec
 from workers.calltrace import CallTrace
-from workers.flusher import Flusher
+from workers.flusher import Flusher, Handback
 from workers.outboxpolicy import OutboxPolicy
 from workers.outboxqueue import OutboxQueue, ScriptPart
 from workers.sender import Written
 
-__all__ = ["Outbox", "OutboxPolicy"]
+__all__ = ["Handback", "Outbox", "OutboxPolicy"]
 
 
 class Outbox:
@@ -103,13 +103,18 @@ class Outbox:
         await self._queue.due_now(ticket_key)
         self._flusher.wake()
 
+    @property
+    def claimed(self) -> int:
+        """Tickets the flush in progress holds (0 when idle)."""
+        return self._flusher.claimed
+
     def start(self) -> None:
         """Run the flusher in the background until `stop()`."""
         self._flusher.start()
 
-    async def stop(self) -> None:
-        """Stop the flusher; a flush in progress is cancelled and its claims expire."""
-        await self._flusher.stop()
+    async def stop(self, within: float = 0.0) -> Handback:
+        """Stop the flusher, letting a flush in progress finish its sends for `within` seconds."""
+        return await self._flusher.stop(within)
 
     async def flush_once(self) -> int:
         """Claim what is due (and what may join it), send it, settle it; return tickets claimed."""

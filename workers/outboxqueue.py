@@ -229,9 +229,14 @@ class OutboxQueue:
             out.append((key, int(float(raw[i + 1])), items))
         return out
 
-    async def renew(self, owner: str, tickets: Sequence[str]) -> None:
-        """Extend a claim's lease on the tickets it still holds."""
-        lease_end = now_ms() + int(self.policy.lease_s * 1000)
+    async def renew(
+        self, owner: str, tickets: Sequence[str], *, lease_end: int | None = None
+    ) -> None:
+        """Extend a claim's lease on the tickets it still holds (to `lease_end` ms: end it then)."""
+        if not tickets:
+            return
+        if lease_end is None:
+            lease_end = now_ms() + int(self.policy.lease_s * 1000)
         await self._renew(
             keys=[self.keys.wb_due, self.keys.wb_owner], args=[owner, lease_end, *tickets]
         )

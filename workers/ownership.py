@@ -8,7 +8,6 @@ pending entries taken over before anything new is read, as for a partition just 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import logging
@@ -110,6 +109,8 @@ class Ownership:
         self.parts: dict[int, Part] = {}
         #: Workers alive at the last heartbeat, this one included.
         self.live = 0
+        #: Partitions given back so far, in order.
+        self.given_back: list[int] = []
 
     def holds(self, part: Part) -> bool:
         """True while `part` is still the record of a partition held (not lost or retaken)."""
@@ -129,16 +130,20 @@ class Ownership:
         metrics.lease_moved("lost")
         self._lost(part.number, why)
 
-    async def tick(self, *, acquire: bool) -> bool:
+    async def tick(self, *, acquire: bool, leaving: bool = False) -> bool:
         """One ownership round: heartbeat, renew, rebalance, give back, take (with `acquire`).
 
+        `leaving`: this worker stops; it leaves the live set (so the others count it out and
+        want its partitions now) and gives back every partition once nothing of it runs.
         Returns True when a read in flight should be woken to see the new set of partitions.
         """
         self.expire(time.monotonic())
         held = list(self.parts.values())
         sent = time.monotonic()
         async with asyncio.timeout(self._timeout_s):
-            live, renewed, lanes = await self._leases.beat([p.number for p in held])
+            live, renewed, lanes = await self._leases.beat(
+                [p.number for p in held], alive=not leaving
+            )
         for part, ok in zip(held, renewed, strict=True):
             if not self.holds(part):
                 continue
@@ -148,7 +153,7 @@ class Ownership:
                 self.drop(part, "its lease expired or another worker holds it")
         self.live = len(set(live) | {self._id})
         unblock = await self._add_lanes(lanes)
-        desired = share(self._id, live, self._partitions)
+        desired = frozenset() if leaving else share(self._id, live, self._partitions)
         for part in self.parts.values():
             if part.number not in desired and part.state is not PartState.RELEASING:
                 part.state = PartState.RELEASING
@@ -196,6 +201,7 @@ class Ownership:
             del self.parts[part.number]
             released.append(part.number)
         if released:
+            self.given_back += released
             metrics.lease_moved("released", len(released))
             self._log.info("released partitions %s to other workers", ranges(released))
 
@@ -218,21 +224,25 @@ class Ownership:
         await self._acquired([s for part in taken for s in part.streams.values()])
         return True
 
-    async def leave(self) -> list[int]:
-        """Give back every lease held and leave the live set (at stop); return what was given."""
+    async def leave(self, within: float | None = None) -> list[int]:
+        """Give back every lease held and leave the live set (at stop); return what was given.
+
+        Both take one round trip, together at most `within` seconds (default: a call's limit).
+        """
         released = sorted(self.parts)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._leases.release_all(released)
+            async with asyncio.timeout(within or self._timeout_s):
+                await self._leases.release_all(released, deregister=True)
         except TRANSIENT as exc:
             self._log.warning(
-                "stop: could not release partitions (%s); they free up in %.1fs", exc, self._ttl
+                "stop: could not release partitions %s (%r); they free up within %.1fs",
+                ranges(released) or "none",
+                exc,
+                self._ttl,
             )
             released = []
         self.parts.clear()
-        with contextlib.suppress(*TRANSIENT):
-            async with asyncio.timeout(self._timeout_s):
-                await self._leases.deregister()
+        self.given_back += released
         return released
 
 

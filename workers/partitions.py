@@ -96,17 +96,25 @@ class Leases:
         self._id = worker_id
         self._ttl_ms = ttl_ms
 
-    async def beat(self, held: Sequence[int]) -> tuple[list[str], list[bool], list[str]]:
-        """Heartbeat and renew `held` leases in one round trip.
+    async def beat(
+        self, held: Sequence[int], *, alive: bool = True
+    ) -> tuple[list[str], list[bool], list[str]]:
+        """Heartbeat (or, not `alive`, leave the live set) and renew `held` leases: one round trip.
 
         Returns the live workers, the renewals, and every lane with streams (default first).
         """
         pipe = self._redis.pipeline(transaction=False)
-        pipe.eval(_HEARTBEAT, 1, self._keys.workers, self._id, str(self._ttl_ms))
+        if alive:
+            pipe.eval(_HEARTBEAT, 1, self._keys.workers, self._id, str(self._ttl_ms))
+        else:
+            pipe.zrem(self._keys.workers, self._id)
+            pipe.zrange(self._keys.workers, 0, -1)
         for p in held:
             pipe.eval(_RENEW, 1, self._keys.lease(p), self._id, str(self._ttl_ms))
         pipe.smembers(self._keys.lanes)
         replies = await pipe.execute()
+        if not alive:
+            replies = replies[1:]
         live = [w.decode() if isinstance(w, bytes) else str(w) for w in replies[0]]
         return live, [bool(r) for r in replies[1:-1]], lane_names(replies[-1])
 
@@ -127,13 +135,15 @@ class Leases:
         released = await cast("Awaitable[int]", reply)
         return bool(released)
 
-    async def release_all(self, partitions: Collection[int]) -> None:
-        """Give back several leases in one round trip (those still ours)."""
-        if not partitions:
+    async def release_all(self, partitions: Collection[int], *, deregister: bool = False) -> None:
+        """Give back several leases in one round trip (those still ours); `deregister` too."""
+        if not partitions and not deregister:
             return
         pipe = self._redis.pipeline(transaction=False)
         for p in partitions:
             pipe.eval(_RELEASE, 1, self._keys.lease(p), self._id)
+        if deregister:
+            pipe.zrem(self._keys.workers, self._id)
         await pipe.execute()
 
     async def deregister(self) -> None:

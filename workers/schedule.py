@@ -55,6 +55,8 @@ RUN_STATE_TTL_S = 24 * 3600
 LOCK_TTL_S = 60.0
 #: The longest one tick may take before arq cancels it (its runs are then made up).
 TICK_TIMEOUT_S = 3600.0
+#: Longest the release of a run's lock may take (at a stop, Redis may be down).
+FINISH_TIMEOUT_S = 5.0
 #: Tickets of one run evaluated and queued at once.
 TICKET_CONCURRENCY = 8
 #: Stream entries read per partition when looking for a vendor's tenant id.
@@ -357,8 +359,14 @@ class Scheduler:
                 await task
             raise
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await self._finish(keys=[lock_key, state_key], args=[value, final, RUN_STATE_TTL_S])
+            # Shielded and bounded: a stop that cancels again must not leave the lock held,
+            # and a Redis that is down must not hold the stop.
+            finish = asyncio.ensure_future(
+                self._finish(keys=[lock_key, state_key], args=[value, final, RUN_STATE_TTL_S])
+            )
+            with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(FINISH_TIMEOUT_S):
+                    await asyncio.shield(finish)
 
     async def _still_ours(self, lock_key: str, value: str) -> bool:
         try:
