@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from receiver.durability import Durability, NotDurable
@@ -112,7 +112,14 @@ return out
 
 #: Failures that mean Redis cannot take writes now: retrying deliveries one by one cannot help
 #: (nor, once a batch is written but not durable, would it: each would come back `duplicate`).
-_OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, NotDurable)
+_OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,  # a demoted master, until the client finds the new one
+    OSError,
+    TimeoutError,
+    NotDurable,
+)
 
 
 class UnstorableDelivery(ValueError):

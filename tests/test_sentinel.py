@@ -249,3 +249,20 @@ async def test_web_and_worker_processes_on_a_sentinel_url_ride_a_failover(
         await redis.aclose()
         await web.stop()
         await worker.stop()
+
+
+async def test_a_demoted_masters_readonly_answer_counts_as_redis_down(
+    aiohttp_client: Any, cluster: Cluster, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client that reached a replica by its own address (DNS failover, a stale endpoint).
+    replica = Redis.from_url(cluster.replicas[0].connection_url)
+    try:
+        with pytest.raises(REDIS_DOWN):
+            await replica.set(keys.stats, "1")
+        client = await make_client(aiohttp_client, settings(keys), replica)
+        resp = await post(client, envelope("evt_readonly"))
+        assert resp.status == 503
+        # An outage of the batch, not one delivery's fault: no retry of each alone.
+        assert "writing each alone" not in caplog.text
+    finally:
+        await replica.aclose()
