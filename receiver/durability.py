@@ -94,10 +94,11 @@ class Durability:
             # Not refused: a replica may be restarting; deliveries get 503 until it is back.
             info = await redis.info("replication")
             log.warning(
-                "intake durability replica: %s replica(s) connected, %d needed; deliveries are "
-                "answered 503 until enough acknowledge",
-                info.get("connected_slaves", 0),
+                "intake durability replica: %d of %d replica(s) needed acknowledged at start "
+                "(%s connected); deliveries are answered 503 until enough do",
+                int(reply),
                 self.replicas,
+                info.get("connected_slaves", 0),
             )
 
     def _needs(self, refusal: str) -> str:

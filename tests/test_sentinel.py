@@ -138,6 +138,26 @@ def test_a_sentinel_url_names_its_sentinels_service_and_db() -> None:
             parse_sentinel_url(bad)
 
 
+def test_a_sentinel_url_and_the_sentinels_password_are_read_at_start() -> None:
+    env = {
+        "REDIS_URL": "redis+sentinel://:pw@h1:26379,h2:26380/mymaster/1",
+        "TICKETWIRE_SENTINEL_PASSWORD": "sentinel-pw",
+        "INBOXOPS_WEBHOOK_SECRETS": "s",
+    }
+    s = Settings.from_env(env, role="web")
+    assert s.redis_url == env["REDIS_URL"]
+    assert s.sentinel_password is not None and s.sentinel_password.reveal() == "sentinel-pw"
+    assert "sentinel-pw" not in repr(s)
+    arq = redis_settings(s)
+    assert (arq.host, arq.sentinel, arq.sentinel_master, arq.database) == (
+        [("h1", 26379), ("h2", 26380)],
+        True,
+        "mymaster",
+        1,
+    )
+    assert "pw" not in repr(arq)
+
+
 def test_a_malformed_sentinel_url_stops_the_process_naming_the_form() -> None:
     from ticketwire.errors import ConfigError
 
