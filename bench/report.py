@@ -233,6 +233,35 @@ def _trace_cost_row(scenario: str, runs: Sequence[Run]) -> list[Row]:
     return [row]
 
 
+def _durability_rows(runs: Sequence[Run]) -> list[Row]:
+    """Scenario 1d: ours in fsync durability mode (ours column) against none (baseline column)."""
+    fsync, none = "ours-fsync", "ours"
+
+    def load(stack: str, field: str) -> list[float]:
+        return [float(r["load"][field]) for r in runs if r["stack"] == stack]
+
+    label = "1d intake, fsync / none (AOF everysec)"
+    note = "none in the baseline column; both on a Redis with appendonly yes, appendfsync everysec"
+    rows = [
+        Row(
+            label,
+            "accepted/s",
+            _of(runs, fsync, "accepted_per_s"),
+            _of(runs, none, "accepted_per_s"),
+            note=note,
+        ),
+        Row(label, "p50 ms flat out", load(fsync, "p50_ms"), load(none, "p50_ms"), fmt=",.1f"),
+        Row(label, "p99 ms flat out", load(fsync, "p99_ms"), load(none, "p99_ms"), fmt=",.1f"),
+        Row(
+            label,
+            "receiver CPU µs per delivery",
+            _of(runs, fsync, "receiver_cpu_us"),
+            _of(runs, none, "receiver_cpu_us"),
+        ),
+    ]
+    return [r for r in rows if r.ours and r.baseline]
+
+
 def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
     """Every row of the table from the runs that were made."""
     rows: list[Row] = []
@@ -267,6 +296,7 @@ def build_rows(runs: dict[str, list[Run]]) -> list[Row]:
         )
     for key, label in (("1", "1 intake flat out"), ("1c", "1c cStar intake flat out")):
         rows.extend(_intake_rows(runs.get(key, []), label))
+    rows.extend(_durability_rows(runs.get("1d", [])))
     s2 = runs.get("2", [])
     if s2:
         rate = s2[0]["offered_per_s"]

@@ -401,6 +401,19 @@ class OursTracesOff(Ours):
         return {**super().worker_env(setup), "TICKETWIRE_TRACE_RETENTION": "0"}
 
 
+class OursFsync(Ours):
+    """The product with `TICKETWIRE_DURABILITY=fsync`: a 2xx only once the AOF has the batch."""
+
+    name = "ours-fsync"
+    description = "as ours, with TICKETWIRE_DURABILITY=fsync (WAITAOF once per batch)"
+
+    def receiver_env(self, setup: Setup, port: int) -> dict[str, str]:
+        """Ours' receiver environment in fsync durability mode."""
+        return {**super().receiver_env(setup, port), "TICKETWIRE_DURABILITY": "fsync"}
+
+
 STACKS: tuple[Stack, ...] = (Ours(), Baseline())
 #: Run beside STACKS in scenarios 3 and 4: worker CPU per event with traces off and on.
 TRACES_OFF = OursTracesOff()
+#: Run beside ours in scenario 1d, both on a Redis with AOF on: what fsync durability costs.
+FSYNC = OursFsync()

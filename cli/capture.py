@@ -78,7 +78,7 @@ async def _capture(
 ) -> tuple[int, int]:
     """Write the newest `limit` deliveries, oldest first; return (written, unreadable)."""
     assert settings.redis_url
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, sentinel_password=settings.sentinel_password)
     keys = Keys(settings.key_prefix)
     oldest = "-" if since_s is None else str(int((time.time() - since_s) * 1000))
     found: list[StoredDelivery] = []

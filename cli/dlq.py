@@ -102,7 +102,12 @@ def _run(settings: Settings, command: Command) -> int:
         except DeadLetterError as exc:
             return _fail(str(exc), 1)
 
-    return run_on_redis(settings.redis_url, work, lambda message: _fail(message, 1))
+    return run_on_redis(
+        settings.redis_url,
+        work,
+        lambda message: _fail(message, 1),
+        sentinel_password=settings.sentinel_password,
+    )
 
 
 def _fail(message: str, status: int) -> int:

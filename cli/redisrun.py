@@ -12,15 +12,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli.redisurl import safe_url
 from ticketwire.redisconn import connect
+from ticketwire.secret import Secret
 
 
 def run_on_redis(
-    url: str, work: Callable[[Redis], Awaitable[int]], fail: Callable[[str], int]
+    url: str,
+    work: Callable[[Redis], Awaitable[int]],
+    fail: Callable[[str], int],
+    *,
+    sentinel_password: Secret | None = None,
 ) -> int:
     """`work`'s exit status; when Redis cannot be reached or answers an error, `fail`'s."""
 
     async def go() -> int:
-        redis = connect(url)
+        redis = connect(url, sentinel_password=sentinel_password)
         try:
             return await work(redis)
         finally:

@@ -65,8 +65,7 @@ def safe_url(url: str) -> str:
     p = urlparse(url)
     if p.password is None:
         return url
-    host = p.hostname or ""
-    if p.port is not None:
-        host = f"{host}:{p.port}"
+    # The netloc after its user part, as written: a Sentinel URL lists several host:port.
+    hosts = p.netloc.rpartition("@")[2]
     user = f"{p.username}:****@" if p.username else ":****@"
-    return p._replace(netloc=user + host).geturl()
+    return p._replace(netloc=user + hosts).geturl()

@@ -29,7 +29,7 @@ def run_rules(*, as_json: bool = False) -> int:
     url = settings.redis_url
 
     async def read() -> tuple[dict[str, str], list[dict[str, object]], dict[str, PauseInfo]]:
-        redis = connect(url)
+        redis = connect(url, sentinel_password=settings.sentinel_password)
         try:
             published, workers = await rules_in_force(redis, Keys(settings.key_prefix))
             paused = await paused_rules(redis, Keys(settings.key_prefix))
@@ -109,7 +109,7 @@ def run_pause(action: str, name: str, *, as_json: bool = False) -> int:
     url, keys = settings.redis_url, Keys(settings.key_prefix)
 
     async def act() -> bool:
-        redis = connect(url)
+        redis = connect(url, sentinel_password=settings.sentinel_password)
         try:
             if action == "pause":
                 return await pause_rule(redis, keys, name, by=_who())

@@ -150,7 +150,12 @@ def _run(settings: Settings, command: Command) -> int:
     async def work(redis: Redis) -> int:
         return await command(TraceReader(redis, Keys(settings.key_prefix)))
 
-    return run_on_redis(settings.redis_url, work, lambda message: _fail(message, NOT_FOUND))
+    return run_on_redis(
+        settings.redis_url,
+        work,
+        lambda message: _fail(message, NOT_FOUND),
+        sentinel_password=settings.sentinel_password,
+    )
 
 
 def _fail(message: str, status: int) -> int:

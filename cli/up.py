@@ -114,6 +114,10 @@ def run_up(*, simulator_port: int, seed_tickets: int, reset: bool = False) -> in
         if reset:
             _reset(lock.data_dir)
         return asyncio.run(_serve(settings, router, simulator_port, seed_tickets, lock))
+    except ConfigError as exc:
+        # Found against the server at start: a TICKETWIRE_DURABILITY it cannot give.
+        print(f"ticketwire up: configuration error: {exc}", file=sys.stderr)
+        return 2
     except Refused as exc:
         print(f"ticketwire up: {exc}", file=sys.stderr)
         return 2
@@ -179,7 +183,7 @@ async def _serve(
             raise SystemExit(
                 f"ticketwire up: set the webhook secrets of your helpdesk ({variables})"
             )
-        redis = connect(redis_url)
+        redis = connect(redis_url, sentinel_password=settings.sentinel_password)
         stack.push_async_callback(redis.aclose)
         app = create_app(settings, redis, vendor_intakes(settings))
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.idle_timeout_s)

@@ -31,14 +31,18 @@ def main() -> None:
     except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
         pass
     assert settings.redis_url is not None  # guaranteed by role="web"
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, sentinel_password=settings.sentinel_password)
     app = create_app(settings, redis, vendor_intakes(settings))
 
     async def close_redis(app: web.Application) -> None:
         await redis.aclose()
 
     app.on_cleanup.append(close_redis)
-    asyncio.run(serve(app, settings))
+    try:
+        asyncio.run(serve(app, settings))
+    except ConfigError as exc:
+        # Found at start, against the server itself: TICKETWIRE_DURABILITY it cannot give.
+        exit_misconfigured(f"ticketwire web: configuration error: {exc}", settings.log_format)
 
 
 if __name__ == "__main__":

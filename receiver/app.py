@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from receiver.console.app import mount as mount_console
 from receiver.drain import Drain, drain_key, draining
+from receiver.durability import Durability
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
@@ -50,6 +51,7 @@ def create_app(
         dedupe_ttl_s=settings.dedupe_ttl_s,
         trace_retention_s=settings.trace_retention_s,
         trace_max=settings.trace_max,
+        durability=Durability.of(settings),
     )
     app[intake_key] = intake
 

@@ -11,6 +11,10 @@ One delivery never fails the others of its batch. Its keys and arguments are enc
 submitted, so one that cannot be encoded fails alone, before any batch is formed. Inside the
 script an XADD that fails releases its dedupe key and fails that delivery alone. If a batch call
 still fails, and Redis is not down, each of its deliveries is written again on its own.
+
+With a durability mode (receiver/durability.py) the batch's script and the wait for its
+durability (WAITAOF or WAIT) go in one pipeline, one round trip on one connection: the wait is
+paid once per batch, and a batch not made durable in time fails whole, as an outage does.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from receiver.durability import Durability, NotDurable
 from receiver.refusals import RefusalLog
 from ticketwire.accountkey import lane_of
 from ticketwire.keys import Keys, partition_of
@@ -105,8 +110,16 @@ return out
 """
 
 
-#: Failures that mean Redis cannot take writes now: retrying deliveries one by one cannot help.
-_OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+#: Failures that mean Redis cannot take writes now: retrying deliveries one by one cannot help
+#: (nor, once a batch is written but not durable, would it: each would come back `duplicate`).
+_OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,  # a demoted master, until the client finds the new one
+    OSError,
+    TimeoutError,
+    NotDurable,
+)
 
 
 class ShuttingDown(ConnectionError):
@@ -141,8 +154,10 @@ class Intake:
         max_in_flight: int = 2,
         trace_retention_s: float = 72 * 3600.0,
         trace_max: int = 1_000_000,
+        durability: Durability | None = None,
     ) -> None:
         self._redis = redis
+        self._durability = durability
         self._keys = keys
         self._partitions = partitions
         self._ttl = max(1, int(dedupe_ttl_s))
@@ -165,7 +180,12 @@ class Intake:
         self._shut = False
 
     async def start(self) -> None:
-        """Load the script and start the batching task."""
+        """Check the durability asked for, load the script and start the batching task."""
+        if self._durability is not None:
+            await self._durability.probe(self._redis)
+            log.info("intake durability %s", self._durability.describe())
+        else:
+            log.info("intake durability none: a delivery is answered 2xx once Redis ran its write")
         self._sha = await self._redis.script_load(_STORE_LUA)
         self._task = asyncio.create_task(self._run(), name="ticketwire-intake")
         self.refusals.start()
@@ -315,13 +335,26 @@ class Intake:
             keys += p.keys
             args += p.args
         try:
-            raw = await self._redis.evalsha(self._sha or "", len(keys), *keys, *args)  # type: ignore[misc]
+            raw = await self._call(len(keys), *keys, *args)
         except NoScriptError:
             # Redis restarted (or flushed scripts) since start: load it again once.
             self._sha = await self._redis.script_load(_STORE_LUA)
-            raw = await self._redis.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]
+            raw = await self._call(len(keys), *keys, *args)
         ids = iter([r.decode() if isinstance(r, bytes) else str(r) for r in raw])
         return [next(ids) if p.keys else "" for p in batch]
+
+    async def _call(self, *keys_and_args: Any) -> Any:
+        """The script's reply; with a durability mode, only once the batch is durable."""
+        if self._durability is None:
+            return await self._redis.evalsha(self._sha or "", *keys_and_args)  # type: ignore[misc]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._sha or "", *keys_and_args)
+            pipe.execute_command(*self._durability.command)
+            raw, waited = await pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        self._durability.check(waited)
+        return raw
 
 
 def _future() -> asyncio.Future[str]:

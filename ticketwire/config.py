@@ -14,10 +14,15 @@ from ticketwire.envread import Env
 from ticketwire.errors import ConfigError
 from ticketwire.eventage import default_max_age
 from ticketwire.secret import Secret
+from ticketwire.sentinelurl import SENTINEL_FORM, SENTINEL_SCHEME, parse_sentinel_url
 
 Role = Literal["web", "worker", "up", "check"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: What the receiver waits for after a batch's write before it answers 2xx.
+DURABILITY_MODES = ("none", "fsync", "replica")
+#: Every Redis client's read timeout (ticketwire/redisconn.py): a WAIT must end well before it.
+MAX_DURABILITY_TIMEOUT_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,14 @@ class Settings:
     #: After SIGTERM, how long a receiver keeps its listener open answering 503 (0: closes once
     #: the requests in flight are answered).
     drain_delay_s: float = 0.0
+    #: `none`, `fsync` (WAITAOF on the primary) or `replica` (WAIT for replicas) before a 2xx.
+    durability: str = "none"
+    #: Replicas that must acknowledge a batch in `replica` mode.
+    durability_replicas: int = 1
+    #: Longest wait for that acknowledgement; past it the deliveries are answered 503.
+    durability_timeout_s: float = 1.0
+    #: The Sentinels' own password (a `redis+sentinel://` URL's password is the master's).
+    sentinel_password: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, role: Role) -> Settings:
@@ -94,7 +107,9 @@ class Settings:
         from ticketwire.vendors.registry import active
 
         env = Env(environ)
-        redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+        redis_url = env.url("REDIS_URL", schemes=("redis", "rediss", "unix", SENTINEL_SCHEME))
+        if redis_url is not None:
+            check_sentinel_url(redis_url)
         vendors: dict[str, object] = {v.name: v.read(env) for v in active().vendors}
         named = accounts_of(environ)
         for name, accounts in named.items():
@@ -145,6 +160,10 @@ class Settings:
             dyno=dyno_of(environ),
             shutdown_grace_s=env.duration("TICKETWIRE_SHUTDOWN_GRACE", 25.0),
             drain_delay_s=env.duration("TICKETWIRE_DRAIN_DELAY", 0.0, zero=True),
+            durability=durability_of(env),
+            durability_replicas=env.integer("TICKETWIRE_DURABILITY_REPLICAS", 1, low=1, high=100),
+            durability_timeout_s=durability_timeout_of(env),
+            sentinel_password=sentinel_password_of(env),
         )
         if settings.drain_delay_s >= settings.shutdown_grace_s:
             raise ConfigError(
@@ -257,6 +276,49 @@ def log_format_of(environ: Mapping[str, str], *, strict: bool = True) -> str:
     if raw in ("", "text") or not strict:
         return "text"
     raise ConfigError("TICKETWIRE_LOG_FORMAT", "text or json", raw)
+
+
+def durability_of(env: Env) -> str:
+    """TICKETWIRE_DURABILITY: `none` (the default), `fsync` or `replica`."""
+    raw = (env.text("TICKETWIRE_DURABILITY") or "none").lower()
+    if raw not in DURABILITY_MODES:
+        raise ConfigError(
+            "TICKETWIRE_DURABILITY",
+            "none, fsync (wait for the primary's append-only file fsync, WAITAOF) or replica "
+            "(wait for TICKETWIRE_DURABILITY_REPLICAS replicas, WAIT)",
+            raw,
+        )
+    return raw
+
+
+def durability_timeout_of(env: Env) -> float:
+    """TICKETWIRE_DURABILITY_TIMEOUT: positive, and under every Redis client's read timeout."""
+    name = "TICKETWIRE_DURABILITY_TIMEOUT"
+    timeout = env.duration(name, 1.0)
+    if timeout < 0.001 or timeout > MAX_DURABILITY_TIMEOUT_S:
+        raise ConfigError(
+            name,
+            f"a duration from 1ms to {MAX_DURABILITY_TIMEOUT_S:g}s (a delivery waits this long "
+            "at most; Redis calls time out after 5s)",
+            env.text(name),
+        )
+    return timeout
+
+
+def sentinel_password_of(env: Env) -> Secret | None:
+    """TICKETWIRE_SENTINEL_PASSWORD: the Sentinels' password, when they require one."""
+    raw = env.text("TICKETWIRE_SENTINEL_PASSWORD")
+    return Secret(raw) if raw else None
+
+
+def check_sentinel_url(url: str) -> None:
+    """Raise `ConfigError` naming REDIS_URL when a `redis+sentinel://` URL is malformed."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return
+    try:
+        parse_sentinel_url(url)
+    except ValueError as exc:
+        raise ConfigError("REDIS_URL", f"{SENTINEL_FORM} ({exc})") from None
 
 
 def max_event_age_of(env: Env, dedupe_ttl_s: float, role: Role) -> float:

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 from arq import func
-from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from ticketwire import logs, metrics
@@ -26,6 +25,7 @@ from ticketwire.redisconn import connect
 from ticketwire.stoptask import stop_task
 from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import registry
+from workers.arqredis import redis_settings
 from workers.consumer import Consumer
 from workers.loopguard import LoopGuard
 from workers.metricsserver import start_metrics_server
@@ -108,7 +108,7 @@ def worker_options(
         "cron_jobs": cron_jobs(router),
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": redis_settings(settings),
         "queue_name": keys.arq_queue,
         "job_serializer": _dumps,
         "job_deserializer": _loads,
@@ -129,10 +129,14 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
     if settings.metrics_port and "metrics_server" not in ctx:
         # Up before everything else and kept across a start retried after a Redis outage.
         ctx["metrics_server"] = await start_metrics_server(
-            settings.redis_url, keys, settings.partitions, settings.metrics_port
+            settings.redis_url,
+            keys,
+            settings.partitions,
+            settings.metrics_port,
+            sentinel_password=settings.sentinel_password,
         )
     wid = worker_id(settings.dyno)
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, sentinel_password=settings.sentinel_password)
     session = aiohttp.ClientSession()
     # arq's per-minute job exists only if the rules had time-based ones when the worker started.
     scheduled_job = bool(cron_jobs(router))

@@ -25,12 +25,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from arq import worker as arq_worker
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 
 from ticketwire.config import Settings
 from ticketwire.engine import Router
 from ticketwire.stoptask import stop_task
 from workers.app import stop_services, worker_options
+from workers.arqredis import open_pool
 from workers.outage import REDIS_DOWN, Outage
 from workers.shutdown import MARGIN_S, WATCHDOG_S, start_watchdog, stop_worker
 
@@ -96,7 +97,7 @@ class Worker(arq_worker.Worker):
         settings = dataclasses.replace(self.redis_settings, conn_retries=0)
         while True:
             try:
-                pool = await create_pool(
+                pool = await open_pool(
                     settings,
                     job_deserializer=self.job_deserializer,
                     job_serializer=self.job_serializer,

@@ -9,19 +9,26 @@ from aiohttp import web
 from ticketwire import metrics
 from ticketwire.keys import Keys
 from ticketwire.redisconn import connect
+from ticketwire.secret import Secret
 
 log = logging.getLogger("ticketwire.worker")
 
 
 async def start_metrics_server(
-    redis_url: str, keys: Keys, partitions: int, port: int, *, host: str = "0.0.0.0"
+    redis_url: str,
+    keys: Keys,
+    partitions: int,
+    port: int,
+    *,
+    host: str = "0.0.0.0",
+    sentinel_password: Secret | None = None,
 ) -> web.AppRunner:
     """Serve /metrics on `port` until the returned runner is cleaned up.
 
     The server has a Redis client of its own: it is up before the worker's services start and
     stays up while they wait out a Redis outage, reporting `ticketwire_redis_up 0` meanwhile.
     """
-    redis = connect(redis_url, timeout=2.0)
+    redis = connect(redis_url, timeout=2.0, sentinel_password=sentinel_password)
     exposition = metrics.Exposition(redis, keys, partitions)
 
     async def view(request: web.Request) -> web.Response:

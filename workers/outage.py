@@ -8,15 +8,23 @@ import time
 from collections.abc import Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: Longest pause between retries while Redis is unreachable.
 MAX_BACKOFF_S = 5.0
 #: What a lost or unreachable Redis raises: refused or reset connections, timeouts (OSError
 #: covers the builtin ones), a server still loading its data after a restart
-#: (`BusyLoadingError` is a redis `ConnectionError`).
-REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: (`BusyLoadingError` is a redis `ConnectionError`), and what a failover raises: a master that
+#: was demoted answers READONLY until the client finds the new one (`ReadOnlyError`; through
+#: Sentinel, redis-py turns it into a `ConnectionError`), no master known (`MasterNotFoundError`,
+#: a `ConnectionError`).
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OSError,
+)
 #: What a Redis call may raise that a later try can outlive: any Redis error (a script or
 #: server error included), a lost connection, a timeout.
 TRANSIENT: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
