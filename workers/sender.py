@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Unpack
 
@@ -195,10 +195,7 @@ class Sender:
             done = Outgoing(o.call, tuple(plan.done))
             self.counters["api_calls_reconciled"] += len(plan.done)
             self._trace_sent(done, tickets, "reconciled: already applied, not sent", started)
-            for key in plan.done:
-                t = tickets[key]
-                t.next += 1
-                t.started = True
+            _advance(tickets, plan.done)
             log.info(
                 "api %s: reconciled, not sent again: %d ticket(s) already show it (rules: %s)",
                 self._describe(done),
@@ -241,10 +238,7 @@ class Sender:
     def _done(self, o: Outgoing, tickets: dict[str, ClaimedTicket], result: ApiResult) -> None:
         self.counters["api_calls"] += 1
         self.counters["api_call_tickets"] += len(o.covers)
-        for key in o.covers:
-            t = tickets[key]
-            t.next += 1
-            t.started = True
+        _advance(tickets, o.covers)
         log.info(
             "api %s → %d in %.0fms (rules: %s)",
             self._describe(o),
@@ -362,3 +356,11 @@ def _describe(o: Outgoing, root: str = "") -> str:
     return (
         f"{call.method} {call.path} {json.dumps(shown, sort_keys=True)} for {len(o.covers)} tickets"
     )
+
+
+def _advance(tickets: dict[str, ClaimedTicket], keys: Iterable[str]) -> None:
+    """Mark each ticket's current call as settled: the next call is its next one."""
+    for key in keys:
+        t = tickets[key]
+        t.next += 1
+        t.started = True
