@@ -1,9 +1,9 @@
 """Before an uncertain write-back goes again: read its tickets, keep only what is still missing.
 
 A call is uncertain when a send of it began and its outcome is unknown (`Pending.uncertain`).
-A client that can read back what a call does (`still_to_send`) is asked, per uncertain ticket
-the call covers, what of that ticket's part is left; a client without it (cStar, whose
-`Idempotency-Key` makes a repeat harmless) sends the call as it is.
+A client that can read back what a call does (`still_to_send`: each bundled helpdesk's) is
+asked, per uncertain ticket the call covers, what of that ticket's part is left; a client
+without it (a plug-in helpdesk that cannot read a ticket back) sends the call as it is.
 """
 
 from __future__ import annotations
