@@ -13,20 +13,39 @@ from pathlib import Path
 from tests.faults.measure import Outcome
 from tests.faults.scenarios import PENDING, SCENARIOS, SIZES
 
-COLUMNS = ("scenario", "sent", "processed", "lost", "duplicated", "worst recovery", "result")
+COLUMNS = (
+    "scenario",
+    "sent",
+    "processed",
+    "lost",
+    "duplicated",
+    "worst recovery / drained",
+    "fault seen",
+    "result",
+)
 
 
 def row(out: Outcome) -> tuple[str, ...]:
     """One table row."""
-    recovery = "—" if out.recovery_s is None else f"{out.recovery_s:.1f} s"
+    first = "—" if out.recovery_s is None else f"{out.recovery_s:.1f} s"
+    drained = "—" if out.drained_s is None else f"{out.drained_s:.1f} s"
+    recovery = f"{first} / {drained}"
     if out.passed:
         result = "ok"
     elif out.scenario in PENDING and out.error:
         result = f"fails (pending: {PENDING[out.scenario]})"
     else:
         result = "FAIL: " + (out.error.splitlines()[0] if out.error else _why(out))
-    return (out.scenario, str(out.sent), str(out.processed), str(out.lost), str(out.duplicated),
-            recovery, result[:110])
+    return (
+        out.scenario,
+        str(out.sent),
+        str(out.processed),
+        str(out.lost),
+        str(out.duplicated),
+        recovery,
+        str(out.fault_hits),
+        result[:110],
+    )
 
 
 def _why(out: Outcome) -> str:
@@ -46,8 +65,9 @@ def table(outcomes: list[Outcome]) -> str:
     """The Markdown table of `outcomes`."""
     rows = [COLUMNS, *(row(o) for o in outcomes)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in rows]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return "\n".join(lines)
 
@@ -56,9 +76,11 @@ def details(outcomes: list[Outcome]) -> str:
     """What each scenario's recovery measures, and what else was found."""
     out = []
     for o in outcomes:
-        out.append(f"{o.scenario}: {o.seconds:.0f} s; accepted {o.accepted}; busiest minute "
-                   f"{o.busiest} requests (limit {o.limit or 'none'}); recovery: "
-                   f"{o.recovery or 'no fault end to measure from'}")
+        out.append(
+            f"{o.scenario}: {o.seconds:.0f} s; accepted {o.accepted}; busiest minute "
+            f"{o.busiest} requests (limit {o.limit or 'none'}); recovery: "
+            f"{o.recovery or 'no fault end to measure from'}"
+        )
         for note in [*o.wrong_tickets[:5], *o.notes[:12]]:
             out.append("    " + note.replace("\n", "\n    ")[:1500])
     return "\n".join(out)

@@ -96,7 +96,7 @@ def notes_per_ticket(journal: Iterable[Mapping[str, Any]]) -> Counter[str]:
 
 def parse_at(value: str) -> datetime:
     """A journal time (`2026-01-01T00:00:00.000Z`)."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
 
 
 def most_in_window(times: Iterable[datetime], seconds: float) -> int:
@@ -131,6 +131,11 @@ class Outcome:
     #: Worst recovery time in seconds, and what it measures.
     recovery_s: float | None = None
     recovery: str = ""
+    #: Seconds from the (last) fault's end until everything drained.
+    drained_s: float | None = None
+    #: How often the fault showed (deliveries refused, requests failed …), and what was counted.
+    fault_hits: int = 0
+    fault_seen: str = ""
     #: Tickets whose final state is not the expected one (ticket: what differs).
     wrong_tickets: list[str] = field(default_factory=list)
     #: Our requests in the busiest window of the helpdesk's limit, and the limit.
@@ -164,6 +169,9 @@ class Outcome:
             "duplicated": self.duplicated,
             "recovery_s": self.recovery_s,
             "recovery": self.recovery,
+            "drained_s": self.drained_s,
+            "fault_hits": self.fault_hits,
+            "fault_seen": self.fault_seen,
             "wrong_tickets": self.wrong_tickets,
             "busiest": self.busiest,
             "limit": self.limit,

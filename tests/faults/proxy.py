@@ -24,6 +24,8 @@ class FaultProxy:
         self._hang_until: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests (reads) held by a hang so far.
+        self.hung = 0
 
     @property
     def url(self) -> str:
@@ -94,6 +96,7 @@ class FaultProxy:
         while data := await reader.read(65536):
             hang = self._hang_until
             if hang is not None:
+                self.hung += 1
                 await hang.wait()
                 # A hung request is never answered: its connection closes at the fault's end.
                 raise ConnectionResetError("hung")

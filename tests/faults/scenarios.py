@@ -9,12 +9,14 @@ import signal
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from redis.asyncio import Redis
 
 from tests.conftest import wait_for
@@ -95,13 +97,21 @@ class Run:
     fault_ends: list[datetime] = field(default_factory=list)
     #: Monotonic times at which a Redis fault ended (recovery: first acknowledgement after).
     redis_back: list[float] = field(default_factory=list)
+    #: Monotonic time the last fault ended (the drain is measured from it).
+    last_fault_end: float | None = None
+    #: What shows the fault happened (e.g. deliveries answered 503), counted at the end.
+    evidence: Evidence | None = None
+    #: Wall times of each helpdesk fault: (start, end).
+    storms: list[tuple[datetime, datetime]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     load_done: asyncio.Event = field(default_factory=asyncio.Event)
     webhook_url: str = ""
 
 
-Fault = Callable[[Run], Awaitable[None]]
+Fault = Callable[["Run"], Awaitable[None]]
+#: How often a fault showed, and what was counted: (run, deliveries, journal) → (count, what).
+Evidence = Callable[["Run", list[dict[str, Any]], list[dict[str, Any]]], Awaitable[tuple[int, str]]]
 
 
 async def create_tickets(run: Run, count: int) -> None:
@@ -156,7 +166,12 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def outcome(run: Run, started: float) -> Outcome:
+def mark_end(run: Run) -> None:
+    """Record that the fault ended now."""
+    run.last_fault_end = time.monotonic()
+
+
+async def outcome(run: Run, started: float, drained_at: float | None = None) -> Outcome:
     """Count what happened, from the simulator's records and Redis."""
     stack = run.stack
     out = Outcome(run.name, run.size.name)
@@ -185,9 +200,10 @@ async def outcome(run: Run, started: float) -> Outcome:
         }
         if got != want:
             diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
-            out.wrong_tickets.append(f"#{number} {group}: " + ", ".join(
-                f"{k} {g!r}, expected {w!r}" for k, (g, w) in diff.items()
-            ))
+            out.wrong_tickets.append(
+                f"#{number} {group}: "
+                + ", ".join(f"{k} {g!r}, expected {w!r}" for k, (g, w) in diff.items())
+            )
     times = [measure.parse_at(str(e["at"])) for e in journal if measure.ours(e)]
     settings, _ = await stack.sim_data("inboxops", "/_sim/settings")
     limit = int(settings.get("rate_limit_per_minute") or 0)
@@ -211,6 +227,10 @@ async def outcome(run: Run, started: float) -> Outcome:
             run.recoveries.append(took_s)
     out.recovery_s = round(max(run.recoveries), 2) if run.recoveries else None
     out.recovery = run.recovery
+    if drained_at is not None and run.last_fault_end is not None:
+        out.drained_s = round(max(0.0, drained_at - run.last_fault_end), 2)
+    if run.evidence is not None:
+        out.fault_hits, out.fault_seen = await run.evidence(run, deliveries, journal)
     out.notes.extend(run.notes)
     out.notes.extend(run.checks)
     if run.checks:
@@ -234,6 +254,7 @@ async def scenario(
     redis_url: Callable[[Run], Awaitable[str]] | None = None,
     recovery: str = "",
     setup: Callable[[Run], Awaitable[None]] | None = None,
+    evidence: Evidence | None = None,
 ) -> Outcome:
     """Run one scenario end to end; an exception is reported in the outcome, not raised."""
     started = time.monotonic()
@@ -241,7 +262,7 @@ async def scenario(
     stack = Stack(workdir, lease_ttl=size.lease_ttl)
     stack.worker_env.update(worker_env or {})
     stack.receiver_env.update(receiver_env or {})
-    run = Run(name, size, stack, Sampler(stack), recovery=recovery)
+    run = Run(name, size, stack, Sampler(stack), recovery=recovery, evidence=evidence)
     try:
         if redis_url is None:
             await stack.start_redis(*redis_args)
@@ -276,9 +297,9 @@ async def scenario(
         finally:
             if not load.done():
                 load.cancel()
-        await stack.settle(size.settle_s)
+        drained_at = await stack.settle(size.settle_s)
         await run.sampler.stop()
-        return await outcome(run, started)
+        return await outcome(run, started, drained_at)
     except BaseException as exc:
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
             raise
@@ -290,10 +311,19 @@ async def scenario(
             out.notes.append(f"--- {named.name} (exit {named.proc.proc.returncode}):\n{tail}")
         with contextlib.suppress(Exception):
             partial = await outcome(run, started)
-            out.sent, out.accepted, out.processed = partial.sent, partial.accepted, partial.processed
+            out.sent, out.accepted, out.processed = (
+                partial.sent,
+                partial.accepted,
+                partial.processed,
+            )
             out.lost, out.duplicated = partial.lost, partial.duplicated
-            out.recovery_s, out.busiest, out.limit = partial.recovery_s, partial.busiest, partial.limit
+            out.recovery_s, out.busiest, out.limit = (
+                partial.recovery_s,
+                partial.busiest,
+                partial.limit,
+            )
             out.wrong_tickets = partial.wrong_tickets
+            out.fault_hits, out.fault_seen = partial.fault_hits, partial.fault_seen
         out.seconds = time.monotonic() - started
         return out
     finally:
@@ -304,6 +334,75 @@ async def scenario(
 async def after_load_starts(run: Run, fraction: float = 0.3) -> None:
     """Wait until a share of the load's time has passed (the fault comes mid-load)."""
     await asyncio.sleep(run.size.load_s * fraction)  # a point in the load, not a synchronisation
+
+
+# ------------------------------------------------------------------ evidence
+
+
+def refused_deliveries(status: int) -> Evidence:
+    """Delivery attempts the receivers answered `status`."""
+
+    async def count(run: Run, deliveries: list[dict[str, Any]], _: Any) -> tuple[int, str]:
+        return measure.answered(deliveries, status), f"delivery attempts answered {status}"
+
+    return count
+
+
+async def kills(run: Run, *_: Any) -> tuple[int, str]:
+    """Workers killed."""
+    return len(run.kills), "workers SIGKILLed"
+
+
+def requests_in_storm(what: str, status: int | None = None) -> Evidence:
+    """Our API requests the helpdesk received during its fault (answered `status`, if given)."""
+
+    async def count(run: Run, _: Any, journal: list[dict[str, Any]]) -> tuple[int, str]:
+        n = 0
+        for entry in journal:
+            if not measure.ours(entry):
+                continue
+            at = measure.parse_at(str(entry["at"]))
+            within = any(start <= at <= end for start, end in run.storms)
+            if within and (status is None or int(entry["status"]) == status):
+                n += 1
+        return n, what
+
+    return count
+
+
+def worker_lines(*needles: str) -> Evidence:
+    """Worker log lines naming the fault (requests that never reached the helpdesk)."""
+
+    async def count(run: Run, *_: Any) -> tuple[int, str]:
+        n = sum(
+            1
+            for named in run.stack.history
+            if named.name.startswith("worker")
+            for line in named.proc.output.splitlines()
+            if any(needle in line for needle in needles)
+        )
+        return n, "worker log lines: " + " / ".join(needles)
+
+    return count
+
+
+async def duplicate_deliveries(
+    run: Run, deliveries: list[dict[str, Any]], _: Any
+) -> tuple[int, str]:
+    """Deliveries the simulator sent a second time."""
+    return sum(1 for d in deliveries if d.get("duplicate")), "deliveries sent twice"
+
+
+async def stale_events(run: Run, *_: Any) -> tuple[int, str]:
+    """Events the workers found older than one already applied (delivered out of order)."""
+    stats = await run.stack.client.hget(KEYS.stats, "stale")
+    return int(stats or 0), "stale events (arrived after a newer one of their ticket)"
+
+
+async def burst_deliveries(run: Run, deliveries: list[dict[str, Any]], _: Any) -> tuple[int, str]:
+    """Deliveries of the burst's tickets."""
+    burst = set(run.burst_ids)
+    return sum(1 for d in deliveries if d["ticket_id"] in burst), "deliveries of the bulk call"
 
 
 # ------------------------------------------------------------------ process faults
@@ -326,14 +425,15 @@ async def _kill_and_replace(run: Run, victim: Named) -> None:
     await wait_for(taken_over, timeout=60.0, interval=0.1, message="its partitions taken over")
     took = time.monotonic() - killed_at
     run.kills.append((killed_at, mine, took))
+    mark_end(run)
     if took > 30.0:
         run.checks.append(f"partitions of {victim.name} taken over after {took:.1f}s (> 30 s)")
 
 
 async def _sigkill(run: Run) -> None:
     gap = run.size.load_s / (run.size.kills + 1)
-    for i in range(run.size.kills):
-        await asyncio.sleep(gap if i == 0 else 0)  # a point in the load
+    for _ in range(run.size.kills):
+        await asyncio.sleep(gap)  # the next point in the load
         victim = run.stack.workers[0]  # the oldest: kill one, then the other
         await _kill_and_replace(run, victim)
 
@@ -345,7 +445,77 @@ async def sigkill(size: Size) -> Outcome:
         size,
         _sigkill,
         recovery="kill → its partitions leased by another worker and acknowledging again",
+        evidence=kills,
     )
+
+
+def probe_delivery(run: Run, ticket: str) -> tuple[bytes, dict[str, str]]:
+    """A signed InboxOps `ticket.updated` of a ticket no rule acts on (the suite's own probe)."""
+    from cli.fire import build_body, ticket_from
+    from ticketwire.vendors.inboxops.webhook import signed_headers
+
+    moment = now()
+    body = build_body(
+        "inboxops",
+        "ticket.updated",
+        ticket_from("inboxops", ticket, {"priority": "low", "status": "open"}, [], moment),
+        tenant=str(run.stack.sims["inboxops"].info["workspace_id"]),
+        event_id=str(uuid.uuid4()),
+        now=moment,
+    )
+    return body, {"Content-Type": "application/json", **signed_headers(None, body, SECRET)}
+
+
+async def _shutdown_probe(run: Run, old: Named) -> None:
+    """SIGTERM a receiver with a request in flight: that one must still be stored (2xx), a new
+    one must be answered 503 `shutting_down` with Retry-After, and the receiver must exit 0."""
+    body, headers = probe_delivery(run, "probe-in-flight")
+    reader, writer = await asyncio.open_connection("127.0.0.1", old.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(
+        (
+            f"POST /webhooks/inboxops HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + body[:8]
+    )
+    await writer.drain()
+    old.proc.proc.send_signal(signal.SIGTERM)
+    url = f"http://127.0.0.1:{old.port}/webhooks/inboxops"
+    seen: list[str] = []
+
+    async def refused_new() -> bool:
+        new_body, new_headers = probe_delivery(run, "probe-new")
+        try:
+            async with run.stack.session.post(url, data=new_body, headers=new_headers) as resp:
+                text = await resp.text()
+                seen.append(
+                    f"{resp.status} {text[:80]} Retry-After={resp.headers.get('Retry-After')}"
+                )
+                return resp.status == 503
+        except (aiohttp.ClientError, OSError) as exc:
+            seen.append(f"{type(exc).__name__}")
+            return True
+
+    await wait_for(refused_new, timeout=10.0, interval=0.05, message="a new request refused")
+    last = seen[-1]
+    if not (last.startswith("503") and "shutting_down" in last and "Retry-After=None" not in last):
+        run.checks.append(f"a new request after SIGTERM got {last}, not 503 shutting_down")
+    writer.write(body[8:])
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(), 30.0)
+    except (OSError, TimeoutError) as exc:
+        answer = f"{type(exc).__name__}".encode()
+    writer.close()
+    status = answer.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 20" not in status:
+        run.checks.append(f"the request in flight at SIGTERM got {status or 'no answer'}")
+    code = await old.proc.finish(timeout=35.0)
+    run.stack._forget(old)
+    if code != 0:
+        run.checks.append(f"receiver {old.name} exited {code} after SIGTERM")
+    run.notes.append(f"{old.name} after SIGTERM: new requests got {seen[-3:]}; in flight: {status}")
 
 
 async def _sigterm(run: Run) -> None:
@@ -353,14 +523,17 @@ async def _sigterm(run: Run) -> None:
     proxy = stack.proxies[0]
     await after_load_starts(run, 0.2)
     grace = 25.0 + 10.0
-    for old in list(stack.receivers):
+    for i, old in enumerate(list(stack.receivers)):
         new = await stack.start_receiver()
         proxy.upstreams = [r.port for r in stack.receivers if r is not old]
         began = time.monotonic()
-        code = await stack.terminate(old, timeout=grace)
-        if code != 0:
-            run.checks.append(f"receiver {old.name} exited {code} after SIGTERM")
-        run.notes.append(f"{old.name} stopped in {time.monotonic() - began:.1f}s, {new.name} took over")
+        if i == 0:
+            await _shutdown_probe(run, old)
+        else:
+            code = await stack.terminate(old, timeout=grace)
+            if code != 0:
+                run.checks.append(f"receiver {old.name} exited {code} after SIGTERM")
+        run.notes.append(f"{old.name} stopped in {time.monotonic() - began:.1f}s; {new.name} up")
     for old in list(stack.workers):
         new = await stack.start_worker()
         began = time.monotonic()
@@ -368,11 +541,15 @@ async def _sigterm(run: Run) -> None:
         run.recoveries.append(time.monotonic() - began)
         if code != 0:
             run.checks.append(f"worker {old.name} exited {code} after SIGTERM")
-        run.notes.append(f"{old.name} stopped in {time.monotonic() - began:.1f}s, {new.name} took over")
-    shutting = [
-        n.name for n in stack.history if n.name.startswith("web") and "shutting_down" in n.proc.output
-    ]
-    run.notes.append(f"receivers that answered 503 shutting_down: {shutting or 'none'}")
+        run.notes.append(f"{old.name} stopped in {time.monotonic() - began:.1f}s; {new.name} up")
+    mark_end(run)
+
+
+async def replaced(run: Run, *_: Any) -> tuple[int, str]:
+    """Processes stopped with SIGTERM."""
+    return sum(1 for n in run.stack.history if n.proc.proc.returncode is not None), (
+        "receivers and workers stopped with SIGTERM"
+    )
 
 
 async def sigterm(size: Size) -> Outcome:
@@ -384,6 +561,7 @@ async def sigterm(size: Size) -> Outcome:
         receivers=2,
         web_proxy=True,
         recovery="SIGTERM of a worker → it exited (its work handed over)",
+        evidence=replaced,
     )
 
 
@@ -397,6 +575,7 @@ async def _redis_restart(run: Run) -> None:
     await redis.stop(signal.SIGTERM)
     await redis.start()
     run.redis_back.append(time.monotonic())
+    mark_end(run)
 
 
 async def redis_restart(size: Size) -> Outcome:
@@ -406,6 +585,7 @@ async def redis_restart(size: Size) -> Outcome:
         size,
         _redis_restart,
         recovery="Redis answering again → first event acknowledged",
+        evidence=refused_deliveries(503),
     )
 
 
@@ -417,33 +597,38 @@ async def _redis_down(run: Run) -> None:
     await asyncio.sleep(10.0 if run.size.name == "full" else run.size.fault_s)  # the outage
     await redis.start()
     run.redis_back.append(time.monotonic())
+    mark_end(run)
 
 
 async def redis_down(size: Size) -> Outcome:
     """Valkey SIGKILLed mid-load and kept down (10 s in full), then started again."""
-    out = await scenario(
+    return await scenario(
         "redis-down",
         size,
         _redis_down,
         recovery="Redis answering again → first event acknowledged",
+        evidence=refused_deliveries(503),
     )
-    return out
 
 
 async def _redis_oom(run: Run) -> None:
     await after_load_starts(run)
     client = run.stack.client
     used = int((await client.info("memory"))["used_memory"])
-    await client.config_set("maxmemory", str(used + 64 * 1024))
     await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", str(used + 64 * 1024))
     await asyncio.sleep(run.size.fault_s)  # the fault's length
     await client.config_set("maxmemory", "0")
     run.redis_back.append(time.monotonic())
+    mark_end(run)
     for web in run.stack.receivers:
         if web.proc.proc.returncode is not None:
             run.checks.append(f"receiver {web.name} exited {web.proc.proc.returncode} under OOM")
-        lines = [ln for ln in web.proc.output.splitlines() if "OOM" in ln or "maxmemory" in ln]
-        run.notes.append(f"{web.name} OOM lines: {len(lines)}; first: {lines[0][:200] if lines else 'none'}")
+        lines = [ln for ln in web.proc.output.splitlines() if "maxmemory" in ln]
+        first = lines[0][:220] if lines else "none"
+        run.notes.append(f"{web.name}: {len(lines)} log lines about maxmemory; first: {first}")
+        if not lines:
+            run.checks.append(f"receiver {web.name} logged nothing about Redis' memory")
 
 
 async def redis_oom(size: Size) -> Outcome:
@@ -453,6 +638,7 @@ async def redis_oom(size: Size) -> Outcome:
         size,
         _redis_oom,
         recovery="memory raised → first event acknowledged",
+        evidence=refused_deliveries(503),
     )
 
 
@@ -470,7 +656,6 @@ async def _sentinel_url(run: Run) -> str:
         f"port {sport}\nbind 127.0.0.1\nsentinel monitor tw 127.0.0.1 {primary.port} 1\n"
         "sentinel down-after-milliseconds tw 1000\nsentinel failover-timeout tw 5000\n"
     )
-
     sentinel = Valkey(sport, stack.workdir / "sentinel")
     sentinel.proc = await spawn([valkey_binary(), str(conf), "--sentinel"], {})
     stack.redis = primary
@@ -489,9 +674,12 @@ async def _redis_failover(run: Run) -> None:
     assert primary is not None
     await primary.stop(signal.SIGKILL)
     killed = time.monotonic()
-    await wait_for(lambda: run.stack.acked(), timeout=60.0, message="the replica promoted")
-    run.notes.append(f"replica answering as primary {time.monotonic() - killed:.1f}s after the kill")
+    await wait_for(run.stack.acked, timeout=60.0, message="the replica promoted")
+    run.notes.append(
+        f"replica answering as primary {time.monotonic() - killed:.1f}s after the kill"
+    )
     run.redis_back.append(killed)
+    mark_end(run)
 
 
 async def redis_failover(size: Size) -> Outcome:
@@ -505,6 +693,7 @@ async def redis_failover(size: Size) -> Outcome:
         worker_env=env,
         receiver_env=env,
         recovery="primary killed → first event acknowledged",
+        evidence=refused_deliveries(503),
     )
 
 
@@ -517,9 +706,12 @@ def _storm(status: int, *, retry_after: int | None = None, delay: float = 0.0) -
         body: dict[str, Any] = {"status": status, "seconds": run.size.fault_s, "delay": delay}
         if retry_after is not None:
             body["retry_after"] = retry_after
+        start = now()
         await run.stack.sim_post("inboxops", "/_sim/faults", {"storm": body})
         await asyncio.sleep(run.size.fault_s)  # the storm's length
         run.fault_ends.append(now())
+        run.storms.append((start, now()))
+        mark_end(run)
 
     return fault
 
@@ -528,10 +720,18 @@ def _proxy_fault(kind: str) -> Fault:
     async def fault(run: Run) -> None:
         await after_load_starts(run)
         proxy: FaultProxy = run.stack.proxies[0]
+        start = now()
         await (proxy.refuse if kind == "refused" else proxy.hang)(run.size.fault_s)
         run.fault_ends.append(now())
+        run.storms.append((start, now()))
+        mark_end(run)
 
     return fault
+
+
+async def hung(run: Run, *_: Any) -> tuple[int, str]:
+    """Requests the proxy held unanswered."""
+    return run.stack.proxies[0].hung, "requests held and never answered"
 
 
 STORM_RECOVERY = "fault end → first write-back accepted"
@@ -539,12 +739,24 @@ STORM_RECOVERY = "fault end → first write-back accepted"
 
 async def storm_429(size: Size) -> Outcome:
     """Every API request answered 429 (Retry-After: 2) for the storm's length."""
-    return await scenario("429", size, _storm(429, retry_after=2), recovery=STORM_RECOVERY)
+    return await scenario(
+        "429",
+        size,
+        _storm(429, retry_after=2),
+        recovery=STORM_RECOVERY,
+        evidence=requests_in_storm("our requests answered 429", 429),
+    )
 
 
 async def storm_500(size: Size) -> Outcome:
     """Every API request answered 500 for the storm's length."""
-    return await scenario("500", size, _storm(500), recovery=STORM_RECOVERY)
+    return await scenario(
+        "500",
+        size,
+        _storm(500),
+        recovery=STORM_RECOVERY,
+        evidence=requests_in_storm("our requests answered 500", 500),
+    )
 
 
 async def storm_timeouts(size: Size) -> Outcome:
@@ -555,13 +767,19 @@ async def storm_timeouts(size: Size) -> Outcome:
         _storm(0, delay=3.0),
         worker_env={"TICKETWIRE_HTTP_TIMEOUT": "2s"},
         recovery=STORM_RECOVERY,
+        evidence=requests_in_storm("our requests answered 3 s late"),
     )
 
 
 async def storm_refused(size: Size) -> Outcome:
     """The API's address refuses connections for the storm's length."""
     return await scenario(
-        "refused", size, _proxy_fault("refused"), api_proxy=True, recovery=STORM_RECOVERY
+        "refused",
+        size,
+        _proxy_fault("refused"),
+        api_proxy=True,
+        recovery=STORM_RECOVERY,
+        evidence=worker_lines("Connect call failed", "Cannot connect"),
     )
 
 
@@ -574,6 +792,7 @@ async def storm_hang(size: Size) -> Outcome:
         api_proxy=True,
         worker_env={"TICKETWIRE_HTTP_TIMEOUT": "2s"},
         recovery=STORM_RECOVERY,
+        evidence=hung,
     )
 
 
@@ -589,12 +808,14 @@ def _knobs(webhooks: dict[str, Any]) -> Fault:
 
 async def duplicates(size: Size) -> Outcome:
     """Half of all events delivered twice (the simulator's `duplicate` knob)."""
-    return await scenario("duplicates", size, _knobs({"duplicate": 0.5}), recovery="")
+    return await scenario(
+        "duplicates", size, _knobs({"duplicate": 0.5}), evidence=duplicate_deliveries
+    )
 
 
 async def reorder(size: Size) -> Outcome:
     """Deliveries held in groups of 5 and sent shuffled (`reorder_window`)."""
-    return await scenario("reorder", size, _knobs({"reorder_window": 5}), recovery="")
+    return await scenario("reorder", size, _knobs({"reorder_window": 5}), evidence=stale_events)
 
 
 async def _burst_tickets(run: Run) -> None:
@@ -620,11 +841,19 @@ async def _burst(run: Run) -> None:
         assert resp.status < 300, await resp.text()
     await stack.sim_post("inboxops", "/_sim/faults", {"webhooks": {"burst": 0}})
     run.notes.append(f"bulk call closed {len(ids)} tickets with burst k={run.size.burst_k}")
+    mark_end(run)
 
 
 async def burst(size: Size) -> Outcome:
     """One bulk call whose per-ticket events come k times each (the `burst` knob)."""
-    return await scenario("burst", size, _burst, setup=_burst_tickets, recovery="")
+    return await scenario(
+        "burst",
+        size,
+        _burst,
+        setup=_burst_tickets,
+        recovery="bulk call answered → its events handled",
+        evidence=burst_deliveries,
+    )
 
 
 SCENARIOS: dict[str, Callable[[Size], Awaitable[Outcome]]] = {

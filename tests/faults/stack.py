@@ -412,8 +412,12 @@ class Stack:
         """Wait until `drained()` holds twice in a row, a second apart; its time (monotonic)."""
         deadline = time.monotonic() + timeout
         while True:
-            await wait_for(self.drained, timeout=max(1.0, deadline - time.monotonic()),
-                           interval=0.2, message="every delivery handled and written back")
+            await wait_for(
+                self.drained,
+                timeout=max(1.0, deadline - time.monotonic()),
+                interval=0.2,
+                message="every delivery handled and written back",
+            )
             done = time.monotonic()
             # A write-back just sent may still cause a webhook the simulator is about to queue.
             await asyncio.sleep(1.0)
