@@ -95,8 +95,9 @@ class Run:
     burst_ids: list[str] = field(default_factory=list)
     #: Wall times at which a helpdesk fault ended (recovery: first write-back after each).
     fault_ends: list[datetime] = field(default_factory=list)
-    #: Monotonic times at which a Redis fault ended (recovery: first acknowledgement after).
-    redis_back: list[float] = field(default_factory=list)
+    #: When a Redis fault ended (monotonic) and the acknowledged count then (recovery: until
+    #: it rises).
+    redis_back: list[tuple[float, int | None]] = field(default_factory=list)
     #: Monotonic time the last fault ended (the drain is measured from it).
     last_fault_end: float | None = None
     #: What shows the fault happened (e.g. deliveries answered 503), counted at the end.
@@ -166,6 +167,13 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+async def redis_is_back(run: Run) -> None:
+    """Record that Redis answers again now, with how many events were acknowledged then."""
+    sample = await run.stack.acked()
+    run.redis_back.append((time.monotonic(), sum(sample) if sample is not None else None))
+    mark_end(run)
+
+
 def mark_end(run: Run) -> None:
     """Record that the fault ended now."""
     run.last_fault_end = time.monotonic()
@@ -221,8 +229,8 @@ async def outcome(run: Run, started: float, drained_at: float | None = None) -> 
     for killed_at, mine, took in run.kills:
         progress = run.sampler.first_progress_after(killed_at, mine) if mine else None
         run.recoveries.append(max(took, progress) if progress is not None else took)
-    for back in run.redis_back:
-        took_s = run.sampler.first_progress_after(back)
+    for back, base in run.redis_back:
+        took_s = run.sampler.first_progress_after(back, base=base)
         if took_s is not None:
             run.recoveries.append(took_s)
     out.recovery_s = round(max(run.recoveries), 2) if run.recoveries else None
@@ -587,8 +595,7 @@ async def _redis_restart(run: Run) -> None:
     assert redis is not None
     await redis.stop(signal.SIGTERM)
     await redis.start()
-    run.redis_back.append(time.monotonic())
-    mark_end(run)
+    await redis_is_back(run)
 
 
 async def redis_restart(size: Size) -> Outcome:
@@ -609,8 +616,7 @@ async def _redis_down(run: Run) -> None:
     await redis.stop(signal.SIGKILL)
     await asyncio.sleep(10.0 if run.size.name == "full" else run.size.fault_s)  # the outage
     await redis.start()
-    run.redis_back.append(time.monotonic())
-    mark_end(run)
+    await redis_is_back(run)
 
 
 async def redis_down(size: Size) -> Outcome:
@@ -632,8 +638,7 @@ async def _redis_oom(run: Run) -> None:
     await client.config_set("maxmemory", str(used + 64 * 1024))
     await asyncio.sleep(run.size.fault_s)  # the fault's length
     await client.config_set("maxmemory", "0")
-    run.redis_back.append(time.monotonic())
-    mark_end(run)
+    await redis_is_back(run)
     for web in run.stack.receivers:
         if web.proc.proc.returncode is not None:
             run.checks.append(f"receiver {web.name} exited {web.proc.proc.returncode} under OOM")
@@ -691,7 +696,7 @@ async def _redis_failover(run: Run) -> None:
     run.notes.append(
         f"replica answering as primary {time.monotonic() - killed:.1f}s after the kill"
     )
-    run.redis_back.append(killed)
+    run.redis_back.append((killed, None))
     mark_end(run)
 
 

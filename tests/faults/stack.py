@@ -451,15 +451,17 @@ class Sampler:
                 self.samples.append((time.monotonic(), sample))
             await asyncio.sleep(0.1)  # the sampling period
 
-    def first_progress_after(self, t0: float, partitions: set[int] | None = None) -> float | None:
+    def first_progress_after(
+        self, t0: float, partitions: set[int] | None = None, base: int | None = None
+    ) -> float | None:
         """Seconds from `t0` to the first sample whose acknowledged count (over `partitions`,
-        default all) rose above the last one before `t0`; None if it never did."""
+        default all) rose above `base` (default: the last sample before `t0`); None if never."""
         parts = sorted(partitions) if partitions is not None else list(range(PARTITIONS))
-        base: int | None = None
+        given = base
         for t, counts in self.samples:
             total = sum(counts[p] for p in parts)
             if t <= t0:
-                base = total
+                base = total if given is None else given
                 continue
             if base is None:
                 base = total
