@@ -26,7 +26,7 @@ from typing import Any
 
 _TICKET = re.compile(r"/tickets/([^/]+)$")
 _NOTE = re.compile(r"/tickets/([^/]+)/messages$")
-_BULK = re.compile(r"/tickets/bulk$")
+_BULK = re.compile(r"/bulk$")
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
@@ -57,9 +57,11 @@ def effects(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(body, dict):
         body = {}
     if _BULK.search(path):
-        params = {k: v for k, v in body.items() if k != "ticket_ids"}
+        id_keys = ("ticket_ids", "ticketIds", "ids")
+        ids = next((body[k] for k in id_keys if isinstance(body.get(k), list)), [])
+        params = {k: v for k, v in body.items() if k not in id_keys}
         shown = json.dumps(params, sort_keys=True)
-        return [(str(t), f"bulk {shown}") for t in body.get("ticket_ids") or []]
+        return [(str(t), f"bulk {shown}") for t in ids]
     if m := _NOTE.search(path):
         return [(m.group(1), f"note {json.dumps(body, sort_keys=True)}")]
     if m := _TICKET.search(path):

@@ -68,6 +68,65 @@ GROUPS: dict[str, list[dict[str, Any]]] = {
 GROUP_OF = ("urgent", "urgent", "closed", "low")
 
 
+@dataclass(frozen=True)
+class Desk:
+    """What the load needs to know of one helpdesk's simulator and the suite's rules for it."""
+
+    vendor: str
+    #: The body of `POST /_sim/tickets` for the i-th ticket.
+    create: Callable[[int], dict[str, Any]]
+    #: The field of a ticket the `/_sim/tickets/{…}` routes take.
+    key: str
+    #: The agent's edits per group, and which group the i-th ticket is in.
+    groups: dict[str, list[dict[str, Any]]]
+    group_of: tuple[str, ...]
+    #: What a ticket of each group ends as, and what the ticket (with our notes) shows.
+    want: dict[str, dict[str, Any]]
+    shows: Callable[[dict[str, Any], str, int], dict[str, Any]]
+    tickets_path: str = "/_sim/tickets"
+
+
+def _inboxops_shows(t: dict[str, Any], tag: str, notes: int) -> dict[str, Any]:
+    tagged = any(str(x.get("id")) == tag for x in t.get("tags") or [])
+    return {"priority": t["priority"], "status": t["status"], "tagged": tagged, "notes": notes}
+
+
+INBOXOPS = Desk(
+    "inboxops",
+    lambda i: {"subject": f"Fault suite {i}", "priority": "normal"},
+    "ticket_number",
+    GROUPS,
+    GROUP_OF,
+    {g: {} for g in GROUPS},
+    _inboxops_shows,
+    "/_sim/tickets?include=tags",
+)
+CSTAR = Desk(
+    "cstar",
+    lambda i: {"title": f"Fault suite {i}", "priority": "normal"},
+    "id",
+    {"urgent": [{"priority": "urgent"}], "low": [{"priority": "low"}]},
+    ("urgent", "low"),
+    {
+        "urgent": {"priority": "urgent", "tagged": True},
+        "low": {"priority": "low", "tagged": False},
+    },
+    lambda t, _, __: {"priority": t["priority"], "tagged": "on-call" in (t.get("tags") or [])},
+)
+THENA = Desk(
+    "thena",
+    lambda i: {"title": f"Fault suite {i}", "requestorEmail": f"user{i}@example.com"},
+    "id",
+    {"urgent": [{"priorityName": "Urgent"}], "low": [{"priorityName": "Low"}]},
+    ("urgent", "low"),
+    {
+        "urgent": {"priority": "Urgent", "status": "In progress"},
+        "low": {"priority": "Low", "status": "Open"},
+    },
+    lambda t, _, __: {"priority": t["priority"], "status": t["status"]},
+)
+
+
 def expected(group: str) -> dict[str, Any]:
     """What a ticket of `group` ends as, after the agent's edits and the suite's rules."""
     return {
@@ -108,6 +167,7 @@ class Run:
     checks: list[str] = field(default_factory=list)
     load_done: asyncio.Event = field(default_factory=asyncio.Event)
     webhook_url: str = ""
+    desk: Desk = INBOXOPS
 
 
 Fault = Callable[["Run"], Awaitable[None]]
@@ -115,26 +175,36 @@ Fault = Callable[["Run"], Awaitable[None]]
 Evidence = Callable[["Run", list[dict[str, Any]], list[dict[str, Any]]], Awaitable[tuple[int, str]]]
 
 
+def per_minute(settings: dict[str, Any]) -> int:
+    """The simulator's per-minute request limit (0: none)."""
+    if settings.get("rate_limit_per_minute"):
+        return int(settings["rate_limit_per_minute"])
+    text = str(settings.get("rate_limit") or "")
+    count, _, unit = text.partition("/")
+    return int(count) if count.isdigit() and unit.startswith("min") else 0
+
+
 async def create_tickets(run: Run, count: int) -> None:
     """`count` open, normal tickets (each sends its `ticket.created`)."""
+    desk = run.desk
     for i in range(count):
-        ticket = await run.stack.sim_post(
-            "inboxops", "/_sim/tickets", {"subject": f"Fault suite {i}", "priority": "normal"}
-        )
-        run.tickets[int(ticket["ticket_number"])] = (str(ticket["id"]), GROUP_OF[i % 4])
+        ticket = await run.stack.sim_post(desk.vendor, "/_sim/tickets", desk.create(i))
+        group = desk.group_of[i % len(desk.group_of)]
+        run.tickets[ticket[desk.key]] = (str(ticket["id"]), group)
 
 
 async def agent(run: Run) -> None:
     """The agent's edits, spread evenly over the load's seconds."""
     mine = {n: g for n, (t, g) in run.tickets.items() if t not in run.burst_ids}
     # Every ticket's first edit, then the second ones: a ticket's edits are apart in time.
-    edits = [(n, change) for n, g in mine.items() for change in GROUPS[g][:1]]
-    edits += [(n, change) for n, g in mine.items() for change in GROUPS[g][1:]]
+    groups = run.desk.groups
+    edits = [(n, change) for n, g in mine.items() for change in groups[g][:1]]
+    edits += [(n, change) for n, g in mine.items() for change in groups[g][1:]]
     gap = run.size.load_s / max(1, len(edits))
     started = time.monotonic()
     for i, (number, change) in enumerate(edits):
         await asyncio.sleep(max(0.0, started + i * gap - time.monotonic()))  # the load's pace
-        await run.stack.sim_post("inboxops", f"/_sim/tickets/{number}/change", change)
+        await run.stack.sim_post(run.desk.vendor, f"/_sim/tickets/{number}/change", change)
     run.load_done.set()
 
 
@@ -183,9 +253,12 @@ async def outcome(run: Run, started: float, drained_at: float | None = None) -> 
     """Count what happened, from the simulator's records and Redis."""
     stack = run.stack
     out = Outcome(run.name, run.size.name)
-    deliveries, _ = await stack.sim_data("inboxops", "/_sim/deliveries")
-    journal, _ = await stack.sim_data("inboxops", "/_sim/journal")
-    tickets, _ = await stack.sim_data("inboxops", "/_sim/tickets?include=tags")
+    desk = run.desk
+    deliveries, _ = await stack.sim_data(desk.vendor, "/_sim/deliveries")
+    if isinstance(deliveries, dict):  # Thena's: {deliveries, pending}
+        deliveries = deliveries["deliveries"]
+    journal, _ = await stack.sim_data(desk.vendor, "/_sim/journal")
+    tickets, _ = await stack.sim_data(desk.vendor, desk.tickets_path)
     done = await processed_ids(stack.client)
     sent, accepted = measure.sent_ids(deliveries), measure.accepted_ids(deliveries)
     out.sent, out.accepted = len(sent), len(accepted)
@@ -196,16 +269,10 @@ async def outcome(run: Run, started: float, drained_at: float | None = None) -> 
     out.dead_letters = int(await stack.client.xlen(KEYS.dlq))
     notes = measure.notes_per_ticket(journal)
     tag = stack.tag_id()
-    by_number = {int(t["ticket_number"]): t for t in tickets}
+    by_key = {t[desk.key]: t for t in tickets}
     for number, (ticket_id, group) in sorted(run.tickets.items()):
-        t = by_number[number]
-        want = expected(group)
-        got = {
-            "priority": t["priority"],
-            "status": t["status"],
-            "tagged": any(str(x.get("id")) == tag for x in t.get("tags") or []),
-            "notes": notes.get(ticket_id, 0),
-        }
+        want = desk.want[group] or expected(group)
+        got = desk.shows(by_key[number], tag, notes.get(ticket_id, 0))
         if got != want:
             diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
             out.wrong_tickets.append(
@@ -213,8 +280,8 @@ async def outcome(run: Run, started: float, drained_at: float | None = None) -> 
                 + ", ".join(f"{k} {g!r}, expected {w!r}" for k, (g, w) in diff.items())
             )
     times = [measure.parse_at(str(e["at"])) for e in journal if measure.ours(e)]
-    settings, _ = await stack.sim_data("inboxops", "/_sim/settings")
-    limit = int(settings.get("rate_limit_per_minute") or 0)
+    settings, _ = await stack.sim_data(desk.vendor, "/_sim/settings")
+    limit = per_minute(settings)
     out.busiest, out.limit = measure.most_in_window(times, 60.0), f"{limit}/min"
     if limit and out.busiest > limit:
         out.notes.append(f"rate budget exceeded: {out.busiest} requests in 60 s, limit {limit}")
@@ -263,6 +330,7 @@ async def scenario(
     recovery: str = "",
     setup: Callable[[Run], Awaitable[None]] | None = None,
     evidence: Evidence | None = None,
+    desk: Desk = INBOXOPS,
 ) -> Outcome:
     """Run one scenario end to end; an exception is reported in the outcome, not raised."""
     started = time.monotonic()
@@ -270,15 +338,17 @@ async def scenario(
     stack = Stack(workdir, lease_ttl=size.lease_ttl)
     stack.worker_env.update(worker_env or {})
     stack.receiver_env.update(receiver_env or {})
-    run = Run(name, size, stack, Sampler(stack), recovery=recovery, evidence=evidence)
+    run = Run(name, size, stack, Sampler(stack), recovery=recovery, evidence=evidence, desk=desk)
     try:
         if redis_url is None:
             await stack.start_redis(*redis_args)
         sim = await stack.start_simulator("inboxops")
+        if desk.vendor != "inboxops":
+            sim = await stack.start_simulator(desk.vendor)
         if redis_url is not None:
             stack.redis_url = await redis_url(run)
         if api_proxy:
-            stack.api_urls["inboxops"] = (await stack.proxy([sim.port])).url
+            stack.api_urls[desk.vendor] = (await stack.proxy([sim.port])).url
         for _ in range(receivers):
             await stack.start_receiver()
         if web_proxy:
@@ -286,11 +356,11 @@ async def scenario(
             base = proxy.url
         else:
             base = f"http://127.0.0.1:{stack.receivers[0].port}"
-        run.webhook_url = f"{base}/webhooks/inboxops"
+        run.webhook_url = f"{base}/webhooks/{desk.vendor}"
         for _ in range(workers):
             await stack.start_worker()
         await stack.sim_post(
-            "inboxops", "/_sim/endpoints", {"url": run.webhook_url, "secret": SECRET}
+            desk.vendor, "/_sim/endpoints", {"url": run.webhook_url, "secret": SECRET}
         )
         # Made with the endpoint in place: rules compare changes with the state their
         # `ticket.created` delivery recorded.
@@ -725,7 +795,7 @@ def _storm(status: int, *, retry_after: int | None = None, delay: float = 0.0) -
         if retry_after is not None:
             body["retry_after"] = retry_after
         start = now()
-        await run.stack.sim_post("inboxops", "/_sim/faults", {"storm": body})
+        await run.stack.sim_post(run.desk.vendor, "/_sim/faults", {"storm": body})
         await asyncio.sleep(run.size.fault_s)  # the storm's length
         run.fault_ends.append(now())
         run.storms.append((start, now()))
@@ -874,6 +944,30 @@ async def burst(size: Size) -> Outcome:
     )
 
 
+async def storm_429_cstar(size: Size) -> Outcome:
+    """The 429 storm on cStar (Retry-After: 2); its urgent tickets are tagged `on-call`."""
+    return await scenario(
+        "429-cstar",
+        size,
+        _storm(429, retry_after=2),
+        recovery=STORM_RECOVERY,
+        evidence=requests_in_storm("our requests answered 429", 429),
+        desk=CSTAR,
+    )
+
+
+async def storm_500_thena(size: Size) -> Outcome:
+    """The 500 storm on Thena; its urgent open tickets are put in progress."""
+    return await scenario(
+        "500-thena",
+        size,
+        _storm(500),
+        recovery=STORM_RECOVERY,
+        evidence=requests_in_storm("our requests answered 500", 500),
+        desk=THENA,
+    )
+
+
 SCENARIOS: dict[str, Callable[[Size], Awaitable[Outcome]]] = {
     "sigkill": sigkill,
     "sigterm": sigterm,
@@ -889,6 +983,8 @@ SCENARIOS: dict[str, Callable[[Size], Awaitable[Outcome]]] = {
     "duplicates": duplicates,
     "reorder": reorder,
     "burst": burst,
+    "429-cstar": storm_429_cstar,
+    "500-thena": storm_500_thena,
 }
 
 #: Scenarios that fail until a feature being built elsewhere lands, and why.

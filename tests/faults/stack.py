@@ -230,6 +230,8 @@ class Stack:
             **self._common_env(),
             "PORT": str(port),
             "INBOXOPS_WEBHOOK_SECRETS": SECRET,
+            "CSTAR_WEBHOOK_SECRETS": SECRET,
+            "THENA_WEBHOOK_SECRETS": SECRET,
             **self.receiver_env,
         }
         proc = await spawn([sys.executable, "-m", "receiver"], env)
@@ -277,6 +279,16 @@ class Stack:
         if "inboxops" in self.sims:
             env["INBOXOPS_API_URL"] = self.api_urls["inboxops"]
             env["INBOXOPS_API_KEY"] = str(self.sims["inboxops"].info["api_key"])
+        if "cstar" in self.sims:
+            info = self.sims["cstar"].info
+            env["CSTAR_API_URL"] = self.api_urls["cstar"]
+            env["CSTAR_TEAM_ID"] = str(info["team_id"])
+            env["CSTAR_API_KEY"] = str(info["api_key"])
+            env["CSTAR_RATE_LIMIT"] = "120/min"
+        if "thena" in self.sims:
+            env["THENA_API_URL"] = self.api_urls["thena"]
+            env["THENA_API_KEY"] = str(self.sims["thena"].info["api_key"])
+            env["THENA_RATE_LIMIT"] = "100/min"
         argv = [str(Path(sys.executable).parent / "arq"), "workers.settings.WorkerSettings"]
         proc = await spawn(argv, env)
         named = Named(name, proc)
