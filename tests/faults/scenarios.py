@@ -562,6 +562,26 @@ async def _shutdown_probe(run: Run, old: Named) -> None:
     one must be answered 503 `shutting_down` with Retry-After, and the receiver must exit 0."""
     body, headers = probe_delivery(run, "probe-in-flight")
     reader, writer = await asyncio.open_connection("127.0.0.1", old.port)
+    try:
+        await _probe_in_flight(run, old, body, headers, reader, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    code = await old.proc.finish(timeout=35.0)
+    run.stack._forget(old)
+    if code != 0:
+        run.checks.append(f"receiver {old.name} exited {code} after SIGTERM")
+
+
+async def _probe_in_flight(
+    run: Run,
+    old: Named,
+    body: bytes,
+    headers: dict[str, str],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     writer.write(
         (
@@ -598,14 +618,9 @@ async def _shutdown_probe(run: Run, old: Named) -> None:
         answer = await asyncio.wait_for(reader.read(), 30.0)
     except (OSError, TimeoutError) as exc:
         answer = f"{type(exc).__name__}".encode()
-    writer.close()
     status = answer.split(b"\r\n", 1)[0].decode(errors="replace")
     if " 20" not in status:
         run.checks.append(f"the request in flight at SIGTERM got {status or 'no answer'}")
-    code = await old.proc.finish(timeout=35.0)
-    run.stack._forget(old)
-    if code != 0:
-        run.checks.append(f"receiver {old.name} exited {code} after SIGTERM")
     run.notes.append(f"{old.name} after SIGTERM: new requests got {seen[-3:]}; in flight: {status}")
 
 
@@ -752,6 +767,7 @@ async def _sentinel_url(run: Run) -> str:
     from redis.asyncio.sentinel import Sentinel
 
     watcher = Sentinel([("127.0.0.1", sport)], socket_timeout=1.0)
+    stack.clients.extend(watcher.sentinels)
     stack._client = watcher.master_for("tw", socket_timeout=2.0)
     return f"redis+sentinel://127.0.0.1:{sport}/tw"
 

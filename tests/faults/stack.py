@@ -150,6 +150,8 @@ class Stack:
     history: list[Named] = field(default_factory=list)
     #: Other servers to stop at the end (a replica, a Sentinel).
     others: list[Valkey] = field(default_factory=list)
+    #: Clients besides `client` to close at the end (a Sentinel's).
+    clients: list[Redis] = field(default_factory=list)
 
     # ------------------------------------------------------------- pieces
 
@@ -336,9 +338,9 @@ class Stack:
                     self.redis.proc.proc.send_signal(signal.SIGCONT)
             with contextlib.suppress(Exception, AssertionError):
                 await self.redis.stop(signal.SIGKILL)
-        if self._client is not None:
+        for extra in [*self.clients, *([self._client] if self._client is not None else [])]:
             with contextlib.suppress(Exception):
-                await self._client.aclose()
+                await extra.aclose()
         if self._session is not None:
             await self._session.close()
 
