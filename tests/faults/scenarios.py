@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import tempfile
 import time
@@ -407,6 +408,7 @@ async def scenario(
     finally:
         await run.sampler.stop()
         await stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def after_load_starts(run: Run, fraction: float = 0.3) -> None:
