@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import random
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -94,7 +95,35 @@ class Knobs(Protocol):
 
 S = TypeVar("S", bound=Rule)
 W = TypeVar("W", bound=Knobs)
-_KEYS = ("clear", "webhooks", "fail_next")
+_KEYS = ("clear", "webhooks", "fail_next", "storm")
+
+
+@dataclass
+class Storm(Generic[S]):
+    """Every request matching `rule` is answered as it says until `until` (real monotonic time)."""
+
+    rule: S
+    until: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The storm as `GET /_sim/faults` shows it: the rule's fields and the seconds left."""
+        fields = {k: v for k, v in asdict(self.rule).items() if k not in ("remaining", "after")}
+        return {**fields, "seconds_left": round(max(0.0, self.until - time.monotonic()), 3)}
+
+
+def storm_json(item: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of one `storm` item: `{status, seconds, retry_after?, delay?, method?, path?}`."""
+    if not isinstance(item, dict) or "status" not in item or "seconds" not in item:
+        raise ValueError("storm items need {status, seconds, retry_after?, delay?, method?, path?}")
+    seconds = float(item["seconds"])
+    if not seconds > 0:
+        raise ValueError(f"storm seconds must be > 0 (got {seconds})")
+    delay = float(item.get("delay", 0.0))
+    if delay < 0:
+        raise ValueError(f"storm delay must be >= 0 (got {delay})")
+    args = scripted_json({**item, "times": 1})
+    del args["times"]
+    return {**args, "seconds": seconds}
 
 
 def check_scripted(times: int, status: int) -> None:
@@ -112,6 +141,7 @@ class FaultsBase(ABC, Generic[S, W]):
     rng: random.Random
     webhooks: W
     scripted: list[S] = dataclasses.field(default_factory=list)
+    storms: list[Storm[S]] = dataclasses.field(default_factory=list)
     #: Keys `POST /_sim/faults` takes besides clear, webhooks and fail_next.
     extra_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -123,8 +153,22 @@ class FaultsBase(ABC, Generic[S, W]):
         """True when a matching rule lets this request through untouched (and counts it)."""
         return False
 
+    @abstractmethod
+    def _storm_rule(self, args: dict[str, Any]) -> S:
+        """The rule a storm answers with, from `storm_json`'s arguments (without `seconds`)."""
+
+    def storm(self, seconds: float, **args: Any) -> None:
+        """Answer every matching request as `args` say (`status`, `retry_after`, `delay`,
+        `method`, `path_glob`) for the next `seconds` real seconds, however many there are."""
+        self.storms.append(Storm(self._storm_rule(args), time.monotonic() + seconds))
+
     def take_scripted(self, method: str, path: str) -> S | None:
-        """The first scripted answer matching this request, counting it as used."""
+        """The storm or first scripted answer matching this request, counting the latter as used."""
+        now = time.monotonic()
+        self.storms = [s for s in self.storms if s.until > now]
+        for storm in self.storms:
+            if storm.rule.matches(method, path):
+                return storm.rule
         for i, rule in enumerate(self.scripted):
             if rule.matches(method, path):
                 if self._holds_back(rule):
@@ -154,12 +198,14 @@ class FaultsBase(ABC, Generic[S, W]):
         # The knobs' defaults are all off.
         self.webhooks = type(self.webhooks)()
         self.scripted.clear()
+        self.storms.clear()
 
     def to_json(self) -> dict[str, Any]:
         """The current knobs, as `GET /_sim/faults` shows them."""
         return {
             "webhooks": asdict(self.webhooks),
             "fail_next": [asdict(s) for s in self.scripted],
+            "storm": [s.to_json() for s in self.storms if s.until > time.monotonic()],
         }
 
     def _set_knob(self, name: str, value: Any) -> None:
@@ -193,6 +239,10 @@ class FaultsBase(ABC, Generic[S, W]):
             if not isinstance(item, dict) or "status" not in item:
                 raise ValueError("fail_next items need {method, path, status, times?, ...}")
             self._fail_next_json(item)
+        storms = body.get("storm") or []
+        for item in storms if isinstance(storms, list) else [storms]:
+            args = storm_json(item)
+            self.storm(args.pop("seconds"), **args)
         self._apply_extra(body)
 
 
@@ -242,6 +292,18 @@ class ScriptedFaults(FaultsBase[S, W]):
 
     def _fail_next_json(self, item: dict[str, Any]) -> None:
         self.fail_next(**scripted_json(item))
+
+    def _storm_rule(self, args: dict[str, Any]) -> S:
+        check_scripted(1, int(args["status"]))
+        rule: S = self.rule(
+            str(args.get("method", "*")).upper(),
+            str(args.get("path_glob", "*")),
+            int(args["status"]),
+            1,
+            args.get("retry_after"),
+            delay=float(args.get("delay", 0.0)),
+        )
+        return rule
 
 
 @dataclass
