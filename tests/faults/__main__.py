@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.faults.measure import Outcome
-from tests.faults.scenarios import PENDING, SCENARIOS, SIZES
+from tests.faults.scenarios import SCENARIOS, SIZES
 
 COLUMNS = (
     "scenario",
@@ -32,8 +32,6 @@ def row(out: Outcome) -> tuple[str, ...]:
     recovery = f"{first} / {drained}"
     if out.passed:
         result = "ok"
-    elif out.scenario in PENDING and out.error:
-        result = f"fails (pending: {PENDING[out.scenario]})"
     else:
         result = "FAIL: " + (out.error.splitlines()[0] if out.error else _why(out))
     return (
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(outcomes)} scenarios ({size}) in {time.monotonic() - began:.0f} s")
     if args.out:
         args.out.write_text(json.dumps([o.to_json() for o in outcomes], indent=2) + "\n")
-    failed = [o for o in outcomes if not o.passed and o.scenario not in PENDING]
+    failed = [o for o in outcomes if not o.passed]
     return 1 if failed else 0
 
 

@@ -8,24 +8,12 @@ import os
 
 import pytest
 
-from tests.faults.scenarios import PENDING, SCENARIOS, SIZES
+from tests.faults.scenarios import SCENARIOS, SIZES
 
 SIZE = SIZES[os.environ.get("TICKETWIRE_FAULTS", "short")]
-#: Scenarios that may show duplicates until reconcile-before-resend lands (a write the helpdesk
-#: applied but answered too late is sent again).
-RESEND = "reconcile-before-resend (a write applied but answered late is sent again) not merged yet"
-#: Seen here: a note sent while Redis went away is sent again once it is back (InboxOps has no
-#: idempotency for notes), and a write answered past the timeout is sent again.
-MAY_DUPLICATE = {"timeouts": RESEND, "redis-restart": RESEND}
 
 
-def _param(name: str) -> object:
-    reason = PENDING.get(name) or MAY_DUPLICATE.get(name)
-    marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in SCENARIOS])
+@pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_fault_scenario(name: str) -> None:
     out = await SCENARIOS[name](SIZE)
     detail = "\n".join([out.error, *out.wrong_tickets[:5], *out.notes[:8]])
