@@ -14,7 +14,7 @@ from simulator.common.records import Record
 
 @dataclass(frozen=True)
 class Request(Record):
-    """One API request and the status it got; `at` is simulated time."""
+    """One API request and the status it got; `at` is when it arrived, in simulated time."""
 
     method: str
     path: str
@@ -26,7 +26,7 @@ class Request(Record):
 
 
 def request_fields(request: web.Request, body: Any, status: int, at: datetime) -> dict[str, Any]:
-    """The `Request` fields of a journal entry for `request`, answered `status` at `at`."""
+    """The `Request` fields of a journal entry for `request`, arrived at `at`, answered `status`."""
     return {
         "method": request.method,
         "path": request.path,

@@ -68,6 +68,8 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     """Give every request an `X-Request-Id`; `/api/v1` ones are checked, limited, replayed for a
     known Idempotency-Key and journaled."""
     sim = request.app[SIM_KEY]
+    # The journal stamps a request when it arrived, as a helpdesk's rate limit counts it.
+    arrived = sim.clock.now()
     request_id = sim.next_request_id()
     request[REQUEST_ID] = request_id
     is_api = request.path.startswith(API + "/")
@@ -84,7 +86,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     if is_api:
         sim.record(
             JournalEntry(
-                **request_fields(request, body, resp.status, sim.clock.now()),
+                **request_fields(request, body, resp.status, arrived),
                 request_id=request_id,
                 team_id=seen["team"],
                 headers=masked(dict(request.headers), 15),

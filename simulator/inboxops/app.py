@@ -57,6 +57,8 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     """Fire due reminders, then serve the request with its `X-Request-Id` (the caller's when it is
     valid); `/api/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
+    # The journal stamps a request when it arrived, as a helpdesk's rate limit counts it.
+    arrived = sim.clock.now()
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else sim.next_request_id()
     is_api = request.path == API or request.path.startswith(API + "/")
@@ -78,7 +80,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     if is_api:
         sim.record(
             JournalEntry(
-                **request_fields(request, body, resp.status, sim.clock.now()),
+                **request_fields(request, body, resp.status, arrived),
                 request_id=request_id,
                 workspace_id=workspace_id[0],
                 headers=masked(dict(request.headers), 11),

@@ -46,6 +46,8 @@ def json_body(request: web.Request) -> Any:
 async def middleware(request: web.Request, handler: gateway.Handler) -> web.StreamResponse:
     """Wrap every request; `/v1` ones are checked, limited and journaled."""
     sim = request.app[SIM_KEY]
+    # The journal stamps a request when it arrived, as a helpdesk's rate limit counts it.
+    arrived = sim.clock.now()
     is_api = request.path == API or request.path.startswith(API + "/")
     org_id: list[str | None] = [None]
     body = await gateway.read_json(request, BODY) if is_api else None
@@ -59,7 +61,7 @@ async def middleware(request: web.Request, handler: gateway.Handler) -> web.Stre
     if is_api:
         sim.record(
             JournalEntry(
-                **request_fields(request, body, resp.status, sim.clock.now()),
+                **request_fields(request, body, resp.status, arrived),
                 org_id=org_id[0],
                 headers=masked(dict(request.headers), 10, MASKED),
             )
