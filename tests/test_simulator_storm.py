@@ -70,12 +70,17 @@ async def test_a_storm_matches_method_and_path_and_clear_ends_it(
 
 @pytest.mark.parametrize(("build", "path"), VENDORS)
 async def test_a_slow_storm_delays_answers(aiohttp_client: Any, build: Any, path: str) -> None:
-    client = await _client(aiohttp_client, build)
+    sim = build()
+    client: TestClient[Any, Any] = await aiohttp_client(type(sim).create_app(sim))
     body = {"storm": {"status": 0, "seconds": 30, "delay": 0.3}}
     assert (await client.post("/_sim/faults", json=body)).status == 200
     started = time.monotonic()
     assert (await client.get(path)).status == 401
     assert time.monotonic() - started >= 0.3
+    # The journal stamps the request when it arrived, as a rate limit counts it, not when the
+    # late answer went out: a storm of slow answers must not pile requests into one window.
+    (entry,) = sim.journal
+    assert (sim.clock.now() - entry.at).total_seconds() >= 0.3
 
 
 @pytest.mark.parametrize(
