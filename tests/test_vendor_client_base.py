@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from ticketwire.errors import (
     ConfigError,
     HelpdeskHTTPError,
     HelpdeskUnavailable,
+    NotConnected,
     NotFound,
     RateLimited,
     ServerError,
@@ -43,6 +45,7 @@ from ticketwire.vendors.problems import (
     scalar_text,
     unreadable_detail,
 )
+from workers.retrypolicy import attempt_record, may_have_applied
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -188,6 +191,20 @@ async def test_slow_answer_beyond_the_timeout_is_unavailable(serve: Serve) -> No
         release.set()
     message = str(caught.value)
     assert "Probe GET /v1/slow failed: no response within 0.1s" in message
+
+
+async def test_a_connection_never_made_is_told_apart_from_a_lost_answer() -> None:
+    # A port just closed: the connection is refused, so the request carried nothing.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        closed = Probe(session, f"http://127.0.0.1:{port}/", Secret("k-1"), timeout=2.0)
+        with pytest.raises(NotConnected) as caught:
+            await closed.get("/x")
+    assert isinstance(caught.value, HelpdeskUnavailable)
+    # So a retry needs no read-back; a timeout (above) still does.
+    assert not may_have_applied(attempt_record(caught.value, 0))
 
 
 # --- error answers -----------------------------------------------------------------------------

@@ -355,6 +355,7 @@ def test_an_uncertain_call_keeps_its_mark_in_the_outbox_and_through_coalescing()
     ("last", "read"),
     [
         ({"kind": "HelpdeskUnavailable", "error": "no response within 10s"}, True),
+        ({"kind": "NotConnected", "error": "connection refused"}, False),
         ({"kind": "ServerError", "status": 503, "error": "unavailable"}, True),
         ({"kind": "ClientError", "status": 400, "error": "bad_request"}, False),
     ],

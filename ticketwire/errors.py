@@ -93,6 +93,10 @@ class HelpdeskUnavailable(HelpdeskError):
     """No answer: timeout, refused connection, reset. Safe to retry with backoff."""
 
 
+class NotConnected(HelpdeskUnavailable):
+    """No connection was made (refused, unreachable, no DNS answer): nothing reached the helpdesk."""
+
+
 class PartialFailure(HelpdeskError):
     """A bulk call succeeded for some ids and failed (or was skipped) for others.
 

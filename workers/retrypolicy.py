@@ -26,7 +26,7 @@ def may_have_applied(attempt: Mapping[str, Any]) -> bool:
 
     No answer (timeout, reset), a 5xx, a 2xx that could not be read (a `ServerError` too), or a
     bulk answer that left an id in doubt: a re-send reads the ticket first. A 4xx or a 429 was
-    refused, so nothing was applied.
+    refused, and a connection never made (`NotConnected`) carried nothing: nothing was applied.
     """
     status = attempt.get("status")
     return attempt.get("kind") in ("HelpdeskUnavailable", "PartialFailure", "ServerError") or (

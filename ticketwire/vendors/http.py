@@ -11,7 +11,7 @@ import aiohttp
 
 from ticketwire import metrics
 from ticketwire.accountkey import DEFAULT
-from ticketwire.errors import HelpdeskUnavailable
+from ticketwire.errors import HelpdeskUnavailable, NotConnected
 from ticketwire.ratebudget import RateBudget
 
 
@@ -63,7 +63,9 @@ async def exchange(
             status, resp_headers = resp.status, resp.headers
     except (TimeoutError, aiohttp.ClientError) as exc:
         metrics.api_call(label, method, url, "error", time.monotonic() - started, account)
-        raise HelpdeskUnavailable(
+        # A connection never made carried no request: a retry need not read the ticket back.
+        unsent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+        raise (NotConnected if unsent else HelpdeskUnavailable)(
             f"{label} failed: {describe_failure(exc, client_timeout.total)} (request {request_id}); "
             "retry later"
         ) from exc
