@@ -98,7 +98,9 @@ async def run_all(names: list[str], size: str) -> list[Outcome]:
 def main(argv: list[str] | None = None) -> int:
     """Run, print the table; exit 1 when a scenario not pending elsewhere failed."""
     parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="full sizes (about 30 minutes on 2 CPUs)")
+    parser.add_argument(
+        "--full", action="store_true", help="full sizes (about 30 minutes on 2 CPUs)"
+    )
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), default=None)
     parser.add_argument("--out", type=Path, help="write the outcomes as JSON here")
     args = parser.parse_args(argv)
