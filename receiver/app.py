@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 
 from receiver.console.app import mount as mount_console
 from receiver.drain import Drain, drain_key, draining
-from receiver.durability import Durability
 from receiver.guard import guard, sender_errors
 from receiver.health import healthz, readyz
 from receiver.intake import Intake
@@ -18,6 +17,7 @@ from receiver.metrics import metrics_view
 from receiver.routes import mount_webhooks
 from receiver.webhook import Limits
 from ticketwire.config import Settings
+from ticketwire.durability import Durability
 from ticketwire.eventage import late_retries
 from ticketwire.keys import Keys
 from ticketwire.metrics import Exposition

@@ -12,7 +12,7 @@ submitted, so one that cannot be encoded fails alone, before any batch is formed
 script an XADD that fails releases its dedupe key and fails that delivery alone. If a batch call
 still fails, and Redis is not down, each of its deliveries is written again on its own.
 
-With a durability mode (receiver/durability.py) the batch's script and the wait for its
+With a durability mode (ticketwire/durability.py) the batch's script and the wait for its
 durability (WAITAOF or WAIT) go in one pipeline, one round trip on one connection: the wait is
 paid once per batch, and a batch not made durable in time fails whole, as an outage does.
 """
@@ -31,9 +31,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from receiver.durability import Durability, NotDurable
 from receiver.refusals import RefusalLog
 from ticketwire.accountkey import lane_of
+from ticketwire.durability import Durability, NotDurable
 from ticketwire.keys import Keys, partition_of
 from ticketwire.stored import StoredDelivery
 
@@ -183,7 +183,10 @@ class Intake:
         """Check the durability asked for, load the script and start the batching task."""
         if self._durability is not None:
             await self._durability.probe(self._redis)
-            log.info("intake durability %s", self._durability.describe())
+            log.info(
+                "intake durability %s (else 503)",
+                self._durability.describe("a delivery is answered 2xx"),
+            )
         else:
             log.info("intake durability none: a delivery is answered 2xx once Redis ran its write")
         self._sha = await self._redis.script_load(_STORE_LUA)
@@ -349,11 +352,7 @@ class Intake:
             return await self._redis.evalsha(self._sha or "", *keys_and_args)  # type: ignore[misc]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(self._sha or "", *keys_and_args)
-            pipe.execute_command(*self._durability.command)
-            raw, waited = await pipe.execute(raise_on_error=False)
-        if isinstance(raw, Exception):
-            raise raw
-        self._durability.check(waited)
+            (raw,) = await self._durability.execute(pipe)
         return raw
 
 

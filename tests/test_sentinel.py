@@ -264,7 +264,7 @@ async def test_web_and_worker_processes_on_a_sentinel_url_ride_a_failover(
         redis = connect(cluster.url)
         await deliver_and_wait(sim, redis, keys, tag["id"], "after")
         still_running(worker, pid)
-        assert "intake durability replica: " in web.output
+        assert "durability replica: " in web.output
     finally:
         await redis.aclose()
         await web.stop()

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from ticketwire import logs, metrics
 from ticketwire.accountkey import DEFAULT, account_key, lane_of
 from ticketwire.config import Settings
+from ticketwire.durability import Durability
 from ticketwire.engine import Router, load_rules, plan
 from ticketwire.keys import Keys
 from ticketwire.ratebudget import RateBudget
@@ -166,6 +167,13 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         memory_ttl_s=settings.rule_memory_s,
     )
     order = {rule.name: i for i, rule in enumerate(router.rules)}
+    durability = Durability.of(settings)
+    if durability is not None:
+        await durability.probe(redis)
+        log.info(
+            "write-back durability %s (else it waits)",
+            durability.describe("a call goes after its claim or checkpoint"),
+        )
     outbox = Outbox(
         redis,
         keys,
@@ -183,6 +191,7 @@ async def start_services(ctx: dict[str, Any], settings: Settings, router: Router
         # What we wrote, so the webhook it causes is recognised as our own echo.
         on_written=guard.wrote,
         trace=trace,
+        durability=durability,
     )
     state = TicketState(redis, keys, ttl_s=settings.state_ttl_s)
     pipeline = Pipeline(router, vendors, outbox, guard, state=state, trace=trace)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
+from ticketwire.durability import NotDurable
 from ticketwire.stoptask import stop_task
 from ticketwire.vendors import HelpdeskClient
 from ticketwire.writeback import BatchSpec, Outgoing, batch, coalesce
@@ -215,8 +216,8 @@ class Flusher:
                 # No new round once the stop began: the calls sent are done, the rest is
                 # settled back, due now, for another worker.
                 return
-            if not first:
-                await self._record_progress(tickets, owner)
+            if not first and not await self._record_progress(tickets, owner):
+                return
             first = False
             active = [
                 (key, t.work.calls[t.next])
@@ -244,22 +245,32 @@ class Flusher:
 
             await asyncio.gather(*(go(o) for o in sendable))
 
-    async def _record_progress(self, tickets: dict[str, ClaimedTicket], owner: str) -> None:
-        """Checkpoint tickets with calls done and calls still to go (before the next round)."""
+    async def _record_progress(self, tickets: dict[str, ClaimedTicket], owner: str) -> bool:
+        """Checkpoint tickets with calls done and calls still to go (before the next round).
+
+        False when the checkpoint is not durable (it is made on the primary all the same): no
+        further round goes, and what is left is settled back for a later claim.
+        """
         moving = {
             key: t
             for key, t in tickets.items()
             if t.stopped is None and 0 < t.next < len(t.work.calls)
         }
         if not moving:
-            return
-        await self._queue.checkpoint(
-            owner,
-            [(key, t.work.claimed, t.work.calls[t.next :]) for key, t in moving.items()],
-        )
+            return True
+        durable = True
+        try:
+            await self._queue.checkpoint(
+                owner,
+                [(key, t.work.claimed, t.work.calls[t.next :]) for key, t in moving.items()],
+            )
+        except NotDurable as exc:
+            log.warning("outbox flusher: %s; the next round waits for a later claim", exc)
+            durable = False
         for t in moving.values():
             t.work.calls = t.work.calls[t.next :]
             t.work.claimed, t.next = len(t.work.calls), 0
+        return durable
 
     def _ready(self, o: Outgoing, tickets: dict[str, ClaimedTicket], now: int) -> bool:
         """Send now, or wait for more tickets to join: full, or one of its tickets is due."""

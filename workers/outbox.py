@@ -20,6 +20,10 @@ A call whose send may have been applied (its claim was found unsettled, or its a
 timeout or a 5xx) is marked uncertain in the outbox; before it goes again its tickets are read
 back and only what they lack is sent (`workers.resend`). A first send reads nothing.
 
+With `TICKETWIRE_DURABILITY=fsync|replica` a claim and each checkpoint are acknowledged durable
+before a call goes: a claim lost in a failover would make a call in flight look never sent, and
+it would go again unread.
+
 The parts: `workers.outboxqueue` (the Redis side: lists, due set, claims), `workers.flusher`
 (claim, coalesce, batch, settle), `workers.sender` (send one call, read its answer for each
 ticket), `workers.resend` (what of an uncertain call still goes), `workers.retrypolicy` (when a
@@ -35,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from redis.asyncio import Redis
 
 from ticketwire.calls import ApiCall
+from ticketwire.durability import Durability
 from ticketwire.keys import Keys
 from ticketwire.trace.writer import TraceWriter
 from ticketwire.vendors import HelpdeskClient
@@ -63,13 +68,14 @@ class Outbox:
         policy: OutboxPolicy | None = None,
         on_written: Written | None = None,
         trace: TraceWriter | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.policy = policy or OutboxPolicy()
         #: Where sent calls, retries and dead letters are traced; None when traces are off.
         self.trace = trace if trace is not None and trace.enabled else None
-        self._queue = OutboxQueue(redis, keys, self.policy)
+        self._queue = OutboxQueue(redis, keys, self.policy, durability)
         self._flusher = Flusher(
             self._queue,
             clients,

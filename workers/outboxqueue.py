@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from redis.asyncio import Redis
 
 from ticketwire.calls import ApiCall
+from ticketwire.durability import Durability, NotDurable
 from ticketwire.keys import Keys
 from ticketwire.writeback import Pending
 from workers.outboxpolicy import OutboxPolicy
@@ -144,10 +146,18 @@ async def requeue(
 class OutboxQueue:
     """Push calls per ticket, and claim, renew, checkpoint and settle the tickets that fall due."""
 
-    def __init__(self, redis: Redis, keys: Keys, policy: OutboxPolicy) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        policy: OutboxPolicy,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.policy = policy
+        #: What a claim and a checkpoint wait for before a call goes (None: nothing).
+        self.durability = durability
         # Events in flight push in one write per loop turn (see `scriptbatch`).
         self._push = batched(redis).register(_PUSH_LUA)
         self._claim = redis.register_script(_CLAIM_LUA)
@@ -201,33 +211,35 @@ class OutboxQueue:
         return float(first[0][1]) if first else None
 
     async def claim(self, owner: str, now: int) -> list[Claimed]:
-        """Claim what is due by `now` and what may join it within the coalescing window."""
+        """Claim what is due by `now` and what may join it within the coalescing window.
+
+        With a durability mode the claim is acknowledged durable before it is returned: one lost
+        in a failover would make a call in flight look never sent. One that is not is given back
+        and `NotDurable` raised.
+        """
         k = self.keys
-        raw = await self._claim(
-            keys=[k.wb_due, k.wb_owner],
-            args=[
-                now,
-                now + int(self.policy.window_s * 1000),
-                self.policy.claim_limit,
-                owner,
-                now + int(self.policy.lease_s * 1000),
-                k.outbox(""),
-                self.policy.max_items,
-            ],
-        )
-        if not raw:
-            return []
-        stale = {t.decode() for t in raw.pop()} if len(raw) % 3 else set()
-        out: list[Claimed] = []
-        for i in range(0, len(raw), 3):
-            key = raw[i].decode()
-            items = [Pending.from_json(x) for x in raw[i + 2]]
-            if key in stale and items and not items[0].uncertain:
-                # The dead claim checkpointed before each round: only its first call left
-                # may have gone out.
-                items[0] = replace(items[0], uncertain=True)
-            out.append((key, int(float(raw[i + 1])), items))
-        return out
+        keys = [k.wb_due, k.wb_owner]
+        args: list[str | int] = [
+            now,
+            now + int(self.policy.window_s * 1000),
+            self.policy.claim_limit,
+            owner,
+            now + int(self.policy.lease_s * 1000),
+            k.outbox(""),
+            self.policy.max_items,
+        ]
+        if self.durability is None:
+            return _claimed(await self._claim(keys=keys, args=args))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._claim(keys=keys, args=args, client=pipe)
+            try:
+                (raw,) = await self.durability.execute(pipe)
+            except NotDurable as exc:
+                # Held on the primary only: give it back as it was. Should the give-back be lost
+                # and the claim kept, the next claimer reads the tickets back first.
+                await self.settle(owner, _unsent(_claimed(exc.replies[0])))
+                raise
+        return _claimed(raw)
 
     async def renew(
         self, owner: str, tickets: Sequence[str], *, lease_end: int | None = None
@@ -244,7 +256,11 @@ class OutboxQueue:
     async def checkpoint(
         self, owner: str, progress: Sequence[tuple[str, int, Sequence[Pending]]]
     ) -> None:
-        """Record, per (ticket, items done, items left), the progress made inside a claim."""
+        """Record, per (ticket, items done, items left), the progress made inside a claim.
+
+        With a durability mode it returns once durable (else `NotDurable`): the next round's
+        calls go only then.
+        """
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, done, left in progress:
@@ -253,7 +269,10 @@ class OutboxQueue:
                     args=[key, owner, done, *(p.to_json() for p in left)],
                     client=pipe,
                 )
-            await pipe.execute()
+            if self.durability is None:
+                await pipe.execute()
+            else:
+                await self.durability.execute(pipe)
 
     async def settle(
         self, owner: str, outcomes: Sequence[tuple[str, int, int, Sequence[Pending]]]
@@ -266,3 +285,28 @@ class OutboxQueue:
         await self._settle(
             keys=[k.wb_due, k.wb_owner, *(k.outbox(key) for key, *_ in outcomes)], args=args
         )
+
+
+def _claimed(raw: list[Any]) -> list[Claimed]:
+    """The claim script's reply as claimed tickets; a stale claim's first call is uncertain."""
+    if not raw:
+        return []
+    stale = {t.decode() for t in raw.pop()} if len(raw) % 3 else set()
+    out: list[Claimed] = []
+    for i in range(0, len(raw), 3):
+        key = raw[i].decode()
+        items = [Pending.from_json(x) for x in raw[i + 2]]
+        if key in stale and items and not items[0].uncertain:
+            # The dead claim checkpointed before each round: only its first call left
+            # may have gone out.
+            items[0] = replace(items[0], uncertain=True)
+        out.append((key, int(float(raw[i + 1])), items))
+    return out
+
+
+def _unsent(claimed: list[Claimed]) -> list[tuple[str, int, int, Sequence[Pending]]]:
+    """Settle outcomes that give claimed tickets back unsent (a stale claim's mark kept)."""
+    return [
+        (key, 1, score, items[:1]) if items else (key, 0, score, [])
+        for key, score, items in claimed
+    ]

@@ -13,22 +13,7 @@ from tests.faults.scenarios import SCENARIOS, SIZES
 SIZE = SIZES[os.environ.get("TICKETWIRE_FAULTS", "short")]
 
 
-#: Known and open: workers do not wait for replicas on their own writes, so an outbox claim (or
-#: checkpoint) written just before a failover can be lost with the old primary, and the promoted
-#: replica's state shows the call as never sent: it goes again without a read-back. Seen once in
-#: the six short runs made so far (16 repeats: notes, bulk tags and statuses); the full run showed 0.
-FAILOVER_RESEND = (
-    "a worker's outbox claim is not replicated before its send: a failover can lose it, and "
-    "the call is sent again without a read-back"
-)
-
-
-def _param(name: str) -> object:
-    marks = [pytest.mark.xfail(reason=FAILOVER_RESEND, strict=False)]
-    return pytest.param(name, marks=marks if name == "redis-failover" else [], id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in SCENARIOS])
+@pytest.mark.parametrize("name", SCENARIOS)
 async def test_fault_scenario(name: str) -> None:
     out = await SCENARIOS[name](SIZE)
     detail = "\n".join([out.error, *out.wrong_tickets[:5], *out.notes[:8]])

@@ -1,15 +1,19 @@
-"""What intake waits for after a batch's write before it answers 2xx (TICKETWIRE_DURABILITY).
+"""What a write waits for before it counts (TICKETWIRE_DURABILITY): WAITAOF or WAIT.
 
 `fsync`: `WAITAOF 1 0`, the primary's append-only file fsynced. `replica`: `WAIT n`, n replicas
 hold the write (in memory: a failover promotes one of them; their own AOF is their business, and
-WAIT works whatever it is). Either goes right after the batch's script, in the same pipeline, so
-on the same connection: both wait for that connection's last write, the batch's.
+WAIT works whatever it is). The wait goes right after the write, in the same pipeline, so on the
+same connection: it waits for that connection's last write.
 
-When the wait times out the batch IS stored on the primary. Its deliveries are answered 503 all
-the same: the sender keeps the event and retries; the retry finds the dedupe key and is answered
-200 `duplicate` (its own batch waits too, for a later offset, so that answer also means the first
-write reached the replicas), or, if the primary was lost meanwhile with the write, it is stored
-anew. A 2xx only ever says the configured durability was reached.
+Intake waits after each batch before it answers 2xx. When the wait times out the batch IS stored
+on the primary. Its deliveries are answered 503 all the same: the sender keeps the event and
+retries; the retry finds the dedupe key and is answered 200 `duplicate` (its own batch waits too,
+for a later offset, so that answer also means the first write reached the replicas), or, if the
+primary was lost meanwhile with the write, it is stored anew. A 2xx only ever says the configured
+durability was reached.
+
+The outbox flusher waits after each claim and each checkpoint before it sends: a claim lost in a
+failover would make a call in flight look never sent, and it would go again without a read-back.
 """
 
 from __future__ import annotations
@@ -19,16 +23,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from ticketwire.config import Settings
 from ticketwire.errors import ConfigError
 
-log = logging.getLogger("ticketwire.receiver")
+log = logging.getLogger("ticketwire.durability")
 
 
 class NotDurable(RedisError):
-    """The batch was written, but not acknowledged as durable within the timeout: answer 503."""
+    """A write was made, but not acknowledged as durable within the timeout."""
+
+    def __init__(self, message: str, replies: list[Any] | None = None) -> None:
+        super().__init__(message)
+        #: The replies of the commands before the wait (`Durability.execute`): what was written.
+        self.replies = replies or []
 
 
 @dataclass(frozen=True)
@@ -54,35 +64,45 @@ class Durability:
             return ("WAITAOF", 1, 0, ms)
         return ("WAIT", self.replicas, ms)
 
-    def describe(self) -> str:
-        """The mode in force, as the start-up log line says it."""
+    def describe(self, done: str) -> str:
+        """The mode in force, as a start-up log line says it: `done` happens once durable."""
         if self.mode == "fsync":
             what = "the primary's append-only file fsynced (WAITAOF 1 0)"
         else:
             what = f"{self.replicas} replica(s) acknowledged (WAIT {self.replicas})"
-        return f"{self.mode}: a delivery is answered 2xx once {what}, 503 after {self.timeout_s:g}s"
+        return f"{self.mode}: {done} once {what}, within {self.timeout_s:g}s"
 
     def check(self, reply: Any) -> None:
-        """Raise `NotDurable` unless `reply` (to `command`) says the batch is durable."""
+        """Raise `NotDurable` unless `reply` (to `command`) says the write before it is durable."""
         if isinstance(reply, Exception):
             # Say why: AOF turned off since start, WAIT refused by a replica, a script error.
-            raise NotDurable(f"stored on the primary, but {self.mode} durability failed: {reply}")
+            raise NotDurable(f"written on the primary, but {self.mode} durability failed: {reply}")
         if self.mode == "fsync":
-            local = int(reply[0])
-            if local < 1:
+            if int(reply[0]) < 1:
                 raise NotDurable(
-                    "stored on the primary, but its append-only file was not fsynced within "
-                    f"{self.timeout_s:g}s; answered 503, so the sender retries (the retry is "
-                    "answered duplicate)"
+                    "written on the primary, but its append-only file was not fsynced within "
+                    f"{self.timeout_s:g}s"
                 )
             return
         acked = int(reply)
         if acked < self.replicas:
             raise NotDurable(
-                f"stored on the primary, but {acked} of {self.replicas} replica(s) acknowledged "
-                f"it within {self.timeout_s:g}s; answered 503, so the sender retries (the retry "
-                "is answered duplicate)"
+                f"written on the primary, but {acked} of {self.replicas} replica(s) acknowledged "
+                f"it within {self.timeout_s:g}s"
             )
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        """Run `pipe` with the wait after its commands; their replies, once they are durable."""
+        pipe.execute_command(*self.command)
+        *replies, waited = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        try:
+            self.check(waited)
+        except NotDurable as exc:
+            raise NotDurable(str(exc), replies) from None
+        return replies
 
     async def probe(self, redis: Redis) -> None:
         """Refuse to start (`ConfigError`) when the server cannot give this durability."""
@@ -94,7 +114,7 @@ class Durability:
             # Not refused: a replica may be restarting; deliveries get 503 until it is back.
             info = await redis.info("replication")
             log.warning(
-                "intake durability replica: %d of %d replica(s) needed acknowledged at start "
+                "durability replica: %d of %d replica(s) needed acknowledged at start "
                 "(%s connected); deliveries are answered 503 until enough do",
                 int(reply),
                 self.replicas,
