@@ -57,6 +57,14 @@ def patch(tid: str, body: dict[str, Any], event: str) -> ApiCall:
     return io_call(tid, "PATCH", f"/tickets/{tid}", body, event)
 
 
+async def two_calls_queued(redis: Redis, keys: Keys) -> OutboxQueue:
+    """A queue waiting for the replica, with two calls queued for one ticket."""
+    queue = OutboxQueue(redis, keys, POLICY, REPLICA)
+    calls = [patch("1", {"priority": "high"}, "e1"), patch("1", {"status": "open"}, "e2")]
+    await queue.push(KEY, "e1", calls)
+    return queue
+
+
 async def queued(redis: Redis, keys: Keys, ticket_key: str) -> list[Pending]:
     return [Pending.from_json(x) for x in await redis.lrange(keys.outbox(ticket_key), 0, -1)]
 
@@ -99,9 +107,7 @@ async def test_a_dead_claims_mark_survives_a_claim_given_back(
     servers: tuple[Redis, Redis, ValkeyServer], keys: Keys
 ) -> None:
     primary, _, replica_server = servers
-    queue = OutboxQueue(primary, keys, POLICY, REPLICA)
-    calls = [patch("1", {"priority": "high"}, "e1"), patch("1", {"status": "open"}, "e2")]
-    await queue.push(KEY, "e1", calls)
+    queue = await two_calls_queued(primary, keys)
     await queue.claim("dead:1", now_ms())  # and never settled: its first call may have gone
 
     async def lapsed() -> bool:
@@ -125,9 +131,7 @@ async def test_a_checkpoint_the_replica_does_not_acknowledge_is_made_on_the_prim
     servers: tuple[Redis, Redis, ValkeyServer], keys: Keys
 ) -> None:
     primary, replica, replica_server = servers
-    queue = OutboxQueue(primary, keys, POLICY, REPLICA)
-    calls = [patch("1", {"priority": "high"}, "e1"), patch("1", {"status": "open"}, "e2")]
-    await queue.push(KEY, "e1", calls)
+    queue = await two_calls_queued(primary, keys)
     [(_, _, items)] = await queue.claim("w:1", now_ms())
     _signal(replica_server, signal.SIGSTOP)
     with pytest.raises(NotDurable):
